@@ -1,0 +1,1 @@
+"""panet: a reference reproduction of PANet (Wang et al., ICCV 2019)."""

@@ -1,0 +1,105 @@
+"""PANet's evaluation metric: class-wise IoU accumulated over episodes (PROTOCOL §9).
+
+Per query, for each episode label j (0 = background, c = way c), counted under the global id of
+that label (0 for background):
+    TP_j = |pred = j and gt = j|,  FP_j = |pred = j and gt != j and gt != 255|,
+    FN_j = |gt = j and pred != j|.
+Rule "released" (default, the released code and Tables 1-6): a label is counted only if the
+ground truth contains it, so false positives of a way absent from the query are never counted.
+Rule "corrected": every episode label is counted.
+
+mean-IoU of a run: mean over the meter's classes of TP / (TP + FP + FN). binary-IoU (FB-IoU):
+mean of the background IoU and the foreground IoU, whose counts are summed over all classes.
+Reported: mean and population standard deviation (numpy's default, as released) over runs.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Union
+
+import numpy as np
+import torch
+
+from .constants import IGNORE_INDEX
+
+RULES = ("released", "corrected")
+Array = Union[np.ndarray, torch.Tensor]
+
+
+def episode_counts(pred: Array, target: Array, n_labels: int, rule: str = "released") -> np.ndarray:
+    """TP, FP, FN of each episode label for one query.
+
+    pred: H x W in 0..n_labels-1; target: H x W in 0..n_labels-1 or 255.
+    Returns n_labels x 3 int64 (columns TP, FP, FN); labels the rule skips count zero.
+    """
+    pred = torch.as_tensor(pred).reshape(-1).long()
+    target = torch.as_tensor(target, device=pred.device).reshape(-1).long()
+    labelled = target != IGNORE_INDEX
+    if bool(((pred < 0) | (pred >= n_labels)).any()) or \
+            bool(((target[labelled] < 0) | (target[labelled] >= n_labels)).any()):
+        raise ValueError(f"labels must lie in 0..{n_labels - 1} (target may also be {IGNORE_INDEX})")
+    # confusion[g, p] = number of labelled pixels with ground truth g predicted as p
+    confusion = torch.bincount(target[labelled] * n_labels + pred[labelled],
+                               minlength=n_labels * n_labels).view(n_labels, n_labels).cpu()
+    tp = confusion.diagonal()
+    fp = confusion.sum(dim=0) - tp
+    fn = confusion.sum(dim=1) - tp
+    counts = torch.stack([tp, fp, fn], dim=1).numpy()
+    if rule == "released":
+        counts[fn + tp == 0] = 0  # label absent from the ground truth: not counted at all
+    return counts
+
+
+class IoUMeter:
+    """Accumulates TP/FP/FN per global class id over the episodes of `n_runs` runs.
+
+    class_ids: the classes whose IoUs make the mean-IoU (the fold's test classes). Episodes may
+    only use these classes. rule: "released" (default) or "corrected" (see module docstring).
+    """
+
+    def __init__(self, class_ids: Sequence[int], n_runs: int = 1, rule: str = "released"):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        self.class_ids = [int(c) for c in class_ids]
+        if 0 in self.class_ids or len(set(self.class_ids)) != len(self.class_ids):
+            raise ValueError(f"class_ids must be distinct foreground ids, got {self.class_ids}")
+        self.rule = rule
+        self.n_runs = n_runs
+        self._row = {c: i + 1 for i, c in enumerate(self.class_ids)}  # row 0: background
+        self.counts = np.zeros((n_runs, 1 + len(self.class_ids), 3), dtype=np.int64)
+
+    def update(self, pred: Array, target: Array, episode_class_ids: Sequence[int],
+               run: int = 0) -> None:
+        """Add one query: pred, target H x W in episode-local labels (pred 0..W, target 0..W or
+        255); episode_class_ids: the W global ids of the episode's ways, in way order."""
+        episode_class_ids = [int(c) for c in episode_class_ids]
+        unknown = [c for c in episode_class_ids if c not in self._row]
+        if unknown:
+            raise ValueError(f"episode classes {unknown} are not among the meter's {self.class_ids}")
+        counts = episode_counts(pred, target, 1 + len(episode_class_ids), self.rule)
+        rows = [0] + [self._row[c] for c in episode_class_ids]
+        self.counts[run, rows] += counts  # rows are distinct: ways have distinct classes
+
+    def summary(self) -> Dict:
+        """Mean-IoU, binary-IoU and per-class IoU: mean and std over runs, plus per-run values.
+
+        Fractions in 0..1. A class never seen in a run has IoU NaN there (0 / 0).
+        """
+        tp, fp, fn = np.moveaxis(self.counts.astype(np.float64), -1, 0)  # each n_runs x (1 + n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            class_iou = tp / (tp + fp + fn)  # n_runs x (1 + n)
+            fg = [x[:, 1:].sum(axis=1) for x in (tp, fp, fn)]
+            binary_iou = (class_iou[:, 0] + fg[0] / (fg[0] + fg[1] + fg[2])) / 2
+        mean_iou = class_iou[:, 1:].mean(axis=1)
+        return {
+            "mean_iou": float(mean_iou.mean()),
+            "mean_iou_std": float(mean_iou.std()),
+            "binary_iou": float(binary_iou.mean()),
+            "binary_iou_std": float(binary_iou.std()),
+            "class_iou": {c: float(class_iou[:, i + 1].mean()) for i, c in enumerate(self.class_ids)},
+            "class_iou_std": {c: float(class_iou[:, i + 1].std()) for i, c in enumerate(self.class_ids)},
+            "mean_iou_runs": mean_iou.tolist(),
+            "binary_iou_runs": binary_iou.tolist(),
+            "class_iou_runs": {c: class_iou[:, i + 1].tolist() for i, c in enumerate(self.class_ids)},
+            "rule": self.rule,
+        }

@@ -1,0 +1,137 @@
+"""The DeepLab-style dilated VGG-16 encoder of PANet (PROTOCOL §1), and its ImageNet weights.
+
+Shapes: N images, 3 x H x W in, C x h x w out. For VGG-16, C = 512 and h = ceil(H / 8)
+(417 -> 209 -> 105 -> 53 -> 53: three 3x3 stride-2 pools, then a 3x3 stride-1 pool).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
+VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/" + VGG16_WEIGHTS_FILE
+
+
+class Block(NamedTuple):
+    """One stage of a VGG-style encoder: `n_convs` 3x3 convolutions, then an optional pool."""
+
+    n_convs: int
+    channels: int
+    dilation: int = 1
+    pool_stride: Optional[int] = None  # 3x3 max-pool with padding 1 after the block; None: no pool
+
+
+# PROTOCOL §1. The last conv has no ReLU: the prototypes live in a signed feature space.
+VGG16_DILATED = (
+    Block(2, 64, pool_stride=2),
+    Block(2, 128, pool_stride=2),
+    Block(3, 256, pool_stride=2),
+    Block(3, 512, pool_stride=1),
+    Block(3, 512, dilation=2),
+)
+
+# Index in torchvision's `vgg16().features` of each of our 13 convs, in order.
+TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+
+
+class DilatedVGG(nn.Module):
+    """A VGG-style fully convolutional encoder: N x 3 x H x W -> N x C x h x w.
+
+    Every conv is 3x3 with padding = dilation and a bias; every conv but the very last is
+    followed by a ReLU. `blocks` gives the stages; `VGG16_DILATED` is PANet's encoder.
+    Weights are kaiming-normal (fan_in, ReLU gain); biases keep PyTorch's default init, as in
+    the released code.
+    """
+
+    def __init__(self, blocks: Sequence[Block] = VGG16_DILATED, in_channels: int = 3):
+        super().__init__()
+        stages = []
+        for block in blocks:
+            layers: List[nn.Module] = []
+            for _ in range(block.n_convs):
+                layers += [
+                    nn.Conv2d(in_channels, block.channels, 3, padding=block.dilation,
+                              dilation=block.dilation),
+                    nn.ReLU(inplace=True),
+                ]
+                in_channels = block.channels
+            if block.pool_stride is not None:
+                layers.append(nn.MaxPool2d(3, stride=block.pool_stride, padding=1))
+            stages.append(nn.Sequential(*layers))
+        last_stage = stages[-1]
+        if isinstance(last_stage[-1], nn.ReLU):  # no ReLU after the final conv
+            stages[-1] = nn.Sequential(*list(last_stage)[:-1])
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = in_channels
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w."""
+        return self.stages(images)
+
+    def convs(self) -> List[nn.Conv2d]:
+        """The convolutions in order (13 for VGG-16)."""
+        return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+
+
+def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
+    """PANet's encoder (PROTOCOL §1): dilated VGG-16, 14,714,688 parameters, output stride 8.
+
+    `weights`: path to torchvision's ImageNet VGG-16 state dict (`vgg16-397923af.pth`, or any
+    file with its `features.{i}.weight/bias` keys). Its 26 conv tensors are copied by explicit
+    name, each shape checked. None keeps the random (kaiming) initialisation.
+    """
+    encoder = DilatedVGG(VGG16_DILATED)
+    if weights is not None:
+        load_torchvision_vgg16(encoder, weights)
+    return encoder
+
+
+def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
+    """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name.
+
+    Raises FileNotFoundError (naming the expected file and where torchvision publishes it) when
+    the file is absent, ValueError when keys are missing or any shape differs.
+    """
+    path = Path(path)
+    how_to_get = (
+        f"Expected torchvision's ImageNet VGG-16 weights, the file {VGG16_WEIGHTS_FILE} "
+        f"(published at {VGG16_WEIGHTS_URL}; torchvision caches it in "
+        "~/.cache/torch/hub/checkpoints/ after `torchvision.models.vgg16(weights='IMAGENET1K_V1')`)."
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"VGG-16 weights not found at '{path}'. {how_to_get}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt or non-torch file
+        raise ValueError(f"Could not read '{path}' as a torch state dict ({error}). {how_to_get}")
+    if not isinstance(state, dict):
+        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
+
+    convs = encoder.convs()
+    if len(convs) != len(TORCHVISION_VGG16_CONVS):
+        raise ValueError(f"encoder has {len(convs)} convs; VGG-16 weights fit 13")
+    copies = []  # (our parameter, their tensor)
+    problems = []
+    for conv, index in zip(convs, TORCHVISION_VGG16_CONVS):
+        for name in ("weight", "bias"):
+            key = f"features.{index}.{name}"
+            ours = getattr(conv, name)
+            if key not in state:
+                problems.append(f"missing key {key}")
+            elif tuple(state[key].shape) != tuple(ours.shape):
+                problems.append(f"{key} has shape {tuple(state[key].shape)}, "
+                                f"expected {tuple(ours.shape)}")
+            else:
+                copies.append((ours, state[key]))
+    if problems:
+        raise ValueError(f"'{path}' does not match VGG-16: " + "; ".join(problems) + f". {how_to_get}")
+    with torch.no_grad():
+        for ours, theirs in copies:
+            ours.copy_(theirs)

@@ -1,0 +1,67 @@
+"""PANet (Wang et al., ICCV 2019): a shared encoder, masked-average prototypes, a cosine head.
+
+Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size,
+h x w feature size. The network holds no loss: `PANetOutput` carries what the losses need
+(`panet.losses`), so training code composes model and criterion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .prototypes import cosine_logits, episode_prototypes, upsample
+
+ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
+
+
+@dataclass
+class PANetOutput:
+    """What one forward pass over a batch of episodes produces."""
+
+    logits: torch.Tensor  # B x Q x (1 + W) x H x W, upsampled; channel 0 = background
+    logits_low: torch.Tensor  # B x Q x (1 + W) x h x w, at feature resolution
+    query_features: torch.Tensor  # B x Q x C x h x w
+    support_features: torch.Tensor  # B x W x S x C x h x w
+    prototypes: torch.Tensor  # B x (1 + W) x C: [background, way 1, ..., way W]
+    alpha: float  # the cosine scale, needed again by the alignment loss
+
+
+class PANet(nn.Module):
+    """Few-shot segmenter: any encoder mapping N x 3 x H x W to N x C x h x w, plus the
+    non-parametric prototype head (PROTOCOL §2-3). Adds no parameters to the encoder."""
+
+    def __init__(self, encoder: nn.Module, alpha: float = ALPHA):
+        super().__init__()
+        self.encoder = encoder
+        self.alpha = alpha
+
+    def forward(self, support_images: torch.Tensor, support_fg: torch.Tensor,
+                support_bg: torch.Tensor, query_images: torch.Tensor) -> PANetOutput:
+        """Segment the queries of B episodes.
+
+        support_images: B x W x S x 3 x H x W; support_fg, support_bg: B x W x S x H x W
+        (float 0/1); query_images: B x Q x 3 x H x W.
+        """
+        B, W, S = support_images.shape[:3]
+        Q = query_images.shape[1]
+        # one encoder pass over every image of the batch: (B*W*S + B*Q) x C x h x w
+        features = self.encoder(torch.cat([support_images.flatten(0, 2),
+                                           query_images.flatten(0, 1)]))
+        support_features = features[:B * W * S].unflatten(0, (B, W, S))
+        query_features = features[B * W * S:].unflatten(0, (B, Q))
+
+        prototypes = episode_prototypes(support_features, support_fg, support_bg)
+        logits_low = cosine_logits(query_features.flatten(0, 1),
+                                   prototypes.repeat_interleave(Q, dim=0), self.alpha)
+        logits_low = logits_low.unflatten(0, (B, Q))
+        return PANetOutput(
+            logits=upsample(logits_low, query_images.shape[-2:]),
+            logits_low=logits_low,
+            query_features=query_features,
+            support_features=support_features,
+            prototypes=prototypes,
+            alpha=self.alpha,
+        )
