@@ -1,0 +1,383 @@
+"""COCO-20i source (PROTOCOL §7): one split of MS COCO instances, read through pycocotools.
+
+Layout (the official zips unpacked into one ``root``)::
+
+    root/annotations/instances_{split}{year}.json
+    root/{split}{year}/<file_name>            e.g. root/train2014/COCO_train2014_000000000009.jpg
+
+Class ids: the json's categories sorted by category id and numbered 1..n (1..80 for the official
+files). The label map of an image for a class is the union of that category's instance masks,
+crowd regions included.
+
+Cache. Converting every polygon of an image at every access is slow, so the annotations are
+turned once into compressed RLEs: per image and class the merged mask, and the instance masks in
+annotation order. The cache is a pickle file holding a small header (format version, size and
+mtime of the annotation file) followed by the payload; a header that does not match the current
+annotation file, or an unreadable cache, makes the source rebuild it. It is written atomically
+(temporary file + rename) to the first writable of ``cache_dir`` (when given), otherwise
+``root/.panet_cache/`` and then ``~/.cache/panet/coco-<hash of root>/``. Loading a label map for one
+class is then one RLE decode.
+
+Degenerate annotations. Polygons with fewer than 3 points are dropped (they have no area; fed to
+pycocotools as they are, a 2-point polygon would be read as a box). An image whose merged mask of a
+class is empty is not listed for that class, so a sampled support never has an empty mask.
+
+Shapes: H x W the image's original size (the json's ``height`` x ``width``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as rle_ops
+
+from panet.data.sources import Source
+
+SPLITS = ("train", "val")
+DOWNLOAD_URL = "http://images.cocodataset.org"
+CACHE_FORMAT = 1  # bump whenever the payload layout or the conversion rules change
+MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
+MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
+
+PathLike = Union[str, Path]
+
+
+class CocoImage(NamedTuple):
+    """One image of the split, as stored in the cache.
+
+    ``masks`` maps a class id to the compressed RLE counts (bytes) of the union of its instances;
+    ``instances`` maps it to the RLE counts of each instance in annotation order. Only classes
+    with a non-empty union appear.
+    """
+
+    file_name: str
+    height: int
+    width: int
+    masks: Dict[int, bytes]
+    instances: Dict[int, Tuple[bytes, ...]]
+
+
+class CocoIndex(NamedTuple):
+    """Cache payload: ``categories`` as (COCO category id, name) in class-id order."""
+
+    categories: List[Tuple[int, str]]
+    images: Dict[str, CocoImage]
+
+
+def annotation_file(root: PathLike, split: str, year: int) -> Path:
+    return Path(root) / "annotations" / f"instances_{split}{year}.json"
+
+
+def image_dir(root: PathLike, split: str, year: int) -> Path:
+    return Path(root) / f"{split}{year}"
+
+
+def annotation_zip_url(year: int) -> str:
+    return f"{DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip"
+
+
+def image_zip_url(split: str, year: int) -> str:
+    return f"{DOWNLOAD_URL}/zips/{split}{year}.zip"
+
+
+def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
+    """What is missing from ``root`` for one split, each with where the official file comes from.
+
+    Empty when the annotation file and the image folder exist (their content is checked when the
+    source is built).
+    """
+    problems = []
+    ann = annotation_file(root, split, year)
+    if not ann.is_file():
+        problems.append(
+            f"missing {ann}: download {annotation_zip_url(year)} (cocodataset.org) and unzip it "
+            f"into {Path(root)} (it holds annotations/instances_{split}{year}.json)"
+        )
+    images = image_dir(root, split, year)
+    if not images.is_dir():
+        problems.append(
+            f"missing image folder {images}: download {image_zip_url(split, year)} "
+            f"(cocodataset.org) and unzip it into {Path(root)}"
+        )
+    return problems
+
+
+def _read_json(path: Path, year: int) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid json ({err}); re-download {annotation_zip_url(year)} and unzip "
+            "it again"
+        ) from err
+    missing = [key for key in ("images", "annotations", "categories") if key not in data]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the keys {missing} of a COCO instances file; expected the official "
+            f"instances_*.json from {annotation_zip_url(year)}"
+        )
+    return data
+
+
+def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
+    """Compressed RLE (dict with ``size`` and ``counts``) of one annotation's segmentation.
+
+    Polygons (a list of ``[x1, y1, x2, y2, ...]``) are rasterised and merged; uncompressed RLE
+    (``counts`` a list) is compressed; compressed RLE is taken as it is.
+    """
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if len(p) >= MIN_POLYGON_COORDS]
+        if not polygons:
+            return rle_ops.encode(np.zeros((height, width, 1), np.uint8, order="F"))[0]
+        return rle_ops.merge(rle_ops.frPyObjects(polygons, height, width))
+    if list(segmentation["size"]) != [height, width]:
+        raise ValueError(
+            f"{where}: RLE size {segmentation['size']} differs from the image's height x width "
+            f"[{height}, {width}]; the annotation file is damaged, re-download it"
+        )
+    if isinstance(segmentation["counts"], list):
+        return rle_ops.frPyObjects(segmentation, height, width)
+    counts = segmentation["counts"]
+    return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+
+
+def build_index(path: Path, year: int) -> CocoIndex:
+    """Read an instances json and convert every annotation into cached RLEs (slow, done once)."""
+    data = _read_json(path, year)
+    categories = sorted((c["id"], c["name"]) for c in data["categories"])
+    if not 0 < len(categories) <= MAX_CLASSES:
+        raise ValueError(f"{path} has {len(categories)} categories; expected 1..{MAX_CLASSES}")
+    class_of_category = {cat_id: k for k, (cat_id, _) in enumerate(categories, start=1)}
+    image_meta = {im["id"]: im for im in data["images"]}
+    if len(image_meta) != len(data["images"]):
+        raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
+
+    # instance RLEs per (image id, class id), in annotation order
+    instances: Dict[Tuple[int, int], List[dict]] = {}
+    for ann in data["annotations"]:
+        where = f"{path}, annotation id {ann.get('id')}"
+        meta = image_meta.get(ann["image_id"])
+        if meta is None:
+            raise ValueError(f"{where}: refers to image id {ann['image_id']}, absent from 'images'")
+        if ann["category_id"] not in class_of_category:
+            raise ValueError(f"{where}: unknown category id {ann['category_id']}")
+        rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
+        key = (ann["image_id"], class_of_category[ann["category_id"]])
+        instances.setdefault(key, []).append(rle)
+
+    masks_of: Dict[int, Dict[int, bytes]] = {image_id: {} for image_id in image_meta}
+    instances_of: Dict[int, Dict[int, Tuple[bytes, ...]]] = {image_id: {} for image_id in image_meta}
+    n_empty = 0
+    for (image_id, class_id), rles in instances.items():
+        union = rles[0] if len(rles) == 1 else rle_ops.merge(rles)
+        if rle_ops.area(union) == 0:
+            n_empty += 1
+            continue
+        masks_of[image_id][class_id] = union["counts"]
+        instances_of[image_id][class_id] = tuple(rle["counts"] for rle in rles)
+    if n_empty:
+        warnings.warn(
+            f"{path}: {n_empty} (image, class) pairs have only empty masks; those images are not "
+            "listed for those classes"
+        )
+    images = {
+        str(image_id): CocoImage(
+            meta["file_name"], meta["height"], meta["width"], masks_of[image_id],
+            instances_of[image_id],
+        )
+        for image_id, meta in image_meta.items()
+    }
+    return CocoIndex(categories, images)
+
+
+def _cache_key(path: Path) -> dict:
+    stat = path.stat()
+    return {"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
+    """The cached index if ``cache_file`` exists, is readable and matches ``key``, else None."""
+    if not cache_file.is_file():
+        return None
+    try:
+        with open(cache_file, "rb") as f:
+            if pickle.load(f) != key:
+                return None
+            index = pickle.load(f)
+    except Exception:  # a truncated or foreign file is as good as no cache: it gets rebuilt
+        return None
+    return index if isinstance(index, CocoIndex) else None
+
+
+def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
+    """Write atomically: readers see either the old file or the complete new one."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(key, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_dirs(root: PathLike, cache_dir: Optional[PathLike] = None) -> List[Path]:
+    """Candidate cache folders, in order of preference."""
+    if cache_dir is not None:
+        return [Path(cache_dir)]
+    root_hash = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return [Path(root) / ".panet_cache", Path.home() / ".cache" / "panet" / f"coco-{root_hash}"]
+
+
+def load_index(ann_file: Path, year: int, dirs: Sequence[Path]) -> Tuple[CocoIndex, Path]:
+    """The index of ``ann_file`` and the cache file it lives in, building the cache if needed.
+
+    Reads the first valid cache among ``dirs``; otherwise builds the index and writes it to the
+    first folder that accepts the write (e.g. skips a read-only dataset root).
+    """
+    key = _cache_key(ann_file)
+    cache_files = [d / f"{ann_file.stem}.pkl" for d in dirs]
+    for cache_file in cache_files:
+        index = _read_cache(cache_file, key)
+        if index is not None:
+            return index, cache_file
+    index = build_index(ann_file, year)
+    errors = []
+    for cache_file in cache_files:
+        try:
+            _write_cache(cache_file, key, index)
+            return index, cache_file
+        except OSError as err:
+            errors.append(f"{cache_file}: {err}")
+    raise OSError(
+        "cannot write the COCO cache to any of: " + "; ".join(errors)
+        + ". Pass a writable cache_dir."
+    )
+
+
+class CocoSource(Source):
+    """One split of COCO (``train`` or ``val``) of a given year, with classes 1..80.
+
+    Attributes besides ``class_ids``: ``class_names`` and ``category_ids`` (class id -> COCO name
+    and category id), ``image_ids`` (all images of the split, sorted), ``cache_file``.
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        split: str,
+        year: int = 2014,
+        cache_dir: Optional[PathLike] = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"COCO split must be one of {SPLITS}, got {split!r}")
+        problems = layout_problems(root, split, year)
+        if problems:
+            raise FileNotFoundError("COCO layout incomplete:\n  " + "\n  ".join(problems))
+        self.root = Path(root)
+        self.split = split
+        self.year = year
+        self.annotation_file = annotation_file(root, split, year)
+        self.image_dir = image_dir(root, split, year)
+        index, self.cache_file = load_index(self.annotation_file, year, cache_dirs(root, cache_dir))
+        self._images = index.images
+        self.class_ids = list(range(1, len(index.categories) + 1))
+        self.category_ids = {k: cat_id for k, (cat_id, _) in zip(self.class_ids, index.categories)}
+        self.class_names = {k: name for k, (_, name) in zip(self.class_ids, index.categories)}
+        self.image_ids = sorted(self._images)
+        self._check_images_present()
+
+    def _check_images_present(self) -> None:
+        present = set(os.listdir(self.image_dir))
+        missing = [i for i in self.image_ids if self._images[i].file_name not in present]
+        if missing:
+            examples = ", ".join(self._images[i].file_name for i in missing[:5])
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(self.image_ids)} images listed in "
+                f"{self.annotation_file} are missing from {self.image_dir} (e.g. {examples}); "
+                f"unzip the complete {image_zip_url(self.split, self.year)} into {self.root}"
+            )
+
+    def _record(self, image_id: str) -> CocoImage:
+        try:
+            return self._images[image_id]
+        except KeyError:
+            raise KeyError(f"image id {image_id!r} is not in {self.annotation_file}") from None
+
+    def _check_class(self, class_id: int) -> None:
+        if class_id not in self.category_ids:
+            raise ValueError(f"class id {class_id} outside 1..{len(self.class_ids)}")
+
+    def class_images(self) -> Dict[int, List[str]]:
+        """Per class id, the sorted ids of the images holding a non-empty mask of that class."""
+        lists: Dict[int, List[str]] = {k: [] for k in self.class_ids}
+        for image_id in self.image_ids:
+            for class_id in self._images[image_id].masks:
+                lists[class_id].append(image_id)
+        return lists
+
+    def image(self, image_id: str) -> Image.Image:
+        """The RGB image; checks that its size is the annotation's width x height."""
+        record = self._record(image_id)
+        path = self.image_dir / record.file_name
+        fix = f"re-download {image_zip_url(self.split, self.year)} and unzip it into {self.root}"
+        try:
+            with Image.open(path) as img:
+                if img.size != (record.width, record.height):
+                    raise ValueError(
+                        f"{path} is {img.width} x {img.height} (W x H) but {self.annotation_file} "
+                        f"says {record.width} x {record.height}; the image and annotation files "
+                        f"come from different releases: {fix}"
+                    )
+                return img.convert("RGB")
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{path} (listed in {self.annotation_file}) is missing: {fix}") from err
+        except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
+            raise ValueError(f"{path} is not a readable image ({err}): {fix}") from err
+
+    def _decode(self, record: CocoImage, counts: Iterable[bytes]) -> np.ndarray:
+        """H x W x n uint8 0/1 masks from RLE counts."""
+        size = [record.height, record.width]
+        return rle_ops.decode([{"size": size, "counts": c} for c in counts])
+
+    def label_map(self, image_id: str, class_ids: Sequence[int]) -> np.ndarray:
+        """H x W uint8: each requested class's id on its mask, 0 elsewhere.
+
+        Classes are painted in the order given, so where two requested classes overlap the one
+        later in ``class_ids`` wins.
+        """
+        record = self._record(image_id)
+        label = np.zeros((record.height, record.width), np.uint8)
+        for class_id in class_ids:
+            self._check_class(class_id)
+            counts = record.masks.get(class_id)
+            if counts is not None:
+                label[self._decode(record, [counts])[:, :, 0] > 0] = class_id
+        return label
+
+    def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
+        """H x W int32: instance k (1..n, annotation order, crowd regions included) of the class.
+
+        Instances are painted in annotation order, so overlapping pixels belong to the later one.
+        """
+        self._check_class(class_id)
+        record = self._record(image_id)
+        instance = np.zeros((record.height, record.width), np.int32)
+        counts = record.instances.get(class_id, ())
+        if counts:
+            masks = self._decode(record, counts)
+            for k in range(masks.shape[2]):
+                instance[masks[:, :, k] > 0] = k + 1
+        return instance

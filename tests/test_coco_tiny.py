@@ -1,0 +1,101 @@
+"""CocoSource on real COCO 2017 data (../shared/data/coco_tiny, 80 + 80 images).
+
+Every image of both splits is checked against pycocotools' own masks (``COCO.annToMask``) and
+against class lists recounted from the raw json.
+"""
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panet.data.coco import CocoSource, annotation_file
+
+SHARED_DATA = Path(os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+COCO_TINY = SHARED_DATA / "coco_tiny"
+YEAR = 2017
+
+pytestmark = [
+    pytest.mark.skipif(
+        not COCO_TINY.is_dir(),
+        reason=f"real COCO data not found at {COCO_TINY} (set PANET_SHARED_DATA to its parent)",
+    ),
+    # pycocotools 2.0.11's decode under numpy 2 (harmless, outside our code)
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+]
+
+
+@pytest.fixture(scope="module", params=["train", "val"])
+def split(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def source(split, tmp_path_factory):
+    return CocoSource(COCO_TINY, split, year=YEAR, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def reference(split):
+    """pycocotools' own index of the split (its loading messages silenced)."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(annotation_file(COCO_TINY, split, YEAR)))
+
+
+def test_classes_are_the_80_categories_in_id_order(source, reference):
+    category_ids = sorted(reference.getCatIds())
+    assert len(category_ids) == 80
+    assert source.class_ids == list(range(1, 81))
+    assert [source.category_ids[k] for k in source.class_ids] == category_ids
+    assert [source.class_names[k] for k in source.class_ids] == [
+        reference.cats[c]["name"] for c in category_ids
+    ]
+
+
+def test_class_lists_equal_a_recount_of_the_json(source, split):
+    data = json.loads(annotation_file(COCO_TINY, split, YEAR).read_text())
+    class_of = {cat: k for k, cat in enumerate(sorted(c["id"] for c in data["categories"]), 1)}
+    expected = {k: set() for k in class_of.values()}
+    for ann in data["annotations"]:
+        expected[class_of[ann["category_id"]]].add(str(ann["image_id"]))
+    lists = source.class_images()
+    assert {k: set(ids) for k, ids in lists.items()} == expected
+    assert all(ids == sorted(ids) for ids in lists.values())
+    assert all(lists.values()), "every category of coco_tiny has an image"
+
+
+def test_every_image_matches_pycocotools(source, reference):
+    lists = source.class_images()
+    assert sorted(source.image_ids) == sorted(str(i) for i in reference.getImgIds())
+    for image_id in reference.getImgIds():
+        meta = reference.imgs[image_id]
+        img = source.image(str(image_id))
+        assert img.mode == "RGB" and img.size == (meta["width"], meta["height"])
+
+        painted = np.zeros((meta["height"], meta["width"]), np.uint8)  # every class, in order
+        classes = []
+        for class_id, category_id in source.category_ids.items():
+            anns = reference.loadAnns(reference.getAnnIds(imgIds=image_id, catIds=category_id))
+            if not anns:
+                assert str(image_id) not in lists[class_id]
+                continue
+            masks = [reference.annToMask(ann) > 0 for ann in anns]
+            union = np.logical_or.reduce(masks)
+            assert union.any(), "coco_tiny has no degenerate annotation"
+            assert str(image_id) in lists[class_id]
+            classes.append(class_id)
+            painted[union] = class_id
+
+            label = source.label_map(str(image_id), [class_id])
+            np.testing.assert_array_equal(label, union * np.uint8(class_id))
+            instances = np.zeros(union.shape, np.int32)
+            for k, mask in enumerate(masks, start=1):
+                instances[mask] = k
+            np.testing.assert_array_equal(source.instance_map(str(image_id), class_id), instances)
+        np.testing.assert_array_equal(source.label_map(str(image_id), classes), painted)
