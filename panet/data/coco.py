@@ -99,14 +99,14 @@ def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
     ann = annotation_file(root, split, year)
     if not ann.is_file():
         problems.append(
-            f"missing {ann}: download {annotation_zip_url(year)} (cocodataset.org) and unzip it "
+            f"missing {ann}: download {annotation_zip_url(year)} and unzip it "
             f"into {Path(root)} (it holds annotations/instances_{split}{year}.json)"
         )
     images = image_dir(root, split, year)
     if not images.is_dir():
         problems.append(
-            f"missing image folder {images}: download {image_zip_url(split, year)} "
-            f"(cocodataset.org) and unzip it into {Path(root)}"
+            f"missing image folder {images}: download {image_zip_url(split, year)} and unzip "
+            f"it into {Path(root)}"
         )
     return problems
 
