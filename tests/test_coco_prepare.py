@@ -48,7 +48,7 @@ def test_missing_layout_is_listed_with_the_official_downloads(prepare, tmp_path,
     assert "annotations/annotations_trainval2014.zip" in out
     assert f"missing image folder {tmp_path / 'train2014'}" in out
     assert "zips/train2014.zip" in out
-    assert out.count("missing") == 2  # the complete val split is not reported
+    assert out.count("\n  missing ") == 2  # the complete val split is not reported
 
 
 def test_builds_the_cache_and_prints_images_per_class(prepare, tmp_path, capsys):
