@@ -326,6 +326,7 @@ def bad_annotation(tmp_path, annotation):
          r"annotation id 999: unknown category id 3"),
         ({"image_id": 5, "category_id": 2, "segmentation": rect(0, 0, 1, 1)},
          r"annotation id 999: refers to image id 5"),
+        ({"image_id": 1, "category_id": 2}, r"annotation id 999: field 'segmentation' missing"),
     ],
 )
 def test_bad_annotation_is_named(tmp_path, annotation, message):

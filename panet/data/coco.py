@@ -166,12 +166,15 @@ def build_index(path: Path, year: int) -> CocoIndex:
     instances: Dict[Tuple[int, int], List[dict]] = {}
     for ann in data["annotations"]:
         where = f"{path}, annotation id {ann.get('id')}"
-        meta = image_meta.get(ann["image_id"])
-        if meta is None:
-            raise ValueError(f"{where}: refers to image id {ann['image_id']}, absent from 'images'")
-        if ann["category_id"] not in class_of_category:
-            raise ValueError(f"{where}: unknown category id {ann['category_id']}")
-        rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
+        try:
+            meta = image_meta.get(ann["image_id"])
+            if meta is None:
+                raise ValueError(f"{where}: refers to image id {ann['image_id']}, absent from 'images'")
+            if ann["category_id"] not in class_of_category:
+                raise ValueError(f"{where}: unknown category id {ann['category_id']}")
+            rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
+        except KeyError as err:
+            raise ValueError(f"{where}: field {err} missing; re-download the annotation file") from err
         key = (ann["image_id"], class_of_category[ann["category_id"]])
         instances.setdefault(key, []).append(rle)
 
