@@ -13,6 +13,7 @@ setup(
         "numpy",
         "pillow",
         "sacred>=0.8.4",
+        "pyyaml",
         "setuptools<82",  # sacred imports pkg_resources, which setuptools>=82 removed
         "tqdm",
         "pycocotools",
