@@ -1,7 +1,8 @@
-"""CocoSource on real COCO 2017 data (../shared/data/coco_tiny, 80 + 80 images).
+"""COCO-20i on real COCO 2017 data (../shared/data/coco_tiny, 80 + 80 images).
 
-Every image of both splits is checked against pycocotools' own masks (``COCO.annToMask``) and
-against class lists recounted from the raw json.
+Every image of both splits goes through CocoSource and is checked against pycocotools' own masks
+(``COCO.annToMask``) and against class lists recounted from the raw json; then episodes of every
+fold (contiguous and interleaved), 1- and 2-way, go through ``make_episode_dataset``.
 """
 
 import contextlib
@@ -15,9 +16,15 @@ import pytest
 
 from panet.data.coco import CocoSource, annotation_file
 
+try:
+    from panet.data import make_episode_dataset
+except ImportError:  # the episode builder is not in this checkout yet
+    make_episode_dataset = None
+
 SHARED_DATA = Path(os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 COCO_TINY = SHARED_DATA / "coco_tiny"
 YEAR = 2017
+EPISODES_PER_SETTING = 4
 
 pytestmark = [
     pytest.mark.skipif(
@@ -35,8 +42,13 @@ def split(request):
 
 
 @pytest.fixture(scope="module")
-def source(split, tmp_path_factory):
-    return CocoSource(COCO_TINY, split, year=YEAR, cache_dir=tmp_path_factory.mktemp("cache"))
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("coco_cache")
+
+
+@pytest.fixture(scope="module")
+def source(split, cache_dir):
+    return CocoSource(COCO_TINY, split, year=YEAR, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +111,47 @@ def test_every_image_matches_pycocotools(source, reference):
                 instances[mask] = k
             np.testing.assert_array_equal(source.instance_map(str(image_id), class_id), instances)
         np.testing.assert_array_equal(source.label_map(str(image_id), classes), painted)
+
+
+def expected_fold_classes(fold, style, train):
+    """COCO-20i classes of a fold (PROTOCOL §7), written out independently of panet.data.folds."""
+    if style == "contiguous":
+        test = set(range(20 * fold + 1, 20 * fold + 21))
+    else:
+        test = {4 * k + fold + 1 for k in range(20)}
+    return set(range(1, 81)) - test if train else test
+
+
+@pytest.mark.skipif(make_episode_dataset is None, reason="panet.data.make_episode_dataset missing")
+@pytest.mark.filterwarnings("ignore:left out of the episodes")  # coco_tiny classes with 1 image
+@pytest.mark.parametrize("split, train", [("train", True), ("train", False), ("val", False)])
+@pytest.mark.parametrize("ways", [1, 2])
+@pytest.mark.parametrize("fold_style", ["contiguous", "interleaved"])
+@pytest.mark.parametrize("fold", range(4))
+def test_episodes_of_every_fold(fold, fold_style, ways, split, train, cache_dir):
+    dataset = make_episode_dataset(
+        "coco", COCO_TINY, split, fold, ways, shots=1, queries=1, n_episodes=EPISODES_PER_SETTING,
+        seed=1234, train=train, year=YEAR, fold_style=fold_style, cache_dir=cache_dir,
+        keep_original_labels=True,
+    )
+    source = CocoSource(COCO_TINY, split, year=YEAR, cache_dir=cache_dir)
+    lists = source.class_images()
+    allowed = expected_fold_classes(fold, fold_style, train)
+    for item in dataset:
+        class_ids = item["class_ids"].tolist()
+        assert len(set(class_ids)) == ways and set(class_ids) <= allowed
+        for way, class_id in enumerate(class_ids):
+            assert all(i in lists[class_id] for i in item["support_ids"][way])
+        fg, bg = item["support_fg"], item["support_bg"]
+        assert fg.shape == bg.shape == (ways, 1, 417, 417)
+        assert ((fg == 0) | (fg == 1)).all() and ((bg == 0) | (bg == 1)).all()
+        assert (fg.flatten(2).sum(-1) > 0).all(), "a support mask is empty"
+        assert not (fg * bg).any()
+        labels = item["query_labels"]
+        assert labels.shape == (1, 417, 417)
+        assert 0 <= labels.min() and labels.max() <= ways  # COCO has no void label
+        if not train:  # no flip: the original-size label is the source's, in episode-local ids
+            (query_id,), (full,) = item["query_ids"], item["query_labels_full"]
+            local = np.zeros(256, np.int64)
+            local[class_ids] = np.arange(1, ways + 1)
+            np.testing.assert_array_equal(full.numpy(), local[source.label_map(query_id, class_ids)])
