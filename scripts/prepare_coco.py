@@ -2,8 +2,9 @@
 
     python scripts/prepare_coco.py ROOT [--year 2014] [--splits train val] [--cache-dir DIR]
 
-Expects the official zips from cocodataset.org unpacked into ROOT: ``annotations/
-instances_{split}{year}.json`` (annotations_trainval{year}.zip) and ``{split}{year}/`` ({split}{year}.zip).
+Expects the official zips from cocodataset.org unpacked into ROOT:
+``annotations/instances_{split}{year}.json`` (from annotations_trainval{year}.zip) and
+``{split}{year}/`` (from {split}{year}.zip).
 A missing piece is reported with where its official file comes from, and the script exits with
 status 2; a damaged annotation file or images missing from a folder exit with status 1. Otherwise
 it builds (or reuses) the cache that ``panet.data.coco.CocoSource`` reads (default
@@ -47,7 +48,9 @@ def main(argv=None) -> int:
 
     print("images per class:" + " " * 17 + " ".join(class_lists))
     for class_id, name in source.class_names.items():
-        counts = " ".join(f"{len(lists[class_id]):>{len(column)}d}" for column, lists in class_lists.items())
+        counts = " ".join(
+            f"{len(lists[class_id]):>{len(column)}d}" for column, lists in class_lists.items()
+        )
         print(f"  {class_id:2d} {name:<28s} {counts}")
     return 0
 

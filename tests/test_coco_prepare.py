@@ -27,9 +27,12 @@ def write_split(root, split, year, n_images):
     (root / f"{split}{year}").mkdir(parents=True)
     (root / "annotations").mkdir(exist_ok=True)
     for i in range(n_images):
-        Image.fromarray(np.full((4, 6, 3), 40 * i, np.uint8)).save(root / f"{split}{year}" / f"{i}.png")
+        pixels = np.full((4, 6, 3), 40 * i, np.uint8)
+        Image.fromarray(pixels).save(root / f"{split}{year}" / f"{i}.png")
     data = {
-        "images": [{"id": i, "file_name": f"{i}.png", "height": 4, "width": 6} for i in range(n_images)],
+        "images": [
+            {"id": i, "file_name": f"{i}.png", "height": 4, "width": 6} for i in range(n_images)
+        ],
         "annotations": [
             {"id": i, "image_id": i, "category_id": 17, "iscrowd": 0,
              "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]}
@@ -57,9 +60,11 @@ def test_builds_the_cache_and_prints_images_per_class(prepare, tmp_path, capsys)
     cache = tmp_path / "cache"
     assert prepare([str(tmp_path), "--year", "2017", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
-    assert sorted(p.name for p in cache.iterdir()) == ["instances_train2017.pkl", "instances_val2017.pkl"]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "instances_train2017.pkl", "instances_val2017.pkl"
+    ]
     assert "train2017: 3 images" in out and "val2017: 2 images" in out
-    rows = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("   ")}
+    rows = {row.split()[1]: row.split()[2:] for row in out.splitlines() if row.startswith("   ")}
     assert rows == {"cat": ["3", "2"], "dog": ["0", "0"]}  # cat (id 17) is class 1
 
 

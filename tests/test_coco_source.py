@@ -2,7 +2,8 @@
 
 The scene (H x W = 6 x 8) has hand-checked masks. Categories are listed out of id order
 (car 9, cat 2, dog 5), so the class ids are cat 1, dog 2, car 3. A polygon
-[x0, y0, x1, y0, x1, y1, x0, y1] covers rows y0..y1-1 and columns x0..x1-1 (pycocotools' convention).
+[x0, y0, x1, y0, x1, y1, x0, y1] covers rows y0..y1-1 and columns x0..x1-1 (pycocotools'
+convention).
 """
 
 import json
@@ -87,10 +88,13 @@ def write_coco(root, images, annotations, split=SPLIT, year=YEAR, sizes=None):
     data = {
         "images": [{"id": i, "file_name": n, "height": H, "width": W} for i, n, _ in images],
         "annotations": [
-            {"id": k, "image_id": i, "category_id": CATEGORY_IDS[c], "segmentation": s, "iscrowd": crowd}
+            {"id": k, "image_id": i, "category_id": CATEGORY_IDS[c], "segmentation": s,
+             "iscrowd": crowd}
             for k, (i, c, s, crowd) in enumerate(annotations, start=100)
         ],
-        "categories": [{"id": 9, "name": "car"}, {"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}],
+        "categories": [
+            {"id": 9, "name": "car"}, {"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}
+        ],
     }
     path = coco.annotation_file(root, split, year)
     path.write_text(json.dumps(data))
@@ -153,7 +157,7 @@ def test_label_map_matches_pycocotools_ann_to_mask(root, source):
             anns = api.loadAnns(api.getAnnIds(imgIds=int(image_id), catIds=CATEGORY_IDS[class_id]))
             union = np.zeros((H, W), bool)
             for ann in anns:
-                if ann["segmentation"] != [[1, 1, 2, 2]]:  # pycocotools reads it as a box; we drop it
+                if ann["segmentation"] != [[1, 1, 2, 2]]:  # pycocotools: a box; we drop it
                     union |= api.annToMask(ann) > 0
             np.testing.assert_array_equal(source.label_map(image_id, [class_id]) > 0, union)
 
@@ -211,6 +215,7 @@ def test_cache_is_reused_until_the_annotation_file_changes(root, tmp_path, count
     assert first.cache_file == second.cache_file == cache_dir / "instances_val2017.pkl"
     assert second.class_images() == first.class_images()
     assert [p.name for p in cache_dir.iterdir()] == ["instances_val2017.pkl"]  # no temp files
+    assert first.cache_file.stat().st_mode & 0o777 == 0o644
 
     ann = coco.annotation_file(root, SPLIT, YEAR)
     stat = ann.stat()
@@ -270,7 +275,8 @@ def test_cache_defaults_to_root_then_falls_back_to_home(root, tmp_path, monkeypa
 
 def test_missing_annotation_file_names_it_and_the_download(root, tmp_path):
     coco.annotation_file(root, SPLIT, YEAR).unlink()
-    with pytest.raises(FileNotFoundError, match=r"instances_val2017\.json.*annotations_trainval2017\.zip"):
+    message = r"instances_val2017\.json.*annotations_trainval2017\.zip"
+    with pytest.raises(FileNotFoundError, match=message):
         CocoSource(root, SPLIT, YEAR, cache_dir=tmp_path / "cache")
 
 

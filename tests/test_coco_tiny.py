@@ -21,7 +21,9 @@ try:
 except ImportError:  # the episode builder is not in this checkout yet
     make_episode_dataset = None
 
-SHARED_DATA = Path(os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
+)
 COCO_TINY = SHARED_DATA / "coco_tiny"
 YEAR = 2017
 EPISODES_PER_SETTING = 4
@@ -154,4 +156,5 @@ def test_episodes_of_every_fold(fold, fold_style, ways, split, train, cache_dir)
             (query_id,), (full,) = item["query_ids"], item["query_labels_full"]
             local = np.zeros(256, np.int64)
             local[class_ids] = np.arange(1, ways + 1)
-            np.testing.assert_array_equal(full.numpy(), local[source.label_map(query_id, class_ids)])
+            expected = local[source.label_map(query_id, class_ids)]
+            np.testing.assert_array_equal(full.numpy(), expected)

@@ -46,6 +46,7 @@ SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
 CACHE_FORMAT = 1  # bump whenever the payload layout or the conversion rules change
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
+CACHE_FILE_MODE = 0o644  # readable by every user of a shared dataset root
 MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
 
 PathLike = Union[str, Path]
@@ -64,6 +65,12 @@ class CocoImage(NamedTuple):
     width: int
     masks: Dict[int, bytes]
     instances: Dict[int, Tuple[bytes, ...]]
+
+
+def _decode(record: CocoImage, counts: Iterable[bytes]) -> np.ndarray:
+    """H x W x n uint8 0/1 masks of an image from n RLE counts."""
+    size = [record.height, record.width]
+    return rle_ops.decode([{"size": size, "counts": c} for c in counts])
 
 
 class CocoIndex(NamedTuple):
@@ -148,7 +155,8 @@ def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
     if isinstance(segmentation["counts"], list):
         return rle_ops.frPyObjects(segmentation, height, width)
     counts = segmentation["counts"]
-    return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+    counts = counts.encode() if isinstance(counts, str) else counts
+    return {"size": [height, width], "counts": counts}
 
 
 def build_index(path: Path, year: int) -> CocoIndex:
@@ -169,17 +177,21 @@ def build_index(path: Path, year: int) -> CocoIndex:
         try:
             meta = image_meta.get(ann["image_id"])
             if meta is None:
-                raise ValueError(f"{where}: refers to image id {ann['image_id']}, absent from 'images'")
+                raise ValueError(
+                    f"{where}: refers to image id {ann['image_id']}, absent from 'images'"
+                )
             if ann["category_id"] not in class_of_category:
                 raise ValueError(f"{where}: unknown category id {ann['category_id']}")
             rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
         except KeyError as err:
-            raise ValueError(f"{where}: field {err} missing; re-download the annotation file") from err
+            raise ValueError(
+                f"{where}: field {err} missing; re-download the annotation file"
+            ) from err
         key = (ann["image_id"], class_of_category[ann["category_id"]])
         instances.setdefault(key, []).append(rle)
 
-    masks_of: Dict[int, Dict[int, bytes]] = {image_id: {} for image_id in image_meta}
-    instances_of: Dict[int, Dict[int, Tuple[bytes, ...]]] = {image_id: {} for image_id in image_meta}
+    masks_of: Dict[int, Dict[int, bytes]] = {i: {} for i in image_meta}
+    instances_of: Dict[int, Dict[int, Tuple[bytes, ...]]] = {i: {} for i in image_meta}
     n_empty = 0
     for (image_id, class_id), rles in instances.items():
         union = rles[0] if len(rles) == 1 else rle_ops.merge(rles)
@@ -230,6 +242,7 @@ def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(key, f, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp's 0600 would hide a shared root's cache
         os.replace(tmp, cache_file)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -346,14 +359,11 @@ class CocoSource(Source):
                     )
                 return img.convert("RGB")
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{path} (listed in {self.annotation_file}) is missing: {fix}") from err
+            raise FileNotFoundError(
+                f"{path} (listed in {self.annotation_file}) is missing: {fix}"
+            ) from err
         except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
             raise ValueError(f"{path} is not a readable image ({err}): {fix}") from err
-
-    def _decode(self, record: CocoImage, counts: Iterable[bytes]) -> np.ndarray:
-        """H x W x n uint8 0/1 masks from RLE counts."""
-        size = [record.height, record.width]
-        return rle_ops.decode([{"size": size, "counts": c} for c in counts])
 
     def label_map(self, image_id: str, class_ids: Sequence[int]) -> np.ndarray:
         """H x W uint8: each requested class's id on its mask, 0 elsewhere.
@@ -367,7 +377,7 @@ class CocoSource(Source):
             self._check_class(class_id)
             counts = record.masks.get(class_id)
             if counts is not None:
-                label[self._decode(record, [counts])[:, :, 0] > 0] = class_id
+                label[_decode(record, [counts])[:, :, 0] > 0] = class_id
         return label
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
@@ -380,7 +390,7 @@ class CocoSource(Source):
         instance = np.zeros((record.height, record.width), np.int32)
         counts = record.instances.get(class_id, ())
         if counts:
-            masks = self._decode(record, counts)
+            masks = _decode(record, counts)
             for k in range(masks.shape[2]):
                 instance[masks[:, :, k] > 0] = k + 1
         return instance
