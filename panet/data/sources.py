@@ -11,7 +11,7 @@ Label maps are H x W ``uint8`` arrays at the image's original resolution, in *gl
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -48,3 +48,35 @@ class Source(abc.ABC):
 
         Needed only for bounding-box supports; sources without instances raise a clear error.
         """
+
+    # Concrete helpers shared by every source; a source may override them.
+
+    def class_name(self, class_id: int) -> str:
+        """Readable name of a class for messages (``class_names`` when the source has it)."""
+        names = getattr(self, "class_names", None) or {}
+        return f"{class_id} ({names[class_id]})" if class_id in names else str(class_id)
+
+    def location(self, image_id: str) -> str:
+        """Where an image's files live, for error messages."""
+        return f"image {image_id!r}"
+
+    def load(self, image_id: str, class_ids: Sequence[int]) -> Tuple[Image.Image, np.ndarray]:
+        """The RGB image and its H x W label map (see ``label_map``), checked to match in size."""
+        image = self.image(image_id)
+        labels = self.label_map(image_id, class_ids)
+        if labels.shape != (image.height, image.width):
+            raise ValueError(
+                f"{self.location(image_id)}: the image is {image.height} x {image.width} (H x W) "
+                f"but its label map is {labels.shape[0]} x {labels.shape[1]}; the mask does not "
+                f"belong to this image: replace it with the official annotation or drop the id "
+                f"from the split list")
+        return image, labels
+
+    def scribble_map(self, image_id: str) -> Optional[np.ndarray]:
+        """Precomputed scribbles of an image, or None when the source ships none.
+
+        H x W uint8, VOC ``ScribbleAugAuto`` convention: 0 background scribble, 255 unlabelled,
+        k a foreground scribble of instance k. Without them, scribbles are generated from the
+        dense masks (``panet.data.weak``).
+        """
+        return None

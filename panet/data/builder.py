@@ -1,0 +1,64 @@
+"""``make_episode_dataset``: one call from a dataset name and an episode setting to a Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+from torch.utils.data import Dataset
+
+from panet.data.episodes import EpisodeDataset
+from panet.data.folds import fold_classes
+from panet.data.sampling import sample_episodes
+from panet.data.sources import Source
+from panet.data import synthetic
+from panet.data.transforms import as_size
+from panet.data.voc import VocSource
+
+DATASETS = ("pascal", "coco", "synthetic")
+
+
+def make_source(name: str, root: Union[str, Path], split: str, year: int = 2014,
+                cache_dir: Optional[Union[str, Path]] = None) -> Source:
+    """The ``Source`` of one split: ``pascal`` = the VOC2012 folder ``root``; ``synthetic`` =
+    ``root/VOC2012`` of a generated root; ``coco`` = a COCO root (``year``, ``cache_dir``)."""
+    if name == "pascal":
+        return VocSource(root, split)
+    if name == "synthetic":
+        return VocSource(Path(root) / synthetic.VOC_DIR, split, synthetic.N_CLASSES,
+                         synthetic.CLASS_NAMES)
+    if name == "coco":
+        from panet.data.coco import CocoSource  # pycocotools is only needed for COCO
+
+        return CocoSource(root, split, year=year, cache_dir=cache_dir)
+    raise ValueError(f"dataset name must be one of {DATASETS}, got {name!r}")
+
+
+def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: int, ways: int,
+                         shots: int, queries: int, n_episodes: int, seed: int, train: bool, *,
+                         size: Union[int, Tuple[int, int]] = 417, year: int = 2014,
+                         fold_style: str = "contiguous", weak: str = "dense",
+                         bbox_instance: str = "largest", scribble_dilation: int = 0,
+                         keep_original_labels: bool = False,
+                         cache_dir: Optional[Union[str, Path]] = None) -> Dataset:
+    """Episodes of a PASCAL-5i / COCO-20i / synthetic fold (items: see ``panet.data.episodes``).
+
+    ``train`` selects the fold's training classes (and random flips), otherwise its test
+    classes. The episode list is drawn here, up front, from ``seed`` (PROTOCOL §8). Options:
+    ``size`` (int or (H, W)); ``year``, ``fold_style`` ("contiguous" | "interleaved") and
+    ``cache_dir`` for COCO; ``weak`` ("dense" | "scribble" | "bbox") with ``bbox_instance``
+    ("largest" | "random") and ``scribble_dilation`` (pixels); ``keep_original_labels`` adds the
+    queries' original-size labels. Unknown options raise ``TypeError``.
+    """
+    if fold_style != "contiguous" and name != "coco":
+        raise ValueError(f"fold_style {fold_style!r} is defined for COCO-20i only; PASCAL-5i "
+                         f"folds are contiguous")
+    if seed < 0 or n_episodes < 0:
+        raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
+    source = make_source(name, root, split, year, cache_dir)
+    classes = fold_classes(len(source.class_ids), fold, train, fold_style)
+    episodes = sample_episodes(source.class_images(), classes, ways, shots, queries, n_episodes,
+                               seed, describe=source.class_name)
+    return EpisodeDataset(source, episodes, as_size(size), seed, train, weak=weak,
+                          bbox_instance=bbox_instance, scribble_dilation=scribble_dilation,
+                          keep_original_labels=keep_original_labels)

@@ -1,0 +1,66 @@
+"""Reading and writing label maps as VOC-style palette PNGs.
+
+A VOC label PNG stores one palette index per pixel (class id, or instance id, 255 = void); the
+palette only colours them for viewing. Reading keeps the indices and never converts to RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Union
+
+import numpy as np
+from PIL import Image
+
+PathLike = Union[str, Path]
+
+
+def voc_palette() -> List[int]:
+    """The 256-entry VOC colour map as a flat [r0, g0, b0, r1, ...] list.
+
+    Entry i spreads the bits of i over the three channels, most significant first: bit 3j of i
+    goes to bit 7-j of red, bit 3j+1 to green, bit 3j+2 to blue.
+    """
+    palette = []
+    for index in range(256):
+        rgb = [0, 0, 0]
+        for j in range(8):
+            for channel in range(3):
+                if index >> (3 * j + channel) & 1:
+                    rgb[channel] |= 1 << (7 - j)
+        palette.extend(rgb)
+    return palette
+
+
+_PALETTE = voc_palette()
+
+
+def save_label_png(path: PathLike, labels: np.ndarray) -> None:
+    """Write an H x W map of values 0..255 as a palette PNG (what VOC ships)."""
+    if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
+        raise ValueError(f"{path}: expected an H x W map of values 0..255")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(_PALETTE)
+    image.save(path, optimize=False)
+
+
+def load_label_png(path: PathLike) -> np.ndarray:
+    """H x W uint8 map of the palette indices (or gray levels) stored in a label PNG.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, cannot be
+    decoded or is not a single-channel image (an RGB-coloured mask would give wrong ids).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise ValueError(
+                    f"{path}: label PNGs must be palette (P) or grayscale (L) images holding "
+                    f"class ids, got mode {image.mode}; an RGB-coloured mask must first be mapped "
+                    f"back to ids")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, "
+                         f"extract it again from the original archive") from error

@@ -1,0 +1,314 @@
+"""A generated few-shot segmentation dataset in the real PASCAL VOC (and COCO) on-disk layout.
+
+Class = shape family x fill texture. 5 shapes (ellipse, rectangle, triangle, cross, ring) and 4
+two-colour textures (horizontal stripes, vertical stripes, checkerboard, dots) make a 5 x 4 grid
+of 20 classes, numbered so that the PASCAL-5i folds split it into 4 Latin-square diagonals: class
+k = 5i + s + 1 (fold i = 0..3, shape s = 0..4) has texture (s + i) mod 4. Each fold's 5 test
+classes thus hold every shape once and new shape/texture pairings: every shape and every texture
+of a test class also appears in that fold's training classes, only the combination is new.
+
+Colours are random per object (the texture's two colours) and drawn from the same distribution
+as the background clutter (solid or diagonally striped blobs and thick lines on a noisy
+gradient), so colour never gives a class away: a class can only be found from its support's
+shape and texture. Each image holds 2-4 objects of distinct classes, 20-45% of the short side,
+overlapping each other by at most ``MAX_OVERLAP`` of either area; a VOC-style void band (255)
+of ``~0.6%`` of the short side runs along every object boundary. Texture periods scale with the
+image (8-12% of the short side) so they stay legible after resizing to ~128 px.
+
+Layout written under ``root``::
+
+    VOC2012/JPEGImages/{id}.jpg, SegmentationClassAug/{id}.png (class ids, palette),
+    VOC2012/SegmentationObjectAug/{id}.png (instance ids 1..n per image, 255 void),
+    VOC2012/ImageSets/Segmentation/{trainaug,val}.txt and {split}/class{k}.txt
+    coco/annotations/instances_{train,val}{year}.json, coco/{train,val}{year}/{file}.jpg
+      (with ``coco=True``: the same images and visible instance masks as compressed RLE;
+       category id of class k is k + (k - 1) // 5, i.e. with gaps as in COCO)
+
+Everything is a deterministic function of (seed, image index, size): image i is drawn from its
+own generator seeded with (seed, i), so files are byte-identical across runs and a larger
+``n_images`` only adds images.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from panet.constants import IGNORE_INDEX
+from panet.data.label_png import save_label_png
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
+from panet.data.voc_prepare import write_class_lists
+
+PathLike = Union[str, Path]
+
+SHAPES = ("ellipse", "rectangle", "triangle", "cross", "ring")
+TEXTURES = ("hstripes", "vstripes", "checker", "dots")
+N_CLASSES = 20
+CLASS_SHAPE_TEXTURE = {
+    5 * fold + shape + 1: (shape, (shape + fold) % len(TEXTURES))
+    for fold in range(4) for shape in range(len(SHAPES))
+}
+CLASS_NAMES = {k: f"{SHAPES[s]}-{TEXTURES[t]}" for k, (s, t) in CLASS_SHAPE_TEXTURE.items()}
+
+VOC_DIR = "VOC2012"
+COCO_DIR = "coco"
+COCO_SPLITS = {"trainaug": "train", "val": "val"}  # VOC split -> COCO split name (before year)
+OBJECTS_PER_IMAGE = (2, 4)  # inclusive
+OBJECT_SIDE = (0.20, 0.45)  # object extent, fraction of the short side
+TEXTURE_PERIOD = (0.08, 0.12)  # fraction of the short side
+MAX_OVERLAP = 0.15  # of either object's area
+PLACEMENT_TRIES = 30
+CLUTTER_ITEMS = (6, 12)  # inclusive
+MIN_COLOUR_CONTRAST = 110.0  # Euclidean RGB distance between a texture's two colours
+VOID_BAND = 0.006  # void band half-width, fraction of the short side
+NOISE_STD = 6.0
+JPEG_QUALITY = 90
+
+
+def coco_category_id(class_id: int) -> int:
+    """COCO category id of class k in the COCO-json variant (ascending, with gaps)."""
+    return class_id + (class_id - 1) // 5
+
+
+def _colour_pair(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    while True:
+        first, second = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        if np.linalg.norm(first - second) >= MIN_COLOUR_CONTRAST:
+            return first, second
+
+
+def _shape_polygons(shape: int, centre: np.ndarray, extent: float, angle: float,
+                    aspect: float) -> List[List[Tuple[float, float]]]:
+    """Outer polygon(s) of a shape, plus a hole polygon for the ring (second entry)."""
+    half = extent / 2
+    if shape in (0, 4):  # ellipse, ring
+        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        outline = np.stack([np.cos(t), aspect * np.sin(t)], axis=1) * half
+    elif shape == 1:  # rectangle
+        outline = np.array([[-1, -aspect], [1, -aspect], [1, aspect], [-1, aspect]]) * half
+    elif shape == 2:  # triangle
+        t = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        outline = np.stack([np.cos(t), np.sin(t)], axis=1) * half * 1.1
+    else:  # cross: a plus of two bars of width 0.36
+        a, b = 1.0, 0.36
+        outline = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a],
+                            [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]) * half
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    polygons = [outline @ rotation.T + centre]
+    if shape == 4:
+        polygons.append(outline * 0.55 @ rotation.T + centre)
+    return [[tuple(p) for p in polygon] for polygon in polygons]
+
+
+def _object_mask(shape: int, size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    height, width = size
+    short = min(height, width)
+    extent = rng.uniform(*OBJECT_SIDE) * short
+    margin = extent / 2
+    centre = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
+    aspect = rng.uniform(0.6, 1.0)
+    polygons = _shape_polygons(shape, centre, extent, rng.uniform(0, np.pi), aspect)
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.polygon(polygons[0], fill=1)
+    if len(polygons) > 1:
+        draw.polygon(polygons[1], fill=0)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _bounds(mask: np.ndarray) -> Tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _pattern(texture: str, window: Tuple[slice, slice], period: float,
+             rng: np.random.Generator) -> np.ndarray:
+    """Bool pattern (True = first colour) of a texture over ``window`` of the image, in image
+    coordinates (so stripes stay horizontal/vertical however the object is rotated)."""
+    y, x = np.mgrid[window].astype(np.float32)
+    y += rng.uniform(0, period)
+    x += rng.uniform(0, period)
+    half = period / 2
+    if texture == "hstripes":
+        return (y // half) % 2 == 0
+    if texture == "vstripes":
+        return (x // half) % 2 == 0
+    if texture == "checker":
+        return ((y // half) + (x // half)) % 2 == 0
+    if texture == "dots":
+        dy, dx = (y % period) - half, (x % period) - half
+        return dy ** 2 + dx ** 2 < (0.32 * period) ** 2
+    if texture == "diagonal":  # clutter only: no class uses it
+        return ((x + y) // half) % 2 == 0
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+def _paint(image: np.ndarray, mask: np.ndarray, texture: str, rng: np.random.Generator) -> None:
+    """Fill ``mask`` of the H x W x 3 float image with a two-colour ``texture`` ("solid": one)."""
+    if not mask.any():
+        return
+    first, second = _colour_pair(rng)
+    window = _bounds(mask)
+    inside = mask[window]
+    if texture == "solid":
+        image[window][inside] = first
+        return
+    period = rng.uniform(*TEXTURE_PERIOD) * min(mask.shape)
+    pattern = _pattern(texture, window, period, rng)[inside]
+    image[window][inside] = np.where(pattern[:, None], first, second)
+
+
+def _background(size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """H x W x 3 float image: a colour gradient overlaid with solid/striped blobs and lines."""
+    height, width = size
+    start, end = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    ramp = np.linspace(0, 1, width if rng.random() < 0.5 else height, dtype=np.float32)
+    ramp = ramp[None, :, None] if ramp.size == width else ramp[:, None, None]
+    image = np.broadcast_to(start + (end - start) * ramp, (height, width, 3)).copy()
+    short = min(height, width)
+    for _ in range(rng.integers(CLUTTER_ITEMS[0], CLUTTER_ITEMS[1] + 1)):
+        canvas = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(canvas)
+        centre = rng.uniform(0, 1, size=2) * (width, height)
+        if rng.random() < 0.4:  # a thick line
+            end_point = centre + rng.normal(0, 0.3 * short, size=2)
+            draw.line([tuple(centre), tuple(end_point)], fill=1,
+                      width=int(rng.uniform(0.01, 0.04) * short) + 1)
+        else:  # an irregular blob
+            n = int(rng.integers(5, 12))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, size=n))
+            radii = rng.uniform(0.04, 0.18, size=n) * short
+            points = centre + np.stack([np.cos(angles), np.sin(angles)], 1) * radii[:, None]
+            draw.polygon([tuple(p) for p in points], fill=1)
+        texture = "diagonal" if rng.random() < 0.3 else "solid"
+        _paint(image, np.asarray(canvas, dtype=bool), texture, rng)
+    return image
+
+
+def render_image(index: int, seed: int = 0, size: Tuple[int, int] = (375, 500)):
+    """Image ``index`` of the dataset: (H x W x 3 uint8 RGB, H x W uint8 class map with void,
+    H x W uint8 instance map with void, list of (class id, visible H x W bool mask))."""
+    rng = np.random.default_rng([seed, index])
+    image = _background(size, rng)
+    n_objects = int(rng.integers(OBJECTS_PER_IMAGE[0], OBJECTS_PER_IMAGE[1] + 1))
+    class_ids = rng.choice(np.arange(1, N_CLASSES + 1), size=n_objects, replace=False)
+    instances = np.zeros(size, dtype=np.int32)
+    placed: List[int] = []
+    for class_id in class_ids:
+        shape, texture = CLASS_SHAPE_TEXTURE[int(class_id)]
+        for _ in range(PLACEMENT_TRIES):
+            mask = _object_mask(shape, size, rng)
+            if _overlap_ok(mask, instances, len(placed)):
+                break
+        else:
+            continue
+        _paint(image, mask, TEXTURES[texture], rng)
+        placed.append(int(class_id))
+        instances[mask] = len(placed)
+    image += NOISE_STD * rng.standard_normal(size=image.shape, dtype=np.float32)
+    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    objects = [(class_id, instances == k) for k, class_id in enumerate(placed, start=1)]
+    class_lookup = np.array([0] + placed, dtype=np.uint8)
+    void = _boundary_band(instances, max(1, round(VOID_BAND * min(size))))
+    class_map = np.where(void, IGNORE_INDEX, class_lookup[instances]).astype(np.uint8)
+    instance_map = np.where(void, IGNORE_INDEX, instances).astype(np.uint8)
+    return pixels, class_map, instance_map, objects
+
+
+def _overlap_ok(mask: np.ndarray, instances: np.ndarray, n_placed: int) -> bool:
+    """True if ``mask`` covers at most MAX_OVERLAP of itself and of each visible object."""
+    covered = instances[mask]
+    if covered.any() and (covered > 0).mean() > MAX_OVERLAP:
+        return False
+    areas = np.bincount(instances.ravel(), minlength=n_placed + 1)
+    hidden = np.bincount(covered, minlength=n_placed + 1)
+    return bool(np.all(hidden[1:] <= MAX_OVERLAP * areas[1:]))
+
+
+def _boundary_band(instances: np.ndarray, half_width: int) -> np.ndarray:
+    """Pixels within ``half_width`` of a change of instance id (both sides of every edge)."""
+    window = 2 * half_width + 1
+    return (ndimage.maximum_filter(instances, size=window)
+            != ndimage.minimum_filter(instances, size=window))
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as rle_ops  # only the COCO variant needs pycocotools
+
+    encoded = rle_ops.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(encoded["size"]), "counts": encoded["counts"].decode("ascii")}
+
+
+def generate(root: PathLike, n_images: int = 300, size: Tuple[int, int] = (375, 500),
+             seed: int = 0, val_fraction: float = 0.2, coco: bool = False,
+             coco_year: int = 2014) -> Path:
+    """Write the dataset under ``root`` (see the module docstring); returns ``root``.
+
+    The last ``round(n_images * val_fraction)`` images form ``val``, the others ``trainaug``
+    (``train{year}`` / ``val{year}`` in the COCO variant). Existing files are overwritten.
+    """
+    root = Path(root)
+    voc = root / VOC_DIR
+    for folder in (IMAGE_DIR, CLASS_DIR, INSTANCE_DIR, str(LIST_DIR)):
+        (voc / folder).mkdir(parents=True, exist_ok=True)
+    n_val = int(round(n_images * val_fraction))
+    splits = {"trainaug": range(n_images - n_val), "val": range(n_images - n_val, n_images)}
+    coco_records = {f"{name}{coco_year}": {"images": [], "annotations": []}
+                    for name in COCO_SPLITS.values()}
+    for split, indices in splits.items():
+        ids = [f"synth_{i:05d}" for i in indices]
+        (voc / LIST_DIR / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
+        coco_split = f"{COCO_SPLITS[split]}{coco_year}"
+        for index, image_id in zip(indices, ids):
+            pixels, class_map, instance_map, objects = render_image(index, seed, size)
+            image_path = voc / IMAGE_DIR / f"{image_id}.jpg"
+            Image.fromarray(pixels).save(image_path, quality=JPEG_QUALITY)
+            save_label_png(voc / CLASS_DIR / f"{image_id}.png", class_map)
+            save_label_png(voc / INSTANCE_DIR / f"{image_id}.png", instance_map)
+            if coco:
+                _add_coco_image(root, coco_split, index, image_path, objects,
+                                coco_records[coco_split])
+    write_class_lists(voc, n_classes=N_CLASSES)
+    if coco:
+        _write_coco_annotations(root, coco_records)
+    return root
+
+
+def _add_coco_image(root: Path, coco_split: str, index: int, image_path: Path,
+                    objects: List[Tuple[int, np.ndarray]], records: dict) -> None:
+    image_dir = root / COCO_DIR / coco_split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    file_name = f"{index + 1:012d}.jpg"
+    shutil.copyfile(image_path, image_dir / file_name)
+    height, width = objects[0][1].shape
+    records["images"].append({"id": index + 1, "file_name": file_name, "height": height,
+                              "width": width})
+    for class_id, mask in objects:
+        rows, cols = np.nonzero(mask)
+        records["annotations"].append({
+            "id": len(records["annotations"]) + 1,
+            "image_id": index + 1, "category_id": coco_category_id(class_id),
+            "segmentation": _rle(mask), "area": int(mask.sum()), "iscrowd": 0,
+            "bbox": [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
+                     int(rows.max() - rows.min() + 1)]})
+
+
+def _write_coco_annotations(root: Path, coco_records: Dict[str, dict]) -> None:
+    categories = [{"id": coco_category_id(k), "name": CLASS_NAMES[k],
+                   "supercategory": SHAPES[CLASS_SHAPE_TEXTURE[k][0]]}
+                  for k in range(1, N_CLASSES + 1)]
+    annotation_dir = root / COCO_DIR / "annotations"
+    annotation_dir.mkdir(parents=True, exist_ok=True)
+    for coco_split, records in coco_records.items():
+        content = {"info": {"description": "panet synthetic shapes x textures"},
+                   "images": records["images"], "annotations": records["annotations"],
+                   "categories": categories}
+        path = annotation_dir / f"instances_{coco_split}.json"
+        path.write_text(json.dumps(content, separators=(",", ":")))

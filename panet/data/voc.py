@@ -1,0 +1,196 @@
+"""PASCAL VOC 2012 + SBD (PROTOCOL §6) read from the standard ``VOC2012/`` folder.
+
+Layout (``root`` is the ``VOC2012`` folder)::
+
+    JPEGImages/{id}.jpg                            the images (VOC2012 tar)
+    SegmentationClassAug/{id}.png                  class ids 0..20, 255 void (trainaug release)
+    SegmentationObjectAug/{id}.png                 optional: instance ids, for box supports
+    ScribbleAugAuto/{id}.png                       optional: precomputed scribbles
+    ImageSets/Segmentation/{split}.txt             the image ids of a split
+    ImageSets/Segmentation/{split}/class{k}.txt    the ids whose mask holds class k
+                                                   (written by scripts/prepare_voc.py)
+
+Splits: ``trainaug`` (10,582 ids; the list may also be named ``train_aug.txt``), ``val`` (1,449),
+``train``, ``trainval``, or any other ``{split}.txt`` present. The optional folders are opened only
+when a feature needs them (boxes, scribbles). Every file problem raises an error that names the
+file and says where the official files come from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from panet.constants import IGNORE_INDEX
+from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
+from panet.data.label_png import load_label_png
+from panet.data.sources import Source
+
+PathLike = Union[str, Path]
+
+IMAGE_DIR = "JPEGImages"
+CLASS_DIR = "SegmentationClassAug"
+INSTANCE_DIR = "SegmentationObjectAug"
+SCRIBBLE_DIR = "ScribbleAugAuto"
+LIST_DIR = Path("ImageSets", "Segmentation")
+SPLIT_ALIASES = {"trainaug": ("trainaug", "train_aug")}  # names the trainaug list ships under
+
+ORIGIN = {
+    IMAGE_DIR: "the VOC2012 trainval tar (host.robots.ox.ac.uk/pascal/VOC/voc2012/, "
+               "VOCtrainval_11-May-2012.tar)",
+    CLASS_DIR: "the SBD-augmented masks: the usual trainaug release (SegmentationClassAug.zip, "
+               "12,031 PNGs) or built from SBD (home.bharathh.info/pubs/codes/SBD/) plus the VOC "
+               "masks",
+    INSTANCE_DIR: "SBD's inst/*.mat, converted by `python scripts/prepare_voc.py VOC2012_DIR "
+                  "--sbd SBD_DIR/dataset`",
+    SCRIBBLE_DIR: "the released ScribbleAugAuto PNGs (otherwise scribbles are generated from the "
+                  "dense masks: leave the folder out)",
+    str(LIST_DIR): "the VOC2012 tar (train.txt, val.txt, trainval.txt) and the trainaug release "
+                   "(trainaug.txt / train_aug.txt)",
+}
+PREPARE_HINT = "run `python scripts/prepare_voc.py {root}` to write the per-class lists"
+
+
+def split_list_path(lists_dir: Path, split: str) -> Optional[Path]:
+    """The ``{split}.txt`` file under ``lists_dir`` (trying the split's aliases), or None."""
+    for name in SPLIT_ALIASES.get(split, (split,)):
+        path = lists_dir / f"{name}.txt"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_id_list(path: Path) -> List[str]:
+    """Image ids listed one per line (blank lines and surrounding spaces ignored)."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _file_stems(folder: Path, suffix: str) -> set:
+    return {name[: -len(suffix)] for name in os.listdir(folder) if name.endswith(suffix)}
+
+
+class VocSource(Source):
+    """One split of PASCAL VOC 2012 + SBD. Class ids 1..20 in PROTOCOL §6 order.
+
+    ``n_classes`` and ``class_names`` let the same layout carry another class table (the
+    synthetic set uses its own names).
+
+    Construction checks the layout, that every listed id has its image and mask, and that the
+    per-class lists exist and agree with the split; images and masks are read on access.
+    """
+
+    def __init__(self, root: PathLike, split: str, n_classes: int = PASCAL_N_CLASSES,
+                 class_names: Optional[Dict[int, str]] = None):
+        self.root = Path(root)
+        self.split = split
+        self.n_classes = n_classes
+        self.class_ids = list(range(1, n_classes + 1))
+        if class_names is None and n_classes == PASCAL_N_CLASSES:
+            class_names = pascal_class_names()
+        self.class_names = class_names or {}
+        self._require_dir(self.root, "the VOC2012 folder")
+        for name in (IMAGE_DIR, CLASS_DIR, str(LIST_DIR)):
+            self._require_dir(self.root / name, ORIGIN[name])
+        list_path = split_list_path(self.root / LIST_DIR, split)
+        if list_path is None:
+            raise FileNotFoundError(
+                f"split list {self.root / LIST_DIR / (split + '.txt')} does not exist; it comes "
+                f"from {ORIGIN[str(LIST_DIR)]}")
+        self.ids = read_id_list(list_path)
+        self._check_files_present(list_path)
+        self._class_images = self._read_class_lists(list_path)
+        self._lut_valid = np.zeros(256, dtype=bool)
+        self._lut_valid[: n_classes + 1] = True
+        self._lut_valid[IGNORE_INDEX] = True
+
+    def _require_dir(self, path: Path, origin: str) -> None:
+        if not path.is_dir():
+            raise FileNotFoundError(f"expected folder {path} (PASCAL VOC layout, see "
+                                    f"panet/data/voc.py); it comes from {origin}")
+
+    def _check_files_present(self, list_path: Path) -> None:
+        for folder, suffix in ((IMAGE_DIR, ".jpg"), (CLASS_DIR, ".png")):
+            present = _file_stems(self.root / folder, suffix)
+            missing = [i for i in self.ids if i not in present]
+            if missing:
+                raise FileNotFoundError(
+                    f"{len(missing)} ids of {list_path} have no {folder}/<id>{suffix} under "
+                    f"{self.root}, e.g. {missing[:3]}; get the files from {ORIGIN[folder]} or "
+                    f"remove those ids from the list")
+
+    def _read_class_lists(self, list_path: Path) -> Dict[int, List[str]]:
+        class_dir = list_path.with_suffix("")
+        split_ids = set(self.ids)
+        lists = {}
+        for class_id in self.class_ids:
+            path = class_dir / f"class{class_id}.txt"
+            if not path.is_file():
+                raise FileNotFoundError(f"per-class list {path} does not exist; "
+                                        + PREPARE_HINT.format(root=self.root))
+            ids = read_id_list(path)
+            stray = [i for i in ids if i not in split_ids]
+            if stray:
+                raise ValueError(f"{path} lists ids that are not in {list_path}, e.g. "
+                                 f"{stray[:3]}; the lists are stale: "
+                                 + PREPARE_HINT.format(root=self.root))
+            lists[class_id] = sorted(ids)
+        return lists
+
+    def class_images(self) -> Dict[int, List[str]]:
+        return {class_id: list(ids) for class_id, ids in self._class_images.items()}
+
+    def location(self, image_id: str) -> str:
+        return (f"{self.root / IMAGE_DIR / (image_id + '.jpg')} / "
+                f"{self.root / CLASS_DIR / (image_id + '.png')}")
+
+    def image(self, image_id: str) -> Image.Image:
+        path = self.root / IMAGE_DIR / f"{image_id}.jpg"
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image {path} does not exist; it comes from "
+                                    f"{ORIGIN[IMAGE_DIR]}") from None
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
+                             f"truncated: extract it again from {ORIGIN[IMAGE_DIR]}") from error
+
+    def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
+        """The full H x W class map (every class, whatever ``class_ids`` asks for)."""
+        path = self.root / CLASS_DIR / f"{image_id}.png"
+        labels = load_label_png(path)
+        bad = ~self._lut_valid[labels]
+        if bad.any():
+            raise ValueError(f"{path} holds labels {sorted(np.unique(labels[bad]).tolist())} "
+                             f"outside 0..{self.n_classes} and {IGNORE_INDEX}; it is not a "
+                             f"class-id mask of {ORIGIN[CLASS_DIR]}")
+        return labels
+
+    def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
+        """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id.
+
+        Instance pixels outside the class's mask are dropped; class pixels without an instance
+        id stay 0.
+        """
+        folder = self.root / INSTANCE_DIR
+        self._require_dir(folder, ORIGIN[INSTANCE_DIR] + " (needed for bounding-box supports)")
+        path = folder / f"{image_id}.png"
+        objects = load_label_png(path)
+        in_class = self.label_map(image_id) == class_id
+        if objects.shape != in_class.shape:
+            raise ValueError(f"{path} is {objects.shape} but the class mask of {image_id!r} is "
+                             f"{in_class.shape}; the instance mask belongs to another image")
+        ids = np.setdiff1d(np.unique(objects[in_class]), [0, IGNORE_INDEX])
+        renumber = np.zeros(256, dtype=np.int32)
+        renumber[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+        return np.where(in_class, renumber[objects], 0).astype(np.int32)
+
+    def scribble_map(self, image_id: str) -> Optional[np.ndarray]:
+        folder = self.root / SCRIBBLE_DIR
+        if not folder.is_dir():
+            return None
+        return load_label_png(folder / f"{image_id}.png")

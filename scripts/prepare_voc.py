@@ -1,0 +1,66 @@
+"""Prepare a PASCAL VOC 2012 + SBD folder for the PASCAL-5i loader.
+
+    python scripts/prepare_voc.py VOC2012_DIR [--sbd SBD_DIR/dataset] [--lists DIR] [--out DIR]
+
+Writes ``{split}/class{k}.txt`` (ids whose ``SegmentationClassAug`` mask holds class k) for every
+``{split}.txt`` in ``--lists`` (default ``VOC2012_DIR/ImageSets/Segmentation``) into ``--out``
+(default: the lists folder), and prints the number of images per class. ``--lists``/``--out`` let
+it run on a read-only tree. With ``--sbd`` it also writes ``SegmentationObjectAug/`` instance PNGs
+(needed for bounding-box supports). A missing piece of the layout is reported with where the
+official files come from, and the script exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from panet.data.folds import PASCAL_CLASS_NAMES
+from panet.data.voc_prepare import (convert_instances, images_missing, layout_problems,
+                                    listed_ids, write_class_lists)
+from panet.data.voc import LIST_DIR, ORIGIN, IMAGE_DIR
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("voc_root", type=Path, help="the VOC2012 folder")
+    parser.add_argument("--sbd", type=Path, help="SBD's dataset/ folder (holding inst/*.mat)")
+    parser.add_argument("--lists", type=Path, help="folder of the {split}.txt lists")
+    parser.add_argument("--out", type=Path, help="where {split}/class{k}.txt go")
+    parser.add_argument("--workers", type=int, default=2, help="threads reading masks")
+    args = parser.parse_args(argv)
+    lists_dir = args.lists or args.voc_root / LIST_DIR
+
+    problems = layout_problems(args.voc_root, lists_dir)
+    if args.sbd and not (args.sbd / "inst").is_dir():
+        problems.append(f"missing folder {args.sbd / 'inst'}: --sbd must point at SBD's "
+                        f"dataset/ folder ({ORIGIN['SegmentationObjectAug']})")
+    if problems:
+        print("Cannot prepare " + str(args.voc_root) + ":\n  " + "\n  ".join(problems))
+        return 2
+
+    lists = write_class_lists(args.voc_root, lists_dir, args.out, workers=args.workers)
+    print(f"per-class lists written under {args.out or lists_dir}")
+    for split, per_class in lists.items():
+        print(f"{split}: images per class")
+        for class_id, ids in per_class.items():
+            print(f"  {class_id:2d} {PASCAL_CLASS_NAMES[class_id - 1]:<12s} {len(ids)}")
+
+    ids = listed_ids(lists_dir)
+    no_image = images_missing(args.voc_root, ids)
+    if no_image:
+        print(f"note: {len(no_image)} listed ids have no {IMAGE_DIR}/<id>.jpg (e.g. "
+              f"{no_image[:3]}); training and testing need them: {ORIGIN[IMAGE_DIR]}")
+    if args.sbd:
+        missing = convert_instances(args.voc_root, args.sbd, ids)
+        print(f"instance maps written to {args.voc_root / 'SegmentationObjectAug'} "
+              f"for {len(ids) - len(missing)} ids")
+        if missing:
+            print(f"warning: {len(missing)} ids are neither in SegmentationObject/ nor in "
+                  f"{args.sbd / 'inst'} (e.g. {missing[:3]}); box supports fail on them")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Shared fixtures of the data tests: real third-party data, tiny VOC trees, synthetic sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from panet.data.label_png import save_label_png
+from panet.data.synthetic import generate
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
+from panet.data.voc_prepare import write_class_lists
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The real-data folder: $PANET_SHARED_DATA, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("PANET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def voc_aug() -> Path:
+    """The real VOC 2012 + SBD class masks (no JPEGs); skips when absent."""
+    path = shared_data_dir() / "voc_aug"
+    if not (path / "SegmentationClassAug").is_dir():
+        pytest.skip(f"real PASCAL masks not found at {path} (set PANET_SHARED_DATA to the folder "
+                    f"holding voc_aug/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def voc_aug_class_lists(voc_aug, tmp_path_factory) -> Dict[str, Dict[int, list]]:
+    """Per-class lists of the real masks, written once per session (train_aug, val, train)."""
+    out = tmp_path_factory.mktemp("voc_aug_lists")
+    return write_class_lists(voc_aug, voc_aug / "ImageSets", out)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small generated dataset (80 images of 120 x 160, VOC layout + COCO variant)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return generate(root, n_images=80, size=(120, 160), seed=3, coco=True)
+
+
+def write_jpeg(path: Path, height: int, width: int, seed: int = 0) -> None:
+    """A random-noise RGB JPEG of the given size."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+VocTreeFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_voc_tree(tmp_path) -> VocTreeFactory:
+    """Build a VOC2012 folder from label maps: ``make_voc_tree({id: labels}, instances=None,
+    split="trainaug", class_lists=True)`` writes random JPEGs of matching sizes, the masks, the
+    split list and (optionally) the per-class lists, and returns the folder."""
+
+    def build(labels: Dict[str, np.ndarray], instances: Optional[Dict[str, np.ndarray]] = None,
+              split: str = "trainaug", class_lists: bool = True) -> Path:
+        root = tmp_path / "VOC2012"
+        for folder in (IMAGE_DIR, CLASS_DIR, str(LIST_DIR)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        for k, (image_id, label) in enumerate(sorted(labels.items())):
+            write_jpeg(root / IMAGE_DIR / f"{image_id}.jpg", *label.shape, seed=k)
+            save_label_png(root / CLASS_DIR / f"{image_id}.png", label)
+        if instances is not None:
+            (root / INSTANCE_DIR).mkdir(exist_ok=True)
+            for image_id, instance in instances.items():
+                save_label_png(root / INSTANCE_DIR / f"{image_id}.png", instance)
+        (root / LIST_DIR / f"{split}.txt").write_text("".join(i + "\n" for i in sorted(labels)))
+        if class_lists:
+            write_class_lists(root)
+        return root
+
+    return build
+
+
+def blob_labels(n_images: int, size=(60, 80), classes=range(1, 21), seed: int = 0,
+                per_image: int = 2) -> Dict[str, np.ndarray]:
+    """Label maps with ``per_image`` rectangles of distinct classes each (plus a void border)."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    maps = {}
+    classes = list(classes)
+    for index in range(n_images):
+        label = np.zeros(size, dtype=np.uint8)
+        for class_id in rng.choice(classes, size=per_image, replace=False):
+            top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+            label[top:top + height // 3, left:left + width // 3] = class_id
+        label[0, :] = 255
+        maps[f"img_{index:03d}"] = label
+    return maps

@@ -1,0 +1,60 @@
+"""Resize, flip and normalisation (PROTOCOL §5) against naive references."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from panet.constants import IMAGENET_MEAN, IMAGENET_STD
+from panet.data.transforms import as_size, hflip, normalize, resize_image, resize_nearest
+
+
+def test_resize_nearest_matches_a_naive_loop():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 21, size=(37, 53)).astype(np.uint8)
+    out = resize_nearest(labels, (50, 20))
+    for y in range(50):
+        for x in range(20):
+            source_y = min(int((y + 0.5) * 37 / 50), 36)
+            source_x = min(int((x + 0.5) * 53 / 20), 52)
+            assert out[y, x] == labels[source_y, source_x]
+
+
+def test_resize_nearest_keeps_values_and_dtype():
+    instances = np.arange(12, dtype=np.int32).reshape(3, 4) * 1000
+    out = resize_nearest(instances, (417, 417))
+    assert out.dtype == np.int32 and set(np.unique(out)) == set(instances.ravel())
+    assert np.array_equal(resize_nearest(instances, (3, 4)), instances)
+
+
+def test_resize_image_is_pil_bilinear():
+    pixels = np.random.default_rng(1).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    expected = np.asarray(image.resize((17, 23), Image.BILINEAR))
+    assert np.array_equal(resize_image(image, (23, 17)), expected)
+
+
+def test_normalize_by_hand():
+    pixels = np.zeros((2, 3, 3), dtype=np.uint8)
+    pixels[1, 2] = (255, 128, 0)
+    out = normalize(pixels)
+    assert out.shape == (3, 2, 3) and out.dtype == torch.float32
+    for channel in range(3):
+        value = pixels[1, 2, channel] / 255.0
+        expected = (value - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        assert out[channel, 1, 2].item() == pytest.approx(expected, abs=1e-5)
+        assert out[channel, 0, 0].item() == pytest.approx(
+            -IMAGENET_MEAN[channel] / IMAGENET_STD[channel], abs=1e-5)
+
+
+def test_hflip_mirrors_columns():
+    array = np.arange(6).reshape(2, 3)
+    assert hflip(array).tolist() == [[2, 1, 0], [5, 4, 3]]
+    assert hflip(np.zeros((2, 3, 3))).flags["C_CONTIGUOUS"]
+
+
+def test_as_size():
+    assert as_size(417) == (417, 417)
+    assert as_size((120, 160)) == (120, 160)
+    with pytest.raises(ValueError):
+        as_size(0)
