@@ -15,6 +15,7 @@ Reported: mean and population standard deviation (numpy's default, as released) 
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Sequence, Union
 
 import numpy as np
@@ -83,23 +84,41 @@ class IoUMeter:
     def summary(self) -> Dict:
         """Mean-IoU, binary-IoU and per-class IoU: mean and std over runs, plus per-run values.
 
-        Fractions in 0..1. A class never seen in a run has IoU NaN there (0 / 0).
+        Fractions in 0..1. A class with no pixel counted in a run (never sampled there) has IoU
+        NaN in that run; the run's mean-IoU then averages the other classes, the class's mean
+        and std use the runs that evaluated it, and it is listed under "unevaluated" with a
+        warning (PANet's 1,000-episode runs never hit this).
         """
         tp, fp, fn = np.moveaxis(self.counts.astype(np.float64), -1, 0)  # each n_runs x (1 + n)
         with np.errstate(invalid="ignore", divide="ignore"):
             class_iou = tp / (tp + fp + fn)  # n_runs x (1 + n)
             fg = [x[:, 1:].sum(axis=1) for x in (tp, fp, fn)]
             binary_iou = (class_iou[:, 0] + fg[0] / (fg[0] + fg[1] + fg[2])) / 2
-        mean_iou = class_iou[:, 1:].mean(axis=1)
+        unevaluated = {run: [c for i, c in enumerate(self.class_ids) if np.isnan(class_iou[run, i + 1])]
+                       for run in range(self.n_runs)}
+        unevaluated = {run: ids for run, ids in unevaluated.items() if ids}
+        if unevaluated:
+            warnings.warn(f"classes never evaluated (run: class ids): {unevaluated}; their IoU is "
+                          "NaN and the mean-IoU of those runs averages the other classes",
+                          stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+            mean_iou = np.nanmean(class_iou[:, 1:], axis=1)
+            class_mean, class_std = per_class(np.nanmean), per_class(np.nanstd)
+
+            def per_class(reduce):  # over the runs that evaluated the class
+                return {c: float(reduce(class_iou[:, i + 1])) for i, c in enumerate(self.class_ids)}
+
         return {
             "mean_iou": float(mean_iou.mean()),
             "mean_iou_std": float(mean_iou.std()),
             "binary_iou": float(binary_iou.mean()),
             "binary_iou_std": float(binary_iou.std()),
-            "class_iou": {c: float(class_iou[:, i + 1].mean()) for i, c in enumerate(self.class_ids)},
-            "class_iou_std": {c: float(class_iou[:, i + 1].std()) for i, c in enumerate(self.class_ids)},
+            "class_iou": class_mean,
+            "class_iou_std": class_std,
             "mean_iou_runs": mean_iou.tolist(),
             "binary_iou_runs": binary_iou.tolist(),
             "class_iou_runs": {c: class_iou[:, i + 1].tolist() for i, c in enumerate(self.class_ids)},
+            "unevaluated": unevaluated,
             "rule": self.rule,
         }

@@ -79,8 +79,10 @@ def test_rules_differ_only_by_false_positives_of_absent_ways():
     # background: 16 - 4 (class 7) - 1 (ignored) = 11 pixels, 3 of them predicted as way 2
     assert released.counts[0].tolist() == [[8, 0, 3], [4, 0, 0], [0, 0, 0]]
     assert corrected.counts[0].tolist() == [[8, 0, 3], [4, 0, 0], [0, 3, 0]]
-    assert released.summary()["class_iou"][7] == 1.0
-    assert np.isnan(released.summary()["class_iou"][9])  # never in any ground truth: 0 / 0
+    with pytest.warns(UserWarning, match="never evaluated"):
+        summary = released.summary()
+    assert summary["class_iou"][7] == 1.0
+    assert np.isnan(summary["class_iou"][9])  # never in any ground truth: 0 / 0
     assert corrected.summary()["class_iou"][9] == 0.0
 
 
@@ -118,3 +120,16 @@ def test_bad_input_is_refused():
         meter.update(np.zeros((2, 2), int), np.full((2, 2), 7), [1])
     with pytest.raises(ValueError, match="rule"):
         IoUMeter([1], rule="other")
+
+
+def test_class_never_evaluated_is_reported_not_averaged_as_zero():
+    meter = IoUMeter([1, 2], n_runs=2)
+    target = np.array([[0, 1], [1, 1]])
+    meter.update(target, target, [1], run=0)  # run 0: only class 1, perfect
+    meter.update(target, target, [1], run=1)
+    meter.update(np.array([[0, 0], [1, 1]]), np.array([[0, 1], [1, 1]]), [2], run=1)
+    with pytest.warns(UserWarning, match=r"never evaluated.*\{0: \[2\]\}"):
+        summary = meter.summary()
+    assert summary["unevaluated"] == {0: [2]}
+    assert summary["mean_iou_runs"] == pytest.approx([1.0, (1.0 + 2 / 3) / 2])
+    assert np.isnan(summary["class_iou"][2])

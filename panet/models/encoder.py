@@ -34,6 +34,14 @@ VGG16_DILATED = (
     Block(3, 512, dilation=2),
 )
 
+# Not the paper's: a 0.6M-parameter encoder (output stride 4) for CPU demos and toy-scale runs.
+SMALL_DILATED = (
+    Block(2, 32, pool_stride=2),
+    Block(2, 64, pool_stride=2),
+    Block(2, 128, pool_stride=1),
+    Block(2, 128, dilation=2),
+)
+
 # Index in torchvision's `vgg16().features` of each of our 13 convs, in order.
 TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -91,6 +99,18 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
     if weights is not None:
         load_torchvision_vgg16(encoder, weights)
     return encoder
+
+
+def build_encoder(name: str, weights: Union[str, Path, None] = None) -> DilatedVGG:
+    """Encoder by config name: "vgg16" (PANet's, optionally ImageNet weights) or "small"
+    (random init only: no pretrained weights exist for it)."""
+    if name == "vgg16":
+        return vgg16_encoder(weights)
+    if name == "small":
+        if weights is not None:
+            raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
+        return DilatedVGG(SMALL_DILATED)
+    raise ValueError(f"unknown encoder {name!r}: choose 'vgg16' or 'small'")
 
 
 def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:

@@ -1,0 +1,70 @@
+"""torch.distributed glue: one process per device, launched by `torchrun`.
+
+Without torchrun (no WORLD_SIZE in the environment) everything runs in one process and these
+helpers reduce to no-ops, so single-device code paths stay the plain ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on its rank 0 (usable before the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as given (e.g. 'cuda:1')."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' was asked for, but torch sees no CUDA device "
+                           f"(torch {torch.__version__}); use device=cpu or device=auto")
+    return device
+
+
+def setup(device: str) -> Context:
+    """Join the process group when launched by torchrun (nccl on CUDA, gloo on CPU)."""
+    device = resolve_device(device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Context(device=device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def teardown(context: Context) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:
+    """Sum of `tensor` over ranks (in place; returns it). Identity in a single process."""
+    if context.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor

@@ -1,0 +1,189 @@
+"""Training and evaluation loops, free of any configuration system.
+
+Shape letters: B episodes per step, W ways, S shots, Q queries, H x W input size.
+Episode i of a dataset is a pure function of i (see `panet.data.episodes`), so a step's
+episodes are fixed by the step number alone: step t trains on episodes [t*B, (t+1)*B), whatever
+the number of processes or loader workers, and a resumed run sees exactly what an uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from .constants import IGNORE_INDEX
+from .data import collate_episodes
+from .distributed import Context, all_reduce_sum
+from .losses import PANetLoss, panet_loss
+from .metrics import IoUMeter
+from .models.prototypes import upsample
+
+MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; no update was applied for that step."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; training stopped after finishing (and saving) a whole step."""
+
+
+class StepBatches(Sampler):
+    """Episode indices of steps [start, stop): step t takes episodes [t*B, (t+1)*B); with R
+    processes, rank r takes the r-th contiguous B/R of them."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, context: Context = Context()):
+        if batch_size % context.world_size:
+            raise ValueError(f"batch size {batch_size} must be a multiple of the number of "
+                             f"processes ({context.world_size})")
+        self.start, self.stop = start, stop
+        self.per_rank = batch_size // context.world_size
+        self.offset = context.rank * self.per_rank
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for step in range(self.start, self.stop):
+            first = step * self.batch_size + self.offset
+            yield list(range(first, first + self.per_rank))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def episode_loader(dataset: Dataset, batch_sampler, workers: int,
+                   device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers,
+                      collate_fn=collate_episodes, pin_memory=device.type == "cuda")
+
+
+def to_device(batch: Dict, device: torch.device) -> Dict:
+    """Move the batch's tensors to `device`; lists (ids, full-size labels) stay as they are."""
+    return {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+            for key, value in batch.items()}
+
+
+@contextmanager
+def stop_requests() -> Iterator[Callable[[], bool]]:
+    """While active, SIGINT and SIGTERM only raise a flag (checked between steps)."""
+    requested = []
+    handler = lambda signum, frame: requested.append(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
+               align_weight: float, context: Context = Context()) -> Dict[str, float]:
+    """One SGD step on a batch of episodes; returns the batch's seg/align/total losses.
+
+    Across R processes the objective keeps PROTOCOL §4's batch semantics: L_seg is the mean over
+    every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
+    averages gradients over ranks, so each rank's terms are rescaled accordingly).
+    Raises NonFiniteLossError, before any update, if a loss is not finite.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    out = model(*(batch[key] for key in MODEL_INPUTS))
+    loss: PANetLoss = panet_loss(out, batch["query_labels"], batch["support_fg"],
+                                 batch["support_bg"], align_weight)
+    objective = loss.total
+    labelled = (batch["query_labels"] != IGNORE_INDEX).sum()
+    stats = torch.stack([labelled.to(loss.seg.dtype), loss.seg.detach() * labelled,
+                         loss.align.detach(), (~torch.isfinite(objective.detach())).to(loss.seg.dtype)])
+    stats = all_reduce_sum(stats, context)
+    total_labelled, seg_sum, align_sum, n_nonfinite = stats.tolist()
+    seg, align = seg_sum / max(total_labelled, 1), align_sum / context.world_size
+    if n_nonfinite:
+        raise NonFiniteLossError(f"non-finite loss (seg {seg}, align {align}) on episodes "
+                                 f"{batch['query_ids']}")
+    if context.distributed:
+        objective = (loss.seg * (labelled * context.world_size / total_labelled)
+                     + align_weight * loss.align)
+    objective.backward()
+    optimizer.step()
+    return {"loss": seg + align_weight * align, "seg_loss": seg, "align_loss": align}
+
+
+def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+          loader: DataLoader, *, start_step: int, align_weight: float,
+          on_step: Callable[[int, Dict[str, float]], None],
+          on_interrupt: Callable[[int], None], context: Context = Context(),
+          progress: bool = True) -> int:
+    """Run the steps of `loader` (a `StepBatches` loader starting at `start_step`).
+
+    After each step, `on_step(step, losses)` with `step` the number of steps done (logging and
+    checkpoints live there). On SIGINT/SIGTERM the current step is finished, `on_interrupt(step)`
+    is called (to save), and TrainingInterrupted is raised; all processes stop at the same step.
+    Returns the number of steps done.
+    """
+    model.train()
+    step = start_step
+    bar = tqdm(total=start_step + len(loader), initial=start_step, disable=not progress,
+               desc="train", dynamic_ncols=True)
+    with stop_requests() as stop_requested, bar:
+        for batch in loader:
+            losses = train_step(model, optimizer, to_device(batch, context.device), align_weight,
+                                context)
+            scheduler.step()
+            step += 1
+            on_step(step, {**losses, "lr": optimizer.param_groups[0]["lr"]})
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", align=f"{losses['align_loss']:.3f}",
+                            refresh=False)
+            bar.update()
+            stop = torch.tensor(float(stop_requested()), device=context.device)
+            if all_reduce_sum(stop, context).item():
+                on_interrupt(step)
+                raise TrainingInterrupted(f"stopped after step {step}")
+    return step
+
+
+class EvalShard(Sampler):
+    """Batches of the episodes [0, n) that rank r of R evaluates: those with i % R == r."""
+
+    def __init__(self, n: int, batch_size: int, context: Context = Context()):
+        self.indices = list(range(context.rank, n, context.world_size))
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for first in range(0, len(self.indices), self.batch_size):
+            yield self.indices[first:first + self.batch_size]
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: int, *,
+             device: torch.device, resolution: str = "label", progress: bool = True,
+             on_batch: Optional[Callable[[Dict, torch.Tensor], None]] = None) -> None:
+    """Add every query of `loader`'s episodes to `meter` under `run`.
+
+    resolution "label" (PANet): predictions and labels at the input size (417 x 417);
+    "original": the feature-resolution logits are upsampled bilinearly straight to each query's
+    original size and compared with its original label (needs keep_original_labels).
+    `on_batch(batch, predictions)` sees each batch and its B x Q x H x W predictions.
+    """
+    model.eval()
+    for batch in tqdm(loader, desc=f"test run {run}", disable=not progress, dynamic_ncols=True):
+        batch = to_device(batch, device)
+        out = model(*(batch[key] for key in MODEL_INPUTS))
+        predictions = out.logits.argmax(dim=2)  # B x Q x H x W
+        for b, class_ids in enumerate(batch["class_ids"].tolist()):
+            for q in range(predictions.shape[1]):
+                if resolution == "label":
+                    pred, target = predictions[b, q], batch["query_labels"][b, q]
+                else:
+                    target = batch["query_labels_full"][b][q]
+                    pred = upsample(out.logits_low[b, q][None], target.shape)[0].argmax(dim=0)
+                meter.update(pred, target, class_ids, run=run)
+        if on_batch is not None:
+            on_batch(batch, predictions)

@@ -1,0 +1,51 @@
+"""Test results: the record written to results.json and the table printed for people."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+
+def describe_setting(data: Dict[str, Any]) -> str:
+    """One line naming the benchmark and episode setting, e.g.
+    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports'."""
+    return (f"{data['name']} fold {data['fold']}, {data['ways']}-way {data['shots']}-shot, "
+            f"test split {data['test_split']}, {data['weak']} supports")
+
+
+def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:
+    """IoUs in percent, mean +- std over runs: one line per class, then mean- and binary-IoU."""
+    def cell(mean: float, std: float) -> str:
+        return f"{100 * mean:6.1f} +- {100 * std:4.1f}"
+
+    lines = [title, f"{'class':28s} {'IoU (%)':>14s}"]
+    for class_id, mean in summary["class_iou"].items():
+        lines.append(f"{class_name(class_id):28s} {cell(mean, summary['class_iou_std'][class_id])}")
+    lines.append(f"{'mean-IoU':28s} {cell(summary['mean_iou'], summary['mean_iou_std'])}")
+    lines.append(f"{'binary-IoU':28s} {cell(summary['binary_iou'], summary['binary_iou_std'])}")
+    return "\n".join(lines)
+
+
+def _strict(value: Any) -> Any:
+    """NaN (a class never evaluated) -> None, so the file is standard JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def write_json(path: Path, record: Dict[str, Any]) -> Path:
+    """Write `record` as standard JSON, atomically (class ids become string keys, NaN null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        json.dump(_strict(record), file, indent=2, sort_keys=True, allow_nan=False)
+    os.replace(tmp, path)
+    return path
