@@ -94,20 +94,21 @@ class IoUMeter:
             class_iou = tp / (tp + fp + fn)  # n_runs x (1 + n)
             fg = [x[:, 1:].sum(axis=1) for x in (tp, fp, fn)]
             binary_iou = (class_iou[:, 0] + fg[0] / (fg[0] + fg[1] + fg[2])) / 2
-        unevaluated = {run: [c for i, c in enumerate(self.class_ids) if np.isnan(class_iou[run, i + 1])]
-                       for run in range(self.n_runs)}
-        unevaluated = {run: ids for run, ids in unevaluated.items() if ids}
+        missing = np.isnan(class_iou[:, 1:])
+        unevaluated = {run: [c for c, gone in zip(self.class_ids, row) if gone]
+                       for run, row in enumerate(missing) if row.any()}
         if unevaluated:
             warnings.warn(f"classes never evaluated (run: class ids): {unevaluated}; their IoU is "
                           "NaN and the mean-IoU of those runs averages the other classes",
                           stacklevel=2)
+
+        def per_class(reduce):  # over the runs that evaluated the class
+            return {c: float(reduce(class_iou[:, i + 1])) for i, c in enumerate(self.class_ids)}
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
             mean_iou = np.nanmean(class_iou[:, 1:], axis=1)
             class_mean, class_std = per_class(np.nanmean), per_class(np.nanstd)
-
-            def per_class(reduce):  # over the runs that evaluated the class
-                return {c: float(reduce(class_iou[:, i + 1])) for i, c in enumerate(self.class_ids)}
 
         return {
             "mean_iou": float(mean_iou.mean()),
