@@ -132,4 +132,6 @@ def test_class_never_evaluated_is_reported_not_averaged_as_zero():
         summary = meter.summary()
     assert summary["unevaluated"] == {0: [2]}
     assert summary["mean_iou_runs"] == pytest.approx([1.0, (1.0 + 2 / 3) / 2])
-    assert np.isnan(summary["class_iou"][2])
+    assert np.isnan(summary["class_iou_runs"][2][0])
+    assert summary["class_iou"][2] == pytest.approx(2 / 3)  # over the run that evaluated it
+    assert summary["class_iou_std"][2] == 0.0
