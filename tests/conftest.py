@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from panet.data.label_png import save_label_png
 from panet.data.synthetic import generate
-from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, read_id_list
 from panet.data.voc_prepare import write_class_lists
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,18 +34,31 @@ def voc_aug() -> Path:
     return path
 
 
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
-def voc_aug_class_lists(voc_aug, tmp_path_factory) -> Dict[str, Dict[int, list]]:
-    """Per-class lists of the real masks, written once per session (train_aug, val, train)."""
+def voc_aug_class_lists(voc_aug, tmp_path_factory) -> Dict[str, Dict[int, List[str]]]:
+    """Per-class lists of the real masks (splits train_aug, val, train), written once per
+    session by ``scripts/prepare_voc.py`` into a temporary folder and read back."""
     out = tmp_path_factory.mktemp("voc_aug_lists")
-    return write_class_lists(voc_aug, voc_aug / "ImageSets", out)
+    status = load_script("prepare_voc").main(
+        [str(voc_aug), "--lists", str(voc_aug / "ImageSets"), "--out", str(out)])
+    assert status == 0
+    return {split.name: {k: read_id_list(split / f"class{k}.txt") for k in range(1, 21)}
+            for split in out.iterdir()}
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """A small generated dataset (80 images of 120 x 160, VOC layout + COCO variant)."""
+    """A small generated dataset (120 images of 120 x 160, VOC layout + COCO variant)."""
     root = tmp_path_factory.mktemp("synthetic")
-    return generate(root, n_images=80, size=(120, 160), seed=3, coco=True)
+    return generate(root, n_images=120, size=(120, 160), seed=3, coco=True)
 
 
 def write_jpeg(path: Path, height: int, width: int, seed: int = 0) -> None:

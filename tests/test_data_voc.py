@@ -1,0 +1,228 @@
+"""PASCAL VOC source and preparation: real class-list counts, layout checks, every bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+
+from panet.data import make_episode_dataset
+from panet.data.episodes import EpisodeDataset
+from panet.data.label_png import load_label_png, save_label_png
+from panet.data.sampling import Episode
+from panet.data.voc import VocSource
+from panet.data.voc_prepare import write_class_lists
+
+from conftest import blob_labels, load_script, write_jpeg
+
+# Images per class 1..20 documented with the real data (shared/data/README.md)
+README_COUNTS = {
+    "train_aug": [586, 486, 698, 461, 654, 385, 1086, 1000, 1081, 264, 528, 1177, 444, 482, 3898,
+                  487, 299, 491, 500, 548],
+    "val": [90, 79, 103, 72, 96, 74, 127, 119, 123, 71, 75, 128, 79, 76, 446, 85, 57, 90, 84, 74],
+}
+
+
+@pytest.mark.parametrize("split", ["train_aug", "val"])
+def test_prepare_voc_reproduces_the_real_class_counts(voc_aug_class_lists, split):
+    counts = [len(voc_aug_class_lists[split][k]) for k in range(1, 21)]
+    assert counts == README_COUNTS[split]
+
+
+def test_real_class_lists_agree_with_the_masks(voc_aug, voc_aug_class_lists):
+    """Spot check against a naive per-pixel reading of 60 val masks."""
+    val_ids = [i for i in (voc_aug / "ImageSets" / "val.txt").read_text().split()][:60]
+    for image_id in val_ids:
+        present = set(np.unique(load_label_png(voc_aug / "SegmentationClassAug"
+                                               / f"{image_id}.png")).tolist()) - {0, 255}
+        listed = {k for k, ids in voc_aug_class_lists["val"].items() if image_id in ids}
+        assert listed == present, image_id
+
+
+def test_source_reads_a_tree(make_voc_tree):
+    labels = blob_labels(8, classes=[3, 4, 5])
+    source = VocSource(make_voc_tree(labels), "trainaug")
+    lists = source.class_images()
+    for class_id in (3, 4, 5):
+        assert lists[class_id] == sorted(i for i, m in labels.items() if (m == class_id).any())
+    assert lists[1] == []
+    image, label = source.load("img_002", [3])
+    assert (image.height, image.width) == label.shape == (60, 80) and image.mode == "RGB"
+    assert np.array_equal(label, labels["img_002"])
+    assert source.class_name(15) == "15 (person)"
+
+
+def test_train_aug_list_name_is_accepted(make_voc_tree):
+    root = make_voc_tree(blob_labels(4), split="train_aug")
+    assert len(VocSource(root, "trainaug").ids) == 4
+
+
+def test_instance_map_renumbers_the_class_instances(make_voc_tree):
+    label = np.zeros((10, 10), dtype=np.uint8)
+    label[0:4, 0:4] = 7
+    label[6:9, 6:9] = 7
+    label[0:4, 6:9] = 2
+    label[4, :] = 255
+    objects = np.zeros_like(label)
+    objects[0:4, 0:4] = 3
+    objects[6:9, 6:9] = 5
+    objects[0:4, 6:9] = 4
+    objects[4, :] = 255
+    source = VocSource(make_voc_tree({"a": label}, instances={"a": objects}), "trainaug")
+    expected = np.zeros((10, 10), dtype=np.int32)
+    expected[0:4, 0:4] = 1
+    expected[6:9, 6:9] = 2
+    assert np.array_equal(source.instance_map("a", 7), expected)
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder,origin", [("JPEGImages", "host.robots.ox.ac.uk"),
+                                           ("SegmentationClassAug", "SBD"),
+                                           ("ImageSets/Segmentation", "trainaug")])
+def test_missing_folder_names_it_and_its_origin(make_voc_tree, folder, origin):
+    root = make_voc_tree(blob_labels(3))
+    shutil.rmtree(root / folder)
+    with pytest.raises(FileNotFoundError, match=origin) as error:
+        VocSource(root, "trainaug")
+    assert str(root / folder) in str(error.value)
+
+
+def test_missing_root_and_split_list(make_voc_tree, tmp_path):
+    with pytest.raises(FileNotFoundError, match="VOC2012 folder"):
+        VocSource(tmp_path / "nowhere", "trainaug")
+    root = make_voc_tree(blob_labels(3))
+    with pytest.raises(FileNotFoundError, match=r"val\.txt"):
+        VocSource(root, "val")
+
+
+def test_missing_class_lists_say_to_run_prepare_voc(make_voc_tree):
+    root = make_voc_tree(blob_labels(3), class_lists=False)
+    with pytest.raises(FileNotFoundError, match=r"class1\.txt.*prepare_voc\.py"):
+        VocSource(root, "trainaug")
+
+
+def test_stale_class_lists(make_voc_tree):
+    root = make_voc_tree(blob_labels(3))
+    with open(root / "ImageSets/Segmentation/trainaug/class2.txt", "a") as handle:
+        handle.write("img_999\n")
+    with pytest.raises(ValueError, match=r"img_999.*stale"):
+        VocSource(root, "trainaug")
+
+
+@pytest.mark.parametrize("folder,suffix", [("JPEGImages", "jpg"), ("SegmentationClassAug", "png")])
+def test_listed_id_without_its_file(make_voc_tree, folder, suffix):
+    root = make_voc_tree(blob_labels(3))
+    (root / folder / f"img_001.{suffix}").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"no {folder}/<id>.*img_001"):
+        VocSource(root, "trainaug")
+
+
+def test_corrupt_image(make_voc_tree):
+    root = make_voc_tree(blob_labels(3))
+    path = root / "JPEGImages" / "img_001.jpg"
+    path.write_bytes(path.read_bytes()[:300])  # truncated
+    with pytest.raises(ValueError, match=r"img_001\.jpg.*corrupt"):
+        VocSource(root, "trainaug").image("img_001")
+
+
+def test_mask_of_another_size(make_voc_tree):
+    root = make_voc_tree(blob_labels(3))
+    write_jpeg(root / "JPEGImages" / "img_002.jpg", 50, 80)
+    with pytest.raises(ValueError, match=r"img_002.*50 x 80.*60 x 80"):
+        VocSource(root, "trainaug").load("img_002", [1])
+
+
+def test_labels_outside_the_classes(make_voc_tree):
+    labels = blob_labels(3, classes=[1, 2])
+    root = make_voc_tree(labels)
+    bad = labels["img_000"].copy()
+    bad[5, 5] = 21
+    save_label_png(root / "SegmentationClassAug" / "img_000.png", bad)
+    with pytest.raises(ValueError, match=r"img_000\.png holds labels \[21\]"):
+        VocSource(root, "trainaug").label_map("img_000")
+    with pytest.raises(ValueError, match=r"img_000\.png holds labels \[21\]"):
+        write_class_lists(root)
+
+
+def test_colour_mask_is_rejected(make_voc_tree):
+    root = make_voc_tree(blob_labels(3))
+    from PIL import Image
+    Image.new("RGB", (80, 60)).save(root / "SegmentationClassAug" / "img_001.png")
+    with pytest.raises(ValueError, match=r"img_001\.png.*mode RGB"):
+        VocSource(root, "trainaug").label_map("img_001")
+
+
+def test_class_too_small_for_the_episode(make_voc_tree):
+    labels = blob_labels(12, classes=[1, 2, 3, 4])  # about 6 images per class
+    for image_id in ("img_000", "img_001"):
+        labels[image_id][40:50, 60:70] = 5  # class 5 in 2 images: too few for 2 shots + 1 query
+    root = make_voc_tree(labels)
+    with pytest.warns(UserWarning, match=r"class 5 \(bottle\) with 2"):
+        dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 2, 1, 20, 0, False,
+                                       size=32)
+    assert {c for e in dataset.episodes for c in e.class_ids} == {1, 2, 3, 4}
+
+
+def test_box_supports_without_instance_folder(make_voc_tree):
+    root = make_voc_tree(blob_labels(6, classes=[1, 2]))
+    dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 2, 0, False, size=32,
+                                   weak="bbox")
+    with pytest.raises(FileNotFoundError, match=r"SegmentationObjectAug.*--sbd"):
+        dataset[0]
+
+
+def test_precomputed_scribbles_are_used_when_present(make_voc_tree):
+    label = np.zeros((30, 30), dtype=np.uint8)
+    label[5:25, 5:25] = 3
+    root = make_voc_tree({"a": label, "b": label.copy()})
+    (root / "ScribbleAugAuto").mkdir()
+    scribble = np.full((30, 30), 255, dtype=np.uint8)
+    scribble[10, 8:20] = 1
+    scribble[1, :] = 0
+    for image_id in ("a", "b"):
+        save_label_png(root / "ScribbleAugAuto" / f"{image_id}.png", scribble)
+    episode = Episode((3,), (("a",),), (("b",),))
+    item = EpisodeDataset(VocSource(root, "trainaug"), [episode], (30, 30), 0, False,
+                          weak="scribble")[0]
+    assert np.array_equal(item["support_fg"][0, 0].numpy(), scribble == 1)
+    assert np.array_equal(item["support_bg"][0, 0].numpy(), scribble == 0)
+    (root / "ScribbleAugAuto" / "a.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"ScribbleAugAuto/a\.png"):
+        EpisodeDataset(VocSource(root, "trainaug"), [episode], (30, 30), 0, False,
+                       weak="scribble")[0]
+
+
+# ---- scripts/prepare_voc.py ----------------------------------------------------------------
+
+
+def test_prepare_voc_reports_missing_layout(tmp_path, capsys):
+    (tmp_path / "VOC2012").mkdir()
+    status = load_script("prepare_voc").main([str(tmp_path / "VOC2012")])
+    out = capsys.readouterr().out
+    assert status == 2
+    assert "SegmentationClassAug" in out and "ImageSets/Segmentation" in out and "SBD" in out
+
+
+def test_prepare_voc_converts_sbd_instances(make_voc_tree, tmp_path, capsys):
+    labels = blob_labels(3, classes=[1, 2])
+    root = make_voc_tree(labels)
+    sbd = tmp_path / "sbd" / "dataset"
+    (sbd / "inst").mkdir(parents=True)
+    instances = {}
+    for k, image_id in enumerate(["img_000", "img_001"]):
+        instances[image_id] = (labels[image_id] > 0).astype(np.uint8) * (k + 1)
+        scipy.io.savemat(sbd / "inst" / f"{image_id}.mat",
+                         {"GTinst": {"Segmentation": instances[image_id],
+                                     "Categories": np.array([1])}})
+    (root / "SegmentationObject").mkdir()
+    voc_objects = np.full((60, 80), 9, dtype=np.uint8)
+    save_label_png(root / "SegmentationObject" / "img_001.png", voc_objects)  # takes precedence
+    status = load_script("prepare_voc").main([str(root), "--sbd", str(sbd)])
+    out = capsys.readouterr().out
+    assert status == 0 and "img_002" in out  # in neither source
+    converted = root / "SegmentationObjectAug"
+    assert np.array_equal(load_label_png(converted / "img_000.png"), instances["img_000"])
+    assert np.array_equal(load_label_png(converted / "img_001.png"), voc_objects)
+    assert not (converted / "img_002.png").exists()
