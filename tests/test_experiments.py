@@ -1,0 +1,180 @@
+"""train.py and test.py end to end on the synthetic dataset: checkpoints, exact resume,
+interruption, non-finite losses, settings read from checkpoints, clear errors."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from panet.checkpoint import load_checkpoint
+from panet.engine import NonFiniteLossError
+
+QUIET = {"--loglevel": "ERROR"}
+
+
+def load_entry_point(name):
+    """Import train.py / test.py under another module name (`test` is a stdlib package)."""
+    spec = importlib.util.spec_from_file_location(f"panet_{name}_entry", REPO_ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ex
+
+
+TRAIN, TEST = load_entry_point("train"), load_entry_point("test")
+
+
+def train(root, out, named=("synthetic", "fast"), **train_updates):
+    run = TRAIN.run(named_configs=list(named), options=QUIET, config_updates={
+        "data": {"root": str(root)}, "train": {"output_dir": str(out), **train_updates}})
+    assert run.status == "COMPLETED"
+    return out / "checkpoints"
+
+
+def evaluate(checkpoint, out, named=("fast",), **test_updates):
+    run = TEST.run(named_configs=list(named), options=QUIET, config_updates={
+        "test": {"checkpoint": str(checkpoint), "output_dir": str(out), **test_updates}})
+    assert run.status == "COMPLETED"
+    return json.loads((out / "results.json").read_text())
+
+
+def assert_same_state(a, b):
+    """Model and optimizer states equal bit for bit."""
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for index, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][index]["momentum_buffer"])
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory):
+    return train(synthetic_root, tmp_path_factory.mktemp("trained"))
+
+
+def test_training_writes_checkpoints_carrying_the_config(trained):
+    final, last = load_checkpoint(trained / "final.pt"), load_checkpoint(trained / "last.pt")
+    assert final["step"] == last["step"] == 4
+    assert final["config"]["data"]["name"] == "synthetic"
+    assert final["config"]["train"]["steps"] == 4
+    assert final["scheduler"]["last_epoch"] == 4
+    assert set(final["rng"]) == {"python", "numpy", "torch", "cuda"}
+
+
+def test_resumed_run_ends_with_the_same_weights(synthetic_root, trained, tmp_path):
+    first_half = train(synthetic_root, tmp_path / "a", steps=2)
+    resumed = train(synthetic_root, tmp_path / "b", resume=str(first_half / "last.pt"))
+    assert load_checkpoint(first_half / "final.pt")["step"] == 2
+    assert_same_state(load_checkpoint(resumed / "final.pt"), load_checkpoint(trained / "final.pt"))
+
+
+def test_resume_refuses_a_different_setting(synthetic_root, trained, tmp_path):
+    with pytest.raises(ValueError, match=r"data\.shots: 1 -> 5"):
+        train(synthetic_root, tmp_path, named=("synthetic", "fast", "5shot"),
+              resume=str(trained / "final.pt"))
+
+
+def test_interrupted_process_saves_and_resumes_exactly(synthetic_root, tmp_path):
+    """SIGTERM a real train.py process mid-run, resume it, compare with an uninterrupted run."""
+    steps = 12
+    command = [sys.executable, "train.py", "-u", "with", "synthetic", "fast",
+               f"data.root={synthetic_root}", f"train.steps={steps}"]
+    process = subprocess.Popen(command + [f"train.output_dir={tmp_path / 'cut'}"], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, output
+    assert "interrupted: saved" in output, output
+    stopped_at = load_checkpoint(last)["step"]
+    assert 2 <= stopped_at < steps
+    resumed = train(synthetic_root, tmp_path / "resumed", steps=steps, resume=str(last))
+    straight = train(synthetic_root, tmp_path / "straight", steps=steps)
+    assert_same_state(load_checkpoint(resumed / "final.pt"), load_checkpoint(straight / "final.pt"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint is kept"):
+        train(synthetic_root, tmp_path, lr=1e8, steps=20, checkpoint_every=1)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert 1 <= state["step"] < 20
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (tmp_path / "checkpoints" / "final.pt").exists()
+
+
+def test_training_refuses_weak_supports(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="test-time setting"):
+        train(synthetic_root, tmp_path, named=("synthetic", "fast", "bbox"))
+
+
+def test_test_reads_the_setting_from_the_checkpoint(trained, synthetic_root, tmp_path):
+    stored = evaluate(trained / "final.pt", tmp_path / "stored")
+    setting = stored["setting"]
+    assert setting["data"]["name"] == "synthetic" and setting["data"]["shots"] == 1
+    assert setting["trained_steps"] == 4 and setting["runs"] == 2 and setting["episodes"] == 4
+    assert len(stored["mean_iou_runs"]) == 2 and 0 <= stored["binary_iou"] <= 1
+    assert sorted(stored["class_iou"]) == ["1", "2", "3", "4", "5"]  # fold 0's test classes
+    overridden = evaluate(trained / "final.pt", tmp_path / "override", named=("fast", "5shot", "bbox"),
+                          rule="corrected")
+    assert overridden["setting"]["data"]["shots"] == 5
+    assert overridden["setting"]["data"]["weak"] == "bbox"
+    assert overridden["setting"]["rule"] == overridden["rule"] == "corrected"
+
+
+def test_results_do_not_depend_on_the_test_batch_size(trained, tmp_path):
+    one = evaluate(trained / "final.pt", tmp_path / "one", batch_size=1)
+    three = evaluate(trained / "final.pt", tmp_path / "three", batch_size=3)
+    for key in ("mean_iou_runs", "binary_iou_runs", "class_iou_runs"):
+        assert one[key] == three[key]
+
+
+def test_original_resolution_evaluation_runs(trained, tmp_path):
+    result = evaluate(trained / "final.pt", tmp_path, resolution="original")
+    assert result["setting"]["resolution"] == "original" and 0 <= result["binary_iou"] <= 1
+
+
+def test_missing_imagenet_weights_name_the_file_and_the_config_key(synthetic_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"vgg16-397923af\.pth.*model\.weights"):
+        TEST.run(named_configs=["synthetic", "fast", "notrain"], options=QUIET, config_updates={
+            "data": {"root": str(synthetic_root)},
+            "model": {"encoder": "vgg16", "weights": str(tmp_path / "vgg16-397923af.pth")}})
+
+
+def test_test_without_checkpoint_says_what_to_do():
+    with pytest.raises(ValueError, match="test.checkpoint"):
+        TEST.run(named_configs=["fast"], options=QUIET)
+
+
+def torchrun(script, *args, cwd=REPO_ROOT):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               script, "-u", "with", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_distributed_training_matches_one_process(synthetic_root, tmp_path):
+    common = ["synthetic", "fast", f"data.root={synthetic_root}", "train.batch_size=2"]
+    torchrun("train.py", *common, f"train.output_dir={tmp_path / 'ddp'}")
+    single = train(synthetic_root, tmp_path / "single", batch_size=2)
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "final.pt")
+    single = load_checkpoint(single / "final.pt")
+    for key in single["model"]:
+        assert torch.allclose(ddp["model"][key], single["model"][key], rtol=1e-4, atol=1e-6), key
+
+
+def test_sharded_testing_equals_one_process(trained, tmp_path):
+    torchrun("test.py", "fast", f"test.checkpoint={trained / 'final.pt'}",
+             f"test.output_dir={tmp_path / 'ddp'}", "test.episodes=5")
+    sharded = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    single = evaluate(trained / "final.pt", tmp_path / "single", episodes=5)
+    for key in ("mean_iou_runs", "binary_iou_runs", "class_iou_runs"):
+        assert sharded[key] == single[key]
