@@ -19,6 +19,7 @@ setup(
         "pycocotools",
         "scipy",
         "scikit-image",
+        "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
 )
