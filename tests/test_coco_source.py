@@ -184,6 +184,12 @@ def test_images_come_back_rgb(root, source):
         np.testing.assert_array_equal(rgb[:, :, channel], gray)
 
 
+def test_location_names_the_image_and_annotation_files(root, source):
+    location = source.location("10")
+    assert str(root / "val2017" / "b.jpg") in location
+    assert str(coco.annotation_file(root, SPLIT, YEAR)) in location
+
+
 def test_default_year_is_2014(tmp_path):
     write_coco(tmp_path, *scene(), split="train", year=2014)
     source = CocoSource(tmp_path, "train", cache_dir=tmp_path / "cache")

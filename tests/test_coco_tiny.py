@@ -14,12 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from panet.data import make_episode_dataset
 from panet.data.coco import CocoSource, annotation_file
-
-try:
-    from panet.data import make_episode_dataset
-except ImportError:  # the episode builder is not in this checkout yet
-    make_episode_dataset = None
 
 SHARED_DATA = Path(
     os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
@@ -124,7 +120,6 @@ def expected_fold_classes(fold, style, train):
     return set(range(1, 81)) - test if train else test
 
 
-@pytest.mark.skipif(make_episode_dataset is None, reason="panet.data.make_episode_dataset missing")
 @pytest.mark.filterwarnings("ignore:left out of the episodes")  # coco_tiny classes with 1 image
 @pytest.mark.parametrize("split, train", [("train", True), ("train", False), ("val", False)])
 @pytest.mark.parametrize("ways", [1, 2])

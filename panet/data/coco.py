@@ -336,6 +336,10 @@ class CocoSource(Source):
         if class_id not in self.category_ids:
             raise ValueError(f"class id {class_id} outside 1..{len(self.class_ids)}")
 
+    def location(self, image_id: str) -> str:
+        return (f"{self.image_dir / self._record(image_id).file_name} / {self.annotation_file} "
+                f"(image id {image_id})")
+
     def class_images(self) -> Dict[int, List[str]]:
         """Per class id, the sorted ids of the images holding a non-empty mask of that class."""
         lists: Dict[int, List[str]] = {k: [] for k in self.class_ids}
