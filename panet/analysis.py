@@ -1,0 +1,189 @@
+"""Analyses beyond the tables (PROTOCOL §11): prototype distances (Sec. 4.3) and training curves
+(Fig. 5), plus loading a trained model with its test episodes.
+
+Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size, h x w
+feature size.
+
+Prototype distance (Sec. 4.3). The paper compares "prototypes from the support set and from the
+query set (using the query's ground-truth mask)". We compare, per query and per label j of the
+episode (0 = background, c = way c), the support prototype p_j of the model (eq. 1-2: mean over
+shots, background also over ways) with the prototype pooled *the same way* from the query: its
+features upsampled to H x W and averaged over the ground-truth mask of j. The query's masks are
+built as the support's are (PROTOCOL §2): foreground = pixels of way c's class, background =
+every other pixel, void (255) included. The number reported beside the paper's is the foreground
+distance ||p_c - q_c||_2 (the class prototype, which PAR aligns); the background distance is
+reported beside it. A query whose resized ground truth holds no pixel of a label (a class that
+vanished at 417 x 417) has no prototype for it: that distance is NaN and left out of the mean.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import load_checkpoint
+from .config import build_dataset, build_model
+from .engine import EvalShard, MODEL_INPUTS, episode_loader, to_device
+from .models import PANet
+from .models.prototypes import EPS, upsampling_adjoint
+from .tables import MISSING, format_number, markdown_table
+
+PathLike = Union[str, Path]
+Curve = Tuple[List[int], List[float]]  # steps, values
+
+
+def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
+                 ) -> Tuple[PANet, Dict[str, Any]]:
+    """The PANet of a train.py checkpoint, in eval mode on `device`, and the data config (dict
+    of data.* keys) it was trained with."""
+    state = load_checkpoint(checkpoint)
+    net = build_model({**state["config"]["model"], "weights": None})  # weights: the checkpoint's
+    net.load_state_dict(state["model"])
+    return net.to(device).eval(), state["config"]["data"]
+
+
+def evaluation_episodes(data_config: Mapping[str, Any], n_episodes: int, seed: int,
+                  **overrides: Any) -> Dataset:
+    """`n_episodes` test episodes (held-out classes, test split) of `data_config` with data.*
+    keys replaced by `overrides` (e.g. shots=5, weak="bbox", root="data/VOC2012")."""
+    unknown = sorted(set(overrides) - set(data_config))
+    if unknown:
+        raise ValueError(f"unknown data setting(s) {unknown}; known: {sorted(data_config)}")
+    return build_dataset({**data_config, **overrides}, train=False, n_episodes=n_episodes,
+                         seed=seed)
+
+
+def episode_batches(dataset: Dataset, workers: int, device: torch.device) -> DataLoader:
+    """The dataset's episodes in order, one per batch."""
+    return episode_loader(dataset, EvalShard(len(dataset), 1), workers, device)
+
+
+def query_masks(query_labels: torch.Tensor, ways: int) -> torch.Tensor:
+    """Ground-truth masks of the 1 + W episode labels, built like the support masks.
+
+    query_labels: B x Q x H x W (0 background, c way c, 255 void) -> B x Q x (1 + W) x H x W
+    float 0/1: mask c = (label == c) for c >= 1; mask 0 = label is none of 1..W (void included).
+    """
+    foreground = torch.stack([query_labels == c for c in range(1, ways + 1)], dim=2)
+    background = ~foreground.any(dim=2, keepdim=True)
+    return torch.cat([background, foreground], dim=2).to(torch.float32)
+
+
+def prototype_distances(prototypes: torch.Tensor, query_features: torch.Tensor,
+                        query_labels: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance between each support prototype and its query counterpart.
+
+    prototypes: B x (1 + W) x C, the model's [p_bg, p_1, ..., p_W]; query_features:
+    B x Q x C x h x w; query_labels: B x Q x H x W. The query prototype of label j is the masked
+    average of the query's features upsampled to H x W (PROTOCOL §2's pooling, via the adjoint
+    of the upsampling) over `query_masks`. Returns B x Q x (1 + W); NaN where the query has no
+    pixel of j.
+    """
+    ways = prototypes.shape[1] - 1
+    masks = query_masks(query_labels, ways).to(query_features.dtype)  # B x Q x (1+W) x H x W
+    weights = upsampling_adjoint(masks, query_features.shape[-2:])  # B x Q x (1+W) x h x w
+    pooled = torch.einsum("bqchw,bqjhw->bqjc", query_features, weights)
+    area = masks.sum(dim=(-2, -1))  # B x Q x (1+W)
+    query_prototypes = pooled / (area[..., None] + EPS)
+    distances = (query_prototypes - prototypes[:, None]).norm(dim=-1)
+    return distances.masked_fill(area == 0, float("nan"))
+
+
+@dataclass
+class PrototypeDistance:
+    """Mean support-query prototype distances over the episodes that have both prototypes."""
+
+    foreground: float
+    background: float
+    n_foreground: int  # (query, way) pairs averaged
+    n_background: int
+    n_episodes: int
+
+
+@torch.inference_mode()
+def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: int = 1234,
+                               device: Union[str, torch.device] = "cpu",
+                               **overrides: Any) -> PrototypeDistance:
+    """Sec. 4.3 for one trained model: `n_episodes` test episodes of its setting (data.* keys
+    replaced by `overrides`, e.g. fold=0, shots=5), seeded like test.py's first run."""
+    device = torch.device(device)
+    net, data_config = load_trained(checkpoint, device)
+    dataset = evaluation_episodes(data_config, n_episodes, seed, **overrides)
+    sums = torch.zeros(2, dtype=torch.float64)  # background, foreground
+    counts = torch.zeros(2, dtype=torch.int64)
+    for batch in episode_batches(dataset, data_config["workers"], device):
+        batch = to_device(batch, device)
+        out = net(*(batch[key] for key in MODEL_INPUTS))
+        distances = prototype_distances(out.prototypes, out.query_features,
+                                        batch["query_labels"]).cpu().double()
+        for index, part in enumerate((distances[..., 0], distances[..., 1:])):
+            valid = ~torch.isnan(part)
+            sums[index] += part[valid].sum()
+            counts[index] += int(valid.sum())
+    means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+    return PrototypeDistance(foreground=float(means[1]), background=float(means[0]),
+                             n_foreground=int(counts[1]), n_background=int(counts[0]),
+                             n_episodes=len(dataset))
+
+
+def prototype_distance_markdown(measured: Mapping[str, PrototypeDistance],
+                                paper: Mapping[str, float], *, setting: str, commit: str,
+                                synthetic_scale: bool) -> str:
+    """prototype_distance.md: per model (keys of `paper`: with_PAR, without_PAR) our foreground
+    distance beside the paper's, the difference, and our background distance."""
+    lines = ["# Sec. 4.3: distance between support and query prototypes", ""]
+    if synthetic_scale:
+        lines += ["**Toy scale on the synthetic dataset** (small encoder, 128 channels, few "
+                  "steps): distances live in another feature space; the paper column is NOT "
+                  "comparable.", ""]
+    lines += [f"- setting: {setting}",
+              "- compared: the model's support prototype of each episode label and the "
+              "prototype pooled the same way (upsample, masked average) from the query with its "
+              "ground-truth mask; Euclidean distance, mean over episodes (queries without the "
+              "label are left out). Foreground = the way's class (reported beside the paper); "
+              "background = every other pixel, as for supports.",
+              f"- commit: {commit}", ""]
+    rows = []
+    for name, paper_value in paper.items():
+        result = measured.get(name)
+        ours = None if result is None else result.foreground
+        rows.append([name.replace("_", " "), format_number(ours), format_number(paper_value),
+                     format_number(None if ours is None else ours - paper_value, signed=True),
+                     format_number(None if result is None else result.background),
+                     MISSING if result is None else f"{result.n_foreground} / {result.n_episodes}"])
+    lines += markdown_table(["model", "foreground (ours)", "paper", "difference",
+                             "background (ours)", "queries used / episodes"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def read_training_curves(sacred_dir: PathLike) -> Dict[str, Curve]:
+    """The per-step metrics (loss, seg_loss, align_loss, lr) a train job logged, over all its
+    sacred runs.
+
+    `sacred_dir` holds one folder per attempt (1/, 2/, ...; a resumed run is a new attempt whose
+    steps continue the count). Attempts are merged in order; where two logged the same step
+    (an interrupted run redoes the steps after its last checkpoint) the later one wins.
+    """
+    sacred_dir = Path(sacred_dir)
+    attempts = sorted((path for path in sacred_dir.glob("*/metrics.json")
+                       if path.parent.name.isdigit()), key=lambda path: int(path.parent.name))
+    if not attempts:
+        raise FileNotFoundError(f"no <run id>/metrics.json under {sacred_dir}: run the train job "
+                                "first (it records its metrics there with -F)")
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in attempts:
+        try:
+            metrics = json.loads(path.read_text())
+            for name, series in metrics.items():
+                merged.setdefault(name, {}).update(zip(series["steps"], series["values"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a sacred metrics file ({error!r}); delete that "
+                             "attempt's folder to ignore it") from None
+    return {name: (sorted(values), [values[step] for step in sorted(values)])
+            for name, values in merged.items()}
+

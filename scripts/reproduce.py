@@ -1,0 +1,294 @@
+"""Reproduce the paper: run the train.py / test.py jobs of a table, analysis or figure, then
+write our numbers beside the paper's (the specs are in panet/tables.py).
+
+    python scripts/reproduce.py --table 1 --dry-run       # the commands, done/pending, GPU hours
+    python scripts/reproduce.py --table 1                 # run what is missing -> results/table1.md
+    python scripts/reproduce.py --table 6 --data-root /data   # /data/VOC2012, /data/COCO
+    python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
+    python scripts/reproduce.py --figure loss-curves      # Fig. 5
+    python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
+    python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
+
+Jobs run one after another as subprocesses from the repository root (their output streams
+through), each writing under <out>/runs/<job name>/; a job whose output exists (final.pt,
+results.json) is skipped, an unfinished training run resumes from its last.pt, and jobs that
+need a failed job are skipped. Tables are written even when cells are still missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from panet import tables
+from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
+                          Scale, Setting, Variant)
+
+REPO_ROOT = tables.REPO_ROOT
+SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
+
+# Toy scale: the whole synthetic Table 1 (8 train + 16 test jobs) in about 3 minutes on 2 cores.
+TOY_STEPS = 5
+TOY_TEST_RUNS = 1
+TOY_TEST_EPISODES = 8
+
+# GPU-time assumption of --dry-run. VGG-16 of PROTOCOL §1 at 417 x 417 costs 69 GMAC per image
+# forward (counted on the model), forward + backward ~3x that = 414 GFLOP; at ~7 TFLOP/s
+# sustained FP32 (half a V100's peak) that is 0.06 s. A test image (forward only) costs 1/3.
+GPU_SECONDS_PER_IMAGE = 0.06
+
+Execute = Callable[[Sequence[str]], int]
+
+
+def execute(argv: Sequence[str]) -> int:
+    """Run a job command (argv[0] "python" = this interpreter) from the repository root, its
+    output streaming to ours; returns the exit code."""
+    return subprocess.call([sys.executable, *argv[1:]], cwd=REPO_ROOT)
+
+
+def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
+    """Run the pending jobs in order (skipping done ones and those needing a failed job);
+    returns the names of the jobs that failed or were skipped for that."""
+    failed: List[str] = []
+    for job in jobs:
+        if job.done():
+            print(f"[done] {job.name}: {job.output}", flush=True)
+            continue
+        blocked = [name for name in job.needs if name in failed]
+        if blocked:
+            print(f"[skipped] {job.name}: needs the failed job(s) {', '.join(blocked)}", flush=True)
+            failed.append(job.name)
+            continue
+        argv = list(job.argv)
+        partial = job.partial_checkpoint()
+        if partial is not None:
+            argv.append(f"train.resume={partial}")
+        print(f"[run] {job.name}\n      {shlex.join(argv)}", flush=True)
+        code = run(argv)
+        if code != 0 or not job.done():
+            print(f"[failed] {job.name}: exit code {code}"
+                  + ("" if code else f", but {job.output} was not written"), flush=True)
+            failed.append(job.name)
+    return failed
+
+
+def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale: bool) -> str:
+    """--dry-run: every command in order with its status, and an estimate of GPU hours."""
+    lines = []
+    for job in jobs:
+        status = "done" if job.done() else "pending"
+        status += f", ~{job.gpu_seconds(seconds_per_image) / 3600:.2f} GPU h"
+        partial = job.partial_checkpoint()
+        if partial is not None:
+            status += f", resumes from {partial}"
+        lines += [f"[{status}] {job.name}", f"    {job.command}"]
+    pending = [job for job in jobs if not job.done()]
+    hours = sum(job.gpu_seconds(seconds_per_image) for job in pending) / 3600
+    total = sum(job.gpu_seconds(seconds_per_image) for job in jobs) / 3600
+    lines += [
+        "",
+        f"{len(jobs)} jobs: {len(jobs) - len(pending)} done, {len(pending)} pending.",
+        f"Estimated GPU time (an estimate, not a measurement): {hours:.2f} GPU hours pending, "
+        f"{total:.2f} for all jobs.",
+        f"Assumption: {seconds_per_image} s per training image (forward + backward of VGG-16 at "
+        "417 x 417 on a V100-class GPU; --gpu-seconds-per-image), a test image 1/3 of that; "
+        "images per training step = W*S + Q, per test episode the same, test episodes = runs x "
+        "episodes. Data loading and partially done training runs are not counted.",
+    ]
+    if synthetic_scale:
+        lines.append("Toy scale: the small encoder at ~129 px costs far less than this per image.")
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def ensure_synthetic_data(root: Path) -> None:
+    """Generate the synthetic dataset (PASCAL layout and COCO-json variant) if absent."""
+    from panet.data import synthetic
+
+    markers = (root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
+               root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json")
+    if all(marker.is_file() for marker in markers):
+        return
+    print(f"generating the synthetic dataset into {root}", flush=True)
+    synthetic.generate(root, coco=True)
+
+
+def write_table(number: int, scale: Scale) -> Path:
+    spec = TABLES[number]
+    jobs = tables.jobs_for(spec.settings(), scale)
+    markdown = tables.render_table(
+        spec, tables.read_results(jobs), tables.load_paper_results(), commit=git_commit(),
+        synthetic_scale=scale.synthetic,
+        parameters=tables.encoder_parameters(scale.synthetic) if spec.params else None)
+    path = scale.out / f"table{number}.md"
+    path.write_text(markdown)
+    return path
+
+
+def write_prototype_distance(scale: Scale, device: str) -> Path:
+    from panet.analysis import measure_prototype_distance, prototype_distance_markdown
+
+    measured, models = {}, []
+    for name, setting in PROTOTYPE_DISTANCE_MODELS.items():
+        job = tables.train_job(setting, scale)
+        measured[name] = measure_prototype_distance(
+            job.output, scale.test_episodes, device=device, fold=setting.fold,
+            ways=setting.ways, shots=setting.shots, **data_overrides(scale, setting))
+        models.append(job.name)
+        print(f"{name}: {measured[name]}", flush=True)
+    description = (f"fold 0, 1-way 5-shot, {scale.test_episodes} test episodes (seed 1234) of "
+                   f"the models {', '.join(models)}")
+    markdown = prototype_distance_markdown(
+        measured, tables.load_paper_results()[PROTOTYPE_DISTANCE_PAPER_KEY],
+        setting=description, commit=git_commit(), synthetic_scale=scale.synthetic)
+    path = scale.out / "prototype_distance.md"
+    path.write_text(markdown)
+    return path
+
+
+def write_loss_curves(scale: Scale, fold: int) -> Path:
+    from panet.analysis import read_training_curves
+    from panet.visualize import plot_loss_curves
+
+    panels = {}
+    for (shots, align), setting in tables.loss_curve_models(fold).items():
+        label = "PANet" if align else "PANet w/o PAR"
+        curves = read_training_curves(scale.run_dir(setting.train_name) / "sacred")
+        panels.setdefault(f"fold {fold}, 1-way {shots}-shot", {})[label] = curves
+    return plot_loss_curves(panels, scale.out / "loss_curves.png")
+
+
+def data_overrides(scale: Scale, setting: Setting) -> dict:
+    """data.* overrides of an in-process evaluation: the data root given on our command line."""
+    root = scale.data_root_of(setting.dataset)
+    return {} if root is None else {"root": str(root)}
+
+
+def qualitative_model(fold: int) -> Setting:
+    """The default model of --figure qualitative: Table 1's 1-shot PANet of `fold`."""
+    return TABLES[1].setting(Variant(), shots=1, fold=fold)
+
+
+def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
+    """The jobs whose outputs the requested table, analysis or figure reads."""
+    if args.table:
+        return tables.jobs_for(TABLES[args.table].settings(), scale)
+    if args.analysis:
+        return [tables.train_job(s, scale) for s in PROTOTYPE_DISTANCE_MODELS.values()]
+    if args.figure == "loss-curves":
+        return [tables.train_job(s, scale) for s in tables.loss_curve_models(args.fold).values()]
+    return [] if args.checkpoint else [tables.train_job(qualitative_model(args.fold), scale)]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--table", type=int, choices=sorted(TABLES))
+    what.add_argument("--analysis", choices=["prototype-distance"])
+    what.add_argument("--figure", choices=["loss-curves", "qualitative"])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the commands (done/pending) and estimate GPU hours; run nothing")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="toy scale on the synthetic dataset (generated if absent)")
+    parser.add_argument("--out", type=Path,
+                        help="where runs/ and the outputs go (default results/, or "
+                             "results/synthetic/ with --synthetic)")
+    parser.add_argument("--data-root", type=Path,
+                        help="paper scale: the folder holding VOC2012/ and COCO/ (default: the "
+                             "configs' data/VOC2012, data/COCO); --synthetic: the generated "
+                             f"dataset (default {SYNTHETIC_ROOT.relative_to(REPO_ROOT)})")
+    toy = parser.add_argument_group("toy scale (--synthetic only)")
+    toy.add_argument("--steps", type=int, help=f"training steps per job (default {TOY_STEPS})")
+    toy.add_argument("--test-runs", type=int, help=f"test runs (default {TOY_TEST_RUNS})")
+    toy.add_argument("--test-episodes", type=int,
+                     help=f"episodes per test run (default {TOY_TEST_EPISODES})")
+    toy.add_argument("--size", type=int, help="input size (default: configs/small.yaml's)")
+    parser.add_argument("--gpu-seconds-per-image", type=float, default=GPU_SECONDS_PER_IMAGE,
+                        help="dry-run assumption: seconds per training image (forward + "
+                             f"backward) on one GPU (default {GPU_SECONDS_PER_IMAGE}, VGG-16 at "
+                             "417 x 417 on a V100-class GPU)")
+    parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
+                        help="figures: the fold of the models shown (default 0)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="qualitative: a train.py checkpoint, shown on the data its config "
+                             "names (default: Table 1's 1-shot PANet of --fold)")
+    parser.add_argument("--episodes", type=int, default=4, help="qualitative: episodes shown")
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu",
+                        help="analysis and qualitative figure (default: cuda if available)")
+    args = parser.parse_args(argv)
+    knobs = {"--steps": args.steps, "--test-runs": args.test_runs,
+             "--test-episodes": args.test_episodes, "--size": args.size}
+    given = [flag for flag, value in knobs.items() if value is not None]
+    if given and not args.synthetic:
+        parser.error(f"{', '.join(given)} set the toy scale: add --synthetic (the paper scale "
+                     "keeps the configs' defaults)")
+    return args
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_scale(args: argparse.Namespace) -> Scale:
+    if not args.synthetic:
+        out = args.out or REPO_ROOT / "results"
+        return Scale(out.resolve(), data_root=args.data_root)
+    return Scale((args.out or REPO_ROOT / "results" / "synthetic").resolve(), synthetic=True,
+                 data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
+                 steps=args.steps or TOY_STEPS, test_runs=args.test_runs or TOY_TEST_RUNS,
+                 test_episodes=args.test_episodes or TOY_TEST_EPISODES, size=args.size)
+
+
+def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
+    args = parse_args(argv)
+    scale = make_scale(args)
+    jobs = target_jobs(args, scale)
+    if args.table and TABLES[args.table].params:
+        count = tables.encoder_parameters(scale.synthetic)
+        print(f"encoder parameters ({'small encoder' if scale.synthetic else 'VGG-16'}): "
+              f"{count:,} = {count / 1e6:.1f}M", flush=True)
+
+    if args.dry_run:
+        print(describe_plan(jobs, args.gpu_seconds_per_image, scale.synthetic))
+        return 0
+    if scale.synthetic:
+        ensure_synthetic_data(scale.data_root)
+    scale.out.mkdir(parents=True, exist_ok=True)
+    failed = run_jobs(jobs, run)
+
+    if args.table:
+        print(f"wrote {write_table(args.table, scale)}")
+    elif failed:
+        print(f"not written: the jobs {', '.join(failed)} failed")
+    elif args.analysis:
+        print(f"wrote {write_prototype_distance(scale, args.device)}")
+    elif args.figure == "loss-curves":
+        print(f"wrote {write_loss_curves(scale, args.fold)}")
+    else:
+        from panet.visualize import save_qualitative
+
+        overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
+        figure = save_qualitative(args.checkpoint or jobs[0].output,
+                                  scale.out / "qualitative.png", args.episodes, device=args.device,
+                                  **overrides)
+        print(f"wrote {figure}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

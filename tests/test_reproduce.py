@@ -1,0 +1,476 @@
+"""scripts/reproduce.py and its modules: table specs -> job commands, dry-run, skipping done jobs,
+the markdown tables, prototype distances, overlays, loss curves, and one end-to-end synthetic
+Table 1 (configs -> train.py/test.py subprocesses -> table1.md)."""
+
+import json
+import math
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import load_script
+from panet import tables
+from panet.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
+                            prototype_distances, query_masks, read_training_curves)
+from panet.data.transforms import normalize
+from panet.tables import TABLES, Scale, Setting, Variant, render_table
+from panet.visualize import (WAY_COLOURS, denormalize, episode_figure, moving_average, overlay,
+                             plot_loss_curves, save_qualitative)
+
+reproduce = load_script("reproduce")
+PAPER = tables.load_paper_results()
+
+
+def fail_if_run(argv):
+    raise AssertionError(f"no job should run: {argv}")
+
+
+def table_rows(markdown):
+    """(label, cells) of every markdown table row."""
+    rows = []
+    for line in markdown.splitlines():
+        if line.startswith("| "):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows.append((cells[0], cells[1:]))
+    return rows
+
+
+def table_row(markdown, label):
+    """The cells after the label of the first row labelled `label`."""
+    for name, cells in table_rows(markdown):
+        if name == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in\n{markdown}")
+
+
+# ---------------------------------------------------------------- specs and commands
+
+def test_table_1_jobs_and_hand_checked_commands(tmp_path):
+    jobs = tables.jobs_for(TABLES[1].settings(), Scale(tmp_path))
+    names = [job.name for job in jobs]
+    assert len(names) == len(set(names)) == 8 + 8 + 8  # init tests, trains, trained tests
+    by_name = {job.name: job for job in jobs}
+    run = tmp_path / "runs"
+    assert by_name["train-voc-fold2-1way-1shot-align"].command == (
+        f"python train.py -F {run}/train-voc-fold2-1way-1shot-align/sacred with voc 1way 1shot "
+        f"align data.fold=2 train.output_dir={run}/train-voc-fold2-1way-1shot-align")
+    assert by_name["test-voc-fold2-1way-1shot-align-dense"].command == (
+        f"python test.py -F {run}/test-voc-fold2-1way-1shot-align-dense/sacred with "
+        f"test.checkpoint={run}/train-voc-fold2-1way-1shot-align/checkpoints/final.pt "
+        f"test.output_dir={run}/test-voc-fold2-1way-1shot-align-dense")
+    assert by_name["test-voc-fold3-1way-5shot-init"].command == (
+        f"python test.py -F {run}/test-voc-fold3-1way-5shot-init/sacred with voc notrain 1way "
+        f"5shot data.fold=3 test.output_dir={run}/test-voc-fold3-1way-5shot-init")
+    assert by_name["test-voc-fold2-1way-1shot-align-dense"].needs == (
+        "train-voc-fold2-1way-1shot-align",)
+    assert by_name["train-voc-fold0-1way-5shot-align"].output == (
+        run / "train-voc-fold0-1way-5shot-align" / "checkpoints" / "final.pt")
+
+
+@pytest.mark.parametrize("number", sorted(TABLES))
+def test_every_train_job_precedes_the_tests_of_its_checkpoint(number, tmp_path):
+    jobs = tables.jobs_for(TABLES[number].settings(), Scale(tmp_path))
+    position = {job.name: index for index, job in enumerate(jobs)}
+    for job in jobs:
+        for needed in job.needs:
+            assert position[needed] < position[job.name]
+        if not job.trains:  # every test job either evaluates a listed checkpoint or is init
+            checkpoint = [a for a in job.argv if a.startswith("test.checkpoint=")]
+            assert bool(checkpoint) == bool(job.needs)
+            assert checkpoint == [f"test.checkpoint={jobs[position[n]].output}" for n in job.needs]
+
+
+def test_tables_share_jobs(tmp_path):
+    scale = Scale(tmp_path)
+
+    def names(number, trains=None):
+        return {job.name for job in tables.jobs_for(TABLES[number].settings(), scale)
+                if trains is None or job.trains == trains}
+
+    assert names(2) == names(1)  # Table 2 reads Table 1's results
+    assert names(1) - names(5) == {n for n in names(1) if n.endswith("-init")}  # T5's PANet = T1's
+    assert names(5) - names(1) == {f"{kind}-voc-fold{f}-1way-{s}shot-noalign{suffix}"
+                                   for f in range(4) for s in (1, 5)
+                                   for kind, suffix in (("train", ""), ("test", "-dense"))}
+    assert names(6, trains=True) == names(1, trains=True)  # weak supports: no new training
+    assert len(names(6, trains=False)) == 3 * 8
+    assert len(names(3)) == len(names(4)) == 16
+    assert all("-2way-" in name for name in names(3))
+    assert all(name.split("-")[1] == "coco" for name in names(4))
+
+
+def test_synthetic_scale_commands(tmp_path):
+    scale = Scale(tmp_path / "out", synthetic=True, data_root=tmp_path / "syn", steps=3,
+                  test_runs=2, test_episodes=7, size=65)
+    coco = Setting("coco", 1, 1, 5)
+    train = tables.train_job(coco, scale)
+    run = tmp_path / "out" / "runs" / "train-coco-fold1-1way-5shot-align"
+    assert train.argv[5:] == ("coco", "small", "1way", "5shot", "align",
+                              f"data.root={tmp_path / 'syn' / 'coco'}", "data.size=65",
+                              "data.fold=1", "train.steps=3", f"train.output_dir={run}")
+    scribble = tables.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
+    assert scribble.argv[5:] == (
+        "scribble", f"data.root={tmp_path / 'syn'}",
+        f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/final.pt",
+        "test.runs=2", "test.episodes=7",
+        f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
+    init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
+    assert init.argv[5:9] == ("synthetic", "small", "notrain", "2way")
+    assert train.images == 3 * (5 + 1) and scribble.images == 2 * 7 * (1 + 1)
+
+
+def test_paper_scale_data_root_and_toy_knobs(tmp_path):
+    scale = Scale(tmp_path, data_root=tmp_path / "data")
+    assert f"data.root={tmp_path / 'data' / 'COCO'}" in tables.train_job(
+        Setting("coco", 0, 1, 1), scale).argv
+    with pytest.raises(ValueError, match="toy-scale knobs"):
+        Scale(tmp_path, steps=10)
+    with pytest.raises(ValueError, match="needs data_root"):
+        Scale(tmp_path, synthetic=True)
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--table", "1", "--steps", "3"])
+    with pytest.raises(ValueError, match=">= 1"):
+        Scale(tmp_path, synthetic=True, data_root=tmp_path, test_episodes=0)
+
+
+def test_encoder_parameters_are_counted_on_the_model():
+    assert tables.encoder_parameters(synthetic_scale=False) == 14_714_688
+
+
+# ---------------------------------------------------------------- dry run and job running
+
+def test_dry_run_lists_every_command_with_status_and_estimate(tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["--table", "1", "--dry-run", "--out", str(out), "--gpu-seconds-per-image", "0.06"]
+    assert reproduce.main(argv, run=fail_if_run) == 0
+    printed = capsys.readouterr().out
+    jobs = tables.jobs_for(TABLES[1].settings(), Scale(out))
+    commands = [line.strip() for line in printed.splitlines() if line.startswith("    python")]
+    assert commands == [job.command for job in jobs]
+    assert printed.count("[pending") == 24 and "14,714,688" in printed
+    # trains: 4 folds x 30,000 steps x (2 + 6) images x 0.06 s; tests (16): 4 folds x (2 + 6)
+    # images x 5,000 episodes x 0.02 s, twice (init and trained)
+    hours = (4 * 30000 * 8 * 0.06 + 2 * 4 * 5000 * 8 * 0.02) / 3600
+    assert f"{hours:.2f} GPU hours pending" in printed and "an estimate" in printed
+    assert not out.exists()  # nothing written
+
+    final = out / "runs" / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
+    final.parent.mkdir(parents=True)
+    final.touch()
+    (final.parent.parent.parent / "train-voc-fold1-1way-1shot-align" / "checkpoints").mkdir(
+        parents=True)
+    last = out / "runs" / "train-voc-fold1-1way-1shot-align" / "checkpoints" / "last.pt"
+    last.touch()
+    reproduce.main(argv, run=fail_if_run)
+    printed = capsys.readouterr().out
+    assert "[done, ~1.00 GPU h] train-voc-fold0-1way-1shot-align" in printed
+    assert f"resumes from {last}" in printed
+    assert f"{hours - 30000 * 2 * 0.06 / 3600:.2f} GPU hours pending" in printed
+
+
+def test_run_jobs_skips_done_resumes_partial_and_blocks_dependents(tmp_path):
+    scale = Scale(tmp_path)
+    settings = [Setting("voc", fold, 1, 1) for fold in (0, 1, 2)]
+    jobs = tables.jobs_for(settings, scale)  # train, test per fold
+    done_train, partial_train, failing_train = (job for job in jobs if job.trains)
+    done_train.output.parent.mkdir(parents=True)
+    done_train.output.touch()
+    partial_train.output.parent.mkdir(parents=True)
+    (partial_train.output.parent / "last.pt").touch()
+    ran = []
+
+    def fake_run(argv):
+        ran.append(list(argv))
+        job = next(job for job in jobs if list(job.argv) == argv[:len(job.argv)])
+        if job is failing_train:
+            return 3
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.touch()
+        return 0
+
+    failed = reproduce.run_jobs(jobs, fake_run)
+    assert failed == [failing_train.name, f"test-voc-fold2-1way-1shot-align-dense"]
+    assert ran == [list(jobs[1].argv), list(partial_train.argv) + [
+        f"train.resume={partial_train.output.parent / 'last.pt'}"], list(jobs[3].argv),
+        list(failing_train.argv)]
+    assert reproduce.run_jobs(jobs[:4], fail_if_run) == []  # everything done now
+
+
+def test_a_job_that_exits_0_without_its_output_counts_as_failed(tmp_path):
+    job = tables.train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
+    assert reproduce.run_jobs([job], lambda argv: 0) == [job.name]
+
+
+# ---------------------------------------------------------------- markdown
+
+def fake_result(path, mean_iou, binary_iou, steps=30000, **setting):
+    record = {"mean_iou": mean_iou, "binary_iou": binary_iou, "setting": {
+        "data": {"name": "pascal", "test_split": "trainaug", "size": 417}, "model": {
+            "encoder": "vgg16"}, "rule": "released", "resolution": "label", "runs": 5,
+        "episodes": 1000, "trained_steps": steps, **setting}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_markdown_puts_our_numbers_beside_the_papers(tmp_path):
+    scale = Scale(tmp_path)
+    spec = TABLES[5]
+    for fold in range(4):
+        for shots in (1, 5):
+            for align in (True, False):
+                job = tables.test_job(Setting("voc", fold, 1, shots, Variant(align=align)), scale)
+                fake_result(job.output, mean_iou=0.40 + 0.01 * fold + 0.1 * (shots == 5)
+                            + 0.05 * align, binary_iou=0.7)
+    results = tables.read_results(tables.jobs_for(spec.settings(), scale))
+    markdown = render_table(spec, results, PAPER, commit="abc123", synthetic_scale=False)
+    # no PAR 1-shot: folds 40, 41, 42, 43 -> 41.5 vs the paper's 47.2
+    assert table_row(markdown, "PANet w/o PAR (ours)") == ["41.5", "51.5"]
+    assert table_row(markdown, "PANet w/o PAR (paper)") == ["47.2", "54.9"]
+    assert table_row(markdown, "difference (ours - paper)") == ["-5.7", "-3.4"]
+    assert table_row(markdown, "PANet (ours)") == ["46.5", "56.5"]
+    assert "| method | 1-shot | 5-shot |" in markdown
+    assert "commit: abc123" in markdown and "test split trainaug" in markdown
+    assert "runs x episodes: 5 x 1000" in markdown and "All 16 test jobs done" in markdown
+    assert "NOT comparable" not in markdown
+
+
+def test_markdown_per_fold_cells_pending_cells_and_paper_only_rows(tmp_path):
+    scale = Scale(tmp_path)
+    for fold in (0, 1, 2):  # fold 3 still missing
+        job = tables.test_job(Setting("voc", fold, 1, 1), scale)
+        fake_result(job.output, mean_iou=[0.423, 0.5, 0.6][fold], binary_iou=0.6)
+    results = tables.read_results(tables.jobs_for(TABLES[1].settings(), scale))
+    markdown = render_table(TABLES[1], results, PAPER, commit="c", synthetic_scale=True,
+                            parameters=582_176)
+    ours = table_row(markdown, "PANet (ours)")
+    assert ours[:5] == ["42.3", "50.0", "60.0", "—", "—"]  # no mean while fold 3 is missing
+    assert ours[-1] == "0.6"  # the parameter count of the model we passed
+    difference = table_row(markdown, "difference (ours - paper)")  # first: PANet-init's, all —
+    assert set(difference[:10]) == {"—"}
+    assert table_row(markdown, "SG-One (paper)")[:5] == ["40.2", "58.4", "48.4", "38.4", "46.3"]
+    assert "13 of 16 test jobs have no results yet" in markdown
+    assert "NOT comparable" in markdown
+    table2 = render_table(TABLES[2], {}, PAPER, commit="c", synthetic_scale=False)
+    assert table_row(table2, "FG-BG (paper)") == ["55.0", "—"]  # the paper reports no 5-shot
+    assert table_row(table2, "PANet (ours)") == ["—", "—"]
+
+
+def test_markdown_binary_iou_and_two_way_columns(tmp_path):
+    scale = Scale(tmp_path)
+    for fold in range(4):
+        for shots in (1, 5):
+            job = tables.test_job(Setting("voc", fold, 2, shots), scale)
+            fake_result(job.output, mean_iou=0.45, binary_iou=0.60 + 0.02 * fold)
+    results = tables.read_results(tables.jobs_for(TABLES[3].settings(), scale))
+    markdown = render_table(TABLES[3], results, PAPER, commit="c", synthetic_scale=False)
+    assert table_row(markdown, "PANet (ours)") == ["45.0", "45.0", "63.0", "63.0"]
+    assert table_row(markdown, "PANet (paper)") == ["45.1", "53.1", "64.2", "67.9"]
+    assert table_row(markdown, "difference (ours - paper)") == ["-0.1", "-8.1", "-1.2", "-4.9"]
+    assert table_row(markdown, "PL (paper)") == ["—", "—", "42.7", "43.7"]
+
+
+def test_bad_result_and_paper_files_are_named(tmp_path):
+    broken = tmp_path / "results.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match=r"results\.json is not valid JSON.*delete it"):
+        tables.read_result(broken)
+    broken.write_text(json.dumps({"mean_iou": 0.5}))
+    with pytest.raises(ValueError, match=r"lacks \['binary_iou', 'setting'\]"):
+        tables.read_result(broken)
+    assert tables.read_result(tmp_path / "absent.json") is None
+    with pytest.raises(ValueError, match="no number at table1_pascal_1way_mean_iou / PANet"):
+        render_table(TABLES[1], {}, {"table1_pascal_1way_mean_iou": {}}, commit="c",
+                     synthetic_scale=False)
+    with pytest.raises(ValueError, match="cannot read the paper's numbers"):
+        tables.load_paper_results(tmp_path / "absent.json")
+
+
+# ---------------------------------------------------------------- prototype distance
+
+def slow_prototype_distances(prototypes, query_features, query_labels):
+    """Loop reference: upsample each query's features to H x W, average them over each mask
+    (foreground = way c, background = everything else), Euclidean distance to p_j."""
+    B, Q = query_features.shape[:2]
+    ways = prototypes.shape[1] - 1
+    size = query_labels.shape[-2:]
+    out = torch.empty(B, Q, 1 + ways, dtype=torch.float64)
+    for b in range(B):
+        for q in range(Q):
+            up = F.interpolate(query_features[b, q][None], size=size, mode="bilinear",
+                               align_corners=False)[0]
+            for j in range(1 + ways):
+                labels = query_labels[b, q]
+                mask = (labels == j) if j else ~((labels >= 1) & (labels <= ways))
+                if not mask.any():
+                    out[b, q, j] = float("nan")
+                    continue
+                pooled = (up * mask).sum(dim=(1, 2)) / (mask.sum() + 1e-5)
+                out[b, q, j] = torch.sqrt(((pooled - prototypes[b, j]) ** 2).sum())
+    return out
+
+
+def test_prototype_distances_match_a_loop():
+    generator = torch.Generator().manual_seed(0)
+    B, Q, W, C, h, w, H, Wd = 2, 2, 2, 6, 5, 7, 19, 26
+    prototypes = torch.randn(B, 1 + W, C, generator=generator, dtype=torch.float64)
+    features = torch.randn(B, Q, C, h, w, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 1 + W, (B, Q, H, Wd), generator=generator)
+    labels[..., :3, :] = 255
+    labels[1, 0][labels[1, 0] == 2] = 0  # way 2 absent from this query -> NaN
+    fast = prototype_distances(prototypes, features, labels)
+    slow = slow_prototype_distances(prototypes, features, labels)
+    assert torch.isnan(fast[1, 0, 2]) and torch.isnan(slow[1, 0, 2])
+    torch.testing.assert_close(fast, slow, equal_nan=True)
+
+
+def test_query_masks_treat_void_as_background_like_supports():
+    labels = torch.tensor([[[[0, 1, 2, 255]]]])
+    masks = query_masks(labels, ways=2)[0, 0, :, 0]  # (1 + W) x 4
+    assert masks.tolist() == [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]]
+
+
+# ---------------------------------------------------------------- overlays and curves
+
+def test_overlay_colours_mask_pixels_and_keeps_the_rest():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    labels = np.zeros((6, 5), dtype=np.int64)
+    labels[1, 1:3], labels[4, 2], labels[5, 4] = 1, 2, 255
+    blended = overlay(image, labels, opacity=0.25)
+    for y, x in np.ndindex(6, 5):
+        if labels[y, x] in (1, 2):
+            colour = np.array(WAY_COLOURS[labels[y, x] - 1])
+            expected = np.round(0.75 * image[y, x] + 0.25 * colour)
+        else:
+            expected = image[y, x]
+        assert blended[y, x].tolist() == expected.tolist(), (y, x)
+    solid = overlay(image, labels, opacity=1.0)
+    assert solid[1, 1].tolist() == list(WAY_COLOURS[0]) and solid[4, 2].tolist() == list(
+        WAY_COLOURS[1])
+    with pytest.raises(ValueError, match="labels are"):
+        overlay(image, labels[:5])
+
+
+def test_denormalize_inverts_the_input_normalisation():
+    image = np.random.default_rng(1).integers(0, 256, size=(4, 3, 3), dtype=np.uint8)
+    assert np.array_equal(denormalize(normalize(image)), image)
+
+
+def test_episode_figure_tiles(tmp_path):
+    rng = np.random.default_rng(2)
+    W, S, H, Wd = 2, 2, 12, 16
+    images = rng.integers(0, 256, size=(W * S + 1, H, Wd, 3), dtype=np.uint8)
+    fg = torch.zeros(1, W, S, H, Wd)
+    fg[0, 1, 0, 2:5, 3:9] = 1
+    batch = {"support_images": torch.stack([normalize(i) for i in images[:-1]]).view(
+        1, W, S, 3, H, Wd), "support_fg": fg, "query_images": normalize(images[-1])[None, None],
+        "query_labels": torch.from_numpy(rng.integers(0, 3, size=(1, 1, H, Wd))),
+        "class_ids": torch.tensor([[4, 7]])}
+    predictions = torch.from_numpy(rng.integers(0, 3, size=(1, 1, H, Wd)))
+    figure = np.asarray(episode_figure(batch, predictions, 0))
+    tile_width = Wd + 4  # tile and gap
+    top = figure.shape[0] - H
+    assert figure.shape == (H + 14, 6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
+    third_support = figure[top:, 2 * tile_width:2 * tile_width + Wd]  # way 2, shot 1
+    assert np.array_equal(third_support, overlay(images[2], fg[0, 1, 0].long() * 2))
+    prediction = figure[top:, 4 * tile_width:4 * tile_width + Wd]
+    assert np.array_equal(prediction, overlay(images[-1], predictions[0, 0]))
+    truth = figure[top:, 5 * tile_width:5 * tile_width + Wd]
+    assert np.array_equal(truth, overlay(images[-1], batch["query_labels"][0, 0]))
+
+
+def test_training_curves_merge_attempts_later_wins(tmp_path):
+    for attempt, (steps, values) in {"1": ([1, 2, 3], [5.0, 4.0, 3.0]),
+                                     "2": ([3, 4], [2.5, 2.0])}.items():
+        (tmp_path / attempt).mkdir()
+        (tmp_path / attempt / "metrics.json").write_text(json.dumps(
+            {"loss": {"steps": steps, "values": values, "timestamps": [""] * len(steps)}}))
+    (tmp_path / "_sources").mkdir()
+    assert read_training_curves(tmp_path) == {"loss": ([1, 2, 3, 4], [5.0, 4.0, 2.5, 2.0])}
+    (tmp_path / "2" / "metrics.json").write_text("[")
+    with pytest.raises(ValueError, match=r"2/metrics\.json is not a sacred metrics file"):
+        read_training_curves(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run the train job first"):
+        read_training_curves(tmp_path / "_sources")
+
+
+def test_moving_average_matches_a_loop_and_plot_writes_a_png(tmp_path):
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0]
+    expected = [np.mean(values[max(0, i - 2):i + 1]) for i in range(len(values))]
+    np.testing.assert_allclose(moving_average(values, 3), expected)
+    curves = {"loss": ([1, 2, 3], [3.0, 2.0, 1.0]), "align_loss": ([1, 2, 3], [0.0, 0.0, 0.0])}
+    path = plot_loss_curves({"1-shot": {"PANet": curves}}, tmp_path / "curves.png")
+    assert Image.open(path).format == "PNG"
+
+
+# ---------------------------------------------------------------- end to end (synthetic)
+
+SMALLEST = ["--steps", "1", "--test-runs", "1", "--test-episodes", "1", "--size", "65"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_table1(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    argv = ["--table", "1", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
+            *SMALLEST]
+    assert reproduce.main(argv) == 0
+    return out, argv
+
+
+def test_synthetic_table_1_end_to_end(synthetic_table1):
+    out, _ = synthetic_table1
+    markdown = (out / "table1.md").read_text()
+    assert "NOT comparable" in markdown and "runs x episodes: 1 x 1" in markdown
+    assert "data: synthetic, test split val, input 65 px" in markdown
+    assert "All 16 test jobs done" in markdown
+    rows = table_rows(markdown)
+    labels = [label for label, _ in rows]
+    small_encoder = tables.encoder_parameters(synthetic_scale=True) / 1e6
+
+    for method, label, job in (("PANet-init", "PANet-init, random-init small encoder (ours)",
+                                "init"), ("PANet", "PANet (ours)", "align-dense")):
+        per_fold = {shots: [100 * json.loads((out / "runs" / f"test-voc-fold{fold}-1way-"
+                                              f"{shots}shot-{job}" / "results.json").read_text())
+                            ["mean_iou"] for fold in range(4)] for shots in (1, 5)}
+        ours = [*per_fold[1], np.mean(per_fold[1]), *per_fold[5], np.mean(per_fold[5]),
+                small_encoder]
+        entry = PAPER["table1_pascal_1way_mean_iou"][method]
+        paper = [*entry["1shot"], entry["1shot_mean"], *entry["5shot"], entry["5shot_mean"],
+                 entry["params_M"]]
+        index = labels.index(label)
+        assert rows[index][1] == [f"{value:.1f}" for value in ours]
+        assert rows[index + 1] == (f"{method} (paper)", [f"{value:.1f}" for value in paper])
+        assert rows[index + 2] == ("difference (ours - paper)",
+                                   [f"{o - p:+.1f}" for o, p in zip(ours, paper)])
+
+
+def test_rerun_skips_every_done_job(synthetic_table1, capsys):
+    out, argv = synthetic_table1
+    before = (out / "table1.md").read_text()
+    assert reproduce.main(argv, run=fail_if_run) == 0
+    assert capsys.readouterr().out.count("[done]") == 24
+    assert (out / "table1.md").read_text().split("- commit")[0] == before.split("- commit")[0]
+
+
+@pytest.mark.filterwarnings("ignore:left out of the episodes")  # the tiny val split, 5-shot
+def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_table1, tmp_path):
+    out, _ = synthetic_table1
+    runs = out / "runs"
+    one_shot = runs / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
+    path = save_qualitative(one_shot, tmp_path / "q.png", n_episodes=2)
+    assert Image.open(path).size == (3 * 65 + 2 * 4, 2 * (65 + 14) + 4)  # 2 rows of 3 tiles
+    curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align" / "sacred")
+    assert curves["loss"][0] == [1] and set(curves) >= {"loss", "seg_loss", "align_loss", "lr"}
+
+    five_shot = runs / "train-voc-fold0-1way-5shot-align" / "checkpoints" / "final.pt"
+    measured = measure_prototype_distance(five_shot, 2, workers=0)
+    assert measured.n_episodes == 2 and measured.n_foreground <= 2
+    net, data = load_trained(five_shot)
+    assert data["shots"] == 5 and not net.training
+    with pytest.raises(ValueError, match=r"unknown data setting\(s\) \['shot'\]"):
+        evaluation_episodes(data, 1, 0, shot=5)
