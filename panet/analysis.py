@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -138,7 +138,7 @@ def prototype_distance_markdown(measured: Mapping[str, PrototypeDistance],
     distance beside the paper's, the difference, and our background distance."""
     lines = ["# Sec. 4.3: distance between support and query prototypes", ""]
     if synthetic_scale:
-        lines += ["**Toy scale on the synthetic dataset** (small encoder, 128 channels, few "
+        lines += ["**Toy scale on the synthetic dataset** (small encoder, few "
                   "steps): distances live in another feature space; the paper column is NOT "
                   "comparable.", ""]
     lines += [f"- setting: {setting}",

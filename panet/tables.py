@@ -30,7 +30,7 @@ import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from panet.data import synthetic
 from panet.models import build_encoder
@@ -103,8 +103,10 @@ class Scale:
     Paper scale: the configs' defaults on the real benchmarks, under `data_root` (its VOC2012/
     and COCO/ folders) or, when None, where configs/voc.yaml and coco.yaml point. Synthetic (toy)
     scale: the generated dataset under `data_root` (PASCAL layout; COCO-json variant in coco/),
-    the small encoder (configs/small.yaml) at input size `size` (None: that config's),
-    `steps` training steps and `test_runs` x `test_episodes` test episodes.
+    tested on its training split like the paper's runs (released protocol, PROTOCOL §6-7: the
+    held-out classes' episodes drawn from the training images), the small encoder
+    (configs/small.yaml) at input size `size` (None: that config's), `steps` training steps
+    and `test_runs` x `test_episodes` test episodes.
     """
 
     out: Path
@@ -143,7 +145,9 @@ class Scale:
             return [dataset], updates
         if self.size is not None:
             updates.append(f"data.size={self.size}")
-        return ["synthetic" if dataset == "voc" else "coco", "small"], updates
+        if dataset == "voc":  # test on the training split's images, as voc.yaml (and coco.yaml)
+            return ["synthetic", "small"], updates + ["data.test_split=trainaug"]
+        return ["coco", "small"], updates
 
 
 @dataclass(frozen=True)
@@ -412,7 +416,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List
     return lines
 
 
-def _distinct(results: Iterable[dict], describe) -> str:
+def _distinct(results: Iterable[dict], describe: Callable[[dict], str]) -> str:
+    """The distinct descriptions of the results' settings, joined."""
     values = sorted({describe(result["setting"]) for result in results})
     return ", ".join(values) if values else "no results yet"
 
@@ -441,10 +446,12 @@ def render_table(spec: TableSpec, results: Mapping[str, dict], paper: Mapping, *
     encoder's parameter count (Table 1)."""
     lines = [f"# Table {spec.number}: {spec.title}", ""]
     if synthetic_scale:
+        has_init = any(m.variant is not None and m.variant.init for m in spec.methods)
         lines += ["**Toy scale on the synthetic dataset** (small encoder, few steps and "
                   "episodes). The paper column is NOT comparable: it is shown only to exercise "
-                  "the pipeline from configs to this table. PANet-init here is the randomly "
-                  "initialised small encoder.", ""]
+                  "the pipeline from configs to this table."
+                  + (" PANet-init here is the randomly initialised small encoder."
+                     if has_init else ""), ""]
     lines += [*describe_results(results), f"- commit: {commit}",
               f"- paper: results/{PAPER_RESULTS.name} ({spec.paper_key})", ""]
 

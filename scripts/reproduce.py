@@ -24,7 +24,11 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+import torch
+
 from panet import tables
+from panet.data import synthetic
+from panet.distributed import resolve_device
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
@@ -112,16 +116,11 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
 
 
-def ensure_synthetic_data(root: Path) -> None:
-    """Generate the synthetic dataset (PASCAL layout and COCO-json variant) if absent."""
-    from panet.data import synthetic
-
-    markers = (root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-               root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json")
-    if all(marker.is_file() for marker in markers):
-        return
-    print(f"generating the synthetic dataset into {root}", flush=True)
-    synthetic.generate(root, coco=True)
+def synthetic_data_present(root: Path) -> bool:
+    """Whether `root` holds the generated dataset: PASCAL layout and COCO-json variant."""
+    return all(marker.is_file() for marker in (
+        root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
+        root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json"))
 
 
 def write_table(number: int, scale: Scale) -> Path:
@@ -136,7 +135,7 @@ def write_table(number: int, scale: Scale) -> Path:
     return path
 
 
-def write_prototype_distance(scale: Scale, device: str) -> Path:
+def write_prototype_distance(scale: Scale, device: torch.device) -> Path:
     from panet.analysis import measure_prototype_distance, prototype_distance_markdown
 
     measured, models = {}, []
@@ -191,6 +190,19 @@ def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
     return [] if args.checkpoint else [tables.train_job(qualitative_model(args.fold), scale)]
 
 
+def final_step(args: argparse.Namespace, scale: Scale) -> str:
+    """What this process does once the jobs are done (printed by --dry-run)."""
+    if args.table:
+        return f"write {scale.out / f'table{args.table}.md'} from the test results"
+    if args.analysis:
+        return (f"measure Sec. 4.3's prototype distances over {scale.test_episodes} episodes per "
+                f"model in this process -> {scale.out / 'prototype_distance.md'}")
+    if args.figure == "loss-curves":
+        return f"plot the logged losses -> {scale.out / 'loss_curves.png'}"
+    return (f"segment {args.episodes} test episodes in this process -> "
+            f"{scale.out / 'qualitative.png'}")
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -226,32 +238,34 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="qualitative: a train.py checkpoint, shown on the data its config "
                              "names (default: Table 1's 1-shot PANet of --fold)")
     parser.add_argument("--episodes", type=int, default=4, help="qualitative: episodes shown")
-    parser.add_argument("--device", default="cuda" if _cuda() else "cpu",
-                        help="analysis and qualitative figure (default: cuda if available)")
+    parser.add_argument("--device", default="auto",
+                        help="analysis and qualitative figure: auto (cuda when available, else "
+                             "cpu), cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
-    knobs = {"--steps": args.steps, "--test-runs": args.test_runs,
-             "--test-episodes": args.test_episodes, "--size": args.size}
-    given = [flag for flag, value in knobs.items() if value is not None]
+    toy_knobs = {"--steps": args.steps, "--test-runs": args.test_runs,
+                 "--test-episodes": args.test_episodes, "--size": args.size}
+    given = [flag for flag, value in toy_knobs.items() if value is not None]
     if given and not args.synthetic:
         parser.error(f"{', '.join(given)} set the toy scale: add --synthetic (the paper scale "
                      "keeps the configs' defaults)")
+    counts = {**toy_knobs, "--episodes": args.episodes}
+    below_one = [flag for flag, value in counts.items() if value is not None and value < 1]
+    if below_one:
+        parser.error(f"{', '.join(below_one)} must be at least 1")
     return args
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
         out = args.out or REPO_ROOT / "results"
         return Scale(out.resolve(), data_root=args.data_root)
+    def toy(value: Optional[int], default: int) -> int:
+        return default if value is None else value
+
     return Scale((args.out or REPO_ROOT / "results" / "synthetic").resolve(), synthetic=True,
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
-                 steps=args.steps or TOY_STEPS, test_runs=args.test_runs or TOY_TEST_RUNS,
-                 test_episodes=args.test_episodes or TOY_TEST_EPISODES, size=args.size)
+                 steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
+                 test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
@@ -265,18 +279,27 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
 
     if args.dry_run:
         print(describe_plan(jobs, args.gpu_seconds_per_image, scale.synthetic))
+        print(f"Then: {final_step(args, scale)}.")
+        if scale.synthetic and not synthetic_data_present(scale.data_root):
+            print(f"The synthetic dataset is absent: it would be generated into {scale.data_root}.")
         return 0
-    if scale.synthetic:
-        ensure_synthetic_data(scale.data_root)
+    if scale.synthetic and not synthetic_data_present(scale.data_root):
+        print(f"generating the synthetic dataset into {scale.data_root}", flush=True)
+        synthetic.generate(scale.data_root, coco=True)
     scale.out.mkdir(parents=True, exist_ok=True)
-    failed = run_jobs(jobs, run)
+    try:
+        failed = run_jobs(jobs, run)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue (done jobs are skipped, "
+              "an unfinished training run resumes from its last.pt)")
+        return 130
 
     if args.table:
         print(f"wrote {write_table(args.table, scale)}")
     elif failed:
         print(f"not written: the jobs {', '.join(failed)} failed")
     elif args.analysis:
-        print(f"wrote {write_prototype_distance(scale, args.device)}")
+        print(f"wrote {write_prototype_distance(scale, resolve_device(args.device))}")
     elif args.figure == "loss-curves":
         print(f"wrote {write_loss_curves(scale, args.fold)}")
     else:
@@ -284,8 +307,8 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
 
         overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
         figure = save_qualitative(args.checkpoint or jobs[0].output,
-                                  scale.out / "qualitative.png", args.episodes, device=args.device,
-                                  **overrides)
+                                  scale.out / "qualitative.png", args.episodes,
+                                  device=resolve_device(args.device), **overrides)
         print(f"wrote {figure}")
     return 1 if failed else 0
 

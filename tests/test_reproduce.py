@@ -3,9 +3,6 @@ the markdown tables, prototype distances, overlays, loss curves, and one end-to-
 Table 1 (configs -> train.py/test.py subprocesses -> table1.md)."""
 
 import json
-import math
-import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,6 +118,7 @@ def test_synthetic_scale_commands(tmp_path):
         f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
     init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
     assert init.argv[5:9] == ("synthetic", "small", "notrain", "2way")
+    assert "data.test_split=trainaug" in init.argv  # the paper's (released) test split
     assert train.images == 3 * (5 + 1) and scribble.images == 2 * 7 * (1 + 1)
 
 
@@ -134,6 +132,8 @@ def test_paper_scale_data_root_and_toy_knobs(tmp_path):
         Scale(tmp_path, synthetic=True)
     with pytest.raises(SystemExit):
         reproduce.parse_args(["--table", "1", "--steps", "3"])
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--table", "1", "--synthetic", "--test-episodes", "0"])
     with pytest.raises(ValueError, match=">= 1"):
         Scale(tmp_path, synthetic=True, data_root=tmp_path, test_episodes=0)
 
@@ -173,6 +173,28 @@ def test_dry_run_lists_every_command_with_status_and_estimate(tmp_path, capsys):
     assert f"{hours - 30000 * 2 * 0.06 / 3600:.2f} GPU hours pending" in printed
 
 
+def test_dry_run_of_the_analysis_on_absent_synthetic_data(tmp_path, capsys):
+    absent = tmp_path / "nothing"
+    argv = ["--analysis", "prototype-distance", "--dry-run", "--synthetic", "--data-root",
+            str(absent), "--out", str(tmp_path / "out"), "--steps", "7", "--test-episodes", "3"]
+    assert reproduce.main(argv, run=fail_if_run) == 0
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if line.startswith("[")] == [
+        "[pending, ~0.00 GPU h] train-voc-fold0-1way-5shot-align",
+        "[pending, ~0.00 GPU h] train-voc-fold0-1way-5shot-noalign"]
+    assert f"{2 * 7 * 6 * 0.06 / 3600:.2f} GPU hours pending" in printed
+    assert f"it would be generated into {absent}" in printed and not absent.exists()
+    assert "over 3 episodes per model" in printed
+
+
+def test_interrupting_the_jobs_explains_how_to_continue(tmp_path, capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert reproduce.main(["--table", "5", "--out", str(tmp_path)], run=interrupted) == 130
+    assert "run the same command again" in capsys.readouterr().out
+
+
 def test_run_jobs_skips_done_resumes_partial_and_blocks_dependents(tmp_path):
     scale = Scale(tmp_path)
     settings = [Setting("voc", fold, 1, 1) for fold in (0, 1, 2)]
@@ -194,7 +216,7 @@ def test_run_jobs_skips_done_resumes_partial_and_blocks_dependents(tmp_path):
         return 0
 
     failed = reproduce.run_jobs(jobs, fake_run)
-    assert failed == [failing_train.name, f"test-voc-fold2-1way-1shot-align-dense"]
+    assert failed == [failing_train.name, "test-voc-fold2-1way-1shot-align-dense"]
     assert ran == [list(jobs[1].argv), list(partial_train.argv) + [
         f"train.resume={partial_train.output.parent / 'last.pt'}"], list(jobs[3].argv),
         list(failing_train.argv)]
@@ -426,7 +448,7 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
     out, _ = synthetic_table1
     markdown = (out / "table1.md").read_text()
     assert "NOT comparable" in markdown and "runs x episodes: 1 x 1" in markdown
-    assert "data: synthetic, test split val, input 65 px" in markdown
+    assert "data: synthetic, test split trainaug, input 65 px" in markdown
     assert "All 16 test jobs done" in markdown
     rows = table_rows(markdown)
     labels = [label for label, _ in rows]
@@ -457,7 +479,6 @@ def test_rerun_skips_every_done_job(synthetic_table1, capsys):
     assert (out / "table1.md").read_text().split("- commit")[0] == before.split("- commit")[0]
 
 
-@pytest.mark.filterwarnings("ignore:left out of the episodes")  # the tiny val split, 5-shot
 def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_table1, tmp_path):
     out, _ = synthetic_table1
     runs = out / "runs"
