@@ -11,8 +11,7 @@ shots, background also over ways) with the prototype pooled *the same way* from 
 features upsampled to H x W and averaged over the ground-truth mask of j. The query's masks are
 built as the support's are (PROTOCOL §2): foreground = pixels of way c's class, background =
 every other pixel, void (255) included. The number reported beside the paper's is the foreground
-distance ||p_c - q_c||_2 (the class prototype, which PAR aligns); the background distance is
-reported beside it. A query whose resized ground truth holds no pixel of a label (a class that
+distance ||p_c - q_c||_2 of the way's class; the background distance is reported next to it. A query whose resized ground truth holds no pixel of a label (a class that
 vanished at 417 x 417) has no prototype for it: that distance is NaN and left out of the mean.
 """
 
@@ -48,7 +47,7 @@ def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
 
 
 def evaluation_episodes(data_config: Mapping[str, Any], n_episodes: int, seed: int,
-                  **overrides: Any) -> Dataset:
+                        **overrides: Any) -> Dataset:
     """`n_episodes` test episodes (held-out classes, test split) of `data_config` with data.*
     keys replaced by `overrides` (e.g. shots=5, weak="bbox", root="data/VOC2012")."""
     unknown = sorted(set(overrides) - set(data_config))

@@ -113,7 +113,8 @@ def test_synthetic_scale_commands(tmp_path):
     scribble = tables.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
     assert scribble.argv[5:] == (
         "scribble", f"data.root={tmp_path / 'syn'}",
-        f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/final.pt",
+        f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/"
+        "final.pt",
         "test.runs=2", "test.episodes=7",
         f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
     init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
