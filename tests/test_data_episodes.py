@@ -181,3 +181,24 @@ def test_builder_episode_list_depends_only_on_the_setting(synthetic_root):
     assert first.episodes == second.episodes
     training = synthetic(synthetic_root, n=20, train=True)
     assert {c for e in training.episodes for c in e.class_ids} <= set(fold_classes(20, 1, True))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2 copy keyword
+def test_builder_coco_path_on_the_synthetic_coco_variant(synthetic_root, tmp_path):
+    pytest.importorskip("panet.data.coco", reason="panet/data/coco.py not written yet")
+    coco = make_episode_dataset("coco", synthetic_root / "coco", "val", 2, 2, 1, 2, 4, seed=5,
+                                train=True, size=(120, 160), year=2014, cache_dir=tmp_path,
+                                fold_style="interleaved")
+    voc = VocSource(synthetic_root / "VOC2012", "val")
+    for episode in coco.episodes:
+        assert set(episode.class_ids) <= set(fold_classes(20, 2, True, "interleaved"))
+    item = coco[0]
+    assert item["query_labels"].shape == (2, 120, 160)
+    assert item["support_fg"].sum((-1, -2)).min() > 0
+    for q, image_id in enumerate(item["query_ids"]):
+        labels = voc.label_map(f"synth_{int(image_id) - 1:05d}")  # COCO image id = index + 1
+        expected = episode_labels(labels, item["class_ids"].tolist())
+        flipped = item["query_labels"][q].numpy()
+        known = labels != 255  # COCO has no void band
+        assert any(np.array_equal(candidate[known], expected[known])
+                   for candidate in (flipped, flipped[:, ::-1]))

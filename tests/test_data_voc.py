@@ -166,7 +166,7 @@ def test_class_too_small_for_the_episode(make_voc_tree):
 
 
 def test_box_supports_without_instance_folder(make_voc_tree):
-    root = make_voc_tree(blob_labels(6, classes=[1, 2]))
+    root = make_voc_tree(blob_labels(10, classes=[1, 2, 3, 4, 5]))
     dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 2, 0, False, size=32,
                                    weak="bbox")
     with pytest.raises(FileNotFoundError, match=r"SegmentationObjectAug.*--sbd"):

@@ -13,7 +13,7 @@ gradient), so colour never gives a class away: a class can only be found from it
 shape and texture. Each image holds 2-4 objects of distinct classes, 20-45% of the short side,
 overlapping each other by at most ``MAX_OVERLAP`` of either area; a VOC-style void band (255)
 of ``~0.6%`` of the short side runs along every object boundary. Texture periods scale with the
-image (8-12% of the short side) so they stay legible after resizing to ~128 px.
+image (10-14% of the short side) so they stay legible after resizing to ~128 px.
 
 Layout written under ``root``::
 
@@ -22,7 +22,8 @@ Layout written under ``root``::
     VOC2012/ImageSets/Segmentation/{trainaug,val}.txt and {split}/class{k}.txt
     coco/annotations/instances_{train,val}{year}.json, coco/{train,val}{year}/{file}.jpg
       (with ``coco=True``: the same images and visible instance masks as compressed RLE;
-       category id of class k is k + (k - 1) // 5, i.e. with gaps as in COCO)
+       image i has COCO image id i + 1 and file name f"{i + 1:012d}.jpg"; class k has
+       category id k + (k - 1) // 5, i.e. ascending with gaps as in COCO)
 
 Everything is a deterministic function of (seed, image index, size): image i is drawn from its
 own generator seeded with (seed, i), so files are byte-identical across runs and a larger
@@ -61,10 +62,10 @@ COCO_DIR = "coco"
 COCO_SPLITS = {"trainaug": "train", "val": "val"}  # VOC split -> COCO split name (before year)
 OBJECTS_PER_IMAGE = (2, 4)  # inclusive
 OBJECT_SIDE = (0.20, 0.45)  # object extent, fraction of the short side
-TEXTURE_PERIOD = (0.08, 0.12)  # fraction of the short side
+TEXTURE_PERIOD = (0.10, 0.14)  # fraction of the short side
 MAX_OVERLAP = 0.15  # of either object's area
 PLACEMENT_TRIES = 30
-CLUTTER_ITEMS = (6, 12)  # inclusive
+CLUTTER_ITEMS = (4, 8)  # inclusive
 MIN_COLOUR_CONTRAST = 110.0  # Euclidean RGB distance between a texture's two colours
 VOID_BAND = 0.006  # void band half-width, fraction of the short side
 NOISE_STD = 6.0

@@ -1,0 +1,81 @@
+"""Episode-loading throughput: episodes/s from a DataLoader with 2 workers, 1-way 1-shot at 417.
+
+    python scripts/bench_data.py [--episodes 300] [--voc-root DIR] [--coco-root DIR]
+
+VOC: the PASCAL loader on a synthetic VOC-layout set of VOC-sized JPEGs (375 x 500), generated
+into a temporary folder unless ``--voc-root`` names a VOC2012 folder. COCO: the COCO-20i loader
+on ``../shared/data/coco_tiny`` (year 2017) when it and ``panet.data.coco`` exist. Train mode
+(training classes, random flips) and test mode (test classes) are timed separately, after a
+warm-up of the workers; targets are >= 20 episodes/s (VOC) and >= 10 episodes/s (COCO).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from panet.data import collate_episodes, make_episode_dataset
+from panet.data.synthetic import VOC_DIR, generate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WARMUP_BATCHES = 10
+
+
+def episodes_per_second(name: str, root: Path, split: str, train: bool, n_episodes: int,
+                        **options) -> float:
+    with warnings.catch_warnings():  # small real sets leave classes out; not what is timed
+        warnings.simplefilter("ignore")
+        dataset = make_episode_dataset(name, root, split, 0, 1, 1, 1,
+                                       n_episodes + WARMUP_BATCHES, seed=1234, train=train,
+                                       size=417, **options)
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_episodes)
+    batches = iter(loader)
+    for _ in range(WARMUP_BATCHES):
+        next(batches)
+    start = time.perf_counter()
+    for _ in batches:
+        pass
+    return n_episodes / (time.perf_counter() - start)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--voc-root", type=Path, help="a VOC2012 folder (default: synthetic)")
+    parser.add_argument("--coco-root", type=Path,
+                        default=REPO_ROOT.parent / "shared" / "data" / "coco_tiny")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        voc_root = args.voc_root
+        if voc_root is None:
+            generate(scratch, n_images=200, size=(375, 500), seed=0)
+            voc_root = Path(scratch) / VOC_DIR
+            print(f"VOC layout: 200 synthetic 375 x 500 JPEGs in {voc_root}")
+        for train in (True, False):
+            rate = episodes_per_second("pascal", voc_root, "trainaug", train, args.episodes)
+            print(f"VOC  {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 20)")
+
+    try:
+        import panet.data.coco  # noqa: F401  (written by the COCO helper)
+    except ImportError:
+        print("COCO: skipped (panet.data.coco not available)")
+        return 0
+    if not (args.coco_root / "annotations").is_dir():
+        print(f"COCO: skipped ({args.coco_root} not found)")
+        return 0
+    for train in (True, False):
+        rate = episodes_per_second("coco", args.coco_root, "train", train, args.episodes,
+                                   year=2017)
+        print(f"COCO {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
