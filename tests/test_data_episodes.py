@@ -8,7 +8,6 @@ from torch.utils.data import DataLoader
 from panet.data import collate_episodes, make_episode_dataset
 from panet.data.episodes import EpisodeDataset, episode_labels
 from panet.data.folds import fold_classes
-from panet.data.label_png import load_label_png
 from panet.data.sampling import Episode
 from panet.data.transforms import resize_nearest
 from panet.data.voc import VocSource
@@ -184,6 +183,7 @@ def test_builder_episode_list_depends_only_on_the_setting(synthetic_root):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2 copy keyword
+@pytest.mark.filterwarnings("ignore:left out of the episodes")  # the small val split
 def test_builder_coco_path_on_the_synthetic_coco_variant(synthetic_root, tmp_path):
     pytest.importorskip("panet.data.coco", reason="panet/data/coco.py not written yet")
     coco = make_episode_dataset("coco", synthetic_root / "coco", "val", 2, 2, 1, 2, 4, seed=5,

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import scipy.io
+from PIL import Image
 
 from panet.data import make_episode_dataset
 from panet.data.episodes import EpisodeDataset
@@ -127,6 +128,15 @@ def test_corrupt_image(make_voc_tree):
         VocSource(root, "trainaug").image("img_001")
 
 
+def test_corrupt_mask(make_voc_tree):
+    root = make_voc_tree(blob_labels(3))
+    (root / "SegmentationClassAug" / "img_001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ValueError, match=r"cannot decode label file .*img_001\.png"):
+        VocSource(root, "trainaug").label_map("img_001")
+    with pytest.raises(ValueError, match=r"cannot decode .*img_001\.png"):
+        write_class_lists(root)
+
+
 def test_mask_of_another_size(make_voc_tree):
     root = make_voc_tree(blob_labels(3))
     write_jpeg(root / "JPEGImages" / "img_002.jpg", 50, 80)
@@ -148,7 +158,6 @@ def test_labels_outside_the_classes(make_voc_tree):
 
 def test_colour_mask_is_rejected(make_voc_tree):
     root = make_voc_tree(blob_labels(3))
-    from PIL import Image
     Image.new("RGB", (80, 60)).save(root / "SegmentationClassAug" / "img_001.png")
     with pytest.raises(ValueError, match=r"img_001\.png.*mode RGB"):
         VocSource(root, "trainaug").label_map("img_001")

@@ -1,7 +1,6 @@
 """Weak supports (PROTOCOL §10): boxes and scribbles, by hand and on real PASCAL masks."""
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
 from panet.data.folds import fold_classes
