@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test
+.PHONY: setup test demo
 
 setup: $(STAMP)
 
@@ -17,3 +17,6 @@ $(STAMP): requirements.txt setup.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py

@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from panet import distributed, engine
 from panet.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from panet.config import (build_dataset, build_model, make_experiment, run_directory,
-                          run_from_command_line)
+from panet.config import (build_dataset, build_model, build_optimizer, make_experiment,
+                          run_directory, run_from_command_line)
 from panet.engine import NonFiniteLossError, StepBatches, episode_loader
 
 ex = make_experiment("panet_train")
@@ -49,8 +49,7 @@ def main(_run, _config, data, model, train: dict, seed, device):
     context = distributed.setup(device)
     try:
         net = build_model(model).to(context.device)
-        optimizer = torch.optim.SGD(net.parameters(), lr=train["lr"], momentum=train["momentum"],
-                                    weight_decay=train["weight_decay"])
+        optimizer = build_optimizer(net.parameters(), train)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, train["milestones"],
                                                          train["gamma"])
         start = 0

@@ -178,3 +178,16 @@ def test_sharded_testing_equals_one_process(trained, tmp_path):
     single = evaluate(trained / "final.pt", tmp_path / "single", episodes=5)
     for key in ("mean_iou_runs", "binary_iou_runs", "class_iou_runs"):
         assert sharded[key] == single[key]
+
+
+def test_optimizer_choice():
+    from panet.config import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    config = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+    sgd = build_optimizer(params, {**config, "optimizer": "sgd"})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["weight_decay"] == 5e-4
+    assert isinstance(build_optimizer(params, {**config, "optimizer": "adam"}), torch.optim.Adam)
+    with pytest.raises(ValueError, match="sgd' or 'adam"):
+        build_optimizer(params, {**config, "optimizer": "lbfgs"})
