@@ -4,7 +4,7 @@ Shape letters: B episodes, W ways, S shots, Q queries, H x W image size.
 
 Overlays use one colour per way (`WAY_COLOURS`, way 1 first), blended into the de-normalised
 image wherever a mask or label map holds that way; background, void (255) and unmasked pixels
-keep the image. One episode becomes one row of tiles:
+keep the image, darkened (`OUTSIDE_DIM`) so that the masks stand out. One episode becomes one row of tiles:
 
     support 1..S of way 1 (its mask) ... of way W | per query: prediction, ground truth
 
@@ -32,6 +32,7 @@ Colour = Tuple[int, int, int]
 WAY_COLOURS: Tuple[Colour, ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200),
                                    (245, 130, 48), (145, 30, 180))
 OVERLAY_OPACITY = 0.5
+OUTSIDE_DIM = 0.5  # share of brightness taken from pixels outside every mask
 CAPTION_HEIGHT = 14  # pixels of the text band above each tile
 GAP = 4  # pixels between tiles and rows
 PAPER_WHITE = (255, 255, 255)
@@ -51,17 +52,18 @@ def way_colour(way: int) -> Colour:
 
 
 def overlay(image: np.ndarray, labels: Union[np.ndarray, torch.Tensor],
-            opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+            opacity: float = OVERLAY_OPACITY, dim: float = OUTSIDE_DIM) -> np.ndarray:
     """Blend way colours into an image.
 
     image: H x W x 3 uint8; labels: H x W episode labels (0 background, c = way c, 255 void).
-    Pixels of way c become (1 - opacity) * image + opacity * way_colour(c), rounded; every
-    other pixel keeps the image. Returns H x W x 3 uint8.
+    Pixels of way c become (1 - opacity) * image + opacity * way_colour(c); every other pixel
+    becomes (1 - dim) * image; both rounded. Returns H x W x 3 uint8.
     """
     labels = torch.as_tensor(labels).cpu().numpy()
     if labels.shape != image.shape[:2]:
         raise ValueError(f"labels are {labels.shape} but the image is {image.shape[:2]}")
     blended = image.astype(np.float64)
+    blended[(labels == 0) | (labels == 255)] *= 1 - dim
     for way in np.unique(labels):
         if way in (0, 255):
             continue

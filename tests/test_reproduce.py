@@ -359,18 +359,18 @@ def test_query_masks_treat_void_as_background_like_supports():
 
 # ---------------------------------------------------------------- overlays and curves
 
-def test_overlay_colours_mask_pixels_and_keeps_the_rest():
+def test_overlay_colours_mask_pixels_and_dims_the_rest():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
     labels = np.zeros((6, 5), dtype=np.int64)
     labels[1, 1:3], labels[4, 2], labels[5, 4] = 1, 2, 255
-    blended = overlay(image, labels, opacity=0.25)
+    blended = overlay(image, labels, opacity=0.25, dim=0.4)
     for y, x in np.ndindex(6, 5):
         if labels[y, x] in (1, 2):
             colour = np.array(WAY_COLOURS[labels[y, x] - 1])
             expected = np.round(0.75 * image[y, x] + 0.25 * colour)
         else:
-            expected = image[y, x]
+            expected = np.round(0.6 * image[y, x])
         assert blended[y, x].tolist() == expected.tolist(), (y, x)
     solid = overlay(image, labels, opacity=1.0)
     assert solid[1, 1].tolist() == list(WAY_COLOURS[0]) and solid[4, 2].tolist() == list(
