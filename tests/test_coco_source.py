@@ -66,12 +66,8 @@ def scene():
 
 CATEGORY_IDS = {CAT: 2, DOG: 5, CAR: 9}
 
-pytestmark = [
-    # the degenerate car polygon of image 1 is reported whenever a cache is built (tested below)
-    pytest.mark.filterwarnings("ignore:.*have only empty masks:UserWarning"),
-    # pycocotools 2.0.11's decode under numpy 2 (harmless, outside our code)
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
-]
+# the degenerate car polygon of image 1 is reported whenever a cache is built (tested below)
+pytestmark = pytest.mark.filterwarnings("ignore:.*have only empty masks:UserWarning")
 
 
 def write_coco(root, images, annotations, split=SPLIT, year=YEAR, sizes=None):

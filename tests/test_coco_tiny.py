@@ -8,30 +8,21 @@ fold (contiguous and interleaved), 1- and 2-way, go through ``make_episode_datas
 import contextlib
 import io
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import shared_data_dir
 from panet.data import make_episode_dataset
 from panet.data.coco import CocoSource, annotation_file
 
-SHARED_DATA = Path(
-    os.environ.get("PANET_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
-)
-COCO_TINY = SHARED_DATA / "coco_tiny"
+COCO_TINY = shared_data_dir() / "coco_tiny"
 YEAR = 2017
 EPISODES_PER_SETTING = 4
 
-pytestmark = [
-    pytest.mark.skipif(
-        not COCO_TINY.is_dir(),
-        reason=f"real COCO data not found at {COCO_TINY} (set PANET_SHARED_DATA to its parent)",
-    ),
-    # pycocotools 2.0.11's decode under numpy 2 (harmless, outside our code)
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
-]
+pytestmark = pytest.mark.skipif(
+    not COCO_TINY.is_dir(),
+    reason=f"real COCO data not found at {COCO_TINY} (set PANET_SHARED_DATA to its parent)")
 
 
 @pytest.fixture(scope="module", params=["train", "val"])

@@ -182,10 +182,8 @@ def test_builder_episode_list_depends_only_on_the_setting(synthetic_root):
     assert {c for e in training.episodes for c in e.class_ids} <= set(fold_classes(20, 1, True))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2 copy keyword
 @pytest.mark.filterwarnings("ignore:left out of the episodes")  # the small val split
 def test_builder_coco_path_on_the_synthetic_coco_variant(synthetic_root, tmp_path):
-    pytest.importorskip("panet.data.coco", reason="panet/data/coco.py not written yet")
     coco = make_episode_dataset("coco", synthetic_root / "coco", "val", 2, 2, 1, 2, 4, seed=5,
                                 train=True, size=(120, 160), year=2014, cache_dir=tmp_path,
                                 fold_style="interleaved")

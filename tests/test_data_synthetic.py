@@ -66,8 +66,6 @@ def test_layout_labels_and_instances(synthetic_root):
                 assert extent >= 0.12 * short  # 20-45% of the short side, minus occlusion
 
 
-# pycocotools 2.0.11 warns about numpy 2's copy keyword on every decode
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_coco_variant_matches_the_instance_maps(synthetic_root):
     annotations = json.loads((synthetic_root / "coco/annotations/instances_val2014.json")
                              .read_text())
