@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint
 from .config import build_dataset, build_model
 from .engine import EvalShard, MODEL_INPUTS, episode_loader, to_device
 from .models import PANet
-from .models.prototypes import EPS, upsampling_adjoint
+from .models.prototypes import masked_average_pool
 from .tables import MISSING, format_number, markdown_table
 
 PathLike = Union[str, Path]
@@ -85,10 +85,8 @@ def prototype_distances(prototypes: torch.Tensor, query_features: torch.Tensor,
     """
     ways = prototypes.shape[1] - 1
     masks = query_masks(query_labels, ways).to(query_features.dtype)  # B x Q x (1+W) x H x W
-    weights = upsampling_adjoint(masks, query_features.shape[-2:])  # B x Q x (1+W) x h x w
-    pooled = torch.einsum("bqchw,bqjhw->bqjc", query_features, weights)
+    query_prototypes = masked_average_pool(query_features[:, :, None], masks)  # B x Q x (1+W) x C
     area = masks.sum(dim=(-2, -1))  # B x Q x (1+W)
-    query_prototypes = pooled / (area[..., None] + EPS)
     distances = (query_prototypes - prototypes[:, None]).norm(dim=-1)
     return distances.masked_fill(area == 0, float("nan"))
 

@@ -65,7 +65,8 @@ def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module
 
 
 def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU)."""
+    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU). It unpickles the
+    RNG states, so load only checkpoints you trust."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist (train.py writes them to "
