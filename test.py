@@ -18,7 +18,7 @@ import torch
 from panet import distributed
 from panet.checkpoint import load_checkpoint
 from panet.config import (build_dataset, build_model, make_experiment, run_directory,
-                          run_from_command_line)
+                          run_from_command_line, trained_model)
 from panet.data import fold_classes
 from panet.engine import EvalShard, episode_loader, evaluate
 from panet.metrics import IoUMeter
@@ -47,9 +47,7 @@ def main(_run, test, seed, device):
     context = distributed.setup(device)
     try:
         data, model, state = test_setting(_run, _run.config)
-        net = build_model(model).to(context.device)
-        if state is not None:
-            net.load_state_dict(state["model"])
+        net = (build_model(model) if state is None else trained_model(state)).to(context.device)
         meter = None
         for run in range(test["runs"]):
             dataset = build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_checkpoint
-from .config import build_dataset, build_model
+from .config import build_dataset, trained_model
 from .engine import EvalShard, MODEL_INPUTS, episode_loader, to_device
 from .models import PANet
 from .models.prototypes import masked_average_pool
@@ -41,8 +41,7 @@ def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
     """The PANet of a train.py checkpoint, in eval mode on `device`, and the data config (dict
     of data.* keys) it was trained with."""
     state = load_checkpoint(checkpoint)
-    net = build_model({**state["config"]["model"], "weights": None})  # weights: the checkpoint's
-    net.load_state_dict(state["model"])
+    net = trained_model(state)
     return net.to(device).eval(), state["config"]["data"]
 
 

@@ -135,6 +135,14 @@ def build_model(model_config: Dict[str, Any]) -> PANet:
     return PANet(encoder, alpha=model_config["alpha"])
 
 
+def trained_model(state: Dict[str, Any]) -> PANet:
+    """The PANet of a train.py checkpoint (`panet.checkpoint.load_checkpoint` output): built
+    from its stored model config, weights from the checkpoint (no ImageNet file needed)."""
+    net = build_model({**state["config"]["model"], "weights": None})
+    net.load_state_dict(state["model"])
+    return net
+
+
 def build_optimizer(parameters, train_config: Dict[str, Any]) -> torch.optim.Optimizer:
     """SGD with momentum (PROTOCOL §5), or Adam; both with L2 weight decay on every parameter."""
     name, lr, decay = train_config["optimizer"], train_config["lr"], train_config["weight_decay"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -163,14 +163,12 @@ class EvalShard(Sampler):
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: int, *,
-             device: torch.device, resolution: str = "label", progress: bool = True,
-             on_batch: Optional[Callable[[Dict, torch.Tensor], None]] = None) -> None:
+             device: torch.device, resolution: str = "label", progress: bool = True) -> None:
     """Add every query of `loader`'s episodes to `meter` under `run`.
 
     resolution "label" (PANet): predictions and labels at the input size (417 x 417);
     "original": the feature-resolution logits are upsampled bilinearly straight to each query's
     original size and compared with its original label (needs keep_original_labels).
-    `on_batch(batch, predictions)` sees each batch and its B x Q x H x W predictions.
     """
     model.eval()
     for batch in tqdm(loader, desc=f"test run {run}", disable=not progress, dynamic_ncols=True):
@@ -185,5 +183,3 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: i
                     target = batch["query_labels_full"][b][q]
                     pred = upsample(out.logits_low[b, q][None], target.shape)[0].argmax(dim=0)
                 meter.update(pred, target, class_ids, run=run)
-        if on_batch is not None:
-            on_batch(batch, predictions)
