@@ -14,6 +14,7 @@ Under torchrun only rank 0 records; every rank learns rank 0's folder (`shared_r
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -25,6 +26,7 @@ from sacred.run import Run
 from . import distributed
 from .checkpoint import find_checkpoint, run_dir_of
 
+REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
 RUNS_DIR = "runs"
 OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
 
@@ -104,3 +106,14 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     finally:
         if observer is not None:
             ex.observers.remove(observer)
+
+
+def load_experiment(script: str) -> Experiment:
+    """The sacred experiment of train.py or test.py (`script` "train" | "test"), imported from
+    the repository root under another module name (`test` is also a standard-library package).
+    """
+    spec = importlib.util.spec_from_file_location(f"panet_{script}_script",
+                                                  REPO_ROOT / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ex

@@ -1,7 +1,6 @@
 """train.py and test.py end to end on the synthetic dataset: checkpoints, exact resume,
 interruption, non-finite losses, settings read from checkpoints, clear errors."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import torch
 from conftest import REPO_ROOT
 from panet.checkpoint import load_checkpoint
 from panet.engine import NonFiniteLossError
+from panet.runs import load_experiment
 
 QUIET = {"--loglevel": "ERROR"}
 # Toy scale: a few episodes over the fixture's small val split leave classes out or unsampled.
@@ -22,15 +22,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:left out of the episodes"),
               pytest.mark.filterwarnings("ignore:classes never evaluated")]
 
 
-def load_entry_point(name):
-    """Import train.py / test.py under another module name (`test` is a stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f"panet_{name}_entry", REPO_ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ex
-
-
-TRAIN, TEST = load_entry_point("train"), load_entry_point("test")
+TRAIN, TEST = load_experiment("train"), load_experiment("test")
 
 
 def train(root, out, named=("synthetic", "fast"), **train_updates):
