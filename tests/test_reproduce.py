@@ -16,8 +16,9 @@ from panet.analysis import (evaluation_episodes, load_trained, measure_prototype
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
 from panet.tables import TABLES, Scale, Setting, Variant, render_table
-from panet.visualize import (WAY_COLOURS, denormalize, episode_figure, moving_average, overlay,
-                             plot_loss_curves, save_qualitative)
+from panet.visualize import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
+                             captioned_tiles, denormalize, episode_figure, moving_average, overlay,
+                             plot_loss_curves, save_qualitative, wrap)
 
 reproduce = load_script("reproduce")
 PAPER = tables.load_paper_results()
@@ -384,6 +385,19 @@ def test_denormalize_inverts_the_input_normalisation():
     assert np.array_equal(denormalize(normalize(image)), image)
 
 
+@pytest.mark.parametrize("width", [12, 65, 129, 417, 2000])
+def test_captions_fit_their_tile_and_grow_with_it(width):
+    caption = "support w2 s5 (class 17) query 1: ground truth"
+    font = caption_font(width)
+    lines = wrap(caption, font, width - 2)
+    assert " ".join(lines).replace(" ", "") == caption.replace(" ", "")  # nothing lost
+    assert all(font.getlength(line) <= width - 2 or len(line) == 1 for line in lines)
+    assert font.size == max(MIN_FONT_SIZE, round(width * FONT_SHARE))
+    tile = np.zeros((20, width, 3), dtype=np.uint8)
+    captioned, = captioned_tiles([tile], [caption])
+    assert captioned.size == (width, 20 + len(lines) * sum(font.getmetrics()) + 2)
+
+
 def test_episode_figure_tiles(tmp_path):
     rng = np.random.default_rng(2)
     W, S, H, Wd = 2, 2, 12, 16
@@ -398,7 +412,8 @@ def test_episode_figure_tiles(tmp_path):
     figure = np.asarray(episode_figure(batch, predictions, 0))
     tile_width = Wd + 4  # tile and gap
     top = figure.shape[0] - H
-    assert figure.shape == (H + 14, 6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
+    assert figure.shape[1:] == (6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
+    assert figure.shape[0] > H  # a caption band above the tiles
     third_support = figure[top:, 2 * tile_width:2 * tile_width + Wd]  # way 2, shot 1
     assert np.array_equal(third_support, overlay(images[2], fg[0, 1, 0].long() * 2))
     prediction = figure[top:, 4 * tile_width:4 * tile_width + Wd]
@@ -483,7 +498,8 @@ def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_tabl
     runs = out / "runs"
     one_shot = runs / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
     path = save_qualitative(one_shot, tmp_path / "q.png", n_episodes=2)
-    assert Image.open(path).size == (3 * 65 + 2 * 4, 2 * (65 + 14) + 4)  # 2 rows of 3 tiles
+    width, height = Image.open(path).size
+    assert width == 3 * 65 + 2 * 4 and (height - 4) % 2 == 0 and (height - 4) // 2 > 65  # 2 rows
     curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align")
     assert curves["loss"][0] == [1] and set(curves) >= {"loss", "seg_loss", "align_loss", "lr"}
 
