@@ -11,12 +11,12 @@ Jobs are exact command lines, run from the repository root, named after their se
 tables share them (Table 2 reads Table 1's test results, Table 5's PANet row is Table 1's,
 Table 6 tests Table 1's checkpoints with weak supports):
 
-    python train.py -F <out>/runs/train-voc-fold2-1way-1shot-align/sacred \\
-        with voc 1way 1shot align data.fold=2 train.output_dir=<out>/runs/train-voc-fold2-...
-    python test.py -F <out>/runs/test-voc-fold2-1way-1shot-align-bbox/sacred with bbox \\
+    python train.py with voc 1way 1shot align data.fold=2 \\
+        train.output_dir=<out>/runs/train-voc-fold2-1way-1shot-align
+    python test.py with bbox \\
         test.checkpoint=<out>/runs/train-voc-fold2-1way-1shot-align/checkpoints/final.pt \\
         test.output_dir=<out>/runs/test-voc-fold2-1way-1shot-align-bbox
-    python test.py -F ... with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
+    python test.py with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
 
 The episode setting of a trained model's test is read by test.py from its checkpoint; the command
 names only what differs (weak supports). A job is done once its output exists
@@ -161,8 +161,13 @@ class Job:
     images: int  # images through the encoder (steps x episode images, or runs x episodes x ...)
 
     @property
+    def script(self) -> str:
+        """ "train" or "test" """
+        return Path(self.argv[1]).stem
+
+    @property
     def trains(self) -> bool:
-        return self.argv[1] == "train.py"
+        return self.script == "train"
 
     @property
     def command(self) -> str:
@@ -194,7 +199,7 @@ def train_job(setting: Setting, scale: Scale) -> Job:
         updates.append(f"train.steps={scale.steps}")
     updates.append(f"train.output_dir={run}")
     return Job(setting.train_name,
-               ("python", "train.py", "-F", str(run / "sacred"), "with", *named, *updates),
+               ("python", "train.py", "with", *named, *updates),
                output=run / "checkpoints" / "final.pt", needs=(),
                images=scale.steps * setting.images_per_episode)
 
@@ -218,7 +223,7 @@ def test_job(setting: Setting, scale: Scale) -> Job:
         updates += [f"test.runs={scale.test_runs}", f"test.episodes={scale.test_episodes}"]
     updates.append(f"test.output_dir={run}")
     return Job(setting.test_name,
-               ("python", "test.py", "-F", str(run / "sacred"), "with", *named, *updates),
+               ("python", "test.py", "with", *named, *updates),
                output=run / "results.json", needs=needs,
                images=scale.test_runs * scale.test_episodes * setting.images_per_episode)
 

@@ -54,14 +54,14 @@ def test_table_1_jobs_and_hand_checked_commands(tmp_path):
     by_name = {job.name: job for job in jobs}
     run = tmp_path / "runs"
     assert by_name["train-voc-fold2-1way-1shot-align"].command == (
-        f"python train.py -F {run}/train-voc-fold2-1way-1shot-align/sacred with voc 1way 1shot "
+        f"python train.py with voc 1way 1shot "
         f"align data.fold=2 train.output_dir={run}/train-voc-fold2-1way-1shot-align")
     assert by_name["test-voc-fold2-1way-1shot-align-dense"].command == (
-        f"python test.py -F {run}/test-voc-fold2-1way-1shot-align-dense/sacred with "
+        f"python test.py with "
         f"test.checkpoint={run}/train-voc-fold2-1way-1shot-align/checkpoints/final.pt "
         f"test.output_dir={run}/test-voc-fold2-1way-1shot-align-dense")
     assert by_name["test-voc-fold3-1way-5shot-init"].command == (
-        f"python test.py -F {run}/test-voc-fold3-1way-5shot-init/sacred with voc notrain 1way "
+        f"python test.py with voc notrain 1way "
         f"5shot data.fold=3 test.output_dir={run}/test-voc-fold3-1way-5shot-init")
     assert by_name["test-voc-fold2-1way-1shot-align-dense"].needs == (
         "train-voc-fold2-1way-1shot-align",)
@@ -107,18 +107,18 @@ def test_synthetic_scale_commands(tmp_path):
     coco = Setting("coco", 1, 1, 5)
     train = tables.train_job(coco, scale)
     run = tmp_path / "out" / "runs" / "train-coco-fold1-1way-5shot-align"
-    assert train.argv[5:] == ("coco", "small", "1way", "5shot", "align",
+    assert train.argv[3:] == ("coco", "small", "1way", "5shot", "align",
                               f"data.root={tmp_path / 'syn' / 'coco'}", "data.size=65",
                               "data.fold=1", "train.steps=3", f"train.output_dir={run}")
     scribble = tables.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
-    assert scribble.argv[5:] == (
+    assert scribble.argv[3:] == (
         "scribble", f"data.root={tmp_path / 'syn'}",
         f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/"
         "final.pt",
         "test.runs=2", "test.episodes=7",
         f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
     init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
-    assert init.argv[5:9] == ("synthetic", "small", "notrain", "2way")
+    assert init.argv[3:7] == ("synthetic", "small", "notrain", "2way")
     assert "data.test_split=trainaug" in init.argv  # the paper's (released) test split
     assert train.images == 3 * (5 + 1) and scribble.images == 2 * 7 * (1 + 1)
 
@@ -407,19 +407,17 @@ def test_episode_figure_tiles(tmp_path):
     assert np.array_equal(truth, overlay(images[-1], batch["query_labels"][0, 0]))
 
 
-def test_training_curves_merge_attempts_later_wins(tmp_path):
-    for attempt, (steps, values) in {"1": ([1, 2, 3], [5.0, 4.0, 3.0]),
-                                     "2": ([3, 4], [2.5, 2.0])}.items():
-        (tmp_path / attempt).mkdir()
-        (tmp_path / attempt / "metrics.json").write_text(json.dumps(
-            {"loss": {"steps": steps, "values": values, "timestamps": [""] * len(steps)}}))
-    (tmp_path / "_sources").mkdir()
+def test_training_curves_later_value_of_a_step_wins(tmp_path):
+    """A resumed run appends to its metrics.json, redoing the steps after its last checkpoint."""
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"loss": {"steps": [1, 2, 3, 3, 4], "values": [5.0, 4.0, 3.0, 2.5, 2.0],
+                  "timestamps": [""] * 5}}))
     assert read_training_curves(tmp_path) == {"loss": ([1, 2, 3, 4], [5.0, 4.0, 2.5, 2.0])}
-    (tmp_path / "2" / "metrics.json").write_text("[")
-    with pytest.raises(ValueError, match=r"2/metrics\.json is not a sacred metrics file"):
+    (tmp_path / "metrics.json").write_text("[")
+    with pytest.raises(ValueError, match=r"metrics\.json is not a sacred metrics file"):
         read_training_curves(tmp_path)
-    with pytest.raises(FileNotFoundError, match="run the train job first"):
-        read_training_curves(tmp_path / "_sources")
+    with pytest.raises(FileNotFoundError, match="not the run folder of a train.py run"):
+        read_training_curves(tmp_path / "elsewhere")
 
 
 def test_moving_average_matches_a_loop_and_plot_writes_a_png(tmp_path):
@@ -486,7 +484,7 @@ def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_tabl
     one_shot = runs / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
     path = save_qualitative(one_shot, tmp_path / "q.png", n_episodes=2)
     assert Image.open(path).size == (3 * 65 + 2 * 4, 2 * (65 + 14) + 4)  # 2 rows of 3 tiles
-    curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align" / "sacred")
+    curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align")
     assert curves["loss"][0] == [1] and set(curves) >= {"loss", "seg_loss", "align_loss", "lr"}
 
     five_shot = runs / "train-voc-fold0-1way-5shot-align" / "checkpoints" / "final.pt"
