@@ -16,6 +16,12 @@ An item (one episode; CPU tensors)::
     query_labels_full  (keep_original_labels) list of Q int64 tensors H_q x W_q, episode-local
                        labels at the query's original size
 
+Label classes (``coco_labels``). A source that paints only the classes it is asked for (COCO)
+loads each image of way c with that way's class alone by default ("class", the released COCO
+loader and PROTOCOL §7): a support's background and a query's labels ignore the other ways'
+classes. "episode" paints all the episode's classes into every image. Sources with full label
+maps (PASCAL, whose released loader paints every episode class) are the same under both.
+
 ``ds[i]`` is a pure function of i: the flips (training only, per image) and random box / scribble
 choices come from a generator seeded with (seed, i), never from worker or global state.
 
@@ -43,6 +49,7 @@ from panet.data.transforms import Size, hflip, normalize, resize_image, resize_n
 from panet.data.weak import BOX_CHOICES, Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
+COCO_LABELS = ("class", "episode")
 MAX_RESAMPLES = 20
 STACKED_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels",
                 "class_ids")
@@ -71,11 +78,14 @@ class EpisodeDataset(Dataset):
 
     def __init__(self, source: Source, episodes: Sequence[Episode], size: Size, seed: int,
                  train: bool, weak: str = "dense", bbox_instance: str = "largest",
-                 scribble_dilation: int = 0, keep_original_labels: bool = False):
+                 scribble_dilation: int = 0, keep_original_labels: bool = False,
+                 coco_labels: str = "class"):
         if weak not in WEAK_KINDS:
             raise ValueError(f"weak must be one of {WEAK_KINDS}, got {weak!r}")
         if bbox_instance not in BOX_CHOICES:
             raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got {bbox_instance!r}")
+        if coco_labels not in COCO_LABELS:
+            raise ValueError(f"coco_labels must be one of {COCO_LABELS}, got {coco_labels!r}")
         if scribble_dilation < 0:
             raise ValueError(f"scribble_dilation must be >= 0, got {scribble_dilation}")
         self.source = source
@@ -87,6 +97,7 @@ class EpisodeDataset(Dataset):
         self.bbox_instance = bbox_instance
         self.scribble_dilation = scribble_dilation
         self.keep_original_labels = keep_original_labels
+        self.coco_labels = coco_labels
         self._class_images = source.class_images()
 
     def __len__(self) -> int:
@@ -101,14 +112,16 @@ class EpisodeDataset(Dataset):
             used = set(episode.support_ids[way]) | set(episode.query_ids[way])
             way_ids = []
             for image_id in episode.support_ids[way]:
-                image_id, view = self._support_view(image_id, class_id, class_ids, used, rng)
+                image_id, view = self._support_view(image_id, class_id,
+                                                    self._label_classes(class_ids, way), used, rng)
                 fg, bg = self._support_masks(image_id, view, class_id, class_ids, rng)
                 images.append(view.image)
                 fgs.append(fg)
                 bgs.append(bg)
                 way_ids.append(image_id)
             support_ids.append(way_ids)
-        queries = [self._view(image_id, class_ids, rng) for _, image_id in episode.queries()]
+        queries = [self._view(image_id, self._label_classes(class_ids, way), rng)
+                   for way, image_id in episode.queries()]
         ways, shots = len(class_ids), len(episode.support_ids[0])
         height, width = self.size
         item = {
@@ -127,7 +140,13 @@ class EpisodeDataset(Dataset):
                                          for q in queries]
         return item
 
+    def _label_classes(self, class_ids: Sequence[int], way: int) -> List[int]:
+        """The classes painted into an image of ``way`` (see ``coco_labels`` in the module
+        docstring)."""
+        return [class_ids[way]] if self.coco_labels == "class" else list(class_ids)
+
     def _view(self, image_id: str, class_ids: Sequence[int], rng: np.random.Generator) -> _View:
+        """The image resized (and flipped) with its label map painted for ``class_ids``."""
         image, labels = self.source.load(image_id, class_ids)
         flipped = self.train and bool(rng.random() < 0.5)
         pixels = resize_image(image, self.size)
@@ -138,7 +157,8 @@ class EpisodeDataset(Dataset):
 
     def _support_view(self, image_id: str, class_id: int, class_ids: Sequence[int],
                       used: Set[str], rng: np.random.Generator) -> Tuple[str, _View]:
-        """(image id, view) of a support whose resized mask holds ``class_id``."""
+        """(image id, view) of a support whose resized mask holds ``class_id``; labels painted
+        for ``class_ids``."""
         view = self._view(image_id, class_ids, rng)
         if (view.labels == class_id).any():
             return image_id, view
