@@ -29,6 +29,7 @@ from panet.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
 from panet.data.label_png import load_label_png
 from panet.data.sources import Source
+from panet.data.transforms import to_rgb
 
 PathLike = Union[str, Path]
 
@@ -151,7 +152,7 @@ class VocSource(Source):
         path = self.root / IMAGE_DIR / f"{image_id}.jpg"
         try:
             with Image.open(path) as image:
-                return image.convert("RGB")
+                return to_rgb(image, str(path))
         except FileNotFoundError:
             raise FileNotFoundError(f"image {path} does not exist; it comes from "
                                     f"{ORIGIN[IMAGE_DIR]}") from None
