@@ -12,6 +12,8 @@ from typing import List, Union
 import numpy as np
 from PIL import Image
 
+from panet.constants import IGNORE_INDEX
+
 PathLike = Union[str, Path]
 
 
@@ -64,3 +66,9 @@ def load_label_png(path: PathLike) -> np.ndarray:
     except (OSError, SyntaxError) as error:
         raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, "
                          f"extract it again from the original archive") from error
+
+
+def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:
+    """The values of a uint8 label map that are neither 0..n_classes nor 255, ascending."""
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    return [int(v) for v in present if v > n_classes and v != IGNORE_INDEX]
