@@ -19,7 +19,7 @@ from panet import distributed
 from panet.checkpoint import load_checkpoint
 from panet.config import (build_dataset, build_model, make_experiment, run_directory,
                           run_from_command_line, trained_model)
-from panet.data import fold_classes
+from panet.data.folds import split_classes
 from panet.engine import EvalShard, episode_loader, evaluate
 from panet.metrics import IoUMeter
 from panet.results import describe_setting, format_table, write_json
@@ -53,8 +53,9 @@ def main(_run, test, seed, device):
             dataset = build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
                                     keep_original_labels=test["resolution"] == "original")
             if meter is None:
-                classes = fold_classes(len(dataset.source.class_ids), data["fold"], train=False,
-                                       style=data["fold_style"])
+                classes = split_classes(dataset.source, False, data["fold"],
+                                        n_folds=data["n_folds"], fold_style=data["fold_style"],
+                                        test_classes=data["test_classes"])
                 meter = IoUMeter(classes, n_runs=test["runs"], rule=test["rule"])
             loader = episode_loader(dataset, EvalShard(len(dataset), test["batch_size"], context),
                                     data["workers"], context.device)

@@ -320,8 +320,8 @@ def write_predict_example(image_dir: Path, mask_dir: Path, ids: Sequence[str], c
     """Inputs for ``scripts/predict.py`` from class-index masks: the first of ``ids`` whose mask
     covers at least ``EXAMPLE_MIN_AREA`` of the image with ``class_id`` becomes
     ``out/support.jpg`` with ``out/support_mask.png`` (0 background, 255 the class), the next
-    ``n_queries`` such images are copied to ``out/queries/``. Returns (support image, support
-    mask, query images)."""
+    ``n_queries`` such images are copied to ``out/queries/query_<q>.jpg``. Returns (support
+    image, support mask, query images)."""
     chosen = []
     for image_id in ids:
         labels = load_label_png(mask_dir / f"{image_id}.png")
@@ -337,7 +337,7 @@ def write_predict_example(image_dir: Path, mask_dir: Path, ids: Sequence[str], c
     support, mask = out / "support.jpg", out / "support_mask.png"
     shutil.copyfile(image_dir / f"{support_id}.jpg", support)
     Image.fromarray(((labels == class_id) * 255).astype(np.uint8)).save(mask)  # mode L
-    query_paths = [out / "queries" / f"{image_id}.jpg" for image_id, _ in queries]
+    query_paths = [out / "queries" / f"query_{q}.jpg" for q in range(1, len(queries) + 1)]
     for (image_id, _), path in zip(queries, query_paths):
         shutil.copyfile(image_dir / f"{image_id}.jpg", path)
     return support, mask, query_paths
