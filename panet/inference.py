@@ -68,11 +68,11 @@ def _open(path: Union[str, Path], what: str) -> Image.Image:
     """The image file at ``path``, opened lazily (header read); ValueError if unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what}: {path} does not exist or is not a file")
+        raise ValueError(f"{what}: the file does not exist")
     try:
         return Image.open(path)
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"{what}: cannot read {path} as an image ({error})") from None
+        raise ValueError(f"{what}: not a readable image ({error})") from None
 
 
 def load_image(image: ImageInput, what: str = "image") -> Image.Image:
@@ -82,7 +82,7 @@ def load_image(image: ImageInput, what: str = "image") -> Image.Image:
             with _open(image, what) as opened:
                 return to_rgb(opened, what)
         except (OSError, SyntaxError) as error:  # truncated or corrupt pixel data
-            raise ValueError(f"{what}: cannot decode {image} ({error})") from None
+            raise ValueError(f"{what}: cannot decode the image ({error})") from None
     if isinstance(image, Image.Image):
         return to_rgb(image, what)
     if isinstance(image, np.ndarray):
@@ -102,7 +102,7 @@ def _mask_array(mask: MaskInput, what: str) -> np.ndarray:
             with _open(mask, what) as opened:
                 array = np.array(opened)
         except (OSError, SyntaxError) as error:
-            raise ValueError(f"{what}: cannot decode {mask} ({error})") from None
+            raise ValueError(f"{what}: cannot decode the image ({error})") from None
     elif isinstance(mask, Image.Image):
         array = np.array(mask)
     elif isinstance(mask, np.ndarray):
@@ -138,11 +138,11 @@ def load_mask(mask: MaskInput, what: str = "mask",
         raise ValueError(f"{what}: holds NaN values")
     if len(values) > 2 or np.count_nonzero(values) > 1:
         shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
-        hint = (f" besides ignore_value={ignore_value}" if ignore_value is not None else
-                "; if some value marks pixels to ignore, pass it as ignore_value "
-                "(predict.py: --ignore-value)")
-        raise ValueError(f"{what}: {len(values)} values ({shown}); a binary mask holds 0 "
-                         f"(background) and one non-zero foreground value{hint}")
+        besides = f" besides ignore_value={ignore_value}" if ignore_value is not None else ""
+        hint = ("" if ignore_value is not None else "; if a value marks pixels to ignore, pass it "
+                "as ignore_value (predict.py: --ignore-value)")
+        raise ValueError(f"{what}: {len(values)} values ({shown}){besides}; a binary mask holds "
+                         f"0 (background) and one non-zero foreground value{hint}")
     if not np.count_nonzero(values):
         raise ValueError(f"{what}: no foreground pixel (a mask is non-zero on the object)")
     return np.where(ignore, IGNORE_INDEX, array != 0).astype(np.uint8)
@@ -270,7 +270,7 @@ class Segmenter:
             raise ValueError("queries must be a non-empty list of images")
         for q, query in enumerate(queries, start=1):
             if isinstance(query, (str, Path)):
-                _open(query, f"query {q}").close()
+                _open(query, _describe(f"query {q}", query)).close()
         step = batch_size or self.batch_size
         prototypes = self.prototypes(ways, ignore_value)
 
