@@ -110,7 +110,7 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
 
 
 def main(argv=None) -> int:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", type=Path, help="a train.py checkpoint")
     model.add_argument("--weights", type=Path,

@@ -8,6 +8,8 @@ import importlib.util
 import io
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -44,6 +46,16 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_repo_python(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` (e.g. "train.py", "-u", "with", ...) in a subprocess from ``cwd``,
+    importing this checkout's ``panet``; fails the test with the output when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope="session")
