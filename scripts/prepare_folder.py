@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from panet.data.folder import LIST_DIR
+from panet.data.folder import ALL_SPLIT, LIST_DIR
 from panet.data.folder_prepare import check_folder, write_folder_lists
 
 MIN_IMAGES = 2  # an episode needs a support and a query of the class
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         print(f"  {f'{class_id} {name}':<28s}"
               + "".join(f"{len(lists[s][class_id]):10d}" for s in splits))
     scarce = [name for class_id, name in check.class_names.items()
-              if len(lists["all"][class_id]) < MIN_IMAGES]
+              if len(lists[ALL_SPLIT][class_id]) < MIN_IMAGES]
     if scarce:
         print(f"note: {len(scarce)} classes have fewer than {MIN_IMAGES} images and never make "
               f"an episode (a support and a query): {', '.join(scarce)}")

@@ -20,7 +20,8 @@ def recount(root, ids):
     n_classes = len((root / "classes.txt").read_text().split())
     lists = {k: [] for k in range(1, n_classes + 1)}
     for image_id in sorted(ids):
-        for value in {int(v) for v in np.array(Image.open(root / "masks" / f"{image_id}.png")).ravel()}:
+        mask = np.array(Image.open(root / "masks" / f"{image_id}.png"))
+        for value in {int(v) for v in mask.ravel()}:
             if 0 < value <= n_classes:
                 lists[value].append(image_id)
     return lists

@@ -12,7 +12,8 @@ from panet.data.transforms import image_tensor, resize_nearest
 from panet.engine import MODEL_INPUTS
 from panet.inference import Segmenter
 from panet.models import PANet
-from panet.models.encoder import SMALL_DILATED, VGG16_WEIGHTS_FILE, TORCHVISION_VGG16_CONVS, DilatedVGG
+from panet.models.encoder import (SMALL_DILATED, TORCHVISION_VGG16_CONVS, VGG16_WEIGHTS_FILE,
+                                  DilatedVGG)
 from panet.models.prototypes import upsample
 
 OTHER_WAY = 7  # mask value of another way's class: ignored, so that the background excludes it
@@ -201,12 +202,16 @@ def test_bad_input_is_a_value_error_naming_the_input(example, tmp_path):
         ([[(image, three)]], queries, {"ignore_value": 255}, "besides ignore_value=255"),
         ([[(image, colour)]], queries, {}, "mask: a colour image with differing channels"),
         ([[(image, nan)]], queries, {}, "NaN"),
-        ([[(corrupt, mask)]], queries, {}, r"way 1 shot 1 image \(.*corrupt\.jpg\): not a readable image"),
+        ([[(corrupt, mask)]], queries, {},
+         r"way 1 shot 1 image \(.*corrupt\.jpg\): not a readable image"),
         ([[(truncated, mask)]], queries, {}, r"truncated\.jpg\): cannot decode"),
-        ([[(image, tmp_path / "absent.png")]], queries, {}, r"way 1 shot 1 mask \(.*absent\.png\): the file does not exist"),
+        ([[(image, tmp_path / "absent.png")]], queries, {},
+         r"way 1 shot 1 mask \(.*absent\.png\): the file does not exist"),
         ([[(deep, mask)]], queries, {}, r"deep\.png\): I;16 image"),
-        ([[(image, mask)]], [queries[0], corrupt], {}, r"query 2 \(.*corrupt\.jpg\): not a readable image"),
-        ([[(image, mask)]], [tmp_path / "nope.jpg"], {}, r"query 1 \(.*nope\.jpg\): the file does not exist"),
+        ([[(image, mask)]], [queries[0], corrupt], {},
+         r"query 2 \(.*corrupt\.jpg\): not a readable image"),
+        ([[(image, mask)]], [tmp_path / "nope.jpg"], {},
+         r"query 1 \(.*nope\.jpg\): the file does not exist"),
         ([[(image, mask)]], [], {}, "non-empty list of images"),
         ([[(image, mask)], [(image, mask), (image, mask)]], queries, {},
          "way 2 has 2 shots but way 1 has 1"),

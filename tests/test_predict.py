@@ -70,7 +70,8 @@ def test_several_ways_shots_and_an_ignore_value(checkpoint, examples, tmp_path, 
     query = sorted((examples / "queries").iterdir())[0]
     assert PREDICT.main(["--checkpoint", str(checkpoint), "--way", str(support), str(binary),
                          str(support), str(with_void), "--way", str(query), str(binary),
-                         str(query), str(with_void), "--query", str(query), "--out", str(tmp_path / "out"),
+                         str(query), str(with_void), "--query", str(query),
+                         "--out", str(tmp_path / "out"),
                          "--ignore-value", "255"]) == 0
     written = np.array(Image.open(tmp_path / "out" / f"{query.stem}.png"))
     assert set(np.unique(written)) <= {0, 1, 2}

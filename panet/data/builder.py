@@ -54,9 +54,10 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
     classes (``panet.data.folds.split_classes``: ``fold`` of ``n_folds``, or explicit
     ``test_classes``). The episode list is drawn here, up front, from ``seed`` (PROTOCOL §8).
     Options: ``size`` (int or (H, W)); ``fold_style`` ("contiguous" | "interleaved", COCO and
-    folder datasets); ``year`` and ``cache_dir`` for COCO; ``weak`` ("dense" | "scribble" | "bbox") with ``bbox_instance``
-    ("largest" | "random") and ``scribble_dilation`` (pixels); ``keep_original_labels`` adds the
-    queries' original-size labels. Unknown options raise ``TypeError``.
+    folder datasets); ``year`` and ``cache_dir`` for COCO; ``weak`` ("dense" | "scribble" |
+    "bbox") with ``bbox_instance`` ("largest" | "random") and ``scribble_dilation`` (pixels);
+    ``keep_original_labels`` adds the queries' original-size labels. Unknown options raise
+    ``TypeError``.
     """
     if fold_style != "contiguous" and name in ("pascal", "synthetic"):
         raise ValueError(f"fold_style {fold_style!r} is defined for COCO-20i and folder datasets; "
