@@ -183,12 +183,15 @@ class Segmenter:
         return cls(PANet(vgg16_encoder(Path(vgg16_path).expanduser())), size, device,
                    batch_size)
 
-    def _encode(self, images: List[Image.Image]) -> torch.Tensor:
-        """N RGB images -> N x C x h x w features, ``batch_size`` images per forward."""
+    def _encode(self, images: List[Image.Image],
+                batch_size: Optional[int] = None) -> torch.Tensor:
+        """N RGB images -> N x C x h x w features, ``batch_size`` (default: the segmenter's)
+        images per forward."""
+        step = batch_size or self.batch_size
         features = []
-        for start in range(0, len(images), self.batch_size):
+        for start in range(0, len(images), step):
             batch = torch.stack([image_tensor(image, self.size)
-                                 for image in images[start:start + self.batch_size]])
+                                 for image in images[start:start + step]])
             features.append(self.model.encoder(batch.to(self.device)))
         return torch.cat(features)
 
@@ -250,8 +253,9 @@ class Segmenter:
         return self._query_logits(prototypes, images)
 
     @torch.inference_mode()
-    def _query_logits(self, prototypes: torch.Tensor, images: List[Image.Image]) -> torch.Tensor:
-        return self.model.score(self._encode(images)[None], prototypes)[0]
+    def _query_logits(self, prototypes: torch.Tensor, images: List[Image.Image],
+                      batch_size: Optional[int] = None) -> torch.Tensor:
+        return self.model.score(self._encode(images, batch_size)[None], prototypes)[0]
 
     def segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
                 ignore_value: Optional[float] = None, probabilities: bool = False,
@@ -266,19 +270,24 @@ class Segmenter:
         """``segment`` as an iterator, query by query. The supports and the queries' files are
         checked, and the prototypes computed, when it is called; queries are then read and
         encoded ``batch_size`` (default: the segmenter's) at a time as results are taken."""
-        if isinstance(queries, (str, Path)) or not queries:
+        if isinstance(queries, (str, Path)):
             raise ValueError("queries must be a non-empty list of images")
+        queries = list(queries)
+        if not queries:
+            raise ValueError("queries must be a non-empty list of images")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for q, query in enumerate(queries, start=1):
             if isinstance(query, (str, Path)):
                 _open(query, _describe(f"query {q}", query)).close()
-        step = batch_size or self.batch_size
         prototypes = self.prototypes(ways, ignore_value)
+        step = batch_size or self.batch_size
 
         def results() -> Iterator[Segmentation]:
             for start in range(0, len(queries), step):
                 images = [load_image(query, _describe(f"query {start + q + 1}", query))
                           for q, query in enumerate(queries[start:start + step])]
-                yield from self._results(self._query_logits(prototypes, images), images,
+                yield from self._results(self._query_logits(prototypes, images, step), images,
                                          probabilities)
 
         return results()

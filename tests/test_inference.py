@@ -217,6 +217,7 @@ def test_bad_input_is_a_value_error_naming_the_input(example, tmp_path):
          "way 2 has 2 shots but way 1 has 1"),
         ([[image, mask]], queries, {}, r"way 1 shot 1: expected an \(image, mask\) pair"),
         ([], queries, {}, "non-empty list of ways"),
+        ([[(image, mask)]], queries, {"batch_size": 0}, "batch_size must be >= 1"),
     ]
     for ways, query_list, options, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -227,7 +228,7 @@ def test_inputs_are_checked_before_any_image_is_encoded(example, tmp_path, monke
     segmenter, image, mask, queries = example
     corrupt, truncated, _ = broken_files(tmp_path)
     calls = []
-    monkeypatch.setattr(segmenter, "_encode", lambda images: calls.append(len(images)))
+    monkeypatch.setattr(segmenter, "_encode", lambda images, *_: calls.append(len(images)))
     for ways, query_list in (([[(image, mask)]], [queries[0], corrupt]),
                              ([[(image, mask)], [(truncated, mask)]], queries)):
         with pytest.raises(ValueError):
