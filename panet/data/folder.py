@@ -134,13 +134,15 @@ class FolderSource(Source):
         masks = set(os.listdir(self.root / MASK_DIR))
         no_image = [i for i in self.ids if i not in self._files]
         no_mask = [i for i in self.ids if i + MASK_SUFFIX not in masks]
+        fix = ("" if self.split == ALL_SPLIT else
+               f" or remove the ids from {self.root / SPLIT_DIR / (self.split + '.txt')}")
         for missing, what in ((no_image, f"{IMAGE_DIR}/<id>.jpg|.png"),
                               (no_mask, f"{MASK_DIR}/<id>{MASK_SUFFIX}")):
             if missing:
                 raise FileNotFoundError(
                     f"{len(missing)} ids of split {self.split!r} have no {what} under "
-                    f"{self.root}, e.g. {missing[:3]}; add the files or remove the ids from "
-                    f"{self.root / SPLIT_DIR / (self.split + '.txt')}")
+                    f"{self.root}, e.g. {missing[:3]}; add the files{fix} (`python "
+                    f"scripts/prepare_folder.py {self.root}` lists every problem)")
 
     def _read_class_lists(self) -> Dict[int, List[str]]:
         list_dir = self.root / LIST_DIR / self.split
