@@ -299,7 +299,7 @@ class Segmenter:
         results = []
         for image, low in zip(images, logits_low):
             logits = upsample(low[None], (image.height, image.width))[0]
-            results.append(Segmentation(
-                labels=logits.argmax(dim=0).to(torch.uint8).cpu().numpy(),
+            results.append(Segmentation(  # max(0).indices: argmax (first maximum), faster on CPU
+                labels=logits.max(dim=0).indices.to(torch.uint8).cpu().numpy(),
                 probabilities=logits.softmax(dim=0).cpu().numpy() if probabilities else None))
         return results

@@ -105,7 +105,7 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
         save_label_png(out / f"{stem}.png", result.labels, palette)
         picture = np.asarray(load_image(query, f"query {query}"))
         overlays.append(out / f"{stem}{OVERLAY_SUFFIX}.png")
-        prediction_overlay(picture, result.labels, names).save(overlays[-1])
+        prediction_overlay(picture, result.labels, names).save(overlays[-1], compress_level=1)
     return overlays
 
 
