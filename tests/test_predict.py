@@ -13,7 +13,7 @@ from panet.checkpoint import save_checkpoint
 from panet.inference import Segmenter
 from panet.models import PANet
 from panet.models.encoder import SMALL_DILATED, DilatedVGG
-from panet.visualize import label_palette
+from panet.visualize import OUTSIDE_DIM, label_palette, overlay, prediction_overlay, way_colour
 
 PREDICT = load_script("predict")
 SIZE = 48
@@ -117,3 +117,29 @@ def test_bad_input_exits_with_a_one_line_reason(checkpoint, examples, tmp_path, 
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "(see --help)" in err
+
+
+def test_overlay_enlarges_small_images_outlines_ways_and_adds_a_legend():
+    image = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    labels = np.zeros((10, 12), dtype=np.uint8)
+    labels[2:8, 3:9] = 1
+    labels[0, 11] = 2
+    picture = np.asarray(prediction_overlay(image, labels, ["dog", "cat"]))
+    factor = 26  # ceil(256 / 10): the short side becomes at least 256 pixels
+    assert picture.shape[1] == 12 * factor and picture.shape[0] > 10 * factor  # legend below
+    big_image = np.repeat(np.repeat(image, factor, 0), factor, 1)
+    big_labels = np.repeat(np.repeat(labels, factor, 0), factor, 1)
+    blended = overlay(big_image, big_labels)
+    top = picture[:10 * factor]
+    thickness = round(10 * factor / 150)
+    assert np.array_equal(top[0, 0], blended[0, 0])  # background: dimmed image
+    assert np.allclose(top[0, 0], image[0, 0] * (1 - OUTSIDE_DIM), atol=1)
+    assert (top[2 * factor, 3 * factor:9 * factor] == way_colour(1)).all()  # outline of way 1
+    assert (top[2 * factor + thickness - 1, 5 * factor] == way_colour(1)).all()
+    inside = (5 * factor, 6 * factor)
+    assert np.array_equal(top[inside], blended[inside])  # interior: blended, not outlined
+    assert (top[:factor, 11 * factor] == way_colour(2)).all()  # its left edge is outlined,
+    corner = (factor // 2, 11 * factor + factor // 2)  # the image border is no boundary
+    assert np.array_equal(top[corner], blended[corner])
+    legend = picture[10 * factor:]
+    assert (legend == way_colour(1)).all(axis=-1).any() and (legend == 0).all(axis=-1).any()
