@@ -18,6 +18,7 @@ legend, legible at any image size); `label_palette` colours its label PNGs the s
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
@@ -109,7 +110,7 @@ def prediction_overlay(image: np.ndarray, labels: np.ndarray, names: Sequence[st
                                                    border_value=1)
         picture[outline] = way_colour(way)
     font_size = max(MIN_FONT_SIZE, round(width * LEGEND_FONT_WIDTH))
-    font = ImageFont.load_default(size=font_size)
+    font = _font(font_size)
     line = round(font_size * 1.5)
     canvas = Image.new("RGB", (width, height + line * len(names) + font_size // 2), PAPER_WHITE)
     canvas.paste(Image.fromarray(picture), (0, 0))
@@ -122,6 +123,11 @@ def prediction_overlay(image: np.ndarray, labels: np.ndarray, names: Sequence[st
         draw.text((font_size * 2, top), f"way {way}: {name} ({share:.1f}% of the image)",
                   fill=(0, 0, 0), font=font)
     return canvas
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
 
 
 def _captioned(tile: np.ndarray, caption: str) -> Image.Image:

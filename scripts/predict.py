@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
@@ -92,21 +93,28 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
             out: Path, ignore_value: Optional[float] = None, batch_size: Optional[int] = None,
             progress: bool = True) -> List[Path]:
     """Segment ``queries`` and write each one's label PNG and overlay into ``out``; returns the
-    overlays. Inputs are checked (ValueError) before anything is written."""
+    overlays. Inputs are checked (ValueError) before anything is written. The files of a query
+    are written by a second thread while the next queries are encoded."""
     stems = output_stems(queries)
     results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value,
                                      batch_size=batch_size)
     names = [way[0][0].name + (f" + {len(way) - 1} more" if len(way) > 1 else "")
              for way in ways]
     out.mkdir(parents=True, exist_ok=True)
-    palette, overlays = label_palette(), []
-    for query, stem, result in tqdm(zip(queries, stems, results), total=len(queries),
-                                    desc="predict", unit="query", disable=not progress):
-        save_label_png(out / f"{stem}.png", result.labels, palette)
+    palette = label_palette()
+
+    def write(query: Path, stem: str, labels: np.ndarray) -> Path:
+        save_label_png(out / f"{stem}.png", labels, palette)
         picture = np.asarray(load_image(query, f"query {query}"))
-        overlays.append(out / f"{stem}{OVERLAY_SUFFIX}.png")
-        prediction_overlay(picture, result.labels, names).save(overlays[-1], compress_level=1)
-    return overlays
+        overlay = out / f"{stem}{OVERLAY_SUFFIX}.png"
+        prediction_overlay(picture, labels, names).save(overlay, compress_level=1)
+        return overlay
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        jobs = [writer.submit(write, query, stem, result.labels) for query, stem, result in
+                tqdm(zip(queries, stems, results), total=len(queries), desc="predict",
+                     unit="query", disable=not progress)]
+    return [job.result() for job in jobs]
 
 
 def main(argv=None) -> int:
