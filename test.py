@@ -21,7 +21,7 @@ import torch
 from panet import distributed
 from panet.checkpoint import find_checkpoint, load_checkpoint
 from panet.config import PanetExperiment, build_dataset, build_model, trained_model
-from panet.data import fold_classes
+from panet.data.folds import split_classes
 from panet.engine import EvalShard, episode_loader, evaluate
 from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
@@ -49,13 +49,18 @@ def test_setting(run, config):
     return {**config["data"], **stored["data"], **overrides}, model, state
 
 
-def seen_in_training(data, stored, test_classes, n_classes):
-    """The test classes that the checkpoint's training run (stored data config) trained on:
-    non-empty when a fold override makes test.py evaluate classes the model has seen."""
+def data_classes(source, data, train):
+    """The training or test classes of a data config (`split_classes`) on `source`."""
+    return split_classes(source, train, data["fold"], n_folds=data["n_folds"],
+                         fold_style=data["fold_style"], test_classes=data["test_classes"])
+
+
+def seen_in_training(source, data, stored):
+    """The test classes of `data` that the checkpoint's training run (its `stored` data config)
+    trained on: non-empty when a fold or class override tests classes the model has seen."""
     if stored["name"] != data["name"]:
         return []  # another dataset: its class ids mean other classes
-    trained = fold_classes(n_classes, stored["fold"], train=True, style=stored["fold_style"])
-    return sorted(set(trained) & set(test_classes))
+    return sorted(set(data_classes(source, stored, True)) & set(data_classes(source, data, False)))
 
 
 @ex.main
@@ -71,15 +76,14 @@ def main(_run, test, seed, device):
                                   keep_original_labels=test["resolution"] == "original")
                     for run in range(test["runs"])]
         source = datasets[0].source
-        classes = fold_classes(len(source.class_ids), data["fold"], train=False,
-                               style=data["fold_style"])
-        seen = [] if state is None else seen_in_training(data, state["config"]["data"], classes,
-                                                         len(source.class_ids))
+        classes = data_classes(source, data, train=False)
+        stored = None if state is None else {**data, **state["config"]["data"]}
+        seen = [] if state is None else seen_in_training(source, data, stored)
         if seen and context.is_main:
             warnings.warn(f"testing on classes the checkpoint trained on: "
-                          f"{', '.join(source.class_name(c) for c in seen)} (it was trained on "
-                          f"fold {state['config']['data']['fold']}, this tests fold "
-                          f"{data['fold']}); these numbers are not few-shot results",
+                          f"{', '.join(source.class_name(c) for c in seen)} (trained: "
+                          f"{describe_setting(stored)}; tested: {describe_setting(data)}); these "
+                          "numbers are not few-shot results",
                           stacklevel=1)
         meter = IoUMeter(classes, n_runs=test["runs"], rule=test["rule"])
         for run, dataset in enumerate(datasets):

@@ -41,17 +41,19 @@ test_ingredient = Ingredient("test")
 
 @data_ingredient.config
 def data_config():
-    name = "pascal"  # pascal | coco | synthetic
+    name = "pascal"  # pascal | coco | synthetic | folder (your own dataset, `with folder`)
     root = "data/VOC2012"  # pascal: the VOC2012 folder; coco: holds annotations/, train2014/...
-    fold = 0  # i of PASCAL-5i / COCO-20i: the paper's split-(i+1)
+    fold = 0  # i of PASCAL-5i / COCO-20i: the paper's split-(i+1); 0..n_folds-1
+    n_folds = 4  # folds of the class split (4 for PASCAL-5i / COCO-20i; any >= 2 for a folder)
+    test_classes = None  # explicit test classes (ids or names; the rest train); None: by fold
     ways = 1  # C in the paper
     shots = 1  # K in the paper
     queries = 1  # N in the paper (1 in every experiment)
     size = 417  # images and labels are resized to size x size
-    train_split = "trainaug"  # pascal: trainaug; coco: train
+    train_split = "trainaug"  # pascal: trainaug; coco: train; folder: all | <name> of splits/
     test_split = "trainaug"  # released code: trainaug / train; OSLSM protocol: val (`with val`)
     year = 2014  # coco annotation year
-    fold_style = "contiguous"  # coco: contiguous (PANet) | interleaved (later papers)
+    fold_style = "contiguous"  # coco, folder: contiguous (PANet) | interleaved (later papers)
     cache_dir = None  # coco mask cache; None: <root>/.panet_cache or ~/.cache/panet
     lists_dir = None  # pascal/synthetic per-class lists; None: <root>/ImageSets/Segmentation
     workers = 4  # DataLoader processes
@@ -211,6 +213,7 @@ def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, 
         data_config["train_split" if train else "test_split"], data_config["fold"],
         data_config["ways"], data_config["shots"], data_config["queries"], n_episodes, seed, train,
         size=data_config["size"], year=data_config["year"], fold_style=data_config["fold_style"],
+        n_folds=data_config["n_folds"], test_classes=data_config["test_classes"],
         weak="dense" if train else data_config["weak"], bbox_instance=data_config["bbox_instance"],
         scribble_dilation=data_config["scribble_dilation"],
         keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"],

@@ -12,8 +12,11 @@ from .files import atomic_write
 
 def describe_setting(data: Dict[str, Any]) -> str:
     """One line naming the benchmark and episode setting, e.g.
-    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports'."""
-    return (f"{data['name']} fold {data['fold']}, {data['ways']}-way {data['shots']}-shot, "
+    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
+    replace the fold: 'folder test classes [3, 7], ...')."""
+    classes = (f"test classes {list(data['test_classes'])}" if data.get("test_classes")
+               else f"fold {data['fold']}")
+    return (f"{data['name']} {classes}, {data['ways']}-way {data['shots']}-shot, "
             f"test split {data['test_split']}, {data['weak']} supports")
 
 

@@ -95,6 +95,17 @@ def flag() -> Rule:
     return Rule(lambda v: isinstance(v, bool), "true or false")
 
 
+def class_list() -> Rule:
+    def accepts(value: Any) -> bool:
+        if value is None:
+            return True
+        entries = list(value) if isinstance(value, (list, tuple)) else None
+        return (bool(entries) and len(set(map(str, entries))) == len(entries)
+                and all((_is_int(v) and v >= 1) or (isinstance(v, str) and v) for v in entries))
+
+    return Rule(accepts, "None or a non-empty list of distinct class ids (>= 1) or names")
+
+
 def size() -> Rule:
     def accepts(value: Any) -> bool:
         if _is_int(value):
@@ -126,7 +137,8 @@ def device() -> Rule:
 RULES: Dict[str, Dict[str, Rule]] = {
     "": {"seed": integer(0), "device": device()},
     "data": {
-        "name": one_of(DATASETS), "root": text(), "fold": integer(0), "ways": integer(1),
+        "name": one_of(DATASETS), "root": text(), "fold": integer(0), "n_folds": integer(2),
+        "test_classes": class_list(), "ways": integer(1),
         "shots": integer(1), "queries": integer(1), "size": size(), "train_split": text(),
         "test_split": text(), "year": integer(1), "fold_style": one_of(FOLD_STYLES),
         "cache_dir": optional_path(), "lists_dir": optional_path(), "workers": integer(0),
@@ -176,13 +188,18 @@ def config_problems(config: Mapping[str, Any], script: str) -> List[str]:
             if name in values and not rule.accepts(values[name]):
                 problems.append(problem(section, name, values[name], f"must be {rule.allowed}"))
     data, model = config["data"], config["model"]
-    if _is_int(data["fold"]) and data["fold"] >= N_FOLDS:
+    n_folds = data["n_folds"]
+    if data["name"] != "folder" and n_folds != N_FOLDS:
+        problems.append(problem("data", "n_folds", n_folds,
+                                f"must be {N_FOLDS} for {data['name']} (PASCAL-5i and COCO-20i "
+                                "have 4 folds); other fold counts are for folder datasets"))
+    elif _is_int(data["fold"]) and _is_int(n_folds) and data["fold"] >= n_folds:
         problems.append(problem("data", "fold", data["fold"],
-                                f"must be in 0..{N_FOLDS - 1} (the {N_FOLDS} folds)"))
-    if data["fold_style"] == "interleaved" and data["name"] != "coco":
+                                f"must be in 0..{n_folds - 1} (data.n_folds={n_folds})"))
+    if data["fold_style"] == "interleaved" and data["name"] not in ("coco", "folder"):
         problems.append(problem("data", "fold_style", data["fold_style"],
-                                "'interleaved' is a COCO-20i split; PASCAL-5i and the synthetic "
-                                "set use 'contiguous'"))
+                                "'interleaved' is a COCO-20i (or folder dataset) split; "
+                                "PASCAL-5i and the synthetic set use 'contiguous'"))
     if data["name"] == "coco" and data["lists_dir"] is not None:
         problems.append(problem("data", "lists_dir", data["lists_dir"],
                                 "must be None for COCO (its image lists come from the "
@@ -244,6 +261,7 @@ DATA_ROOTS = {
     "pascal": "the VOC2012 folder (JPEGImages/, SegmentationClassAug/, ImageSets/)",
     "coco": "the COCO folder (annotations/, train2014/, val2014/)",
     "synthetic": "the folder written by scripts/make_synthetic.py (VOC2012/, coco/)",
+    "folder": "your dataset folder (images/, masks/, classes.txt; see the README)",
 }
 
 

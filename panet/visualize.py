@@ -11,16 +11,21 @@ keep the image, darkened (`OUTSIDE_DIM`) so that the masks stand out. One episod
     from panet.visualize import save_qualitative
     save_qualitative("runs/1/checkpoints/final.pt", "figures/qualitative.png", n_episodes=4,
                      shots=5)   # any data.* override of the checkpoint's test setting
+
+`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions and a
+legend, legible at any image size); `label_palette` colours its label PNGs the same way.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from .analysis import Curve, episode_batches, evaluation_episodes, load_trained
 from .constants import IMAGENET_MEAN, IMAGENET_STD
@@ -33,10 +38,13 @@ WAY_COLOURS: Tuple[Colour, ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200),
                                    (245, 130, 48), (145, 30, 180))
 OVERLAY_OPACITY = 0.5
 OUTSIDE_DIM = 0.5  # share of brightness taken from pixels outside every mask
-MIN_FONT_SIZE = 11  # captions never get smaller than this (pixels)
+MIN_FONT_SIZE = 11  # captions and legends never get smaller than this (pixels)
 FONT_SHARE = 1 / 24  # caption font size as a share of the tile width, for large tiles
 GAP = 4  # pixels between tiles and rows
 PAPER_WHITE = (255, 255, 255)
+MIN_OVERLAY_SIDE = 256  # prediction overlays of smaller images are enlarged to at least this
+OUTLINE_WIDTH = 1 / 150  # of the short side, at least 1 pixel
+LEGEND_FONT_WIDTH = 1 / 45  # legend font size, share of the overlay's width
 
 
 def denormalize(image: torch.Tensor) -> np.ndarray:
@@ -76,7 +84,7 @@ def overlay(image: np.ndarray, labels: Union[np.ndarray, torch.Tensor],
 def caption_font(width: int) -> ImageFont.FreeTypeFont:
     """The caption font for tiles `width` pixels wide: grows with the tile, never below
     MIN_FONT_SIZE, so that text stays legible on small and on large images."""
-    return ImageFont.load_default(size=max(MIN_FONT_SIZE, round(width * FONT_SHARE)))
+    return _font(max(MIN_FONT_SIZE, round(width * FONT_SHARE)))
 
 
 def wrap(caption: str, font: ImageFont.FreeTypeFont, width: int) -> List[str]:
@@ -112,6 +120,55 @@ def captioned_tiles(tiles: Sequence[np.ndarray], captions: Sequence[str]) -> Lis
             draw.text((1, 1 + index * height), line, fill=(0, 0, 0), font=font)
         canvases.append(canvas)
     return canvases
+
+
+def label_palette() -> List[int]:
+    """Flat PNG palette of episode labels, matching the overlays: 0 black, c `way_colour(c)`,
+    255 (void) white."""
+    colours = [(0, 0, 0)] + [way_colour(c) for c in range(1, 255)] + [PAPER_WHITE]
+    return [channel for colour in colours for channel in colour]
+
+
+def prediction_overlay(image: np.ndarray, labels: np.ndarray, names: Sequence[str]
+                       ) -> Image.Image:
+    """A prediction drawn over its image, legible at any size, with a legend below.
+
+    image: H x W x 3 uint8; labels: H x W (0 background, c = way c); names: one per way.
+    Images under `MIN_OVERLAY_SIDE` pixels are first enlarged by an integer factor (nearest
+    neighbour). Each way's pixels are blended with its colour (`overlay`) and outlined in it
+    (outline and legend text scale with the image); the legend gives each way's colour, name
+    and share of the image.
+    """
+    factor = max(1, -(-MIN_OVERLAY_SIDE // min(image.shape[:2])))
+    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    labels = np.repeat(np.repeat(np.asarray(labels), factor, axis=0), factor, axis=1)
+    picture = overlay(image, labels)
+    height, width = labels.shape
+    thickness = max(1, round(min(height, width) * OUTLINE_WIDTH))
+    for way in range(1, len(names) + 1):
+        region = labels == way
+        outline = region & ~ndimage.binary_erosion(region, iterations=thickness,
+                                                   border_value=1)
+        picture[outline] = way_colour(way)
+    font_size = max(MIN_FONT_SIZE, round(width * LEGEND_FONT_WIDTH))
+    font = _font(font_size)
+    line = round(font_size * 1.5)
+    canvas = Image.new("RGB", (width, height + line * len(names) + font_size // 2), PAPER_WHITE)
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for way, name in enumerate(names, start=1):
+        top = height + font_size // 4 + line * (way - 1)
+        draw.rectangle([font_size // 2, top + font_size // 4, font_size * 3 // 2,
+                        top + font_size * 5 // 4], fill=way_colour(way), outline=(0, 0, 0))
+        share = 100 * float((labels == way).mean())
+        draw.text((font_size * 2, top), f"way {way}: {name} ({share:.1f}% of the image)",
+                  fill=(0, 0, 0), font=font)
+    return canvas
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
 
 
 def _row(tiles: Sequence[Image.Image]) -> Image.Image:

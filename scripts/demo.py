@@ -1,5 +1,6 @@
 """Quick start on a CPU: synthetic data, a small PANet trained for a few minutes, tested against
-the untrained model on the held-out classes, overlays written as PNG.
+the untrained model on the held-out classes, overlays written as PNG, and scripts/predict.py on
+one held-out image.
 
     python scripts/demo.py [--steps 3000] [--episodes 200] [--data data/synthetic] [--out runs/demo]
 
@@ -21,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from panet.data.synthetic import EXAMPLE_CLASS, write_predict_example
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, LIST_DIR, read_id_list
 from panet.visualize import save_qualitative
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +99,16 @@ def main(argv=None) -> int:
               f"{before['binary_iou']:18.1f} {after['binary_iou']:16.1f}")
     print(f"\noverlays (support | query + prediction | query + ground truth): "
           f"{', '.join(str(f) for f in figures)}")
+
+    # your own images: a support image and its 0/255 mask of a held-out class, one query
+    voc = args.data / "VOC2012"
+    support, mask, (query,) = write_predict_example(
+        voc / IMAGE_DIR, voc / CLASS_DIR, read_id_list(voc / LIST_DIR / "val.txt"),
+        EXAMPLE_CLASS, args.out / "example")
+    run(python("scripts/predict.py", "--checkpoint", str(checkpoint), "--way", str(support),
+               str(mask), "--query", str(query), "--out", str(args.out / "predict")))
+    print(f"\nprediction for a held-out image (scripts/predict.py): "
+          f"{args.out / 'predict' / (query.stem + '_overlay.png')}")
     print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 

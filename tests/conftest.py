@@ -1,9 +1,15 @@
-"""Shared fixtures of the data tests: real third-party data, tiny VOC trees, synthetic sets."""
+"""Shared fixtures of the data tests: real third-party data, tiny VOC trees, synthetic sets,
+folder-layout datasets (generated, and converted from the real COCO images)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -12,7 +18,7 @@ import pytest
 from PIL import Image
 
 from panet.data.label_png import save_label_png
-from panet.data.synthetic import generate
+from panet.data.synthetic import generate, generate_folder
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, read_id_list
 from panet.data.voc_prepare import write_class_lists
 
@@ -42,6 +48,16 @@ def load_script(name: str):
     return module
 
 
+def run_repo_python(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` (e.g. "train.py", "-u", "with", ...) in a subprocess from ``cwd``,
+    importing this checkout's ``panet``; fails the test with the output when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.fixture(scope="session")
 def voc_aug_class_lists(voc_aug, tmp_path_factory) -> Dict[str, Dict[int, List[str]]]:
     """Per-class lists of the real masks (splits train_aug, val, train), written once per
@@ -59,6 +75,61 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A small generated dataset (120 images of 120 x 160, VOC layout + COCO variant)."""
     root = tmp_path_factory.mktemp("synthetic")
     return generate(root, n_images=120, size=(120, 160), seed=3, coco=True)
+
+
+@pytest.fixture(scope="session")
+def folder_root(tmp_path_factory) -> Path:
+    """The synthetic set in the folder layout (60 images of 120 x 160, splits train/test,
+    examples/), prepared by ``scripts/prepare_folder.py``."""
+    root = generate_folder(tmp_path_factory.mktemp("folder") / "shapes", n_images=60,
+                           size=(120, 160), seed=5)
+    assert load_script("prepare_folder").main([str(root)]) == 0
+    return root
+
+
+def coco_to_folder(coco_root: Path, out: Path, year: int = 2017) -> Dict[str, np.ndarray]:
+    """Convert COCO (both splits of ``coco_root``) into the folder layout with pycocotools:
+    class k = the k-th category in id order; each image's mask paints its annotations (crowd
+    included, PROTOCOL §7) largest first, so smaller objects stay visible on top. Splits
+    ``train`` and ``test`` (= COCO val). Returns the label maps by image id."""
+    from pycocotools.coco import COCO
+
+    for folder in ("images", "masks", "splits"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    labels_of = {}
+    for coco_split, split in (("train", "train"), ("val", "test")):
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(coco_root / "annotations" / f"instances_{coco_split}{year}.json"))
+        categories = sorted(coco.getCatIds())
+        class_of = {category: k for k, category in enumerate(categories, start=1)}
+        (out / "classes.txt").write_text("".join(coco.cats[c]["name"] + "\n" for c in categories))
+        ids = []
+        for image_id in sorted(coco.getImgIds()):
+            info = coco.imgs[image_id]
+            stem = Path(info["file_name"]).stem
+            labels = np.zeros((info["height"], info["width"]), dtype=np.uint8)
+            annotations = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
+            for annotation in sorted(annotations, key=lambda a: -a["area"]):
+                labels[coco.annToMask(annotation) > 0] = class_of[annotation["category_id"]]
+            shutil.copyfile(coco_root / f"{coco_split}{year}" / info["file_name"],
+                            out / "images" / f"{stem}.jpg")
+            save_label_png(out / "masks" / f"{stem}.png", labels)
+            labels_of[stem] = labels
+            ids.append(stem)
+        (out / "splits" / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
+    return labels_of
+
+
+@pytest.fixture(scope="session")
+def coco_folder(tmp_path_factory):
+    """(root, label maps by id) of the real COCO images of ``coco_tiny`` (train + val, 160
+    images, 80 classes) converted into the folder layout; skips when the data is absent."""
+    coco_root = shared_data_dir() / "coco_tiny"
+    if not (coco_root / "annotations").is_dir():
+        pytest.skip(f"real COCO data not found at {coco_root} (set PANET_SHARED_DATA to the "
+                    f"folder holding coco_tiny/)")
+    root = tmp_path_factory.mktemp("coco_folder") / "coco"
+    return root, coco_to_folder(coco_root, root)
 
 
 def write_jpeg(path: Path, height: int, width: int, seed: int = 0) -> None:

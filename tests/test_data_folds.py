@@ -1,8 +1,12 @@
-"""Fold tables of PASCAL-5i and COCO-20i (PROTOCOL §6, §7)."""
+"""Fold tables of PASCAL-5i and COCO-20i (PROTOCOL §6, §7) and the class splits of other
+datasets (n folds, explicit test classes)."""
+
+import itertools
 
 import pytest
 
-from panet.data.folds import N_FOLDS, PASCAL_CLASS_NAMES, fold_classes, held_out_classes
+from panet.data.folds import (N_FOLDS, PASCAL_CLASS_NAMES, fold_classes, held_out_classes,
+                              split_classes)
 
 
 def test_pascal_folds_by_hand():
@@ -38,7 +42,62 @@ def test_pascal_names_in_protocol_order():
 
 
 @pytest.mark.parametrize("args", [(20, 4, "contiguous"), (20, -1, "contiguous"),
-                                  (21, 0, "contiguous"), (80, 0, "random")])
+                                  (80, 0, "random"), (3, 0, "contiguous", 4),
+                                  (10, 0, "contiguous", 1)])
 def test_bad_fold_arguments(args):
     with pytest.raises(ValueError):
         held_out_classes(*args)
+
+
+def test_uneven_folds_by_hand():
+    assert [held_out_classes(10, i, n_folds=4) for i in range(4)] == [
+        [1, 2, 3], [4, 5, 6], [7, 8], [9, 10]]
+    assert held_out_classes(10, 2, "interleaved", n_folds=4) == [3, 7]
+    assert fold_classes(7, 1, train=True, n_folds=3) == [1, 2, 3, 6, 7]
+
+
+@pytest.mark.parametrize("n_classes,n_folds,style", [
+    (n, k, style) for n, k, style in itertools.product([2, 5, 9, 13, 24], [2, 3, 4, 7],
+                                                       ["contiguous", "interleaved"]) if k <= n])
+def test_any_folds_partition_the_classes_into_near_equal_blocks(n_classes, n_folds, style):
+    folds = [held_out_classes(n_classes, i, style, n_folds) for i in range(n_folds)]
+    assert sorted(c for fold in folds for c in fold) == list(range(1, n_classes + 1))
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    if style == "contiguous":  # consecutive ids, blocks in order, larger blocks first
+        assert all(fold == list(range(fold[0], fold[-1] + 1)) for fold in folds)
+        assert [len(fold) for fold in folds] == sorted(map(len, folds), reverse=True)
+    else:
+        assert all((c - 1) % n_folds == i for i, fold in enumerate(folds) for c in fold)
+
+
+class Named:
+    """A stand-in source: class ids 1..5 with names."""
+
+    class_ids = [1, 2, 3, 4, 5]
+    class_names = {1: "cat", 2: "dog", 3: "cow", 4: "bird", 5: "dining table"}
+
+    def class_name(self, class_id):
+        return f"{class_id} ({self.class_names[class_id]})"
+
+
+def test_explicit_test_classes_by_id_or_name():
+    source = Named()
+    assert split_classes(source, False, test_classes=["dining table", 2]) == [2, 5]
+    assert split_classes(source, True, test_classes=["dining table", 2]) == [1, 3, 4]
+    assert split_classes(source, False, fold=3, test_classes=[4]) == [4]  # the fold is unused
+    assert split_classes(source, False, test_classes=[1, 2, 3, 4, 5]) == [1, 2, 3, 4, 5]
+    assert split_classes(source, True, fold=1, n_folds=2) == [1, 2, 3]  # blocks 1-3, 4-5
+
+
+@pytest.mark.parametrize("test_classes,train,message", [
+    (["horse"], False, r"'horse' is not a class id or name.*1 \(cat\), 2 \(dog\)"),
+    ([6], False, "6 is not a class id"),
+    ([True], False, "True is not a class id"),
+    (["cat", 1], False, "1 is listed twice"),
+    ([], False, "non-empty list"),
+    ("cat", False, "non-empty list"),
+    ([1, 2, 3, 4, 5], True, "none is left to train on"),
+])
+def test_bad_test_classes(test_classes, train, message):
+    with pytest.raises(ValueError, match=message):
+        split_classes(Named(), train, test_classes=test_classes)

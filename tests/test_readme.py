@@ -15,6 +15,9 @@ What runs, for each command (`runnable`):
   reproduce.py tables get `--dry-run` (test_reproduce.py runs a synthetic table end to end);
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
   runs what its target runs, `python scripts/demo.py`, with toy flags.
+
+The Python blocks of the sections in `RUNNABLE_PYTHON` then run as written, after the commands
+that make their files. (The API overview's block is a sketch with placeholder tensors.)
 """
 
 import re
@@ -40,8 +43,10 @@ TOY_FLAGS = {
     "make_synthetic.py": ["--size", "96", "128"],
     "bench_model.py": ["--size", "33", "--repeats", "1", "--shots", "1"],
     "bench_data.py": ["--episodes", "4", "--voc-root", "data/VOC2012"],
+    "bench_predict.py": ["--queries", "2", "--repeats", "1"],
 }
 NOT_RUN = {"make test", "make setup"}
+RUNNABLE_PYTHON = ("## Your own images and data",)
 
 
 def readme_commands(text: str) -> List[str]:
@@ -50,7 +55,7 @@ def readme_commands(text: str) -> List[str]:
     (`python train.py ...`), not commands."""
     found = []
     in_fence = False
-    for line in text.splitlines():
+    for line in text.replace("\\\n", " ").splitlines():  # continuation lines joined
         if line.startswith("```"):
             in_fence = not in_fence
             continue
@@ -60,7 +65,7 @@ def readme_commands(text: str) -> List[str]:
         elif not in_fence:
             found += [span for span in re.findall(r"`([^`]+)`", line)
                       if span.startswith(PREFIXES) and "..." not in span]
-    return list(dict.fromkeys(command.split(" #")[0].strip() for command in found))
+    return list(dict.fromkeys(" ".join(command.split(" #")[0].split()) for command in found))
 
 
 def _scaled_steps(words: List[str]) -> List[str]:
@@ -92,6 +97,13 @@ def runnable(command: str) -> Optional[List[str]]:
     if Path(script).name == "reproduce.py" and "--table" in arguments:
         return [*launcher, path, *dict.fromkeys([*arguments, "--dry-run"])]
     return [*launcher, path, *arguments, *TOY_FLAGS.get(Path(script).name, [])]
+
+
+def python_blocks(text: str, section: str) -> List[str]:
+    """The fenced Python blocks of one README section."""
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
+    return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
 COMMANDS = readme_commands(README.read_text())
@@ -130,3 +142,13 @@ def test_readme_command_runs(clone, command):
     result = subprocess.run(argv, cwd=clone, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (f"{command}\nran as: {shlex.join(argv)}\n"
                                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+@pytest.mark.parametrize("section", RUNNABLE_PYTHON)
+def test_readme_python_block_runs(clone, section):
+    blocks = python_blocks(README.read_text(), section)
+    assert blocks
+    for block in blocks:
+        result = subprocess.run([sys.executable, "-c", block], cwd=clone, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, f"{block}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

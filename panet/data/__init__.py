@@ -1,10 +1,12 @@
 """Data pipeline: datasets on disk -> few-shot episodes (PROTOCOL §5-8, §10).
 
 Modules: ``sources`` (per-image access interface), ``voc`` (PASCAL VOC source), ``coco`` (COCO
-source), ``folds`` (class tables, fold splits), ``sampling`` (episode lists), ``transforms``,
-``weak`` (box / scribble supports), ``episodes`` (the dataset and collate function),
-``builder`` (``make_episode_dataset``), ``synthetic`` (generated VOC-layout data),
-``voc_prepare`` (class lists, SBD instances), ``label_png`` (palette PNG io).
+source), ``folder`` (your own dataset in a folder layout), ``folds`` (class tables, fold splits,
+explicit test classes), ``sampling`` (episode lists), ``transforms``, ``weak`` (box / scribble
+supports), ``episodes`` (the dataset and collate function), ``builder``
+(``make_episode_dataset``), ``synthetic`` (generated data), ``voc_prepare`` (class lists, SBD
+instances), ``folder_prepare`` (checks and class lists of a folder dataset), ``label_png``
+(palette PNG io).
 """
 
 from panet.data.builder import make_episode_dataset, make_source

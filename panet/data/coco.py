@@ -41,6 +41,7 @@ from PIL import Image
 from pycocotools import mask as rle_ops
 
 from panet.data.sources import Source
+from panet.data.transforms import to_rgb
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
@@ -361,7 +362,7 @@ class CocoSource(Source):
                         f"says {record.width} x {record.height}; the image and annotation files "
                         f"come from different releases: {fix}"
                     )
-                return img.convert("RGB")
+                return to_rgb(img, str(path))
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{path} (listed in {self.annotation_file}) is missing: {fix}"

@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 from panet.constants import IGNORE_INDEX
 from panet.data.sampling import Episode
 from panet.data.sources import Source
-from panet.data.transforms import Size, hflip, normalize, resize_image, resize_nearest
+from panet.data.transforms import Size, hflip, image_tensor, resize_nearest
 from panet.data.weak import BOX_CHOICES, Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
@@ -149,11 +149,10 @@ class EpisodeDataset(Dataset):
         """The image resized (and flipped) with its label map painted for ``class_ids``."""
         image, labels = self.source.load(image_id, class_ids)
         flipped = self.train and bool(rng.random() < 0.5)
-        pixels = resize_image(image, self.size)
         resized = resize_nearest(labels, self.size)
         if flipped:
-            pixels, resized, labels = hflip(pixels), hflip(resized), hflip(labels)
-        return _View(normalize(pixels), resized, labels, flipped)
+            resized, labels = hflip(resized), hflip(labels)
+        return _View(image_tensor(image, self.size, flipped), resized, labels, flipped)
 
     def _support_view(self, image_id: str, class_id: int, class_ids: Sequence[int],
                       used: Set[str], rng: np.random.Generator) -> Tuple[str, _View]:

@@ -1,16 +1,25 @@
-"""Class tables and fold splits of PASCAL-5i and COCO-20i (PROTOCOL §6, §7).
+"""Class tables and class splits: PASCAL-5i and COCO-20i folds (PROTOCOL §6, §7), and explicit
+test classes for other datasets.
 
-Both benchmarks split their classes into ``N_FOLDS`` = 4 folds. Fold i tests on a quarter of the
+The benchmarks split their classes into ``N_FOLDS`` = 4 folds. Fold i tests on a quarter of the
 classes and trains on the other three quarters:
 
 - ``contiguous`` (PASCAL-5i, and PANet's COCO-20i): test classes {b*i + 1, ..., b*i + b} with
   b = n_classes / 4, i.e. {5i+1..5i+5} for PASCAL and {20i+1..20i+20} for COCO;
 - ``interleaved`` (the COCO-20i split of later papers): test classes {4k + i + 1, k = 0..b-1}.
+
+Other datasets may use another number of folds n (``n_folds``): contiguous blocks then differ in
+size by at most one class, the larger blocks first (10 classes in 4 folds: 1-3, 4-6, 7-8, 9-10);
+interleaved fold i holds the classes c with (c - 1) mod n = i. ``split_classes`` is the one
+place a configuration's class split is decided (the episode builder and test.py's metric use it):
+either those folds or an explicit list of test classes, the other classes training.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence, Union
+
+from panet.data.sources import Source
 
 N_FOLDS = 4
 FOLD_STYLES = ("contiguous", "interleaved")
@@ -29,23 +38,66 @@ def pascal_class_names() -> Dict[int, str]:
     return {class_id: name for class_id, name in enumerate(PASCAL_CLASS_NAMES, start=1)}
 
 
-def held_out_classes(n_classes: int, fold: int, style: str = "contiguous") -> List[int]:
-    """The ``n_classes / 4`` held-out class ids of ``fold``, ascending."""
-    if fold not in range(N_FOLDS):
-        raise ValueError(f"fold must be in 0..{N_FOLDS - 1}, got {fold}")
-    if n_classes <= 0 or n_classes % N_FOLDS:
-        raise ValueError(f"n_classes must be a positive multiple of {N_FOLDS}, got {n_classes}")
-    per_fold = n_classes // N_FOLDS
+def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",
+                     n_folds: int = N_FOLDS) -> List[int]:
+    """The held-out class ids of ``fold`` (of ``n_folds``) among 1..n_classes, ascending."""
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if fold not in range(n_folds):
+        raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
+    if n_classes < n_folds:
+        raise ValueError(f"{n_classes} classes cannot be split into {n_folds} folds; use fewer "
+                         f"folds or explicit test classes")
     if style == "contiguous":
-        return list(range(per_fold * fold + 1, per_fold * (fold + 1) + 1))
+        size, extra = divmod(n_classes, n_folds)
+        first = fold * size + min(fold, extra) + 1
+        return list(range(first, first + size + (fold < extra)))
     if style == "interleaved":
-        return [N_FOLDS * k + fold + 1 for k in range(per_fold)]
+        return list(range(fold + 1, n_classes + 1, n_folds))
     raise ValueError(f"fold style must be one of {FOLD_STYLES}, got {style!r}")
 
 
-def fold_classes(n_classes: int, fold: int, train: bool, style: str = "contiguous") -> List[int]:
+def fold_classes(n_classes: int, fold: int, train: bool, style: str = "contiguous",
+                 n_folds: int = N_FOLDS) -> List[int]:
     """Class ids an episode of ``fold`` draws from: its training classes or its test classes."""
-    held_out = held_out_classes(n_classes, fold, style)
+    held_out = held_out_classes(n_classes, fold, style, n_folds)
     if not train:
         return held_out
     return [c for c in range(1, n_classes + 1) if c not in held_out]
+
+
+def split_classes(source: Source, train: bool, fold: int = 0, *, n_folds: int = N_FOLDS,
+                  fold_style: str = "contiguous",
+                  test_classes: Optional[Sequence[Union[int, str]]] = None) -> List[int]:
+    """The classes of ``source`` that episodes draw from: training classes if ``train``, else
+    test classes, ascending.
+
+    ``test_classes`` (class ids or names of ``source.class_names``; ``fold``, ``n_folds`` and
+    ``fold_style`` are then unused) lists the test classes, every other class trains. Without
+    it, ``fold`` of ``n_folds`` folds of style ``fold_style`` holds the test classes (see the
+    module docstring). Raises ``ValueError`` naming the entry for an unknown or repeated class,
+    and when training is asked for but every class is a test class.
+    """
+    if test_classes is None:
+        return fold_classes(len(source.class_ids), fold, train, fold_style, n_folds)
+    if isinstance(test_classes, (str, int)) or not test_classes:
+        raise ValueError(f"test_classes must be a non-empty list of class ids or names, got "
+                         f"{test_classes!r}")
+    names = getattr(source, "class_names", None) or {}
+    by_name = {name: class_id for class_id, name in names.items()}
+    held_out = []
+    for entry in test_classes:
+        class_id = by_name.get(entry) if isinstance(entry, str) else entry
+        if isinstance(class_id, bool) or class_id not in source.class_ids:
+            known = ", ".join(source.class_name(k) for k in source.class_ids)
+            raise ValueError(f"test_classes: {entry!r} is not a class id or name of this dataset "
+                             f"(classes: {known})")
+        if class_id in held_out:
+            raise ValueError(f"test_classes: {entry!r} is listed twice")
+        held_out.append(class_id)
+    if not train:
+        return sorted(held_out)
+    training = [c for c in source.class_ids if c not in held_out]
+    if not training:
+        raise ValueError("test_classes lists every class of the dataset: none is left to train on")
+    return training

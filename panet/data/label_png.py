@@ -7,10 +7,12 @@ palette only colours them for viewing. Reading keeps the indices and never conve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
+
+from panet.constants import IGNORE_INDEX
 
 PathLike = Union[str, Path]
 
@@ -35,12 +37,14 @@ def voc_palette() -> List[int]:
 _PALETTE = voc_palette()
 
 
-def save_label_png(path: PathLike, labels: np.ndarray) -> None:
-    """Write an H x W map of values 0..255 as a palette PNG (what VOC ships)."""
+def save_label_png(path: PathLike, labels: np.ndarray,
+                   palette: Optional[Sequence[int]] = None) -> None:
+    """Write an H x W map of values 0..255 as a palette PNG (what VOC ships); ``palette`` (a flat
+    [r0, g0, b0, r1, ...] list) colours the values, by default with the VOC colour map."""
     if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
         raise ValueError(f"{path}: expected an H x W map of values 0..255")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(_PALETTE)
+    image.putpalette(_PALETTE if palette is None else list(palette))
     image.save(path, optimize=False)
 
 
@@ -64,3 +68,9 @@ def load_label_png(path: PathLike) -> np.ndarray:
     except (OSError, SyntaxError) as error:
         raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, "
                          f"extract it again from the original archive") from error
+
+
+def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:
+    """The values of a uint8 label map that are neither 0..n_classes nor 255, ascending."""
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    return [int(v) for v in present if v > n_classes and v != IGNORE_INDEX]

@@ -25,6 +25,11 @@ Layout written under ``root``::
        image i has COCO image id i + 1 and file name f"{i + 1:012d}.jpg"; class k has
        category id k + (k - 1) // 5, i.e. ascending with gaps as in COCO)
 
+``generate_folder`` writes the same images in the folder layout of ``panet.data.folder``
+(``images/``, ``masks/``, ``classes.txt``, ``splits/{train,test}.txt`` = trainaug / val) and
+``examples/``: a support image of class 1 with its 0/255 mask and query images of the class
+(``write_predict_example``, from the first images holding it), to try ``scripts/predict.py``.
+
 Everything is a deterministic function of (seed, image index, size): image i is drawn from its
 own generator seeded with (seed, i), so files are byte-identical across runs and a larger
 ``n_images`` only adds images.
@@ -34,15 +39,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from panet.constants import IGNORE_INDEX
-from panet.data.label_png import save_label_png
+from panet.data import folder
+from panet.data.label_png import load_label_png, save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
 from panet.data.voc_prepare import write_class_lists
 
@@ -71,6 +78,9 @@ MIN_COLOUR_CONTRAST = 110.0  # Euclidean RGB distance between a texture's two co
 VOID_BAND = 0.006  # void band half-width, fraction of the short side
 NOISE_STD = 6.0
 JPEG_QUALITY = 90
+FOLDER_SPLITS = {"trainaug": "train", "val": "test"}  # VOC split -> split name of the folder layout
+EXAMPLE_CLASS = 1  # class of the predict example: held out in fold 0
+EXAMPLE_MIN_AREA = 0.02  # least share of the image the example's class covers in its images
 
 
 def coco_category_id(class_id: int) -> int:
@@ -281,6 +291,56 @@ def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, 
     if coco:
         _write_coco_annotations(root, coco_records)
     return root
+
+
+def generate_folder(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, int] = (375, 500),
+                    seed: int = 0, val_fraction: float = 0.2, n_example_queries: int = 3) -> Path:
+    """Write the dataset under ``root`` in the folder layout (see the module docstring): the
+    images and class masks of ``generate``, ``classes.txt``, the splits and ``examples/``.
+    Per-class lists are left to ``scripts/prepare_folder.py``. Returns ``root``."""
+    root = Path(root)
+    with tempfile.TemporaryDirectory() as scratch:
+        voc = generate(scratch, n_images, size, seed, val_fraction) / VOC_DIR
+        for source, target in ((IMAGE_DIR, folder.IMAGE_DIR), (CLASS_DIR, folder.MASK_DIR)):
+            shutil.copytree(voc / source, root / target, dirs_exist_ok=True)
+        (root / folder.SPLIT_DIR).mkdir(exist_ok=True)
+        for voc_split, split in FOLDER_SPLITS.items():
+            shutil.copyfile(voc / LIST_DIR / f"{voc_split}.txt",
+                            root / folder.SPLIT_DIR / f"{split}.txt")
+    (root / folder.CLASSES_FILE).write_text(
+        "".join(CLASS_NAMES[k] + "\n" for k in range(1, N_CLASSES + 1)))
+    ids = sorted(path.stem for path in (root / folder.MASK_DIR).glob("*.png"))
+    write_predict_example(root / folder.IMAGE_DIR, root / folder.MASK_DIR, ids, EXAMPLE_CLASS,
+                          root / "examples", n_example_queries)
+    return root
+
+
+def write_predict_example(image_dir: Path, mask_dir: Path, ids: Sequence[str], class_id: int,
+                          out: Path, n_queries: int = 1) -> Tuple[Path, Path, List[Path]]:
+    """Inputs for ``scripts/predict.py`` from class-index masks: the first of ``ids`` whose mask
+    covers at least ``EXAMPLE_MIN_AREA`` of the image with ``class_id`` becomes
+    ``out/support.jpg`` with ``out/support_mask.png`` (0 background, 255 the class), the next
+    ``n_queries`` such images are copied to ``out/queries/query_<q>.jpg``. Returns (support
+    image, support mask, query images)."""
+    chosen = []
+    for image_id in ids:
+        labels = load_label_png(mask_dir / f"{image_id}.png")
+        if (labels == class_id).mean() >= EXAMPLE_MIN_AREA:
+            chosen.append((image_id, labels))
+        if len(chosen) == 1 + n_queries:
+            break
+    else:
+        raise ValueError(f"only {len(chosen)} of the {len(ids)} images show class {class_id} "
+                         f"on {EXAMPLE_MIN_AREA:.0%} of their pixels; {1 + n_queries} are needed")
+    (out / "queries").mkdir(parents=True, exist_ok=True)
+    (support_id, labels), queries = chosen[0], chosen[1:]
+    support, mask = out / "support.jpg", out / "support_mask.png"
+    shutil.copyfile(image_dir / f"{support_id}.jpg", support)
+    Image.fromarray(((labels == class_id) * 255).astype(np.uint8)).save(mask)  # mode L
+    query_paths = [out / "queries" / f"query_{q}.jpg" for q in range(1, len(queries) + 1)]
+    for (image_id, _), path in zip(queries, query_paths):
+        shutil.copyfile(image_dir / f"{image_id}.jpg", path)
+    return support, mask, query_paths
 
 
 def _add_coco_image(root: Path, coco_split: str, index: int, image_path: Path,

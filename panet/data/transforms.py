@@ -1,8 +1,12 @@
-"""Per-image transforms (PROTOCOL §5): resize, horizontal flip, ImageNet normalisation.
+"""Per-image transforms (PROTOCOL §5): RGB conversion, resize, horizontal flip, ImageNet
+normalisation.
 
 Images are resized bilinearly (PIL), every label-like map (class labels, instance ids,
-scribbles) by nearest neighbour: output pixel (y, x) takes input pixel
+scribbles, masks) by nearest neighbour: output pixel (y, x) takes input pixel
 (floor((y + 0.5) * H_in / H_out), floor((x + 0.5) * W_in / W_out)), so no new label value appears.
+
+``image_tensor`` and ``resize_nearest`` are the one path from a picture to the model's input:
+the episode dataset (training and testing) and ``panet.inference.Segmenter`` both call them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,32 @@ def as_size(size: Union[int, Tuple[int, int]]) -> Size:
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {size}")
     return int(height), int(width)
+
+
+def to_rgb(image: Image.Image, where: str = "image") -> Image.Image:
+    """The image as 8-bit RGB: grayscale, palette, RGBA (alpha dropped), CMYK, ... converted.
+
+    16-bit and float images (modes I, I;16, F) are refused with a ``ValueError`` naming
+    ``where``: PIL would clip their values to 255, silently losing the picture.
+    """
+    image.load()  # decode now (a truncated file raises OSError here), so the file may close
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+        raise ValueError(f"{where}: {image.mode} image (16-bit or float pixels); PANet reads "
+                         f"8-bit images: convert it to 8 bits first (e.g. rescale or window its "
+                         f"intensities)")
+    return image.convert("RGB")
+
+
+def image_tensor(image: Image.Image, size: Size, flip: bool = False) -> torch.Tensor:
+    """The model input of one image: 3 x H x W float32 (H x W = ``size``).
+
+    RGB conversion (``to_rgb``), bilinear resize to ``size``, optional left-right flip, ImageNet
+    normalisation (``normalize``).
+    """
+    pixels = resize_image(to_rgb(image), size)
+    return normalize(hflip(pixels) if flip else pixels)
 
 
 def resize_image(image: Image.Image, size: Size) -> np.ndarray:

@@ -29,8 +29,9 @@ from PIL import Image, UnidentifiedImageError
 
 from panet.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
-from panet.data.label_png import load_label_png
+from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
+from panet.data.transforms import to_rgb
 from panet.data.weak import build_scribble_map
 
 PathLike = Union[str, Path]
@@ -136,9 +137,6 @@ class VocSource(Source):
         self.ids = read_id_list(list_path)
         self._check_files_present(list_path)
         self._class_images = self._read_class_lists(list_path)
-        self._lut_valid = np.zeros(256, dtype=bool)
-        self._lut_valid[: n_classes + 1] = True
-        self._lut_valid[IGNORE_INDEX] = True
 
     def _require_dir(self, path: Path, origin: str) -> None:
         if not path.is_dir():
@@ -184,7 +182,7 @@ class VocSource(Source):
         path = self.root / IMAGE_DIR / f"{image_id}.jpg"
         try:
             with Image.open(path) as image:
-                return image.convert("RGB")
+                return to_rgb(image, str(path))
         except FileNotFoundError:
             raise FileNotFoundError(f"image {path} does not exist; it comes from "
                                     f"{ORIGIN[IMAGE_DIR]}") from None
@@ -196,11 +194,10 @@ class VocSource(Source):
         """The full H x W class map (every class, whatever ``class_ids`` asks for)."""
         path = self.root / CLASS_DIR / f"{image_id}.png"
         labels = load_label_png(path)
-        bad = ~self._lut_valid[labels]
-        if bad.any():
-            raise ValueError(f"{path} holds labels {sorted(np.unique(labels[bad]).tolist())} "
-                             f"outside 0..{self.n_classes} and {IGNORE_INDEX}; it is not a "
-                             f"class-id mask of {ORIGIN[CLASS_DIR]}")
+        bad = labels_outside(labels, self.n_classes)
+        if bad:
+            raise ValueError(f"{path} holds labels {bad} outside 0..{self.n_classes} and "
+                             f"{IGNORE_INDEX}; it is not a class-id mask of {ORIGIN[CLASS_DIR]}")
         return labels
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 - ``write_class_lists``: for every ``{split}.txt`` list, the per-class lists
   ``{split}/class{k}.txt`` = ids whose ``SegmentationClassAug`` mask holds class k (0 and 255 are
-  not classes; PROTOCOL §6).
+  not classes; PROTOCOL §6). Its parts ``mask_classes``, ``group_by_class`` and
+  ``save_class_lists`` also prepare folder datasets (``panet.data.folder_prepare``).
 - ``convert_instances``: ``SegmentationObjectAug/{id}.png`` instance maps, copied from VOC's own
   ``SegmentationObject`` where it has the id, else converted from SBD's ``inst/{id}.mat``
   (``GTinst.Segmentation``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import scipy.io
@@ -60,11 +61,12 @@ def layout_problems(voc_root: PathLike, lists_dir: Optional[PathLike] = None) ->
     return problems
 
 
-def mask_classes(path: Path, n_classes: int = PASCAL_N_CLASSES) -> List[int]:
+def mask_classes(path: Path, n_classes: int = PASCAL_N_CLASSES,
+                 origin: str = ORIGIN[CLASS_DIR]) -> List[int]:
     """Class ids (1..n_classes) present in one label PNG, read from its palette-index histogram.
 
-    Raises ``ValueError`` naming the file for an undecodable PNG, a colour (non-index) PNG or a
-    value outside 0..n_classes and 255.
+    Raises ``ValueError`` naming the file for an undecodable PNG (to be fetched again from
+    ``origin``), a colour (non-index) PNG or a value outside 0..n_classes and 255.
     """
     try:
         with Image.open(path) as image:
@@ -73,8 +75,7 @@ def mask_classes(path: Path, n_classes: int = PASCAL_N_CLASSES) -> List[int]:
                                  f"of class ids")
             counts = image.histogram()
     except (OSError, SyntaxError) as error:
-        raise ValueError(f"cannot decode {path} ({error}); extract it again from "
-                         f"{ORIGIN[CLASS_DIR]}") from error
+        raise ValueError(f"cannot decode {path} ({error}); get it again from {origin}") from error
     present = [value for value, count in enumerate(counts) if count]
     bad = [v for v in present if v > n_classes and v != IGNORE_INDEX]
     if bad:
@@ -125,20 +126,35 @@ def write_class_lists(voc_root: PathLike, lists_dir: Optional[PathLike] = None,
     unreadable = [found for found in classes_of.values() if isinstance(found, str)]
     if unreadable:
         raise MaskProblems(unreadable, len(all_ids))
+    lists = group_by_class(splits, classes_of, n_classes)
+    save_class_lists(out_dir, lists)
+    if out_dir != lists_dir:
+        for split, path in split_lists(lists_dir).items():
+            shutil.copyfile(path, out_dir / f"{split}.txt")
+    return lists
+
+
+def group_by_class(splits: Mapping[str, Sequence[str]], classes_of: Mapping[str, Sequence[int]],
+                   n_classes: int) -> Dict[str, Dict[int, List[str]]]:
+    """split -> class id (1..n_classes) -> sorted unique ids of the split whose mask holds it,
+    from each image's classes ``classes_of[id]``."""
     result = {}
     for split, ids in splits.items():
         per_class: Dict[int, List[str]] = {k: [] for k in range(1, n_classes + 1)}
         for image_id in sorted(set(ids)):
             for class_id in classes_of[image_id]:
                 per_class[class_id].append(image_id)
-        split_dir = out_dir / split
-        split_dir.mkdir(parents=True, exist_ok=True)
-        if out_dir != lists_dir:
-            shutil.copyfile(split_lists(lists_dir)[split], out_dir / f"{split}.txt")
-        for class_id, class_ids in per_class.items():
-            (split_dir / f"class{class_id}.txt").write_text("".join(i + "\n" for i in class_ids))
         result[split] = per_class
     return result
+
+
+def save_class_lists(out_dir: PathLike, lists: Mapping[str, Mapping[int, Sequence[str]]]) -> None:
+    """Write ``out_dir/{split}/class{k}.txt`` (one id per line) for ``group_by_class`` output."""
+    for split, per_class in lists.items():
+        split_dir = Path(out_dir) / split
+        split_dir.mkdir(parents=True, exist_ok=True)
+        for class_id, ids in per_class.items():
+            (split_dir / f"class{class_id}.txt").write_text("".join(i + "\n" for i in ids))
 
 
 def sbd_instance_map(mat_path: Path) -> np.ndarray:

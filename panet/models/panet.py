@@ -53,10 +53,8 @@ class PANet(nn.Module):
         support_features = features[:B * W * S].unflatten(0, (B, W, S))
         query_features = features[B * W * S:].unflatten(0, (B, Q))
 
-        prototypes = episode_prototypes(support_features, support_fg, support_bg)
-        logits_low = cosine_logits(query_features.flatten(0, 1),
-                                   prototypes.repeat_interleave(Q, dim=0), self.alpha)
-        logits_low = logits_low.unflatten(0, (B, Q))
+        prototypes = self.prototypes(support_features, support_fg, support_bg)
+        logits_low = self.score(query_features, prototypes)
         return PANetOutput(
             logits=upsample(logits_low, query_images.shape[-2:]),
             logits_low=logits_low,
@@ -65,3 +63,23 @@ class PANet(nn.Module):
             prototypes=prototypes,
             alpha=self.alpha,
         )
+
+    def prototypes(self, support_features: torch.Tensor, support_fg: torch.Tensor,
+                   support_bg: torch.Tensor) -> torch.Tensor:
+        """The prototypes [background, way 1, ..., way W] of B episodes (eq. 1-2).
+
+        support_features: B x W x S x C x h x w; support_fg, support_bg: B x W x S x H x W
+        -> B x (1 + W) x C.
+        """
+        return episode_prototypes(support_features, support_fg, support_bg)
+
+    def score(self, query_features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """Feature-resolution logits alpha * cos(F_q, p_j) of each episode's queries (eq. 3).
+
+        query_features: B x Q x C x h x w; prototypes: B x (1 + W) x C
+        -> B x Q x (1 + W) x h x w.
+        """
+        B, Q = query_features.shape[:2]
+        logits = cosine_logits(query_features.flatten(0, 1),
+                               prototypes.repeat_interleave(Q, dim=0), self.alpha)
+        return logits.unflatten(0, (B, Q))

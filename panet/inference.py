@@ -1,0 +1,305 @@
+"""Segment your own images with PANet: ``Segmenter``.
+
+Shape letters: W ways, S shots, Q queries, C channels, H x W the model's input size, h x w its
+feature size, H_q x W_q a query's original size.
+
+    from panet.inference import Segmenter
+    segmenter = Segmenter.from_checkpoint("runs/1/checkpoints/final.pt")
+    results = segmenter.segment([[("dog.jpg", "dog_mask.png")],       # way 1: its shots
+                                 [("cat.jpg", "cat_mask.png")]],       # way 2
+                                ["street.jpg", "park.jpg"])            # queries
+    results[0].labels  # H_q x W_q uint8: 0 background, 1 dog, 2 cat
+
+Inputs. Images: a path, a PIL image or an H x W x 3 uint8 array (grayscale, RGBA, CMYK, ...
+converted to RGB; 16-bit and float images refused). Masks: a path, a PIL image or an H x W
+array of the image's size, binary in any encoding (0/1, 0/255, bool): foreground where
+non-zero. ``ignore_value`` marks "don't care" pixels, counted neither as foreground nor as
+background. Every way has the same number of shots, as in PANet's episodes.
+
+One code path with the test pipeline: images and masks go through ``panet.data.transforms``
+(``image_tensor``: RGB, bilinear resize to H x W, ImageNet normalisation; ``resize_nearest`` for
+masks) exactly as ``EpisodeDataset`` does, and the logits come from the model's own
+``encoder``, ``PANet.prototypes`` and ``PANet.score``. The prototypes are computed once per call;
+queries are encoded ``batch_size`` at a time, so Q queries cost Q encoder forwards plus the
+supports once. A query's labels are the argmax of its h x w logits upsampled bilinearly to
+H_q x W_q (what ``test.resolution=original`` evaluates); probabilities are their softmax.
+
+Bad input raises ``ValueError`` naming the support or query and the problem, before any image
+is encoded where it can be checked up front (the supports, and the queries' files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from panet.checkpoint import load_checkpoint
+from panet.constants import IGNORE_INDEX
+from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
+from panet.distributed import resolve_device
+from panet.models import PANet, vgg16_encoder
+from panet.models.prototypes import upsample
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray]
+MaskInput = Union[str, Path, Image.Image, np.ndarray]
+Shot = Tuple[ImageInput, MaskInput]
+DEFAULT_SIZE = 417  # PANet's input size (PROTOCOL §5)
+DEFAULT_BATCH_SIZE = 4  # images per encoder forward
+
+
+@dataclass
+class Segmentation:
+    """The prediction for one query, at its original size H_q x W_q."""
+
+    labels: np.ndarray  # H_q x W_q uint8: 0 background, c way c
+    probabilities: Optional[np.ndarray] = None  # (1 + W) x H_q x W_q float32, on request
+
+
+def _describe(what: str, value: object) -> str:
+    return f"{what} ({value})" if isinstance(value, (str, Path)) else what
+
+
+def _open(path: Union[str, Path], what: str) -> Image.Image:
+    """The image file at ``path``, opened lazily (header read); ValueError if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: the file does not exist")
+    try:
+        return Image.open(path)
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise ValueError(f"{what}: not a readable image ({error})") from None
+
+
+def load_image(image: ImageInput, what: str = "image") -> Image.Image:
+    """An image input as an RGB PIL image; ValueError naming ``what`` when it cannot be read."""
+    if isinstance(image, (str, Path)):
+        try:
+            with _open(image, what) as opened:
+                return to_rgb(opened, what)
+        except (OSError, SyntaxError) as error:  # truncated or corrupt pixel data
+            raise ValueError(f"{what}: cannot decode the image ({error})") from None
+    if isinstance(image, Image.Image):
+        return to_rgb(image, what)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or not (
+                image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+            raise ValueError(f"{what}: array of shape {image.shape} and dtype {image.dtype}; "
+                             f"expected uint8 H x W x 3 (or H x W grayscale, H x W x 4 RGBA)")
+        return to_rgb(Image.fromarray(image[..., 0] if image.shape[2:] == (1,) else image), what)
+    raise TypeError(f"{what}: expected a path, a PIL image or a numpy array, got "
+                    f"{type(image).__name__}")
+
+
+def _mask_array(mask: MaskInput, what: str) -> np.ndarray:
+    """A mask input as a 2-D array of its values."""
+    if isinstance(mask, (str, Path)):
+        try:
+            with _open(mask, what) as opened:
+                array = np.array(opened)
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"{what}: cannot decode the image ({error})") from None
+    elif isinstance(mask, Image.Image):
+        array = np.array(mask)
+    elif isinstance(mask, np.ndarray):
+        array = mask
+    else:
+        raise TypeError(f"{what}: expected a path, a PIL image or a numpy array, got "
+                        f"{type(mask).__name__}")
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # single channel (+ alpha)
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[2] in (3, 4):  # colour: fine if gray
+        if not ((array[..., 0] == array[..., 1]) & (array[..., 1] == array[..., 2])).all():
+            raise ValueError(f"{what}: a colour image with differing channels; a mask is "
+                             f"single-channel (0 background, non-zero foreground)")
+        array = array[..., 0]
+    if array.ndim != 2 or not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+        raise ValueError(f"{what}: array of shape {array.shape} and dtype {array.dtype}; "
+                         f"expected an H x W mask")
+    return array
+
+
+def load_mask(mask: MaskInput, what: str = "mask",
+              ignore_value: Optional[float] = None) -> np.ndarray:
+    """A binary mask input as an H x W uint8 map: 1 foreground, 0 background, 255 ignore.
+
+    Foreground = non-zero pixels, except those equal to ``ignore_value``. ValueError naming
+    ``what`` for an unreadable file, more than two values (besides ``ignore_value``) or no
+    foreground pixel.
+    """
+    array = _mask_array(mask, what)
+    ignore = (array == ignore_value) if ignore_value is not None else np.zeros(array.shape, bool)
+    values = np.unique(array[~ignore])
+    if np.isnan(values.astype(np.float64)).any():
+        raise ValueError(f"{what}: holds NaN values")
+    if len(values) > 2 or np.count_nonzero(values) > 1:
+        shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        besides = f" besides ignore_value={ignore_value}" if ignore_value is not None else ""
+        hint = ("" if ignore_value is not None else "; if a value marks pixels to ignore, pass it "
+                "as ignore_value (predict.py: --ignore-value)")
+        raise ValueError(f"{what}: {len(values)} values ({shown}){besides}; a binary mask holds "
+                         f"0 (background) and one non-zero foreground value{hint}")
+    if not np.count_nonzero(values):
+        raise ValueError(f"{what}: no foreground pixel (a mask is non-zero on the object)")
+    return np.where(ignore, IGNORE_INDEX, array != 0).astype(np.uint8)
+
+
+class Segmenter:
+    """PANet with the test pipeline's preprocessing, for images of any size (module docstring).
+
+    ``model``: a PANet (its ``encoder``, ``prototypes`` and ``score`` are used); ``size``: the
+    input size H x W it was trained at (int or (H, W)); ``device``: "auto" (CUDA when present),
+    "cpu", "cuda", ...; ``batch_size``: images per encoder forward.
+    """
+
+    def __init__(self, model: PANet, size: Union[int, Size] = DEFAULT_SIZE,
+                 device: Union[str, torch.device] = "auto",
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(str(device))
+        self.model = model.to(self.device).eval()
+        self.size = as_size(size)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
+                        batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
+        """The model of a train.py checkpoint, at the input size it was trained with."""
+        from panet.config import trained_model  # the one rule for building checkpoint models
+
+        state = load_checkpoint(path)
+        return cls(trained_model(state), state["config"]["data"]["size"], device, batch_size)
+
+    @classmethod
+    def from_weights(cls, vgg16_path: Union[str, Path], device: Union[str, torch.device] = "auto",
+                     size: Union[int, Size] = DEFAULT_SIZE,
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
+        """PANet-init: the ImageNet VGG-16 of torchvision's ``vgg16-397923af.pth``, untrained."""
+        return cls(PANet(vgg16_encoder(Path(vgg16_path).expanduser())), size, device,
+                   batch_size)
+
+    def _encode(self, images: List[Image.Image],
+                batch_size: Optional[int] = None) -> torch.Tensor:
+        """N RGB images -> N x C x h x w features, ``batch_size`` (default: the segmenter's)
+        images per forward."""
+        step = batch_size or self.batch_size
+        features = []
+        for start in range(0, len(images), step):
+            batch = torch.stack([image_tensor(image, self.size)
+                                 for image in images[start:start + step]])
+            features.append(self.model.encoder(batch.to(self.device)))
+        return torch.cat(features)
+
+    def _support_masks(self, ways: Sequence[Sequence[Shot]], ignore_value: Optional[float]
+                       ) -> Tuple[List[Image.Image], torch.Tensor, torch.Tensor]:
+        """Read and check every support: (W*S images, fg W x S x H x W, bg W x S x H x W)."""
+        if isinstance(ways, (str, Path)) or not ways or any(
+                isinstance(way, (str, Path)) or not way for way in ways):
+            raise ValueError("ways must be a non-empty list of ways, each a non-empty list of "
+                             "(image, mask) shots")
+        shots = len(ways[0])
+        images, fgs, bgs = [], [], []
+        for w, way in enumerate(ways, start=1):
+            if len(way) != shots:
+                raise ValueError(f"way {w} has {len(way)} shots but way 1 has {shots}; every way "
+                                 f"needs the same number of shots")
+            for s, shot in enumerate(way, start=1):
+                if not isinstance(shot, (tuple, list)) or len(shot) != 2:
+                    raise ValueError(f"way {w} shot {s}: expected an (image, mask) pair, got "
+                                     f"{shot!r}")
+                what = f"way {w} shot {s}"
+                image = load_image(shot[0], _describe(f"{what} image", shot[0]))
+                mask = load_mask(shot[1], _describe(f"{what} mask", shot[1]), ignore_value)
+                if mask.shape != (image.height, image.width):
+                    raise ValueError(f"{what}: the image is {image.height} x {image.width} "
+                                     f"(H x W) but its mask is {mask.shape[0]} x {mask.shape[1]}")
+                resized = resize_nearest(mask, self.size)
+                if not (resized == 1).any():
+                    raise ValueError(
+                        f"{what}: the mask's {int((mask == 1).sum())} foreground pixels vanish "
+                        f"when it is resized to the model's {self.size[0]} x {self.size[1]} "
+                        f"input (nearest); the object is too small: crop the image around it")
+                images.append(image)
+                fgs.append(resized == 1)
+                bgs.append(resized == 0)
+        height, width = self.size
+
+        def stacked(masks: List[np.ndarray]) -> torch.Tensor:
+            tensor = torch.from_numpy(np.stack(masks)).float()
+            return tensor.view(len(ways), shots, height, width).to(self.device)
+
+        return images, stacked(fgs), stacked(bgs)
+
+    @torch.inference_mode()
+    def prototypes(self, ways: Sequence[Sequence[Shot]],
+                   ignore_value: Optional[float] = None) -> torch.Tensor:
+        """The 1 x (1 + W) x C prototypes [background, way 1, ..., way W] of the supports."""
+        images, fg, bg = self._support_masks(ways, ignore_value)
+        features = self._encode(images)
+        return self.model.prototypes(features.unflatten(0, fg.shape[:2])[None], fg[None],
+                                     bg[None])
+
+    def query_logits(self, prototypes: torch.Tensor, queries: Sequence[ImageInput],
+                     first: int = 1) -> torch.Tensor:
+        """Q x (1 + W) x h x w feature-resolution logits of the queries (numbered from
+        ``first`` in messages) against ``prototypes`` (1 x (1 + W) x C)."""
+        images = [load_image(query, _describe(f"query {first + q}", query))
+                  for q, query in enumerate(queries)]
+        return self._query_logits(prototypes, images)
+
+    @torch.inference_mode()
+    def _query_logits(self, prototypes: torch.Tensor, images: List[Image.Image],
+                      batch_size: Optional[int] = None) -> torch.Tensor:
+        return self.model.score(self._encode(images, batch_size)[None], prototypes)[0]
+
+    def segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
+                ignore_value: Optional[float] = None, probabilities: bool = False,
+                batch_size: Optional[int] = None) -> List[Segmentation]:
+        """One ``Segmentation`` per query (see the module docstring for the inputs)."""
+        return list(self.iter_segment(ways, queries, ignore_value=ignore_value,
+                                      probabilities=probabilities, batch_size=batch_size))
+
+    def iter_segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
+                     ignore_value: Optional[float] = None, probabilities: bool = False,
+                     batch_size: Optional[int] = None) -> Iterator[Segmentation]:
+        """``segment`` as an iterator, query by query. The supports and the queries' files are
+        checked, and the prototypes computed, when it is called; queries are then read and
+        encoded ``batch_size`` (default: the segmenter's) at a time as results are taken."""
+        if isinstance(queries, (str, Path)):
+            raise ValueError("queries must be a non-empty list of images")
+        queries = list(queries)
+        if not queries:
+            raise ValueError("queries must be a non-empty list of images")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for q, query in enumerate(queries, start=1):
+            if isinstance(query, (str, Path)):
+                _open(query, _describe(f"query {q}", query)).close()
+        prototypes = self.prototypes(ways, ignore_value)
+        step = batch_size or self.batch_size
+
+        def results() -> Iterator[Segmentation]:
+            for start in range(0, len(queries), step):
+                images = [load_image(query, _describe(f"query {start + q + 1}", query))
+                          for q, query in enumerate(queries[start:start + step])]
+                yield from self._results(self._query_logits(prototypes, images, step), images,
+                                         probabilities)
+
+        return results()
+
+    @torch.inference_mode()
+    def _results(self, logits_low: torch.Tensor, images: List[Image.Image],
+                 probabilities: bool) -> List[Segmentation]:
+        """N x (1 + W) x h x w logits -> each image's labels (and probabilities) at its size."""
+        results = []
+        for image, low in zip(images, logits_low):
+            logits = upsample(low[None], (image.height, image.width))[0]
+            results.append(Segmentation(  # max(0).indices: argmax (first maximum), faster on CPU
+                labels=logits.max(dim=0).indices.to(torch.uint8).cpu().numpy(),
+                probabilities=logits.softmax(dim=0).cpu().numpy() if probabilities else None))
+        return results

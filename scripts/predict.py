@@ -1,0 +1,168 @@
+"""Segment query images given support images and their masks, with a trained PANet.
+
+    python scripts/predict.py --checkpoint CKPT --way IMG MASK [IMG MASK ...] [--way IMG MASK ...] \
+        --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255]
+
+Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
+for every way. Masks are binary in any encoding (0/1, 0/255, ...): foreground where non-zero;
+--ignore-value marks pixels to leave out of both foreground and background. --weights
+VGG16.pth (torchvision's vgg16-397923af.pth) instead of --checkpoint segments with PANet-init,
+the ImageNet-initialised encoder without episode training. --query takes image files and folders
+(every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp image in them).
+
+Per query, DIR/<stem>.png is the label map at the query's original size as an indexed-colour PNG
+(0 background, c way c) and DIR/<stem>_overlay.png the prediction over the image with a legend.
+Bad input stops the script before any output, with a one-line reason and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from panet.data.label_png import save_label_png
+from panet.distributed import resolve_device
+from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
+from panet.visualize import label_palette, prediction_overlay
+
+QUERY_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+OVERLAY_SUFFIX = "_overlay"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (and exit status 2), pointing at --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number(text: str) -> float:
+    """A mask value from the command line: int when integral ("255" -> 255)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def parse_ways(groups: Sequence[Sequence[str]]) -> List[List[Shot]]:
+    """--way groups of IMG MASK pairs -> a list of ways, each a list of (image, mask) shots."""
+    ways = []
+    for w, group in enumerate(groups, start=1):
+        if len(group) % 2:
+            raise ValueError(f"--way {w} has an odd number of paths ({len(group)}); it takes "
+                             f"IMG MASK pairs")
+        ways.append([(Path(group[i]), Path(group[i + 1])) for i in range(0, len(group), 2)])
+    return ways
+
+
+def query_files(entries: Iterable[str]) -> List[Path]:
+    """Query paths: files as given, folders expanded to their images (sorted by name)."""
+    queries = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            found = sorted(p for p in entry.iterdir()
+                           if p.is_file() and p.suffix.lower() in QUERY_SUFFIXES)
+            if not found:
+                raise ValueError(f"--query folder {entry} holds no "
+                                 f"{'/'.join(QUERY_SUFFIXES)} image")
+            queries += found
+        elif entry.is_file():
+            queries.append(entry)
+        else:
+            raise ValueError(f"--query {entry} does not exist")
+    return queries
+
+
+def output_stems(queries: Sequence[Path]) -> List[str]:
+    """The output stem of each query (its file stem); two queries writing one file is an error."""
+    written = {}
+    for query in queries:
+        for name in (query.stem, query.stem + OVERLAY_SUFFIX):
+            if name in written:
+                raise ValueError(f"queries {written[name]} and {query} would both write "
+                                 f"{name}.png; rename one or predict them separately")
+            written[name] = query
+    return [query.stem for query in queries]
+
+
+def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Sequence[Path],
+            out: Path, ignore_value: Optional[float] = None, batch_size: Optional[int] = None,
+            progress: bool = True) -> List[Path]:
+    """Segment ``queries`` and write each one's label PNG and overlay into ``out``; returns the
+    overlays. Inputs are checked (ValueError) before anything is written. The files of a query
+    are written by a second thread while the next queries are encoded."""
+    stems = output_stems(queries)
+    results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value,
+                                     batch_size=batch_size)
+    names = [way[0][0].name + (f" + {len(way) - 1} more" if len(way) > 1 else "")
+             for way in ways]
+    out.mkdir(parents=True, exist_ok=True)
+    palette = label_palette()
+
+    def write(query: Path, stem: str, labels: np.ndarray) -> Path:
+        save_label_png(out / f"{stem}.png", labels, palette)
+        picture = np.asarray(load_image(query, f"query {query}"))
+        overlay = out / f"{stem}{OVERLAY_SUFFIX}.png"
+        prediction_overlay(picture, labels, names).save(overlay, compress_level=1)
+        return overlay
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        jobs = [writer.submit(write, query, stem, result.labels) for query, stem, result in
+                tqdm(zip(queries, stems, results), total=len(queries), desc="predict",
+                     unit="query", disable=not progress)]
+    return [job.result() for job in jobs]
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", type=Path, help="a train.py checkpoint")
+    model.add_argument("--weights", type=Path,
+                       help="torchvision's ImageNet VGG-16 (vgg16-397923af.pth): PANet-init")
+    parser.add_argument("--way", nargs="+", action="append", required=True,
+                        metavar="IMG MASK", help="one way: its support images and masks")
+    parser.add_argument("--query", nargs="+", action="extend", required=True,
+                        help="query images or folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="images per encoder forward")
+    parser.add_argument("--ignore-value", type=number,
+                        help="mask value of pixels to ignore (e.g. 255)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        resolve_device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device}: {error}")
+
+    try:
+        ways = parse_ways(args.way)
+        queries = query_files(args.query)
+        output_stems(queries)
+        for w, way in enumerate(ways, start=1):
+            for path in (p for shot in way for p in shot):
+                if not path.is_file():
+                    raise ValueError(f"--way {w}: {path} does not exist")
+        segmenter = (Segmenter.from_checkpoint(args.checkpoint, args.device, args.batch_size)
+                     if args.checkpoint else
+                     Segmenter.from_weights(args.weights, args.device, batch_size=args.batch_size))
+        overlays = predict(segmenter, ways, queries, args.out, args.ignore_value)
+    except (ValueError, OSError) as error:
+        message = " ".join(str(error).split())  # one line
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 1
+    print(f"{len(queries)} label maps (<stem>.png) and overlays (<stem>{OVERLAY_SUFFIX}.png) "
+          f"written to {args.out}")
+    if len(overlays) == 1:
+        print(f"overlay: {overlays[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
