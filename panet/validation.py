@@ -326,7 +326,8 @@ def resume_problems(stored: Mapping[str, Any], config: Mapping[str, Any]) -> Lis
     for section in ("", "data", "model", "train"):
         now, then = (config, stored) if not section else (config[section], stored[section])
         for name in RULES[section]:
-            if _key(section, name) in RESUMABLE or now.get(name) == then.get(name):
+            if (_key(section, name) in RESUMABLE or name not in then  # a key newer than it
+                    or now.get(name) == then[name]):
                 continue
             problems.append(problem(section, name, now.get(name),
                                     f"the checkpoint was trained with {then.get(name)!r}; a "
