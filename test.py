@@ -5,26 +5,27 @@
     python test.py with test.checkpoint=... bbox                         # Table 6: box supports
     python test.py with test.checkpoint=... val test.rule=corrected      # VOC val, corrected metric
     python test.py with voc notrain data.fold=0                          # PANet-init (no training)
-    torchrun --nproc_per_node=4 test.py with test.checkpoint=...         # episodes sharded
+    torchrun --nproc_per_node=4 test.py with test.checkpoint=...         # images sharded
+    python test.py with test.checkpoint=... test.encode=episode          # per-episode reference
 
 The episode setting (dataset, fold, ways, shots, ...) is read from the config stored in the
 checkpoint; any data.* key given on the command line (directly or through a named config)
 overrides it. Results go to <run dir>/results.json (or test.output_dir).
 """
 
-
-import torch
+import itertools
 
 from panet import distributed
 from panet.checkpoint import load_checkpoint
 from panet.config import (build_dataset, build_model, make_experiment, run_directory,
                           run_from_command_line, trained_model)
 from panet.data import fold_classes
-from panet.engine import EvalShard, episode_loader, evaluate
+from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
 from panet.results import describe_setting, format_table, write_json
 
 ex = make_experiment("panet_test")
+EVALUATION_KEYS = ("encode", "batch_size", "resolution", "cache_gb", "cache_dir")
 
 
 def test_setting(run, config):
@@ -48,20 +49,18 @@ def main(_run, test, seed, device):
     try:
         data, model, state = test_setting(_run, _run.config)
         net = (build_model(model) if state is None else trained_model(state)).to(context.device)
-        meter = None
-        for run in range(test["runs"]):
-            dataset = build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
-                                    keep_original_labels=test["resolution"] == "original")
-            if meter is None:
-                classes = fold_classes(len(dataset.source.class_ids), data["fold"], train=False,
-                                       style=data["fold_style"])
-                meter = IoUMeter(classes, n_runs=test["runs"], rule=test["rule"])
-            loader = episode_loader(dataset, EvalShard(len(dataset), test["batch_size"], context),
-                                    data["workers"], context.device)
-            evaluate(net, loader, meter, run, device=context.device,
-                     resolution=test["resolution"], progress=context.is_main)
-        counts = torch.from_numpy(meter.counts).to(context.device)
-        meter.counts = distributed.all_reduce_sum(counts, context).cpu().numpy()
+        def run_dataset(run):  # run r samples its episodes with seed + r
+            return build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
+                                 keep_original_labels=test["resolution"] == "original")
+
+        dataset = run_dataset(0)
+        classes = fold_classes(len(dataset.source.class_ids), data["fold"], train=False,
+                               style=data["fold_style"])
+        meter = evaluate_runs(
+            net, itertools.chain([dataset], map(run_dataset, range(1, test["runs"]))),
+            IoUMeter(classes, n_runs=test["runs"], rule=test["rule"]),
+            **{key: test[key] for key in EVALUATION_KEYS}, workers=data["workers"],
+            context=context, progress=context.is_main)
         if not context.is_main:
             return None
         summary = meter.summary()

@@ -55,7 +55,21 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          f"folds are contiguous")
     if seed < 0 or n_episodes < 0:
         raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
-    source = make_source(name, root, split, year, cache_dir)
+    return episode_dataset(make_source(name, root, split, year, cache_dir), fold, ways, shots,
+                           queries, n_episodes, seed, train, size=size, fold_style=fold_style,
+                           weak=weak, bbox_instance=bbox_instance,
+                           scribble_dilation=scribble_dilation,
+                           keep_original_labels=keep_original_labels)
+
+
+def episode_dataset(source: Source, fold: int, ways: int, shots: int, queries: int,
+                    n_episodes: int, seed: int, train: bool, *,
+                    size: Union[int, Tuple[int, int]] = 417, fold_style: str = "contiguous",
+                    weak: str = "dense", bbox_instance: str = "largest",
+                    scribble_dilation: int = 0,
+                    keep_original_labels: bool = False) -> EpisodeDataset:
+    """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
+    or a masks-only ``VocSource``)."""
     classes = fold_classes(len(source.class_ids), fold, train, fold_style)
     episodes = sample_episodes(source.class_images(), classes, ways, shots, queries, n_episodes,
                                seed, describe=source.class_name)
