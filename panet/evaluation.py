@@ -104,14 +104,14 @@ class Plan:
     n_rows: int = 0  # U
     episode_calls: int = 0  # encoder calls of the per-episode path: W*S + Q per episode
 
-    def add(self, key: QueryKey, class_ids: Tuple[int, ...],
+    def add(self, run: int, episode: int, class_ids: Tuple[int, ...],
             supports: List[Tuple[str, GeneratorState]],
             queries: List[Tuple[str, GeneratorState]]) -> None:
-        """Add one episode: (image id, state) of its W*S supports (way-major) and Q queries;
-        `key` names the run and episode (its query field is ignored)."""
+        """Add episode `episode` of run `run`: (image id, state) of its W*S supports (way-major)
+        and of its Q queries."""
         if (len(class_ids), len(supports), len(queries)) != (
                 self.ways, self.ways * self.shots, self.n_queries):
-            raise ValueError(f"episode {key.episode} of run {key.run} has {len(class_ids)} ways, "
+            raise ValueError(f"episode {episode} of run {run} has {len(class_ids)} ways, "
                              f"{len(supports)} supports and {len(queries)} queries; the plan's "
                              f"episodes have {self.ways} ways x {self.shots} shots and "
                              f"{self.n_queries} queries")
@@ -121,7 +121,7 @@ class Plan:
                 SupportSlot(first_row + slot, class_ids[slot // self.shots], class_ids, state))
         for q, (image_id, state) in enumerate(queries):
             self.queries.setdefault(image_id, []).append(
-                QuerySlot(key._replace(query=q), first_row, class_ids, state))
+                QuerySlot(QueryKey(run, episode, q), first_row, class_ids, state))
         self.n_rows += len(supports)
         self.episode_calls += len(supports) + len(queries)
 
@@ -172,7 +172,7 @@ def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
         for index, (class_ids, supports, queries) in enumerate(layouts):
             if plan is None:
                 plan = Plan(dataset, len(class_ids), len(supports) // len(class_ids), len(queries))
-            plan.add(QueryKey(run, index, 0), class_ids, supports, queries)
+            plan.add(run, index, class_ids, supports, queries)
         if plan is not None:
             plan.dataset = dataset
     if plan is None:
@@ -318,7 +318,8 @@ class _StepImages(Dataset):
     int64 labels)."""
 
     def __init__(self, plan: Plan, plan_schedule: Schedule, step: str, full_labels: bool):
-        self.plan, self.schedule, self.step, self.full_labels = plan, plan_schedule, step, full_labels
+        self.plan, self.schedule, self.step = plan, plan_schedule, step
+        self.full_labels = full_labels
         self.images = plan_schedule.supports if step == "supports" else plan_schedule.queries
 
     def __len__(self) -> int:

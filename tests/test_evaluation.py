@@ -1,12 +1,13 @@
 """The image evaluation path (panet.evaluation, test.encode=image) against the per-episode path.
 
 Exactness: test.py's results.json of both paths agree to 1e-6 in every number (per class, per
-run, mean- and binary-IoU) on the synthetic set and on real COCO images, over a set of settings
-covering every pair of {1, 2} ways x {1, 5} shots x dense / box / scribble supports x label /
-original resolution. On CPU they are in fact bitwise equal (compared exactly below): every step
-gives an image or episode the same bits in any batch (tests/test_model.py for the head; the
-encoder is batch invariant at >= 100 px, hence 101 px here: at 65 px it is not). A random small
-encoder (PANet-init of `small`) is a strict case: its logits often nearly tie.
+run, mean- and binary-IoU) on the synthetic set and on real COCO images, over settings covering
+every pair of {1, 2} ways x {1, 5} shots x dense / box / scribble supports x label / original
+resolution, plus 2 queries per episode and the corrected metric rule. On CPU they are in fact
+bitwise equal (also asserted): every step gives an image or episode the same bits in any batch
+(tests/test_model.py for the head; the encoder is batch invariant at >= 100 px, hence 101 px
+here: at 65 px it is not). The model is the PANet-init of the small encoder (random weights
+seeded by the config): no training needed.
 
 Then the plan against the items of the per-episode path (slots, replaced supports, replayed
 random box choices), the encoder calls against the schedule's count (a forward hook), the
@@ -37,29 +38,40 @@ SIZE = 101  # >= 100 px: the encoder's output for an image does not depend on it
 RUNS, EPISODES = 2, 4
 COMPARED = ("mean_iou", "mean_iou_std", "binary_iou", "binary_iou_std", "class_iou",
             "class_iou_std", "mean_iou_runs", "binary_iou_runs", "class_iou_runs")
-# (ways, shots, weak, resolution): every pair of values of two factors appears at least once
-SYNTHETIC_SETTINGS = [(1, 1, "dense", "label"), (1, 5, "scribble", "original"),
-                      (2, 1, "bbox", "original"), (2, 5, "dense", "original"),
-                      (1, 5, "bbox", "label"), (2, 1, "scribble", "label")]
-COCO_SETTINGS = [(1, 1, "dense", "original"), (2, 5, "bbox", "label"),
-                 (1, 5, "scribble", "label")]
+# every pair of values of two of ways, shots, weak, resolution appears at least once; also
+# the corrected metric rule and 2 queries per episode
+SYNTHETIC_SETTINGS = [
+    {"ways": 1, "shots": 1, "weak": "dense", "resolution": "label"},
+    {"ways": 1, "shots": 5, "weak": "scribble", "resolution": "original", "rule": "corrected"},
+    {"ways": 2, "shots": 1, "weak": "bbox", "resolution": "original"},
+    {"ways": 2, "shots": 5, "weak": "dense", "resolution": "original", "rule": "corrected"},
+    {"ways": 1, "shots": 5, "weak": "bbox", "resolution": "label"},
+    {"ways": 2, "shots": 1, "weak": "scribble", "resolution": "label", "queries": 2}]
+COCO_SETTINGS = [{"ways": 1, "shots": 1, "weak": "dense", "resolution": "original"},
+                 {"ways": 2, "shots": 5, "weak": "bbox", "resolution": "label"},
+                 {"ways": 1, "shots": 5, "weak": "scribble", "resolution": "label"}]
+DATA_KEYS = ("ways", "shots", "weak", "queries")
+
+
+def setting_id(setting):
+    return "-".join(str(value) for value in setting.values())
 
 pytestmark = [pytest.mark.filterwarnings("ignore:left out of the episodes"),
               pytest.mark.filterwarnings("ignore:classes never evaluated")]
 
 
-def synthetic_data(root, ways=1, shots=1, weak="dense"):
+def synthetic_data(root, **setting):
     """data config of the synthetic set (its trainaug list: enough images per class for 5-shot)."""
     return {"name": "synthetic", "root": str(root), "test_split": "trainaug", "fold": 0,
-            "size": SIZE, "ways": ways, "shots": shots, "weak": weak, "workers": 0}
+            "size": SIZE, "workers": 0, **setting}
 
 
-def results_json(out, data, encode, resolution="label", runs=RUNS):
+def results_json(out, data, encode, **test):
     """test.py on the PANet-init of the small encoder (random weights seeded by the config)."""
     run = TEST.run(options=QUIET, config_updates={
         "data": data, "model": {"encoder": "small", "weights": None},
-        "test": {"notrain": True, "runs": runs, "episodes": EPISODES, "encode": encode,
-                 "resolution": resolution, "output_dir": str(out)}})
+        "test": {"notrain": True, "runs": RUNS, "episodes": EPISODES, "encode": encode,
+                 "output_dir": str(out), **test}})
     assert run.status == "COMPLETED"
     return json.loads((out / "results.json").read_text())
 
@@ -82,26 +94,27 @@ def assert_same_results(a, b):
     assert not math.isnan(a["binary_iou"])
 
 
-@pytest.mark.parametrize("ways,shots,weak,resolution", SYNTHETIC_SETTINGS)
-def test_both_paths_write_the_same_results_synthetic(synthetic_root, tmp_path, ways, shots,
-                                                     weak, resolution):
-    data = synthetic_data(synthetic_root, ways, shots, weak)
-    episode = results_json(tmp_path / "episode", data, "episode", resolution)
-    image = results_json(tmp_path / "image", data, "image", resolution)
+def compare_paths(tmp_path, data, setting):
+    data = {**data, **{key: setting[key] for key in DATA_KEYS if key in setting}}
+    test = {key: value for key, value in setting.items() if key not in DATA_KEYS}
+    episode = results_json(tmp_path / "episode", data, "episode", **test)
+    image = results_json(tmp_path / "image", data, "image", **test)
     assert_same_results(episode, image)
+
+
+@pytest.mark.parametrize("setting", SYNTHETIC_SETTINGS, ids=setting_id)
+def test_both_paths_write_the_same_results_synthetic(synthetic_root, tmp_path, setting):
+    compare_paths(tmp_path, synthetic_data(synthetic_root), setting)
 
 
 @pytest.mark.skipif(not COCO_TINY.is_dir(),
                     reason=f"real COCO data not found at {COCO_TINY} (set PANET_SHARED_DATA)")
-@pytest.mark.parametrize("ways,shots,weak,resolution", COCO_SETTINGS)
-def test_both_paths_write_the_same_results_coco(tmp_path_factory, tmp_path, ways, shots, weak,
-                                                resolution):
+@pytest.mark.parametrize("setting", COCO_SETTINGS, ids=setting_id)
+def test_both_paths_write_the_same_results_coco(tmp_path_factory, tmp_path, setting):
     data = {"name": "coco", "root": str(COCO_TINY), "year": 2017, "test_split": "val",
-            "fold": 2, "size": SIZE, "ways": ways, "shots": shots, "weak": weak, "workers": 0,
+            "fold": 2, "size": SIZE, "workers": 0,
             "cache_dir": str(tmp_path_factory.getbasetemp() / "coco_cache")}
-    episode = results_json(tmp_path / "episode", data, "episode", resolution)
-    image = results_json(tmp_path / "image", data, "image", resolution)
-    assert_same_results(episode, image)
+    compare_paths(tmp_path, data, setting)
 
 
 def test_plan_holds_the_slots_of_the_items(synthetic_root):
@@ -216,15 +229,20 @@ def test_feature_files_serve_later_evaluations(synthetic_root, small_panet, tmp_
     assert len(list((tmp_path / "small").rglob("*.pt"))) == 3
 
 
-def test_sharded_image_path_equals_one_process_per_episode(synthetic_root, tmp_path):
+def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(synthetic_root, tmp_path):
     data = synthetic_data(synthetic_root, ways=2, shots=1, weak="bbox")
     settings = [f"data.{key}={value}" for key, value in data.items()] + [
         "model.encoder=small", "model.weights=None", "test.notrain=True", f"test.runs={RUNS}",
-        f"test.episodes={EPISODES}", "test.encode=image", f"test.output_dir={tmp_path / 'ddp'}"]
+        f"test.episodes={EPISODES}", "test.encode=image", f"test.output_dir={tmp_path / 'ddp'}",
+        f"test.cache_dir={tmp_path / 'features'}"]
     torchrun("test.py", *settings)
     sharded = json.loads((tmp_path / "ddp" / "results.json").read_text())
     single = results_json(tmp_path / "single", data, "episode")
     assert_same_results(single, sharded)
+    (folder,) = (tmp_path / "features").iterdir()  # both processes wrote their images' features
+    assert len(list(folder.glob("*.pt"))) == len(plan_runs(
+        make_episode_dataset("synthetic", synthetic_root, "trainaug", 0, 2, 1, 1, EPISODES,
+                             1234 + run, train=False, size=SIZE) for run in range(RUNS)).images())
 
 
 def test_bad_values_are_refused_before_work(synthetic_root, small_panet):
