@@ -1,46 +1,59 @@
 """Evaluate PANet on the test classes of a fold: runs x episodes, mean-IoU and binary-IoU.
 
-    python test.py with test.checkpoint=runs/1/checkpoints/final.pt      # the setting it trained on
-    python test.py with test.checkpoint=... 5shot                        # override: 5-shot episodes
-    python test.py with test.checkpoint=... bbox                         # Table 6: box supports
-    python test.py with test.checkpoint=... val test.rule=corrected      # VOC val, corrected metric
+    python test.py with test.checkpoint=runs/1                           # the setting it trained on
+    python test.py with test.checkpoint=runs/1 5shot                     # override: 5-shot episodes
+    python test.py with test.checkpoint=runs/1 bbox                      # Table 6: box supports
+    python test.py with test.checkpoint=runs/1 val test.rule=corrected   # VOC val, corrected metric
     python test.py with voc notrain data.fold=0                          # PANet-init (no training)
-    torchrun --nproc_per_node=4 test.py with test.checkpoint=...         # images sharded
-    python test.py with test.checkpoint=... test.encode=episode          # per-episode reference
+    torchrun --nproc_per_node=4 test.py with test.checkpoint=runs/1      # images sharded
+    python test.py with test.checkpoint=runs/1 test.encode=episode       # per-episode reference
 
-The episode setting (dataset, fold, ways, shots, ...) is read from the config stored in the
-checkpoint; any data.* key given on the command line (directly or through a named config)
-overrides it. Results go to <run dir>/results.json (or test.output_dir).
+test.checkpoint is a checkpoint file or a run folder (then its checkpoints/final.pt, or last.pt
+when that one has more steps). The episode setting (dataset, fold, ways, shots, ...) is read
+from the config stored in the checkpoint; any data.* key given on the command line (directly or
+through a named config) overrides it. Results go to <run folder>/results.json, the run folder
+being runs/<id>/ or test.output_dir.
 """
 
-import itertools
+import warnings
 
 from panet import distributed
-from panet.checkpoint import load_checkpoint
-from panet.config import (build_dataset, build_model, make_experiment, run_directory,
-                          run_from_command_line, trained_model)
+from panet.checkpoint import find_checkpoint, load_checkpoint
+from panet.config import PanetExperiment, build_dataset, build_model, trained_model
 from panet.data import fold_classes
 from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
+from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
+from panet.runs import run_from_command_line, shared_run_dir
 
-ex = make_experiment("panet_test")
+ex = PanetExperiment("panet_test", script="test")
 EVALUATION_KEYS = ("encode", "batch_size", "resolution", "cache_gb", "cache_dir")
 
 
 def test_setting(run, config):
-    """(data config, model config, checkpoint or None) of this evaluation."""
+    """(data config, model config, checkpoint state or None) of this evaluation."""
     if config["test"]["notrain"]:
         return config["data"], config["model"], None
-    if not config["test"]["checkpoint"]:
-        raise ValueError("nothing to evaluate: set test.checkpoint=<a checkpoint of train.py>, or "
-                         "add `notrain` to evaluate the ImageNet-initialised encoder (PANet-init)")
-    state = load_checkpoint(config["test"]["checkpoint"])
+    path = find_checkpoint(config["test"]["checkpoint"])
+    if str(path) != config["test"]["checkpoint"]:
+        print(f"test.checkpoint={config['test']['checkpoint']} is a run folder: testing {path}")
+    state = load_checkpoint(path)
+    state["path"] = str(path)
     stored = state["config"]
     overrides = {key.split(".", 1)[1]: config["data"][key.split(".", 1)[1]]
                  for key in run.config_modifications.modified if key.startswith("data.")}
     model = {**stored["model"], "weights": None}  # the weights come from the checkpoint
     return {**stored["data"], **overrides}, model, state
+
+
+def seen_in_training(data, stored, test_classes, n_classes):
+    """The test classes that the checkpoint's training run (stored data config) trained on:
+    non-empty when a fold override makes test.py evaluate classes the model has seen."""
+    if stored["name"] != data["name"]:
+        return []  # another dataset: its class ids mean other classes
+    trained = fold_classes(n_classes, stored["fold"], train=True, style=stored["fold_style"])
+    return sorted(set(trained) & set(test_classes))
 
 
 @ex.main
@@ -49,33 +62,45 @@ def main(_run, test, seed, device):
     try:
         data, model, state = test_setting(_run, _run.config)
         net = (build_model(model) if state is None else trained_model(state)).to(context.device)
-        def run_dataset(run):  # run r samples its episodes with seed + r
-            return build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
-                                 keep_original_labels=test["resolution"] == "original")
-
-        dataset = run_dataset(0)
-        classes = fold_classes(len(dataset.source.class_ids), data["fold"], train=False,
+        directory = shared_run_dir(_run, "test", context)
+        datasets = [build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
+                                  keep_original_labels=test["resolution"] == "original")
+                    for run in range(test["runs"])]
+        source = datasets[0].source
+        classes = fold_classes(len(source.class_ids), data["fold"], train=False,
                                style=data["fold_style"])
-        meter = evaluate_runs(
-            net, itertools.chain([dataset], map(run_dataset, range(1, test["runs"]))),
-            IoUMeter(classes, n_runs=test["runs"], rule=test["rule"]),
-            **{key: test[key] for key in EVALUATION_KEYS}, workers=data["workers"],
-            context=context, progress=context.is_main)
+        seen = [] if state is None else seen_in_training(data, state["config"]["data"], classes,
+                                                         len(source.class_ids))
+        if seen and context.is_main:
+            warnings.warn(f"testing on classes the checkpoint trained on: "
+                          f"{', '.join(source.class_name(c) for c in seen)} (it was trained on "
+                          f"fold {state['config']['data']['fold']}, this tests fold "
+                          f"{data['fold']}); these numbers are not few-shot results",
+                          stacklevel=1)
+        meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test["runs"],
+                                                      rule=test["rule"]),
+                              **{key: test[key] for key in EVALUATION_KEYS},
+                              workers=data["workers"], context=context, progress=context.is_main)
         if not context.is_main:
             return None
         summary = meter.summary()
         title = (f"{describe_setting(data)}; {test['runs']} runs x {test['episodes']} episodes, "
                  f"metric rule {test['rule']}, {test['resolution']} resolution")
-        print(format_table(summary, dataset.source.class_name, title))
+        print(format_table(summary, source.class_name, title))
+        trained_steps = None if state is None else state["step"]
         record = {
             **summary,
+            "test_classes_seen_in_training": bool(seen),
             "setting": {"data": data, "model": model, "seed": seed,
                         **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain")},
-                        "checkpoint": test["checkpoint"],
-                        "trained_steps": None if state is None else state["step"]},
+                        "checkpoint": None if state is None else state["path"],
+                        "trained_steps": trained_steps},
         }
-        directory = run_directory(_run, test["output_dir"])
         if directory is not None:
+            scalars = ScalarLog(_run, directory)
+            scalars.log({k: summary[k] for k in ("mean_iou", "binary_iou")}, trained_steps or 0,
+                        prefix="test/")
+            scalars.close()
             print(f"results: {write_json(directory / 'results.json', record)}")
         return {key: summary[key] for key in ("mean_iou", "mean_iou_std", "binary_iou",
                                               "binary_iou_std")}
@@ -84,4 +109,4 @@ def main(_run, test, seed, device):
 
 
 if __name__ == "__main__":
-    run_from_command_line(ex, is_main=distributed.is_main_process())
+    run_from_command_line(ex)

@@ -157,29 +157,23 @@ def prototype_distance_markdown(measured: Mapping[str, PrototypeDistance],
     return "\n".join(lines) + "\n"
 
 
-def read_training_curves(sacred_dir: PathLike) -> Dict[str, Curve]:
-    """The per-step metrics (loss, seg_loss, align_loss, lr) a train job logged, over all its
-    sacred runs.
+def read_training_curves(run_dir: PathLike) -> Dict[str, Curve]:
+    """The per-step metrics (loss, seg_loss, align_loss, lr) a train.py run logged in its run
+    folder's metrics.json (sacred's record, appended to by every resumption of the run).
 
-    `sacred_dir` holds one folder per attempt (1/, 2/, ...; a resumed run is a new attempt whose
-    steps continue the count). Attempts are merged in order; where two logged the same step
-    (an interrupted run redoes the steps after its last checkpoint) the later one wins.
+    Where a step was logged twice (an interrupted run redoes the steps after its last
+    checkpoint) the later value wins.
     """
-    sacred_dir = Path(sacred_dir)
-    attempts = sorted((path for path in sacred_dir.glob("*/metrics.json")
-                       if path.parent.name.isdigit()), key=lambda path: int(path.parent.name))
-    if not attempts:
-        raise FileNotFoundError(f"no <run id>/metrics.json under {sacred_dir}: run the train job "
-                                "first (it records its metrics there with -F)")
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: {run_dir} is not the run folder of a train.py run "
+                                "(train.py records its losses there)")
     merged: Dict[str, Dict[int, float]] = {}
-    for path in attempts:
-        try:
-            metrics = json.loads(path.read_text())
-            for name, series in metrics.items():
-                merged.setdefault(name, {}).update(zip(series["steps"], series["values"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is not a sacred metrics file ({error!r}); delete that "
-                             "attempt's folder to ignore it") from None
+    try:
+        for name, series in json.loads(path.read_text()).items():
+            merged[name] = dict(zip(series["steps"], series["values"]))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path} is not a sacred metrics file ({error!r})") from None
     return {name: (sorted(values), [values[step] for step in sorted(values)])
             for name, values in merged.items()}
 

@@ -7,16 +7,17 @@ generator's state (Python, numpy, torch CPU and CUDA) and the run's full configu
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
 
+from .files import atomic_write
+
 FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints/{last,snapshot_<step>,final}.pt
 
 
 def rng_states() -> Dict[str, Any]:
@@ -39,9 +40,9 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
 
 def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any]) -> Path:
-    """Write a checkpoint at `path` atomically: a crash mid-write leaves the old file intact."""
+    """Write a checkpoint at `path` atomically (`panet.files.atomic_write`: a crash mid-write
+    leaves the old file intact; the file gets the umask's mode, 0644 by default)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -51,30 +52,53 @@ def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module
         "rng": rng_states(),
         "config": config,
     }
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        torch.save(state, file)
     return path
 
 
-def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+def load_checkpoint(path: Union[str, Path], *, mmap: bool = False) -> Dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint` (tensors on the CPU). It unpickles the
-    RNG states, so load only checkpoints you trust."""
+    RNG states, so load only checkpoints you trust. `mmap=True` maps the tensors instead of
+    reading them: a cheap way to look at the step and config of a large checkpoint."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist (train.py writes them to "
                                 "<run dir>/checkpoints/{last,snapshot_<step>,final}.pt)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:
         raise ValueError(f"could not read checkpoint '{path}': {error}") from error
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"'{path}' is not a panet checkpoint (format {FORMAT_VERSION})")
     return state
+
+
+def load_checkpoint_header(path: Union[str, Path]) -> Dict[str, Any]:
+    """The step and config of a checkpoint, without reading its tensors."""
+    state = load_checkpoint(path, mmap=True)
+    return {"step": state["step"], "config": state["config"]}
+
+
+def find_checkpoint(path: Union[str, Path]) -> Path:
+    """The checkpoint file that `path` names: the file itself, or for a run folder (or its
+    checkpoints/ folder) the one of checkpoints/final.pt and last.pt with the most steps
+    (final.pt on a tie). Raises FileNotFoundError saying what was looked for."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError("no such file or folder (expected a checkpoint .pt file or a "
+                                "run folder holding checkpoints/final.pt or last.pt)")
+    folder = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+    candidates = [folder / name for name in ("final.pt", "last.pt") if (folder / name).is_file()]
+    if not candidates:
+        raise FileNotFoundError(f"a folder without {folder / 'final.pt'} or "
+                                f"{folder / 'last.pt'}: train.py has not saved a checkpoint there")
+    return max(candidates, key=lambda candidate: load_checkpoint_header(candidate)["step"])
+
+
+def run_dir_of(checkpoint: Union[str, Path]) -> Optional[Path]:
+    """The run folder a checkpoint belongs to (<run>/checkpoints/<name>.pt), else None."""
+    checkpoint = Path(checkpoint).expanduser()
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None

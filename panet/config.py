@@ -14,19 +14,21 @@ Named configs (configs/*.yaml) change one axis each: `python train.py with voc 5
 
 from __future__ import annotations
 
-import sys
+import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 # sacred 0.8.7 imports pkg_resources, and setuptools warns about it on every start
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 import torch  # noqa: E402
 from sacred import Experiment, Ingredient  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
+from sacred.utils import get_by_dotted_path  # noqa: E402
 
+from .checkpoint import find_checkpoint, load_checkpoint_header  # noqa: E402
 from .data import make_episode_dataset  # noqa: E402
 from .models import PANet, build_encoder  # noqa: E402
+from .validation import ConfigError, config_problems, path_problems  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TORCHVISION_CACHE_WEIGHTS = "~/.cache/torch/hub/checkpoints/vgg16-397923af.pth"
@@ -51,6 +53,7 @@ def data_config():
     year = 2014  # coco annotation year
     fold_style = "contiguous"  # coco: contiguous (PANet) | interleaved (later papers)
     cache_dir = None  # coco mask cache; None: <root>/.panet_cache or ~/.cache/panet
+    lists_dir = None  # pascal/synthetic per-class lists; None: <root>/ImageSets/Segmentation
     workers = 4  # DataLoader processes
     weak = "dense"  # test-time supports: dense | scribble | bbox (Table 6)
     bbox_instance = "largest"  # released code: largest; paper text: random
@@ -75,10 +78,11 @@ def train_config():
     milestones = [10000, 20000, 30000]  # lr x gamma at each
     gamma = 0.1
     align_weight = 1.0  # lambda of L_PAR; 0 trains PANet w/o PAR (`with noalign`)
-    checkpoint_every = 1000  # steps between rewrites of checkpoints/last.pt
+    checkpoint_every = 1000  # steps between rewrites of checkpoints/last.pt (0: none)
     snapshot_every = 10000  # steps between kept snapshots (0: none)
-    output_dir = None  # None: the run's observer directory (runs/<id>)
-    resume = None  # a checkpoint to continue from
+    log_every = 100  # steps between plain log lines (when stdout is not a terminal)
+    output_dir = None  # the run folder; None: a new runs/<id> (see panet/runs.py)
+    resume = None  # a checkpoint (or run folder) to continue, in its own run folder
 
 
 @test_ingredient.config
@@ -95,36 +99,77 @@ def test_config():
     #                   the folder); later tests of the same weights and size reuse them
     rule = "released"  # released | corrected (PROTOCOL §9)
     resolution = "label"  # label (417 x 417, PANet) | original (later FSS papers)
-    output_dir = None  # where results.json goes; None: the run's observer directory
+    output_dir = None  # the run folder (results.json, ...); None: a new runs/<id>
 
 
-def make_experiment(name: str) -> Experiment:
-    """An experiment with the four ingredients, the top-level keys and every named config."""
-    ex = Experiment(name, ingredients=[data_ingredient, model_ingredient, train_ingredient,
-                                       test_ingredient])
-    ex.add_config(seed=1234, device="auto")  # device: auto | cpu | cuda | cuda:N
-    for path in sorted(CONFIG_DIR.glob("*.yaml")):
-        ex.add_named_config(path.stem, str(path))
-    return ex
+class PanetExperiment(Experiment):
+    """The sacred experiment of train.py (`script="train"`) or test.py (`script="test"`).
+
+    Before a run starts, its configuration is checked (`panet.validation`): bad values, and for
+    the main function missing files and unwritable folders, stop it with one line per problem.
+    train.py with `train.resume=PATH` takes the checkpoint's own data/model/train config and
+    seed as its base, so `python train.py with train.resume=PATH` alone continues the run; keys
+    given beside it may only be those in `panet.validation.RESUMABLE`.
+    """
+
+    def __init__(self, name: str, script: str):
+        super().__init__(name, ingredients=[data_ingredient, model_ingredient,
+                                            train_ingredient, test_ingredient])
+        self.script = script
+        self.add_config(seed=1234, device="auto")  # device: auto | cpu | cuda | cuda:N
+        for path in sorted(CONFIG_DIR.glob("*.yaml")):
+            self.add_named_config(path.stem, str(path))
+        self.logger = _sacred_logger()
+
+        def check(config, command_name, logger):  # the signature sacred's config hooks need
+            problems = config_problems(config, script)
+            if not problems and command_name == self.default_command:
+                problems = path_problems(config, script)
+            if problems:
+                raise ConfigError(problems)
+            return {}
+
+        self.config_hook(check)
+
+    def run(self, command_name=None, config_updates=None, named_configs=(), info=None,
+            meta_info=None, options=None):
+        resume = get_by_dotted_path(config_updates or {}, "train.resume")
+        if self.script == "train" and resume:
+            try:
+                stored = load_checkpoint_header(find_checkpoint(resume))["config"]
+            except (FileNotFoundError, ValueError):
+                pass  # the config hook reports it
+            else:
+                self.named_configs.pop(RESUMED_CONFIG, None)  # a previous run's
+                self.add_named_config(RESUMED_CONFIG, {key: stored[key] for key in
+                                                       ("data", "model", "train", "seed")})
+                named_configs = [RESUMED_CONFIG, *named_configs]
+        return super().run(command_name, config_updates, named_configs, info, meta_info,
+                           options)
 
 
-def run_from_command_line(ex: Experiment, runs_dir: str = "runs", is_main: bool = True):
-    """Run `ex` from the command line; the main process records the run under `runs_dir`
-    (config, git state, metrics, artefacts) unless the command line names its own observer."""
-    if is_main and not any(flag in sys.argv for flag in ("-F", "--file_storage", "-u", "--unobserved")):
-        ex.observers.append(FileStorageObserver(runs_dir))
-    return ex.run_commandline()
+RESUMED_CONFIG = "resumed_checkpoint"  # the named config holding a resumed checkpoint's config
 
 
-def run_directory(run, configured: Optional[str]) -> Optional[Path]:
-    """Where a run writes its files: the configured directory, else the one its file observer
-    made (runs/<id>), else None."""
-    if configured is not None:
-        return Path(configured).expanduser()
-    for observer in run.observers:
-        if getattr(observer, "dir", None):
-            return Path(observer.dir)
-    return None
+class _ExpectedTypeChanges(logging.Filter):
+    """Drops sacred's warning when a key that defaults to a value is set to None or back
+    (model.weights=None, train.output_dir=..., test.checkpoint=...): that is how they are used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Changed type of config entry") and "NoneType" in message)
+
+
+def _sacred_logger() -> logging.Logger:
+    logger = logging.getLogger("panet")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        handler.addFilter(_ExpectedTypeChanges())
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 def build_model(model_config: Dict[str, Any]) -> PANet:
@@ -170,4 +215,5 @@ def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, 
         size=data_config["size"], year=data_config["year"], fold_style=data_config["fold_style"],
         weak="dense" if train else data_config["weak"], bbox_instance=data_config["bbox_instance"],
         scribble_dilation=data_config["scribble_dilation"],
-        keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"])
+        keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"],
+        lists_dir=data_config["lists_dir"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,3 +69,12 @@ def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:
     if context.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def broadcast_object(value: Any, context: Context) -> Any:
+    """Rank 0's `value` (any picklable object) on every rank. Identity in a single process."""
+    if not context.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

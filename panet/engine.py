@@ -15,7 +15,6 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from .constants import IGNORE_INDEX
 from .data import collate_episodes
@@ -23,9 +22,10 @@ from .distributed import Context, all_reduce_sum
 from .losses import PANetLoss, panet_loss
 from .metrics import IoUMeter
 from .models.prototypes import upsample
+from .monitor import Progress
 
 MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")
-RESOLUTIONS = ("label", "original")
+RESOLUTIONS = ("label", "original")  # where the metric compares (see `evaluate`)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -117,29 +117,25 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
           loader: DataLoader, *, start_step: int, align_weight: float,
           on_step: Callable[[int, Dict[str, float]], None],
-          on_interrupt: Callable[[int], None], context: Context = Context(),
-          progress: bool = True) -> int:
+          on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
     """Run the steps of `loader` (a `StepBatches` loader starting at `start_step`).
 
-    After each step, `on_step(step, losses)` with `step` the number of steps done (logging and
-    checkpoints live there). On SIGINT/SIGTERM the current step is finished, `on_interrupt(step)`
-    is called (to save), and TrainingInterrupted is raised; all processes stop at the same step.
+    After each step, `on_step(step, values)` with `step` the number of steps done and `values`
+    the step's losses and learning rate (progress, logging and checkpoints live there). On
+    SIGINT/SIGTERM the current step is finished, `on_interrupt(step)` is called (to save), and
+    TrainingInterrupted is raised; all processes stop at the same step.
     Returns the number of steps done.
     """
     model.train()
     step = start_step
-    bar = tqdm(total=start_step + len(loader), initial=start_step, disable=not progress,
-               desc="train", dynamic_ncols=True)
-    with stop_requests() as stop_requested, bar:
+    with stop_requests() as stop_requested:
         for batch in loader:
             losses = train_step(model, optimizer, to_device(batch, context.device), align_weight,
                                 context)
+            lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step += 1
-            on_step(step, {**losses, "lr": optimizer.param_groups[0]["lr"]})
-            bar.set_postfix(loss=f"{losses['loss']:.3f}", align=f"{losses['align_loss']:.3f}",
-                            refresh=False)
-            bar.update()
+            on_step(step, {**losses, "lr": lr})
             stop = torch.tensor(float(stop_requested()), device=context.device)
             if all_reduce_sum(stop, context).item():
                 on_interrupt(step)
@@ -196,12 +192,19 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: i
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     model.eval()
-    for batch in tqdm(loader, desc=f"test run {run}", disable=not progress, dynamic_ncols=True):
-        batch = to_device(batch, device)
-        out = model(*(batch[key] for key in MODEL_INPUTS))
-        targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
-        for b, (episode, class_ids) in enumerate(zip(batch["episode"],
-                                                     batch["class_ids"].tolist())):
-            for q in range(out.logits_low.shape[1]):
-                score_query(meter, out.logits_low[b, q], targets[b][q], class_ids,
-                            QueryKey(run, episode, q))
+    with Progress(len(loader), desc=f"test run {run}", every=max(1, len(loader) // 10),
+                  enabled=progress) as bar:
+        for batch in loader:
+            _evaluate_batch(model, to_device(batch, device), meter, run, resolution)
+            bar.update()
+
+
+def _evaluate_batch(model: torch.nn.Module, batch: Dict, meter: IoUMeter, run: int,
+                    resolution: str) -> None:
+    """Score one collated batch of episodes: every query into `meter` under `run`."""
+    out = model(*(batch[key] for key in MODEL_INPUTS))
+    targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
+    for b, (episode, class_ids) in enumerate(zip(batch["episode"], batch["class_ids"].tolist())):
+        for q in range(out.logits_low.shape[1]):
+            score_query(meter, out.logits_low[b, q], targets[b][q], class_ids,
+                        QueryKey(run, episode, q))

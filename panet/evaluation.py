@@ -57,14 +57,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
-
 from .data.episodes import EpisodeDataset, GeneratorState
 from .data.transforms import Size
 from .distributed import Context, all_reduce_sum
 from .engine import RESOLUTIONS, EvalShard, QueryKey, episode_loader, evaluate, score_query
+from .files import atomic_write
 from .metrics import IoUMeter
 from .models.panet import PANet
+from .monitor import Progress
 from .models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools
 
 ENCODINGS = ("image", "episode")
@@ -168,11 +168,14 @@ def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
                              f"{_setting(plan.dataset)}: the runs of a test share one setting")
         loader = DataLoader(_Layouts(dataset), batch_size=None, num_workers=workers,
                             collate_fn=_as_is)
-        layouts = tqdm(loader, desc=f"plan run {run}", disable=not progress, dynamic_ncols=True)
-        for index, (class_ids, supports, queries) in enumerate(layouts):
-            if plan is None:
-                plan = Plan(dataset, len(class_ids), len(supports) // len(class_ids), len(queries))
-            plan.add(run, index, class_ids, supports, queries)
+        with Progress(len(loader), desc=f"plan run {run}", every=max(1, len(loader) // 10),
+                      enabled=progress) as bar:
+            for index, (class_ids, supports, queries) in enumerate(loader):
+                if plan is None:
+                    plan = Plan(dataset, len(class_ids), len(supports) // len(class_ids),
+                                len(queries))
+                plan.add(run, index, class_ids, supports, queries)
+                bar.update()
         if plan is not None:
             plan.dataset = dataset
     if plan is None:
@@ -289,10 +292,8 @@ class DiskCache:
         return (budget - used) // world_size
 
     def put(self, image_id: str, features: torch.Tensor) -> None:
-        path = self.path(image_id)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(features.to("cpu", copy=True), partial)
-        os.replace(partial, path)  # readers see no file or a whole one
+        with atomic_write(self.path(image_id)) as file:  # readers see no file or a whole one
+            torch.save(features.to("cpu", copy=True), file)
 
     def get(self, image_id: str) -> torch.Tensor:
         path = self.path(image_id)
@@ -347,18 +348,20 @@ def _step_features(model: PANet, items: _StepImages, cache, images_per_call: int
     """(image id, C x h x w features, per-slot data) of every item: encoded in batches of up
     to `images_per_call`, or from the cache; fresh features the schedule keeps are cached."""
     loader = DataLoader(items, batch_size=images_per_call, num_workers=workers, collate_fn=list)
-    for batch in tqdm(loader, desc=items.step, disable=not progress, dynamic_ncols=True,
-                      unit="batch"):
-        fresh = [pixels for _, pixels, _ in batch if pixels is not None]
-        encoded = iter(model.encoder(torch.stack(fresh).to(device)) if fresh else ())
-        for image_id, pixels, per_slot in batch:
-            if pixels is None:
-                yield image_id, cache.get(image_id), per_slot
-                continue
-            features = next(encoded)
-            if image_id in items.schedule.keep:
-                cache.put(image_id, features)
-            yield image_id, features, per_slot
+    with Progress(len(loader), desc=f"{items.step} (batches of images)",
+                  every=max(1, len(loader) // 10), enabled=progress) as bar:
+        for batch in loader:
+            fresh = [pixels for _, pixels, _ in batch if pixels is not None]
+            encoded = iter(model.encoder(torch.stack(fresh).to(device)) if fresh else ())
+            for image_id, pixels, per_slot in batch:
+                if pixels is None:
+                    yield image_id, cache.get(image_id), per_slot
+                    continue
+                features = next(encoded)
+                if image_id in items.schedule.keep:
+                    cache.put(image_id, features)
+                yield image_id, features, per_slot
+            bar.update()
 
 
 @torch.inference_mode()

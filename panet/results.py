@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
+
+from .files import atomic_write
 
 
 def describe_setting(data: Dict[str, Any]) -> str:
@@ -43,9 +43,6 @@ def _strict(value: Any) -> Any:
 
 def write_json(path: Path, record: Dict[str, Any]) -> Path:
     """Write `record` as standard JSON, atomically (class ids become string keys, NaN null)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
+    with atomic_write(path, "w") as file:
         json.dump(_strict(record), file, indent=2, sort_keys=True, allow_nan=False)
-    os.replace(tmp, path)
     return path

@@ -13,12 +13,12 @@ Table 6 tests Table 1's checkpoints with weak supports). The tests of one set of
 after another and share one feature pass: their commands name one `test.cache_dir` (test.py then
 encodes each image once for all of them), removed once the last of them is done:
 
-    python train.py -F <out>/runs/train-voc-fold2-1way-1shot-align/sacred \\
-        with voc 1way 1shot align data.fold=2 train.output_dir=<out>/runs/train-voc-fold2-...
-    python test.py -F <out>/runs/test-voc-fold2-1way-1shot-align-bbox/sacred with bbox \\
+    python train.py with voc 1way 1shot align data.fold=2 \\
+        train.output_dir=<out>/runs/train-voc-fold2-1way-1shot-align
+    python test.py with bbox \\
         test.checkpoint=<out>/runs/train-voc-fold2-1way-1shot-align/checkpoints/final.pt \\
         test.output_dir=<out>/runs/test-voc-fold2-1way-1shot-align-bbox
-    python test.py -F ... with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
+    python test.py with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
 
 The episode setting of a trained model's test is read by test.py from its checkpoint; the command
 names only what differs (weak supports). A job is done once its output exists
@@ -185,8 +185,13 @@ class Job:
     cleanup: Tuple[Path, ...] = ()  # removed once this job is done (a shared feature cache)
 
     @property
+    def script(self) -> str:
+        """ "train" or "test" """
+        return Path(self.argv[1]).stem
+
+    @property
     def trains(self) -> bool:
-        return self.argv[1] == "train.py"
+        return self.script == "train"
 
     @property
     def command(self) -> str:
@@ -218,7 +223,7 @@ def train_job(setting: Setting, scale: Scale) -> Job:
         updates.append(f"train.steps={scale.steps}")
     updates.append(f"train.output_dir={run}")
     return Job(setting.train_name,
-               ("python", "train.py", "-F", str(run / "sacred"), "with", *named, *updates),
+               ("python", "train.py", "with", *named, *updates),
                output=run / "checkpoints" / "final.pt", needs=(),
                images=scale.steps * setting.images_per_episode)
 
@@ -245,7 +250,7 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
         updates += [f"test.cache_dir={feature_cache}", f"test.cache_gb={scale.feature_cache_gb}"]
     updates.append(f"test.output_dir={run}")
     return Job(setting.test_name,
-               ("python", "test.py", "-F", str(run / "sacred"), "with", *named, *updates),
+               ("python", "test.py", "with", *named, *updates),
                output=run / "results.json", needs=needs,
                images=scale.test_runs * scale.test_episodes * setting.images_per_episode)
 

@@ -16,11 +16,11 @@ keep the image, darkened (`OUTSIDE_DIM`) so that the masks stand out. One episod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .analysis import Curve, episode_batches, evaluation_episodes, load_trained
 from .constants import IMAGENET_MEAN, IMAGENET_STD
@@ -33,7 +33,8 @@ WAY_COLOURS: Tuple[Colour, ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200),
                                    (245, 130, 48), (145, 30, 180))
 OVERLAY_OPACITY = 0.5
 OUTSIDE_DIM = 0.5  # share of brightness taken from pixels outside every mask
-CAPTION_HEIGHT = 14  # pixels of the text band above each tile
+MIN_FONT_SIZE = 11  # captions never get smaller than this (pixels)
+FONT_SHARE = 1 / 24  # caption font size as a share of the tile width, for large tiles
 GAP = 4  # pixels between tiles and rows
 PAPER_WHITE = (255, 255, 255)
 
@@ -72,12 +73,45 @@ def overlay(image: np.ndarray, labels: Union[np.ndarray, torch.Tensor],
     return np.round(blended).astype(np.uint8)
 
 
-def _captioned(tile: np.ndarray, caption: str) -> Image.Image:
-    height, width = tile.shape[:2]
-    canvas = Image.new("RGB", (width, height + CAPTION_HEIGHT), PAPER_WHITE)
-    canvas.paste(Image.fromarray(tile), (0, CAPTION_HEIGHT))
-    ImageDraw.Draw(canvas).text((2, 1), caption, fill=(0, 0, 0))
-    return canvas
+def caption_font(width: int) -> ImageFont.FreeTypeFont:
+    """The caption font for tiles `width` pixels wide: grows with the tile, never below
+    MIN_FONT_SIZE, so that text stays legible on small and on large images."""
+    return ImageFont.load_default(size=max(MIN_FONT_SIZE, round(width * FONT_SHARE)))
+
+
+def wrap(caption: str, font: ImageFont.FreeTypeFont, width: int) -> List[str]:
+    """`caption` broken at spaces into lines no wider than `width` pixels; a word wider than
+    that on its own is broken between characters."""
+    lines: List[str] = []
+    for word in caption.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += " " + word
+            continue
+        lines.append("")
+        for char in word:
+            if lines[-1] and font.getlength(lines[-1] + char) > width:
+                lines.append("")
+            lines[-1] += char
+    return lines
+
+
+def captioned_tiles(tiles: Sequence[np.ndarray], captions: Sequence[str]) -> List[Image.Image]:
+    """H x W x 3 uint8 tiles with their captions in a white band above them; the band is as tall
+    as the longest wrapped caption of the group, so the images of a row stay aligned."""
+    fonts = [caption_font(tile.shape[1]) for tile in tiles]
+    wrapped = [wrap(caption, font, tile.shape[1] - 2)
+               for tile, caption, font in zip(tiles, captions, fonts)]
+    line_height = [sum(font.getmetrics()) for font in fonts]
+    band = max(len(lines) * height for lines, height in zip(wrapped, line_height)) + 2
+    canvases = []
+    for tile, lines, font, height in zip(tiles, wrapped, fonts, line_height):
+        canvas = Image.new("RGB", (tile.shape[1], tile.shape[0] + band), PAPER_WHITE)
+        canvas.paste(Image.fromarray(tile), (0, band))
+        draw = ImageDraw.Draw(canvas)
+        for index, line in enumerate(lines):
+            draw.text((1, 1 + index * height), line, fill=(0, 0, 0), font=font)
+        canvases.append(canvas)
+    return canvases
 
 
 def _row(tiles: Sequence[Image.Image]) -> Image.Image:
@@ -113,19 +147,18 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
     support_images, support_fg = batch["support_images"][index], batch["support_fg"][index]
     ways, shots = support_images.shape[:2]
     class_ids = batch["class_ids"][index].tolist()
-    tiles = []
+    tiles, captions = [], []
     for way in range(ways):
         for shot in range(shots):
             labels = support_fg[way, shot].round().long() * (way + 1)
-            tiles.append(_captioned(overlay(denormalize(support_images[way, shot]), labels),
-                                    f"support w{way + 1} s{shot + 1} (class {class_ids[way]})"))
+            tiles.append(overlay(denormalize(support_images[way, shot]), labels))
+            captions.append(f"support w{way + 1} s{shot + 1} (class {class_ids[way]})")
     for query, image in enumerate(batch["query_images"][index]):
         rgb = denormalize(image)
-        tiles.append(_captioned(overlay(rgb, predictions[index, query]),
-                                f"query {query + 1}: prediction"))
-        tiles.append(_captioned(overlay(rgb, batch["query_labels"][index, query]),
-                                f"query {query + 1}: ground truth"))
-    return _row(tiles)
+        tiles += [overlay(rgb, predictions[index, query]),
+                  overlay(rgb, batch["query_labels"][index, query])]
+        captions += [f"query {query + 1}: prediction", f"query {query + 1}: ground truth"]
+    return _row(captioned_tiles(tiles, captions))
 
 
 @torch.inference_mode()
@@ -149,7 +182,7 @@ def save_qualitative(checkpoint: PathLike, path: PathLike, n_episodes: int = 4, 
         rows.append(episode_figure(batch, predictions, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stack(rows).save(path)
+    stack(rows).save(path)  # PIL opens the file with open(): the umask's mode
     return path
 
 

@@ -6,13 +6,14 @@ encoding every episode's images (test.encode=episode, the released behaviour).
     417 x 417, the fold's test classes on the `trainaug` list, for every fold and 1/2-way x
     1/5-shot (or those given):
 
-        python scripts/bench_eval.py --count VOC_ROOT [--json] [--folds 0 2] [--settings 1x5 2x5]
+        python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
     calls_episode = W*S + Q per episode (the per-episode path); calls_new = what the image path
     encodes with the default feature cache (test.cache_gb GiB in memory, VGG-16 features at 417);
     distinct_images = what it encodes when every feature fits (a large cache_gb or cache_dir).
-    VOC_ROOT needs SegmentationClassAug/ and ImageSets/Segmentation/trainaug.txt (or
-    train_aug.txt) with its per-class lists (scripts/prepare_voc.py); JPEGImages/ may be absent.
+    VOC_ROOT needs SegmentationClassAug/ and the trainaug.txt (or train_aug.txt) list with its
+    per-class lists (scripts/prepare_voc.py) in ImageSets/Segmentation/ or --lists-dir;
+    JPEGImages/ may be absent. --settings 1x5 2x5 restricts the WAYSxSHOTS cells.
 
 (b) Wall time, encoder calls and peak memory of both paths on the same episodes:
 
@@ -40,7 +41,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -63,9 +64,10 @@ DEFAULT_CACHE_GB = test_ingredient.configurations[0]()["cache_gb"]  # test.cache
 
 
 def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
-                cache_gb: float = DEFAULT_CACHE_GB) -> Dict[str, int]:
+                cache_gb: float = DEFAULT_CACHE_GB, lists_dir: Optional[Path] = None
+                ) -> Dict[str, int]:
     """Encoder calls of both paths for one protocol cell (see the module docstring)."""
-    source = VocSource(voc_root, "trainaug", images=False)
+    source = VocSource(voc_root, "trainaug", lists_dir=lists_dir, images=False)
     datasets = (episode_dataset(source, fold, ways, shots, 1, PAPER_EPISODES, PAPER_SEED + run,
                                 train=False, size=PAPER_SIZE) for run in range(PAPER_RUNS))
     plan = plan_runs(datasets, workers)
@@ -83,7 +85,8 @@ def count_main(args: argparse.Namespace) -> int:
         for setting in args.settings:
             ways, shots = map(int, setting.split("x"))
             try:
-                rows.append(count_calls(args.count, fold, ways, shots, args.workers))
+                rows.append(count_calls(args.count, fold, ways, shots, args.workers,
+                                        lists_dir=args.lists_dir))
             except (FileNotFoundError, ValueError) as error:
                 print(f"cannot count on {args.count}: {error}", file=sys.stderr)
                 return 2
@@ -190,6 +193,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--count", type=Path, metavar="VOC_ROOT",
                         help="(a): count encoder calls of the paper protocol on this VOC root")
+    parser.add_argument("--lists-dir", type=Path,
+                        help="(a): the folder of the split and per-class lists, when not "
+                             "VOC_ROOT/ImageSets/Segmentation")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS), choices=FOLDS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,

@@ -5,9 +5,11 @@
 Writes ``{split}/class{k}.txt`` (ids whose ``SegmentationClassAug`` mask holds class k) for every
 ``{split}.txt`` in ``--lists`` (default ``VOC2012_DIR/ImageSets/Segmentation``) into ``--out``
 (default: the lists folder), and prints the number of images per class. ``--lists``/``--out`` let
-it run on a read-only tree. With ``--sbd`` it also writes ``SegmentationObjectAug/`` instance PNGs
-(needed for bounding-box supports). A missing piece of the layout is reported with where the
-official files come from, and the script exits with status 2.
+it run on a read-only tree: ``--out DIR`` also receives the split lists, and the loaders read it
+with ``data.lists_dir=DIR``. With ``--sbd`` it also writes ``SegmentationObjectAug/`` instance PNGs
+(needed for bounding-box supports). Every mask is checked first; a missing piece of the layout
+(with where the official files come from) or any unreadable or out-of-range mask (all of them
+listed) stops the script with status 2 before anything is written.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import sys
 from pathlib import Path
 
 from panet.data.folds import PASCAL_CLASS_NAMES
-from panet.data.voc_prepare import (convert_instances, images_missing, layout_problems,
-                                    listed_ids, write_class_lists)
+from panet.data.voc_prepare import (MaskProblems, convert_instances, images_missing,
+                                    layout_problems, listed_ids, write_class_lists)
 from panet.data.voc import LIST_DIR, ORIGIN, IMAGE_DIR
 
 
@@ -40,8 +42,15 @@ def main(argv=None) -> int:
         print("Cannot prepare " + str(args.voc_root) + ":\n  " + "\n  ".join(problems))
         return 2
 
-    lists = write_class_lists(args.voc_root, lists_dir, args.out, workers=args.workers)
+    try:
+        lists = write_class_lists(args.voc_root, lists_dir, args.out, workers=args.workers)
+    except MaskProblems as error:
+        print(f"Cannot prepare {args.voc_root}: {error}\nReplace those masks with the official "
+              f"ones ({ORIGIN['SegmentationClassAug']}) or remove their ids from the split lists.")
+        return 2
     print(f"per-class lists written under {args.out or lists_dir}")
+    if args.out and args.out.resolve() != lists_dir.resolve():
+        print(f"the loaders read them with the config key data.lists_dir={args.out}")
     for split, per_class in lists.items():
         print(f"{split}: images per class")
         for class_id, ids in per_class.items():

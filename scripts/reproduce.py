@@ -6,15 +6,20 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --table 6 --data-root /data   # /data/VOC2012, /data/COCO
     python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
     python scripts/reproduce.py --figure loss-curves      # Fig. 5
+    python scripts/reproduce.py --figure loss-curves --run runs/3   # any train.py run folder(s)
     python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
 
-Jobs run one after another as subprocesses from the repository root (their output streams
-through), each writing under <out>/runs/<job name>/; a job whose output exists (final.pt,
-results.json) is skipped, an unfinished training run resumes from its last.pt, and jobs that
-need a failed job are skipped. Tables are written even when cells are still missing. The tests of
-one checkpoint run together and share the encoder features through <out>/feature_cache/<weights>/
-(--feature-cache-gb on disk; removed after their last test).
+Every job's configuration is checked before the first one starts (a bad value stops the script
+at once). Jobs run one after another as subprocesses from the repository root (their output
+streams through), each in its run folder <out>/runs/<job name>/; a job whose output exists
+(final.pt, results.json) is skipped, an unfinished training run resumes from its last.pt, and
+jobs that need a failed job are skipped. Tables (<out>/tableN.md) are written even when cells
+are still missing. Figures go to a run folder: the loss curves of a table's models to
+<out>/runs/figures/, the overlays to the shown model's run folder, the curves of --run DIR to
+DIR (the first one given). The tests of one checkpoint run one after another and share its
+encoder features through <out>/feature_cache/<weights>/ (on disk, up to --feature-cache-gb;
+removed after their last test).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from panet import tables
+from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
 from panet.distributed import resolve_device
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
@@ -91,6 +97,27 @@ def remove_cleanup(job: Job) -> None:
     if job.done():
         for path in job.cleanup:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def config_problems(jobs: Sequence[Job]) -> List[str]:
+    """Every job's configuration composed as its train.py / test.py would compose it, and checked
+    (panet.validation) before anything runs. Files are checked by each job when it starts: a
+    test job's checkpoint does not exist before its train job has run."""
+    from sacred.arg_parser import get_config_updates
+    from sacred.initialize import create_run
+
+    from panet.runs import load_experiment
+    from panet.validation import ConfigError
+
+    experiments = {script: load_experiment(script) for script in {job.script for job in jobs}}
+    problems = []
+    for job in jobs:
+        updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
+        try:
+            create_run(experiments[job.script], "print_config", updates, named)
+        except ConfigError as error:
+            problems += [f"{job.name}: {line}" for line in error.problems]
+    return problems
 
 
 def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale: bool) -> str:
@@ -182,15 +209,35 @@ def write_loss_curves(scale: Scale, fold: int) -> Path:
     panels = {}
     for (shots, align), setting in tables.loss_curve_models(fold).items():
         label = "PANet" if align else "PANet w/o PAR"
-        curves = read_training_curves(scale.run_dir(setting.train_name) / "sacred")
+        curves = read_training_curves(scale.run_dir(setting.train_name))
         panels.setdefault(f"fold {fold}, 1-way {shots}-shot", {})[label] = curves
-    return plot_loss_curves(panels, scale.out / "loss_curves.png")
+    return plot_loss_curves(panels, figure_path(scale, f"loss_curves_fold{fold}.png"))
+
+
+def write_run_loss_curves(run_dirs: Sequence[Path]) -> Path:
+    """The loss curves of any train.py run folders in one panel, saved in the first of them."""
+    from panet.analysis import read_training_curves
+    from panet.visualize import plot_loss_curves
+
+    curves = {str(run): read_training_curves(run) for run in run_dirs}
+    return plot_loss_curves({"training loss": curves}, run_dirs[0] / "loss_curves.png")
+
+
+def figure_path(scale: Scale, name: str) -> Path:
+    """Where a figure of several runs goes: <out>/runs/figures/ (never a tracked folder)."""
+    return scale.out / "runs" / "figures" / name
 
 
 def data_overrides(scale: Scale, setting: Setting) -> dict:
     """data.* overrides of an in-process evaluation: the data root given on our command line."""
     root = scale.data_root_of(setting.dataset)
     return {} if root is None else {"root": str(root)}
+
+
+def qualitative_path(args: argparse.Namespace, scale: Scale) -> Path:
+    """The overlays go to the run folder of the model shown (or beside other figures)."""
+    checkpoint = args.checkpoint or tables.train_job(qualitative_model(args.fold), scale).output
+    return (run_dir_of(checkpoint) or figure_path(scale, "")) / "qualitative.png"
 
 
 def qualitative_model(fold: int) -> Setting:
@@ -205,6 +252,8 @@ def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
     if args.analysis:
         return [tables.train_job(s, scale) for s in PROTOTYPE_DISTANCE_MODELS.values()]
     if args.figure == "loss-curves":
+        if args.run:
+            return []
         return [tables.train_job(s, scale) for s in tables.loss_curve_models(args.fold).values()]
     return [] if args.checkpoint else [tables.train_job(qualitative_model(args.fold), scale)]
 
@@ -217,9 +266,11 @@ def final_step(args: argparse.Namespace, scale: Scale) -> str:
         return (f"measure Sec. 4.3's prototype distances over {scale.test_episodes} episodes per "
                 f"model in this process -> {scale.out / 'prototype_distance.md'}")
     if args.figure == "loss-curves":
-        return f"plot the logged losses -> {scale.out / 'loss_curves.png'}"
+        target = (args.run[0] / "loss_curves.png" if args.run
+                  else figure_path(scale, f"loss_curves_fold{args.fold}.png"))
+        return f"plot the logged losses -> {target}"
     return (f"segment {args.episodes} test episodes in this process -> "
-            f"{scale.out / 'qualitative.png'}")
+            f"{qualitative_path(args, scale)}")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -261,6 +312,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="qualitative: a train.py checkpoint, shown on the data its config "
                              "names (default: Table 1's 1-shot PANet of --fold)")
     parser.add_argument("--episodes", type=int, default=4, help="qualitative: episodes shown")
+    parser.add_argument("--run", type=Path, action="append",
+                        help="loss-curves: plot these train.py run folders (repeatable) instead "
+                             "of a table's models; the figure goes to the first one")
     parser.add_argument("--device", default="auto",
                         help="analysis and qualitative figure: auto (cuda when available, else "
                              "cpu), cpu, cuda, cuda:N")
@@ -277,6 +331,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f"{', '.join(below_one)} must be at least 1")
     if not args.feature_cache_gb >= 0:
         parser.error(f"--feature-cache-gb must be >= 0, got {args.feature_cache_gb}")
+    if args.run and args.figure != "loss-curves":
+        parser.error("--run DIR plots the losses of a run folder: use it with --figure loss-curves")
+    for run in args.run or ():
+        if not (run / "metrics.json").is_file():
+            parser.error(f"--run {run}: not a train.py run folder (no {run / 'metrics.json'})")
+    if args.checkpoint is not None:
+        try:
+            args.checkpoint = find_checkpoint(args.checkpoint)
+        except FileNotFoundError as error:
+            parser.error(f"--checkpoint {args.checkpoint}: {error}")
     return args
 
 
@@ -304,6 +368,11 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         print(f"encoder parameters ({'small encoder' if scale.synthetic else 'VGG-16'}): "
               f"{count:,} = {count / 1e6:.1f}M", flush=True)
 
+    problems = config_problems(jobs)
+    if problems:
+        print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        return 2
     if args.dry_run:
         print(describe_plan(jobs, args.gpu_seconds_per_image, scale.synthetic))
         print(f"Then: {final_step(args, scale)}.")
@@ -328,13 +397,15 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     elif args.analysis:
         print(f"wrote {write_prototype_distance(scale, resolve_device(args.device))}")
     elif args.figure == "loss-curves":
-        print(f"wrote {write_loss_curves(scale, args.fold)}")
+        figure = (write_run_loss_curves(args.run) if args.run
+                  else write_loss_curves(scale, args.fold))
+        print(f"wrote {figure}")
     else:
         from panet.visualize import save_qualitative
 
         overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
         figure = save_qualitative(args.checkpoint or jobs[0].output,
-                                  scale.out / "qualitative.png", args.episodes,
+                                  qualitative_path(args, scale), args.episodes,
                                   device=resolve_device(args.device), **overrides)
         print(f"wrote {figure}")
     return 1 if failed else 0

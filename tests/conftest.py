@@ -51,7 +51,7 @@ def voc_aug_class_lists(voc_aug, tmp_path_factory) -> Dict[str, Dict[int, List[s
         [str(voc_aug), "--lists", str(voc_aug / "ImageSets"), "--out", str(out)])
     assert status == 0
     return {split.name: {k: read_id_list(split / f"class{k}.txt") for k in range(1, 21)}
-            for split in out.iterdir()}
+            for split in out.iterdir() if split.is_dir()}
 
 
 @pytest.fixture(scope="session")

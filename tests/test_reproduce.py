@@ -16,8 +16,9 @@ from panet.analysis import (evaluation_episodes, load_trained, measure_prototype
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
 from panet.tables import TABLES, Scale, Setting, Variant, render_table
-from panet.visualize import (WAY_COLOURS, denormalize, episode_figure, moving_average, overlay,
-                             plot_loss_curves, save_qualitative)
+from panet.visualize import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
+                             captioned_tiles, denormalize, episode_figure, moving_average, overlay,
+                             plot_loss_curves, save_qualitative, wrap)
 
 reproduce = load_script("reproduce")
 PAPER = tables.load_paper_results()
@@ -54,16 +55,16 @@ def test_table_1_jobs_and_hand_checked_commands(tmp_path):
     by_name = {job.name: job for job in jobs}
     run = tmp_path / "runs"
     assert by_name["train-voc-fold2-1way-1shot-align"].command == (
-        f"python train.py -F {run}/train-voc-fold2-1way-1shot-align/sacred with voc 1way 1shot "
+        f"python train.py with voc 1way 1shot "
         f"align data.fold=2 train.output_dir={run}/train-voc-fold2-1way-1shot-align")
     assert by_name["test-voc-fold2-1way-1shot-align-dense"].command == (
-        f"python test.py -F {run}/test-voc-fold2-1way-1shot-align-dense/sacred with "
+        f"python test.py with "
         f"test.checkpoint={run}/train-voc-fold2-1way-1shot-align/checkpoints/final.pt "
         f"test.output_dir={run}/test-voc-fold2-1way-1shot-align-dense")
     assert by_name["test-voc-fold3-1way-5shot-init"].command == (  # shares 1-shot's features
-        f"python test.py -F {run}/test-voc-fold3-1way-5shot-init/sacred with voc notrain 1way "
-        f"5shot data.fold=3 test.cache_dir={tmp_path}/feature_cache/init-voc-fold3 "
-        f"test.cache_gb=32.0 test.output_dir={run}/test-voc-fold3-1way-5shot-init")
+        f"python test.py with voc notrain 1way 5shot data.fold=3 "
+        f"test.cache_dir={tmp_path}/feature_cache/init-voc-fold3 test.cache_gb=32.0 "
+        f"test.output_dir={run}/test-voc-fold3-1way-5shot-init")
     assert by_name["test-voc-fold2-1way-1shot-align-dense"].needs == (
         "train-voc-fold2-1way-1shot-align",)
     assert by_name["train-voc-fold0-1way-5shot-align"].output == (
@@ -150,18 +151,18 @@ def test_synthetic_scale_commands(tmp_path):
     coco = Setting("coco", 1, 1, 5)
     train = tables.train_job(coco, scale)
     run = tmp_path / "out" / "runs" / "train-coco-fold1-1way-5shot-align"
-    assert train.argv[5:] == ("coco", "small", "1way", "5shot", "align",
+    assert train.argv[3:] == ("coco", "small", "1way", "5shot", "align",
                               f"data.root={tmp_path / 'syn' / 'coco'}", "data.size=65",
                               "data.fold=1", "train.steps=3", f"train.output_dir={run}")
     scribble = tables.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
-    assert scribble.argv[5:] == (
+    assert scribble.argv[3:] == (
         "scribble", f"data.root={tmp_path / 'syn'}",
         f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/"
         "final.pt",
         "test.runs=2", "test.episodes=7",
         f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
     init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
-    assert init.argv[5:9] == ("synthetic", "small", "notrain", "2way")
+    assert init.argv[3:7] == ("synthetic", "small", "notrain", "2way")
     assert "data.test_split=trainaug" in init.argv  # the paper's (released) test split
     assert train.images == 3 * (5 + 1) and scribble.images == 2 * 7 * (1 + 1)
 
@@ -427,6 +428,19 @@ def test_denormalize_inverts_the_input_normalisation():
     assert np.array_equal(denormalize(normalize(image)), image)
 
 
+@pytest.mark.parametrize("width", [12, 65, 129, 417, 2000])
+def test_captions_fit_their_tile_and_grow_with_it(width):
+    caption = "support w2 s5 (class 17) query 1: ground truth"
+    font = caption_font(width)
+    lines = wrap(caption, font, width - 2)
+    assert " ".join(lines).replace(" ", "") == caption.replace(" ", "")  # nothing lost
+    assert all(font.getlength(line) <= width - 2 or len(line) == 1 for line in lines)
+    assert font.size == max(MIN_FONT_SIZE, round(width * FONT_SHARE))
+    tile = np.zeros((20, width, 3), dtype=np.uint8)
+    captioned, = captioned_tiles([tile], [caption])
+    assert captioned.size == (width, 20 + len(lines) * sum(font.getmetrics()) + 2)
+
+
 def test_episode_figure_tiles(tmp_path):
     rng = np.random.default_rng(2)
     W, S, H, Wd = 2, 2, 12, 16
@@ -441,7 +455,8 @@ def test_episode_figure_tiles(tmp_path):
     figure = np.asarray(episode_figure(batch, predictions, 0))
     tile_width = Wd + 4  # tile and gap
     top = figure.shape[0] - H
-    assert figure.shape == (H + 14, 6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
+    assert figure.shape[1:] == (6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
+    assert figure.shape[0] > H  # a caption band above the tiles
     third_support = figure[top:, 2 * tile_width:2 * tile_width + Wd]  # way 2, shot 1
     assert np.array_equal(third_support, overlay(images[2], fg[0, 1, 0].long() * 2))
     prediction = figure[top:, 4 * tile_width:4 * tile_width + Wd]
@@ -450,19 +465,17 @@ def test_episode_figure_tiles(tmp_path):
     assert np.array_equal(truth, overlay(images[-1], batch["query_labels"][0, 0]))
 
 
-def test_training_curves_merge_attempts_later_wins(tmp_path):
-    for attempt, (steps, values) in {"1": ([1, 2, 3], [5.0, 4.0, 3.0]),
-                                     "2": ([3, 4], [2.5, 2.0])}.items():
-        (tmp_path / attempt).mkdir()
-        (tmp_path / attempt / "metrics.json").write_text(json.dumps(
-            {"loss": {"steps": steps, "values": values, "timestamps": [""] * len(steps)}}))
-    (tmp_path / "_sources").mkdir()
+def test_training_curves_later_value_of_a_step_wins(tmp_path):
+    """A resumed run appends to its metrics.json, redoing the steps after its last checkpoint."""
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"loss": {"steps": [1, 2, 3, 3, 4], "values": [5.0, 4.0, 3.0, 2.5, 2.0],
+                  "timestamps": [""] * 5}}))
     assert read_training_curves(tmp_path) == {"loss": ([1, 2, 3, 4], [5.0, 4.0, 2.5, 2.0])}
-    (tmp_path / "2" / "metrics.json").write_text("[")
-    with pytest.raises(ValueError, match=r"2/metrics\.json is not a sacred metrics file"):
+    (tmp_path / "metrics.json").write_text("[")
+    with pytest.raises(ValueError, match=r"metrics\.json is not a sacred metrics file"):
         read_training_curves(tmp_path)
-    with pytest.raises(FileNotFoundError, match="run the train job first"):
-        read_training_curves(tmp_path / "_sources")
+    with pytest.raises(FileNotFoundError, match="not the run folder of a train.py run"):
+        read_training_curves(tmp_path / "elsewhere")
 
 
 def test_moving_average_matches_a_loop_and_plot_writes_a_png(tmp_path):
@@ -528,8 +541,9 @@ def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_tabl
     runs = out / "runs"
     one_shot = runs / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
     path = save_qualitative(one_shot, tmp_path / "q.png", n_episodes=2)
-    assert Image.open(path).size == (3 * 65 + 2 * 4, 2 * (65 + 14) + 4)  # 2 rows of 3 tiles
-    curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align" / "sacred")
+    width, height = Image.open(path).size
+    assert width == 3 * 65 + 2 * 4 and (height - 4) % 2 == 0 and (height - 4) // 2 > 65  # 2 rows
+    curves = read_training_curves(runs / "train-voc-fold0-1way-1shot-align")
     assert curves["loss"][0] == [1] and set(curves) >= {"loss", "seg_loss", "align_loss", "lr"}
 
     five_shot = runs / "train-voc-fold0-1way-5shot-align" / "checkpoints" / "final.pt"

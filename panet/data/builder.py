@@ -19,14 +19,16 @@ DATASETS = ("pascal", "coco", "synthetic")
 
 
 def make_source(name: str, root: Union[str, Path], split: str, year: int = 2014,
-                cache_dir: Optional[Union[str, Path]] = None) -> Source:
+                cache_dir: Optional[Union[str, Path]] = None,
+                lists_dir: Optional[Union[str, Path]] = None) -> Source:
     """The ``Source`` of one split: ``pascal`` = the VOC2012 folder ``root``; ``synthetic`` =
-    ``root/VOC2012`` of a generated root; ``coco`` = a COCO root (``year``, ``cache_dir``)."""
+    ``root/VOC2012`` of a generated root (both: ``lists_dir``, see ``VocSource``); ``coco`` = a
+    COCO root (``year``, ``cache_dir``)."""
     if name == "pascal":
-        return VocSource(root, split)
+        return VocSource(root, split, lists_dir=lists_dir)
     if name == "synthetic":
         return VocSource(Path(root) / synthetic.VOC_DIR, split, synthetic.N_CLASSES,
-                         synthetic.CLASS_NAMES)
+                         synthetic.CLASS_NAMES, lists_dir=lists_dir)
     if name == "coco":
         from panet.data.coco import CocoSource  # pycocotools is only needed for COCO
 
@@ -40,13 +42,14 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          fold_style: str = "contiguous", weak: str = "dense",
                          bbox_instance: str = "largest", scribble_dilation: int = 0,
                          keep_original_labels: bool = False,
-                         cache_dir: Optional[Union[str, Path]] = None) -> Dataset:
+                         cache_dir: Optional[Union[str, Path]] = None,
+                         lists_dir: Optional[Union[str, Path]] = None) -> Dataset:
     """Episodes of a PASCAL-5i / COCO-20i / synthetic fold (items: see ``panet.data.episodes``).
 
     ``train`` selects the fold's training classes (and random flips), otherwise its test
     classes. The episode list is drawn here, up front, from ``seed`` (PROTOCOL §8). Options:
     ``size`` (int or (H, W)); ``year``, ``fold_style`` ("contiguous" | "interleaved") and
-    ``cache_dir`` for COCO; ``weak`` ("dense" | "scribble" | "bbox") with ``bbox_instance``
+    ``cache_dir`` for COCO; ``lists_dir`` for PASCAL and synthetic; ``weak`` ("dense" | "scribble" | "bbox") with ``bbox_instance``
     ("largest" | "random") and ``scribble_dilation`` (pixels); ``keep_original_labels`` adds the
     queries' original-size labels. Unknown options raise ``TypeError``.
     """
@@ -55,9 +58,9 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          f"folds are contiguous")
     if seed < 0 or n_episodes < 0:
         raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
-    return episode_dataset(make_source(name, root, split, year, cache_dir), fold, ways, shots,
-                           queries, n_episodes, seed, train, size=size, fold_style=fold_style,
-                           weak=weak, bbox_instance=bbox_instance,
+    return episode_dataset(make_source(name, root, split, year, cache_dir, lists_dir), fold,
+                           ways, shots, queries, n_episodes, seed, train, size=size,
+                           fold_style=fold_style, weak=weak, bbox_instance=bbox_instance,
                            scribble_dilation=scribble_dilation,
                            keep_original_labels=keep_original_labels)
 

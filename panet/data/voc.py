@@ -79,6 +79,10 @@ class VocSource(Source):
     ``n_classes`` and ``class_names`` let the same layout carry another class table (the
     synthetic set uses its own names).
 
+    ``lists_dir`` holds the split lists and per-class lists when they are not in the tree's
+    ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out DIR`` writes such a folder for a
+    read-only tree; config key ``data.lists_dir``).
+
     Construction checks the layout, that every listed id has its image and mask, and that the
     per-class lists exist and agree with the split; images and masks are read on access.
     ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
@@ -86,8 +90,10 @@ class VocSource(Source):
     """
 
     def __init__(self, root: PathLike, split: str, n_classes: int = PASCAL_N_CLASSES,
-                 class_names: Optional[Dict[int, str]] = None, images: bool = True):
+                 class_names: Optional[Dict[int, str]] = None,
+                 lists_dir: Optional[PathLike] = None, images: bool = True):
         self.root = Path(root)
+        self.lists_dir = Path(lists_dir) if lists_dir is not None else self.root / LIST_DIR
         self.split = split
         self.n_classes = n_classes
         self.class_ids = list(range(1, n_classes + 1))
@@ -96,12 +102,13 @@ class VocSource(Source):
         self.class_names = class_names or {}
         self._require_dir(self.root, "the VOC2012 folder")
         self._folders = (IMAGE_DIR, CLASS_DIR) if images else (CLASS_DIR,)
-        for name in (*self._folders, str(LIST_DIR)):
+        for name in self._folders:
             self._require_dir(self.root / name, ORIGIN[name])
-        list_path = split_list_path(self.root / LIST_DIR, split)
+        self._require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
+        list_path = split_list_path(self.lists_dir, split)
         if list_path is None:
             raise FileNotFoundError(
-                f"split list {self.root / LIST_DIR / (split + '.txt')} does not exist; it comes "
+                f"split list {self.lists_dir / (split + '.txt')} does not exist; it comes "
                 f"from {ORIGIN[str(LIST_DIR)]}")
         self.ids = read_id_list(list_path)
         self._check_files_present(list_path)

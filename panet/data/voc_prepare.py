@@ -82,13 +82,32 @@ def mask_classes(path: Path, n_classes: int = PASCAL_N_CLASSES) -> List[int]:
     return [v for v in present if 0 < v <= n_classes]
 
 
+class MaskProblems(ValueError):
+    """Masks that class-list preparation cannot read: every one of them, one line each."""
+
+    def __init__(self, problems: Sequence[str], n_masks: int):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} of {n_masks} masks cannot be used (nothing was "
+                         "written):\n  " + "\n  ".join(self.problems))
+
+
+def _classes_or_problem(path: Path, n_classes: int) -> Union[List[int], str]:
+    try:
+        return mask_classes(path, n_classes)
+    except ValueError as error:
+        return str(error)
+
+
 def write_class_lists(voc_root: PathLike, lists_dir: Optional[PathLike] = None,
                       out_dir: Optional[PathLike] = None, n_classes: int = PASCAL_N_CLASSES,
                       workers: int = 2) -> Dict[str, Dict[int, List[str]]]:
     """Write ``out_dir/{split}/class{k}.txt`` for every ``lists_dir/{split}.txt``.
 
     ``lists_dir`` defaults to ``voc_root/ImageSets/Segmentation`` and ``out_dir`` to
-    ``lists_dir``. Each mask is read once (in ``workers`` threads) however many splits list it.
+    ``lists_dir``; a separate ``out_dir`` also gets a copy of the split lists, so that it is a
+    complete lists folder for the loaders (``data.lists_dir``). Every mask is read once (in
+    ``workers`` threads) however many splits list it; if any mask is unreadable or holds labels
+    outside 0..n_classes and 255, ``MaskProblems`` lists all of them and nothing is written.
     Returns split -> class id -> sorted ids.
     """
     voc_root = Path(voc_root)
@@ -101,7 +120,11 @@ def write_class_lists(voc_root: PathLike, lists_dir: Optional[PathLike] = None,
     all_ids = sorted({i for ids in splits.values() for i in ids})
     paths = [voc_root / CLASS_DIR / f"{i}.png" for i in all_ids]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        classes_of = dict(zip(all_ids, pool.map(lambda p: mask_classes(p, n_classes), paths)))
+        classes_of = dict(zip(all_ids, pool.map(lambda p: _classes_or_problem(p, n_classes),
+                                                paths)))
+    unreadable = [found for found in classes_of.values() if isinstance(found, str)]
+    if unreadable:
+        raise MaskProblems(unreadable, len(all_ids))
     result = {}
     for split, ids in splits.items():
         per_class: Dict[int, List[str]] = {k: [] for k in range(1, n_classes + 1)}
@@ -110,6 +133,8 @@ def write_class_lists(voc_root: PathLike, lists_dir: Optional[PathLike] = None,
                 per_class[class_id].append(image_id)
         split_dir = out_dir / split
         split_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir != lists_dir:
+            shutil.copyfile(split_lists(lists_dir)[split], out_dir / f"{split}.txt")
         for class_id, class_ids in per_class.items():
             (split_dir / f"class{class_id}.txt").write_text("".join(i + "\n" for i in class_ids))
         result[split] = per_class

@@ -101,6 +101,9 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
     return encoder
 
 
+ENCODERS = ("vgg16", "small")  # the names build_encoder knows
+
+
 def build_encoder(name: str, weights: Union[str, Path, None] = None) -> DilatedVGG:
     """Encoder by config name: "vgg16" (PANet's, optionally ImageNet weights) or "small"
     (random init only: no pretrained weights exist for it)."""

@@ -1,0 +1,62 @@
+"""Writing output files: atomically, and readable by whoever the user's umask allows.
+
+Checkpoints, results and caches are written to a temporary file beside the target and renamed
+over it, so a crash mid-write leaves the previous file intact and readers never see half a file.
+`tempfile.mkstemp` creates its file with mode 0600; the finished file gets the mode a plain
+`open(path, "w")` would have given it (0666 minus the umask, 0644 by default), so that other
+users of a shared machine can read what a run wrote when the umask says they may.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+PathLike = Union[str, Path]
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+@contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing; on success it is flushed to disk, given
+    the default file mode and renamed to `path`; on any error it is removed and `path` is left
+    as it was. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, mode) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable_dir(path: PathLike) -> None:
+    """Create folder `path` if needed and write (then delete) a probe file in it.
+
+    Raises OSError (PermissionError, read-only file system, ...) when that is impossible, so a
+    run can refuse to start instead of failing at its first save.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+        pass

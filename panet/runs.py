@@ -1,0 +1,119 @@
+"""Run folders: where a train.py / test.py run writes everything, and sacred's record of it there.
+
+A run folder holds sacred's record of the run (config.json, run.json, cout.txt, metrics.json),
+its TensorBoard events (tensorboard/), a plain-text log (log.txt) and what the run makes:
+checkpoints/ (train.py) or results.json (test.py). The folder is
+
+- `train.output_dir` / `test.output_dir` when set;
+- for train.py resuming `<run>/checkpoints/<name>.pt`: that `<run>`, so a resumed run continues
+  in its own folder (sacred's metrics and stdout appended, one TensorBoard stream);
+- otherwise a new numbered folder `runs/<id>` under the current directory.
+
+Under torchrun only rank 0 records; every rank learns rank 0's folder (`shared_run_dir`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from sacred import Experiment
+from sacred.observers import FileStorageObserver
+from sacred.run import Run
+
+from . import distributed
+from .checkpoint import find_checkpoint, run_dir_of
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
+RUNS_DIR = "runs"
+OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
+
+
+def planned_run_dir(config: Mapping[str, Any], script: str) -> Optional[Path]:
+    """The run folder `config` asks for (see the module docstring), or None for a new
+    numbered one. `script` is "train" or "test"."""
+    section = config[script]
+    if section["output_dir"] is not None:
+        return Path(section["output_dir"]).expanduser()
+    if script == "train" and section["resume"] is not None:
+        try:
+            return run_dir_of(find_checkpoint(section["resume"]))
+        except FileNotFoundError:
+            return None  # validation reports it
+    return None
+
+
+class RunObserver(FileStorageObserver):
+    """sacred's file observer, writing into the run folder the config asks for (an existing
+    one is continued) or else into a new numbered folder under `runs_dir`."""
+
+    def __init__(self, script: str, runs_dir: str = RUNS_DIR):
+        super().__init__(runs_dir)
+        self.script = script
+        self._target: Optional[Path] = None
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        self._target = planned_run_dir(config, self.script)
+        if self._target is not None:  # sources go inside the run folder, not beside it
+            self.basedir = str(self._target.parent)
+            self.source_dir = self._target / "_sources"
+            self.resource_dir = self._target / "_resources"
+        return super().started_event(ex_info, command, host_info, start_time, config,
+                                     meta_info, _id)
+
+    def _make_run_dir(self, _id):
+        if self._target is None:
+            return super()._make_run_dir(_id)
+        self._target.mkdir(parents=True, exist_ok=True)
+        self.dir = str(self._target)
+
+
+def run_directory(run: Run, script: str) -> Optional[Path]:
+    """Where this process's run writes: its observer's folder, else the configured one."""
+    for observer in run.observers:
+        if getattr(observer, "dir", None):
+            return Path(observer.dir)
+    return planned_run_dir(run.config, script)
+
+
+def shared_run_dir(run: Run, script: str, context: distributed.Context) -> Optional[Path]:
+    """Rank 0's run folder on every rank (only rank 0 has an observer)."""
+    mine = run_directory(run, script)
+    shared = distributed.broadcast_object(None if mine is None else str(mine), context)
+    return None if shared is None else Path(shared)
+
+
+def command_of(ex: Experiment, argv: Sequence[str]) -> str:
+    """The sacred command an argv runs: its first argument when that names a command, else
+    the experiment's main function."""
+    return argv[1] if len(argv) > 1 and argv[1] in ex.commands else ex.default_command
+
+
+def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
+    """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main process is recorded in
+    its run folder (`RunObserver`) unless the command line names its own observer; other
+    commands (print_config, ...) are not recorded."""
+    argv = list(sys.argv if argv is None else argv)
+    observer = None
+    if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
+            and not any(flag in argv for flag in OPTION_OBSERVERS)):
+        observer = RunObserver(ex.script)
+        ex.observers.append(observer)
+    try:
+        return ex.run_commandline(argv)
+    finally:
+        if observer is not None:
+            ex.observers.remove(observer)
+
+
+def load_experiment(script: str) -> Experiment:
+    """The sacred experiment of train.py or test.py (`script` "train" | "test"), imported from
+    the repository root under another module name (`test` is also a standard-library package).
+    """
+    spec = importlib.util.spec_from_file_location(f"panet_{script}_script",
+                                                  REPO_ROOT / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ex
