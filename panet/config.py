@@ -91,7 +91,8 @@ def test_config():
     notrain = False  # evaluate the ImageNet-initialised encoder (PANet-init) instead
     runs = 5
     episodes = 1000  # per run; run r samples its episodes with seed + r
-    batch_size = 1  # episodes per forward pass (results do not depend on it)
+    batch_size = 1  # episodes per forward pass, or (encode=image) their W*S + Q images per
+    #                 encoder call; results do not depend on it
     encode = "image"  # image: each distinct image encoded once (twice if the cache is full) |
     #                   episode: every episode encodes its images, as released (the reference)
     cache_gb = 1.0  # image: GiB of encoder features kept from the support to the query step

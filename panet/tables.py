@@ -62,7 +62,7 @@ FORWARD_SHARE_OF_TRAINING = 1 / 3
 
 # Disk budget of the feature cache shared by the tests of one set of weights (test.cache_gb):
 # VGG-16 features at 417 take 5.5 MiB per image; the 5 x 1,000 episodes of one PASCAL-5i setting
-# use at most ~4,900 distinct images (scripts/bench_eval.py --count), 27 GiB.
+# use at most 5,361 distinct images (fold 2, 2-way 5-shot; scripts/bench_eval.py --count), 29 GiB.
 FEATURE_CACHE_GB = 32.0
 
 MISSING = "—"  # a cell without a number (job not run yet, or not reported by the paper)

@@ -142,8 +142,9 @@ def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale
         "417 x 417 on a V100-class GPU; --gpu-seconds-per-image), a test image 1/3 of that; "
         "images per training step = W*S + Q, per test episode the same, test episodes = runs x "
         "episodes (an upper bound: test.py's default image path encodes each distinct image "
-        "once, 6-11x fewer on PASCAL-5i, see scripts/bench_eval.py --count). Data loading and "
-        "partially done training runs are not counted.",
+        "once, or twice when its feature cache is full: 2-26x fewer on PASCAL-5i, see "
+        "scripts/bench_eval.py --count). Data loading and partially done training runs are not "
+        "counted.",
     ]
     shared = sorted({str(path) for job in jobs for path in job.cleanup})
     if shared:
