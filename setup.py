@@ -19,6 +19,7 @@ setup(
         "pycocotools",
         "scipy",
         "scikit-image",
+        "networkx",
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},

@@ -26,6 +26,7 @@ from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
 from panet.runs import run_from_command_line, shared_run_dir
+from panet.validation import ConfigError, data_root_problems
 
 ex = PanetExperiment("panet_test", script="test")
 EVALUATION_KEYS = ("encode", "batch_size", "resolution", "cache_gb", "cache_dir")
@@ -61,6 +62,8 @@ def main(_run, test, seed, device):
     context = distributed.setup(device)
     try:
         data, model, state = test_setting(_run, _run.config)
+        if data_root_problems(data):  # the checkpoint's data.root, unless overridden
+            raise ConfigError(data_root_problems(data))
         net = (build_model(model) if state is None else trained_model(state)).to(context.device)
         directory = shared_run_dir(_run, "test", context)
         datasets = [build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,

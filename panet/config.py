@@ -58,6 +58,9 @@ def data_config():
     weak = "dense"  # test-time supports: dense | scribble | bbox (Table 6)
     bbox_instance = "largest"  # released code: largest; paper text: random
     scribble_dilation = 0  # pixels of dilation applied to scribbles
+    # coco, W > 1: class (released: an image is labelled for its own way's class only) | episode
+    # (all the episode's classes painted into every image); pascal label maps are full either way
+    coco_labels = "class"
 
 
 @model_ingredient.config
@@ -217,4 +220,4 @@ def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, 
         weak="dense" if train else data_config["weak"], bbox_instance=data_config["bbox_instance"],
         scribble_dilation=data_config["scribble_dilation"],
         keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"],
-        lists_dir=data_config["lists_dir"])
+        lists_dir=data_config["lists_dir"], coco_labels=data_config["coco_labels"])

@@ -72,20 +72,21 @@ GIB = 2 ** 30
 
 
 class SupportSlot(NamedTuple):
-    """One support of one episode: its row in the pools, its way's class, the episode's
-    classes, and the generator state `EpisodeDataset.layout` drew it from."""
+    """One support of one episode: its row in the pools, its way, the episode's classes, and
+    the generator state `EpisodeDataset.layout` drew it from."""
 
     row: int
-    class_id: int
+    way: int
     class_ids: Tuple[int, ...]
     state: GeneratorState
 
 
 class QuerySlot(NamedTuple):
-    """One query of one episode: its key, the first of the episode's W*S pool rows (way-major,
-    as `EpisodeLayout.supports`), the episode's classes, its generator state."""
+    """One query of one episode: its key, its way, the first of the episode's W*S pool rows
+    (way-major, as `EpisodeLayout.supports`), the episode's classes, its generator state."""
 
     key: QueryKey
+    way: int
     first_row: int
     class_ids: Tuple[int, ...]
     state: GeneratorState
@@ -106,9 +107,9 @@ class Plan:
 
     def add(self, run: int, episode: int, class_ids: Tuple[int, ...],
             supports: List[Tuple[str, GeneratorState]],
-            queries: List[Tuple[str, GeneratorState]]) -> None:
+            queries: List[Tuple[int, str, GeneratorState]]) -> None:
         """Add episode `episode` of run `run`: (image id, state) of its W*S supports (way-major)
-        and of its Q queries."""
+        and (way, image id, state) of its Q queries."""
         if (len(class_ids), len(supports), len(queries)) != (
                 self.ways, self.ways * self.shots, self.n_queries):
             raise ValueError(f"episode {episode} of run {run} has {len(class_ids)} ways, "
@@ -118,10 +119,10 @@ class Plan:
         first_row = self.n_rows
         for slot, (image_id, state) in enumerate(supports):
             self.supports.setdefault(image_id, []).append(
-                SupportSlot(first_row + slot, class_ids[slot // self.shots], class_ids, state))
-        for q, (image_id, state) in enumerate(queries):
+                SupportSlot(first_row + slot, slot // self.shots, class_ids, state))
+        for q, (way, image_id, state) in enumerate(queries):
             self.queries.setdefault(image_id, []).append(
-                QuerySlot(QueryKey(run, episode, q), first_row, class_ids, state))
+                QuerySlot(QueryKey(run, episode, q), way, first_row, class_ids, state))
         self.n_rows += len(supports)
         self.episode_calls += len(supports) + len(queries)
 
@@ -132,7 +133,7 @@ class Plan:
 
 class _Layouts(Dataset):
     """Item i: what a plan keeps of episode i's layout (class ids, (image id, state) of its
-    supports and queries)."""
+    supports, (way, image id, state) of its queries)."""
 
     def __init__(self, dataset: EpisodeDataset):
         self.dataset = dataset
@@ -143,8 +144,8 @@ class _Layouts(Dataset):
     def __getitem__(self, index: int):
         layout = self.dataset.layout(index)
         supports = [(s.view.image_id, s.state) for way in layout.supports for s in way]
-        return tuple(layout.class_ids), supports, [(q.view.image_id, q.state)
-                                                   for q in layout.queries]
+        queries = [(q.way, q.view.image_id, q.state) for q in layout.queries]
+        return tuple(layout.class_ids), supports, queries
 
 
 def _as_is(item):
@@ -187,7 +188,8 @@ def _setting(dataset: EpisodeDataset) -> tuple:
     """What must agree between the runs of one plan (slots of any run are drawn by one)."""
     return (type(dataset.source).__name__, getattr(dataset.source, "root", None),
             getattr(dataset.source, "split", None), dataset.size, dataset.weak,
-            dataset.bbox_instance, dataset.scribble_dilation, dataset.keep_original_labels)
+            dataset.bbox_instance, dataset.scribble_dilation, dataset.keep_original_labels,
+            dataset.coco_labels)
 
 
 @dataclass(frozen=True)
@@ -330,12 +332,13 @@ class _StepImages(Dataset):
         image_id = self.images[index]
         dataset = self.plan.dataset
         if self.step == "supports":
-            drawn = [dataset.redraw_support(image_id, slot.class_id, slot.class_ids, slot.state)
+            drawn = [dataset.redraw_support(image_id, slot.way, slot.class_ids, slot.state)
                      for slot in self.plan.supports[image_id]]
             per_slot = [torch.from_numpy(np.stack([s.fg, s.bg])) for s in drawn]
         else:
             slots = self.plan.queries[image_id]
-            drawn = [dataset.redraw_query(image_id, slot.class_ids, slot.state) for slot in slots]
+            drawn = [dataset.redraw_query(image_id, slot.way, slot.class_ids, slot.state)
+                     for slot in slots]
             per_slot = [dataset.query_labels(q.view, slot.class_ids, full=self.full_labels)
                         for q, slot in zip(drawn, slots)]
         cached = self.schedule.from_cache(image_id, self.step)

@@ -9,8 +9,10 @@ ground truth contains it, so false positives of a way absent from the query are 
 Rule "corrected": every episode label is counted.
 
 mean-IoU of a run: mean over the meter's classes of TP / (TP + FP + FN). binary-IoU (FB-IoU):
-mean of the background IoU and the foreground IoU, whose counts are summed over all classes.
-Reported: mean and population standard deviation (numpy's default, as released) over runs.
+mean of the background IoU (label 0's counts) and the foreground IoU (counts summed over all
+classes), which are also reported on their own, as the released test prints them
+(``classIoU_binary``). Reported: mean and population standard deviation (numpy's default, as
+released) over runs, and the per-run values.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class IoUMeter:
         self.counts[run, rows] += counts  # rows are distinct: ways have distinct classes
 
     def summary(self) -> Dict:
-        """Mean-IoU, binary-IoU and per-class IoU: mean and std over runs, plus per-run values.
+        """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU: mean and
+        std over runs (keys ``<name>``, ``<name>_std``), plus per-run values (``<name>_runs``).
 
         Fractions in 0..1. A class with no pixel counted in a run (never sampled there) has IoU
         NaN in that run; the run's mean-IoU then averages the other classes, the class's mean
@@ -93,7 +96,9 @@ class IoUMeter:
         with np.errstate(invalid="ignore", divide="ignore"):
             class_iou = tp / (tp + fp + fn)  # n_runs x (1 + n)
             fg = [x[:, 1:].sum(axis=1) for x in (tp, fp, fn)]
-            binary_iou = (class_iou[:, 0] + fg[0] / (fg[0] + fg[1] + fg[2])) / 2
+            background_iou = class_iou[:, 0]
+            foreground_iou = fg[0] / (fg[0] + fg[1] + fg[2])
+            binary_iou = (background_iou + foreground_iou) / 2
         missing = np.isnan(class_iou[:, 1:])
         unevaluated = {run: [c for c, gone in zip(self.class_ids, row) if gone]
                        for run, row in enumerate(missing) if row.any()}
@@ -115,10 +120,16 @@ class IoUMeter:
             "mean_iou_std": float(mean_iou.std()),
             "binary_iou": float(binary_iou.mean()),
             "binary_iou_std": float(binary_iou.std()),
+            "background_iou": float(background_iou.mean()),
+            "background_iou_std": float(background_iou.std()),
+            "foreground_iou": float(foreground_iou.mean()),
+            "foreground_iou_std": float(foreground_iou.std()),
             "class_iou": class_mean,
             "class_iou_std": class_std,
             "mean_iou_runs": mean_iou.tolist(),
             "binary_iou_runs": binary_iou.tolist(),
+            "background_iou_runs": background_iou.tolist(),
+            "foreground_iou_runs": foreground_iou.tolist(),
             "class_iou_runs": {c: class_iou[:, i + 1].tolist() for i, c in enumerate(self.class_ids)},
             "unevaluated": unevaluated,
             "rule": self.rule,

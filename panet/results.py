@@ -18,7 +18,8 @@ def describe_setting(data: Dict[str, Any]) -> str:
 
 
 def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:
-    """IoUs in percent, mean +- std over runs: one line per class, then mean- and binary-IoU."""
+    """IoUs in percent, mean +- std over runs: one line per class, then mean-IoU, binary-IoU and
+    the binary-IoU's background and foreground halves."""
     def cell(mean: float, std: float) -> str:
         return f"{100 * mean:6.1f} +- {100 * std:4.1f}"
 
@@ -26,7 +27,9 @@ def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], titl
     for class_id, mean in summary["class_iou"].items():
         lines.append(f"{class_name(class_id):28s} {cell(mean, summary['class_iou_std'][class_id])}")
     lines.append(f"{'mean-IoU':28s} {cell(summary['mean_iou'], summary['mean_iou_std'])}")
-    lines.append(f"{'binary-IoU':28s} {cell(summary['binary_iou'], summary['binary_iou_std'])}")
+    for key, name in (("binary_iou", "binary-IoU"), ("background_iou", "  background IoU"),
+                      ("foreground_iou", "  foreground IoU")):
+        lines.append(f"{name:28s} {cell(summary[key], summary[key + '_std'])}")
     return "\n".join(lines)
 
 

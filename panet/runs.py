@@ -1,7 +1,7 @@
 """Run folders: where a train.py / test.py run writes everything, and sacred's record of it there.
 
 A run folder holds sacred's record of the run (config.json, run.json, cout.txt, metrics.json),
-its TensorBoard events (tensorboard/), a plain-text log (log.txt) and what the run makes:
+its TensorBoard events (tensorboard/) and what the run makes:
 checkpoints/ (train.py) or results.json (test.py). The folder is
 
 - `train.output_dir` / `test.output_dir` when set;
@@ -94,7 +94,8 @@ def command_of(ex: Experiment, argv: Sequence[str]) -> str:
 def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main process is recorded in
     its run folder (`RunObserver`) unless the command line names its own observer; other
-    commands (print_config, ...) are not recorded."""
+    commands (print_config, ...) are not recorded. An interrupted run exits with status 130
+    without a traceback (train.py prints how to continue it)."""
     argv = list(sys.argv if argv is None else argv)
     observer = None
     if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
@@ -103,6 +104,8 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
         ex.observers.append(observer)
     try:
         return ex.run_commandline(argv)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the run has said how to continue
+        sys.exit(130)
     finally:
         if observer is not None:
             ex.observers.remove(observer)

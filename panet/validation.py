@@ -241,6 +241,22 @@ def _weights_problems(model: Mapping[str, Any]) -> List[str]:
                     ", or None to start from random weights")]
 
 
+# what data.root must be, per dataset
+DATA_ROOTS = {
+    "pascal": "the VOC2012 folder (JPEGImages/, SegmentationClassAug/, ImageSets/)",
+    "coco": "the COCO folder (annotations/, train2014/, val2014/)",
+    "synthetic": "the folder written by scripts/make_synthetic.py (VOC2012/, coco/)",
+}
+
+
+def data_root_problems(data: Mapping[str, Any]) -> List[str]:
+    """data.root must be an existing folder (its contents are checked by the dataset)."""
+    if Path(data["root"]).expanduser().is_dir():
+        return []
+    return [problem("data", "root", data["root"],
+                    f"no such folder; it must be {DATA_ROOTS.get(data['name'], 'the dataset')}")]
+
+
 def _writable_problems(section: str, name: str, folder: Optional[str]) -> List[str]:
     if folder is None:
         return []
@@ -273,8 +289,9 @@ def _train_path_problems(config: Mapping[str, Any]) -> List[str]:
             problems.append(problem("train", "steps", train["steps"],
                                     f"must be >= {step}, the step {checkpoint} was saved at"))
         target = train["output_dir"] or run_dir_of(checkpoint)
-        return problems + _writable_problems("train", "output_dir", target and str(target))
-    problems = _weights_problems(config["model"])
+        return (problems + data_root_problems(config["data"])
+                + _writable_problems("train", "output_dir", target and str(target)))
+    problems = _weights_problems(config["model"]) + data_root_problems(config["data"])
     output_dir = train["output_dir"]
     if output_dir is not None:
         problems += _writable_problems("train", "output_dir", output_dir)
@@ -305,7 +322,7 @@ def resume_problems(stored: Mapping[str, Any], config: Mapping[str, Any]) -> Lis
 def _test_path_problems(config: Mapping[str, Any]) -> List[str]:
     test = config["test"]
     if test["notrain"]:
-        problems = _weights_problems(config["model"])
+        problems = _weights_problems(config["model"]) + data_root_problems(config["data"])
     elif test["checkpoint"] is None:
         problems = [problem("test", "checkpoint", None,
                             "nothing to evaluate: set test.checkpoint=<a train.py checkpoint or "

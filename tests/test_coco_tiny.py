@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_data_dir
-from panet.data import make_episode_dataset
+from panet.data import Episode, EpisodeDataset, make_episode_dataset
 from panet.data.coco import CocoSource, annotation_file
+from panet.data.transforms import resize_nearest
 
 COCO_TINY = shared_data_dir() / "coco_tiny"
 YEAR = 2017
@@ -125,7 +126,7 @@ def test_episodes_of_every_fold(fold, fold_style, ways, split, train, cache_dir)
     source = CocoSource(COCO_TINY, split, year=YEAR, cache_dir=cache_dir)
     lists = source.class_images()
     allowed = expected_fold_classes(fold, fold_style, train)
-    for item in dataset:
+    for episode, item in zip(dataset.episodes, dataset):
         class_ids = item["class_ids"].tolist()
         assert len(set(class_ids)) == ways and set(class_ids) <= allowed
         for way, class_id in enumerate(class_ids):
@@ -138,9 +139,57 @@ def test_episodes_of_every_fold(fold, fold_style, ways, split, train, cache_dir)
         labels = item["query_labels"]
         assert labels.shape == (1, 417, 417)
         assert 0 <= labels.min() and labels.max() <= ways  # COCO has no void label
-        if not train:  # no flip: the original-size label is the source's, in episode-local ids
-            (query_id,), (full,) = item["query_ids"], item["query_labels_full"]
-            local = np.zeros(256, np.int64)
-            local[class_ids] = np.arange(1, ways + 1)
-            expected = local[source.label_map(query_id, class_ids)]
+        if not train:  # no flip: the original-size label is the source's for the query's class
+            ((way, query_id),), (full,) = episode.queries(), item["query_labels_full"]
+            expected = (source.label_map(query_id, [class_ids[way]]) > 0) * (way + 1)
             np.testing.assert_array_equal(full.numpy(), expected)
+
+
+def coco_masks(reference, image_id, category_ids):
+    """{category id: H x W bool union of the image's instances} from pycocotools."""
+    anns = reference.loadAnns(reference.getAnnIds(imgIds=int(image_id)))
+    return {c: np.logical_or.reduce([reference.annToMask(a) > 0 for a in anns
+                                     if a["category_id"] == c]) for c in category_ids}
+
+
+def test_two_way_labels_as_released_or_for_the_whole_episode(cache_dir):
+    """Car (class 3) and person (class 1): the car way's support and query hold people too.
+    coco_labels="class" (released): each image is labelled for its own way's class only;
+    "episode": both classes painted into every image (person, later in the episode, on top)."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = COCO(str(annotation_file(COCO_TINY, "train", YEAR)))
+    source = CocoSource(COCO_TINY, "train", year=YEAR, cache_dir=cache_dir)
+    car, person = 3, 1
+    category = {car: source.category_ids[car], person: source.category_ids[person]}
+    ids = {"car_support": "114692", "car_query": "237568", "person_support": "319492",
+           "person_query": "163840"}
+    masks = {name: coco_masks(reference, i, category.values()) for name, i in ids.items()}
+    assert all(m[category[car]].any() for n, m in masks.items() if n != "person_query")
+    assert all(m[category[person]].any() for m in masks.values())
+    episode = Episode((car, person), ((ids["car_support"],), (ids["person_support"],)),
+                      ((ids["car_query"],), (ids["person_query"],)))
+    size = (417, 417)
+    items = {mode: EpisodeDataset(source, [episode], size, 0, False, keep_original_labels=True,
+                                  coco_labels=mode)[0] for mode in ("class", "episode")}
+
+    def labelled(name):  # (class-only label, episode label) in episode-local ids
+        cars, people = masks[name][category[car]], masks[name][category[person]]
+        return cars * 1, people * 2, np.where(people, 2, np.where(cars, 1, 0))
+
+    for way, name in enumerate(["car_support", "person_support"]):
+        own, painted = labelled(name)[way], labelled(name)[2]
+        for mode, label in (("class", own), ("episode", painted)):
+            label = resize_nearest(label, size)
+            np.testing.assert_array_equal(items[mode]["support_fg"][way, 0].numpy(),
+                                          label == way + 1)
+            np.testing.assert_array_equal(items[mode]["support_bg"][way, 0].numpy(), label == 0)
+    for q, name in enumerate(["car_query", "person_query"]):
+        own, painted = labelled(name)[q], labelled(name)[2]
+        np.testing.assert_array_equal(items["class"]["query_labels_full"][q].numpy(), own)
+        np.testing.assert_array_equal(items["episode"]["query_labels_full"][q].numpy(), painted)
+    # the two readings differ on this episode: people in the car way's support and query
+    assert items["class"]["support_bg"][0].sum() > items["episode"]["support_bg"][0].sum()
+    assert (items["episode"]["query_labels"][0] == 2).any()
+    assert not (items["class"]["query_labels"][0] == 2).any()

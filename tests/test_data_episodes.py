@@ -200,3 +200,19 @@ def test_builder_coco_path_on_the_synthetic_coco_variant(synthetic_root, tmp_pat
         known = labels != 255  # COCO has no void band
         assert any(np.array_equal(candidate[known], expected[known])
                    for candidate in (flipped, flipped[:, ::-1]))
+
+
+def test_coco_labels_leave_full_label_maps_unchanged(synthetic_root):
+    """PASCAL-layout label maps hold every class whatever is asked for: both readings agree."""
+    released, episode = (synthetic(synthetic_root, ways=2, shots=1, queries=2, n=4,
+                                   coco_labels=mode) for mode in ("class", "episode"))
+    source = VocSource(synthetic_root / "VOC2012", "trainaug")
+    both = [image_id for e in released.episodes for ids in e.support_ids + e.query_ids
+            for image_id in ids if np.isin(e.class_ids, source.label_map(image_id)).all()]
+    assert both, "no image holds both classes of its episode: the comparison would be vacuous"
+    for index in range(4):
+        first, second = released[index], episode[index]
+        for key in ("support_fg", "support_bg", "query_labels"):
+            assert torch.equal(first[key], second[key])
+    with pytest.raises(ValueError, match="coco_labels"):
+        synthetic(synthetic_root, coco_labels="all")

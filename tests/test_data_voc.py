@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
+import torch
 
 from panet.data import make_episode_dataset
 from panet.data.episodes import EpisodeDataset
@@ -13,6 +14,7 @@ from panet.data.label_png import load_label_png, save_label_png
 from panet.data.sampling import Episode
 from panet.data.voc import VocSource
 from panet.data.voc_prepare import write_class_lists
+from panet.data.weak import build_scribble_map
 
 from conftest import blob_labels, load_script, write_jpeg
 
@@ -201,6 +203,63 @@ def test_precomputed_scribbles_are_used_when_present(make_voc_tree):
     with pytest.raises(FileNotFoundError, match=r"ScribbleAugAuto/a\.png"):
         EpisodeDataset(VocSource(root, "trainaug"), [episode], (30, 30), 0, False,
                        weak="scribble")[0]
+
+
+def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys):
+    """Scribbles written by scripts/make_scribbles.py read back through the loader equal the
+    ones it generates on the fly without the folder, and so do the episode's supports."""
+    ids = ("2007_000042", "2007_000123")  # two real val masks holding class 19 (train)
+    root = make_voc_tree({i: load_label_png(voc_aug / "SegmentationClassAug" / f"{i}.png")
+                          for i in ids})
+    episode = Episode((19,), ((ids[0],),), ((ids[1],),))
+
+    def support(source):
+        return EpisodeDataset(source, [episode], (417, 417), 0, False, weak="scribble")[0]
+
+    on_the_fly = VocSource(root, "trainaug")
+    generated = {i: on_the_fly.scribble_map(i) for i in ids}
+    before = support(on_the_fly)
+    assert load_script("make_scribbles").main([str(root)]) == 0
+    assert "2 to draw" in capsys.readouterr().out
+    from_files = VocSource(root, "trainaug")
+    for image_id in ids:
+        written = root / "ScribbleAugAuto" / f"{image_id}.png"
+        assert Image.open(written).mode == "P"
+        assert np.array_equal(from_files.scribble_map(image_id), generated[image_id])
+    after = support(from_files)
+    for key in ("support_fg", "support_bg", "query_labels"):
+        assert torch.equal(before[key], after[key])
+    dense = EpisodeDataset(from_files, [episode], (417, 417), 0, False)[0]["support_fg"]
+    assert 0 < after["support_fg"].sum() < 0.2 * dense.sum()
+    assert (after["support_fg"] <= dense).all()
+
+    # resumable: existing files are kept, missing ones drawn again
+    kept = np.full(generated[ids[0]].shape, 255, dtype=np.uint8)
+    save_label_png(root / "ScribbleAugAuto" / f"{ids[0]}.png", kept)
+    (root / "ScribbleAugAuto" / f"{ids[1]}.png").unlink()
+    assert load_script("make_scribbles").main([str(root)]) == 0
+    assert "1 scribble files kept, 1 to draw" in capsys.readouterr().out
+    assert np.array_equal(load_label_png(root / "ScribbleAugAuto" / f"{ids[0]}.png"), kept)
+    assert np.array_equal(VocSource(root, "trainaug").scribble_map(ids[1]), generated[ids[1]])
+    assert not list((root / "ScribbleAugAuto").glob(".*"))  # no temporary file left
+
+
+def test_generated_scribbles_use_instance_masks_when_present(make_voc_tree):
+    label = np.zeros((40, 60), dtype=np.uint8)
+    label[5:35, 5:55] = 2
+    objects = np.zeros_like(label)
+    objects[5:35, 5:30], objects[5:35, 30:55] = 1, 2  # two touching instances of class 2
+    root = make_voc_tree({"a": label, "b": label.copy()}, instances={"a": objects})
+    scribbles = VocSource(root, "trainaug").scribble_map("a")
+    assert np.array_equal(scribbles, build_scribble_map(label, objects))
+    assert set(np.unique(scribbles)) == {0, 1, 2, 255}
+    with pytest.raises(FileNotFoundError, match=r"SegmentationObjectAug/b\.png"):
+        VocSource(root, "trainaug").scribble_map("b")
+
+
+def test_make_scribbles_reports_a_missing_layout(tmp_path, capsys):
+    assert load_script("make_scribbles").main([str(tmp_path)]) == 2
+    assert "SegmentationClassAug" in capsys.readouterr().out
 
 
 # ---- scripts/prepare_voc.py ----------------------------------------------------------------

@@ -3,11 +3,11 @@
 Exactness: test.py's results.json of both paths agree to 1e-6 in every number (per class, per
 run, mean- and binary-IoU) on the synthetic set and on real COCO images, over settings covering
 every pair of {1, 2} ways x {1, 5} shots x dense / box / scribble supports x label / original
-resolution, plus 2 queries per episode and the corrected metric rule. On CPU they are in fact
-bitwise equal (also asserted): every step gives an image or episode the same bits in any batch
-(tests/test_model.py for the head; the encoder is batch invariant at >= 100 px, hence 101 px
-here: at 65 px it is not). The model is the PANet-init of the small encoder (random weights
-seeded by the config): no training needed.
+resolution, plus 2 queries per episode, the corrected metric rule and COCO's two labellings. On
+CPU they are in fact bitwise equal (also asserted): every step gives an image or episode the
+same bits in any batch (tests/test_model.py for the head; the encoder is batch invariant at
+>= 100 px, hence 101 px here: at 65 px it is not). The model is the PANet-init of the small
+encoder (random weights seeded by the config): no training needed.
 
 Then the plan against the items of the per-episode path (slots, replaced supports, replayed
 random box choices), the encoder calls against the schedule's count (a forward hook), the
@@ -49,8 +49,9 @@ SYNTHETIC_SETTINGS = [
     {"ways": 2, "shots": 1, "weak": "scribble", "resolution": "label", "queries": 2}]
 COCO_SETTINGS = [{"ways": 1, "shots": 1, "weak": "dense", "resolution": "original"},
                  {"ways": 2, "shots": 5, "weak": "bbox", "resolution": "label"},
-                 {"ways": 1, "shots": 5, "weak": "scribble", "resolution": "label"}]
-DATA_KEYS = ("ways", "shots", "weak", "queries")
+                 {"ways": 2, "shots": 1, "weak": "scribble", "resolution": "label",
+                  "coco_labels": "episode"}]
+DATA_KEYS = ("ways", "shots", "weak", "queries", "coco_labels")
 
 
 def setting_id(setting):
@@ -151,12 +152,12 @@ def test_plan_holds_the_slots_of_the_items(synthetic_root):
     for image, slots in plan.supports.items():
         for slot in slots:
             run, index, way, shot = slot_of(slot.row)
-            drawn = datasets[-1].redraw_support(image, slot.class_id, slot.class_ids, slot.state)
+            drawn = datasets[-1].redraw_support(image, slot.way, slot.class_ids, slot.state)
             assert np.array_equal(drawn.fg, items[run, index]["support_fg"][way, shot].numpy() == 1)
             assert np.array_equal(drawn.bg, items[run, index]["support_bg"][way, shot].numpy() == 1)
     for image, slots in plan.queries.items():
         for slot in slots:
-            view = datasets[-1].redraw_query(image, slot.class_ids, slot.state).view
+            view = datasets[-1].redraw_query(image, slot.way, slot.class_ids, slot.state).view
             labels = items[slot.key.run, slot.key.episode]["query_labels"][slot.key.query]
             assert torch.equal(datasets[-1].query_labels(view, slot.class_ids), labels)
 

@@ -1,5 +1,6 @@
 """The IoU meter (PROTOCOL §9) against the released metric's pixel-set definition."""
 
+import json
 import statistics
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 import reference
 from panet.metrics import IoUMeter
+from panet.results import format_table
 
 CLASSES = [6, 7, 8, 9, 10]
 
@@ -37,7 +39,8 @@ def brute_force(runs, rule):
         iou = {c: sums[c][0] / sum(sums[c]) for c in [0] + CLASSES}
         fg = [sum(sums[c][i] for c in CLASSES if c in sums) for i in range(3)]
         per_run.append({"class": iou, "mean": statistics.fmean(iou[c] for c in CLASSES),
-                        "binary": (iou[0] + fg[0] / sum(fg)) / 2})
+                        "binary": (iou[0] + fg[0] / sum(fg)) / 2, "background": iou[0],
+                        "foreground": fg[0] / sum(fg)})
     return per_run
 
 
@@ -59,6 +62,11 @@ def test_meter_matches_brute_force(rule, n_ways):
     assert summary["mean_iou_std"] == pytest.approx(statistics.pstdev(means), rel=1e-9)
     assert summary["binary_iou"] == pytest.approx(statistics.fmean(binaries), rel=1e-12)
     assert summary["binary_iou_std"] == pytest.approx(statistics.pstdev(binaries), rel=1e-9)
+    for half in ("background", "foreground"):
+        values = [r[half] for r in expected]
+        assert summary[f"{half}_iou_runs"] == pytest.approx(values, rel=1e-12)
+        assert summary[f"{half}_iou"] == pytest.approx(statistics.fmean(values), rel=1e-12)
+        assert summary[f"{half}_iou_std"] == pytest.approx(statistics.pstdev(values), rel=1e-9)
     for c in CLASSES:
         values = [r["class"][c] for r in expected]
         assert summary["class_iou"][c] == pytest.approx(statistics.fmean(values), rel=1e-12)
@@ -97,6 +105,36 @@ def test_hand_checked_binary_iou():
     assert summary["mean_iou"] == pytest.approx(0.6)
     assert summary["binary_iou"] == pytest.approx(0.6)
     assert summary["mean_iou_std"] == 0.0
+
+
+def test_background_and_foreground_iou_by_hand():
+    """Two runs of classes [3, 5]; counts worked out pixel by pixel (TP, FP, FN)."""
+    meter = IoUMeter([3, 5], n_runs=2)
+    # run 0, query of class 3: background (3, 1, 1), class 3 (3, 1, 1)
+    meter.update(np.array([[0, 1, 1, 1], [0, 0, 0, 1]]), np.array([[0, 0, 1, 1], [0, 0, 1, 1]]),
+                 [3], run=0)
+    # run 0, query of class 5 without background in its ground truth: background not counted
+    # (released rule); class 5 (3, 0, 1)
+    meter.update(np.array([[1, 1], [1, 0]]), np.array([[1, 1], [1, 1]]), [5], run=0)
+    # run 1, query of class 5 with one void pixel: background (1, 1, 1), class 5 (2, 1, 1)
+    meter.update(np.array([[1, 1, 0], [0, 1, 1]]), np.array([[1, 1, 1], [0, 0, 255]]), [5],
+                 run=1)
+    background = [3 / 5, 1 / 3]
+    foreground = [(3 + 3) / (6 + 1 + 2), 2 / 4]  # counts summed over classes, not IoUs averaged
+    with pytest.warns(UserWarning, match="never evaluated"):  # class 3 absent from run 1
+        summary = meter.summary()
+    assert summary["background_iou_runs"] == pytest.approx(background)
+    assert summary["foreground_iou_runs"] == pytest.approx(foreground)
+    assert summary["background_iou"] == pytest.approx(0.4666666666)
+    assert summary["background_iou_std"] == pytest.approx(0.1333333333)
+    assert summary["foreground_iou"] == pytest.approx(0.5833333333)
+    assert summary["foreground_iou_std"] == pytest.approx(0.0833333333)
+    assert summary["binary_iou_runs"] == pytest.approx(
+        [(b + f) / 2 for b, f in zip(background, foreground)])
+    table = format_table(summary, str, "title").splitlines()
+    assert table[-2].split() == ["background", "IoU", "46.7", "+-", "13.3"]
+    assert table[-1].split() == ["foreground", "IoU", "58.3", "+-", "8.3"]
+    assert json.loads(json.dumps(summary))["foreground_iou_runs"] == pytest.approx(foreground)
 
 
 def test_accepts_tensors_and_arrays_alike():

@@ -41,7 +41,7 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          size: Union[int, Tuple[int, int]] = 417, year: int = 2014,
                          fold_style: str = "contiguous", weak: str = "dense",
                          bbox_instance: str = "largest", scribble_dilation: int = 0,
-                         keep_original_labels: bool = False,
+                         keep_original_labels: bool = False, coco_labels: str = "class",
                          cache_dir: Optional[Union[str, Path]] = None,
                          lists_dir: Optional[Union[str, Path]] = None) -> Dataset:
     """Episodes of a PASCAL-5i / COCO-20i / synthetic fold (items: see ``panet.data.episodes``).
@@ -49,9 +49,12 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
     ``train`` selects the fold's training classes (and random flips), otherwise its test
     classes. The episode list is drawn here, up front, from ``seed`` (PROTOCOL §8). Options:
     ``size`` (int or (H, W)); ``year``, ``fold_style`` ("contiguous" | "interleaved") and
-    ``cache_dir`` for COCO; ``lists_dir`` for PASCAL and synthetic; ``weak`` ("dense" | "scribble" | "bbox") with ``bbox_instance``
-    ("largest" | "random") and ``scribble_dilation`` (pixels); ``keep_original_labels`` adds the
-    queries' original-size labels. Unknown options raise ``TypeError``.
+    ``cache_dir`` for COCO; ``lists_dir`` for PASCAL and synthetic; ``weak`` ("dense" |
+    "scribble" | "bbox") with ``bbox_instance`` ("largest" | "random") and ``scribble_dilation``
+    (pixels); ``keep_original_labels`` adds the queries' original-size labels; ``coco_labels``
+    ("class": each image labelled for its own way's class only, as released | "episode": for all
+    the episode's classes; PASCAL's full label maps are the same under both). Unknown options
+    raise ``TypeError``.
     """
     if fold_style != "contiguous" and name != "coco":
         raise ValueError(f"fold_style {fold_style!r} is defined for COCO-20i only; PASCAL-5i "
@@ -62,15 +65,15 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                            ways, shots, queries, n_episodes, seed, train, size=size,
                            fold_style=fold_style, weak=weak, bbox_instance=bbox_instance,
                            scribble_dilation=scribble_dilation,
-                           keep_original_labels=keep_original_labels)
+                           keep_original_labels=keep_original_labels, coco_labels=coco_labels)
 
 
 def episode_dataset(source: Source, fold: int, ways: int, shots: int, queries: int,
                     n_episodes: int, seed: int, train: bool, *,
                     size: Union[int, Tuple[int, int]] = 417, fold_style: str = "contiguous",
                     weak: str = "dense", bbox_instance: str = "largest",
-                    scribble_dilation: int = 0,
-                    keep_original_labels: bool = False) -> EpisodeDataset:
+                    scribble_dilation: int = 0, keep_original_labels: bool = False,
+                    coco_labels: str = "class") -> EpisodeDataset:
     """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
     or a masks-only ``VocSource``)."""
     classes = fold_classes(len(source.class_ids), fold, train, fold_style)
@@ -78,4 +81,4 @@ def episode_dataset(source: Source, fold: int, ways: int, shots: int, queries: i
                                seed, describe=source.class_name)
     return EpisodeDataset(source, episodes, as_size(size), seed, train, weak=weak,
                           bbox_instance=bbox_instance, scribble_dilation=scribble_dilation,
-                          keep_original_labels=keep_original_labels)
+                          keep_original_labels=keep_original_labels, coco_labels=coco_labels)

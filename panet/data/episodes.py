@@ -17,6 +17,12 @@ An item (one episode; CPU tensors)::
     query_labels_full  (keep_original_labels) list of Q int64 tensors H_q x W_q, episode-local
                        labels at the query's original size
 
+Label classes (``coco_labels``). A source that paints only the classes it is asked for (COCO)
+loads each image of way c with that way's class alone by default ("class", the released COCO
+loader and PROTOCOL §7): a support's background and a query's labels ignore the other ways'
+classes. "episode" paints all the episode's classes into every image. Sources with full label
+maps (PASCAL, whose released loader paints every episode class) are the same under both.
+
 ``ds[i]`` is a pure function of i: the flips (training only, per image) and random box / scribble
 choices come from a generator seeded with (seed, i), never from worker or global state.
 
@@ -51,6 +57,7 @@ from panet.data.transforms import Size, hflip, normalize, resize_image, resize_n
 from panet.data.weak import BOX_CHOICES, Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
+COCO_LABELS = ("class", "episode")
 MAX_RESAMPLES = 20
 STACKED_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels",
                 "class_ids")
@@ -79,8 +86,9 @@ class DrawnSupport:
 
 @dataclass
 class DrawnQuery:
-    """One query of a layout: its view and the generator state it was drawn from."""
+    """One query of a layout: its way, its view and the generator state it was drawn from."""
 
+    way: int
     view: _View
     state: GeneratorState
 
@@ -114,11 +122,14 @@ class EpisodeDataset(Dataset):
 
     def __init__(self, source: Source, episodes: Sequence[Episode], size: Size, seed: int,
                  train: bool, weak: str = "dense", bbox_instance: str = "largest",
-                 scribble_dilation: int = 0, keep_original_labels: bool = False):
+                 scribble_dilation: int = 0, keep_original_labels: bool = False,
+                 coco_labels: str = "class"):
         if weak not in WEAK_KINDS:
             raise ValueError(f"weak must be one of {WEAK_KINDS}, got {weak!r}")
         if bbox_instance not in BOX_CHOICES:
             raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got {bbox_instance!r}")
+        if coco_labels not in COCO_LABELS:
+            raise ValueError(f"coco_labels must be one of {COCO_LABELS}, got {coco_labels!r}")
         if scribble_dilation < 0:
             raise ValueError(f"scribble_dilation must be >= 0, got {scribble_dilation}")
         self.source = source
@@ -130,6 +141,7 @@ class EpisodeDataset(Dataset):
         self.bbox_instance = bbox_instance
         self.scribble_dilation = scribble_dilation
         self.keep_original_labels = keep_original_labels
+        self.coco_labels = coco_labels
         self._class_images = source.class_images()
 
     def __len__(self) -> int:
@@ -168,26 +180,30 @@ class EpisodeDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         class_ids = list(episode.class_ids)
         supports = []
-        for way, class_id in enumerate(class_ids):
+        for way in range(len(class_ids)):
             used = set(episode.support_ids[way]) | set(episode.query_ids[way])
-            supports.append([self._support(image_id, class_id, class_ids, used, rng)
+            supports.append([self._support(image_id, way, class_ids, used, rng)
                              for image_id in episode.support_ids[way]])
-        queries = [self._draw_query(image_id, class_ids, rng) for _, image_id in episode.queries()]
+        queries = [self._draw_query(image_id, way, class_ids, rng)
+                   for way, image_id in episode.queries()]
         return EpisodeLayout(class_ids, supports, queries)
 
-    def redraw_support(self, image_id: str, class_id: int, class_ids: Sequence[int],
+    def redraw_support(self, image_id: str, way: int, class_ids: Sequence[int],
                        state: GeneratorState) -> DrawnSupport:
-        """The support ``layout`` drew from ``state`` (its ``DrawnSupport.state``), drawn again."""
-        support = self._draw_support(image_id, class_id, class_ids, generator_at(state))
+        """The support of ``way`` that ``layout`` drew from ``state`` (its
+        ``DrawnSupport.state``), drawn again."""
+        support = self._draw_support(image_id, way, class_ids, generator_at(state))
         if support is None:
-            raise ValueError(f"support {image_id!r} loses class {self.source.class_name(class_id)} "
-                             f"at {self.size}: it is not a support that layout() drew")
+            raise ValueError(f"support {image_id!r} loses class "
+                             f"{self.source.class_name(class_ids[way])} at {self.size}: it is not "
+                             "a support that layout() drew")
         return support
 
-    def redraw_query(self, image_id: str, class_ids: Sequence[int],
+    def redraw_query(self, image_id: str, way: int, class_ids: Sequence[int],
                      state: GeneratorState) -> DrawnQuery:
-        """The query ``layout`` drew from ``state`` (its ``DrawnQuery.state``), drawn again."""
-        return self._draw_query(image_id, class_ids, generator_at(state))
+        """The query of ``way`` that ``layout`` drew from ``state`` (its ``DrawnQuery.state``),
+        drawn again."""
+        return self._draw_query(image_id, way, class_ids, generator_at(state))
 
     def query_labels(self, view: _View, class_ids: Sequence[int],
                      full: bool = False) -> torch.Tensor:
@@ -204,7 +220,13 @@ class EpisodeDataset(Dataset):
         pixels = resize_image(image, self.size)
         return normalize(hflip(pixels) if view.flipped else pixels)
 
+    def _label_classes(self, class_ids: Sequence[int], way: int) -> List[int]:
+        """The classes painted into an image of ``way`` (see ``coco_labels`` in the module
+        docstring)."""
+        return [class_ids[way]] if self.coco_labels == "class" else list(class_ids)
+
     def _view(self, image_id: str, class_ids: Sequence[int], rng: np.random.Generator) -> _View:
+        """The image's label map painted for ``class_ids``, resized (and flipped)."""
         labels = self.source.label_map(image_id, class_ids)
         flipped = self.train and bool(rng.random() < 0.5)
         resized = resize_nearest(labels, self.size)
@@ -212,34 +234,37 @@ class EpisodeDataset(Dataset):
             resized, labels = hflip(resized), hflip(labels)
         return _View(image_id, resized, labels, flipped)
 
-    def _draw_query(self, image_id: str, class_ids: Sequence[int],
+    def _draw_query(self, image_id: str, way: int, class_ids: Sequence[int],
                     rng: np.random.Generator) -> DrawnQuery:
         state = rng.bit_generator.state
-        return DrawnQuery(self._view(image_id, class_ids, rng), state)
+        return DrawnQuery(way, self._view(image_id, self._label_classes(class_ids, way), rng),
+                          state)
 
-    def _draw_support(self, image_id: str, class_id: int, class_ids: Sequence[int],
+    def _draw_support(self, image_id: str, way: int, class_ids: Sequence[int],
                       rng: np.random.Generator) -> Optional[DrawnSupport]:
-        """View and masks of one support, drawn from ``rng``; None, with nothing drawn after the
-        view, when ``class_id`` vanishes from its resized label map."""
+        """View and masks of one support of ``way``, drawn from ``rng``; None, with nothing
+        drawn after the view, when the way's class vanishes from its resized label map."""
         state = rng.bit_generator.state
-        view = self._view(image_id, class_ids, rng)
+        class_id = class_ids[way]
+        view = self._view(image_id, self._label_classes(class_ids, way), rng)
         if not (view.labels == class_id).any():
             return None
         fg, bg = self._support_masks(view, class_id, class_ids, rng)
         return DrawnSupport(view, fg, bg, state)
 
-    def _support(self, image_id: str, class_id: int, class_ids: Sequence[int],
-                 used: Set[str], rng: np.random.Generator) -> DrawnSupport:
-        """Support ``image_id`` of way ``class_id``, or the first replacement whose resized mask
-        holds the class."""
-        support = self._draw_support(image_id, class_id, class_ids, rng)
+    def _support(self, image_id: str, way: int, class_ids: Sequence[int], used: Set[str],
+                 rng: np.random.Generator) -> DrawnSupport:
+        """Support ``image_id`` of ``way``, or the first replacement whose resized mask holds
+        the way's class."""
+        support = self._draw_support(image_id, way, class_ids, rng)
         if support is not None:
             return support
+        class_id = class_ids[way]
         spare = [i for i in self._class_images[class_id] if i not in used]
         for pick in rng.permutation(len(spare))[:MAX_RESAMPLES]:
             candidate = spare[pick]
             used.add(candidate)
-            support = self._draw_support(candidate, class_id, class_ids, rng)
+            support = self._draw_support(candidate, way, class_ids, rng)
             if support is not None:
                 return support
         raise ValueError(

@@ -5,7 +5,9 @@ Layout (``root`` is the ``VOC2012`` folder)::
     JPEGImages/{id}.jpg                            the images (VOC2012 tar)
     SegmentationClassAug/{id}.png                  class ids 0..20, 255 void (trainaug release)
     SegmentationObjectAug/{id}.png                 optional: instance ids, for box supports
-    ScribbleAugAuto/{id}.png                       optional: precomputed scribbles
+    ScribbleAugAuto/{id}.png                       optional: released scribbles, or written by
+                                                   scripts/make_scribbles.py (without the folder
+                                                   the loader generates the same ones on the fly)
     ImageSets/Segmentation/{split}.txt             the image ids of a split
     ImageSets/Segmentation/{split}/class{k}.txt    the ids whose mask holds class k
                                                    (written by scripts/prepare_voc.py)
@@ -29,6 +31,7 @@ from panet.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
 from panet.data.label_png import load_label_png
 from panet.data.sources import Source
+from panet.data.weak import build_scribble_map
 
 PathLike = Union[str, Path]
 
@@ -47,8 +50,8 @@ ORIGIN = {
                "masks",
     INSTANCE_DIR: "SBD's inst/*.mat, converted by `python scripts/prepare_voc.py VOC2012_DIR "
                   "--sbd SBD_DIR/dataset`",
-    SCRIBBLE_DIR: "the released ScribbleAugAuto PNGs (otherwise scribbles are generated from the "
-                  "dense masks: leave the folder out)",
+    SCRIBBLE_DIR: "the released ScribbleAugAuto PNGs or `python scripts/make_scribbles.py "
+                  "VOC2012_DIR` (without the folder the same scribbles are generated on the fly)",
     str(LIST_DIR): "the VOC2012 tar (train.txt, val.txt, trainval.txt) and the trainaug release "
                    "(trainaug.txt / train_aug.txt)",
 }
@@ -67,6 +70,29 @@ def split_list_path(lists_dir: Path, split: str) -> Optional[Path]:
 def read_id_list(path: Path) -> List[str]:
     """Image ids listed one per line (blank lines and surrounding spaces ignored)."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
+    """H x W uint8 scribble map of one image, ``ScribbleAugAuto`` format, drawn by the DAVIS robot
+    (``panet.data.weak.build_scribble_map``) on ``root/SegmentationClassAug/{id}.png``.
+
+    Instances: ``SegmentationObjectAug/{id}.png`` when that folder exists (as the released
+    scribbles were made), otherwise every 8-connected part of a class region. The one function
+    behind both the loader's on-the-fly scribbles and ``scripts/make_scribbles.py``.
+    """
+    root = Path(root)
+    labels = load_label_png(root / CLASS_DIR / f"{image_id}.png")
+    instances = None
+    if (root / INSTANCE_DIR).is_dir():
+        path = root / INSTANCE_DIR / f"{image_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"instance mask {path} does not exist but its folder does; "
+                                    f"it comes from {ORIGIN[INSTANCE_DIR]}")
+        instances = load_label_png(path)
+        if instances.shape != labels.shape:
+            raise ValueError(f"{path} is {instances.shape} but the class mask of {image_id!r} "
+                             f"is {labels.shape}; the instance mask belongs to another image")
+    return build_scribble_map(labels, instances)
 
 
 def _file_stems(folder: Path, suffix: str) -> set:
@@ -200,8 +226,19 @@ class VocSource(Source):
         renumber[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
         return np.where(in_class, renumber[objects], 0).astype(np.int32)
 
-    def scribble_map(self, image_id: str) -> Optional[np.ndarray]:
+    def scribble_map(self, image_id: str) -> np.ndarray:
+        """``ScribbleAugAuto/{id}.png`` when that folder exists, else the same scribbles
+        generated on the fly (``generate_scribbles``, kept per image)."""
         folder = self.root / SCRIBBLE_DIR
         if not folder.is_dir():
-            return None
-        return load_label_png(folder / f"{image_id}.png")
+            return super().scribble_map(image_id)
+        path = folder / f"{image_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"scribble file {path} does not exist; complete the folder "
+                                    f"with `python scripts/make_scribbles.py {self.root}` (it "
+                                    f"keeps existing files) or remove it to generate scribbles "
+                                    f"on the fly")
+        return load_label_png(path)
+
+    def generate_scribble_map(self, image_id: str) -> np.ndarray:
+        return generate_scribbles(self.root, image_id)

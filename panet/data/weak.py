@@ -1,6 +1,7 @@
 """Support masks of one support image: dense, bounding box or scribble (PROTOCOL §2, §10).
 
-All maps are H x W at the episode's input size (after resize and flip); masks are bool.
+All maps are H x W at the episode's input size (after resize and flip) unless said otherwise;
+masks are bool.
 
 Dense: fg = pixels of the way's class; bg = pixels labelled with none of the episode's W classes
 (void 255 counts as background).
@@ -10,31 +11,51 @@ Box: the class's instance map restricted to the dense fg; fg = the box of the la
 its instances. If no instance overlaps the fg (instance and class PNGs disagree), the whole fg
 counts as one instance.
 
-Scribble: from precomputed scribbles (``ScribbleAugAuto``: 0 bg scribble, 255 unlabelled, k fg
-scribble of instance k) when the source has them: fg = one fg scribble chosen at random among
-those that touch the dense fg, kept inside it; bg = the bg scribble inside the dense bg. Otherwise,
-and for either side that comes out empty, the scribble is generated: the skeleton of the dense
-region (a one-pixel-wide curve along the middle of every connected part). Optional dilation by a
-disk of radius r, clipped to the region, so a scribble never marks pixels of the other side.
+Scribble: from an image's scribble map in the released ``ScribbleAugAuto`` format (0 bg
+scribble, 255 unlabelled, k fg scribble of instance k), read from the released files or, where a
+dataset has none, generated with ``build_scribble_map`` (the DAVIS-challenge interaction robot,
+``robot_scribble``, applied to every instance and to the background region). fg = one fg scribble
+chosen at random among those that touch the dense fg, kept inside it; bg = the bg scribble inside
+the dense bg. Optional dilation by a disk of radius r, clipped to the region, so a scribble never
+marks pixels of the other side.
+
+Fallback for an empty side. A support's scribbles can vanish at the input size (its instances too
+small for the robot, or a 1-px line falling between the rows/columns that nearest-neighbour
+resizing keeps). The released loader then pools an empty mask (a zero prototype). Here the empty
+side gets the robot's scribble of its dense region at the input size instead, or the dense region
+itself when the robot draws nothing there (a region too thin for a 4-pixel axis is scribble-sized
+already), so that a support's fg is never empty.
 
 Empty masks: the dense fg of a support is never empty (the dataset resamples such supports), so
-neither is its box or scribble (a skeleton keeps a pixel of every part). A bg can be empty (an
-object filling the image, boxes covering it): it stays empty, and the model's masked pooling
-(eps in the denominator) then gives a zero prototype, not a NaN.
+neither is its box or scribble. A bg can be empty (an object filling the image, boxes covering
+it): it stays empty, and the model's masked pooling (eps in the denominator) then gives a zero
+prototype, not a NaN.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import networkx as nx
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import skeletonize
+from scipy.special import gammaln, xlogy
+from skimage.draw import line
+from skimage.morphology import medial_axis
 
 from panet.constants import IGNORE_INDEX
 
 Masks = Tuple[np.ndarray, np.ndarray]  # (fg, bg), H x W bool
 BOX_CHOICES = ("largest", "random")
+
+# The DAVIS interaction robot's parameters (Caelles et al. 2018; davisinteractive's defaults)
+OPENING_FRACTION = 0.15  # disk radius = OPENING_FRACTION * sqrt(area) / 2 ...
+MAX_OPENING_RADIUS = 16.0  # ... at most this many pixels
+OPENING_SHRINK = 0.9  # radius factor while the opening empties the region
+MIN_AXIS_PIXELS = 4  # axis components with fewer pixels are dropped
+BEZIER_SAMPLES = 1000  # points sampled on each scribble's Bezier curve
+MEDIAL_AXIS_SEED = 0  # fixed tie-breaking order of skimage's medial axis (determinism)
+MAX_SCRIBBLE_ID = 254  # scribble maps are uint8 and 255 means unlabelled
 
 
 def dense_masks(labels: np.ndarray, class_id: int, episode_class_ids: Sequence[int]) -> Masks:
@@ -69,9 +90,210 @@ def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
     return fg_box, bg_box
 
 
-def skeleton_scribble(region: np.ndarray) -> np.ndarray:
-    """A generated scribble: the one-pixel skeleton of every connected part of ``region``."""
-    return skeletonize(region) if region.any() else np.zeros_like(region, dtype=bool)
+# ---- the DAVIS interaction robot: one region -> a scribble ------------------------------------
+
+
+def robot_scribble(region: np.ndarray) -> np.ndarray:
+    """The scribble the DAVIS-challenge interaction robot draws on an H x W bool ``region``.
+
+    Deterministic; returns an H x W bool map of 1-px curves (empty when the region has no axis
+    component of ``MIN_AXIS_PIXELS`` pixels, e.g. a region of fewer than 4 pixels). Steps:
+
+    1. opening (erosion then dilation) by a disk of radius r = min(0.15 * sqrt(area) / 2, 16);
+       while that empties the region, r *= 0.9 and retry while r > 1; once r <= 1 the region is
+       not opened at all (``_opened``);
+    2. the medial axis of the opened region, padded by a 1-px zero border so that a region
+       touching the image edge keeps its axis there (``_medial_axis``);
+    3. a graph of the axis pixels, edges between 8-neighbours weighted by their distance, 1 or
+       sqrt(2) (``_axis_graph``);
+    4. per connected component, cycles removed by deleting the heaviest edge of a cycle until
+       none is left, i.e. a minimum spanning forest; components of fewer than 4 pixels dropped
+       (``_axis_trees``);
+    5. per component, the longest path of its tree by two breadth-first searches
+       (``_longest_path``);
+    6. each path smoothed into a Bezier curve with the path's pixels as control points, sampled
+       at 1,000 points (a path of more than 1,000 pixels is kept as it is), scaled to the image
+       and drawn as connected 1-px lines (``_bezier``, ``_draw``).
+
+    The curve is not clipped to the region: a Bezier curve stays inside the convex hull of its
+    control points, not inside a non-convex region (``build_scribble_map`` clips).
+    """
+    region = np.asarray(region, dtype=bool)
+    scribble = np.zeros(region.shape, dtype=bool)
+    for curve in robot_curves(region):
+        _draw(curve, scribble)
+    return scribble
+
+
+def robot_curves(region: np.ndarray) -> List[np.ndarray]:
+    """Steps 1-6a of ``robot_scribble``: the robot's curves on ``region`` as N x 2 float arrays
+    of (x, y) image coordinates, before they are scaled and drawn.
+
+    Computed on the region's bounding box grown by 1 px (clipped to the image); the result is the
+    same as on the whole image: every step only looks at the region, its 1-px surroundings and
+    the nearest background pixel, which that window always holds (or, at the image edge, the
+    image edge itself, treated as on the whole image).
+    """
+    region = np.asarray(region, dtype=bool)
+    if region.sum() < MIN_AXIS_PIXELS:  # the axis lies inside the region: too few pixels
+        return []
+    rows, cols = _box(region)
+    top, left = max(rows.start - 1, 0), max(cols.start - 1, 0)
+    window = region[top:rows.stop + 1, left:cols.stop + 1]
+    graph, ys, xs = _axis_graph(_medial_axis(_opened(window)))
+    curves = []
+    for tree in _axis_trees(graph):
+        path = _longest_path(tree)
+        points = np.stack([xs[path] + left, ys[path] + top], axis=1).astype(np.float64)
+        curves.append(_bezier(points) if len(path) <= BEZIER_SAMPLES else points)
+    return curves
+
+
+def _disk_opening(region: np.ndarray, radius: float) -> np.ndarray:
+    """Opening of ``region`` by the disk {(dy, dx) integer: dy^2 + dx^2 <= radius^2}.
+
+    Outside the image counts as region for the erosion, as in the robot's rank filters (which see
+    only pixels inside the image), so a region is not eroded from the image edge. Computed exactly
+    with Euclidean distance transforms: a pixel survives the erosion iff no background pixel lies
+    within ``radius`` of it, and the dilation adds every pixel within ``radius`` of a survivor.
+    """
+    if region.all():
+        return region.copy()
+    eroded = np.rint(ndimage.distance_transform_edt(region) ** 2) > radius ** 2
+    if not eroded.any():
+        return eroded
+    return np.rint(ndimage.distance_transform_edt(~eroded) ** 2) <= radius ** 2
+
+
+def _opened(region: np.ndarray) -> np.ndarray:
+    """Step 1: the region opened by the largest disk, shrunk from min(0.15 sqrt(area)/2, 16)
+    by x0.9 steps, that leaves it non-empty; the region itself once the radius is <= 1."""
+    radius = min(OPENING_FRACTION * np.sqrt(region.sum()) / 2, MAX_OPENING_RADIUS)
+    while radius > 1:
+        opened = _disk_opening(region, radius)
+        if opened.any():
+            return opened
+        radius *= OPENING_SHRINK
+    return region
+
+
+def _medial_axis(region: np.ndarray) -> np.ndarray:
+    """Step 2: the medial axis, computed with a 1-px zero border (a fixed tie-breaking seed)."""
+    padded = np.pad(region, 1, constant_values=False)
+    return medial_axis(padded, rng=MEDIAL_AXIS_SEED)[1:-1, 1:-1]
+
+
+def _axis_graph(axis: np.ndarray) -> Tuple[nx.Graph, np.ndarray, np.ndarray]:
+    """Step 3: the graph of the axis pixels (node i = the i-th axis pixel in row-major order)
+    with an edge between 8-neighbours weighted by their distance; also the nodes' rows, columns."""
+    ys, xs = np.nonzero(axis)
+    nodes = np.arange(ys.size)
+    index = np.full(axis.shape, -1, dtype=np.int64)
+    index[ys, xs] = nodes
+    graph = nx.Graph()
+    graph.add_nodes_from(nodes.tolist())
+    height, width = axis.shape
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbour pair once
+        y, x = ys + dy, xs + dx
+        inside = (y < height) & (x >= 0) & (x < width)
+        neighbour = np.full(ys.size, -1, dtype=np.int64)
+        neighbour[inside] = index[y[inside], x[inside]]
+        linked = neighbour >= 0
+        weight = float(np.hypot(dy, dx))
+        graph.add_weighted_edges_from(
+            (int(a), int(b), weight) for a, b in zip(nodes[linked], neighbour[linked]))
+    return graph, ys, xs
+
+
+def _axis_trees(graph: nx.Graph) -> List[nx.Graph]:
+    """Step 4: per connected component, a minimum spanning tree (deleting a heaviest edge of a
+    cycle until none is left keeps a minimum spanning forest, by the cycle property; among
+    equal-weight trees Kruskal's stable edge order decides); components of fewer than
+    ``MIN_AXIS_PIXELS`` pixels are dropped. Trees in the order of their first pixel."""
+    forest = nx.minimum_spanning_tree(graph, algorithm="kruskal")
+    components = sorted((sorted(c) for c in nx.connected_components(forest)), key=lambda c: c[0])
+    return [forest.subgraph(c) for c in components if len(c) >= MIN_AXIS_PIXELS]
+
+
+def _longest_path(tree: nx.Graph) -> List[int]:
+    """Step 5: the longest path of a tree (in edges): breadth-first from its first node to the
+    farthest node, then the longest of the shortest paths from that node (first found on ties)."""
+    hops = nx.single_source_shortest_path_length(tree, min(tree.nodes))
+    farthest = max(hops, key=hops.get)
+    return max(nx.single_source_shortest_path(tree, farthest).values(), key=len)
+
+
+def _bezier(points: np.ndarray, n_samples: int = BEZIER_SAMPLES) -> np.ndarray:
+    """Step 6a: ``n_samples`` x 2 points of the Bezier curve whose control points are the
+    N x 2 ``points``, at parameters t evenly spaced over [0, 1]. The Bernstein weights
+    C(n, i) t^i (1 - t)^(n - i), n = N - 1, are computed in log space (C(999, 499) ~ 1e299)."""
+    n = len(points) - 1
+    i = np.arange(n + 1)[:, None]
+    t = np.linspace(0.0, 1.0, n_samples)[None, :]
+    log_weights = (gammaln(n + 1) - gammaln(i + 1) - gammaln(n - i + 1)
+                   + xlogy(i, t) + xlogy(n - i, 1 - t))
+    return np.exp(log_weights).T @ points
+
+
+def _draw(points: np.ndarray, canvas: np.ndarray) -> None:
+    """Step 6b: draw the N x 2 (x, y) ``points`` on the H x W bool ``canvas`` as a polyline of
+    1-px Bresenham lines between consecutive points. Points are scaled to the image as the DAVIS
+    toolkit draws its scribbles: normalised by (W, H), multiplied by (W - 1, H - 1), truncated."""
+    height, width = canvas.shape
+    x = (points[:, 0] / width * (width - 1)).astype(np.int64)
+    y = (points[:, 1] / height * (height - 1)).astype(np.int64)
+    canvas[y, x] = True
+    # a Bresenham line between 8-neighbours is just its two ends: draw only the longer steps
+    for k in np.flatnonzero(np.maximum(np.abs(np.diff(x)), np.abs(np.diff(y))) > 1):
+        rows, cols = line(y[k], x[k], y[k + 1], x[k + 1])
+        canvas[rows, cols] = True
+
+
+# ---- an image's scribble map in the released format ------------------------------------------
+
+
+def build_scribble_map(labels: np.ndarray, instances: Optional[np.ndarray] = None) -> np.ndarray:
+    """H x W uint8 scribble map of one image in the released ``ScribbleAugAuto`` format.
+
+    labels: H x W class ids (0 background, 255 void). instances: H x W instance ids (0 none,
+    255 void), as in ``SegmentationObjectAug``; None: every 8-connected part of a class region is
+    an instance, numbered 1, 2, ... by class id and then by position (only the parts the robot
+    draws on get a number).
+
+    Instance k's scribble (``robot_scribble`` of its mask) gets value k; the scribble of the
+    background region (label 0: no object, not void) gets 0 — the paper does not say how the
+    background scribbles were drawn, this is our reading; every other pixel is 255. Each scribble
+    is kept inside its own region, so a value always names what lies under it.
+    """
+    scribbles = np.full(labels.shape, IGNORE_INDEX, dtype=np.uint8)
+    _paint(scribbles, labels == 0, 0)
+    if instances is not None:
+        if instances.shape != labels.shape:
+            raise ValueError(f"instance map is {instances.shape} but the label map is "
+                             f"{labels.shape}; they must belong to the same image")
+        for instance_id in np.setdiff1d(np.unique(instances), [0, IGNORE_INDEX]):
+            _paint(scribbles, instances == instance_id, int(instance_id))
+        return scribbles
+    next_id = 1
+    for class_id in np.setdiff1d(np.unique(labels), [0, IGNORE_INDEX]):
+        parts, n_parts = ndimage.label(labels == class_id, structure=np.ones((3, 3)))
+        for part in range(1, n_parts + 1):
+            if _paint(scribbles, parts == part, next_id):
+                if next_id > MAX_SCRIBBLE_ID:
+                    raise ValueError(f"more than {MAX_SCRIBBLE_ID} object parts carry a "
+                                     "scribble; a uint8 scribble map cannot number them")
+                next_id += 1
+    return scribbles
+
+
+def _paint(scribbles: np.ndarray, region: np.ndarray, value: int) -> bool:
+    """Write the robot's scribble of ``region``, kept inside it, as ``value``; True if any."""
+    scribble = robot_scribble(region) & region
+    scribbles[scribble] = value
+    return bool(scribble.any())
+
+
+# ---- scribble supports ------------------------------------------------------------------------
 
 
 def dilate(scribble: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
@@ -83,17 +305,23 @@ def dilate(scribble: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.binary_dilation(scribble, structure=disk) & region
 
 
+def _fallback_scribble(region: np.ndarray) -> np.ndarray:
+    """For a side whose scribbles vanished: the robot's scribble of the dense region, kept
+    inside it, or the region itself when the robot draws nothing (see the module docstring)."""
+    scribble = robot_scribble(region) & region
+    return scribble if scribble.any() else region
+
+
 def scribble_masks(fg: np.ndarray, bg: np.ndarray, rng: np.random.Generator,
-                   precomputed: Optional[np.ndarray] = None, dilation: int = 0) -> Masks:
-    """Scribble supports from the dense (fg, bg) and optional precomputed scribbles (H x W)."""
-    fg_scribble = bg_scribble = None
-    if precomputed is not None:
-        candidates = np.setdiff1d(np.unique(precomputed[fg]), [0, IGNORE_INDEX])
-        if candidates.size:
-            fg_scribble = (precomputed == candidates[rng.integers(candidates.size)]) & fg
-        bg_scribble = (precomputed == 0) & bg
-    if fg_scribble is None:
-        fg_scribble = skeleton_scribble(fg)
-    if bg_scribble is None or not bg_scribble.any():
-        bg_scribble = skeleton_scribble(bg)
+                   scribbles: np.ndarray, dilation: int = 0) -> Masks:
+    """Scribble supports from the dense (fg, bg) and the image's H x W scribble map (released
+    format, resized and flipped like the image)."""
+    candidates = np.setdiff1d(np.unique(scribbles[fg]), [0, IGNORE_INDEX])
+    if candidates.size:
+        fg_scribble = (scribbles == candidates[rng.integers(candidates.size)]) & fg
+    else:
+        fg_scribble = _fallback_scribble(fg)
+    bg_scribble = (scribbles == 0) & bg
+    if not bg_scribble.any():
+        bg_scribble = _fallback_scribble(bg)
     return dilate(fg_scribble, fg, dilation), dilate(bg_scribble, bg, dilation)

@@ -1,0 +1,79 @@
+"""Write robot-drawn scribbles for a PASCAL VOC 2012 folder, in the released format.
+
+    python scripts/make_scribbles.py VOC2012_DIR [--workers N]
+
+For every ``SegmentationClassAug/{id}.png`` writes ``ScribbleAugAuto/{id}.png`` (0 background
+scribble, k foreground scribble of instance k, 255 elsewhere) drawn by the DAVIS-challenge
+interaction robot (``panet.data.voc.generate_scribbles``: instances from
+``SegmentationObjectAug`` when that folder exists, else each connected part of a class region).
+The loader then reads these files exactly as it reads the released ones; without the folder it
+generates the same scribbles on the fly. Resumable: existing files are kept, and each file is
+written under a temporary name and renamed, so an interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Tuple
+
+from tqdm import tqdm
+
+from panet.data.label_png import save_label_png
+from panet.data.voc import CLASS_DIR, ORIGIN, SCRIBBLE_DIR, generate_scribbles
+
+
+def write_scribbles(task: Tuple[Path, str]) -> float:
+    """Generate and write the scribble PNG of one image; returns the generation time in s."""
+    root, image_id = task
+    start = time.perf_counter()
+    scribbles = generate_scribbles(root, image_id)
+    seconds = time.perf_counter() - start
+    folder = root / SCRIBBLE_DIR
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{image_id}.", suffix=".png")
+    os.close(handle)
+    try:
+        save_label_png(tmp, scribbles)
+        os.replace(tmp, folder / f"{image_id}.png")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("voc_root", type=Path, help="the VOC2012 folder")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing scribbles")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    masks = args.voc_root / CLASS_DIR
+    if not masks.is_dir():
+        print(f"Cannot make scribbles: missing folder {masks}; it comes from {ORIGIN[CLASS_DIR]}")
+        return 2
+    (args.voc_root / SCRIBBLE_DIR).mkdir(exist_ok=True)
+    ids = sorted(path.stem for path in masks.glob("*.png"))
+    todo = [i for i in ids if not (args.voc_root / SCRIBBLE_DIR / f"{i}.png").is_file()]
+    print(f"{len(ids)} class masks, {len(ids) - len(todo)} scribble files kept, "
+          f"{len(todo)} to draw")
+    tasks = [(args.voc_root, image_id) for image_id in todo]
+    if args.workers == 1:
+        times = [write_scribbles(task) for task in tqdm(tasks, unit="image")]
+    else:
+        with Pool(args.workers) as pool:
+            times = list(tqdm(pool.imap_unordered(write_scribbles, tasks), total=len(tasks),
+                              unit="image"))
+    if times:
+        print(f"drew {len(times)} scribble maps into {args.voc_root / SCRIBBLE_DIR}: "
+              f"{sum(times) / len(times):.3f} s per image on average, {max(times):.3f} s at most")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

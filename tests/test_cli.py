@@ -1,0 +1,311 @@
+"""train.py and test.py as a user types them: resuming from the checkpoint alone, run folders
+(also under torchrun), every bad value refused before any work with the key named, files a
+shared machine can read, logs a person can read."""
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO_ROOT, blob_labels, load_script
+from panet.checkpoint import load_checkpoint
+from panet.data.label_png import save_label_png
+from panet.runs import load_experiment, run_from_command_line
+from panet.validation import RULES
+
+TRAIN, TEST = load_experiment("train"), load_experiment("test")
+SCRIPTS = {"train": TRAIN, "test": TEST}
+pytestmark = [pytest.mark.filterwarnings("ignore:left out of the episodes"),
+              pytest.mark.filterwarnings("ignore:classes never evaluated")]
+
+
+def command(script, *updates, cwd):
+    """Run `python <script>.py with <updates>` in this process from folder `cwd`, as the
+    command line would; returns the exit status (0 when the run completed)."""
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        run_from_command_line(SCRIPTS[script], [f"{script}.py", "with", *updates])
+        return 0
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        os.chdir(previous)
+
+
+def toy(root):
+    return ["synthetic", "fast", f"data.root={root}"]
+
+
+def tensorboard_steps(run_dir, tag):
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+@pytest.fixture(scope="module")
+def fold0_run(synthetic_root, tmp_path_factory):
+    """A 4-step training run recorded in <cwd>/runs/1, as `python train.py with ...` does."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    assert command("train", *toy(synthetic_root), cwd=cwd) == 0
+    return cwd / "runs" / "1"
+
+
+def test_a_run_folder_holds_the_record_checkpoints_and_tensorboard(fold0_run):
+    assert sorted(p.name for p in fold0_run.parent.iterdir() if p.name != "_sources") == ["1"]
+    for name in ("config.json", "run.json", "cout.txt", "metrics.json", "checkpoints/final.pt"):
+        assert (fold0_run / name).is_file(), name
+    metrics = json.loads((fold0_run / "metrics.json").read_text())
+    assert metrics["loss"]["steps"] == [1, 2, 3, 4]
+    assert tensorboard_steps(fold0_run, "loss") == [1, 2, 3, 4]
+    assert tensorboard_steps(fold0_run, "lr") == [1, 2, 3, 4]
+
+
+def test_resume_from_the_checkpoint_alone_continues_in_its_run_folder(synthetic_root, fold0_run,
+                                                                      tmp_path):
+    cwd = tmp_path
+    assert command("train", *toy(synthetic_root), "train.steps=2", cwd=cwd) == 0
+    run = cwd / "runs" / "1"
+    assert command("train", "train.resume=runs/1", "train.steps=4", cwd=cwd) == 0
+    assert sorted(p.name for p in (cwd / "runs").iterdir() if p.name != "_sources") == ["1"]
+    resumed, straight = (load_checkpoint(r / "checkpoints" / "final.pt") for r in (run, fold0_run))
+    assert resumed["step"] == 4 and resumed["config"]["data"]["name"] == "synthetic"
+    for key in straight["model"]:
+        assert resumed["model"][key].equal(straight["model"][key]), key
+    assert json.loads((run / "metrics.json").read_text())["loss"]["steps"] == [1, 2, 3, 4]
+    assert tensorboard_steps(run, "loss") == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_changed_setting_and_names_the_key(synthetic_root, fold0_run, tmp_path,
+                                                            capsys):
+    status = command("train", f"train.resume={fold0_run}", "train.steps=6", "data.shots=5",
+                     "train.lr=0.5", cwd=tmp_path)
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "data.shots=5: the checkpoint was trained with 1" in err
+    assert "train.lr=0.5: the checkpoint was trained with" in err
+    assert load_checkpoint(fold0_run / "checkpoints" / "final.pt")["step"] == 4
+
+
+def test_test_accepts_a_run_folder_and_warns_on_classes_seen_in_training(fold0_run, tmp_path,
+                                                                         capsys):
+    assert command("test", "fast", f"test.checkpoint={fold0_run}", cwd=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert f"is a run folder: testing {fold0_run / 'checkpoints' / 'final.pt'}" in out
+    record = json.loads((tmp_path / "runs" / "1" / "results.json").read_text())
+    assert record["setting"]["checkpoint"] == str(fold0_run / "checkpoints" / "final.pt")
+    assert record["test_classes_seen_in_training"] is False
+    assert tensorboard_steps(tmp_path / "runs" / "1", "test/mean_iou") == [4]
+
+    with pytest.warns(UserWarning, match="testing on classes the checkpoint trained on"):
+        assert command("test", "fast", f"test.checkpoint={fold0_run}", "data.fold=1",
+                       cwd=tmp_path) == 0
+    record = json.loads((tmp_path / "runs" / "2" / "results.json").read_text())
+    assert record["test_classes_seen_in_training"] is True
+
+
+def test_torchrun_without_an_output_dir_shares_rank_0s_run_folder(synthetic_root, tmp_path):
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root), "train.batch_size=2"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = [p.name for p in (tmp_path / "runs").iterdir() if p.name != "_sources"]
+    assert runs == ["1"]
+    assert load_checkpoint(tmp_path / "runs" / "1" / "checkpoints" / "final.pt")["step"] == 4
+
+
+def test_plain_log_lines_when_output_is_not_a_terminal(synthetic_root, tmp_path):
+    argv = [sys.executable, str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root),
+            "train.log_every=2", f"train.output_dir={tmp_path / 'run'}"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("train step ")]
+    assert [line.split()[2] for line in lines] == ["2/4", "4/4"]
+    assert all(" loss " in line and " lr " in line and "s/step" in line and "ETA" in line
+               for line in lines)
+    assert "\r" not in result.stdout + result.stderr
+    assert "train step 4/4" in (tmp_path / "run" / "cout.txt").read_text()  # sacred's record
+    assert "Changed type of config entry" not in result.stderr  # model.weights=None is expected
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_follow_the_umask(synthetic_root, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        assert command("train", *toy(synthetic_root), "train.steps=2", cwd=tmp_path) == 0
+        assert command("test", "fast", "test.checkpoint=runs/1", cwd=tmp_path) == 0
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "runs" / "1" / "checkpoints" / "final.pt",
+                 tmp_path / "runs" / "1" / "checkpoints" / "last.pt",
+                 tmp_path / "runs" / "2" / "results.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_non_finite_loss_before_any_checkpoint_names_none(synthetic_root, tmp_path):
+    argv = [sys.executable, str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root),
+            "train.lr=1e8", "train.steps=20", "train.checkpoint_every=0",
+            f"train.output_dir={tmp_path}"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "no checkpoint had been saved yet" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_interrupt_hint_is_a_command_that_works_as_printed(synthetic_root, tmp_path):
+    out = tmp_path / "cut"
+    argv = [sys.executable, str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root),
+            "train.steps=400", "train.checkpoint_every=1", f"train.output_dir={out}"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.terminate()  # SIGTERM once training has started
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130 and "Traceback" not in output, output
+    hint = output[output.index("continue with") + len("continue with"):].strip().splitlines()[0]
+    assert hint.startswith("python train.py with train.resume=")
+    words = shlex.split(hint)
+    stopped_at = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    assert stopped_at < 400
+    resumed = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *words[2:],
+                              "train.steps=" + str(stopped_at + 2)],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(out / "checkpoints" / "final.pt")["step"] == stopped_at + 2
+
+
+# ---- every bad value stops the run at once, naming the key -----------------------------------
+
+NOT_WRITABLE = "/proc/panet-test"
+# (script, config updates, the key the message must name); every key of panet.validation.RULES
+# appears at least once (checked below)
+BAD_VALUES = [
+    ("train", ["seed=-1"], "seed"),
+    ("train", ["device=gpu"], "device"),
+    ("train", ["data.name=imagenet"], "data.name"),
+    ("train", ["data.root=''"], "data.root"),
+    ("train", ["data.root=/nonexistent/VOC2012"], "data.root"),
+    ("test", ["notrain", "data.root=/nonexistent/VOC2012"], "data.root"),
+    ("train", ["data.fold=4"], "data.fold"),
+    ("train", ["data.fold=-1"], "data.fold"),
+    ("train", ["data.ways=0"], "data.ways"),
+    ("train", ["data.shots=0"], "data.shots"),
+    ("train", ["data.queries=0"], "data.queries"),
+    ("train", ["data.size=0"], "data.size"),
+    ("train", ["data.train_split=''"], "data.train_split"),
+    ("test", ["data.test_split=''"], "data.test_split"),
+    ("train", ["data.year=0"], "data.year"),
+    ("train", ["data.fold_style=random"], "data.fold_style"),
+    ("train", ["data.fold_style=interleaved"], "data.fold_style"),  # PASCAL has no such split
+    ("train", ["data.cache_dir=3"], "data.cache_dir"),
+    ("train", ["data.lists_dir=''"], "data.lists_dir"),
+    ("train", ["data.workers=-1"], "data.workers"),
+    ("train", ["data.weak=bbox"], "data.weak"),  # a test-time setting
+    ("test", ["data.weak=points"], "data.weak"),
+    ("test", ["data.bbox_instance=smallest"], "data.bbox_instance"),
+    ("test", ["data.scribble_dilation=-2"], "data.scribble_dilation"),
+    ("train", ["model.encoder=resnet50"], "model.encoder"),
+    ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
+     "model.weights"),
+    ("train", ["model.weights=vgg16-397923af.pth"], "model.weights"),  # small encoder
+    ("train", ["model.alpha=0"], "model.alpha"),
+    ("train", ["train.steps=0"], "train.steps"),
+    ("train", ["train.steps=-5"], "train.steps"),
+    ("train", ["train.batch_size=0"], "train.batch_size"),
+    ("train", ["train.optimizer=lbfgs"], "train.optimizer"),
+    ("train", ["train.lr=-0.1"], "train.lr"),
+    ("train", ["train.momentum=1.5"], "train.momentum"),
+    ("train", ["train.weight_decay=-1"], "train.weight_decay"),
+    ("train", ["train.milestones=[20,10]"], "train.milestones"),
+    ("train", ["train.gamma=0"], "train.gamma"),
+    ("train", ["train.align_weight=-1"], "train.align_weight"),
+    ("train", ["train.checkpoint_every=-1"], "train.checkpoint_every"),
+    ("train", ["train.snapshot_every=-1"], "train.snapshot_every"),
+    ("train", ["train.log_every=0"], "train.log_every"),
+    ("train", [f"train.output_dir={NOT_WRITABLE}"], "train.output_dir"),
+    ("train", ["train.resume=runs/99"], "train.resume"),
+    ("test", ["test.checkpoint=runs/10"], "test.checkpoint"),
+    ("test", [], "test.checkpoint"),  # nothing to evaluate
+    ("test", ["notrain", "test.checkpoint=x.pt"], "test.checkpoint"),
+    ("test", ["test.notrain=yes"], "test.notrain"),
+    ("test", ["test.runs=0"], "test.runs"),
+    ("test", ["test.episodes=0"], "test.episodes"),
+    ("test", ["test.batch_size=0"], "test.batch_size"),
+    ("test", ["test.rule=strict"], "test.rule"),
+    ("test", ["test.resolution=foo"], "test.resolution"),
+    ("test", ["notrain", f"test.output_dir={NOT_WRITABLE}"], "test.output_dir"),
+]
+
+
+def test_every_validated_key_has_a_bad_value_case():
+    covered = {key for _, _, key in BAD_VALUES}
+    keys = {f"{section}.{name}" if section else name
+            for section, rules in RULES.items() for name in rules}
+    assert keys <= covered, sorted(keys - covered)
+
+
+@pytest.mark.parametrize("script,updates,key", BAD_VALUES,
+                         ids=[" ".join(u) or "no-checkpoint" for _, u, _ in BAD_VALUES])
+def test_bad_value_stops_before_any_work_naming_the_key(synthetic_root, tmp_path, capsys, script,
+                                                        updates, key):
+    status = command(script, *toy(synthetic_root), *updates, cwd=tmp_path)
+    err = capsys.readouterr().err
+    assert status not in (0, None)
+    assert f"{key}=" in err, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no run folder, checkpoint or results.json
+
+
+def test_a_bad_value_exits_within_seconds_with_one_line(tmp_path):
+    argv = [sys.executable, str(REPO_ROOT / "test.py"), "with", "test.resolution=foo"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "test.resolution='foo': must be one of 'label', 'original'" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_dir_holding_a_run_is_not_overwritten(synthetic_root, fold0_run, tmp_path,
+                                                         capsys):
+    status = command("train", *toy(synthetic_root), f"train.output_dir={fold0_run}", cwd=tmp_path)
+    assert status != 0
+    assert f"continue it with train.resume={fold0_run}" in capsys.readouterr().err
+
+
+# ---- scripts/prepare_voc.py ---------------------------------------------------------------
+
+
+def test_prepare_voc_lists_every_bad_mask_and_writes_nothing(make_voc_tree, capsys):
+    labels = blob_labels(4, classes=[1, 2])
+    root = make_voc_tree(labels, class_lists=False)
+    (root / "SegmentationClassAug" / "img_001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    bad = labels["img_003"].copy()
+    bad[3, 3] = 42
+    save_label_png(root / "SegmentationClassAug" / "img_003.png", bad)
+    status = load_script("prepare_voc").main([str(root)])
+    out = capsys.readouterr().out
+    assert status == 2
+    assert "2 of 4 masks cannot be used" in out
+    assert "img_001.png" in out and "img_003.png holds labels [42]" in out
+    assert not (root / "ImageSets" / "Segmentation" / "trainaug").exists()
+
+
+def test_prepare_voc_out_folder_is_read_through_data_lists_dir(make_voc_tree, tmp_path, capsys):
+    root = make_voc_tree(blob_labels(12, classes=[1, 2, 3, 4]), class_lists=False)
+    out = tmp_path / "lists"
+    assert load_script("prepare_voc").main([str(root), "--out", str(out)]) == 0
+    assert f"data.lists_dir={out}" in capsys.readouterr().out
+    from panet.data import make_episode_dataset
+
+    dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 3, 0, False, size=32,
+                                   lists_dir=out)
+    assert len(dataset) == 3 and np.all([e.class_ids[0] in (1, 2, 3, 4) for e in dataset.episodes])
