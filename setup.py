@@ -21,6 +21,7 @@ setup(
         "scikit-image",
         "networkx",
         "matplotlib",
+        "tensorboard",
     ],
     extras_require={"test": ["pytest"]},
 )

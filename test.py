@@ -45,7 +45,8 @@ def test_setting(run, config):
     overrides = {key.split(".", 1)[1]: config["data"][key.split(".", 1)[1]]
                  for key in run.config_modifications.modified if key.startswith("data.")}
     model = {**stored["model"], "weights": None}  # the weights come from the checkpoint
-    return {**stored["data"], **overrides}, model, state
+    # keys newer than the checkpoint take their defaults
+    return {**config["data"], **stored["data"], **overrides}, model, state
 
 
 def seen_in_training(data, stored, test_classes, n_classes):

@@ -53,6 +53,26 @@ def episode_counts(pred: Array, target: Array, n_labels: int, rule: str = "relea
     return counts
 
 
+def iou_from_counts(counts: np.ndarray) -> Dict[str, np.ndarray]:
+    """The IoUs of accumulated counts: ... x (1 + K) x 3 (TP, FP, FN; slot 0 background, then
+    the K classes) -> `class_iou` ... x (1 + K), and `mean_iou` (mean over the K classes that
+    were evaluated: NaN IoUs are left out), `background_iou`, `foreground_iou` (counts summed
+    over the K classes) and `binary_iou` (their mean), each of shape ... .
+
+    One function for the metric and for every statistic recomputed from it (bootstrap).
+    """
+    tp, fp, fn = np.moveaxis(np.asarray(counts, dtype=np.float64), -1, 0)  # each ... x (1 + K)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        class_iou = tp / (tp + fp + fn)
+        fg_tp, fg_fp, fg_fn = (x[..., 1:].sum(axis=-1) for x in (tp, fp, fn))
+        background_iou = class_iou[..., 0]
+        foreground_iou = fg_tp / (fg_tp + fg_fp + fg_fn)
+        mean_iou = np.nanmean(class_iou[..., 1:], axis=-1)
+    return {"class_iou": class_iou, "mean_iou": mean_iou, "background_iou": background_iou,
+            "foreground_iou": foreground_iou, "binary_iou": (background_iou + foreground_iou) / 2}
+
+
 class IoUMeter:
     """Accumulates TP/FP/FN per global class id over the episodes of `n_runs` runs.
 
@@ -92,13 +112,9 @@ class IoUMeter:
         and std use the runs that evaluated it, and it is listed under "unevaluated" with a
         warning (PANet's 1,000-episode runs never hit this).
         """
-        tp, fp, fn = np.moveaxis(self.counts.astype(np.float64), -1, 0)  # each n_runs x (1 + n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            class_iou = tp / (tp + fp + fn)  # n_runs x (1 + n)
-            fg = [x[:, 1:].sum(axis=1) for x in (tp, fp, fn)]
-            background_iou = class_iou[:, 0]
-            foreground_iou = fg[0] / (fg[0] + fg[1] + fg[2])
-            binary_iou = (background_iou + foreground_iou) / 2
+        ious = iou_from_counts(self.counts)  # each n_runs x ...
+        class_iou, mean_iou, binary_iou = ious["class_iou"], ious["mean_iou"], ious["binary_iou"]
+        background_iou, foreground_iou = ious["background_iou"], ious["foreground_iou"]
         missing = np.isnan(class_iou[:, 1:])
         unevaluated = {run: [c for c, gone in zip(self.class_ids, row) if gone]
                        for run, row in enumerate(missing) if row.any()}
@@ -112,7 +128,6 @@ class IoUMeter:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-            mean_iou = np.nanmean(class_iou[:, 1:], axis=1)
             class_mean, class_std = per_class(np.nanmean), per_class(np.nanstd)
 
         return {

@@ -24,7 +24,7 @@ from sacred.utils import SacredError
 
 from .checkpoint import find_checkpoint, load_checkpoint_header, run_dir_of
 from .data.builder import DATASETS
-from .data.episodes import WEAK_KINDS
+from .data.episodes import COCO_LABELS, WEAK_KINDS
 from .data.folds import FOLD_STYLES, N_FOLDS
 from .data.weak import BOX_CHOICES
 from .engine import RESOLUTIONS
@@ -132,7 +132,7 @@ RULES: Dict[str, Dict[str, Rule]] = {
         "test_split": text(), "year": integer(1), "fold_style": one_of(FOLD_STYLES),
         "cache_dir": optional_path(), "lists_dir": optional_path(), "workers": integer(0),
         "weak": one_of(WEAK_KINDS), "bbox_instance": one_of(BOX_CHOICES),
-        "scribble_dilation": integer(0),
+        "scribble_dilation": integer(0), "coco_labels": one_of(COCO_LABELS),
     },
     "model": {"encoder": one_of(ENCODERS), "weights": optional_path(),
               "alpha": number(0, inclusive=False)},

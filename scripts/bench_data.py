@@ -1,10 +1,10 @@
 """Episode-loading throughput: episodes/s from a DataLoader with 2 workers, 1-way 1-shot at 417.
 
-    python scripts/bench_data.py [--episodes 300] [--voc-root DIR] [--coco-root DIR]
+    python scripts/bench_data.py [--episodes 300] [--voc-root DIR] [--coco-root DIR --coco-year Y]
 
 VOC: the PASCAL loader on a synthetic VOC-layout set of VOC-sized JPEGs (375 x 500), generated
 into a temporary folder unless ``--voc-root`` names a VOC2012 folder. COCO: the COCO-20i loader
-on ``../shared/data/coco_tiny`` (year 2017) when it and ``panet.data.coco`` exist. Train mode
+on ``--coco-root`` (file names of year ``--coco-year``) when given. Train mode
 (training classes, random flips) and test mode (test classes) are timed separately, after a
 warm-up of the workers; targets are >= 20 episodes/s (VOC) and >= 10 episodes/s (COCO).
 """
@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader
 from panet.data import collate_episodes, make_episode_dataset
 from panet.data.synthetic import VOC_DIR, generate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WARMUP_BATCHES = 10
 
 
@@ -49,7 +48,9 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--voc-root", type=Path, help="a VOC2012 folder (default: synthetic)")
     parser.add_argument("--coco-root", type=Path,
-                        default=REPO_ROOT.parent / "shared" / "data" / "coco_tiny")
+                        help="a COCO folder (annotations/, train<year>/); default: COCO skipped")
+    parser.add_argument("--coco-year", type=int, default=2017,
+                        help="the year in its file names (default 2017)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -62,17 +63,12 @@ def main(argv=None) -> int:
             rate = episodes_per_second("pascal", voc_root, "trainaug", train, args.episodes)
             print(f"VOC  {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 20)")
 
-    try:
-        import panet.data.coco  # noqa: F401  (written by the COCO helper)
-    except ImportError:
-        print("COCO: skipped (panet.data.coco not available)")
-        return 0
-    if not (args.coco_root / "annotations").is_dir():
-        print(f"COCO: skipped ({args.coco_root} not found)")
+    if args.coco_root is None:
+        print("COCO: skipped (no --coco-root)")
         return 0
     for train in (True, False):
         rate = episodes_per_second("coco", args.coco_root, "train", train, args.episodes,
-                                   year=2017)
+                                   year=args.coco_year)
         print(f"COCO {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 10)")
     return 0
 

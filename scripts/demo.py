@@ -1,10 +1,12 @@
 """Quick start on a CPU: synthetic data, a small PANet trained for a few minutes, tested against
 the untrained model on the held-out classes, overlays written as PNG.
 
-    python scripts/demo.py [--steps 3000] [--episodes 300] [--out runs/demo]
+    python scripts/demo.py [--steps 3000] [--episodes 200] [--data data/synthetic] [--out runs/demo]
 
 Every step is a plain train.py / test.py command, printed before it runs, so the demo doubles as
-a tour of the tools. Fold 0 of the synthetic set: training on classes 6-20, testing on 1-5
+a tour of the tools. Paths are relative to the current folder: the generated data goes to
+data/synthetic (400 images, made once), the training run to runs/demo/train, each test to
+runs/demo/{trained,untrained}_{1,5}shot, the overlays to runs/demo/qualitative_{1,5}.png. Fold 0 of the synthetic set: training on classes 6-20, testing on 1-5
 (shape x texture combinations never seen in training). The encoder is the 0.6M-parameter
 `small` one at 129 x 129 (`with synthetic small`), not the paper's VGG-16.
 """
@@ -26,12 +28,18 @@ SETTING = ["synthetic", "small", "data.fold=0"]
 
 
 def run(command: list) -> None:
-    print("\n$ " + " ".join(shlex.quote(part) for part in command), flush=True)
-    subprocess.run(command, cwd=REPO_ROOT, check=True)
+    """Print `command` as one would type it (`python ...`), then run it."""
+    print("\n$ python " + " ".join(shlex.quote(part) for part in command[1:]), flush=True)
+    subprocess.run(command, check=True)
 
 
 def python(script: str, *args: str) -> list:
-    return [sys.executable, script, *args]
+    """This interpreter on the repository's `script` (named relative to the current folder
+    when it is inside it)."""
+    path = REPO_ROOT / script
+    if path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    return [sys.executable, str(path), *args]
 
 
 def mean_iou(results: Path) -> dict:
@@ -44,19 +52,23 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3000, help="training steps (episodes)")
     parser.add_argument("--episodes", type=int, default=200, help="test episodes per run")
     parser.add_argument("--runs", type=int, default=1, help="test runs (seeds 1234 + r)")
-    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "synthetic")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "demo")
+    parser.add_argument("--data", type=Path, default=Path("data", "synthetic"),
+                        help="the synthetic dataset (generated there when absent)")
+    parser.add_argument("--out", type=Path, default=Path("runs", "demo"),
+                        help="where the runs and figures go")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     data = [f"data.root={args.data}"]
     if not (args.data / "VOC2012").is_dir():
-        run(python("scripts/make_synthetic.py", "--out", str(args.data), "--n-images", "400"))
+        run(python("scripts/make_synthetic.py", "--out", str(args.data)))
 
     checkpoint = args.out / "train" / "checkpoints" / "final.pt"
     if checkpoint.exists():
         print(f"\n{checkpoint} exists: skipping training (delete {args.out} to retrain)")
+    elif checkpoint.with_name("last.pt").exists():  # an interrupted demo: continue it
+        run(python("train.py", "with", f"train.resume={checkpoint.with_name('last.pt')}"))
     else:
-        run(python("train.py", "-u", "with", *SETTING, *data, f"train.steps={args.steps}",
+        run(python("train.py", "with", *SETTING, *data, f"train.steps={args.steps}",
                    f"train.milestones=[{args.steps * 3 // 4}]",
                    f"train.checkpoint_every={max(1, args.steps // 10)}",
                    f"train.output_dir={args.out / 'train'}"))
@@ -65,9 +77,9 @@ def main(argv=None) -> int:
     test = [f"test.runs={args.runs}", f"test.episodes={args.episodes}"]
     for shots in ("1shot", "5shot"):
         untrained, trained = args.out / f"untrained_{shots}", args.out / f"trained_{shots}"
-        run(python("test.py", "-u", "with", *SETTING, *data, "notrain", shots, *test,
+        run(python("test.py", "with", *SETTING, *data, "notrain", shots, *test,
                    f"test.output_dir={untrained}"))
-        run(python("test.py", "-u", "with", shots, *data, f"test.checkpoint={checkpoint}", *test,
+        run(python("test.py", "with", shots, *data, f"test.checkpoint={checkpoint}", *test,
                    f"test.output_dir={trained}"))
         rows.append((shots, mean_iou(untrained / "results.json"), mean_iou(trained / "results.json")))
 

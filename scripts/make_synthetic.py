@@ -1,6 +1,6 @@
 """Generate the synthetic few-shot dataset (see panet/data/synthetic.py and data/README.md).
 
-    python scripts/make_synthetic.py [--out data/synthetic] [--n-images 300] [--size 375 500]
+    python scripts/make_synthetic.py [--out data/synthetic] [--n-images 400] [--size 375 500]
                                      [--seed 0] [--coco] [--year 2014]
 
 Writes ``OUT/VOC2012`` (PASCAL layout, read with dataset name "synthetic" or "pascal" on
@@ -14,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from panet.data.synthetic import generate
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from panet.data.synthetic import DEFAULT_N_IMAGES, generate
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "synthetic")
-    parser.add_argument("--n-images", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("data", "synthetic"),
+                        help="output folder (default data/synthetic, where configs/synthetic.yaml "
+                             "reads it)")
+    parser.add_argument("--n-images", type=int, default=DEFAULT_N_IMAGES)
     parser.add_argument("--size", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)

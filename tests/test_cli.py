@@ -213,6 +213,7 @@ BAD_VALUES = [
     ("test", ["data.weak=points"], "data.weak"),
     ("test", ["data.bbox_instance=smallest"], "data.bbox_instance"),
     ("test", ["data.scribble_dilation=-2"], "data.scribble_dilation"),
+    ("test", ["data.coco_labels=all"], "data.coco_labels"),
     ("train", ["model.encoder=resnet50"], "model.encoder"),
     ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
      "model.weights"),

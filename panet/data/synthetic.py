@@ -57,6 +57,7 @@ CLASS_SHAPE_TEXTURE = {
 }
 CLASS_NAMES = {k: f"{SHAPES[s]}-{TEXTURES[t]}" for k, (s, t) in CLASS_SHAPE_TEXTURE.items()}
 
+DEFAULT_N_IMAGES = 400  # make demo, make_synthetic.py and reproduce.py --synthetic
 VOC_DIR = "VOC2012"
 COCO_DIR = "coco"
 COCO_SPLITS = {"trainaug": "train", "val": "val"}  # VOC split -> COCO split name (before year)
@@ -247,7 +248,7 @@ def _rle(mask: np.ndarray) -> dict:
     return {"size": list(encoded["size"]), "counts": encoded["counts"].decode("ascii")}
 
 
-def generate(root: PathLike, n_images: int = 300, size: Tuple[int, int] = (375, 500),
+def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, int] = (375, 500),
              seed: int = 0, val_fraction: float = 0.2, coco: bool = False,
              coco_year: int = 2014) -> Path:
     """Write the dataset under ``root`` (see the module docstring); returns ``root``.

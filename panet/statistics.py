@@ -1,0 +1,211 @@
+"""Numbers you can cite: per-episode records of a test, bootstrap intervals, paired comparisons.
+
+Shape letters: R runs, E episodes per run, N query records, W ways, S shots, K the test classes
+of the fold (the metric's classes; slot 0 of a class axis is the background).
+
+A test's *records* keep, for every query of every episode of every run, its TP/FP/FN counts per
+episode label (PROTOCOL §9, under the metric rule used) with the episode's class ids and image
+ids: everything an IoU-based statistic needs, without running the model again. Summing them per
+class gives exactly the counts `IoUMeter` accumulated (a test checks this).
+
+Bootstrap over episodes. A resample draws, in every run, E episodes with replacement from that
+run's E episodes, adds up their class-wise counts and computes the run's mean-IoU and binary-IoU
+exactly as the metric does (`panet.metrics.iou_from_counts`); the statistic is their mean over
+runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
+from a fixed seed (`BOOTSTRAP_SEED`), so it is reproducible. It covers the variation due to
+*which episodes were sampled*, given the trained model: another draw of test episodes would
+give a number in it 95% of the time. It does not cover training randomness (another training
+seed gives another model): `scripts/reproduce.py --seeds N` measures that.
+
+Paired comparison. Two records over identical episode lists (the same dataset, fold, setting,
+seed, runs and episodes; checked through the stored ids) are resampled with the *same* episode
+draws, so the interval of the difference A - B only holds the variation in how the two models
+differ, which is far tighter than comparing two independent intervals. The p-value is the
+two-sided bootstrap p-value of "no difference": twice the smaller share of resampled
+differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)), capped at 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .files import atomic_write
+from .metrics import iou_from_counts
+
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+PathLike = Union[str, Path]
+
+
+@dataclass
+class EpisodeRecords:
+    """The per-query counts of a test (see the module docstring). N records, in any order.
+
+    run, episode, query: N int64 (episode index within its run, query index within its
+    episode); class_ids: N x W int64 global ids of the episode's ways; counts: N x (1 + W) x 3
+    int64 TP, FP, FN of labels [background, way 1, ..., way W]; query_ids: N str;
+    support_ids: N x W x S str.
+    """
+
+    run: np.ndarray
+    episode: np.ndarray
+    query: np.ndarray
+    class_ids: np.ndarray
+    counts: np.ndarray
+    query_ids: np.ndarray
+    support_ids: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.run)
+        if any(len(getattr(self, f.name)) != n for f in fields(self)):
+            raise ValueError("every field of EpisodeRecords needs one entry per query record")
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict]) -> "EpisodeRecords":
+        """From dicts with the field names as keys (one per query)."""
+        return cls(**{f.name: np.asarray([row[f.name] for row in rows]) for f in fields(cls)})
+
+    def sorted(self) -> "EpisodeRecords":
+        """The records in (run, episode, query) order (DDP ranks record them interleaved)."""
+        order = np.lexsort((self.query, self.episode, self.run))
+        return EpisodeRecords(**{f.name: getattr(self, f.name)[order] for f in fields(self)})
+
+    def save(self, path: PathLike) -> Path:
+        """Write a compressed .npz (atomically, umask permissions)."""
+        with atomic_write(path) as file:
+            np.savez_compressed(file, **{f.name: getattr(self, f.name) for f in fields(self)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "EpisodeRecords":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return cls(**{f.name: stored[f.name] for f in fields(cls)})
+        except (OSError, KeyError, ValueError) as error:
+            raise ValueError(f"{path} is not an episode-records file of test.py ({error})") from None
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.run.max()) + 1
+
+    def class_counts(self, class_ids: Sequence[int]) -> np.ndarray:
+        """R x E x (1 + K) x 3 counts per run, episode and class (slot 0 background, slot k the
+        k-th of `class_ids`): each query's label rows added to its episode's class slots."""
+        slot = {int(c): k + 1 for k, c in enumerate(class_ids)}
+        n_episodes = int(self.episode.max()) + 1
+        out = np.zeros((self.n_runs, n_episodes, 1 + len(slot), 3), dtype=np.int64)
+        slots = np.concatenate([np.zeros((len(self.run), 1), dtype=np.int64),
+                                np.vectorize(slot.__getitem__, otypes=[np.int64])(self.class_ids)],
+                               axis=1)  # N x (1 + W)
+        rows = np.broadcast_to(self.run[:, None], slots.shape)
+        cols = np.broadcast_to(self.episode[:, None], slots.shape)
+        np.add.at(out, (rows, cols, slots), self.counts)
+        return out
+
+    def episode_keys(self) -> List[tuple]:
+        """What identifies the episodes: per record its run, episode, query, classes and images."""
+        return list(zip(self.run.tolist(), self.episode.tolist(), self.query.tolist(),
+                        map(tuple, self.class_ids.tolist()), self.query_ids.tolist(),
+                        map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
+
+
+def mismatch(a: EpisodeRecords, b: EpisodeRecords) -> Optional[str]:
+    """Why two records are not over identical episodes (None when they are)."""
+    keys_a, keys_b = a.sorted().episode_keys(), b.sorted().episode_keys()
+    if len(keys_a) != len(keys_b):
+        return f"{len(keys_a)} query records against {len(keys_b)}"
+    for key_a, key_b in zip(keys_a, keys_b):
+        if key_a != key_b:
+            return (f"run {key_a[0]} episode {key_a[1]} query {key_a[2]} differs: classes "
+                    f"{key_a[3]} / {key_b[3]}, query {key_a[4]} / {key_b[4]}, supports "
+                    f"{key_a[5]} / {key_b[5]}")
+    return None
+
+
+def resample_weights(n_runs: int, n_episodes: int, n_resamples: int,
+                     seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """n_resamples x R x E: how often each episode of each run is drawn in each resample
+    (E draws with replacement per run)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_episodes, size=(n_resamples, n_runs, n_episodes))
+    weights = np.zeros((n_resamples, n_runs, n_episodes), dtype=np.int64)
+    np.add.at(weights, (np.arange(n_resamples)[:, None, None], np.arange(n_runs)[None, :, None],
+                        draws), 1)
+    return weights
+
+
+def resampled_metrics(episode_counts: np.ndarray, weights: np.ndarray) -> Dict[str, np.ndarray]:
+    """Mean-IoU and binary-IoU (mean over runs) of each resample: `episode_counts` R x E x
+    (1 + K) x 3, `weights` n x R x E -> arrays of n values."""
+    counts = np.einsum("nre,rekc->nrkc", weights, episode_counts)
+    metrics = iou_from_counts(counts)
+    return {name: metrics[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
+
+
+def percentile_interval(values: np.ndarray) -> List[float]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
+                        seed: int = BOOTSTRAP_SEED) -> Dict[str, List[float]]:
+    """`mean_iou_ci` and `binary_iou_ci`: 95% bootstrap intervals over episodes (module
+    docstring) of the mean over runs."""
+    episode_counts = records.class_counts(class_ids)
+    weights = resample_weights(*episode_counts.shape[:2], n_resamples, seed)
+    resampled = resampled_metrics(episode_counts, weights)
+    return {f"{name}_ci": percentile_interval(values) for name, values in resampled.items()}
+
+
+def p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'no difference' (module docstring)."""
+    n = len(differences)
+    below, above = (differences <= 0).sum(), (differences >= 0).sum()
+    return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
+
+
+def paired_comparison(a: EpisodeRecords, b: EpisodeRecords, class_ids: Sequence[int],
+                      n_resamples: int, seed: int = BOOTSTRAP_SEED) -> Dict[str, Dict]:
+    """Differences A - B over identical episodes, overall (mean over runs), per run and per
+    class, each with its paired 95% bootstrap interval and p-value.
+
+    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
+    {class id: entry}} with entries {"a", "b", "difference", "ci", "p_value"} (fractions);
+    metrics are mean_iou and binary_iou. Raises ValueError when the episodes differ.
+    """
+    why = mismatch(a, b)
+    if why is not None:
+        raise ValueError(f"the two tests did not see identical episodes: {why}")
+    counts_a, counts_b = a.class_counts(class_ids), b.class_counts(class_ids)
+    n_runs, n_episodes = counts_a.shape[:2]
+    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)
+    resampled = [iou_from_counts(np.einsum("nre,rekc->nrkc", weights, c))
+                 for c in (counts_a, counts_b)]
+    observed = [iou_from_counts(c.sum(axis=1)) for c in (counts_a, counts_b)]
+
+    def entry(value_a, value_b, diffs):
+        return {"a": float(value_a), "b": float(value_b), "difference": float(value_a - value_b),
+                "ci": percentile_interval(diffs), "p_value": p_value(diffs[~np.isnan(diffs)])}
+
+    result = {"overall": {}, "runs": [{} for _ in range(n_runs)], "classes": {}}
+    for name in ("mean_iou", "binary_iou"):
+        diffs = resampled[0][name] - resampled[1][name]  # n x R
+        result["overall"][name] = entry(observed[0][name].mean(), observed[1][name].mean(),
+                                        diffs.mean(axis=1))
+        for run in range(n_runs):
+            result["runs"][run][name] = entry(observed[0][name][run], observed[1][name][run],
+                                              diffs[:, run])
+    for k, class_id in enumerate(class_ids):
+        per_class = [r["class_iou"][..., k + 1] for r in resampled]  # n x R
+        with np.errstate(invalid="ignore"):
+            diffs = np.nanmean(per_class[0], axis=1) - np.nanmean(per_class[1], axis=1)
+        result["classes"][int(class_id)] = entry(
+            np.nanmean(observed[0]["class_iou"][:, k + 1]),
+            np.nanmean(observed[1]["class_iou"][:, k + 1]), diffs)
+    return result
