@@ -2,9 +2,9 @@
 encoding every episode's images (test.encode=episode, the released behaviour).
 
 (a) Encoder calls of the paper protocol, counted by the evaluation's own planning code (label
-    maps and class lists only, no JPEG): 5 runs x 1,000 episodes (seeds 1234..1238), 1 query,
-    417 x 417, the fold's test classes on the `trainaug` list, for every fold and 1/2-way x
-    1/5-shot (or those given):
+    maps and class lists only, no JPEG): 5 runs x 1,000 episodes (seeds 1234..1238; --episodes
+    per run), 1 query, 417 x 417, the fold's test classes on the `trainaug` list, for every fold
+    and 1/2-way x 1/5-shot (or those given):
 
         python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
@@ -60,16 +60,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_RUNS, PAPER_EPISODES, PAPER_SEED, PAPER_SIZE = 5, 1000, 1234, 417
 FOLDS = (0, 1, 2, 3)
 SETTINGS = ("1x1", "1x5", "2x1", "2x5")  # ways x shots
+TIME_EPISODES = 300
 TARGETS = {"time_per_call": 1.15, "extra_peak_gib": 1.5}
 DEFAULT_CACHE_GB = test_ingredient.configurations[0]()["cache_gb"]  # test.cache_gb's default
 
 
 def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
-                cache_gb: float = DEFAULT_CACHE_GB, lists_dir: Optional[Path] = None
-                ) -> Dict[str, int]:
+                cache_gb: float = DEFAULT_CACHE_GB, lists_dir: Optional[Path] = None,
+                episodes: int = PAPER_EPISODES) -> Dict[str, int]:
     """Encoder calls of both paths for one protocol cell (see the module docstring)."""
     source = VocSource(voc_root, "trainaug", lists_dir=lists_dir, images=False)
-    datasets = (episode_dataset(source, fold, ways, shots, 1, PAPER_EPISODES, PAPER_SEED + run,
+    datasets = (episode_dataset(source, fold, ways, shots, 1, episodes, PAPER_SEED + run,
                                 train=False, size=PAPER_SIZE) for run in range(PAPER_RUNS))
     plan = plan_runs(datasets, workers)
     channels, height, width = feature_shape(build_encoder("vgg16"), (PAPER_SIZE, PAPER_SIZE))
@@ -87,20 +88,22 @@ def count_main(args: argparse.Namespace) -> int:
             ways, shots = map(int, setting.split("x"))
             try:
                 rows.append(count_calls(args.count, fold, ways, shots, args.workers,
-                                        lists_dir=args.lists_dir))
+                                        lists_dir=args.lists_dir,
+                                        episodes=args.episodes or PAPER_EPISODES))
             except (FileNotFoundError, ValueError) as error:
                 print(f"cannot count on {args.count}: {error}", file=sys.stderr)
                 return 2
             if not args.json:
-                print_count_row(rows[-1], header=len(rows) == 1)
+                print_count_row(rows[-1], args.episodes or PAPER_EPISODES,
+                                header=len(rows) == 1)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
 
 
-def print_count_row(row: Dict[str, int], header: bool) -> None:
+def print_count_row(row: Dict[str, int], episodes: int, header: bool) -> None:
     if header:
-        print(f"{PAPER_RUNS} runs x {PAPER_EPISODES} episodes, seeds {PAPER_SEED}.."
+        print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
               f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
               f"({DEFAULT_CACHE_GB} GiB)")
         print("| fold | setting | calls today | calls new | distinct images | "
@@ -153,6 +156,7 @@ def run_path(args: argparse.Namespace, root: Path, shots: int, encode: str) -> d
 
 
 def time_main(args: argparse.Namespace) -> int:
+    args.episodes = args.episodes or TIME_EPISODES
     print(f"{args.encoder} at {args.size} x {args.size}, 1 run x {args.episodes} episodes, "
           f"1-way, synthetic set, {args.threads} torch threads, workers 0, default cache "
           f"({DEFAULT_CACHE_GB} GiB in memory), fastest of {args.repeats}", flush=True)
@@ -207,7 +211,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="(a): WAYSxSHOTS cells")
     parser.add_argument("--workers", type=int, default=2, help="(a): processes reading masks")
-    parser.add_argument("--episodes", type=int, default=300, help="(b): episodes per setting")
+    parser.add_argument("--episodes", type=int,
+                        help=f"episodes per run (default: (a) {PAPER_EPISODES}, (b) "
+                             f"{TIME_EPISODES})")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="(b)")
     parser.add_argument("--encoder", default="vgg16", choices=["vgg16", "small"], help="(b)")
     parser.add_argument("--size", type=int, default=PAPER_SIZE, help="(b): input size")
@@ -219,7 +225,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--measure", choices=["episode", "image"], help=argparse.SUPPRESS)
     parser.add_argument("--measure-shots", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.episodes, args.threads, args.repeats, *args.shots) < 1 or args.workers < 0:
+    episodes = 1 if args.episodes is None else args.episodes
+    if min(episodes, args.threads, args.repeats, *args.shots) < 1 or args.workers < 0:
         parser.error("--episodes, --shots, --threads and --repeats must be >= 1, --workers >= 0")
     return args
 

@@ -263,7 +263,7 @@ def test_bad_values_are_refused_before_work(synthetic_root, small_panet):
         plan_runs([training])
 
 
-def test_bench_counts_a_masks_only_tree(make_voc_tree, monkeypatch):
+def test_bench_counts_a_masks_only_tree(make_voc_tree):
     """scripts/bench_eval.py --count on a tree without JPEGs (a short protocol): today's calls are
     W*S + Q per episode, the distinct images those the sampler draws (no support vanishes at 417
     px here), the new calls lie between them."""
@@ -271,8 +271,7 @@ def test_bench_counts_a_masks_only_tree(make_voc_tree, monkeypatch):
     for jpeg in (root / IMAGE_DIR).iterdir():
         jpeg.unlink()
     bench = load_script("bench_eval")
-    monkeypatch.setattr(bench, "PAPER_EPISODES", 12)
-    row = bench.count_calls(root, fold=0, ways=2, shots=2, workers=0, cache_gb=0)
+    row = bench.count_calls(root, fold=0, ways=2, shots=2, workers=0, cache_gb=0, episodes=12)
     lists = VocSource(root, "trainaug", images=False).class_images()
     drawn = {image for run in range(bench.PAPER_RUNS)
              for episode in sample_episodes(lists, fold_classes(20, 0, train=False), 2, 2, 1,
