@@ -47,9 +47,9 @@ SYNTHETIC_SETTINGS = [
     {"ways": 2, "shots": 5, "weak": "dense", "resolution": "original", "rule": "corrected"},
     {"ways": 1, "shots": 5, "weak": "bbox", "resolution": "label"},
     {"ways": 2, "shots": 1, "weak": "scribble", "resolution": "label", "queries": 2}]
-COCO_SETTINGS = [{"ways": 1, "shots": 1, "weak": "dense", "resolution": "original"},
+COCO_SETTINGS = [{"ways": 1, "shots": 1, "weak": "scribble", "resolution": "original"},
                  {"ways": 2, "shots": 5, "weak": "bbox", "resolution": "label"},
-                 {"ways": 2, "shots": 1, "weak": "scribble", "resolution": "label",
+                 {"ways": 2, "shots": 1, "weak": "dense", "resolution": "label",
                   "coco_labels": "episode"}]
 DATA_KEYS = ("ways", "shots", "weak", "queries", "coco_labels")
 
