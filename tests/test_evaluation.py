@@ -230,7 +230,8 @@ def test_feature_files_serve_later_evaluations(synthetic_root, small_panet, tmp_
     assert len(list((tmp_path / "small").rglob("*.pt"))) == 3
 
 
-def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(synthetic_root, tmp_path):
+def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(synthetic_root,
+                                                                             tmp_path):
     data = synthetic_data(synthetic_root, ways=2, shots=1, weak="bbox")
     settings = [f"data.{key}={value}" for key, value in data.items()] + [
         "model.encoder=small", "model.weights=None", "test.notrain=True", f"test.runs={RUNS}",
