@@ -5,7 +5,8 @@
     python test.py with test.checkpoint=runs/1 bbox                      # Table 6: box supports
     python test.py with test.checkpoint=runs/1 val test.rule=corrected   # VOC val, corrected metric
     python test.py with voc notrain data.fold=0                          # PANet-init (no training)
-    torchrun --nproc_per_node=4 test.py with test.checkpoint=runs/1      # episodes sharded
+    torchrun --nproc_per_node=4 test.py with test.checkpoint=runs/1      # images sharded
+    python test.py with test.checkpoint=runs/1 test.encode=episode       # per-episode reference
 
 test.checkpoint is a checkpoint file or a run folder (then its checkpoints/final.pt, or last.pt
 when that one has more steps). The episode setting (dataset, fold, ways, shots, ...) is read
@@ -16,13 +17,11 @@ being runs/<id>/ or test.output_dir.
 
 import warnings
 
-import torch
-
 from panet import distributed
 from panet.checkpoint import find_checkpoint, load_checkpoint
 from panet.config import PanetExperiment, build_dataset, build_model, trained_model
 from panet.data.folds import split_classes
-from panet.engine import EvalShard, episode_loader, evaluate
+from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
@@ -30,6 +29,7 @@ from panet.runs import run_from_command_line, shared_run_dir
 from panet.validation import ConfigError, data_root_problems
 
 ex = PanetExperiment("panet_test", script="test")
+EVALUATION_KEYS = ("encode", "batch_size", "resolution", "cache_gb", "cache_dir")
 
 
 def test_setting(run, config):
@@ -85,14 +85,10 @@ def main(_run, test, seed, device):
                           f"{describe_setting(stored)}; tested: {describe_setting(data)}); these "
                           "numbers are not few-shot results",
                           stacklevel=1)
-        meter = IoUMeter(classes, n_runs=test["runs"], rule=test["rule"])
-        for run, dataset in enumerate(datasets):
-            loader = episode_loader(dataset, EvalShard(len(dataset), test["batch_size"], context),
-                                    data["workers"], context.device)
-            evaluate(net, loader, meter, run, device=context.device,
-                     resolution=test["resolution"], progress=context.is_main)
-        counts = torch.from_numpy(meter.counts).to(context.device)
-        meter.counts = distributed.all_reduce_sum(counts, context).cpu().numpy()
+        meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test["runs"],
+                                                      rule=test["rule"]),
+                              **{key: test[key] for key in EVALUATION_KEYS},
+                              workers=data["workers"], context=context, progress=context.is_main)
         if not context.is_main:
             return None
         summary = meter.summary()
@@ -104,7 +100,8 @@ def main(_run, test, seed, device):
             **summary,
             "test_classes_seen_in_training": bool(seen),
             "setting": {"data": data, "model": model, "seed": seed,
-                        **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain")},
+                        **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain",
+                                                "encode")},
                         "checkpoint": None if state is None else state["path"],
                         "trained_steps": trained_steps},
         }

@@ -96,7 +96,13 @@ def test_config():
     notrain = False  # evaluate the ImageNet-initialised encoder (PANet-init) instead
     runs = 5
     episodes = 1000  # per run; run r samples its episodes with seed + r
-    batch_size = 1  # episodes per forward pass (results do not depend on it)
+    batch_size = 1  # episodes per forward pass, or (encode=image) their W*S + Q images per
+    #                 encoder call; results do not depend on it
+    encode = "image"  # image: each distinct image encoded once (twice if the cache is full) |
+    #                   episode: every episode encodes its images, as released (the reference)
+    cache_gb = 1.0  # image: GiB of encoder features kept from the support to the query step
+    cache_dir = None  # image: keep features as files here instead of in memory (cache_gb bounds
+    #                   the folder); later tests of the same weights and size reuse them
     rule = "released"  # released | corrected (PROTOCOL §9)
     resolution = "label"  # label (417 x 417, PANet) | original (later FSS papers)
     output_dir = None  # the run folder (results.json, ...); None: a new runs/<id>

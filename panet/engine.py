@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -158,15 +158,39 @@ class EvalShard(Sampler):
         return -(-len(self.indices) // self.batch_size)
 
 
+class QueryKey(NamedTuple):
+    """Which query a prediction is for: test run, episode index within the run, query index."""
+
+    run: int
+    episode: int
+    query: int
+
+
+def score_query(meter: IoUMeter, logits_low: torch.Tensor, target: torch.Tensor,
+                class_ids: Sequence[int], key: QueryKey) -> None:
+    """Add one query's counts to `meter`. Every evaluated query of both evaluation paths passes
+    through here (the place to take per-query records).
+
+    logits_low: (1 + W) x h x w at feature resolution; target: episode-local labels, H x W at
+    the input size (PANet's "label" resolution) or the query's original size ("original"). The
+    logits are upsampled bilinearly to the target's size; the prediction is their argmax.
+    """
+    prediction = upsample(logits_low[None], tuple(target.shape[-2:]))[0].argmax(dim=0)
+    meter.update(prediction, target, class_ids, run=key.run)
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: int, *,
              device: torch.device, resolution: str = "label", progress: bool = True) -> None:
-    """Add every query of `loader`'s episodes to `meter` under `run`.
+    """Add every query of `loader`'s episodes to `meter` under `run`: the per-episode path, as
+    released (every episode encodes its supports and queries).
 
     resolution "label" (PANet): predictions and labels at the input size (417 x 417);
     "original": the feature-resolution logits are upsampled bilinearly straight to each query's
     original size and compared with its original label (needs keep_original_labels).
     """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     model.eval()
     with Progress(len(loader), desc=f"test run {run}", every=max(1, len(loader) // 10),
                   enabled=progress) as bar:
@@ -179,12 +203,8 @@ def _evaluate_batch(model: torch.nn.Module, batch: Dict, meter: IoUMeter, run: i
                     resolution: str) -> None:
     """Score one collated batch of episodes: every query into `meter` under `run`."""
     out = model(*(batch[key] for key in MODEL_INPUTS))
-    predictions = out.logits.argmax(dim=2)  # B x Q x H x W
-    for b, class_ids in enumerate(batch["class_ids"].tolist()):
-        for q in range(predictions.shape[1]):
-            if resolution == "label":
-                pred, target = predictions[b, q], batch["query_labels"][b, q]
-            else:
-                target = batch["query_labels_full"][b][q]
-                pred = upsample(out.logits_low[b, q][None], target.shape)[0].argmax(dim=0)
-            meter.update(pred, target, class_ids, run=run)
+    targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
+    for b, (episode, class_ids) in enumerate(zip(batch["episode"], batch["class_ids"].tolist())):
+        for q in range(out.logits_low.shape[1]):
+            score_query(meter, out.logits_low[b, q], targets[b][q], class_ids,
+                        QueryKey(run, episode, q))

@@ -9,7 +9,9 @@ test job, plus the train job that makes its checkpoint (none for PANet-init).
 
 Jobs are exact command lines, run from the repository root, named after their setting so that
 tables share them (Table 2 reads Table 1's test results, Table 5's PANet row is Table 1's,
-Table 6 tests Table 1's checkpoints with weak supports):
+Table 6 tests Table 1's checkpoints with weak supports). The tests of one set of weights run one
+after another and share one feature pass: their commands name one `test.cache_dir` (test.py then
+encodes each image once for all of them), removed once the last of them is done:
 
     python train.py with voc 1way 1shot align data.fold=2 \\
         train.output_dir=<out>/runs/train-voc-fold2-1way-1shot-align
@@ -21,6 +23,10 @@ Table 6 tests Table 1's checkpoints with weak supports):
 The episode setting of a trained model's test is read by test.py from its checkpoint; the command
 names only what differs (weak supports). A job is done once its output exists
 (`checkpoints/final.pt` of a train job, `results.json` of a test job).
+
+Table 6 alone, for instance, runs for each checkpoint: the train job (if not done), then its
+dense, scribble and box tests with `test.cache_dir=<out>/feature_cache/<train job name>`: the
+first test encodes the images, the other two read their features.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -53,6 +59,11 @@ SYNTHETIC_DATA_DIRS = {"voc": ".", "coco": synthetic.COCO_DIR}
 # A test image costs one forward pass, a training image a forward and a backward pass, which is
 # about three forward passes (the backward computes gradients of inputs and of weights).
 FORWARD_SHARE_OF_TRAINING = 1 / 3
+
+# Disk budget of the feature cache shared by the tests of one set of weights (test.cache_gb):
+# VGG-16 features at 417 take 5.5 MiB per image; the 5 x 1,000 episodes of one PASCAL-5i setting
+# use at most 5,361 distinct images (fold 2, 2-way 5-shot; scripts/bench_eval.py --count), 29 GiB.
+FEATURE_CACHE_GB = 32.0
 
 MISSING = "—"  # a cell without a number (job not run yet, or not reported by the paper)
 
@@ -91,6 +102,11 @@ class Setting:
         return f"test-{self.train_name[len('train-'):]}-{self.variant.weak}"
 
     @property
+    def weights_name(self) -> str:
+        """The weights the test evaluates: its train job's name, or PANet-init's of the fold."""
+        return f"init-{self.dataset}-fold{self.fold}" if self.variant.init else self.train_name
+
+    @property
     def images_per_episode(self) -> int:
         """Images one episode sends through the encoder: W * S supports and the queries."""
         return self.ways * self.shots + QUERIES
@@ -106,7 +122,8 @@ class Scale:
     tested on its training split like the paper's runs (released protocol, PROTOCOL §6-7: the
     held-out classes' episodes drawn from the training images), the small encoder
     (configs/small.yaml) at input size `size` (None: that config's), `steps` training steps
-    and `test_runs` x `test_episodes` test episodes.
+    and `test_runs` x `test_episodes` test episodes. `feature_cache_gb`: disk budget of the
+    feature cache the tests of one set of weights share (0: none, each test in memory).
     """
 
     out: Path
@@ -116,6 +133,7 @@ class Scale:
     test_runs: int = PAPER_TEST_RUNS
     test_episodes: int = PAPER_TEST_EPISODES
     size: Optional[int] = None
+    feature_cache_gb: float = FEATURE_CACHE_GB
 
     def __post_init__(self):
         if self.synthetic and self.data_root is None:
@@ -126,9 +144,14 @@ class Scale:
                              "scale keeps the configs' defaults (add --synthetic)")
         if min(self.steps, self.test_runs, self.test_episodes) < 1:
             raise ValueError(f"steps, test_runs and test_episodes must be >= 1, got {toy[:3]}")
+        if not self.feature_cache_gb >= 0:
+            raise ValueError(f"feature_cache_gb must be >= 0, got {self.feature_cache_gb}")
 
     def run_dir(self, job: str) -> Path:
         return self.out / "runs" / job
+
+    def feature_cache(self, weights: str) -> Path:
+        return self.out / "feature_cache" / weights
 
     def data_root_of(self, dataset: str) -> Optional[Path]:
         """The data.root of `dataset` at this scale (None: the named config's default)."""
@@ -159,6 +182,7 @@ class Job:
     output: Path  # checkpoints/final.pt (train) or results.json (test)
     needs: Tuple[str, ...]  # jobs whose output this one reads
     images: int  # images through the encoder (steps x episode images, or runs x episodes x ...)
+    cleanup: Tuple[Path, ...] = ()  # removed once this job is done (a shared feature cache)
 
     @property
     def script(self) -> str:
@@ -204,8 +228,9 @@ def train_job(setting: Setting, scale: Scale) -> Job:
                images=scale.steps * setting.images_per_episode)
 
 
-def test_job(setting: Setting, scale: Scale) -> Job:
-    """The test.py run of `setting`: a trained checkpoint (setting read from it), or PANet-init."""
+def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = None) -> Job:
+    """The test.py run of `setting`: a trained checkpoint (setting read from it), or PANet-init;
+    with `feature_cache`, its encoder features go to (or come from) that folder."""
     run = scale.run_dir(setting.test_name)
     if setting.variant.init:
         named, updates = scale.dataset_config(setting.dataset)
@@ -221,6 +246,8 @@ def test_job(setting: Setting, scale: Scale) -> Job:
         needs = (trained.name,)
     if scale.synthetic:
         updates += [f"test.runs={scale.test_runs}", f"test.episodes={scale.test_episodes}"]
+    if feature_cache is not None:
+        updates += [f"test.cache_dir={feature_cache}", f"test.cache_gb={scale.feature_cache_gb}"]
     updates.append(f"test.output_dir={run}")
     return Job(setting.test_name,
                ("python", "test.py", "with", *named, *updates),
@@ -229,16 +256,24 @@ def test_job(setting: Setting, scale: Scale) -> Job:
 
 
 def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
-    """Every job the settings need, each once, in an order that runs a train job before the
-    first test of its checkpoint."""
-    jobs: Dict[str, Job] = {}
+    """Every job the settings need, each once, grouped by weights: a train job, then the tests
+    of its checkpoint one after another. Two or more tests of the same weights share a feature
+    cache folder (when scale.feature_cache_gb > 0), removed after the last of them."""
+    groups: Dict[str, Dict[str, Setting]] = {}
     for setting in settings:
-        if not setting.variant.init:
-            trained = train_job(setting, scale)
-            jobs.setdefault(trained.name, trained)
-        tested = test_job(setting, scale)
-        jobs.setdefault(tested.name, tested)
-    return list(jobs.values())
+        groups.setdefault(setting.weights_name, {}).setdefault(setting.test_name, setting)
+    jobs: List[Job] = []
+    for weights, tests in groups.items():
+        first = next(iter(tests.values()))
+        if not first.variant.init:
+            jobs.append(train_job(first, scale))
+        shared = len(tests) > 1 and scale.feature_cache_gb > 0
+        cache = scale.feature_cache(weights) if shared else None
+        group = [test_job(setting, scale, cache) for setting in tests.values()]
+        if shared:
+            group[-1] = replace(group[-1], cleanup=(cache,))
+        jobs += group
+    return jobs
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from .data.episodes import COCO_LABELS, WEAK_KINDS
 from .data.folds import FOLD_STYLES, N_FOLDS
 from .data.weak import BOX_CHOICES
 from .engine import RESOLUTIONS
+from .evaluation import ENCODINGS
 from .files import check_writable_dir
 from .metrics import RULES as METRIC_RULES
 from .models.encoder import ENCODERS
@@ -158,6 +159,7 @@ RULES: Dict[str, Dict[str, Rule]] = {
         "checkpoint": optional_path(), "notrain": flag(), "runs": integer(1),
         "episodes": integer(1), "batch_size": integer(1), "rule": one_of(METRIC_RULES),
         "resolution": one_of(RESOLUTIONS), "output_dir": optional_path(),
+        "encode": one_of(ENCODINGS), "cache_gb": number(0), "cache_dir": optional_path(),
     },
 }
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
@@ -347,4 +349,5 @@ def _test_path_problems(config: Mapping[str, Any]) -> List[str]:
                             "encoder (PANet-init)")]
     else:
         problems = _checkpoint_problems("test", "checkpoint", test["checkpoint"])
-    return problems + _writable_problems("test", "output_dir", test["output_dir"])
+    return (problems + _writable_problems("test", "output_dir", test["output_dir"])
+            + _writable_problems("test", "cache_dir", test["cache_dir"]))

@@ -17,13 +17,16 @@ streams through), each in its run folder <out>/runs/<job name>/; a job whose out
 jobs that need a failed job are skipped. Tables (<out>/tableN.md) are written even when cells
 are still missing. Figures go to a run folder: the loss curves of a table's models to
 <out>/runs/figures/, the overlays to the shown model's run folder, the curves of --run DIR to
-DIR (the first one given).
+DIR (the first one given). The tests of one checkpoint run one after another and share its
+encoder features through <out>/feature_cache/<weights>/ (on disk, up to --feature-cache-gb;
+removed after their last test).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,11 +65,13 @@ def execute(argv: Sequence[str]) -> int:
 
 def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
     """Run the pending jobs in order (skipping done ones and those needing a failed job);
-    returns the names of the jobs that failed or were skipped for that."""
+    returns the names of the jobs that failed or were skipped for that. A done job's cleanup
+    paths (a feature cache its group no longer needs) are removed."""
     failed: List[str] = []
     for job in jobs:
         if job.done():
             print(f"[done] {job.name}: {job.output}", flush=True)
+            remove_cleanup(job)
             continue
         blocked = [name for name in job.needs if name in failed]
         if blocked:
@@ -83,7 +88,15 @@ def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
             print(f"[failed] {job.name}: exit code {code}"
                   + ("" if code else f", but {job.output} was not written"), flush=True)
             failed.append(job.name)
+        remove_cleanup(job)
     return failed
+
+
+def remove_cleanup(job: Job) -> None:
+    """Delete the job's cleanup folders once it is done (kept after a failure, for the rerun)."""
+    if job.done():
+        for path in job.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def config_problems(jobs: Sequence[Job]) -> List[str]:
@@ -128,8 +141,15 @@ def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale
         f"Assumption: {seconds_per_image} s per training image (forward + backward of VGG-16 at "
         "417 x 417 on a V100-class GPU; --gpu-seconds-per-image), a test image 1/3 of that; "
         "images per training step = W*S + Q, per test episode the same, test episodes = runs x "
-        "episodes. Data loading and partially done training runs are not counted.",
+        "episodes (an upper bound: test.py's default image path encodes each distinct image "
+        "once, or twice when its feature cache is full: 2-26x fewer on PASCAL-5i, see "
+        "scripts/bench_eval.py --count). Data loading and partially done training runs are not "
+        "counted.",
     ]
+    shared = sorted({str(path) for job in jobs for path in job.cleanup})
+    if shared:
+        lines.append(f"Feature caches (each up to the --feature-cache-gb budget on disk, removed "
+                     f"after the last test that uses it): {', '.join(shared)}")
     if synthetic_scale:
         lines.append("Toy scale: the small encoder at ~129 px costs far less than this per image.")
     return "\n".join(lines)
@@ -283,6 +303,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="dry-run assumption: seconds per training image (forward + "
                              f"backward) on one GPU (default {GPU_SECONDS_PER_IMAGE}, VGG-16 at "
                              "417 x 417 on a V100-class GPU)")
+    parser.add_argument("--feature-cache-gb", type=float, default=tables.FEATURE_CACHE_GB,
+                        help="disk budget (GiB) of the feature cache that the tests of one "
+                             "checkpoint share (test.cache_gb); 0: no sharing, each test keeps "
+                             f"features in memory (default {tables.FEATURE_CACHE_GB})")
     parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
                         help="figures: the fold of the models shown (default 0)")
     parser.add_argument("--checkpoint", type=Path,
@@ -306,6 +330,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     below_one = [flag for flag, value in counts.items() if value is not None and value < 1]
     if below_one:
         parser.error(f"{', '.join(below_one)} must be at least 1")
+    if not args.feature_cache_gb >= 0:
+        parser.error(f"--feature-cache-gb must be >= 0, got {args.feature_cache_gb}")
     if args.run and args.figure != "loss-curves":
         parser.error("--run DIR plots the losses of a run folder: use it with --figure loss-curves")
     for run in args.run or ():
@@ -322,14 +348,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
         out = args.out or REPO_ROOT / "results"
-        return Scale(out.resolve(), data_root=args.data_root)
+        return Scale(out.resolve(), data_root=args.data_root,
+                     feature_cache_gb=args.feature_cache_gb)
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 
     return Scale((args.out or REPO_ROOT / "results" / "synthetic").resolve(), synthetic=True,
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
                  steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
-                 test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size)
+                 test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size,
+                 feature_cache_gb=args.feature_cache_gb)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:

@@ -248,6 +248,9 @@ BAD_VALUES = [
     ("test", ["test.rule=strict"], "test.rule"),
     ("test", ["test.resolution=foo"], "test.resolution"),
     ("test", ["notrain", f"test.output_dir={NOT_WRITABLE}"], "test.output_dir"),
+    ("test", ["test.encode=batch"], "test.encode"),
+    ("test", ["test.cache_gb=-1"], "test.cache_gb"),
+    ("test", ["notrain", f"test.cache_dir={NOT_WRITABLE}"], "test.cache_dir"),
 ]
 
 

@@ -11,7 +11,7 @@ import reference
 from panet.models import PANet, vgg16_encoder
 from panet.models.encoder import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
 from panet.models.prototypes import (cosine_logits, episode_prototypes, masked_average_pool,
-                                     upsampling_adjoint)
+                                     prototypes_from_pools, upsample, upsampling_adjoint)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -147,6 +147,27 @@ def test_masked_average_pool_float32_at_paper_size():
     masks = (torch.rand(2, 417, 417, generator=g) > 0.7).float()
     expected = torch.stack([reference.pool(f.double(), m.double()) for f, m in zip(features, masks)])
     assert torch.allclose(masked_average_pool(features, masks).double(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels,feature,image", [(128, 26, 101), (512, 53, 417)])
+def test_head_gives_each_episode_the_same_bits_in_any_batch(channels, feature, image):
+    """What lets panet.evaluation pool a support once for all its episodes and match the
+    per-episode path bitwise on CPU: pooling, prototype means, cosine logits and upsampling of
+    one support / episode / query do not depend on what else is in the batch."""
+    g = torch.Generator().manual_seed(channels)
+    features = torch.randn(6, channels, feature, feature, generator=g)
+    masks = (torch.rand(6, image, image, generator=g) > 0.5).float()
+    pooled = masked_average_pool(features, masks)
+    for i in range(6):
+        assert torch.equal(masked_average_pool(features[i], masks[i]), pooled[i])
+        assert torch.equal(masked_average_pool(features[i].expand(3, -1, -1, -1), masks[:3])[i % 3],
+                           masked_average_pool(features[i], masks[i % 3]))
+    fg, bg = pooled.view(2, 1, 3, channels), pooled.flip(0).view(2, 1, 3, channels)
+    prototypes = prototypes_from_pools(fg, bg)
+    assert torch.equal(prototypes_from_pools(fg[1:], bg[1:])[0], prototypes[1])
+    logits = cosine_logits(features[:2], prototypes, 20.0)
+    assert torch.equal(cosine_logits(features[1:2], prototypes[1:], 20.0)[0], logits[1])
+    assert torch.equal(upsample(logits, (image, image))[1], upsample(logits[1:], (image, image))[0])
 
 
 @pytest.mark.parametrize("B,W,S", list(itertools.product([1, 2], [1, 2], [1, 5])))

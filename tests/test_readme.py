@@ -44,6 +44,9 @@ TOY_FLAGS = {
     "bench_model.py": ["--size", "33", "--repeats", "1", "--shots", "1"],
     "bench_data.py": ["--episodes", "4", "--voc-root", "data/VOC2012"],
     "bench_predict.py": ["--queries", "2", "--repeats", "1"],
+    "bench_eval.py": ["--episodes", "2", "--repeats", "1", "--folds", "0", "--settings", "1x1",
+                      "--encoder", "small", "--size", "101", "--shots", "1", "--root",
+                      "data/synthetic"],
 }
 NOT_RUN = {"make test", "make setup"}
 RUNNABLE_PYTHON = ("## Your own images and data",)

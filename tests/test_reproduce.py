@@ -61,9 +61,10 @@ def test_table_1_jobs_and_hand_checked_commands(tmp_path):
         f"python test.py with "
         f"test.checkpoint={run}/train-voc-fold2-1way-1shot-align/checkpoints/final.pt "
         f"test.output_dir={run}/test-voc-fold2-1way-1shot-align-dense")
-    assert by_name["test-voc-fold3-1way-5shot-init"].command == (
-        f"python test.py with voc notrain 1way "
-        f"5shot data.fold=3 test.output_dir={run}/test-voc-fold3-1way-5shot-init")
+    assert by_name["test-voc-fold3-1way-5shot-init"].command == (  # shares 1-shot's features
+        f"python test.py with voc notrain 1way 5shot data.fold=3 "
+        f"test.cache_dir={tmp_path}/feature_cache/init-voc-fold3 test.cache_gb=32.0 "
+        f"test.output_dir={run}/test-voc-fold3-1way-5shot-init")
     assert by_name["test-voc-fold2-1way-1shot-align-dense"].needs == (
         "train-voc-fold2-1way-1shot-align",)
     assert by_name["train-voc-fold0-1way-5shot-align"].output == (
@@ -81,6 +82,48 @@ def test_every_train_job_precedes_the_tests_of_its_checkpoint(number, tmp_path):
             checkpoint = [a for a in job.argv if a.startswith("test.checkpoint=")]
             assert bool(checkpoint) == bool(job.needs)
             assert checkpoint == [f"test.checkpoint={jobs[position[n]].output}" for n in job.needs]
+
+
+def test_tests_of_one_checkpoint_run_together_and_share_a_feature_cache(tmp_path):
+    jobs = tables.jobs_for(TABLES[6].settings(), Scale(tmp_path))
+    names = [job.name for job in jobs]
+    train = "train-voc-fold1-1way-5shot-align"
+    start = names.index(train)
+    tests = names[start + 1:start + 4]
+    assert tests == [f"test-voc-fold1-1way-5shot-align-{weak}"
+                     for weak in ("dense", "scribble", "bbox")]
+    cache = tmp_path / "feature_cache" / train
+    for job in jobs[start + 1:start + 4]:
+        assert f"test.cache_dir={cache}" in job.argv and "test.cache_gb=32.0" in job.argv
+    assert [job.cleanup for job in jobs[start + 1:start + 4]] == [(), (), (cache,)]
+    alone = tables.jobs_for(TABLES[1].settings(), Scale(tmp_path))  # one test per checkpoint
+    assert not any("test.cache_dir" in arg for job in alone if "align" in job.name
+                   for arg in job.argv)
+    no_cache = tables.jobs_for(TABLES[6].settings(), Scale(tmp_path, feature_cache_gb=0))
+    assert not any(job.cleanup or any(arg.startswith("test.cache") for arg in job.argv)
+                   for job in no_cache)
+
+
+def test_a_feature_cache_is_removed_once_its_last_test_is_done(tmp_path):
+    settings = [Setting("voc", 0, 1, 1, Variant(weak=weak)) for weak in ("dense", "bbox")]
+    train, dense, bbox = tables.jobs_for(settings, Scale(tmp_path))
+    (cache,) = bbox.cleanup
+    train.output.parent.mkdir(parents=True)
+    train.output.touch()
+
+    def fake_run(argv):
+        (cache / "weights").mkdir(parents=True, exist_ok=True)
+        job = next(job for job in (dense, bbox) if list(job.argv) == list(argv))
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        if job is dense:
+            job.output.touch()
+        return 0
+
+    assert reproduce.run_jobs([train, dense, bbox], fake_run) == [bbox.name]
+    assert cache.is_dir()  # the box test failed: its rerun reads the features kept
+    bbox.output.touch()
+    assert reproduce.run_jobs([train, dense, bbox], fail_if_run) == []
+    assert not cache.exists()
 
 
 def test_tables_share_jobs(tmp_path):

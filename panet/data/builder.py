@@ -69,7 +69,24 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          f"PASCAL-5i folds are contiguous")
     if seed < 0 or n_episodes < 0:
         raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
-    source = make_source(name, root, split, year, cache_dir, lists_dir)
+    return episode_dataset(make_source(name, root, split, year, cache_dir, lists_dir), fold,
+                           ways, shots, queries, n_episodes, seed, train, size=size,
+                           fold_style=fold_style, n_folds=n_folds, test_classes=test_classes,
+                           weak=weak, bbox_instance=bbox_instance,
+                           scribble_dilation=scribble_dilation,
+                           keep_original_labels=keep_original_labels, coco_labels=coco_labels)
+
+
+def episode_dataset(source: Source, fold: int, ways: int, shots: int, queries: int,
+                    n_episodes: int, seed: int, train: bool, *,
+                    size: Union[int, Tuple[int, int]] = 417, fold_style: str = "contiguous",
+                    n_folds: int = N_FOLDS,
+                    test_classes: Optional[Sequence[Union[int, str]]] = None,
+                    weak: str = "dense", bbox_instance: str = "largest",
+                    scribble_dilation: int = 0, keep_original_labels: bool = False,
+                    coco_labels: str = "class") -> EpisodeDataset:
+    """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
+    or a masks-only ``VocSource``)."""
     classes = split_classes(source, train, fold, n_folds=n_folds, fold_style=fold_style,
                             test_classes=test_classes)
     episodes = sample_episodes(source.class_images(), classes, ways, shots, queries, n_episodes,

@@ -13,6 +13,7 @@ An item (one episode; CPU tensors)::
     class_ids       W                  int64 global class ids
     support_ids     W x S nested list of image ids
     query_ids       list of Q image ids
+    episode         the item's index i
     query_labels_full  (keep_original_labels) list of Q int64 tensors H_q x W_q, episode-local
                        labels at the query's original size
 
@@ -31,12 +32,19 @@ not yet in the way (not its supports, not its queries) until one keeps a non-emp
 (``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). ``support_ids`` reports the
 images actually used. A query keeps its label even if its class vanished: the metric counts a
 class only where the ground truth holds it.
+
+Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps
+(each support's view after replacement and its masks, each query's view), recording for every
+image the generator state it was drawn from; ``__getitem__`` then decodes the views' pixels.
+``panet.evaluation`` plans whole test runs from layouts (no image decoded) and later draws one
+support or query again from its recorded state (``redraw_support``, ``redraw_query``): the same
+methods, hence the same images, masks and labels as the item.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import torch
@@ -53,16 +61,45 @@ COCO_LABELS = ("class", "episode")
 MAX_RESAMPLES = 20
 STACKED_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels",
                 "class_ids")
+GeneratorState = Dict[str, Any]  # numpy's ``Generator.bit_generator.state``
 
 
 @dataclass
 class _View:
-    """One image of an episode after resize and flip."""
+    """One image of an episode after resize and flip, labels only (pixels: ``pixels``)."""
 
-    image: torch.Tensor  # 3 x H x W normalised
+    image_id: str
     labels: np.ndarray  # H x W uint8, global ids
     full_labels: np.ndarray  # original size, global ids (flipped like the image)
     flipped: bool
+
+
+@dataclass
+class DrawnSupport:
+    """One support of a layout: its view, its masks, the generator state it was drawn from."""
+
+    view: _View
+    fg: np.ndarray  # H x W bool
+    bg: np.ndarray  # H x W bool
+    state: GeneratorState
+
+
+@dataclass
+class DrawnQuery:
+    """One query of a layout: its way, its view and the generator state it was drawn from."""
+
+    way: int
+    view: _View
+    state: GeneratorState
+
+
+@dataclass
+class EpisodeLayout:
+    """An item without pixels (``EpisodeDataset.layout``)."""
+
+    class_ids: List[int]  # W global ids
+    supports: List[List[DrawnSupport]]  # W x S, replacements included
+    queries: List[DrawnQuery]  # Q, in ``Episode.queries`` order
 
 
 def episode_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -71,6 +108,13 @@ def episode_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
     lookup[IGNORE_INDEX] = IGNORE_INDEX
     lookup[np.asarray(class_ids)] = np.arange(1, len(class_ids) + 1)
     return lookup[labels]
+
+
+def generator_at(state: GeneratorState) -> np.random.Generator:
+    """A generator that continues from ``state`` (a copy: ``state`` is left as it is)."""
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = state
+    return rng
 
 
 class EpisodeDataset(Dataset):
@@ -104,41 +148,76 @@ class EpisodeDataset(Dataset):
         return len(self.episodes)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
+        layout = self.layout(index)
+        class_ids = layout.class_ids
+        supports = [support for way in layout.supports for support in way]
+        ways, shots = len(class_ids), len(layout.supports[0])
+        height, width = self.size
+        item = {
+            "support_images": torch.stack([self.pixels(s.view) for s in supports]).view(
+                ways, shots, 3, height, width),
+            "support_fg": torch.from_numpy(np.stack([s.fg for s in supports])).float().view(
+                ways, shots, height, width),
+            "support_bg": torch.from_numpy(np.stack([s.bg for s in supports])).float().view(
+                ways, shots, height, width),
+            "query_images": torch.stack([self.pixels(q.view) for q in layout.queries]),
+            "query_labels": torch.stack([self.query_labels(q.view, class_ids)
+                                         for q in layout.queries]),
+            "class_ids": torch.tensor(class_ids, dtype=torch.int64),
+            "support_ids": [[s.view.image_id for s in way] for way in layout.supports],
+            "query_ids": [q.view.image_id for q in layout.queries],
+            "episode": index,
+        }
+        if self.keep_original_labels:
+            item["query_labels_full"] = [self.query_labels(q.view, class_ids, full=True)
+                                         for q in layout.queries]
+        return item
+
+    def layout(self, index: int) -> EpisodeLayout:
+        """Item ``index`` without pixels: supports (replaced where their class vanishes) with
+        their masks, and queries; no image is decoded."""
         episode = self.episodes[index]
         rng = np.random.default_rng([self.seed, index])
         class_ids = list(episode.class_ids)
-        images, fgs, bgs, support_ids = [], [], [], []
-        for way, class_id in enumerate(class_ids):
+        supports = []
+        for way in range(len(class_ids)):
             used = set(episode.support_ids[way]) | set(episode.query_ids[way])
-            way_ids = []
-            for image_id in episode.support_ids[way]:
-                image_id, view = self._support_view(image_id, class_id,
-                                                    self._label_classes(class_ids, way), used, rng)
-                fg, bg = self._support_masks(image_id, view, class_id, class_ids, rng)
-                images.append(view.image)
-                fgs.append(fg)
-                bgs.append(bg)
-                way_ids.append(image_id)
-            support_ids.append(way_ids)
-        queries = [self._view(image_id, self._label_classes(class_ids, way), rng)
+            supports.append([self._support(image_id, way, class_ids, used, rng)
+                             for image_id in episode.support_ids[way]])
+        queries = [self._draw_query(image_id, way, class_ids, rng)
                    for way, image_id in episode.queries()]
-        ways, shots = len(class_ids), len(episode.support_ids[0])
-        height, width = self.size
-        item = {
-            "support_images": torch.stack(images).view(ways, shots, 3, height, width),
-            "support_fg": torch.from_numpy(np.stack(fgs)).float().view(ways, shots, height, width),
-            "support_bg": torch.from_numpy(np.stack(bgs)).float().view(ways, shots, height, width),
-            "query_images": torch.stack([q.image for q in queries]),
-            "query_labels": torch.from_numpy(
-                np.stack([episode_labels(q.labels, class_ids) for q in queries])),
-            "class_ids": torch.tensor(class_ids, dtype=torch.int64),
-            "support_ids": support_ids,
-            "query_ids": [image_id for _, image_id in episode.queries()],
-        }
-        if self.keep_original_labels:
-            item["query_labels_full"] = [torch.from_numpy(episode_labels(q.full_labels, class_ids))
-                                         for q in queries]
-        return item
+        return EpisodeLayout(class_ids, supports, queries)
+
+    def redraw_support(self, image_id: str, way: int, class_ids: Sequence[int],
+                       state: GeneratorState) -> DrawnSupport:
+        """The support of ``way`` that ``layout`` drew from ``state`` (its
+        ``DrawnSupport.state``), drawn again."""
+        support = self._draw_support(image_id, way, class_ids, generator_at(state))
+        if support is None:
+            raise ValueError(f"support {image_id!r} loses class "
+                             f"{self.source.class_name(class_ids[way])} at {self.size}: it is not "
+                             "a support that layout() drew")
+        return support
+
+    def redraw_query(self, image_id: str, way: int, class_ids: Sequence[int],
+                     state: GeneratorState) -> DrawnQuery:
+        """The query of ``way`` that ``layout`` drew from ``state`` (its ``DrawnQuery.state``),
+        drawn again."""
+        return self._draw_query(image_id, way, class_ids, generator_at(state))
+
+    def query_labels(self, view: _View, class_ids: Sequence[int],
+                     full: bool = False) -> torch.Tensor:
+        """Episode-local int64 labels of a query view (PROTOCOL §3), H x W (or its original size
+        when ``full``)."""
+        return torch.from_numpy(episode_labels(view.full_labels if full else view.labels,
+                                               class_ids))
+
+    def pixels(self, view: _View) -> torch.Tensor:
+        """3 x H x W: the view's image decoded, checked against its label map, resized, flipped
+        like the view and normalised."""
+        image = self.source.image(view.image_id)
+        self.source.check_sizes(view.image_id, image, view.full_labels.shape)
+        return image_tensor(image, self.size, view.flipped)
 
     def _label_classes(self, class_ids: Sequence[int], way: int) -> List[int]:
         """The classes painted into an image of ``way`` (see ``coco_labels`` in the module
@@ -146,53 +225,71 @@ class EpisodeDataset(Dataset):
         return [class_ids[way]] if self.coco_labels == "class" else list(class_ids)
 
     def _view(self, image_id: str, class_ids: Sequence[int], rng: np.random.Generator) -> _View:
-        """The image resized (and flipped) with its label map painted for ``class_ids``."""
-        image, labels = self.source.load(image_id, class_ids)
+        """The image's label map painted for ``class_ids``, resized (and flipped)."""
+        labels = self.source.label_map(image_id, class_ids)
         flipped = self.train and bool(rng.random() < 0.5)
         resized = resize_nearest(labels, self.size)
         if flipped:
             resized, labels = hflip(resized), hflip(labels)
-        return _View(image_tensor(image, self.size, flipped), resized, labels, flipped)
+        return _View(image_id, resized, labels, flipped)
 
-    def _support_view(self, image_id: str, class_id: int, class_ids: Sequence[int],
-                      used: Set[str], rng: np.random.Generator) -> Tuple[str, _View]:
-        """(image id, view) of a support whose resized mask holds ``class_id``; labels painted
-        for ``class_ids``."""
-        view = self._view(image_id, class_ids, rng)
-        if (view.labels == class_id).any():
-            return image_id, view
+    def _draw_query(self, image_id: str, way: int, class_ids: Sequence[int],
+                    rng: np.random.Generator) -> DrawnQuery:
+        state = rng.bit_generator.state
+        return DrawnQuery(way, self._view(image_id, self._label_classes(class_ids, way), rng),
+                          state)
+
+    def _draw_support(self, image_id: str, way: int, class_ids: Sequence[int],
+                      rng: np.random.Generator) -> Optional[DrawnSupport]:
+        """View and masks of one support of ``way``, drawn from ``rng``; None, with nothing
+        drawn after the view, when the way's class vanishes from its resized label map."""
+        state = rng.bit_generator.state
+        class_id = class_ids[way]
+        view = self._view(image_id, self._label_classes(class_ids, way), rng)
+        if not (view.labels == class_id).any():
+            return None
+        fg, bg = self._support_masks(view, class_id, class_ids, rng)
+        return DrawnSupport(view, fg, bg, state)
+
+    def _support(self, image_id: str, way: int, class_ids: Sequence[int], used: Set[str],
+                 rng: np.random.Generator) -> DrawnSupport:
+        """Support ``image_id`` of ``way``, or the first replacement whose resized mask holds
+        the way's class."""
+        support = self._draw_support(image_id, way, class_ids, rng)
+        if support is not None:
+            return support
+        class_id = class_ids[way]
         spare = [i for i in self._class_images[class_id] if i not in used]
         for pick in rng.permutation(len(spare))[:MAX_RESAMPLES]:
             candidate = spare[pick]
             used.add(candidate)
-            view = self._view(candidate, class_ids, rng)
-            if (view.labels == class_id).any():
-                return candidate, view
+            support = self._draw_support(candidate, way, class_ids, rng)
+            if support is not None:
+                return support
         raise ValueError(
             f"class {self.source.class_name(class_id)}: support {image_id!r} and "
             f"{min(MAX_RESAMPLES, len(spare))} other images lose the class when resized to "
             f"{self.size}; use a larger input size or drop the class")
 
-    def _aligned(self, array: Optional[np.ndarray], view: _View, image_id: str,
-                 what: str) -> Optional[np.ndarray]:
+    def _aligned(self, array: Optional[np.ndarray], view: _View, what: str) -> Optional[np.ndarray]:
         """An original-size map of the image resized and flipped like ``view``."""
         if array is None:
             return None
         if array.shape != view.full_labels.shape:
-            raise ValueError(f"{self.source.location(image_id)}: its {what} is {array.shape} but "
-                             f"its label map is {view.full_labels.shape}; they must match")
+            raise ValueError(f"{self.source.location(view.image_id)}: its {what} is {array.shape} "
+                             f"but its label map is {view.full_labels.shape}; they must match")
         array = resize_nearest(array, self.size)
         return hflip(array) if view.flipped else array
 
-    def _support_masks(self, image_id: str, view: _View, class_id: int,
-                       class_ids: Sequence[int], rng: np.random.Generator) -> Masks:
+    def _support_masks(self, view: _View, class_id: int, class_ids: Sequence[int],
+                       rng: np.random.Generator) -> Masks:
         fg, bg = dense_masks(view.labels, class_id, class_ids)
         if self.weak == "bbox":
-            instances = self._aligned(self.source.instance_map(image_id, class_id), view,
-                                      image_id, "instance map")
+            instances = self._aligned(self.source.instance_map(view.image_id, class_id), view,
+                                      "instance map")
             return box_masks(fg, instances, self.bbox_instance, rng)
         if self.weak == "scribble":
-            scribbles = self._aligned(self.source.scribble_map(image_id), view, image_id,
+            scribbles = self._aligned(self.source.scribble_map(view.image_id), view,
                                       "scribble map")
             return scribble_masks(fg, bg, rng, scribbles, self.scribble_dilation)
         return fg, bg

@@ -67,13 +67,17 @@ class Source(abc.ABC):
         """The RGB image and its H x W label map (see ``label_map``), checked to match in size."""
         image = self.image(image_id)
         labels = self.label_map(image_id, class_ids)
-        if labels.shape != (image.height, image.width):
+        self.check_sizes(image_id, image, labels.shape)
+        return image, labels
+
+    def check_sizes(self, image_id: str, image: Image.Image, label_shape: Tuple[int, ...]) -> None:
+        """Raise a ValueError naming the files if the image and its label map differ in size."""
+        if tuple(label_shape) != (image.height, image.width):
             raise ValueError(
                 f"{self.location(image_id)}: the image is {image.height} x {image.width} (H x W) "
-                f"but its label map is {labels.shape[0]} x {labels.shape[1]}; the mask does not "
+                f"but its label map is {label_shape[0]} x {label_shape[1]}; the mask does not "
                 f"belong to this image: replace it with the official annotation or drop the id "
                 f"from the split list")
-        return image, labels
 
     def scribble_map(self, image_id: str) -> np.ndarray:
         """H x W uint8 scribbles of an image in the released ``ScribbleAugAuto`` format: 0

@@ -112,11 +112,13 @@ class VocSource(Source):
 
     Construction checks the layout, that every listed id has its image and mask, and that the
     per-class lists exist and agree with the split; images and masks are read on access.
+    ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
+    image works (class lists, label maps, episode layouts).
     """
 
     def __init__(self, root: PathLike, split: str, n_classes: int = PASCAL_N_CLASSES,
                  class_names: Optional[Dict[int, str]] = None,
-                 lists_dir: Optional[PathLike] = None):
+                 lists_dir: Optional[PathLike] = None, images: bool = True):
         self.root = Path(root)
         self.lists_dir = Path(lists_dir) if lists_dir is not None else self.root / LIST_DIR
         self.split = split
@@ -126,7 +128,8 @@ class VocSource(Source):
             class_names = pascal_class_names()
         self.class_names = class_names or {}
         self._require_dir(self.root, "the VOC2012 folder")
-        for name in (IMAGE_DIR, CLASS_DIR):
+        self._folders = (IMAGE_DIR, CLASS_DIR) if images else (CLASS_DIR,)
+        for name in self._folders:
             self._require_dir(self.root / name, ORIGIN[name])
         self._require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
         list_path = split_list_path(self.lists_dir, split)
@@ -144,7 +147,8 @@ class VocSource(Source):
                                     f"panet/data/voc.py); it comes from {origin}")
 
     def _check_files_present(self, list_path: Path) -> None:
-        for folder, suffix in ((IMAGE_DIR, ".jpg"), (CLASS_DIR, ".png")):
+        for folder in self._folders:
+            suffix = ".jpg" if folder == IMAGE_DIR else ".png"
             present = _file_stems(self.root / folder, suffix)
             missing = [i for i in self.ids if i not in present]
             if missing:

@@ -8,6 +8,13 @@ linear map U (per channel, F_up = A_H F A_W^T with 1-D interpolation matrices A_
 A_W: W x w), so  sum(F_up * M) = sum(F * U^T(M))  with  U^T(M) = A_H^T M A_W, an h x w map.
 We pool the low-resolution features against U^T(M): the same number up to float rounding, without
 ever materialising C x H x W upsampled features (512 x 417 x 417 per image).
+
+Batch invariance: every function here gives each episode (each support, each query) the same
+bits whatever batch it is computed in. This is what lets `panet.evaluation` pool a support image
+once for all of its episodes and still match the per-episode path exactly. Pooling therefore
+uses one dot product per (mask, channel) row (`torch.linalg.vecdot`) rather than a matmul:
+matmul kernels round a lone matrix-vector product differently from a batch of them (measured on
+CPU: relative 5e-7 between one support and several).
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ def masked_average_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Te
     Equals  sum(upsample(F) * M) / (sum(M) + EPS)  (PROTOCOL §2) to float tolerance.
     """
     weights = upsampling_adjoint(masks, features.shape[-2:])  # ... x h x w
-    pooled = torch.einsum("...chw,...hw->...c", features, weights)
+    # ... x C: one dot product per channel over the h*w positions (batch invariant, see above)
+    pooled = torch.linalg.vecdot(features.flatten(-2), weights.flatten(-2).unsqueeze(-2))
     return pooled / (masks.sum(dim=(-2, -1))[..., None] + EPS)
 
 
@@ -64,11 +72,20 @@ def episode_prototypes(support_features: torch.Tensor, support_fg: torch.Tensor,
     """The 1 + W prototypes of each episode: background first, then one per way.
 
     support_features: B x W x S x C x h x w; support_fg, support_bg: B x W x S x H x W.
+    Returns B x (1 + W) x C (see `prototypes_from_pools`).
+    """
+    return prototypes_from_pools(masked_average_pool(support_features, support_fg),
+                                 masked_average_pool(support_features, support_bg))
+
+
+def prototypes_from_pools(fg_pools: torch.Tensor, bg_pools: torch.Tensor) -> torch.Tensor:
+    """Prototypes from each support's pooled foreground and background: B x W x S x C each.
+
     Returns B x (1 + W) x C: [p_bg, p_1, ..., p_W] with p_c the mean over shots of the
     foreground pools of way c, and p_bg the mean over ways and shots of the background pools.
     """
-    fg = masked_average_pool(support_features, support_fg).mean(dim=2)  # B x W x C
-    bg = masked_average_pool(support_features, support_bg).mean(dim=(1, 2))  # B x C
+    fg = fg_pools.mean(dim=2)  # B x W x C
+    bg = bg_pools.mean(dim=(1, 2))  # B x C
     return torch.cat([bg[:, None], fg], dim=1)
 
 

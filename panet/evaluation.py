@@ -1,0 +1,454 @@
+"""Test-time evaluation that encodes each distinct image once, with the per-episode path's numbers.
+
+Shape letters: W ways, S shots, Q queries, C channels, H x W input size, h x w feature size,
+U support slots (one support image of one episode) over all episodes of all runs.
+
+The per-episode path (`encode="episode"`: `panet.engine.evaluate`, as released) runs the encoder
+on all W*S + Q images of every episode: 5 runs x 1,000 1-way 5-shot episodes are 30,000 encodes
+of about 3,000 distinct PASCAL images. Once per image is enough: at test time an image's view is
+a fixed resize (no flip), the encoder has no batch statistics, a prototype needs only each
+support's pooled foreground and background C-vectors, and the metric's counts are sums over
+queries, so episodes may be scored in any order. The image path (`encode="image"`) treats all
+runs at once, in three steps:
+
+1. plan (`plan_runs`): each episode's layout (`EpisodeDataset.layout`: label maps only, no image
+   decoded) gives its supports after replacement and its queries, with the generator state each
+   one was drawn from; slots are grouped by image. `schedule` splits the distinct images between
+   processes and decides which features the cache keeps.
+2. supports: each distinct support image is encoded once; for each of its slots the dataset
+   draws the masks again from the recorded state (`EpisodeDataset.redraw_support`) and
+   `masked_average_pool` pools the features: U x C foreground and U x C background pools.
+3. queries: each distinct query image is encoded once, or read from the cache; for each episode
+   it is a query of, `prototypes_from_pools` makes the prototypes from that episode's pools,
+   `cosine_logits` the logits, and `panet.engine.score_query` adds the counts.
+
+An image that is both a support and a query is encoded once when its features are kept from step
+2 to step 3 (in host memory up to `cache_gb` GiB per process, or as files under `cache_dir`),
+twice otherwise. A cache directory also serves later evaluations of the same weights at the same
+size and device type: e.g. the dense, scribble and box tests of one checkpoint (Tables 1, 6).
+
+Exactness: on CPU both paths give bitwise equal counts (tests/test_evaluation.py compares their
+results.json). Each step computes the same function of the same inputs as the per-episode path,
+and each gives an image or an episode the same bits whatever batch it is computed in: pooling,
+prototype means, cosine logits and upsampling by construction (`panet.models.prototypes`), the
+encoder as measured at >= 100 px (at 65 px a lone image rounds differently from a batch of
+several, by ~1e-5). On CUDA, kernels may depend on batch shapes: equal to float rounding.
+
+Memory per process. Grows with the number of episodes: the plan (about 1 KB per support or query
+slot, mostly its generator state) and the pools (2 x C x 4 bytes per support slot: 4 KiB at
+C = 512, 200 MB for 5 x 1,000 2-way 5-shot episodes). Bounded: the feature cache (`cache_gb`),
+one batch of images, their masks and features.
+
+Processes (DDP): every process plans all runs; process r takes every R-th distinct image (sorted
+ids) in both steps; the pools are summed over processes between the steps (each row is written
+by one process, the others hold zeros), the counts at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from .data.episodes import EpisodeDataset, GeneratorState
+from .data.transforms import Size
+from .distributed import Context, all_reduce_sum
+from .engine import RESOLUTIONS, EvalShard, QueryKey, episode_loader, evaluate, score_query
+from .files import atomic_write
+from .metrics import IoUMeter
+from .models.panet import PANet
+from .monitor import Progress
+from .models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools
+
+ENCODINGS = ("image", "episode")
+GIB = 2 ** 30
+
+
+class SupportSlot(NamedTuple):
+    """One support of one episode: its row in the pools, its way, the episode's classes, and
+    the generator state `EpisodeDataset.layout` drew it from."""
+
+    row: int
+    way: int
+    class_ids: Tuple[int, ...]
+    state: GeneratorState
+
+
+class QuerySlot(NamedTuple):
+    """One query of one episode: its key, its way, the first of the episode's W*S pool rows
+    (way-major, as `EpisodeLayout.supports`), the episode's classes, its generator state."""
+
+    key: QueryKey
+    way: int
+    first_row: int
+    class_ids: Tuple[int, ...]
+    state: GeneratorState
+
+
+@dataclass
+class Plan:
+    """Every support and query slot of the planned runs, grouped by image id."""
+
+    dataset: EpisodeDataset  # draws slots again: any run's (runs differ in episodes and seed only)
+    ways: int  # W
+    shots: int  # S
+    n_queries: int  # Q
+    supports: Dict[str, List[SupportSlot]] = field(default_factory=dict)
+    queries: Dict[str, List[QuerySlot]] = field(default_factory=dict)
+    n_rows: int = 0  # U
+    episode_calls: int = 0  # encoder calls of the per-episode path: W*S + Q per episode
+
+    def add(self, run: int, episode: int, class_ids: Tuple[int, ...],
+            supports: List[Tuple[str, GeneratorState]],
+            queries: List[Tuple[int, str, GeneratorState]]) -> None:
+        """Add episode `episode` of run `run`: (image id, state) of its W*S supports (way-major)
+        and (way, image id, state) of its Q queries."""
+        if (len(class_ids), len(supports), len(queries)) != (
+                self.ways, self.ways * self.shots, self.n_queries):
+            raise ValueError(f"episode {episode} of run {run} has {len(class_ids)} ways, "
+                             f"{len(supports)} supports and {len(queries)} queries; the plan's "
+                             f"episodes have {self.ways} ways x {self.shots} shots and "
+                             f"{self.n_queries} queries")
+        first_row = self.n_rows
+        for slot, (image_id, state) in enumerate(supports):
+            self.supports.setdefault(image_id, []).append(
+                SupportSlot(first_row + slot, slot // self.shots, class_ids, state))
+        for q, (way, image_id, state) in enumerate(queries):
+            self.queries.setdefault(image_id, []).append(
+                QuerySlot(QueryKey(run, episode, q), way, first_row, class_ids, state))
+        self.n_rows += len(supports)
+        self.episode_calls += len(supports) + len(queries)
+
+    def images(self) -> List[str]:
+        """The distinct images of the plan, sorted."""
+        return sorted(self.supports.keys() | self.queries.keys())
+
+
+class _Layouts(Dataset):
+    """Item i: what a plan keeps of episode i's layout (class ids, (image id, state) of its
+    supports, (way, image id, state) of its queries)."""
+
+    def __init__(self, dataset: EpisodeDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        layout = self.dataset.layout(index)
+        supports = [(s.view.image_id, s.state) for way in layout.supports for s in way]
+        queries = [(q.way, q.view.image_id, q.state) for q in layout.queries]
+        return tuple(layout.class_ids), supports, queries
+
+
+def _as_is(item):
+    return item
+
+
+def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
+              progress: bool = False) -> Plan:
+    """The plan of test runs (datasets[r]: run r; same setting, their own episodes and seed).
+
+    Reads label maps only. The datasets are taken one at a time; the plan keeps the last one
+    to draw slots again. `workers` DataLoader processes build the layouts.
+    """
+    plan: Optional[Plan] = None
+    for run, dataset in enumerate(datasets):
+        if dataset.train:
+            raise ValueError("image encoding evaluates test datasets (train=False): a training "
+                             "dataset flips each image at random per episode")
+        if plan is not None and _setting(dataset) != _setting(plan.dataset):
+            raise ValueError(f"run {run}'s dataset has setting {_setting(dataset)}, run 0's "
+                             f"{_setting(plan.dataset)}: the runs of a test share one setting")
+        loader = DataLoader(_Layouts(dataset), batch_size=None, num_workers=workers,
+                            collate_fn=_as_is)
+        with Progress(len(loader), desc=f"plan run {run}", every=max(1, len(loader) // 10),
+                      enabled=progress) as bar:
+            for index, (class_ids, supports, queries) in enumerate(loader):
+                if plan is None:
+                    plan = Plan(dataset, len(class_ids), len(supports) // len(class_ids),
+                                len(queries))
+                plan.add(run, index, class_ids, supports, queries)
+                bar.update()
+        if plan is not None:
+            plan.dataset = dataset
+    if plan is None:
+        raise ValueError("nothing to evaluate: no run has an episode")
+    return plan
+
+
+def _setting(dataset: EpisodeDataset) -> tuple:
+    """What must agree between the runs of one plan (slots of any run are drawn by one)."""
+    return (type(dataset.source).__name__, getattr(dataset.source, "root", None),
+            getattr(dataset.source, "split", None), dataset.size, dataset.weak,
+            dataset.bbox_instance, dataset.scribble_dilation, dataset.keep_original_labels,
+            dataset.coco_labels)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One process's share of a plan and what its feature cache does."""
+
+    supports: List[str]  # distinct support images, step 2 order
+    queries: List[str]  # distinct query images, step 3 order
+    stored: FrozenSet[str]  # features in the cache before the evaluation (files of earlier runs)
+    keep: FrozenSet[str]  # features added to the cache once computed
+    reused: FrozenSet[str]  # kept from step 2 for step 3 (supports and queries)
+
+    def from_cache(self, image_id: str, step: str) -> bool:
+        """Whether step "supports" or "queries" reads `image_id`'s features from the cache."""
+        return image_id in self.stored or (step == "queries" and image_id in self.reused)
+
+    def encoder_calls(self) -> int:
+        """Images this process runs through the encoder."""
+        return (sum(not self.from_cache(image, "supports") for image in self.supports)
+                + sum(not self.from_cache(image, "queries") for image in self.queries))
+
+
+def schedule(plan: Plan, capacity: int, stored: FrozenSet[str] = frozenset(),
+             persistent: bool = False, rank: int = 0, world_size: int = 1) -> Schedule:
+    """Process `rank`'s share of `plan`: every `world_size`-th distinct image (sorted ids).
+
+    The cache takes at most `capacity` new features: first of the images that are both supports
+    and queries (kept from step 2 to step 3, saving their second encode), then, when it is
+    `persistent` (a directory), of the other images encoded here (for later evaluations).
+    """
+    images = plan.images()[rank::world_size]
+    fresh = [image for image in images if image not in stored]
+    both = [image for image in fresh if image in plan.supports and image in plan.queries]
+    others = [image for image in fresh if not (image in plan.supports and image in plan.queries)]
+    keep = frozenset((both + (others if persistent else []))[:max(capacity, 0)])
+    return Schedule(supports=[image for image in images if image in plan.supports],
+                    queries=[image for image in images if image in plan.queries],
+                    stored=frozenset(stored), keep=keep, reused=keep.intersection(both))
+
+
+def feature_shape(encoder: nn.Module, size: Size) -> Tuple[int, int, int]:
+    """(C, h, w) of the encoder's output for H x W inputs, traced on the meta device (no
+    arithmetic, no memory)."""
+    tensors = {name: torch.empty_like(tensor, device="meta") for name, tensor in
+               itertools.chain(encoder.named_parameters(), encoder.named_buffers())}
+    out = torch.func.functional_call(encoder, tensors, (torch.empty(1, 3, *size, device="meta"),))
+    return tuple(out.shape[1:])
+
+
+class MemoryCache:
+    """Features in host memory, each read once (step 3) and then dropped."""
+
+    persistent = False
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._features: Dict[str, torch.Tensor] = {}
+
+    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
+        return frozenset()
+
+    def free_bytes(self, budget: int, world_size: int) -> int:
+        return budget  # each process has its own
+
+    def put(self, image_id: str, features: torch.Tensor) -> None:
+        self._features[image_id] = features.to("cpu", copy=True)
+
+    def get(self, image_id: str) -> torch.Tensor:
+        return self._features.pop(image_id).to(self.device)
+
+
+class DiskCache:
+    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>/<image key>.pt`
+    (the image key hashes the source's location of its files); kept for later evaluations."""
+
+    persistent = True
+
+    def __init__(self, directory: Union[str, Path], encoder: nn.Module, dataset: EpisodeDataset,
+                 device: torch.device):
+        self.root = Path(directory).expanduser()
+        height, width = dataset.size
+        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{device.type}"
+        self.source = dataset.source
+        self.device = device
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"test.cache_dir: cannot create {self.folder} ({error}); point "
+                          "test.cache_dir at a writable folder, or set it to None") from None
+
+    def path(self, image_id: str) -> Path:
+        key = hashlib.sha1(self.source.location(image_id).encode()).hexdigest()[:24]
+        return self.folder / f"{key}.pt"
+
+    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
+        present = set(os.listdir(self.folder))
+        return frozenset(image for image in image_ids if self.path(image).name in present)
+
+    def free_bytes(self, budget: int, world_size: int) -> int:
+        """This process's share of what the budget leaves beside the files already there."""
+        used = sum(path.stat().st_size for path in self.root.rglob("*.pt"))
+        return (budget - used) // world_size
+
+    def put(self, image_id: str, features: torch.Tensor) -> None:
+        with atomic_write(self.path(image_id)) as file:  # readers see no file or a whole one
+            torch.save(features.to("cpu", copy=True), file)
+
+    def get(self, image_id: str) -> torch.Tensor:
+        path = self.path(image_id)
+        try:
+            return torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:
+            raise ValueError(f"feature cache file {path} (image {image_id!r}) is unreadable "
+                             f"({error}); delete {self.folder} and run again") from error
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names and bytes of every tensor)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _StepImages(Dataset):
+    """Items of step 2 ("supports") or 3 ("queries"): (image id, its pixels or None when the
+    cache has its features, and per slot: a 2 x H x W bool (fg, bg) mask pair, or the query's
+    int64 labels)."""
+
+    def __init__(self, plan: Plan, plan_schedule: Schedule, step: str, full_labels: bool):
+        self.plan, self.schedule, self.step = plan, plan_schedule, step
+        self.full_labels = full_labels
+        self.images = plan_schedule.supports if step == "supports" else plan_schedule.queries
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image_id = self.images[index]
+        dataset = self.plan.dataset
+        if self.step == "supports":
+            drawn = [dataset.redraw_support(image_id, slot.way, slot.class_ids, slot.state)
+                     for slot in self.plan.supports[image_id]]
+            per_slot = [torch.from_numpy(np.stack([s.fg, s.bg])) for s in drawn]
+        else:
+            slots = self.plan.queries[image_id]
+            drawn = [dataset.redraw_query(image_id, slot.way, slot.class_ids, slot.state)
+                     for slot in slots]
+            per_slot = [dataset.query_labels(q.view, slot.class_ids, full=self.full_labels)
+                        for q, slot in zip(drawn, slots)]
+        cached = self.schedule.from_cache(image_id, self.step)
+        return image_id, None if cached else dataset.pixels(drawn[0].view), per_slot
+
+
+def _step_features(model: PANet, items: _StepImages, cache, images_per_call: int, workers: int,
+                   device: torch.device, progress: bool
+                   ) -> Iterator[Tuple[str, torch.Tensor, list]]:
+    """(image id, C x h x w features, per-slot data) of every item: encoded in batches of up
+    to `images_per_call`, or from the cache; fresh features the schedule keeps are cached."""
+    loader = DataLoader(items, batch_size=images_per_call, num_workers=workers, collate_fn=list)
+    with Progress(len(loader), desc=f"{items.step} (batches of images)",
+                  every=max(1, len(loader) // 10), enabled=progress) as bar:
+        for batch in loader:
+            fresh = [pixels for _, pixels, _ in batch if pixels is not None]
+            encoded = iter(model.encoder(torch.stack(fresh).to(device)) if fresh else ())
+            for image_id, pixels, per_slot in batch:
+                if pixels is None:
+                    yield image_id, cache.get(image_id), per_slot
+                    continue
+                features = next(encoded)
+                if image_id in items.schedule.keep:
+                    cache.put(image_id, features)
+                yield image_id, features, per_slot
+            bar.update()
+
+
+@torch.inference_mode()
+def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter, *, batch_size: int = 1,
+                    workers: int = 0, resolution: str = "label", cache_gb: float = 1.0,
+                    cache_dir: Optional[Union[str, Path]] = None, context: Context = Context(),
+                    progress: bool = True) -> Schedule:
+    """Steps 2 and 3 of the module docstring: add every query of `plan` to `meter` (this
+    process's share; the caller sums the counts over processes). The encoder takes up to
+    batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
+    schedule followed (`encoder_calls()` is what it encoded)."""
+    dataset, device = plan.dataset, context.device
+    if resolution == "original" and not dataset.keep_original_labels:
+        raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
+    model.eval()
+    channels, height, width = feature_shape(model.encoder, dataset.size)
+    feature_bytes = channels * height * width * next(model.parameters()).element_size()
+    cache = MemoryCache(device) if cache_dir is None else DiskCache(cache_dir, model.encoder,
+                                                                    dataset, device)
+    capacity = cache.free_bytes(int(cache_gb * GIB), context.world_size) // feature_bytes
+    images = plan.images()
+    plan_schedule = schedule(plan, capacity, cache.stored(images[context.rank::context.world_size]),
+                             cache.persistent, context.rank, context.world_size)
+    images_per_call = batch_size * (plan.ways * plan.shots + plan.n_queries)
+    full_labels = resolution == "original"
+
+    fg_pools = torch.zeros(plan.n_rows, channels, device=device)  # U x C
+    bg_pools = torch.zeros(plan.n_rows, channels, device=device)
+    for image_id, features, masks in _step_features(
+            model, _StepImages(plan, plan_schedule, "supports", full_labels), cache,
+            images_per_call, workers, device, progress):
+        pair = features.expand(2, *features.shape)  # the fg and bg masks pool the same features
+        for slot, masks_of_slot in zip(plan.supports[image_id], masks):
+            fg_pools[slot.row], bg_pools[slot.row] = masked_average_pool(
+                pair, masks_of_slot.to(device).float())
+    all_reduce_sum(fg_pools, context)
+    all_reduce_sum(bg_pools, context)
+
+    ways, shots = plan.ways, plan.shots
+    for image_id, features, targets in _step_features(
+            model, _StepImages(plan, plan_schedule, "queries", full_labels), cache,
+            images_per_call, workers, device, progress):
+        for slot, target in zip(plan.queries[image_id], targets):
+            rows = slice(slot.first_row, slot.first_row + ways * shots)
+            prototypes = prototypes_from_pools(fg_pools[rows].view(1, ways, shots, channels),
+                                               bg_pools[rows].view(1, ways, shots, channels))
+            logits = cosine_logits(features[None], prototypes, model.alpha)[0]  # (1 + W) x h x w
+            score_query(meter, logits, target.to(device), slot.class_ids, slot.key)
+    return plan_schedule
+
+
+def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMeter, *,
+                  encode: str = "image", batch_size: int = 1, workers: int = 0,
+                  resolution: str = "label", cache_gb: float = 1.0,
+                  cache_dir: Optional[Union[str, Path]] = None, context: Context = Context(),
+                  progress: bool = True) -> IoUMeter:
+    """Evaluate test runs into `meter` (datasets[r]: run r, taken one at a time) and return it,
+    its counts summed over processes.
+
+    encode "image" (default): each distinct image encoded once, or twice when the feature cache
+    (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between the support
+    and query steps; "episode": every episode encodes its images (the released behaviour, the
+    reference). Both give the same counts (module docstring). `batch_size` episodes per
+    forward pass (per-episode path) or as many images per encoder call (image path).
+    """
+    if encode not in ENCODINGS:
+        raise ValueError(f"test.encode must be one of {ENCODINGS}, got {encode!r}")
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"test.resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    if not cache_gb >= 0:
+        raise ValueError(f"test.cache_gb must be >= 0 (GiB), got {cache_gb!r}")
+    if batch_size < 1:
+        raise ValueError(f"test.batch_size must be >= 1, got {batch_size}")
+    if encode == "episode":
+        for run, dataset in enumerate(datasets):
+            loader = episode_loader(dataset, EvalShard(len(dataset), batch_size, context),
+                                    workers, context.device)
+            evaluate(model, loader, meter, run, device=context.device, resolution=resolution,
+                     progress=progress)
+    else:
+        plan = plan_runs(datasets, workers, progress)
+        evaluate_images(model, plan, meter, batch_size=batch_size, workers=workers,
+                        resolution=resolution, cache_gb=cache_gb, cache_dir=cache_dir,
+                        context=context, progress=progress)
+    counts = torch.from_numpy(meter.counts).to(context.device)
+    meter.counts = all_reduce_sum(counts, context).cpu().numpy()
+    return meter

@@ -1,0 +1,244 @@
+"""Benchmark: test-time evaluation encoding each distinct image once (test.encode=image) against
+encoding every episode's images (test.encode=episode, the released behaviour).
+
+(a) Encoder calls of the paper protocol, counted by the evaluation's own planning code (label
+    maps and class lists only, no JPEG): 5 runs x 1,000 episodes (seeds 1234..1238; --episodes
+    per run), 1 query, 417 x 417, the fold's test classes on the `trainaug` list, for every fold
+    and 1/2-way x 1/5-shot (or those given):
+
+        python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
+
+    calls_episode = W*S + Q per episode (the per-episode path); calls_new = what the image path
+    encodes with the default feature cache (test.cache_gb GiB in memory, VGG-16 features at 417);
+    distinct_images = what it encodes when every feature fits (a large cache_gb or cache_dir).
+    VOC_ROOT needs SegmentationClassAug/ and the trainaug.txt (or train_aug.txt) list with its
+    per-class lists (scripts/prepare_voc.py) in ImageSets/Segmentation/ or --lists-dir;
+    JPEGImages/ may be absent. --settings 1x5 2x5 restricts the WAYSxSHOTS cells.
+
+(b) Wall time, encoder calls and peak memory of both paths on the same episodes:
+
+        python scripts/bench_eval.py [--episodes 300] [--shots 1 5] [--encoder vgg16] [--size 417]
+
+    on a synthetic set (generated into a temporary folder: 300 images of 375 x 500, fold 0's test
+    classes on its trainaug list), 1 run, 1-way, random encoder weights (speed does not depend
+    on them), data loading in the measuring process (workers 0), --threads torch threads. Each
+    path runs in a fresh subprocess that reports its wall and CPU time, its encoder calls (a
+    forward hook counting images), its peak resident set size (ru_maxrss) and its resident size
+    once the model and episodes are loaded; with --repeats N the paths alternate N times and the
+    fastest run of each counts (the machine may be shared). Targets: new/old wall time <= 1.15 x
+    new/old calls; peak of the image path <= 1.5 GiB above the per-episode path's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from panet.config import test_ingredient
+from panet.data import episode_dataset, make_episode_dataset
+from panet.data.folds import fold_classes
+from panet.data.synthetic import generate
+from panet.data.voc import VocSource
+from panet.evaluation import GIB, evaluate_runs, feature_shape, plan_runs, schedule
+from panet.metrics import IoUMeter
+from panet.models import PANet, build_encoder
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PAPER_RUNS, PAPER_EPISODES, PAPER_SEED, PAPER_SIZE = 5, 1000, 1234, 417
+FOLDS = (0, 1, 2, 3)
+SETTINGS = ("1x1", "1x5", "2x1", "2x5")  # ways x shots
+TIME_EPISODES = 300
+TARGETS = {"time_per_call": 1.15, "extra_peak_gib": 1.5}
+DEFAULT_CACHE_GB = test_ingredient.configurations[0]()["cache_gb"]  # test.cache_gb's default
+
+
+def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
+                cache_gb: float = DEFAULT_CACHE_GB, lists_dir: Optional[Path] = None,
+                episodes: int = PAPER_EPISODES) -> Dict[str, int]:
+    """Encoder calls of both paths for one protocol cell (see the module docstring)."""
+    source = VocSource(voc_root, "trainaug", lists_dir=lists_dir, images=False)
+    datasets = (episode_dataset(source, fold, ways, shots, 1, episodes, PAPER_SEED + run,
+                                train=False, size=PAPER_SIZE) for run in range(PAPER_RUNS))
+    plan = plan_runs(datasets, workers)
+    channels, height, width = feature_shape(build_encoder("vgg16"), (PAPER_SIZE, PAPER_SIZE))
+    capacity = int(cache_gb * GIB) // (4 * channels * height * width)
+    cells = schedule(plan, capacity)
+    return {"fold": fold, "ways": ways, "shots": shots, "calls_episode": plan.episode_calls,
+            "calls_new": cells.encoder_calls(), "distinct_images": len(plan.images()),
+            "support_images": len(plan.supports), "query_images": len(plan.queries)}
+
+
+def count_main(args: argparse.Namespace) -> int:
+    rows = []
+    for fold in args.folds:
+        for setting in args.settings:
+            ways, shots = map(int, setting.split("x"))
+            try:
+                rows.append(count_calls(args.count, fold, ways, shots, args.workers,
+                                        lists_dir=args.lists_dir,
+                                        episodes=args.episodes or PAPER_EPISODES))
+            except (FileNotFoundError, ValueError) as error:
+                print(f"cannot count on {args.count}: {error}", file=sys.stderr)
+                return 2
+            if not args.json:
+                print_count_row(rows[-1], args.episodes or PAPER_EPISODES,
+                                header=len(rows) == 1)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def print_count_row(row: Dict[str, int], episodes: int, header: bool) -> None:
+    if header:
+        print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
+              f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
+              f"({DEFAULT_CACHE_GB} GiB)")
+        print("| fold | setting | calls today | calls new | distinct images | "
+              "distinct support + distinct query imgs |")
+        print("|---|---|---|---|---|---|")
+    print(f"| {row['fold']} | {row['ways']}-way {row['shots']}-shot | {row['calls_episode']:,} | "
+          f"{row['calls_new']:,} | {row['distinct_images']:,} | "
+          f"{row['support_images'] + row['query_images']:,} |", flush=True)
+
+
+def rss_gib() -> float:
+    """Current resident set size of this process (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / GIB
+
+
+def measure(args: argparse.Namespace) -> int:
+    """One path in this process (--measure): prints a JSON line of its numbers."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = PANet(build_encoder(args.encoder)).eval()
+    calls = []  # images computed (feature_shape's trace on the meta device computes none)
+    model.encoder.register_forward_hook(
+        lambda module, inputs, output: calls.append(len(output) * (output.device.type != "meta")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the synthetic set may leave a class out
+        datasets = [make_episode_dataset("synthetic", args.root, "trainaug", 0, 1,
+                                         args.measure_shots, 1, args.episodes, PAPER_SEED,
+                                         train=False, size=args.size)]
+    meter = IoUMeter(fold_classes(20, 0, train=False))
+    base = rss_gib()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    evaluate_runs(model, datasets, meter, encode=args.measure, progress=False)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
+    counts = hashlib.sha1(meter.counts.tobytes()).hexdigest()
+    print(json.dumps({"calls": sum(calls), "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "peak_gib": peak, "base_gib": base, "counts": counts}))
+    return 0
+
+
+def run_path(args: argparse.Namespace, root: Path, shots: int, encode: str) -> dict:
+    command = [sys.executable, __file__, "--measure", encode, "--measure-shots", str(shots),
+               "--root", str(root), "--episodes", str(args.episodes), "--size", str(args.size),
+               "--encoder", args.encoder, "--threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's panet
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def time_main(args: argparse.Namespace) -> int:
+    args.episodes = args.episodes or TIME_EPISODES
+    print(f"{args.encoder} at {args.size} x {args.size}, 1 run x {args.episodes} episodes, "
+          f"1-way, synthetic set, {args.threads} torch threads, workers 0, default cache "
+          f"({DEFAULT_CACHE_GB} GiB in memory), fastest of {args.repeats}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root or generate(Path(tmp) / "synthetic")
+        rows = []
+        for shots in args.shots:
+            measured = {"episode": [], "image": []}
+            for _ in range(args.repeats):
+                for encode in measured:
+                    measured[encode].append(run_path(args, root, shots, encode))
+            old, new = (min(runs, key=lambda r: r["seconds"]) for runs in measured.values())
+            call_ratio, time_ratio = new["calls"] / old["calls"], new["seconds"] / old["seconds"]
+            rows.append({"shots": shots, "episode": old, "image": new,
+                         "call_ratio": call_ratio, "time_ratio": time_ratio,
+                         "time_per_call": time_ratio / call_ratio,
+                         "extra_peak_gib": new["peak_gib"] - old["peak_gib"],
+                         "same_counts": old["counts"] == new["counts"]})
+            print_time_row(rows[-1], header=len(rows) == 1)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0 if all(row["same_counts"] for row in rows) else 1
+
+
+def print_time_row(row: dict, header: bool) -> None:
+    if header:
+        print("| shots | path | encoder calls | wall s | CPU s | peak RSS GiB | "
+              "RSS before eval GiB |")
+        print("|---|---|---|---|---|---|---|")
+    for name in ("episode", "image"):
+        r = row[name]
+        print(f"| {row['shots']} | {name} | {r['calls']} | {r['seconds']:.1f} | "
+              f"{r['cpu_seconds']:.1f} | {r['peak_gib']:.2f} | {r['base_gib']:.2f} |")
+    print(f"{row['shots']}-shot: calls new/old {row['call_ratio']:.3f}, wall new/old "
+          f"{row['time_ratio']:.3f}, (wall ratio)/(call ratio) {row['time_per_call']:.3f} "
+          f"(target <= {TARGETS['time_per_call']}); image path peak - episode path peak "
+          f"{row['extra_peak_gib']:+.2f} GiB (target <= {TARGETS['extra_peak_gib']}); "
+          f"same counts: {'yes' if row['same_counts'] else 'NO'}", flush=True)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--count", type=Path, metavar="VOC_ROOT",
+                        help="(a): count encoder calls of the paper protocol on this VOC root")
+    parser.add_argument("--lists-dir", type=Path,
+                        help="(a): the folder of the split and per-class lists, when not "
+                             "VOC_ROOT/ImageSets/Segmentation")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS), choices=FOLDS)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
+                        help="(a): WAYSxSHOTS cells")
+    parser.add_argument("--workers", type=int, default=2, help="(a): processes reading masks")
+    parser.add_argument("--episodes", type=int,
+                        help=f"episodes per run (default: (a) {PAPER_EPISODES}, (b) "
+                             f"{TIME_EPISODES})")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="(b)")
+    parser.add_argument("--encoder", default="vgg16", choices=["vgg16", "small"], help="(b)")
+    parser.add_argument("--size", type=int, default=PAPER_SIZE, help="(b): input size")
+    parser.add_argument("--threads", type=int, default=2, help="(b): torch threads")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="(b): runs of each path, alternating; the fastest counts")
+    parser.add_argument("--root", type=Path,
+                        help="(b): an existing synthetic root (scripts/make_synthetic.py)")
+    parser.add_argument("--measure", choices=["episode", "image"], help=argparse.SUPPRESS)
+    parser.add_argument("--measure-shots", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    episodes = 1 if args.episodes is None else args.episodes
+    if min(episodes, args.threads, args.repeats, *args.shots) < 1 or args.workers < 0:
+        parser.error("--episodes, --shots, --threads and --repeats must be >= 1, --workers >= 0")
+    return args
+
+
+def main(argv: Sequence[str] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.measure:
+        return measure(args)
+    if args.count:
+        return count_main(args)
+    return time_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
