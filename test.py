@@ -11,8 +11,10 @@
 test.checkpoint is a checkpoint file or a run folder (then its checkpoints/final.pt, or last.pt
 when that one has more steps). The episode setting (dataset, fold, ways, shots, ...) is read
 from the config stored in the checkpoint; any data.* key given on the command line (directly or
-through a named config) overrides it. Results go to <run folder>/results.json, the run folder
-being runs/<id>/ or test.output_dir.
+through a named config) overrides it. Results go to <run folder>/results.json (with 95%
+bootstrap intervals of mean- and binary-IoU over episodes, test.bootstrap resamples) and the
+per-query counts of every episode to <run folder>/episodes.npz (scripts/compare.py compares two
+tests of the same episodes); the run folder is runs/<id>/ or test.output_dir.
 """
 
 import warnings
@@ -26,6 +28,8 @@ from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
 from panet.runs import run_from_command_line, shared_run_dir
+from panet.statistics import (BOOTSTRAP_SEED, RECORDS_FILE, bootstrap_intervals,
+                              records_of_test)
 from panet.validation import ConfigError, data_root_problems
 
 ex = PanetExperiment("panet_test", script="test")
@@ -86,12 +90,15 @@ def main(_run, test, seed, device):
                           "numbers are not few-shot results",
                           stacklevel=1)
         meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test["runs"],
-                                                      rule=test["rule"]),
+                                                      rule=test["rule"], keep_records=True),
                               **{key: test[key] for key in EVALUATION_KEYS},
                               workers=data["workers"], context=context, progress=context.is_main)
         if not context.is_main:
             return None
         summary = meter.summary()
+        records = records_of_test(meter.records, [dataset.episodes for dataset in datasets])
+        if test["bootstrap"]:
+            summary.update(bootstrap_intervals(records, classes, test["bootstrap"]))
         title = (f"{describe_setting(data)}; {test['runs']} runs x {test['episodes']} episodes, "
                  f"metric rule {test['rule']}, {test['resolution']} resolution")
         print(format_table(summary, source.class_name, title))
@@ -99,6 +106,8 @@ def main(_run, test, seed, device):
         record = {
             **summary,
             "test_classes_seen_in_training": bool(seen),
+            "bootstrap": {"resamples": test["bootstrap"], "seed": BOOTSTRAP_SEED,
+                          "over": "the test episodes, given the trained model"},
             "setting": {"data": data, "model": model, "seed": seed,
                         **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain",
                                                 "encode")},
@@ -110,7 +119,9 @@ def main(_run, test, seed, device):
             scalars.log({k: summary[k] for k in ("mean_iou", "binary_iou")}, trained_steps or 0,
                         prefix="test/")
             scalars.close()
-            print(f"results: {write_json(directory / 'results.json', record)}")
+            records.save(directory / RECORDS_FILE)
+            print(f"results: {write_json(directory / 'results.json', record)} (per-episode "
+                  f"counts: {directory / RECORDS_FILE})")
         return {key: summary[key] for key in ("mean_iou", "mean_iou_std", "binary_iou",
                                               "binary_iou_std")}
     finally:

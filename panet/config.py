@@ -105,7 +105,8 @@ def test_config():
     #                   the folder); later tests of the same weights and size reuse them
     rule = "released"  # released | corrected (PROTOCOL §9)
     resolution = "label"  # label (417 x 417, PANet) | original (later FSS papers)
-    output_dir = None  # the run folder (results.json, ...); None: a new runs/<id>
+    bootstrap = 1000  # resamples of the 95% intervals over episodes (panet/statistics.py); 0: none
+    output_dir = None  # the run folder (results.json, episodes.npz); None: a new runs/<id>
 
 
 class PanetExperiment(Experiment):

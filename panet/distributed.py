@@ -78,3 +78,13 @@ def broadcast_object(value: Any, context: Context) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_lists(values: list, context: Context) -> list:
+    """The concatenation of every rank's list (rank order), on every rank. Identity in a single
+    process."""
+    if not context.distributed:
+        return values
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, values)
+    return [value for rank_values in gathered for value in rank_values]

@@ -176,7 +176,7 @@ def score_query(meter: IoUMeter, logits_low: torch.Tensor, target: torch.Tensor,
     logits are upsampled bilinearly to the target's size; the prediction is their argmax.
     """
     prediction = upsample(logits_low[None], tuple(target.shape[-2:]))[0].argmax(dim=0)
-    meter.update(prediction, target, class_ids, run=key.run)
+    meter.update(prediction, target, class_ids, run=key.run, episode=key.episode, query=key.query)
 
 
 @torch.inference_mode()

@@ -59,7 +59,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from .data.episodes import EpisodeDataset, GeneratorState
 from .data.transforms import Size
-from .distributed import Context, all_reduce_sum
+from .distributed import Context, all_reduce_sum, gather_lists
 from .engine import RESOLUTIONS, EvalShard, QueryKey, episode_loader, evaluate, score_query
 from .files import atomic_write
 from .metrics import IoUMeter
@@ -422,7 +422,7 @@ def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMe
                   cache_dir: Optional[Union[str, Path]] = None, context: Context = Context(),
                   progress: bool = True) -> IoUMeter:
     """Evaluate test runs into `meter` (datasets[r]: run r, taken one at a time) and return it,
-    its counts summed over processes.
+    its counts summed over processes (and its per-query records, if it keeps them, gathered).
 
     encode "image" (default): each distinct image encoded once, or twice when the feature cache
     (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between the support
@@ -451,4 +451,6 @@ def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMe
                         context=context, progress=progress)
     counts = torch.from_numpy(meter.counts).to(context.device)
     meter.counts = all_reduce_sum(counts, context).cpu().numpy()
+    if meter.records is not None:
+        meter.records = gather_lists(meter.records, context)
     return meter

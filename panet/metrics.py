@@ -18,7 +18,7 @@ released) over runs, and the per-run values.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,6 +73,16 @@ def iou_from_counts(counts: np.ndarray) -> Dict[str, np.ndarray]:
             "foreground_iou": foreground_iou, "binary_iou": (background_iou + foreground_iou) / 2}
 
 
+class QueryRecord(NamedTuple):
+    """One query's counts: counts is (1 + W) x 3 (TP, FP, FN of background, way 1, ...)."""
+
+    run: int
+    episode: int
+    query: int
+    class_ids: Tuple[int, ...]
+    counts: np.ndarray
+
+
 class IoUMeter:
     """Accumulates TP/FP/FN per global class id over the episodes of `n_runs` runs.
 
@@ -80,7 +90,8 @@ class IoUMeter:
     only use these classes. rule: "released" (default) or "corrected" (see module docstring).
     """
 
-    def __init__(self, class_ids: Sequence[int], n_runs: int = 1, rule: str = "released"):
+    def __init__(self, class_ids: Sequence[int], n_runs: int = 1, rule: str = "released",
+                 keep_records: bool = False):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         self.class_ids = [int(c) for c in class_ids]
@@ -90,11 +101,15 @@ class IoUMeter:
         self.n_runs = n_runs
         self._row = {c: i + 1 for i, c in enumerate(self.class_ids)}  # row 0: background
         self.counts = np.zeros((n_runs, 1 + len(self.class_ids), 3), dtype=np.int64)
+        # keep_records: (episode, query, class ids, counts) of every query whose update names
+        # them, for per-episode statistics (panet.statistics)
+        self.records: Optional[List[QueryRecord]] = [] if keep_records else None
 
     def update(self, pred: Array, target: Array, episode_class_ids: Sequence[int],
-               run: int = 0) -> None:
+               run: int = 0, episode: Optional[int] = None, query: int = 0) -> None:
         """Add one query: pred, target H x W in episode-local labels (pred 0..W, target 0..W or
-        255); episode_class_ids: the W global ids of the episode's ways, in way order."""
+        255); episode_class_ids: the W global ids of the episode's ways, in way order. With
+        `keep_records`, the query's counts are also kept under (run, `episode`, `query`)."""
         episode_class_ids = [int(c) for c in episode_class_ids]
         unknown = [c for c in episode_class_ids if c not in self._row]
         if unknown:
@@ -102,6 +117,11 @@ class IoUMeter:
         counts = episode_counts(pred, target, 1 + len(episode_class_ids), self.rule)
         rows = [0] + [self._row[c] for c in episode_class_ids]
         self.counts[run, rows] += counts  # rows are distinct: ways have distinct classes
+        if self.records is not None:
+            if episode is None:
+                raise ValueError("a meter that keeps records needs each query's episode index")
+            self.records.append(QueryRecord(run, episode, query, tuple(episode_class_ids),
+                                            counts))
 
     def summary(self) -> Dict:
         """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU: mean and

@@ -22,17 +22,24 @@ def describe_setting(data: Dict[str, Any]) -> str:
 
 def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:
     """IoUs in percent, mean +- std over runs: one line per class, then mean-IoU, binary-IoU and
-    the binary-IoU's background and foreground halves."""
+    the binary-IoU's background and foreground halves; mean- and binary-IoU with their 95%
+    bootstrap interval over episodes when the summary has one (`<name>_ci`)."""
     def cell(mean: float, std: float) -> str:
         return f"{100 * mean:6.1f} +- {100 * std:4.1f}"
+
+    def interval(key: str) -> str:
+        if key + "_ci" not in summary:
+            return ""
+        low, high = summary[key + "_ci"]
+        return f"   95% interval [{100 * low:.1f}, {100 * high:.1f}]"
 
     lines = [title, f"{'class':28s} {'IoU (%)':>14s}"]
     for class_id, mean in summary["class_iou"].items():
         lines.append(f"{class_name(class_id):28s} {cell(mean, summary['class_iou_std'][class_id])}")
-    lines.append(f"{'mean-IoU':28s} {cell(summary['mean_iou'], summary['mean_iou_std'])}")
-    for key, name in (("binary_iou", "binary-IoU"), ("background_iou", "  background IoU"),
+    for key, name in (("mean_iou", "mean-IoU"), ("binary_iou", "binary-IoU"),
+                      ("background_iou", "  background IoU"),
                       ("foreground_iou", "  foreground IoU")):
-        lines.append(f"{name:28s} {cell(summary[key], summary[key + '_std'])}")
+        lines.append(f"{name:28s} {cell(summary[key], summary[key + '_std'])}{interval(key)}")
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)),
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -37,6 +38,7 @@ from .files import atomic_write
 from .metrics import iou_from_counts
 
 BOOTSTRAP_SEED = 0
+RECORDS_FILE = "episodes.npz"  # beside test.py's results.json
 CONFIDENCE = 0.95
 PathLike = Union[str, Path]
 
@@ -48,7 +50,8 @@ class EpisodeRecords:
     run, episode, query: N int64 (episode index within its run, query index within its
     episode); class_ids: N x W int64 global ids of the episode's ways; counts: N x (1 + W) x 3
     int64 TP, FP, FN of labels [background, way 1, ..., way W]; query_ids: N str;
-    support_ids: N x W x S str.
+    support_ids: N x W x S str. Image ids are those the episode list sampled (a support whose
+    mask vanishes at the input size is replaced by a deterministic draw from them).
     """
 
     run: np.ndarray
@@ -112,6 +115,18 @@ class EpisodeRecords:
         return list(zip(self.run.tolist(), self.episode.tolist(), self.query.tolist(),
                         map(tuple, self.class_ids.tolist()), self.query_ids.tolist(),
                         map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
+
+
+def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence]) -> EpisodeRecords:
+    """EpisodeRecords from an `IoUMeter`'s kept `records` (run, episode, query, class ids,
+    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids)."""
+    rows = []
+    for run, episode, query, class_ids, counts in query_records:
+        sampled = episode_lists[run][episode]
+        rows.append({"run": run, "episode": episode, "query": query, "class_ids": class_ids,
+                     "counts": counts, "query_ids": sampled.queries()[query][1],
+                     "support_ids": sampled.support_ids})
+    return EpisodeRecords.from_rows(rows).sorted()
 
 
 def mismatch(a: EpisodeRecords, b: EpisodeRecords) -> Optional[str]:
@@ -203,7 +218,8 @@ def paired_comparison(a: EpisodeRecords, b: EpisodeRecords, class_ids: Sequence[
                                               diffs[:, run])
     for k, class_id in enumerate(class_ids):
         per_class = [r["class_iou"][..., k + 1] for r in resampled]  # n x R
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+            warnings.simplefilter("ignore", RuntimeWarning)
             diffs = np.nanmean(per_class[0], axis=1) - np.nanmean(per_class[1], axis=1)
         result["classes"][int(class_id)] = entry(
             np.nanmean(observed[0]["class_iou"][:, k + 1]),

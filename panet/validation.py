@@ -158,7 +158,8 @@ RULES: Dict[str, Dict[str, Rule]] = {
     "test": {
         "checkpoint": optional_path(), "notrain": flag(), "runs": integer(1),
         "episodes": integer(1), "batch_size": integer(1), "rule": one_of(METRIC_RULES),
-        "resolution": one_of(RESOLUTIONS), "output_dir": optional_path(),
+        "resolution": one_of(RESOLUTIONS), "bootstrap": integer(0),
+        "output_dir": optional_path(),
         "encode": one_of(ENCODINGS), "cache_gb": number(0), "cache_dir": optional_path(),
     },
 }

@@ -18,9 +18,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Tuple
 
-from panet.statistics import EpisodeRecords, paired_comparison
-
-RECORDS_FILE = "episodes.npz"
+from panet.statistics import RECORDS_FILE, EpisodeRecords, paired_comparison
 
 
 def load(path: Path) -> Tuple[Dict, EpisodeRecords, Path]:

@@ -247,6 +247,7 @@ BAD_VALUES = [
     ("test", ["test.batch_size=0"], "test.batch_size"),
     ("test", ["test.rule=strict"], "test.rule"),
     ("test", ["test.resolution=foo"], "test.resolution"),
+    ("test", ["test.bootstrap=-1"], "test.bootstrap"),
     ("test", ["notrain", f"test.output_dir={NOT_WRITABLE}"], "test.output_dir"),
     ("test", ["test.encode=batch"], "test.encode"),
     ("test", ["test.cache_gb=-1"], "test.cache_gb"),

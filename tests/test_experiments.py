@@ -11,10 +11,12 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 from panet.checkpoint import load_checkpoint
 from panet.engine import NonFiniteLossError
+from panet.metrics import iou_from_counts
 from panet.runs import load_experiment
+from panet.statistics import EpisodeRecords, mismatch
 
 QUIET = {"--loglevel": "ERROR"}
 # Toy scale: a few episodes over the fixture's small val split leave classes out or unsampled.
@@ -180,8 +182,40 @@ def test_sharded_testing_equals_one_process(trained, tmp_path):
     sharded = json.loads((tmp_path / "ddp" / "results.json").read_text())
     single = evaluate(trained / "final.pt", tmp_path / "single", data=BATCH_INVARIANT,
                       episodes=5)
-    for key in ("mean_iou_runs", "binary_iou_runs", "class_iou_runs"):
+    for key in ("mean_iou_runs", "binary_iou_runs", "class_iou_runs", "mean_iou_ci"):
         assert sharded[key] == single[key]
+    records = [EpisodeRecords.load(tmp_path / side / "episodes.npz") for side in ("ddp", "single")]
+    assert mismatch(*records) is None  # every rank's records gathered
+    assert (records[0].counts == records[1].counts).all()
+
+
+def test_episode_records_recompute_the_results_and_compare_models(trained, tmp_path, capsys):
+    image = evaluate(trained / "final.pt", tmp_path / "image")
+    records = EpisodeRecords.load(tmp_path / "image" / "episodes.npz")
+    classes = sorted(int(c) for c in image["class_iou"])
+    assert len(records.run) == 2 * 4  # runs x episodes x 1 query
+    recomputed = iou_from_counts(records.class_counts(classes).sum(axis=1))
+    assert recomputed["mean_iou"].tolist() == image["mean_iou_runs"]
+    assert recomputed["binary_iou"].tolist() == image["binary_iou_runs"]
+    for name in ("mean_iou", "binary_iou"):
+        low, high = image[f"{name}_ci"]
+        assert 0 <= low <= high <= 1
+    assert image["bootstrap"]["resamples"] == 1000
+
+    episode = evaluate(trained / "final.pt", tmp_path / "episode", encode="episode")
+    compare = load_script("compare")
+    capsys.readouterr()
+    assert compare.main([str(tmp_path / "image"), str(tmp_path / "episode"),
+                         "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "identical episodes: 2 runs, 8 queries" in out
+    mean_line = next(line for line in out.splitlines() if line.startswith("mean-IoU"))
+    assert "+0.0" in mean_line and mean_line.rstrip().endswith("1.0000")  # same model, p = 1
+
+    other = evaluate(trained / "final.pt", tmp_path / "fold1", named=("fast", "2way"))
+    assert other["setting"]["data"]["ways"] == 2
+    assert compare.main([str(tmp_path / "image" / "results.json"), str(tmp_path / "fold1")]) == 2
+    assert "did not see identical episodes" in capsys.readouterr().err
 
 
 def test_optimizer_choice():
