@@ -28,7 +28,7 @@ from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
 from panet.runs import run_from_command_line, shared_run_dir
-from panet.statistics import (BOOTSTRAP_SEED, RECORDS_FILE, bootstrap_intervals,
+from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
 from panet.validation import ConfigError, data_root_problems
 
@@ -98,7 +98,8 @@ def main(_run, test, seed, device):
         summary = meter.summary()
         records = records_of_test(meter.records, [dataset.episodes for dataset in datasets])
         if test["bootstrap"]:
-            summary.update(bootstrap_intervals(records, classes, test["bootstrap"]))
+            summary.update(bootstrap_intervals(records, classes, test["bootstrap"],
+                                               seed=bootstrap_seed(data["fold"])))
         title = (f"{describe_setting(data)}; {test['runs']} runs x {test['episodes']} episodes, "
                  f"metric rule {test['rule']}, {test['resolution']} resolution")
         print(format_table(summary, source.class_name, title))
@@ -106,7 +107,7 @@ def main(_run, test, seed, device):
         record = {
             **summary,
             "test_classes_seen_in_training": bool(seen),
-            "bootstrap": {"resamples": test["bootstrap"], "seed": BOOTSTRAP_SEED,
+            "bootstrap": {"resamples": test["bootstrap"], "seed": bootstrap_seed(data["fold"]),
                           "over": "the test episodes, given the trained model"},
             "setting": {"data": data, "model": model, "seed": seed,
                         **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain",

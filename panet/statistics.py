@@ -12,7 +12,7 @@ Bootstrap over episodes. A resample draws, in every run, E episodes with replace
 run's E episodes, adds up their class-wise counts and computes the run's mean-IoU and binary-IoU
 exactly as the metric does (`panet.metrics.iou_from_counts`); the statistic is their mean over
 runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
-from a fixed seed (`BOOTSTRAP_SEED`), so it is reproducible. It covers the variation due to
+from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It covers the variation due to
 *which episodes were sampled*, given the trained model: another draw of test episodes would
 give a number in it 95% of the time. It does not cover training randomness (another training
 seed gives another model): `scripts/reproduce.py --seeds N` measures that.
@@ -168,13 +168,27 @@ def percentile_interval(values: np.ndarray) -> List[float]:
     return [float(low), float(high)]
 
 
+def bootstrap_seed(fold: int) -> int:
+    """The resampling seed of a test of `fold`: each fold's episodes are resampled with their
+    own draws, so intervals of a mean over folds treat the folds as independent."""
+    return BOOTSTRAP_SEED + fold
+
+
+def resampled_run_means(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
+                        seed: int) -> Dict[str, np.ndarray]:
+    """Mean-IoU and binary-IoU (mean over runs) of `n_resamples` bootstrap resamples of the
+    episodes (module docstring): arrays of n_resamples values. Tests of the same episodes
+    resampled with the same `seed` get the same draws (paired)."""
+    episode_counts = records.class_counts(class_ids)
+    weights = resample_weights(*episode_counts.shape[:2], n_resamples, seed)
+    return resampled_metrics(episode_counts, weights)
+
+
 def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
                         seed: int = BOOTSTRAP_SEED) -> Dict[str, List[float]]:
     """`mean_iou_ci` and `binary_iou_ci`: 95% bootstrap intervals over episodes (module
     docstring) of the mean over runs."""
-    episode_counts = records.class_counts(class_ids)
-    weights = resample_weights(*episode_counts.shape[:2], n_resamples, seed)
-    resampled = resampled_metrics(episode_counts, weights)
+    resampled = resampled_run_means(records, class_ids, n_resamples, seed)
     return {f"{name}_ci": percentile_interval(values) for name, values in resampled.items()}
 
 

@@ -38,8 +38,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from panet.data import synthetic
 from panet.models import build_encoder
+from panet.statistics import (RECORDS_FILE, EpisodeRecords, bootstrap_seed, percentile_interval,
+                              resampled_run_means)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAPER_RESULTS = REPO_ROOT / "results" / "paper_results.json"
@@ -65,6 +69,8 @@ FORWARD_SHARE_OF_TRAINING = 1 / 3
 # use at most 5,361 distinct images (fold 2, 2-way 5-shot; scripts/bench_eval.py --count), 29 GiB.
 FEATURE_CACHE_GB = 32.0
 
+PAPER_SEED = 1234  # the configs' seed: the first training seed and every test's episode seed
+BOOTSTRAP_RESAMPLES = 1000  # test.py's default test.bootstrap
 MISSING = "—"  # a cell without a number (job not run yet, or not reported by the paper)
 
 
@@ -86,6 +92,7 @@ class Setting:
     ways: int
     shots: int
     variant: Variant = Variant()
+    seed: int = PAPER_SEED  # training seed (tests always sample their episodes from PAPER_SEED)
 
     @property
     def episode(self) -> str:
@@ -93,7 +100,8 @@ class Setting:
 
     @property
     def train_name(self) -> str:
-        return f"train-{self.episode}-{'align' if self.variant.align else 'noalign'}"
+        seed = "" if self.seed == PAPER_SEED else f"-seed{self.seed}"
+        return f"train-{self.episode}-{'align' if self.variant.align else 'noalign'}{seed}"
 
     @property
     def test_name(self) -> str:
@@ -134,6 +142,7 @@ class Scale:
     test_episodes: int = PAPER_TEST_EPISODES
     size: Optional[int] = None
     feature_cache_gb: float = FEATURE_CACHE_GB
+    seeds: int = 1  # training seeds per model: PAPER_SEED, PAPER_SEED + 1, ...
 
     def __post_init__(self):
         if self.synthetic and self.data_root is None:
@@ -146,6 +155,12 @@ class Scale:
             raise ValueError(f"steps, test_runs and test_episodes must be >= 1, got {toy[:3]}")
         if not self.feature_cache_gb >= 0:
             raise ValueError(f"feature_cache_gb must be >= 0, got {self.feature_cache_gb}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+
+    @property
+    def training_seeds(self) -> Tuple[int, ...]:
+        return tuple(PAPER_SEED + index for index in range(self.seeds))
 
     def run_dir(self, job: str) -> Path:
         return self.out / "runs" / job
@@ -219,6 +234,8 @@ def train_job(setting: Setting, scale: Scale) -> Job:
     named += [f"{setting.ways}way", f"{setting.shots}shot",
               "align" if setting.variant.align else "noalign"]
     updates += [f"data.fold={setting.fold}"]
+    if setting.seed != PAPER_SEED:
+        updates.append(f"seed={setting.seed}")
     if scale.synthetic:
         updates.append(f"train.steps={scale.steps}")
     updates.append(f"train.output_dir={run}")
@@ -306,12 +323,15 @@ class TableSpec:
     methods: Tuple[Method, ...]
     params: bool = False  # add the encoder's parameter count (Table 1)
 
-    def setting(self, variant: Variant, shots: int, fold: int) -> Setting:
-        return Setting(self.dataset, fold, self.ways, shots, variant)
+    def setting(self, variant: Variant, shots: int, fold: int,
+                seed: int = PAPER_SEED) -> Setting:
+        return Setting(self.dataset, fold, self.ways, shots, variant, seed)
 
-    def settings(self) -> List[Setting]:
-        return [self.setting(method.variant, column.shots, fold)
+    def settings(self, seeds: Sequence[int] = (PAPER_SEED,)) -> List[Setting]:
+        """Every evaluated setting, for each training seed (PANet-init, untrained, once)."""
+        return [self.setting(method.variant, column.shots, fold, seed)
                 for method in self.methods if method.variant is not None
+                for seed in (seeds[:1] if method.variant.init else seeds)
                 for column in self.columns for fold in column.folds]
 
 
@@ -424,17 +444,72 @@ def read_results(jobs: Iterable[Job]) -> Dict[str, dict]:
     return {name: result for name, result in results.items() if result is not None}
 
 
-def cell_value(spec: TableSpec, variant: Variant, column: Column,
-               results: Mapping[str, dict]) -> Optional[float]:
-    """Our number of a cell in percent: the fold's value, or the mean over the column's folds;
-    None while any of them is missing."""
-    values = []
-    for fold in column.folds:
-        result = results.get(spec.setting(variant, column.shots, fold).test_name)
-        if result is None or result[column.metric] is None:
-            return None
-        values.append(100 * result[column.metric])
-    return sum(values) / len(values)
+@dataclass(frozen=True)
+class Cell:
+    """Our number of a table cell, in percent: `value` is the mean over training seeds of the
+    fold's value (or of the mean over the column's folds), `std` the sample standard deviation
+    over seeds (None with one seed), `interval` the 95% bootstrap interval over the test
+    episodes of that mean (None without per-episode records)."""
+
+    value: Optional[float]
+    std: Optional[float] = None
+    interval: Optional[Tuple[float, float]] = None
+
+    def text(self) -> str:
+        if self.value is None:
+            return MISSING
+        shown = format_number(self.value)
+        if self.std is not None:
+            shown += f" ± {self.std:.1f}"
+        if self.interval is not None:
+            shown += f" [{self.interval[0]:.1f}, {self.interval[1]:.1f}]"
+        return shown
+
+    def holds(self, paper: Optional[float]) -> str:
+        """Whether the paper's number lies in our interval: yes | no | MISSING."""
+        if paper is None or self.interval is None:
+            return MISSING
+        return "yes" if self.interval[0] <= paper <= self.interval[1] else "no"
+
+
+def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str, dict],
+         resampled: Mapping[str, Mapping[str, np.ndarray]],
+         seeds: Sequence[int] = (PAPER_SEED,)) -> Cell:
+    """Our `Cell` of a column for a method. A training seed's value is the fold's, or the mean
+    over the column's folds; the interval resamples each fold's episodes (the seeds' tests of a
+    fold share their episodes and their draws) and averages like the value. Value None while
+    any test is missing."""
+    seeds = seeds[:1] if variant.init else seeds
+    names = [[spec.setting(variant, column.shots, fold, seed).test_name for fold in column.folds]
+             for seed in seeds]  # seed x fold
+    if any(results.get(name, {}).get(column.metric) is None for row in names for name in row):
+        return Cell(None)
+    per_seed = [float(np.mean([100 * results[name][column.metric] for name in row]))
+                for row in names]
+    std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
+    interval = None
+    if all(name in resampled for row in names for name in row):
+        draws = np.mean([[resampled[name][column.metric] for name in row] for row in names],
+                        axis=(0, 1))  # mean over seeds and folds, per resample
+        interval = tuple(percentile_interval(100 * draws))
+    return Cell(float(np.mean(per_seed)), std, interval)
+
+
+def resampled_results(jobs: Iterable[Job], results: Mapping[str, dict],
+                      n_resamples: int = BOOTSTRAP_RESAMPLES) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per finished test job with per-episode records: its bootstrap resamples of mean- and
+    binary-IoU (fractions; `panet.statistics.resampled_run_means`, drawn from the fold's seed)."""
+    resampled = {}
+    for job in jobs:
+        records = job.output.with_name(RECORDS_FILE)
+        if job.trains or job.name not in results or not records.is_file():
+            continue
+        result = results[job.name]
+        classes = sorted(int(class_id) for class_id in result["class_iou"])
+        resampled[job.name] = resampled_run_means(
+            EpisodeRecords.load(records), classes, n_resamples,
+            bootstrap_seed(result["setting"]["data"]["fold"]))
+    return resampled
 
 
 def format_number(value: Optional[float], signed: bool = False) -> str:
@@ -480,10 +555,16 @@ def describe_results(results: Mapping[str, dict]) -> List[str]:
 
 
 def render_table(spec: TableSpec, results: Mapping[str, dict], paper: Mapping, *,
-                 commit: str, synthetic_scale: bool, parameters: Optional[int] = None) -> str:
-    """tableN.md: for each method we run, our row, the paper's row and their difference (ours
-    minus paper, percentage points); other methods' rows from the paper. `parameters`: our
-    encoder's parameter count (Table 1)."""
+                 commit: str, synthetic_scale: bool, parameters: Optional[int] = None,
+                 resampled: Optional[Mapping[str, Mapping[str, np.ndarray]]] = None,
+                 seeds: Sequence[int] = (PAPER_SEED,), jobs: Sequence[Job] = ()) -> str:
+    """tableN.md: for each method we run, our row (mean over training seeds ± their std, and the
+    95% bootstrap interval over test episodes), the paper's row, their difference (ours minus
+    paper, percentage points) and whether the paper's number lies in our interval; other
+    methods' rows from the paper. `parameters`: our encoder's parameter count (Table 1). Ends
+    with how the numbers were made (commit, seeds, the exact `jobs` commands) and how to cite
+    them."""
+    resampled = resampled or {}
     lines = [f"# Table {spec.number}: {spec.title}", ""]
     if synthetic_scale:
         has_init = any(m.variant is not None and m.variant.init for m in spec.methods)
@@ -492,7 +573,11 @@ def render_table(spec: TableSpec, results: Mapping[str, dict], paper: Mapping, *
                   "the pipeline from configs to this table."
                   + (" PANet-init here is the randomly initialised small encoder."
                      if has_init else ""), ""]
-    lines += [*describe_results(results), f"- commit: {commit}",
+    seed_text = (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}); cells are mean "
+                 "± sample std over seeds" if len(seeds) > 1 else f"training seed {seeds[0]}")
+    lines += [*describe_results(results), f"- {seed_text}; [low, high]: 95% bootstrap "
+              "interval over the test episodes (panet/statistics.py)",
+              f"- commit: {commit}",
               f"- paper: results/{PAPER_RESULTS.name} ({spec.paper_key})", ""]
 
     header = ["method"] + [column.title for column in spec.columns]
@@ -507,19 +592,22 @@ def render_table(spec: TableSpec, results: Mapping[str, dict], paper: Mapping, *
         if method.variant is None:
             rows.append([f"{method.name} (paper)"] + [format_number(v) for v in paper_cells])
             continue
-        ours = [cell_value(spec, method.variant, column, results) for column in spec.columns]
+        ours = [cell(spec, method.variant, column, results, resampled, seeds)
+                for column in spec.columns]
         if spec.params:
-            ours.append(None if parameters is None else parameters / 1e6)
+            ours.append(Cell(None if parameters is None else parameters / 1e6))
         label = method.name
         if synthetic_scale and method.variant.init:
             label += ", random-init small encoder"
-        rows += [[f"{label} (ours)"] + [format_number(v) for v in ours],
+        rows += [[f"{label} (ours)"] + [c.text() for c in ours],
                  [f"{method.name} (paper)"] + [format_number(v) for v in paper_cells],
-                 ["difference (ours - paper)"] + [format_number(_difference(o, p), signed=True)
-                                                  for o, p in zip(ours, paper_cells)]]
+                 ["difference (ours - paper)"] + [format_number(_difference(c.value, p),
+                                                                signed=True)
+                                                  for c, p in zip(ours, paper_cells)],
+                 ["paper in our interval"] + [c.holds(p) for c, p in zip(ours, paper_cells)]]
     lines += markdown_table(header, rows)
 
-    expected = {setting.test_name for setting in spec.settings()}
+    expected = {setting.test_name for setting in spec.settings(seeds)}
     pending = sorted(expected - set(results))
     lines.append("")
     if pending:
@@ -527,6 +615,30 @@ def render_table(spec: TableSpec, results: Mapping[str, dict], paper: Mapping, *
                      f"({MISSING}): {', '.join(pending)}")
     else:
         lines.append(f"All {len(expected)} test jobs done; their results.json are under runs/.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + citation(spec, results, commit, seeds, jobs)) + "\n"
 
 
+def citation(spec: TableSpec, results: Mapping[str, dict], commit: str, seeds: Sequence[int],
+             jobs: Sequence[Job]) -> List[str]:
+    """The closing block of a table: how the numbers were made and how to cite them."""
+    done = list(results.values())
+    protocol = _distinct(done, lambda s: (
+        f"{s['data']['name']} test split {s['data']['test_split']}, {s['runs']} runs x "
+        f"{s['episodes']} episodes from seed {PAPER_SEED} + run, metric rule {s['rule']}, "
+        f"{s['resolution']} resolution ({s['data']['size']} px)"))
+    column = spec.columns[-1]
+    method = next(m.name for m in spec.methods if m.variant is not None and not m.variant.init)
+    example = (f"{method} (PANet), {column.title} {METRIC_NAMES[column.metric]}: <value> % "
+               f"(95% bootstrap interval over test episodes [<low>, <high>]"
+               + (f"; ± std over {len(seeds)} training seeds" if len(seeds) > 1 else "")
+               + f"), panet-repro commit {commit[:12]}, {protocol}")
+    return ["", "## How these numbers were made", "",
+            f"- commit {commit}; training seeds {', '.join(map(str, seeds))}; test episodes "
+            f"from seed {PAPER_SEED} + run (the same episodes for every model and seed)",
+            f"- protocol: {protocol}",
+            "- the interval covers the sampling of test episodes given the trained models, "
+            "not the randomness of training (that is the ± over seeds)",
+            "- commands, in the order run (`python scripts/reproduce.py` runs them):", "",
+            *(f"      {job.command}" for job in jobs), "",
+            "How to cite a number of this table (fill in the cell):", "",
+            f"> {example}"]

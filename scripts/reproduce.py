@@ -9,6 +9,7 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --figure loss-curves --run runs/3   # any train.py run folder(s)
     python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
+    python scripts/reproduce.py --table 1 --seeds 3       # 3 training seeds per model
 
 Every job's configuration is checked before the first one starts (a bad value stops the script
 at once). Jobs run one after another as subprocesses from the repository root (their output
@@ -172,11 +173,14 @@ def synthetic_data_present(root: Path) -> bool:
 
 def write_table(number: int, scale: Scale) -> Path:
     spec = TABLES[number]
-    jobs = tables.jobs_for(spec.settings(), scale)
+    jobs = tables.jobs_for(spec.settings(scale.training_seeds), scale)
+    results = tables.read_results(jobs)
     markdown = tables.render_table(
-        spec, tables.read_results(jobs), tables.load_paper_results(), commit=git_commit(),
+        spec, results, tables.load_paper_results(), commit=git_commit(),
         synthetic_scale=scale.synthetic,
-        parameters=tables.encoder_parameters(scale.synthetic) if spec.params else None)
+        parameters=tables.encoder_parameters(scale.synthetic) if spec.params else None,
+        resampled=tables.resampled_results(jobs, results), seeds=scale.training_seeds,
+        jobs=jobs)
     path = scale.out / f"table{number}.md"
     path.write_text(markdown)
     return path
@@ -249,7 +253,7 @@ def qualitative_model(fold: int) -> Setting:
 def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
     """The jobs whose outputs the requested table, analysis or figure reads."""
     if args.table:
-        return tables.jobs_for(TABLES[args.table].settings(), scale)
+        return tables.jobs_for(TABLES[args.table].settings(scale.training_seeds), scale)
     if args.analysis:
         return [tables.train_job(s, scale) for s in PROTOTYPE_DISTANCE_MODELS.values()]
     if args.figure == "loss-curves":
@@ -284,6 +288,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     what.add_argument("--figure", choices=["loss-curves", "qualitative"])
     parser.add_argument("--dry-run", action="store_true",
                         help="list the commands (done/pending) and estimate GPU hours; run nothing")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="tables: train every model with this many training seeds (1234, "
+                             "1235, ...); tests keep episode seed 1234, so all seeds see the "
+                             "same episodes; cells become mean ± std over seeds")
     parser.add_argument("--synthetic", action="store_true",
                         help="toy scale on the synthetic dataset (generated if absent)")
     parser.add_argument("--out", type=Path,
@@ -326,7 +334,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if given and not args.synthetic:
         parser.error(f"{', '.join(given)} set the toy scale: add --synthetic (the paper scale "
                      "keeps the configs' defaults)")
-    counts = {**toy_knobs, "--episodes": args.episodes}
+    counts = {**toy_knobs, "--episodes": args.episodes, "--seeds": args.seeds}
     below_one = [flag for flag, value in counts.items() if value is not None and value < 1]
     if below_one:
         parser.error(f"{', '.join(below_one)} must be at least 1")
@@ -349,7 +357,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
         out = args.out or REPO_ROOT / "results"
         return Scale(out.resolve(), data_root=args.data_root,
-                     feature_cache_gb=args.feature_cache_gb)
+                     feature_cache_gb=args.feature_cache_gb, seeds=args.seeds)
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 
@@ -357,7 +365,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
                  steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
                  test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size,
-                 feature_cache_gb=args.feature_cache_gb)
+                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:

@@ -496,43 +496,56 @@ SMALLEST = ["--steps", "1", "--test-runs", "1", "--test-episodes", "1", "--size"
 def synthetic_table1(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
     argv = ["--table", "1", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
-            *SMALLEST]
+            "--seeds", "2", *SMALLEST]
     assert reproduce.main(argv) == 0
     return out, argv
 
 
 def test_synthetic_table_1_end_to_end(synthetic_table1):
+    """Two training seeds; test runs of 1 episode, so every bootstrap resample redraws that
+    episode and each interval has zero width at the cell's value."""
     out, _ = synthetic_table1
     markdown = (out / "table1.md").read_text()
     assert "NOT comparable" in markdown and "runs x episodes: 1 x 1" in markdown
     assert "data: synthetic, test split trainaug, input 65 px" in markdown
-    assert "All 16 test jobs done" in markdown
+    assert "All 24 test jobs done" in markdown and "2 training seeds (1234, 1235)" in markdown
     rows = table_rows(markdown)
     labels = [label for label, _ in rows]
     small_encoder = tables.encoder_parameters(synthetic_scale=True) / 1e6
 
-    for method, label, job in (("PANet-init", "PANet-init, random-init small encoder (ours)",
-                                "init"), ("PANet", "PANet (ours)", "align-dense")):
-        per_fold = {shots: [100 * json.loads((out / "runs" / f"test-voc-fold{fold}-1way-"
-                                              f"{shots}shot-{job}" / "results.json").read_text())
-                            ["mean_iou"] for fold in range(4)] for shots in (1, 5)}
-        ours = [*per_fold[1], np.mean(per_fold[1]), *per_fold[5], np.mean(per_fold[5]),
-                small_encoder]
-        entry = PAPER["table1_pascal_1way_mean_iou"][method]
-        paper = [*entry["1shot"], entry["1shot_mean"], *entry["5shot"], entry["5shot_mean"],
-                 entry["params_M"]]
+    def result(job, fold, shots):
+        return json.loads((out / "runs" / f"test-voc-fold{fold}-1way-{shots}shot-{job}"
+                           / "results.json").read_text())["mean_iou"]
+
+    for method, label, jobs in (("PANet-init", "PANet-init, random-init small encoder (ours)",
+                                 ["init"]), ("PANet", "PANet (ours)",
+                                             ["align-dense", "align-seed1235-dense"])):
+        cells = []
+        for shots in (1, 5):
+            per_seed = np.array([[100 * result(job, fold, shots) for fold in range(4)]
+                                 for job in jobs])  # seed x fold
+            columns = [per_seed[:, fold] for fold in range(4)] + [per_seed.mean(axis=1)]
+            for values in columns:
+                mean = values.mean()
+                spread = f" ± {values.std(ddof=1):.1f}" if len(jobs) > 1 else ""
+                cells.append(f"{mean:.1f}{spread} [{mean:.1f}, {mean:.1f}]")
         index = labels.index(label)
-        assert rows[index][1] == [f"{value:.1f}" for value in ours]
-        assert rows[index + 1] == (f"{method} (paper)", [f"{value:.1f}" for value in paper])
-        assert rows[index + 2] == ("difference (ours - paper)",
-                                   [f"{o - p:+.1f}" for o, p in zip(ours, paper)])
+        assert rows[index][1] == cells + [f"{small_encoder:.1f}"]
+        entry = PAPER["table1_pascal_1way_mean_iou"][method]
+        paper = [*entry["1shot"], entry["1shot_mean"], *entry["5shot"], entry["5shot_mean"]]
+        assert rows[index + 1][0] == f"{method} (paper)"
+        assert rows[index + 2][0] == "difference (ours - paper)"
+        assert rows[index + 3] == ("paper in our interval", [
+            "yes" if f"{p:.1f}" == c.split()[0] else "no" for p, c in zip(paper, cells)] + ["—"])
+    assert "## How these numbers were made" in markdown and "How to cite" in markdown
+    assert "seed=1235" in markdown  # the exact command of a second-seed training job
 
 
 def test_rerun_skips_every_done_job(synthetic_table1, capsys):
     out, argv = synthetic_table1
     before = (out / "table1.md").read_text()
     assert reproduce.main(argv, run=fail_if_run) == 0
-    assert capsys.readouterr().out.count("[done]") == 24
+    assert capsys.readouterr().out.count("[done]") == 40  # 8 + 2 x (8 train + 8 test)
     assert (out / "table1.md").read_text().split("- commit")[0] == before.split("- commit")[0]
 
 
