@@ -34,7 +34,7 @@ from panet.constants import IGNORE_INDEX
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
 from panet.data.transforms import to_rgb
-from panet.data.voc import read_id_list
+from panet.data.voc import read_class_lists, read_id_list
 
 PathLike = Union[str, Path]
 
@@ -128,7 +128,9 @@ class FolderSource(Source):
         self.class_ids = sorted(self.class_names)
         self.ids = split_ids(self.root, split, list(self._files))
         self._check_files_present()
-        self._class_images = self._read_class_lists()
+        self._class_images = read_class_lists(self.root / LIST_DIR / self.split, self.class_ids,
+                                              self.ids, f"split {self.split!r}",
+                                              PREPARE_HINT.format(root=self.root))
 
     def _check_files_present(self) -> None:
         masks = set(os.listdir(self.root / MASK_DIR))
@@ -143,24 +145,6 @@ class FolderSource(Source):
                     f"{len(missing)} ids of split {self.split!r} have no {what} under "
                     f"{self.root}, e.g. {missing[:3]}; add the files{fix} (`python "
                     f"scripts/prepare_folder.py {self.root}` lists every problem)")
-
-    def _read_class_lists(self) -> Dict[int, List[str]]:
-        list_dir = self.root / LIST_DIR / self.split
-        split_ids_ = set(self.ids)
-        lists = {}
-        for class_id in self.class_ids:
-            path = list_dir / f"class{class_id}.txt"
-            if not path.is_file():
-                raise FileNotFoundError(f"per-class list {path} does not exist; "
-                                        + PREPARE_HINT.format(root=self.root))
-            ids = read_id_list(path)
-            stray = [i for i in ids if i not in split_ids_]
-            if stray:
-                raise ValueError(f"{path} lists ids that are not in split {self.split!r}, e.g. "
-                                 f"{stray[:3]}; the lists are stale: "
-                                 + PREPARE_HINT.format(root=self.root))
-            lists[class_id] = sorted(ids)
-        return lists
 
     def class_images(self) -> Dict[int, List[str]]:
         return {class_id: list(ids) for class_id, ids in self._class_images.items()}

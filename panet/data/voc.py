@@ -96,6 +96,25 @@ def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
     return build_scribble_map(labels, instances)
 
 
+def read_class_lists(class_dir: Path, class_ids: Sequence[int], split_ids: Sequence[str],
+                     split: str, prepare_hint: str) -> Dict[int, List[str]]:
+    """class id -> sorted ids listed in ``class_dir/class{k}.txt``, checked to exist and to
+    name only ids of the split (``split`` and ``prepare_hint`` go into the error messages)."""
+    known = set(split_ids)
+    lists = {}
+    for class_id in class_ids:
+        path = class_dir / f"class{class_id}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"per-class list {path} does not exist; {prepare_hint}")
+        ids = read_id_list(path)
+        stray = [i for i in ids if i not in known]
+        if stray:
+            raise ValueError(f"{path} lists ids that are not in {split}, e.g. {stray[:3]}; the "
+                             f"lists are stale: {prepare_hint}")
+        lists[class_id] = sorted(ids)
+    return lists
+
+
 def _file_stems(folder: Path, suffix: str) -> set:
     return {name[: -len(suffix)] for name in os.listdir(folder) if name.endswith(suffix)}
 
@@ -139,7 +158,9 @@ class VocSource(Source):
                 f"from {ORIGIN[str(LIST_DIR)]}")
         self.ids = read_id_list(list_path)
         self._check_files_present(list_path)
-        self._class_images = self._read_class_lists(list_path)
+        self._class_images = read_class_lists(list_path.with_suffix(""), self.class_ids,
+                                              self.ids, str(list_path),
+                                              PREPARE_HINT.format(root=self.root))
 
     def _require_dir(self, path: Path, origin: str) -> None:
         if not path.is_dir():
@@ -156,24 +177,6 @@ class VocSource(Source):
                     f"{len(missing)} ids of {list_path} have no {folder}/<id>{suffix} under "
                     f"{self.root}, e.g. {missing[:3]}; get the files from {ORIGIN[folder]} or "
                     f"remove those ids from the list")
-
-    def _read_class_lists(self, list_path: Path) -> Dict[int, List[str]]:
-        class_dir = list_path.with_suffix("")
-        split_ids = set(self.ids)
-        lists = {}
-        for class_id in self.class_ids:
-            path = class_dir / f"class{class_id}.txt"
-            if not path.is_file():
-                raise FileNotFoundError(f"per-class list {path} does not exist; "
-                                        + PREPARE_HINT.format(root=self.root))
-            ids = read_id_list(path)
-            stray = [i for i in ids if i not in split_ids]
-            if stray:
-                raise ValueError(f"{path} lists ids that are not in {list_path}, e.g. "
-                                 f"{stray[:3]}; the lists are stale: "
-                                 + PREPARE_HINT.format(root=self.root))
-            lists[class_id] = sorted(ids)
-        return lists
 
     def class_images(self) -> Dict[int, List[str]]:
         return {class_id: list(ids) for class_id, ids in self._class_images.items()}
