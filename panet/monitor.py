@@ -4,7 +4,8 @@ On a terminal, progress is a tqdm bar. Under nohup, a cluster job or any redirec
 would fill the log with carriage-return redraws, so a plain line is printed instead every
 `every` steps (and at the last one), easy to grep and to read:
 
-    train step 1200/30000  loss 0.4121  seg_loss 0.3013  align_loss 0.1108  lr 0.001  0.351 s/step  ETA 2:48:31
+    train step 1200/30000  loss 0.4121  seg_loss 0.3013  align_loss 0.1108  lr 0.001  \
+        0.351 s/step  ETA 2:48:31      (one line; broken here to fit)
 
 Whether the process is on a terminal is decided when this module is imported, before sacred
 redirects the output streams to record them.

@@ -92,10 +92,10 @@ def command_of(ex: Experiment, argv: Sequence[str]) -> str:
 
 
 def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
-    """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main process is recorded in
-    its run folder (`RunObserver`) unless the command line names its own observer; other
-    commands (print_config, ...) are not recorded. An interrupted run exits with status 130
-    without a traceback (train.py prints how to continue it)."""
+    """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main
+    process is recorded in its run folder (`RunObserver`) unless the command line names its own
+    observer; other commands (print_config, ...) are not recorded. An interrupted run exits
+    with status 130 without a traceback (train.py prints how to continue it)."""
     argv = list(sys.argv if argv is None else argv)
     observer = None
     if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command

@@ -12,8 +12,8 @@ Bootstrap over episodes. A resample draws, in every run, E episodes with replace
 run's E episodes, adds up their class-wise counts and computes the run's mean-IoU and binary-IoU
 exactly as the metric does (`panet.metrics.iou_from_counts`); the statistic is their mean over
 runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
-from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It covers the variation due to
-*which episodes were sampled*, given the trained model: another draw of test episodes would
+from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It
+covers the variation due to *which episodes were sampled*, given the trained model: another draw of test episodes would
 give a number in it 95% of the time. It does not cover training randomness (another training
 seed gives another model): `scripts/reproduce.py --seeds N` measures that.
 
@@ -90,7 +90,8 @@ class EpisodeRecords:
             with np.load(path, allow_pickle=False) as stored:
                 return cls(**{f.name: stored[f.name] for f in fields(cls)})
         except (OSError, KeyError, ValueError) as error:
-            raise ValueError(f"{path} is not an episode-records file of test.py ({error})") from None
+            raise ValueError(f"{path} is not an episode-records file of test.py ({error})"
+                             ) from None
 
     @property
     def n_runs(self) -> int:

@@ -165,8 +165,8 @@ RULES: Dict[str, Dict[str, Rule]] = {
 }
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on and where and how often it writes
-RESUMABLE = ("device", "data.root", "data.workers", "data.cache_dir", "data.lists_dir", "train.steps",
-             "train.resume", "train.output_dir", "train.checkpoint_every",
+RESUMABLE = ("device", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
+             "train.steps", "train.resume", "train.output_dir", "train.checkpoint_every",
              "train.snapshot_every", "train.log_every")
 # the ingredients each script reads (the others are carried along but never used)
 SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}

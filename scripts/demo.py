@@ -7,8 +7,9 @@ one held-out image.
 Every step is a plain train.py / test.py command, printed before it runs, so the demo doubles as
 a tour of the tools. Paths are relative to the current folder: the generated data goes to
 data/synthetic (400 images, made once), the training run to runs/demo/train, each test to
-runs/demo/{trained,untrained}_{1,5}shot, the overlays to runs/demo/qualitative_{1,5}.png. Fold 0 of the synthetic set: training on classes 6-20, testing on 1-5
-(shape x texture combinations never seen in training). The encoder is the 0.6M-parameter
+runs/demo/{trained,untrained}_{1,5}shot, the overlays to runs/demo/qualitative_{1,5}.png.
+Fold 0 of the synthetic set: training on classes 6-20, testing on 1-5 (shape x texture
+combinations never seen in training). The encoder is the 0.6M-parameter
 `small` one at 129 x 129 (`with synthetic small`), not the paper's VGG-16.
 """
 
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
                    f"test.output_dir={untrained}"))
         run(python("test.py", "with", shots, *data, f"test.checkpoint={checkpoint}", *test,
                    f"test.output_dir={trained}"))
-        rows.append((shots, mean_iou(untrained / "results.json"), mean_iou(trained / "results.json")))
+        rows.append((shots, mean_iou(untrained / "results.json"),
+                     mean_iou(trained / "results.json")))
 
     figures = [save_qualitative(checkpoint, args.out / f"qualitative_{shots}.png", n_episodes=4,
                                 root=str(args.data), shots=shots)

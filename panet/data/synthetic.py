@@ -293,8 +293,9 @@ def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, 
     return root
 
 
-def generate_folder(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, int] = (375, 500),
-                    seed: int = 0, val_fraction: float = 0.2, n_example_queries: int = 3) -> Path:
+def generate_folder(root: PathLike, n_images: int = DEFAULT_N_IMAGES,
+                    size: Tuple[int, int] = (375, 500), seed: int = 0,
+                    val_fraction: float = 0.2, n_example_queries: int = 3) -> Path:
     """Write the dataset under ``root`` in the folder layout (see the module docstring): the
     images and class masks of ``generate``, ``classes.txt``, the splits and ``examples/``.
     Per-class lists are left to ``scripts/prepare_folder.py``. Returns ``root``."""
