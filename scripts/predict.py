@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from panet.data.label_png import save_label_png
 from panet.distributed import resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
+from panet.monitor import Progress
 from panet.visualize import label_palette, prediction_overlay
 
 QUERY_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -110,10 +110,13 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
         prediction_overlay(picture, labels, names).save(overlay, compress_level=1)
         return overlay
 
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        jobs = [writer.submit(write, query, stem, result.labels) for query, stem, result in
-                tqdm(zip(queries, stems, results), total=len(queries), desc="predict",
-                     unit="query", disable=not progress)]
+    jobs = []
+    with ThreadPoolExecutor(max_workers=1) as writer, \
+            Progress(len(queries), desc="predict query", every=max(1, len(queries) // 10),
+                     enabled=progress) as bar:
+        for query, stem, result in zip(queries, stems, results):
+            jobs.append(writer.submit(write, query, stem, result.labels))
+            bar.update()
     return [job.result() for job in jobs]
 
 
