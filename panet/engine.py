@@ -21,7 +21,7 @@ from .data import collate_episodes
 from .distributed import Context, all_reduce_sum
 from .losses import PANetLoss, panet_loss
 from .metrics import IoUMeter
-from .models.prototypes import upsample
+from .models.prototypes import upsampled_prediction
 from .monitor import Progress
 
 MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")
@@ -175,7 +175,7 @@ def score_query(meter: IoUMeter, logits_low: torch.Tensor, target: torch.Tensor,
     the input size (PANet's "label" resolution) or the query's original size ("original"). The
     logits are upsampled bilinearly to the target's size; the prediction is their argmax.
     """
-    prediction = upsample(logits_low[None], tuple(target.shape[-2:]))[0].argmax(dim=0)
+    prediction = upsampled_prediction(logits_low, tuple(target.shape[-2:]))[1]
     meter.update(prediction, target, class_ids, run=key.run, episode=key.episode, query=key.query)
 
 

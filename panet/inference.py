@@ -43,7 +43,7 @@ from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
 from panet.distributed import resolve_device
 from panet.models import PANet, vgg16_encoder
-from panet.models.prototypes import upsample
+from panet.models.prototypes import upsampled_prediction
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 MaskInput = Union[str, Path, Image.Image, np.ndarray]
@@ -298,8 +298,8 @@ class Segmenter:
         """N x (1 + W) x h x w logits -> each image's labels (and probabilities) at its size."""
         results = []
         for image, low in zip(images, logits_low):
-            logits = upsample(low[None], (image.height, image.width))[0]
-            results.append(Segmentation(  # max(0).indices: argmax (first maximum), faster on CPU
-                labels=logits.max(dim=0).indices.to(torch.uint8).cpu().numpy(),
+            logits, labels = upsampled_prediction(low, (image.height, image.width))
+            results.append(Segmentation(
+                labels=labels.to(torch.uint8).cpu().numpy(),
                 probabilities=logits.softmax(dim=0).cpu().numpy() if probabilities else None))
         return results

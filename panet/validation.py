@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sacred.utils import SacredError
 
@@ -286,22 +286,22 @@ def _writable_problems(section: str, name: str, folder: Optional[str]) -> List[s
     return []
 
 
-def _checkpoint_problems(section: str, name: str, value: str) -> List[str]:
+def _read_checkpoint(section: str, name: str, value: str
+                     ) -> Tuple[Optional[Path], Optional[Dict[str, Any]], List[str]]:
+    """(checkpoint file, its header, []) of a checkpoint key, or (None, None, [the problem])."""
     try:
-        load_checkpoint_header(find_checkpoint(value))
+        checkpoint = find_checkpoint(value)
+        return checkpoint, load_checkpoint_header(checkpoint), []
     except (FileNotFoundError, ValueError) as error:
-        return [problem(section, name, value, str(error))]
-    return []
+        return None, None, [problem(section, name, value, str(error))]
 
 
 def _train_path_problems(config: Mapping[str, Any]) -> List[str]:
     train = config["train"]
     if train["resume"] is not None:
-        problems = _checkpoint_problems("train", "resume", train["resume"])
+        checkpoint, header, problems = _read_checkpoint("train", "resume", train["resume"])
         if problems:
             return problems
-        checkpoint = find_checkpoint(train["resume"])
-        header = load_checkpoint_header(checkpoint)
         step = header["step"]
         problems += resume_problems(header["config"], config)
         if train["steps"] < step:
@@ -349,6 +349,6 @@ def _test_path_problems(config: Mapping[str, Any]) -> List[str]:
                             "run folder>, or add `notrain` to evaluate the ImageNet-initialised "
                             "encoder (PANet-init)")]
     else:
-        problems = _checkpoint_problems("test", "checkpoint", test["checkpoint"])
+        problems = _read_checkpoint("test", "checkpoint", test["checkpoint"])[2]
     return (problems + _writable_problems("test", "output_dir", test["output_dir"])
             + _writable_problems("test", "cache_dir", test["cache_dir"]))

@@ -20,6 +20,7 @@ CPU: relative 5e-7 between one support and several).
 from __future__ import annotations
 
 import functools
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -105,3 +106,12 @@ def upsample(logits: torch.Tensor, size: tuple) -> torch.Tensor:
     """Bilinear upsampling (align_corners=False) of ... x P x h x w maps to ... x P x H x W."""
     out = F.interpolate(logits.flatten(0, -4), size=tuple(size), mode="bilinear", align_corners=False)
     return out.view(*logits.shape[:-2], *out.shape[-2:])
+
+
+def upsampled_prediction(logits_low: torch.Tensor, size: tuple
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One query's prediction at `size` (PROTOCOL §3): its P x h x w logits upsampled bilinearly
+    to P x H x W, and the H x W labels, the index of the first maximum over P (`max(0).indices`:
+    the same labels as `argmax`, much faster on CPU)."""
+    logits = upsample(logits_low[None], size)[0]
+    return logits, logits.max(dim=0).indices
