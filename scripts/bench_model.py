@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable, Dict, Union
 
 import torch
 
@@ -82,19 +83,21 @@ class Workloads:
         self.model.encoder(self.images)
 
 
-def synchronize(device: str):
-    if device.startswith("cuda"):
+def synchronize(device: Union[str, torch.device]):
+    if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def median_times(work: Workloads, names, repeats: int, device: str):
-    """Median seconds of each named operation, alternating them, after one warm-up each."""
-    times = {name: [] for name in names}
+def median_times(work: Dict[str, Callable[[], object]], repeats: int,
+                 device: Union[str, torch.device]) -> Dict[str, float]:
+    """Median seconds of each named operation, alternating them (so that drift hits all of
+    them), after one warm-up each. Also used by scripts/bench_predict.py."""
+    times = {name: [] for name in work}
     for round_ in range(repeats + 1):
-        for name in names:
+        for name, run in work.items():
             synchronize(device)
             start = time.perf_counter()
-            getattr(work, name)()
+            run()
             synchronize(device)
             if round_:  # round 0 is the warm-up
                 times[name].append(time.perf_counter() - start)
@@ -156,8 +159,9 @@ def main():
     rows = []
     for shots in args.shots:
         work = Workloads(shots, args.size, args.device)
-        t = median_times(work, ["encoder_forward_backward", "train_step",
-                                "encoder_forward", "inference"], args.repeats, args.device)
+        t = median_times({name: getattr(work, name) for name in (
+            "encoder_forward_backward", "train_step", "encoder_forward", "inference")},
+            args.repeats, args.device)
         memory = {name: peak_memory(name, shots, args.size, args.device, args.threads)
                   for name in ("encoder_train_step", "train_step")}
         del work

@@ -20,10 +20,8 @@ warm-up, all measures alternating so that drift hits all of them.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ import torch
 from PIL import Image
 
 import predict as predict_script  # scripts/predict.py, beside this file
+from bench_model import median_times  # scripts/bench_model.py, beside this file
 from panet.data.synthetic import render_image
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter
 from panet.models import PANet, vgg16_encoder
@@ -51,11 +50,6 @@ def write_inputs(folder: Path, n_queries: int):
             mask = folder / "support_mask.png"
             Image.fromarray(objects[0][1].astype(np.uint8) * 255).save(mask)
     return [[(paths[0], mask)]], paths[1:]
-
-
-def synchronize(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main():
@@ -90,18 +84,9 @@ def main():
         def predict():
             predict_script.predict(segmenter, ways, queries, out, progress=False)
 
-        work = {"encoder": encoder_forward, "batch": encoder_batch, "segment": segment,
-                "predict": predict}
-        times = {name: [] for name in work}
-        for round_ in range(args.repeats + 1):
-            for name, run in work.items():
-                synchronize(segmenter.device)
-                start = time.perf_counter()
-                run()
-                synchronize(segmenter.device)
-                if round_:  # round 0 is the warm-up
-                    times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(values) for name, values in times.items()}
+        median = median_times({"encoder": encoder_forward, "batch": encoder_batch,
+                               "segment": segment, "predict": predict}, args.repeats,
+                              segmenter.device)
     print(f"device {segmenter.device}, {args.threads} threads, VGG-16 at 417 x 417, 1 support, "
           f"{args.queries} queries of {IMAGE_SIZE[0]} x {IMAGE_SIZE[1]}, batch size "
           f"{args.batch_size}, medians of {args.repeats} runs; torch {torch.__version__}")
