@@ -14,9 +14,7 @@ written under a temporary name and renamed, so an interrupted run leaves no part
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from panet.data.label_png import save_label_png
 from panet.data.voc import CLASS_DIR, ORIGIN, SCRIBBLE_DIR, generate_scribbles
+from panet.files import atomic_write
 
 
 def write_scribbles(task: Tuple[Path, str]) -> float:
@@ -34,15 +33,8 @@ def write_scribbles(task: Tuple[Path, str]) -> float:
     start = time.perf_counter()
     scribbles = generate_scribbles(root, image_id)
     seconds = time.perf_counter() - start
-    folder = root / SCRIBBLE_DIR
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{image_id}.", suffix=".png")
-    os.close(handle)
-    try:
-        save_label_png(tmp, scribbles)
-        os.replace(tmp, folder / f"{image_id}.png")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(root / SCRIBBLE_DIR / f"{image_id}.png") as file:  # no half-written PNG
+        save_label_png(file, scribbles)
     return seconds
 
 

@@ -1,6 +1,7 @@
 """PASCAL VOC source and preparation: real class-list counts, layout checks, every bad input."""
 
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from panet.data.sampling import Episode
 from panet.data.voc import VocSource
 from panet.data.voc_prepare import write_class_lists
 from panet.data.weak import build_scribble_map
+from panet.files import default_file_mode
 
 from conftest import blob_labels, load_script, write_jpeg
 
@@ -225,6 +227,7 @@ def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys)
     for image_id in ids:
         written = root / "ScribbleAugAuto" / f"{image_id}.png"
         assert Image.open(written).mode == "P"
+        assert stat.S_IMODE(written.stat().st_mode) == default_file_mode()  # not mkstemp's 0600
         assert np.array_equal(from_files.scribble_map(image_id), generated[image_id])
     after = support(from_files)
     for key in ("support_fg", "support_bg", "query_labels"):
@@ -242,6 +245,7 @@ def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys)
     assert np.array_equal(load_label_png(root / "ScribbleAugAuto" / f"{ids[0]}.png"), kept)
     assert np.array_equal(VocSource(root, "trainaug").scribble_map(ids[1]), generated[ids[1]])
     assert not list((root / "ScribbleAugAuto").glob(".*"))  # no temporary file left
+    assert not list((root / "ScribbleAugAuto").glob("*.tmp"))
 
 
 def test_generated_scribbles_use_instance_masks_when_present(make_voc_tree):

@@ -7,7 +7,7 @@ palette only colours them for viewing. Reading keeps the indices and never conve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import BinaryIO, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -37,7 +37,7 @@ def voc_palette() -> List[int]:
 _PALETTE = voc_palette()
 
 
-def save_label_png(path: PathLike, labels: np.ndarray,
+def save_label_png(path: Union[PathLike, BinaryIO], labels: np.ndarray,
                    palette: Optional[Sequence[int]] = None) -> None:
     """Write an H x W map of values 0..255 as a palette PNG (what VOC ships); ``palette`` (a flat
     [r0, g0, b0, r1, ...] list) colours the values, by default with the VOC colour map."""
@@ -45,7 +45,7 @@ def save_label_png(path: PathLike, labels: np.ndarray,
         raise ValueError(f"{path}: expected an H x W map of values 0..255")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(_PALETTE if palette is None else list(palette))
-    image.save(path, optimize=False)
+    image.save(path, format="PNG", optimize=False)  # `path` may be an open file
 
 
 def load_label_png(path: PathLike) -> np.ndarray:
