@@ -16,15 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Tuple
 
-from tqdm import tqdm
-
 from panet.data.label_png import save_label_png
 from panet.data.voc import CLASS_DIR, ORIGIN, SCRIBBLE_DIR, generate_scribbles
 from panet.files import atomic_write
+from panet.monitor import Progress
 
 
 def write_scribbles(task: Tuple[Path, str]) -> float:
@@ -55,12 +55,13 @@ def main(argv=None) -> int:
     print(f"{len(ids)} class masks, {len(ids) - len(todo)} scribble files kept, "
           f"{len(todo)} to draw")
     tasks = [(args.voc_root, image_id) for image_id in todo]
-    if args.workers == 1:
-        times = [write_scribbles(task) for task in tqdm(tasks, unit="image")]
-    else:
-        with Pool(args.workers) as pool:
-            times = list(tqdm(pool.imap_unordered(write_scribbles, tasks), total=len(tasks),
-                              unit="image"))
+    times = []
+    with Pool(args.workers) if args.workers > 1 else nullcontext() as pool, \
+            Progress(len(tasks), desc="scribble image", every=max(1, len(tasks) // 20)) as bar:
+        for seconds in (pool.imap_unordered(write_scribbles, tasks) if pool
+                        else map(write_scribbles, tasks)):
+            times.append(seconds)
+            bar.update()
     if times:
         print(f"drew {len(times)} scribble maps into {args.voc_root / SCRIBBLE_DIR}: "
               f"{sum(times) / len(times):.3f} s per image on average, {max(times):.3f} s at most")
