@@ -21,7 +21,8 @@ import warnings
 
 from panet import distributed
 from panet.checkpoint import find_checkpoint, load_checkpoint
-from panet.config import PanetExperiment, build_dataset, build_model, trained_model
+from panet.config import (PanetExperiment, build_dataset, build_model, build_source,
+                          trained_model)
 from panet.data.folds import split_classes
 from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
@@ -76,10 +77,11 @@ def main(_run, test, seed, device):
             raise ConfigError(data_root_problems(data))
         net = (build_model(model) if state is None else trained_model(state)).to(context.device)
         directory = shared_run_dir(_run, "test", context)
+        source = build_source(data, train=False)  # read once, shared by the runs
         datasets = [build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
-                                  keep_original_labels=test["resolution"] == "original")
+                                  keep_original_labels=test["resolution"] == "original",
+                                  source=source)
                     for run in range(test["runs"])]
-        source = datasets[0].source
         classes = data_classes(source, data, train=False)
         stored = None if state is None else {**data, **state["config"]["data"]}
         seen = [] if state is None else seen_in_training(source, data, stored)

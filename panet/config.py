@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 # sacred 0.8.7 imports pkg_resources, and setuptools warns about it on every start
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
@@ -26,7 +26,8 @@ from sacred import Experiment, Ingredient  # noqa: E402
 from sacred.utils import get_by_dotted_path  # noqa: E402
 
 from .checkpoint import find_checkpoint, load_checkpoint_header  # noqa: E402
-from .data import make_episode_dataset  # noqa: E402
+from .data import make_episode_dataset, make_source  # noqa: E402
+from .data.sources import Source  # noqa: E402
 from .models import PANet, build_encoder  # noqa: E402
 from .validation import ConfigError, config_problems, path_problems  # noqa: E402
 
@@ -211,10 +212,18 @@ def build_optimizer(parameters, train_config: Dict[str, Any]) -> torch.optim.Opt
     raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {name!r}")
 
 
+def build_source(data_config: Dict[str, Any], *, train: bool) -> Source:
+    """The configured dataset's training split (`train`) or test split."""
+    return make_source(data_config["name"], Path(data_config["root"]).expanduser(),
+                       data_config["train_split" if train else "test_split"], data_config["year"],
+                       data_config["cache_dir"], data_config["lists_dir"])
+
+
 def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, seed: int,
-                  keep_original_labels: bool = False):
+                  keep_original_labels: bool = False, source: Optional[Source] = None):
     """The episode dataset of the configured fold: training classes and split when `train`,
-    otherwise test classes on `test_split`."""
+    otherwise test classes on `test_split`. `source`: that split's `build_source`, when several
+    datasets share it (the runs of a test), so that it is read once."""
     return make_episode_dataset(
         data_config["name"], Path(data_config["root"]).expanduser(),
         data_config["train_split" if train else "test_split"], data_config["fold"],
@@ -224,4 +233,5 @@ def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, 
         weak="dense" if train else data_config["weak"], bbox_instance=data_config["bbox_instance"],
         scribble_dilation=data_config["scribble_dilation"],
         keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"],
-        lists_dir=data_config["lists_dir"], coco_labels=data_config["coco_labels"])
+        lists_dir=data_config["lists_dir"], coco_labels=data_config["coco_labels"],
+        source=source if source is not None else build_source(data_config, train=train))

@@ -49,7 +49,8 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
                          bbox_instance: str = "largest", scribble_dilation: int = 0,
                          keep_original_labels: bool = False, coco_labels: str = "class",
                          cache_dir: Optional[Union[str, Path]] = None,
-                         lists_dir: Optional[Union[str, Path]] = None) -> Dataset:
+                         lists_dir: Optional[Union[str, Path]] = None,
+                         source: Optional[Source] = None) -> Dataset:
     """Episodes of a PASCAL-5i / COCO-20i / synthetic / folder-dataset class split (items: see
     ``panet.data.episodes``).
 
@@ -62,14 +63,18 @@ def make_episode_dataset(name: str, root: Union[str, Path], split: str, fold: in
     "random") and ``scribble_dilation`` (pixels); ``keep_original_labels`` adds the queries'
     original-size labels; ``coco_labels`` ("class": each image labelled for its own way's
     class only, as released | "episode": for all the episode's classes; PASCAL's full label
-    maps are the same under both). Unknown options raise ``TypeError``.
+    maps are the same under both); ``source``: the split's ``Source`` when one is already built
+    (``make_source`` of the same arguments), to share it between datasets (test runs). Unknown
+    options raise ``TypeError``.
     """
     if fold_style != "contiguous" and name in ("pascal", "synthetic"):
         raise ValueError(f"fold_style {fold_style!r} is defined for COCO-20i and folder datasets; "
                          f"PASCAL-5i folds are contiguous")
     if seed < 0 or n_episodes < 0:
         raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
-    return episode_dataset(make_source(name, root, split, year, cache_dir, lists_dir), fold,
+    if source is None:
+        source = make_source(name, root, split, year, cache_dir, lists_dir)
+    return episode_dataset(source, fold,
                            ways, shots, queries, n_episodes, seed, train, size=size,
                            fold_style=fold_style, n_folds=n_folds, test_classes=test_classes,
                            weak=weak, bbox_instance=bbox_instance,
