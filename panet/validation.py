@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sacred.utils import SacredError
 
-from .checkpoint import find_checkpoint, load_checkpoint_header, run_dir_of
+from .checkpoint import find_checkpoint, load_checkpoint_header
 from .data.builder import DATASETS
 from .data.episodes import COCO_LABELS, WEAK_KINDS
 from .data.folds import FOLD_STYLES, N_FOLDS
@@ -32,6 +32,7 @@ from .evaluation import ENCODINGS
 from .files import check_writable_dir
 from .metrics import RULES as METRIC_RULES
 from .models.encoder import ENCODERS
+from .runs import planned_run_dir
 
 OPTIMIZERS = ("sgd", "adam")
 SCRIPTS = ("train", "test")
@@ -307,7 +308,7 @@ def _train_path_problems(config: Mapping[str, Any]) -> List[str]:
         if train["steps"] < step:
             problems.append(problem("train", "steps", train["steps"],
                                     f"must be >= {step}, the step {checkpoint} was saved at"))
-        target = train["output_dir"] or run_dir_of(checkpoint)
+        target = planned_run_dir(config, "train")  # None: a new runs/<id>
         return (problems + data_root_problems(config["data"])
                 + _writable_problems("train", "output_dir", target and str(target)))
     problems = _weights_problems(config["model"]) + data_root_problems(config["data"])
