@@ -28,7 +28,7 @@ from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
-from panet.runs import run_from_command_line, shared_run_dir
+from panet.runs import announce_device, run_from_command_line, shared_run_dir
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
 from panet.validation import ConfigError, data_root_problems
@@ -69,9 +69,10 @@ def seen_in_training(source, data, stored):
 
 
 @ex.main
-def main(_run, test, seed, device):
-    context = distributed.setup(device)
+def main(_run, test, seed, device, tf32):
+    context = distributed.setup(device, tf32)
     try:
+        computed_on = announce_device(_run, context, tf32)
         data, model, state = test_setting(_run, _run.config)
         if data_root_problems(data):  # the checkpoint's data.root, unless overridden
             raise ConfigError(data_root_problems(data))
@@ -109,6 +110,7 @@ def main(_run, test, seed, device):
         record = {
             **summary,
             "test_classes_seen_in_training": bool(seen),
+            "device": {**computed_on, "processes": context.world_size},
             "bootstrap": {"resamples": test["bootstrap"], "seed": bootstrap_seed(data["fold"]),
                           "over": "the test episodes, given the trained model"},
             "setting": {"data": data, "model": model, "seed": seed,

@@ -22,7 +22,7 @@ from panet.checkpoint import find_checkpoint, load_checkpoint, restore_rng_state
 from panet.config import PanetExperiment, build_dataset, build_model, build_optimizer
 from panet.engine import NonFiniteLossError, StepBatches, episode_loader
 from panet.monitor import Progress, ScalarLog
-from panet.runs import run_from_command_line, shared_run_dir
+from panet.runs import announce_device, run_from_command_line, shared_run_dir
 
 ex = PanetExperiment("panet_train", script="train")
 
@@ -32,9 +32,10 @@ def resume_command(checkpoint: Path) -> str:
 
 
 @ex.main
-def main(_run, _config, data, model, train: dict, seed, device):
-    context = distributed.setup(device)
+def main(_run, _config, data, model, train: dict, seed, device, tf32):
+    context = distributed.setup(device, tf32)
     try:
+        announce_device(_run, context, tf32)
         resume = find_checkpoint(train["resume"]) if train["resume"] else None
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
         net = build_model({**model, "weights": None} if resume else model).to(context.device)

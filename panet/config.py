@@ -101,7 +101,8 @@ def test_config():
     #                 encoder call; results do not depend on it
     encode = "image"  # image: each distinct image encoded once (twice if the cache is full) |
     #                   episode: every episode encodes its images, as released (the reference)
-    cache_gb = 1.0  # image: GiB of encoder features kept from the support to the query step
+    cache_gb = 1.0  # image: GiB of encoder features kept from the support to the query step, per
+    #                 process in memory (torchrun: each process its own); with cache_dir, of the folder
     cache_dir = None  # image: keep features as files here instead of in memory (cache_gb bounds
     #                   the folder); later tests of the same weights and size reuse them
     rule = "released"  # released | corrected (PROTOCOL §9)
@@ -124,7 +125,9 @@ class PanetExperiment(Experiment):
         super().__init__(name, ingredients=[data_ingredient, model_ingredient,
                                             train_ingredient, test_ingredient])
         self.script = script
-        self.add_config(seed=1234, device="auto")  # device: auto | cpu | cuda | cuda:N
+        # device: auto | cpu | cuda | cuda:N; tf32: TF32 in CUDA convs and matmuls (Ampere and
+        # later GPUs: faster, 10 mantissa bits instead of float32's 23; off for the paper's numbers)
+        self.add_config(seed=1234, device="auto", tf32=False)
         for path in sorted(CONFIG_DIR.glob("*.yaml")):
             self.add_named_config(path.stem, str(path))
         self.logger = _sacred_logger()

@@ -27,12 +27,12 @@ An image that is both a support and a query is encoded once when its features ar
 twice otherwise. A cache directory also serves later evaluations of the same weights at the same
 size and device type: e.g. the dense, scribble and box tests of one checkpoint (Tables 1, 6).
 
-Exactness: on CPU both paths give bitwise equal counts (tests/test_evaluation.py compares their
-results.json). Each step computes the same function of the same inputs as the per-episode path,
-and each gives an image or an episode the same bits whatever batch it is computed in: pooling,
-prototype means, cosine logits and upsampling by construction (`panet.models.prototypes`), the
-encoder as measured at >= 100 px (at 65 px a lone image rounds differently from a batch of
-several, by ~1e-5). On CUDA, kernels may depend on batch shapes: equal to float rounding.
+Exactness: each step computes the same function of the same inputs as the per-episode path, and
+pooling, prototype means, cosine logits, upsampling and the metric give an image or an episode
+the same bits whatever batch it is computed in (on CPU, by construction:
+`panet.models.prototypes`). The encoder sees the images in other batches than on the per-episode
+path, and convolution kernels round by batch shape on some CPUs and on CUDA, so the two paths
+agree within the exactness contract's tolerance (README, Performance; tests/test_evaluation.py).
 
 Memory per process. Grows with the number of episodes: the plan (about 1 KB per support or query
 slot, mostly its generator state) and the pools (2 x C x 4 bytes per support slot: 4 KiB at
@@ -262,8 +262,10 @@ class MemoryCache:
 
 
 class DiskCache:
-    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>/<image key>.pt`
-    (the image key hashes the source's location of its files); kept for later evaluations."""
+    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>/<image key>.pt`,
+    kept for later evaluations. The image key hashes the image's identity
+    (`Source.image_identity`: its file's path, size and modification time), so an image
+    rewritten at the same path is encoded again instead of being served its old features."""
 
     persistent = True
 
@@ -281,7 +283,7 @@ class DiskCache:
                           "test.cache_dir at a writable folder, or set it to None") from None
 
     def path(self, image_id: str) -> Path:
-        key = hashlib.sha1(self.source.location(image_id).encode()).hexdigest()[:24]
+        key = hashlib.sha1(self.source.image_identity(image_id).encode()).hexdigest()[:24]
         return self.folder / f"{key}.pt"
 
     def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:

@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from panet.checkpoint import load_checkpoint
 from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
-from panet.distributed import resolve_device
+from panet.device import use_device
 from panet.models import PANet, vgg16_encoder
 from panet.models.prototypes import upsampled_prediction
 
@@ -161,7 +161,7 @@ class Segmenter:
                  batch_size: int = DEFAULT_BATCH_SIZE):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = resolve_device(str(device))
+        self.device = use_device(str(device))
         self.model = model.to(self.device).eval()
         self.size = as_size(size)
         self.batch_size = batch_size

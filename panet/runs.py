@@ -24,6 +24,7 @@ from sacred.observers import FileStorageObserver
 from sacred.run import Run
 
 from . import distributed
+from .device import describe_device, device_line
 from .checkpoint import find_checkpoint, run_dir_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
@@ -83,6 +84,17 @@ def shared_run_dir(run: Run, script: str, context: distributed.Context) -> Optio
     mine = run_directory(run, script)
     shared = distributed.broadcast_object(None if mine is None else str(mine), context)
     return None if shared is None else Path(shared)
+
+
+def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
+    """Print what computes (`panet.device.describe_device`) on rank 0 and keep it in the run
+    record (run.json's "info"); returns the description."""
+    description = describe_device(context.device, tf32)
+    if context.is_main:
+        print(device_line(description) + (f" x {context.world_size} processes"
+                                          if context.distributed else ""), flush=True)
+        run.info["device"] = {**description, "processes": context.world_size}
+    return description
 
 
 def command_of(ex: Experiment, argv: Sequence[str]) -> str:

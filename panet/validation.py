@@ -27,6 +27,7 @@ from .data.builder import DATASETS
 from .data.episodes import COCO_LABELS, WEAK_KINDS
 from .data.folds import FOLD_STYLES, N_FOLDS
 from .data.weak import BOX_CHOICES
+from .device import DEVICE_CHOICES, is_device_name, torchrun_problem
 from .engine import RESOLUTIONS
 from .evaluation import ENCODINGS
 from .files import check_writable_dir
@@ -127,17 +128,11 @@ def milestones() -> Rule:
 
 
 def device() -> Rule:
-    def accepts(value: Any) -> bool:
-        if value in ("auto", "cpu", "cuda"):
-            return True
-        prefix, _, index = str(value).partition(":")
-        return isinstance(value, str) and prefix == "cuda" and index.isdigit()
-
-    return Rule(accepts, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return Rule(is_device_name, DEVICE_CHOICES)
 
 
 RULES: Dict[str, Dict[str, Rule]] = {
-    "": {"seed": integer(0), "device": device()},
+    "": {"seed": integer(0), "device": device(), "tf32": flag()},
     "data": {
         "name": one_of(DATASETS), "root": text(), "fold": integer(0), "n_folds": integer(2),
         "test_classes": class_list(), "ways": integer(1),
@@ -166,7 +161,7 @@ RULES: Dict[str, Dict[str, Rule]] = {
 }
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on and where and how often it writes
-RESUMABLE = ("device", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
+RESUMABLE = ("device", "tf32", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
              "train.steps", "train.resume", "train.output_dir", "train.checkpoint_every",
              "train.snapshot_every", "train.log_every")
 # the ingredients each script reads (the others are carried along but never used)
@@ -192,6 +187,9 @@ def config_problems(config: Mapping[str, Any], script: str) -> List[str]:
             if name in values and not rule.accepts(values[name]):
                 problems.append(problem(section, name, values[name], f"must be {rule.allowed}"))
     data, model = config["data"], config["model"]
+    shared_gpus = torchrun_problem(config["device"])
+    if shared_gpus:
+        problems.append(shared_gpus)
     n_folds = data["n_folds"]
     if data["name"] != "folder" and n_folds != N_FOLDS:
         problems.append(problem("data", "n_folds", n_folds,

@@ -26,7 +26,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from panet.data.label_png import save_label_png
-from panet.distributed import resolve_device
+from panet.device import resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
 from panet.monitor import Progress
 from panet.visualize import label_palette, prediction_overlay

@@ -38,7 +38,7 @@ import torch
 from panet import tables
 from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
-from panet.distributed import resolve_device
+from panet.device import use_device
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
@@ -404,7 +404,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     elif failed:
         print(f"not written: the jobs {', '.join(failed)} failed")
     elif args.analysis:
-        print(f"wrote {write_prototype_distance(scale, resolve_device(args.device))}")
+        print(f"wrote {write_prototype_distance(scale, use_device(args.device))}")
     elif args.figure == "loss-curves":
         figure = (write_run_loss_curves(args.run) if args.run
                   else write_loss_curves(scale, args.fold))
@@ -415,7 +415,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
         figure = save_qualitative(args.checkpoint or jobs[0].output,
                                   qualitative_path(args, scale), args.episodes,
-                                  device=resolve_device(args.device), **overrides)
+                                  device=use_device(args.device), **overrides)
         print(f"wrote {figure}")
     return 1 if failed else 0
 

@@ -113,7 +113,8 @@ def test_test_accepts_a_run_folder_and_warns_on_classes_seen_in_training(fold0_r
 
 def test_torchrun_without_an_output_dir_shares_rank_0s_run_folder(synthetic_root, tmp_path):
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root), "train.batch_size=2"]
+            str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root), "train.batch_size=2",
+            "device=cpu"]  # 2 processes on any machine (one GPU would refuse them)
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -191,6 +192,7 @@ NOT_WRITABLE = "/proc/panet-test"
 BAD_VALUES = [
     ("train", ["seed=-1"], "seed"),
     ("train", ["device=gpu"], "device"),
+    ("train", ["tf32=yes"], "tf32"),
     ("train", ["data.name=imagenet"], "data.name"),
     ("train", ["data.root=''"], "data.root"),
     ("train", ["data.root=/nonexistent/VOC2012"], "data.root"),

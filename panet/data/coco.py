@@ -349,10 +349,13 @@ class CocoSource(Source):
                 lists[class_id].append(image_id)
         return lists
 
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / self._record(image_id).file_name
+
     def image(self, image_id: str) -> Image.Image:
         """The RGB image; checks that its size is the annotation's width x height."""
         record = self._record(image_id)
-        path = self.image_dir / record.file_name
+        path = self.image_path(image_id)
         fix = f"re-download {image_zip_url(self.split, self.year)} and unzip it into {self.root}"
         try:
             with Image.open(path) as img:
