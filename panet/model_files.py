@@ -73,7 +73,7 @@ def read_model_file(path: PathLike) -> ModelFile:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model file '{path}' does not exist (expected a train.py "
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist (expected a train.py "
                                 "checkpoint or a released PANet snapshot)")
     obj = load_file_data(path)
     if isinstance(obj, dict) and "format_version" in obj:
