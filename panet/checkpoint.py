@@ -113,11 +113,12 @@ def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:
         if obj["format_version"] == FORMAT_VERSION:
             return obj
         raise ValueError(f"'{path}' is a panet checkpoint of format {obj['format_version']!r}; "
-                         f"this code reads format {FORMAT_VERSION}")
+                         f"this code reads format {FORMAT_VERSION} (format 1 converts with "
+                         f"{UPGRADE_COMMAND})")
     if isinstance(obj, dict) and is_released_state(obj):
-        raise ValueError(f"'{path}' is a released PANet snapshot, not a panet checkpoint: "
-                         "test.py and predict.py read it as it is; to train on from it, convert "
-                         "it with python scripts/convert_checkpoint.py --to panet")
+        raise ValueError(f"'{path}' is a released PANet snapshot, not a train.py checkpoint: "
+                         f"convert it with python scripts/convert_checkpoint.py --to panet "
+                         f"'{path}' OUT.pt")
     raise ValueError(f"'{path}' holds {describe_contents(obj)}: not a panet checkpoint")
 
 

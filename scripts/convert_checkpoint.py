@@ -43,7 +43,7 @@ from panet.files import atomic_write
 from panet.model_files import ModelFile, build_panet, read_model_file
 from panet.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
                             setting_of_config)
-from panet.safe_load import file_sha256, plain_data
+from panet.safe_load import plain_data
 
 SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
                    "ways": "--ways", "shots": "--shots"}
@@ -71,7 +71,7 @@ def to_released(model_file: ModelFile, out: Path) -> str:
         torch.save(state, file, _use_new_zipfile_serialization=False)
     setting = setting_of_config(model_file.config)
     where = (f"for the released test.py, put it at .../{setting.run_name()}/1/snapshots/"
-             f"{out.name}" if setting else "the released code has no name for this setting "
+             f"{model_file.step}.pth" if setting else "the released code has no name for this setting "
              "(dataset, input size or PAR weight)")
     return f"wrote {out}: {len(state)} tensors in the released layout; {where}"
 

@@ -11,14 +11,16 @@ import itertools
 import re
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 
 import reference
 from conftest import load_script
-from panet.checkpoint import load_checkpoint, save_checkpoint
+from panet.checkpoint import load_checkpoint, load_checkpoint_header, save_checkpoint
 from panet.inference import Segmenter
 from panet.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet, vgg16_encoder
@@ -255,6 +257,7 @@ def test_released_to_panet_and_back_is_bitwise(released, tmp_path, capsys):
     assert list(again) == list(original)
     assert all(torch.equal(again[key], original[key]) for key in original)
     assert not back.read_bytes().startswith(b"PK")  # legacy format, for the release's PyTorch
+    nn.DataParallel(ReleasedFewShotSeg()).load_state_dict(again)  # strict: every key and shape
 
 
 def test_panet_to_released_and_back_is_bitwise(tmp_path):
@@ -310,3 +313,24 @@ def test_only_a_vgg16_panet_converts_to_the_released_format(tmp_path, capsys):
     assert "has model.encoder='small'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="only a VGG-16 PANet has a released counterpart"):
         panet_to_released(net.state_dict())
+
+
+def test_predict_segments_with_a_released_snapshot(released, tmp_path):
+    image = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), np.uint8)).save(image)
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:20, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    status = load_script("predict").main(
+        ["--checkpoint", str(released[1]), "--way", str(image), str(tmp_path / "mask.png"),
+         "--query", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert status == 0
+    assert np.array(Image.open(tmp_path / "out" / "image.png")).shape == (30, 40)
+
+
+def test_train_py_readers_send_a_released_snapshot_to_the_converter(released):
+    with pytest.raises(ValueError, match=r"is a released PANet snapshot, not a train\.py "
+                                         r"checkpoint: convert it with python scripts/"
+                                         r"convert_checkpoint\.py --to panet") as caught:
+        load_checkpoint_header(released[1])
+    assert "\n" not in str(caught.value)
