@@ -29,6 +29,7 @@ CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints/{last,snapshot_<step>,fi
 # What format-1 checkpoints pickled beyond data: numpy's RNG state and sacred's config containers
 FORMAT_1_OBJECTS = ("numpy.", "sacred.config.custom_containers.")
 UPGRADE_COMMAND = "python scripts/convert_checkpoint.py --upgrade --trust-pickle"
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "rng", "config")
 
 
 def rng_states() -> Dict[str, Any]:
@@ -110,11 +111,15 @@ def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:
     """`obj`, what `path` held, if it is a checkpoint of the current format; else a one-line
     ValueError saying what it holds instead."""
     if isinstance(obj, dict) and "format_version" in obj:
-        if obj["format_version"] == FORMAT_VERSION:
-            return obj
-        raise ValueError(f"'{path}' is a panet checkpoint of format {obj['format_version']!r}; "
-                         f"this code reads format {FORMAT_VERSION} (format 1 converts with "
-                         f"{UPGRADE_COMMAND})")
+        if obj["format_version"] != FORMAT_VERSION:
+            raise ValueError(f"'{path}' is a panet checkpoint of format {obj['format_version']!r}; "
+                             f"this code reads format {FORMAT_VERSION} (format 1 converts with "
+                             f"{UPGRADE_COMMAND})")
+        missing = [key for key in CHECKPOINT_KEYS if key not in obj]
+        if missing or not isinstance(obj["config"], dict):
+            raise ValueError(f"'{path}' is a damaged panet checkpoint (missing or wrong: "
+                             f"{', '.join(missing) or 'config'})")
+        return obj
     if isinstance(obj, dict) and is_released_state(obj):
         raise ValueError(f"'{path}' is a released PANet snapshot, not a train.py checkpoint: "
                          f"convert it with python scripts/convert_checkpoint.py --to panet "

@@ -57,7 +57,8 @@ class ModelFile:
 
 def _not_a_model(path: Path, obj: Any) -> ValueError:
     hint = ""
-    if isinstance(obj, Mapping) and {str(k).split(".")[0] for k in obj} <= TORCHVISION_VGG_HEADS:
+    heads = {str(key).split(".")[0] for key in obj} if isinstance(obj, Mapping) else set()
+    if heads and heads <= TORCHVISION_VGG_HEADS:
         hint = (" (torchvision's ImageNet VGG-16? it initialises an encoder: model.weights=, "
                 "or predict.py --weights)")
     return ValueError(f"'{path}' holds {describe_contents(obj)}: not a panet checkpoint nor a "

@@ -70,9 +70,9 @@ def to_released(model_file: ModelFile, out: Path) -> str:
     with atomic_write(out) as file:
         torch.save(state, file, _use_new_zipfile_serialization=False)
     setting = setting_of_config(model_file.config)
-    where = (f"for the released test.py, put it at .../{setting.run_name()}/1/snapshots/"
-             f"{model_file.step}.pth" if setting else "the released code has no name for this setting "
-             "(dataset, input size or PAR weight)")
+    where = ("the released code has no name for this setting (dataset, input size or PAR "
+             "weight)" if setting is None else "for the released test.py, put it at "
+             f".../{setting.run_name()}/1/snapshots/{model_file.step}.pth")
     return f"wrote {out}: {len(state)} tensors in the released layout; {where}"
 
 

@@ -107,7 +107,8 @@ def test_a_checkpoint_holds_only_tensors_and_plain_data(tmp_path):
     state = load_checkpoint(path)
     assert state["config"] == {"data": {"fold": 1, "classes": [3, 4]},
                                "model": {"weights": None, "alpha": 20.0}}
-    assert type(state["config"]["data"]) is dict and type(state["config"]["data"]["classes"]) is list
+    assert type(state["config"]["data"]) is dict
+    assert type(state["config"]["data"]["classes"]) is list
     assert all(torch.equal(state["model"][k], v) for k, v in net.state_dict().items())
     momentum = [s["momentum_buffer"] for s in optimizer.state_dict()["state"].values()]
     assert all(torch.equal(a["momentum_buffer"], b)
@@ -122,6 +123,13 @@ def test_a_config_value_that_is_not_plain_data_is_named(tmp_path):
         save_checkpoint(tmp_path / "c.pt", step=1, model=net, optimizer=optimizer,
                         scheduler=scheduler, config={"data": {"root": tmp_path}})
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_a_checkpoint_missing_its_parts_is_named_damaged(tmp_path):
+    torch.save({"format_version": 2, "step": 1, "config": {}}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"damaged panet checkpoint \(missing or wrong: model, "
+                                         r"optimizer, scheduler, rng\)"):
+        load_checkpoint_header(tmp_path / "c.pt")
 
 
 # --- format 1 --------------------------------------------------------------------------------

@@ -103,7 +103,8 @@ def test_every_released_path_form_parses():
     forms = itertools.product(("VOC", "COCO"), (True, False), range(4), (1, 2), (1, 5),
                               ("_[train]", ""))
     for dataset, align, fold, ways, shots, suffix in forms:
-        run = f"PANet_{dataset}{'_align' if align else ''}_sets_{fold}_{ways}way_{shots}shot{suffix}"
+        name = "_align" if align else ""
+        run = f"PANet_{dataset}{name}_sets_{fold}_{ways}way_{shots}shot{suffix}"
         path = f"./runs/{run}/1/snapshots/30000.pth"
         setting = parse_released_path(path)
         assert setting == ReleasedSetting(dataset.lower(), align, fold, ways, shots), path
