@@ -4,7 +4,7 @@ Shape letters: W ways, S shots, Q queries, C channels, H x W the model's input s
 feature size, H_q x W_q a query's original size.
 
     from panet.inference import Segmenter
-    segmenter = Segmenter.from_checkpoint("runs/1/checkpoints/final.pt")
+    segmenter = Segmenter.from_checkpoint("runs/1/checkpoints/final.pt")  # or a released .pth
     results = segmenter.segment([[("dog.jpg", "dog_mask.png")],       # way 1: its shots
                                  [("cat.jpg", "cat_mask.png")]],       # way 2
                                 ["street.jpg", "park.jpg"])            # queries
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from panet.checkpoint import load_checkpoint
 from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
 from panet.device import use_device
+from panet.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet, vgg16_encoder
 from panet.models.prototypes import upsampled_prediction
 
@@ -169,11 +169,11 @@ class Segmenter:
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
                         batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
-        """The model of a train.py checkpoint, at the input size it was trained with."""
-        from panet.config import trained_model  # the one rule for building checkpoint models
-
-        state = load_checkpoint(path)
-        return cls(trained_model(state), state["config"]["data"]["size"], device, batch_size)
+        """The model of a train.py checkpoint or of a released PANet snapshot
+        (`panet.model_files.read_model_file`), at the input size it was trained with (417 for
+        released snapshots)."""
+        model_file = read_model_file(path)
+        return cls(build_panet(model_file), model_input_size(model_file), device, batch_size)
 
     @classmethod
     def from_weights(cls, vgg16_path: Union[str, Path], device: Union[str, torch.device] = "auto",
