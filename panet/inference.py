@@ -42,8 +42,10 @@ from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
 from panet.device import use_device
 from panet.model_files import build_panet, model_input_size, read_model_file
-from panet.models import PANet, vgg16_encoder
+from panet.models import PANet
+from panet.models.builder import build_model
 from panet.models.prototypes import upsampled_prediction
+from panet.settings import ModelSettings
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 MaskInput = Union[str, Path, Image.Image, np.ndarray]
@@ -176,12 +178,13 @@ class Segmenter:
         return cls(build_panet(model_file), model_input_size(model_file), device, batch_size)
 
     @classmethod
-    def from_weights(cls, vgg16_path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                     size: Union[int, Size] = DEFAULT_SIZE,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
-        """PANet-init: the ImageNet VGG-16 of torchvision's ``vgg16-397923af.pth``, untrained."""
-        return cls(PANet(vgg16_encoder(Path(vgg16_path).expanduser())), size, device,
-                   batch_size)
+    def from_weights(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
+                     size: Union[int, Size] = DEFAULT_SIZE, batch_size: int = DEFAULT_BATCH_SIZE,
+                     encoder: str = "vgg16") -> "Segmenter":
+        """PANet-init: `encoder` (a name of ``panet.models.ENCODERS``) with torchvision's
+        ImageNet weights at ``path`` (VGG-16: ``vgg16-397923af.pth``), untrained."""
+        model = ModelSettings(encoder=encoder, weights=str(path))
+        return cls(build_model(model, weights_key="weights"), size, device, batch_size)
 
     def _encode(self, images: List[Image.Image],
                 batch_size: Optional[int] = None) -> torch.Tensor:

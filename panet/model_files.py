@@ -20,9 +20,11 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
-from .checkpoint import checkpoint_state, load_file_data
-from .models import PANet, vgg16_encoder
+from .checkpoint import checkpoint_state, find_checkpoint, load_file_data, run_dir_of
+from .models import PANet
+from .models.builder import model_with_weights
 from .models.panet import ALPHA
+from .settings import ModelSettings
 from .released import (RELEASED_INPUT_SIZE, ReleasedSetting, is_released_state,
                        parse_released_path, released_step, released_to_panet)
 from .safe_load import describe_contents, file_sha256
@@ -87,16 +89,51 @@ def read_model_file(path: PathLike) -> ModelFile:
     raise _not_a_model(path, obj)
 
 
-def build_panet(model_file: ModelFile) -> PANet:
-    """The PANet of a model file with its weights: for a checkpoint, built from its stored model
-    config (`panet.config.trained_model`); for a released snapshot, VGG-16 with alpha = 20."""
+def model_settings(model_file: ModelFile) -> ModelSettings:
+    """The model settings of a model file: the checkpoint's stored ones; VGG-16 with alpha = 20
+    for a released snapshot. (`weights` None: the weights are the file's.)"""
     if model_file.format == "released":
-        net = PANet(vgg16_encoder(), alpha=ALPHA)
-        net.load_state_dict(model_file.state)
-        return net
-    from .config import trained_model  # the config system (sacred), loaded when needed
+        return ModelSettings(encoder="vgg16", weights=None, alpha=ALPHA)
+    return ModelSettings.from_config(model_file.config["model"]).replace(weights=None)
 
-    return trained_model({"config": model_file.config, "model": model_file.state})
+
+def build_panet(model_file: ModelFile) -> PANet:
+    """The PANet of a model file, holding its weights."""
+    return model_with_weights(model_settings(model_file), model_file.state)
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint named by a setting (test.checkpoint, train.resume), resolved once: the file
+    (a run folder names its final.pt or last.pt), its format, step, stored config (panet
+    checkpoints) and the setting its path names (released snapshots). Its tensors are not read
+    (`read_model_file(ref.path)` reads them)."""
+
+    given: str
+    path: Path
+    format: str
+    step: Optional[int]
+    config: Optional[Dict[str, Any]]
+    path_setting: Optional[ReleasedSetting]
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        return run_dir_of(self.path)
+
+
+def resolve_checkpoint(given: PathLike) -> CheckpointRef:
+    """Resolve a checkpoint setting (see `CheckpointRef`). Raises FileNotFoundError or a one-line
+    ValueError saying what the file holds when it is no model."""
+    path = find_checkpoint(given)
+    obj = load_file_data(path, mmap=True)
+    if isinstance(obj, dict) and "format_version" in obj:
+        state = checkpoint_state(obj, path)
+        return CheckpointRef(str(given), path, "panet", state["step"], state["config"], None)
+    if isinstance(obj, Mapping) and is_released_state(obj):
+        released_to_panet(obj, path)  # every tensor named and shaped as released
+        return CheckpointRef(str(given), path, "released", released_step(path), None,
+                             parse_released_path(path))
+    raise _not_a_model(path, obj)
 
 
 def model_input_size(model_file: ModelFile) -> int:

@@ -38,12 +38,13 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from panet.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
-from panet.config import build_optimizer
+from panet.engine import build_optimizer
 from panet.files import atomic_write
 from panet.model_files import ModelFile, build_panet, read_model_file
 from panet.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
                             setting_of_config)
 from panet.safe_load import plain_data
+from panet.settings import TrainSettings
 
 SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
                    "ways": "--ways", "shots": "--shots"}
@@ -116,7 +117,7 @@ def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
         raise ValueError(f"'{model_file.path}' is not named <step>.pth: give --step")
     config = training_config(setting)
     net = build_panet(model_file)
-    optimizer = build_optimizer(net.parameters(), config["train"])
+    optimizer = build_optimizer(net.parameters(), TrainSettings.from_config(config["train"]))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["train"]["milestones"],
                                                      config["train"]["gamma"])
     with warnings.catch_warnings():  # stepping the schedule without optimizer steps is the aim

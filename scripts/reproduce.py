@@ -114,8 +114,10 @@ def config_problems(jobs: Sequence[Job]) -> List[str]:
     problems = []
     for job in jobs:
         updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
+        experiment = experiments[job.script]
         try:
-            create_run(experiments[job.script], "print_config", updates, named)
+            named = experiment.prepare(updates, named)  # as the job's command line composes it
+            create_run(experiment, "print_config", updates, named)
         except ConfigError as error:
             problems += [f"{job.name}: {line}" for line in error.problems]
     return problems

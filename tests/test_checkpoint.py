@@ -20,7 +20,7 @@ from panet.checkpoint import (find_checkpoint, load_checkpoint, load_checkpoint_
 from panet.inference import Segmenter
 from panet.model_files import read_model_file
 from panet.models import DilatedVGG, PANet
-from panet.models.encoder import Block
+from panet.models.vgg import Block
 
 TINY = (Block(1, 4, pool_stride=2), Block(1, 4))
 

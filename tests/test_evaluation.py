@@ -30,9 +30,12 @@ from panet.data import make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.sampling import sample_episodes
 from panet.data.voc import IMAGE_DIR, VocSource
-from panet.evaluation import DiskCache, evaluate_images, evaluate_runs, plan_runs, schedule
+from panet.evaluation import evaluate_images, evaluate_runs, plan_runs, schedule
+from panet.evaluation_options import EvalOptions
+from panet.feature_cache import DiskCache
 from panet.metrics import IoUMeter
 from panet.models import PANet, build_encoder
+from panet.settings import EpisodeSetting
 from test_experiments import QUIET, TEST, torchrun
 from tolerance import (assert_counts_close, assert_logits_close, assert_results_close,
                        recorded_logits)
@@ -112,9 +115,9 @@ def test_plan_holds_the_slots_of_the_items(synthetic_root):
     random: the plan must still name the items' images, and its recorded generator states must
     draw the items' masks again."""
     ways, shots, queries = 2, 2, 2
-    datasets = [make_episode_dataset("synthetic", synthetic_root, "trainaug", 0, ways, shots,
-                                     queries, 8, seed, train=False, size=(6, 8), weak="bbox",
-                                     bbox_instance="random") for seed in (5, 6)]
+    setting = synthetic_setting(synthetic_root, ways=ways, shots=shots, queries=queries,
+                                size=(6, 8), weak="bbox", bbox_instance="random")
+    datasets = [make_episode_dataset(setting, 8, seed, train=False) for seed in (5, 6)]
     plan = plan_runs(datasets)
     expected_supports, expected_queries = defaultdict(list), defaultdict(list)
     items, replaced = {}, 0
@@ -157,10 +160,16 @@ def small_panet():
     return PANet(build_encoder("small")).eval()
 
 
+def synthetic_setting(root, **fields):
+    """An episode setting of the synthetic set's trainaug split (test classes of fold 0)."""
+    return EpisodeSetting(name="synthetic", root=str(root), train_split="trainaug",
+                          test_split="trainaug", **{"size": SIZE, **fields})
+
+
 def runs_of(root, weak="dense", runs=RUNS):
     """1-way 1-shot test runs of 8 episodes: some images are supports and queries."""
-    return [make_episode_dataset("synthetic", root, "trainaug", 0, 1, 1, 1, 8, 1234 + run,
-                                 train=False, size=SIZE, weak=weak) for run in range(runs)]
+    return [make_episode_dataset(synthetic_setting(root, weak=weak), 8, 1234 + run, train=False)
+            for run in range(runs)]
 
 
 def counted(model, plan, **options):
@@ -170,7 +179,7 @@ def counted(model, plan, **options):
         lambda m, i, output: calls.append(len(output) * (output.device.type != "meta")))
     try:
         meter = IoUMeter(fold_classes(20, 0, train=False), n_runs=RUNS)
-        followed = evaluate_images(model, plan, meter, progress=False, **options)
+        followed = evaluate_images(model, plan, meter, EvalOptions(**options), progress=False)
     finally:
         hook.remove()
     return meter.counts, sum(calls), followed
@@ -224,8 +233,8 @@ def test_a_rewritten_image_is_encoded_again(make_voc_tree, small_panet, tmp_path
     """Feature files are keyed by the image file's identity (path, size, modification time): an
     image rewritten at the same path is encoded again, never served its old features."""
     root = make_voc_tree(blob_labels(30, classes=range(1, 11), per_image=3))
-    datasets = [make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 6, 1234,
-                                     train=False, size=SIZE)]
+    datasets = [make_episode_dataset(EpisodeSetting(root=str(root), size=SIZE), 6, 1234,
+                                     train=False)]
     plan = plan_runs(datasets)
     counted(small_panet, plan, cache_dir=tmp_path / "features")
     for image_id in plan.images():  # new pixels, same paths
@@ -253,23 +262,22 @@ def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(sy
     assert_results_close(single, sharded)
     (folder,) = (tmp_path / "features").iterdir()  # both processes wrote their images' features
     assert len(list(folder.glob("*.pt"))) == len(plan_runs(
-        make_episode_dataset("synthetic", synthetic_root, "trainaug", 0, 2, 1, 1, EPISODES,
-                             1234 + run, train=False, size=SIZE) for run in range(RUNS)).images())
+        make_episode_dataset(synthetic_setting(synthetic_root, ways=2), EPISODES, 1234 + run,
+                             train=False) for run in range(RUNS)).images())
 
 
 def test_bad_values_are_refused_before_work(synthetic_root, small_panet):
     meter = IoUMeter(fold_classes(20, 0, train=False))
-    for options, message in (({"encode": "batch"}, "test.encode must be one of"),
-                             ({"cache_gb": -1}, "test.cache_gb must be >= 0"),
-                             ({"resolution": "full"}, "test.resolution must be one of"),
-                             ({"batch_size": 0}, "test.batch_size must be >= 1")):
+    for options, message in (({"encode": "batch"}, "encode must be one of"),
+                             ({"cache_gb": -1}, "cache_gb must be >= 0"),
+                             ({"resolution": "full"}, "resolution must be one of"),
+                             ({"batch_size": 0}, "batch_size must be >= 1")):
         with pytest.raises(ValueError, match=message):
-            evaluate_runs(small_panet, runs_of(synthetic_root, runs=1), meter, **options)
+            EvalOptions(**options)
     with pytest.raises(ValueError, match="keep_original_labels"):
         evaluate_runs(small_panet, runs_of(synthetic_root, runs=1), meter,
-                      resolution="original", progress=False)
-    training = make_episode_dataset("synthetic", synthetic_root, "trainaug", 0, 1, 1, 1, 2, 0,
-                                    train=True, size=SIZE)
+                      EvalOptions(resolution="original"), progress=False)
+    training = make_episode_dataset(synthetic_setting(synthetic_root), 2, 0, train=True)
     with pytest.raises(ValueError, match="flips"):
         plan_runs([training])
 

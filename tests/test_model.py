@@ -9,7 +9,7 @@ import torchvision
 
 import reference
 from panet.models import PANet, vgg16_encoder
-from panet.models.encoder import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
+from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
 from panet.models.prototypes import (cosine_logits, episode_prototypes, masked_average_pool,
                                      prototypes_from_pools, upsample, upsampling_adjoint)
 

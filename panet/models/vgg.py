@@ -1,4 +1,5 @@
-"""The DeepLab-style dilated VGG-16 encoder of PANet (PROTOCOL §1), and its ImageNet weights.
+"""The DeepLab-style dilated VGG-16 encoder of PANet (PROTOCOL §1), its ImageNet weights, and
+the small VGG-style encoder of the CPU demos.
 
 Shapes: N images, 3 x H x W in, C x h x w out. For VGG-16, C = 512 and h = ceil(H / 8)
 (417 -> 209 -> 105 -> 53 -> 53: three 3x3 stride-2 pools, then a 3x3 stride-1 pool).
@@ -101,19 +102,11 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
     return encoder
 
 
-ENCODERS = ("vgg16", "small")  # the names build_encoder knows
-
-
-def build_encoder(name: str, weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """Encoder by config name: "vgg16" (PANet's, optionally ImageNet weights) or "small"
-    (random init only: no pretrained weights exist for it)."""
-    if name == "vgg16":
-        return vgg16_encoder(weights)
-    if name == "small":
-        if weights is not None:
-            raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
-        return DilatedVGG(SMALL_DILATED)
-    raise ValueError(f"unknown encoder {name!r}: choose 'vgg16' or 'small'")
+def small_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
+    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist)."""
+    if weights is not None:
+        raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
+    return DilatedVGG(SMALL_DILATED)
 
 
 def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
