@@ -66,8 +66,9 @@ def up_to(model: torchvision.models.ResNet, features: str) -> nn.Sequential:
 
 
 def encoder_keys_of(state, features):
-    return {key: value for key, value in state.items()
-            if not key.startswith("fc.") and (features == "layer4" or not key.startswith("layer4."))}
+    """The entries of a torchvision ResNet state dict that an encoder up to `features` holds."""
+    left_out = ("fc.",) if features == "layer4" else ("fc.", "layer4.")
+    return {key: value for key, value in state.items() if not key.startswith(left_out)}
 
 
 def batchnorms(module: nn.Module):
@@ -324,7 +325,8 @@ def test_truncated_non_dict_and_nested_files_are_refused(tmp_path):
     one_line_error(lambda: resnet_encoder(50, not_a_dict), "holds a list, not a state dict",
                    RESNET50_WEIGHTS_URL)
     nested = save(tmp_path / "checkpoint.pth", {"model": {"conv1.weight": torch.zeros(1)}})
-    one_line_error(lambda: resnet_encoder(50, nested), "not a flat state dict", RESNET50_WEIGHTS_URL)
+    one_line_error(lambda: resnet_encoder(50, nested), "not a flat state dict",
+                   RESNET50_WEIGHTS_URL)
 
 
 def test_missing_file_names_the_file_and_url(tmp_path):
