@@ -9,14 +9,13 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights
-from torchvision.ops import FrozenBatchNorm2d
 
 from panet.losses import panet_loss
 from panet.models import PANet, vgg16_encoder
 from panet.models.encoder import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL
 from panet.models.resnet import (RESNET50_WEIGHTS_FILE, RESNET50_WEIGHTS_URL,
                                  RESNET101_WEIGHTS_FILE, RESNET101_WEIGHTS_URL, DilatedResNet,
-                                 load_torchvision_resnet, resnet_encoder)
+                                 FrozenBatchNorm2d, load_torchvision_resnet, resnet_encoder)
 
 CPU = torch.device("cpu")
 WEIGHTS = {50: (RESNET50_WEIGHTS_FILE, RESNET50_WEIGHTS_URL),
@@ -66,9 +65,11 @@ def up_to(model: torchvision.models.ResNet, features: str) -> nn.Sequential:
 
 
 def encoder_keys_of(state, features):
-    """The entries of a torchvision ResNet state dict that an encoder up to `features` holds."""
+    """The entries of a torchvision ResNet state dict that an encoder up to `features` holds
+    (BatchNorm2d's `num_batches_tracked` counters are not among them)."""
     left_out = ("fc.",) if features == "layer4" else ("fc.", "layer4.")
-    return {key: value for key, value in state.items() if not key.startswith(left_out)}
+    return {key: value for key, value in state.items()
+            if not key.startswith(left_out) and not key.endswith("num_batches_tracked")}
 
 
 def batchnorms(module: nn.Module):
@@ -191,6 +192,23 @@ def test_bad_depth_or_features_are_refused():
 
 # ---------------------------------------------------------------- frozen BatchNorm
 
+def test_frozen_batchnorm_is_batchnorm_in_eval_mode_and_stays_there():
+    frozen, reference = FrozenBatchNorm2d(5).double(), nn.BatchNorm2d(5).double().eval()
+    randomize_batchnorm(frozen, seed=0)
+    randomize_batchnorm(reference, seed=0)
+    frozen.train()
+    assert not frozen.training and not list(frozen.parameters())
+    assert [name for name, _ in frozen.named_buffers()] == [
+        "weight", "bias", "running_mean", "running_var"]
+    x = torch.randn(4, 5, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = ((x - reference.running_mean[:, None, None])
+                / torch.sqrt(reference.running_var[:, None, None] + reference.eps)
+                * reference.weight[:, None, None] + reference.bias[:, None, None])
+    with torch.no_grad():
+        assert torch.allclose(frozen(x), expected, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(reference(x), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_features_of_an_image_do_not_depend_on_its_batch():
     torch.manual_seed(0)
     encoder = resnet_encoder(50).double().train()
@@ -312,8 +330,7 @@ def test_unexpected_key_is_refused(trimmed_resnet50_state, tmp_path):
 def test_many_problems_stay_one_line(trimmed_resnet50_state, tmp_path):
     path = save(tmp_path / "tiny.pth", tiny_copy(trimmed_resnet50_state))
     message = one_line_error(lambda: resnet_encoder(50, path), "does not match ResNet-50")
-    n_tensors = sum(not key.endswith("num_batches_tracked") for key in trimmed_resnet50_state)
-    assert f"and {n_tensors - 4} more" in message  # every tensor misshapen, 4 of them shown
+    assert f"and {len(trimmed_resnet50_state) - 4} more" in message  # all misshapen, 4 shown
 
 
 def test_truncated_non_dict_and_nested_files_are_refused(tmp_path):

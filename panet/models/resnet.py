@@ -16,15 +16,17 @@ re-implemented on them. The paper gives no such encoder; our reading of one:
   Either way the features end with the stage's ReLU (non-negative), where VGG-16's last conv
   has none (PROTOCOL §1); the cosine head takes them as they are.
 - BatchNorm is frozen: every BN is the per-channel affine map given by ImageNet's running
-  statistics and affine values (torchvision's `FrozenBatchNorm2d`); all convolutions train.
+  statistics and affine values, i.e. BatchNorm2d in eval mode; all convolutions train.
   PANet's episodes are batches of 2 to 6 images, mostly of one class: too few, and too alike,
   for batch statistics. Training-mode BN would also make an image's features depend on the
   other images of its batch, which the encode-once test path (`panet/evaluation.py`) and the
-  batch-independence of results rule out. `FrozenBatchNorm2d` holds its four tensors as
-  buffers: `model.parameters()`, hence SGD's momentum and weight decay, never sees them, no
-  mode can switch them to batch statistics, and they keep BatchNorm2d's state-dict names
-  (without `num_batches_tracked`), so torchvision files load by name. `train()` keeps the BN
-  modules in eval mode so that their `training` flag says so too.
+  batch-independence of results rule out. `FrozenBatchNorm2d` below holds its four tensors as
+  buffers, like torchvision's class of that name: `model.parameters()`, hence SGD's momentum
+  and weight decay, never sees them, and they keep BatchNorm2d's state-dict names (without
+  `num_batches_tracked`), so torchvision files load by name. Unlike torchvision's, it stays in
+  eval mode through `model.train()`, so its `training` flag says what it computes, and it
+  lets this module be imported without torchvision (whose import adds ~1.5 s to every process,
+  e.g. each `train.py` with VGG-16): torchvision's `Bottleneck` is imported when a ResNet is built.
 - Random initialisation (no `weights`) follows torchvision's: kaiming-normal convs (fan_out,
   ReLU gain), identity BN. It serves tests and benchmarks; the encoder is meant to start from
   the ImageNet files below.
@@ -39,9 +41,8 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import Bottleneck
-from torchvision.ops import FrozenBatchNorm2d
 
 from .weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
 
@@ -58,11 +59,38 @@ FEATURES = {"layer3": 1024, "layer4": 2048}  # where the features are taken -> C
 logger = logging.getLogger(__name__)
 
 
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d frozen in eval mode: N x C x h x w -> N x C x h x w,
+    (x - running_mean) / sqrt(running_var + eps) * weight + bias per channel, the four C-vectors
+    being buffers (no parameters, no batch statistics, no running updates)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps  # BatchNorm2d's default, which torchvision's ResNets use
+        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0),
+                            ("running_var", 1.0)):
+            self.register_buffer(name, torch.full((channels,), value))
+        self.train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, eps=self.eps)
+
+    def train(self, mode: bool = True) -> "FrozenBatchNorm2d":
+        """Stay in eval mode whatever `mode` is: this BN is frozen."""
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return f"{self.running_mean.numel()}, eps={self.eps}"
+
+
 def bottleneck_stage(in_channels: int, planes: int, n_blocks: int, stride: int = 1,
                      dilation: Tuple[int, int] = (1, 1)) -> nn.Sequential:
     """One ResNet stage as torchvision builds it: `n_blocks` bottlenecks of width `planes` with
     4 * planes output channels, frozen BN; the first block has `stride`, dilation `dilation[0]`
     and a 1x1 projection shortcut, the others dilation `dilation[1]`."""
+    from torchvision.models.resnet import Bottleneck  # here: see the module docstring
+
     out_channels = planes * Bottleneck.expansion
     shortcut = nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
@@ -112,19 +140,12 @@ class DilatedResNet(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))  # N x 1024 x h x w
         return x if self.layer4 is None else self.layer4(x)  # N x 2048 x h x w
 
-    def train(self, mode: bool = True) -> "DilatedResNet":
-        """Set the convolutions' mode; BatchNorm stays in eval mode (it is frozen)."""
-        super().train(mode)
-        for module in self.modules():
-            if isinstance(module, FrozenBatchNorm2d):
-                module.train(False)
-        return self
-
 
 def resnet_encoder(depth: int, weights: Union[str, Path, None] = None,
                    features: str = "layer3") -> DilatedResNet:
     """The dilated ResNet encoder of "PANet with a ResNet": depth 50 or 101, features from
-    "layer3" (C = 1024) or "layer4" (C = 2048), output stride 8, frozen BN.
+    "layer3" (C = 1024) or "layer4" (C = 2048), output stride 8, frozen BN. Trainable
+    parameters (the convolutions'), up to layer3: 8,512,704 (ResNet-50), 27,452,608 (ResNet-101).
 
     `weights`: torchvision's ImageNet file (`RESNET_WEIGHTS[depth]`, or any file with its keys),
     loaded by `load_torchvision_resnet`; None keeps torchvision's random initialisation.
