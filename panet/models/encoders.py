@@ -9,11 +9,13 @@ module defining its builder plus one line here (README, "Layout").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
 from torch import nn
 
+from .resnet import RESNET_WEIGHTS, resnet_encoder
 from .vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, small_encoder, vgg16_encoder
 
 # where torchvision keeps the ImageNet files it downloads (torch.hub's checkpoint folder)
@@ -35,6 +37,10 @@ ENCODERS: Dict[str, EncoderSpec] = {
     "vgg16": EncoderSpec(vgg16_encoder, "PANet's dilated VGG-16 (PROTOCOL §1)",
                          VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL),
     "small": EncoderSpec(small_encoder, "0.6M-parameter VGG-style encoder for CPU demos"),
+    "resnet50": EncoderSpec(partial(resnet_encoder, 50), "dilated ResNet-50 up to layer3 "
+                            "(frozen BN; panet/models/resnet.py)", *RESNET_WEIGHTS[50]),
+    "resnet101": EncoderSpec(partial(resnet_encoder, 101), "dilated ResNet-101 up to layer3 "
+                             "(frozen BN; panet/models/resnet.py)", *RESNET_WEIGHTS[101]),
 }
 
 

@@ -13,8 +13,10 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
-VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/" + VGG16_WEIGHTS_FILE
+VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
 
 
 class Block(NamedTuple):
@@ -113,7 +115,8 @@ def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
     """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name.
 
     Raises FileNotFoundError (naming the expected file and where torchvision publishes it) when
-    the file is absent, ValueError when keys are missing or any shape differs.
+    the file is absent, ValueError when it holds ResNet weights, keys are missing or any shape
+    differs.
     """
     path = Path(path)
     how_to_get = (
@@ -121,14 +124,9 @@ def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
         f"(published at {VGG16_WEIGHTS_URL}; torchvision caches it in "
         "~/.cache/torch/hub/checkpoints/ after `torchvision.models.vgg16(weights='IMAGENET1K_V1')`)."
     )
-    if not path.is_file():
-        raise FileNotFoundError(f"VGG-16 weights not found at '{path}'. {how_to_get}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt or non-torch file
-        raise ValueError(f"Could not read '{path}' as a torch state dict ({error}). {how_to_get}")
-    if not isinstance(state, dict):
-        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
+    state = read_state_dict(path, "VGG-16", how_to_get)
+    if resnet_layout(state) is not None:
+        raise ValueError(f"'{path}' holds {describe_state_dict(state)}, not VGG-16's. {how_to_get}")
 
     convs = encoder.convs()
     if len(convs) != len(TORCHVISION_VGG16_CONVS):
