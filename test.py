@@ -32,6 +32,7 @@ from panet.models.builder import build_model
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
 from panet.runs import RESULTS_FILE, announce_device, run_from_command_line, shared_run_dir
+from panet.safe_load import plain_data
 from panet.settings import EpisodeSetting, Settings
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
@@ -128,6 +129,7 @@ def main(_run, _config):
             "device": {**computed_on, "processes": context.world_size},
             "bootstrap": {"resamples": test.bootstrap, "seed": bootstrap_seed(data.fold),
                           "over": "the test episodes, given the trained model"},
+            "config": plain_data(_config, "config"),  # every setting, as read (reproduce.py)
             "setting": {"data": {**data.as_config(), "train_split": data.split(True),
                                  "test_split": data.split(False)},
                         "model": settings.model.as_config(), "seed": settings.run.seed,

@@ -306,6 +306,39 @@ class Settings:
         return getattr(self.section(section), name)
 
 
+# keys that do not change what a run computes: where it reads and writes (a tested checkpoint's
+# own settings are in the data and model keys), how fast and on what it computes (numbers agree
+# within the exactness contract), how often it saves and logs
+NOT_IN_FINGERPRINT = frozenset((
+    "device", "tf32", "data.workers", "data.cache_dir", "data.lists_dir", "train.output_dir",
+    "train.resume", "train.checkpoint_every", "train.snapshot_every", "train.log_every",
+    "test.checkpoint", "test.output_dir", "test.cache_gb", "test.cache_dir", "test.batch_size",
+    "test.encode", "test.overwrite"))
+SCRIPT_SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}
+
+
+def fingerprint(config: Mapping[str, Any], script: str) -> Dict[str, Any]:
+    """What determines the results of a `script` ("train" | "test") run of `config`: every key
+    of the sections it reads but `NOT_IN_FINGERPRINT`, by dotted key, with the data splits
+    resolved (None -> the dataset's split). Two runs with equal fingerprints compute the same
+    thing."""
+    settings = Settings.from_config(config)
+    found = {}
+    for name in SCRIPT_SECTIONS[script]:
+        section = settings.section(name)
+        found.update({section.key(key): value for key, value in section.as_config().items()})
+    found["data.train_split"] = settings.data.split(train=True)
+    found["data.test_split"] = settings.data.split(train=False)
+    return {key: value for key, value in found.items() if key not in NOT_IN_FINGERPRINT}
+
+
+def fingerprint_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> List[str]:
+    """'key: recorded -> wanted' for every key whose value differs."""
+    return [f"{key}: {recorded.get(key)!r} -> {wanted.get(key)!r}"
+            for key in sorted(recorded.keys() | wanted.keys())
+            if recorded.get(key) != wanted.get(key)]
+
+
 def rule_keys() -> List[str]:
     """Every key a rule checks (for tests that cover each one)."""
     return [kind.key(f.name) for kind in (RunSettings, *SECTIONS.values()) for f in fields(kind)]

@@ -26,15 +26,13 @@ from .device import torchrun_problem
 from .files import writable_problem
 from .rules import problem
 from .runs import RESULTS_FILE, planned_run_dir
-from .settings import Settings
+from .settings import SCRIPT_SECTIONS, Settings
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
 RESUMABLE = ("device", "tf32", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
              "train.steps", "train.resume", "train.output_dir", "train.checkpoint_every",
              "train.snapshot_every", "train.log_every")
-# the sections each script reads ("" the top-level keys)
-SCRIPT_SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}
 # what a released snapshot's path must give, when it names no setting
 RELEASED_KEYS = {"data.name": "voc or coco", "data.fold": "data.fold=<i>",
                  "data.shots": "1shot or 5shot"}

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -108,23 +108,51 @@ def config_problems(jobs: Sequence[Job]) -> List[str]:
     """Every job's configuration composed as its train.py / test.py would compose it, and checked
     (panet.validation) before anything runs. Files are checked by each job when it starts: a
     test job's checkpoint does not exist before its train job has run."""
-    from sacred.arg_parser import get_config_updates
-    from sacred.initialize import create_run
-
-    from panet.runs import load_experiment
     from panet.validation import ConfigError
 
-    experiments = {script: load_experiment(script) for script in {job.script for job in jobs}}
     problems = []
     for job in jobs:
-        updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
-        experiment = experiments[job.script]
         try:
-            named = experiment.prepare(updates, named)  # as the job's command line composes it
-            create_run(experiment, "print_config", updates, named)
+            tables.composed_config(job, experiment_of(job))
         except ConfigError as error:
             problems += [f"{job.name}: {line}" for line in error.problems]
     return problems
+
+
+def experiment_of(job: Job):
+    """The sacred experiment of the job's script (loaded once)."""
+    from panet.runs import load_experiment
+
+    if job.script not in EXPERIMENTS:
+        EXPERIMENTS[job.script] = load_experiment(job.script)
+    return EXPERIMENTS[job.script]
+
+
+EXPERIMENTS: dict = {}
+
+
+def changed_jobs(jobs: Sequence[Job]) -> Dict[str, List[str]]:
+    """The finished jobs whose outputs record other settings than their commands ask for (e.g.
+    made with fewer steps or episodes, or by hand), with the settings that differ."""
+    changed: Dict[str, List[str]] = {}
+    for job in jobs:
+        retrained = [name for name in job.needs if name in changed]
+        if job.done() and retrained:
+            changed[job.name] = [f"it tests the checkpoint of {retrained[0]}, which runs again"]
+        elif job.done():
+            differences = tables.changed_settings(job, experiment_of(job))
+            if differences:
+                changed[job.name] = differences
+    return changed
+
+
+def set_aside(job: Job) -> Path:
+    """Move a changed job's run folder to <name>.replaced-<n> (kept), so the job runs anew."""
+    folder = job.output.parent.parent if job.trains else job.output.parent
+    number = 1
+    while folder.with_name(f"{folder.name}.replaced-{number}").exists():
+        number += 1
+    return folder.rename(folder.with_name(f"{folder.name}.replaced-{number}"))
 
 
 def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale: bool) -> str:
@@ -318,6 +346,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     what.add_argument("--figure", choices=["loss-curves", "qualitative"])
     parser.add_argument("--dry-run", action="store_true",
                         help="list the commands (done/pending) and estimate GPU hours; run nothing")
+    parser.add_argument("--rerun-changed", action="store_true",
+                        help="run again the jobs whose outputs record other settings than the "
+                             "jobs ask for, keeping their old run folders (default: refuse)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="tables: train every model with this many training seeds (1234, "
                              "1235, ...); tests keep episode seed 1234, so all seeds see the "
@@ -416,12 +447,26 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
               file=sys.stderr)
         return 2
+    changed = changed_jobs(jobs)
+    said = [f"{name}: {difference}" for name, found in changed.items() for difference in found]
     if args.dry_run:
         print(describe_plan(jobs, args.gpu_seconds_per_image, scale.synthetic))
         print(f"Then: {final_step(args, scale)}.")
+        if said:
+            print("Made with other settings than their jobs ask for (--rerun-changed runs them "
+                  "again):\n  " + "\n  ".join(said))
         if scale.synthetic and not synthetic_data_present(scale.data_root):
             print(f"The synthetic dataset is absent: it would be generated into {scale.data_root}.")
         return 0
+    if said and not args.rerun_changed:
+        print("These jobs' outputs were made with other settings than the jobs ask for (recorded "
+              "-> asked); nothing was started:\n  " + "\n  ".join(said) + "\nRun them again "
+              "with --rerun-changed (their run folders are kept as <name>.replaced-<n>), or "
+              "give the settings they were made with.", file=sys.stderr)
+        return 2
+    for job in jobs:
+        if job.name in changed:
+            print(f"[changed] {job.name}: kept as {set_aside(job)}; it runs again", flush=True)
     if scale.synthetic and not synthetic_data_present(scale.data_root):
         print(f"generating the synthetic dataset into {scale.data_root}", flush=True)
         synthetic.generate(scale.data_root, coco=True)

@@ -3,6 +3,8 @@ the markdown tables, prototype distances, overlays, loss curves, and one end-to-
 Table 1 (configs -> train.py/test.py subprocesses -> table1.md)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from panet import tables
 from panet.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
+from panet.runs import load_experiment
 from panet.tables import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
                           render_markdown, table_report)
 from panet.visualize import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
@@ -569,6 +572,48 @@ def test_rerun_skips_every_done_job(synthetic_table1, capsys):
     assert reproduce.main(argv, run=fail_if_run) == 0
     assert capsys.readouterr().out.count("[done]") == 40  # 8 + 2 x (8 train + 8 test)
     assert (out / "table1.md").read_text().split("- commit")[0] == before.split("- commit")[0]
+
+
+def test_outputs_made_with_other_settings_are_not_taken_as_done(synthetic_table1, tmp_path,
+                                                                capsys):
+    """A job is done only when its output records the settings the job asks for: more test
+    episodes than before, or a test run by hand into a job's folder, are found and named; the
+    jobs run again only with --rerun-changed, which keeps the old folders."""
+    out, argv = synthetic_table1
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    argv = [*argv[:argv.index("--out")], "--out", str(copy), *argv[argv.index("--out") + 2:]]
+    more_episodes = [*argv[:argv.index("--test-episodes") + 1], "2",
+                     *argv[argv.index("--test-episodes") + 2:]]
+    assert reproduce.main(more_episodes, run=fail_if_run) == 2
+    refused = capsys.readouterr().err
+    assert refused.count("test.episodes: 1 -> 2") == 24 and "nothing was started" in refused
+    assert "train-" not in refused  # the trained models are what the jobs ask for
+
+    dense = copy / "runs" / "test-voc-fold0-1way-1shot-align-dense"
+    checkpoint = copy / "runs" / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
+    run = load_experiment("test").run(named_configs=["5shot", "bbox"], options={
+        "--loglevel": "ERROR"}, config_updates={"test": {
+            "checkpoint": str(checkpoint), "output_dir": str(dense), "overwrite": True,
+            "runs": 1, "episodes": 1}, "data": {"workers": 0}})
+    assert run.status == "COMPLETED"
+    capsys.readouterr()
+    assert reproduce.main([*argv, "--dry-run"], run=fail_if_run) == 0
+    listed = capsys.readouterr().out
+    assert "test-voc-fold0-1way-1shot-align-dense: data.shots: 5 -> 1" in listed
+    assert "test-voc-fold0-1way-1shot-align-dense: data.weak: 'bbox' -> 'dense'" in listed
+
+    ran = []
+
+    def fake_run(job_argv):  # a test job's results, written as test.py would name them
+        ran.append(job_argv)
+        output = Path(next(a for a in job_argv if a.startswith("test.output_dir="))
+                      .split("=", 1)[1])
+        fake_result(output / "results.json", 0.5, 0.6)
+        return 0
+
+    assert reproduce.main([*argv, "--rerun-changed"], run=fake_run) == 0
+    assert len(ran) == 1 and (dense.parent / f"{dense.name}.replaced-1" / "results.json").is_file()
 
 
 def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_table1, tmp_path):

@@ -285,3 +285,46 @@ def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
             group[-1] = replace(group[-1], cleanup=(cache,))
         jobs += group
     return jobs
+
+
+def composed_config(job: Job, experiment) -> dict:
+    """The config `job`'s command line runs with: composed by its script's experiment
+    (`panet.config.PanetExperiment`, e.g. `panet.runs.load_experiment(job.script)`) as the
+    command would, and checked (ConfigError). A test job's checkpoint must exist."""
+    from sacred.arg_parser import get_config_updates
+    from sacred.initialize import create_run
+
+    updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
+    named = experiment.prepare(updates, named)
+    return create_run(experiment, "print_config", updates, named).config
+
+
+def recorded_config(job: Job) -> Optional[dict]:
+    """The config a finished job's output records: a train job's checkpoint, a test job's
+    results.json (None when it records none: written before records of the config)."""
+    if job.trains:
+        from panet.checkpoint import load_checkpoint_header
+
+        return load_checkpoint_header(job.output)["config"]
+    import json
+
+    return json.loads(job.output.read_text()).get("config")
+
+
+def changed_settings(job: Job, experiment) -> List[str]:
+    """Why a finished job's output is not what the job would compute now: the settings that
+    differ between its record and the job's command ([] when none do)."""
+    from panet.settings import fingerprint, fingerprint_differences
+
+    try:
+        recorded = recorded_config(job)
+    except (OSError, ValueError) as error:
+        return [f"its output cannot be read: {' '.join(str(error).split())}"]
+    if recorded is None:
+        return ["its output records no settings (written by an older panet-repro)"]
+    try:
+        wanted = composed_config(job, experiment)
+    except (ValueError, FileNotFoundError) as error:
+        return [f"its command cannot be composed now: {' '.join(str(error).split())}"]
+    return fingerprint_differences(fingerprint(recorded, job.script),
+                                   fingerprint(wanted, job.script))
