@@ -10,6 +10,8 @@ checkpoints/ (train.py) or results.json (test.py). The folder is
 - otherwise a new numbered folder `runs/<id>` under the current directory.
 
 Under torchrun only rank 0 records; every rank learns rank 0's folder (`shared_run_dir`).
+The recording process holds the folder's lock (`panet.runlock`) from before its first write to
+the end of the run, so a second train.py / test.py writing the same folder stops at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sacred.run import Run
 
 from . import distributed
 from .checkpoint import find_checkpoint, run_dir_of
+from .runlock import RunFolderLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
 RUNS_DIR = "runs"
@@ -47,12 +50,14 @@ def planned_run_dir(config: Mapping[str, Any], script: str) -> Optional[Path]:
 
 class RunObserver(FileStorageObserver):
     """sacred's file observer, writing into the run folder the config asks for (an existing
-    one is continued) or else into a new numbered folder under `runs_dir`."""
+    one is continued) or else into a new numbered folder under `runs_dir`. It locks the folder
+    before writing anything there and unlocks it when the run ends (`panet.runlock`)."""
 
     def __init__(self, script: str, runs_dir: str = RUNS_DIR):
         super().__init__(runs_dir)
         self.script = script
         self._target: Optional[Path] = None
+        self._lock: Optional[RunFolderLock] = None
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self._target = planned_run_dir(config, self.script)
@@ -65,9 +70,30 @@ class RunObserver(FileStorageObserver):
 
     def _make_run_dir(self, _id):
         if self._target is None:
-            return super()._make_run_dir(_id)
-        self._target.mkdir(parents=True, exist_ok=True)
+            super()._make_run_dir(_id)  # a new numbered folder: nobody else writes it yet
+            self._lock = RunFolderLock(self.dir).acquire()
+            return
+        self._lock = RunFolderLock(self._target).acquire()  # RunFolderBusy: nothing written
         self.dir = str(self._target)
+
+    # A run refused by the lock never started here: there is no record of it to finish.
+    def completed_event(self, stop_time, result):
+        self._finish(super().completed_event, stop_time, result)
+
+    def interrupted_event(self, interrupt_time, status):
+        self._finish(super().interrupted_event, interrupt_time, status)
+
+    def failed_event(self, fail_time, fail_trace):
+        self._finish(super().failed_event, fail_time, fail_trace)
+
+    def _finish(self, record, *args) -> None:
+        if self._lock is None:
+            return
+        try:
+            record(*args)
+        finally:
+            self._lock.release()
+            self._lock = None
 
 
 def run_directory(run: Run, script: str) -> Optional[Path]:
