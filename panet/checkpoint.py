@@ -7,14 +7,16 @@ generator's state (Python, numpy, torch CPU and CUDA) and the run's full configu
 
 from __future__ import annotations
 
+import io
 import random
+import shlex
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
 
-from .files import atomic_write
+from .diskspace import DiskFullError, write_atomically
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints/{last,snapshot_<step>,final}.pt
@@ -38,12 +40,10 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any]) -> Path:
-    """Write a checkpoint at `path` atomically (`panet.files.atomic_write`: a crash mid-write
-    leaves the old file intact; the file gets the umask's mode, 0644 by default)."""
-    path = Path(path)
-    state = {
+def checkpoint_state(*, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler, config: Dict[str, Any]) -> Dict[str, Any]:
+    """What a checkpoint holds (`save_checkpoint` writes it)."""
+    return {
         "format_version": FORMAT_VERSION,
         "step": step,
         "model": model.state_dict(),
@@ -52,9 +52,32 @@ def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module
         "rng": rng_states(),
         "config": config,
     }
-    with atomic_write(path) as file:
-        torch.save(state, file)
-    return path
+
+
+def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any]) -> Path:
+    """Write a checkpoint at `path` atomically (`panet.files.atomic_write`: a crash mid-write
+    leaves the old file intact; the file gets the umask's mode, 0644 by default). A full disk
+    raises `panet.diskspace.DiskFullError` saying how to continue the run."""
+    # Serialised in memory first, so that a full disk can say how much the file needs.
+    data = io.BytesIO()
+    torch.save(checkpoint_state(step=step, model=model, optimizer=optimizer,
+                                scheduler=scheduler, config=config), data)
+    try:
+        return write_atomically(path, data.getbuffer())
+    except DiskFullError as full:
+        raise full.then(_after_full_disk(Path(path))) from None
+
+
+def _after_full_disk(path: Path) -> str:
+    """What to do when checkpoint `path` did not fit: continue from the run's newest one."""
+    target = run_dir_of(path) or path
+    try:
+        find_checkpoint(target)
+    except FileNotFoundError:
+        return "no checkpoint was saved yet: free some space, then run the same command again"
+    return ("free some space, then continue with: python train.py with "
+            f"train.resume={shlex.quote(str(target))}")
 
 
 def load_checkpoint(path: Union[str, Path], *, mmap: bool = False) -> Dict[str, Any]:
