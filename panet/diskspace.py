@@ -20,7 +20,8 @@ from sacred.utils import SacredError
 
 from .files import atomic_write
 
-FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
+                    errno.EDQUOT: "disk quota exceeded"}
 LAST, FINAL = "last.pt", "final.pt"  # train.py's rewritten and final checkpoints
 
 
