@@ -34,7 +34,7 @@ QUEUED_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                  "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
 RUNNING_STATES = {"CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT"}
 NEVER_RUNS = "DependencyNeverSatisfied"  # squeue's reason for a job whose afterok failed
-SRUN_LINES = ("srun: ",)  # srun's own lines in a Slurm job's log
+SCHEDULER_LINES = ("srun: ", "submitit ")  # srun's and submitit's own lines in a job's log
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def _ended_status(job, record: Mapping) -> JobStatus:
     """A job whose last attempt ended (or was abandoned) without its output."""
     if record.get("executor") == "slurm":
         # the job's own account of its failure, else (killed: time limit, memory, node) the
-        # last line of its log that is not srun's "task 0: Exited with exit code N"
-        last = record.get("error") or last_line(record.get("stderr"), ignore=SRUN_LINES)
+        # last line of its log that is neither srun's nor submitit's
+        last = record.get("error") or last_line(record.get("stderr"), ignore=SCHEDULER_LINES)
         detail = f"Slurm job {record['slurm_job_id']} left the queue without {job.output}"
         return JobStatus(job.name, FAILED, detail + (f": {last}" if last else ""),
                          log=record.get("stderr"))

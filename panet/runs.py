@@ -17,6 +17,7 @@ the end of the run, so a second train.py / test.py writing the same folder stops
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -32,6 +33,7 @@ from .runlock import RunFolderLock
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
 RUNS_DIR = "runs"
 OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
+CAPTURE_OPTIONS = ("-C", "--capture")
 
 
 def planned_run_dir(config: Mapping[str, Any], script: str) -> Optional[Path]:
@@ -121,8 +123,14 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main
     process is recorded in its run folder (`RunObserver`) unless the command line names its own
     observer; other commands (print_config, ...) are not recorded. An interrupted run exits
-    with status 130 without a traceback (train.py prints how to continue it)."""
+    with status 130 without a traceback (train.py prints how to continue it). In a Slurm job,
+    output is captured in Python (`--capture=sys`) unless the command line chooses."""
     argv = list(sys.argv if argv is None else argv)
+    chosen = any(arg.startswith(CAPTURE_OPTIONS) for arg in argv)
+    if os.environ.get("SLURM_JOB_ID") and not chosen:
+        # Slurm signals every process of a job it stops: sacred's default capture, a `tee`
+        # child process, would die first and break the output train.py saves last.pt with
+        argv.append("--capture=sys")
     observer = None
     if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
             and not any(flag in argv for flag in OPTION_OBSERVERS)):

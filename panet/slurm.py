@@ -6,8 +6,8 @@ as soon as everything is submitted.
   (`<slurm id>_0_log.out` / `.err`) go to `<run folder>/slurm/`; `<run folder>/job.json` records
   the last submission (Slurm job id, log paths), which `--status` and a rerun read.
 - **What a job runs.** `SlurmTask`: the job's command, decided when the job starts (a train job
-  with a last.pt continues from it), run as a child process whose error output is passed through
-  to the log; a failure is added to job.json with the child's last line of error output.
+  with a last.pt continues from it), run as a child process writing to the job's logs; a
+  failure is added to job.json with the last line of its error output.
 - **Time limits and preemption.** submitit asks Slurm for a signal (USR2) 90 s before the time
   limit; `SlurmTask.checkpoint` then stops train.py with SIGTERM (it saves last.pt), and
   submitit requeues the job, which continues from last.pt (up to `TIMEOUT_REQUEUES` times).
@@ -22,13 +22,13 @@ as soon as everything is submitted.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -37,10 +37,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-from .jobrun import (command_now, failure, prerequisites, python_command, read_record,
+from .jobrun import (command_now, failure, last_line, prerequisites, python_command, read_record,
                      remove_finished_caches, run_folder, shared_cache, write_record)
-from .jobstatus import (DONE, PENDING, RUNNING, JobStatus, QueueEntry, job_statuses, slurm_ids,
-                        summary)
+from .jobstatus import (DONE, PENDING, RUNNING, SCHEDULER_LINES, JobStatus, QueueEntry,
+                        job_statuses, slurm_ids, summary)
 from .runs import REPO_ROOT
 
 SLURM_FOLDER = "slurm"  # <run folder>/slurm/: submitit's files and the job's logs
@@ -117,23 +117,25 @@ class SlurmTask(submitit.helpers.Checkpointable):
 
     def __call__(self) -> str:
         argv = command_now(self.job)
+        logs = submitit.JobEnvironment().paths
         print(f"[run] {self.job.name} on {socket.gethostname()}: {shlex.join(argv)}", flush=True)
-        process = self._process = subprocess.Popen(
-            python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, preexec_fn=_ignore_preemption_signal)
-        last: List[str] = []
-        relay = threading.Thread(target=_relay_errors, args=(process.stderr, last), daemon=True)
-        relay.start()
+        # The child appends to the job's logs itself: Slurm stops relaying a job's output while
+        # it requeues the job, and train.py must still be able to say what it saved.
+        with open(logs.stdout, "ab") as out, open(logs.stderr, "ab") as err:
+            process = self._process = subprocess.Popen(
+                python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, preexec_fn=_ignore_preemption_signal,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
         # Waited for in a thread, so that checkpoint(), a signal handler of this (main)
         # thread, can wait too without taking the lock an interrupted wait() would hold.
         threading.Thread(target=process.wait, daemon=True).start()
         while process.returncode is None:
             time.sleep(POLL_SECONDS)
-        relay.join()
         if process.returncode == 0 and self.job.done():
             remove_finished_caches(self.cache_group)
             return str(self.job.output)
-        error = failure(self.job, process.returncode, last[-1] if last else None)
+        error = failure(self.job, process.returncode,
+                        last_line(str(logs.stderr), ignore=SCHEDULER_LINES))
         write_record(self.job, **{**(read_record(self.job) or {}),
                                   "exit_code": process.returncode, "error": str(error)})
         raise error
@@ -149,17 +151,6 @@ class SlurmTask(submitit.helpers.Checkpointable):
             while process.returncode is None:
                 time.sleep(POLL_SECONDS)
         return submitit.helpers.DelayedSubmission(SlurmTask(self.job, self.cache_group))
-
-
-def _relay_errors(stream, last: List[str]) -> None:
-    """Copy the child's error output to ours (the job's .err log), keeping its last line."""
-    for line in iter(stream.readline, b""):
-        sys.stderr.buffer.write(line)
-        sys.stderr.flush()
-        text = line.decode(errors="replace").replace("\r", "\n").strip()
-        if text:
-            last.append(text.splitlines()[-1])
-            del last[:-1]
 
 
 def _require(command: str) -> None:

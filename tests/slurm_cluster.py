@@ -22,6 +22,8 @@ from typing import Dict, List
 
 import pytest
 
+# daemons live in /usr/sbin, which a non-login PATH may lack
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
 IDLE_TIMEOUT = 60.0
@@ -42,7 +44,8 @@ class SlurmCluster:
         self.processes: Dict[str, subprocess.Popen] = {}
 
     def configuration(self) -> str:
-        node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True)
+        node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True,
+                              env=self.env())
         node_line = node.stdout.splitlines()[0]  # NodeName=<host> CPUs=... RealMemory=...
         host = node_line.split()[0].split("=", 1)[1]
         root = self.root
@@ -103,7 +106,7 @@ class SlurmCluster:
         log.close()
 
     def env(self) -> Dict[str, str]:
-        return {**os.environ, "SLURM_CONF": str(self.conf)}
+        return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": SEARCH_PATH}
 
     def run(self, *argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(list(argv), capture_output=True, text=True, env=self.env(),
@@ -166,7 +169,8 @@ def slurm_cluster(tmp_path_factory):
     run."""
     if os.geteuid() != 0:
         pytest.skip("a test Slurm cluster needs root (munged, slurmd)")
-    missing = [tool for tool in (*DAEMONS, *CLIENTS) if shutil.which(tool) is None]
+    missing = [tool for tool in (*DAEMONS, *CLIENTS) if shutil.which(tool, path=SEARCH_PATH)
+               is None]
     if missing:
         pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): as root, "
                     "`apt-get install slurm-wlm munge` (make test does it)")
