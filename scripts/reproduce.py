@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +42,7 @@ from panet import executors, tables
 from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
 from panet.distributed import resolve_device
-from panet.jobrun import command_now
+from panet.jobrun import command_now, remove_finished_caches
 from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
@@ -72,13 +71,13 @@ def execute(argv: Sequence[str]) -> int:
 
 def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
     """Run the pending jobs in order (skipping done ones and those needing a failed job);
-    returns the names of the jobs that failed or were skipped for that. A done job's cleanup
-    paths (a feature cache its group no longer needs) are removed."""
+    returns the names of the jobs that failed or were skipped for that. A feature cache shared
+    by tests is removed once all of them are done (kept after a failure, for the rerun)."""
     failed: List[str] = []
     for job in jobs:
         if job.done():
             print(f"[done] {job.name}: {job.output}", flush=True)
-            remove_cleanup(job)
+            remove_finished_caches(jobs)
             continue
         blocked = [name for name in job.needs if name in failed]
         if blocked:
@@ -92,15 +91,8 @@ def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
             print(f"[failed] {job.name}: exit code {code}"
                   + ("" if code else f", but {job.output} was not written"), flush=True)
             failed.append(job.name)
-        remove_cleanup(job)
+        remove_finished_caches(jobs)
     return failed
-
-
-def remove_cleanup(job: Job) -> None:
-    """Delete the job's cleanup folders once it is done (kept after a failure, for the rerun)."""
-    if job.done():
-        for path in job.cleanup:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def config_problems(jobs: Sequence[Job]) -> List[str]:
