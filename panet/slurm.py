@@ -112,15 +112,12 @@ class SlurmTask(submitit.helpers.Checkpointable):
         self.cache_group = tuple(cache_group)
         self._process: Optional[subprocess.Popen] = None
 
-    def __getstate__(self) -> Dict[str, Any]:
-        return {"job": self.job, "cache_group": self.cache_group, "_process": None}
-
     def __call__(self) -> str:
         argv = command_now(self.job)
         logs = submitit.JobEnvironment().paths
         print(f"[run] {self.job.name} on {socket.gethostname()}: {shlex.join(argv)}", flush=True)
-        # The child appends to the job's logs itself: Slurm stops relaying a job's output while
-        # it requeues the job, and train.py must still be able to say what it saved.
+        # The child appends to the job's logs itself, so that what it prints while Slurm tears
+        # the job down (train.py saying what it saved) does not depend on Slurm's relay.
         with open(logs.stdout, "ab") as out, open(logs.stderr, "ab") as err:
             process = self._process = subprocess.Popen(
                 python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out,
