@@ -6,7 +6,9 @@ one-after-another loop runs them, but with its output appended to `<run folder>/
 console gets a line when a job starts and ends) and its attempt recorded in `job.json`, which
 `--status` reads. Where there are GPUs, each running job sees only its own
 (`CUDA_VISIBLE_DEVICES` set to one of the GPUs this process sees), so at most one job per GPU
-runs; on a CPU machine each job gets cores / K threads (`OMP_NUM_THREADS`, unless it is set).
+runs. Nothing else changes: on a CPU machine each job uses the threads it would use alone, so
+its results are bit for bit those of the one-after-another loop (export OMP_NUM_THREADS=cores/K
+to share the cores instead: faster, but another thread count rounds differently).
 
 A job starts once the jobs it needs have succeeded and the tests before it that share its
 feature cache have ended (panet/jobrun.py); a job that needs a failed one is skipped. Plain
@@ -63,7 +65,6 @@ class LocalExecutor:
             raise ValueError(f"parallel must be >= 1, got {parallel}")
         self.slots = min(parallel, len(gpus)) if gpus else parallel
         self.free_gpus = list(gpus)
-        self.threads = None if gpus else max(1, (os.cpu_count() or 1) // parallel)
         if gpus and parallel > len(gpus):
             print(f"{len(gpus)} GPU(s): running {self.slots} jobs at a time, one per GPU",
                   flush=True)
@@ -116,14 +117,6 @@ class LocalExecutor:
             raise
         return failed
 
-    def _environment(self, gpu: Optional[str]) -> Dict[str, str]:
-        env = dict(os.environ)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        elif self.threads is not None:
-            env.setdefault("OMP_NUM_THREADS", str(self.threads))
-        return env
-
     def _start(self, job) -> _Running:
         argv = command_now(job)
         gpu = self.free_gpus.pop(0) if self.free_gpus else None
@@ -136,7 +129,9 @@ class LocalExecutor:
             file.flush()
             process = subprocess.Popen(python_command(argv), cwd=REPO_ROOT, stdout=file,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=self._environment(gpu), start_new_session=True)
+                                       env=os.environ if gpu is None else
+                                       {**os.environ, "CUDA_VISIBLE_DEVICES": gpu},
+                                       start_new_session=True)
         record = dict(executor="local", host=socket.gethostname(), pid=process.pid,
                       started=started, command=shlex.join(argv), log=str(log), gpu=gpu)
         write_record(job, **record, exit_code=None)
