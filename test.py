@@ -8,10 +8,12 @@
     torchrun --nproc_per_node=4 test.py with test.checkpoint=runs/1      # images sharded
     python test.py with test.checkpoint=runs/1 test.encode=episode       # per-episode reference
 
-test.checkpoint is a checkpoint file or a run folder (then its checkpoints/final.pt, or last.pt
-when that one has more steps). The episode setting (dataset, fold, ways, shots, ...) is read
-from the config stored in the checkpoint; any data.* key given on the command line (directly or
-through a named config) overrides it. Results go to <run folder>/results.json (with 95%
+test.checkpoint is a checkpoint file, a run folder (then its checkpoints/final.pt, or last.pt
+when that one has more steps) or a snapshot of the authors' released code. The episode setting
+(dataset, fold, ways, shots, ...) is the checkpoint's (a released snapshot's: the one its path
+names); every data.* value given on the command line, directly or through a named config,
+overrides it (panet/config.py), and one that changes the protocol (dataset, size, fold,
+classes) is printed. Results go to <run folder>/results.json (with 95%
 bootstrap intervals of mean- and binary-IoU over episodes, test.bootstrap resamples) and the
 per-query counts of every episode to <run folder>/episodes.npz (scripts/compare.py compares two
 tests of the same episodes); the run folder is runs/<id>/ or test.output_dir.
@@ -20,110 +22,126 @@ tests of the same episodes); the run folder is runs/<id>/ or test.output_dir.
 import warnings
 
 from panet import distributed
-from panet.checkpoint import find_checkpoint, load_checkpoint
-from panet.config import (PanetExperiment, build_dataset, build_model, build_source,
-                          trained_model)
+from panet.config import PanetExperiment
+from panet.data import make_episode_dataset, make_source
 from panet.data.folds import split_classes
 from panet.evaluation import evaluate_runs
 from panet.metrics import IoUMeter
+from panet.model_files import build_panet, read_model_file
+from panet.models.builder import build_model
 from panet.monitor import ScalarLog
 from panet.results import describe_setting, format_table, write_json
-from panet.runs import run_from_command_line, shared_run_dir
+from panet.runs import RESULTS_FILE, announce_device, run_from_command_line, shared_run_dir
+from panet.settings import EpisodeSetting, Settings
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
-from panet.validation import ConfigError, data_root_problems
+from panet.validation import protocol_overrides
 
 ex = PanetExperiment("panet_test", script="test")
-EVALUATION_KEYS = ("encode", "batch_size", "resolution", "cache_gb", "cache_dir")
 
 
-def test_setting(run, config):
-    """(data config, model config, checkpoint state or None) of this evaluation."""
-    if config["test"]["notrain"]:
-        return config["data"], config["model"], None
-    path = find_checkpoint(config["test"]["checkpoint"])
-    if str(path) != config["test"]["checkpoint"]:
-        print(f"test.checkpoint={config['test']['checkpoint']} is a run folder: testing {path}")
-    state = load_checkpoint(path)
-    state["path"] = str(path)
-    stored = state["config"]
-    overrides = {key.split(".", 1)[1]: config["data"][key.split(".", 1)[1]]
-                 for key in run.config_modifications.modified if key.startswith("data.")}
-    model = {**stored["model"], "weights": None}  # the weights come from the checkpoint
-    # keys newer than the checkpoint take their defaults
-    return {**config["data"], **stored["data"], **overrides}, model, state
+def data_classes(source, data: EpisodeSetting, train: bool):
+    """The training or test classes of an episode setting (`split_classes`) on `source`."""
+    return split_classes(source, train, data.fold, n_folds=data.n_folds,
+                         fold_style=data.fold_style, test_classes=data.test_classes)
 
 
-def data_classes(source, data, train):
-    """The training or test classes of a data config (`split_classes`) on `source`."""
-    return split_classes(source, train, data["fold"], n_folds=data["n_folds"],
-                         fold_style=data["fold_style"], test_classes=data["test_classes"])
+def trained_setting(data: EpisodeSetting):
+    """The episode setting the checkpoint of this test was trained with (None: PANet-init, or a
+    released snapshot whose path names none)."""
+    checkpoint = ex.request.checkpoint
+    if checkpoint is None:
+        return None
+    if checkpoint.format == "panet":
+        return EpisodeSetting.from_config(checkpoint.config["data"])
+    named = checkpoint.path_setting
+    if named is None:
+        return None
+    return data.replace(name="pascal" if named.dataset == "voc" else "coco", fold=named.fold,
+                        n_folds=4, fold_style="contiguous", test_classes=None)
 
 
-def seen_in_training(source, data, stored):
-    """The test classes of `data` that the checkpoint's training run (its `stored` data config)
+def seen_in_training(source, data: EpisodeSetting, trained):
+    """The test classes of `data` that the checkpoint's training run (its setting `trained`)
     trained on: non-empty when a fold or class override tests classes the model has seen."""
-    if stored["name"] != data["name"]:
+    if trained is None or trained.name != data.name:
         return []  # another dataset: its class ids mean other classes
-    return sorted(set(data_classes(source, stored, True)) & set(data_classes(source, data, False)))
+    return sorted(set(data_classes(source, trained, True)) & set(data_classes(source, data, False)))
+
+
+def checkpoint_record(request, model_file) -> dict:
+    """What results.json says of the evaluated weights and where the setting came from."""
+    keys = [key for key in request.base] + [key for key in request.given
+                                            if key.startswith(("data.", "model."))]
+    return {"checkpoint": None if model_file is None else str(model_file.path),
+            "checkpoint_format": None if model_file is None else model_file.format,
+            "checkpoint_sha256": None if model_file is None else model_file.sha256,
+            "trained_steps": None if model_file is None else model_file.step,
+            "sources": {key: request.source(key) for key in sorted(set(keys))}}
 
 
 @ex.main
-def main(_run, test, seed, device):
-    context = distributed.setup(device)
+def main(_run, _config):
+    settings = Settings.from_config(_config)
+    data, test, request = settings.data, settings.test, ex.request
+    context = distributed.setup(settings.run.device, settings.run.tf32)
     try:
-        data, model, state = test_setting(_run, _run.config)
-        if data_root_problems(data):  # the checkpoint's data.root, unless overridden
-            raise ConfigError(data_root_problems(data))
-        net = (build_model(model) if state is None else trained_model(state)).to(context.device)
-        directory = shared_run_dir(_run, "test", context)
-        source = build_source(data, train=False)  # read once, shared by the runs
-        datasets = [build_dataset(data, train=False, n_episodes=test["episodes"], seed=seed + run,
-                                  keep_original_labels=test["resolution"] == "original",
-                                  source=source)
-                    for run in range(test["runs"])]
+        computed_on = announce_device(_run, context, settings.run.tf32)
+        model_file = None if test.notrain else read_model_file(request.checkpoint.path)
+        if model_file is not None and str(model_file.path) != test.checkpoint and context.is_main:
+            print(f"test.checkpoint={test.checkpoint} is a run folder: testing {model_file.path}")
+        changed = protocol_overrides(settings, request)
+        if changed and context.is_main:
+            print(changed, flush=True)
+        net = (build_model(settings.model) if model_file is None
+               else build_panet(model_file)).to(context.device)
+        directory = shared_run_dir(_run, ex, context)
+        source = make_source(data, train=False)  # read once, shared by the runs
+        datasets = [make_episode_dataset(data, test.episodes, settings.run.seed + run,
+                                         train=False, source=source,
+                                         keep_original_labels=test.resolution == "original")
+                    for run in range(test.runs)]
         classes = data_classes(source, data, train=False)
-        stored = None if state is None else {**data, **state["config"]["data"]}
-        seen = [] if state is None else seen_in_training(source, data, stored)
+        trained = trained_setting(data)
+        seen = seen_in_training(source, data, trained)
         if seen and context.is_main:
             warnings.warn(f"testing on classes the checkpoint trained on: "
                           f"{', '.join(source.class_name(c) for c in seen)} (trained: "
-                          f"{describe_setting(stored)}; tested: {describe_setting(data)}); these "
-                          "numbers are not few-shot results",
-                          stacklevel=1)
-        meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test["runs"],
-                                                      rule=test["rule"], keep_records=True),
-                              **{key: test[key] for key in EVALUATION_KEYS},
-                              workers=data["workers"], context=context, progress=context.is_main)
+                          f"{describe_setting(trained)}; tested: {describe_setting(data)}); "
+                          "these numbers are not few-shot results", stacklevel=1)
+        meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test.runs, rule=test.rule,
+                                                      keep_records=True),
+                              test.eval_options(data.workers), context, progress=context.is_main)
         if not context.is_main:
             return None
         summary = meter.summary()
         records = records_of_test(meter.records, [dataset.episodes for dataset in datasets])
-        if test["bootstrap"]:
-            summary.update(bootstrap_intervals(records, classes, test["bootstrap"],
-                                               seed=bootstrap_seed(data["fold"])))
-        title = (f"{describe_setting(data)}; {test['runs']} runs x {test['episodes']} episodes, "
-                 f"metric rule {test['rule']}, {test['resolution']} resolution")
+        if test.bootstrap:
+            summary.update(bootstrap_intervals(records, classes, test.bootstrap,
+                                               seed=bootstrap_seed(data.fold)))
+        title = (f"{describe_setting(data)}; {test.runs} runs x {test.episodes} episodes, "
+                 f"metric rule {test.rule}, {test.resolution} resolution")
         print(format_table(summary, source.class_name, title))
-        trained_steps = None if state is None else state["step"]
         record = {
             **summary,
             "test_classes_seen_in_training": bool(seen),
-            "bootstrap": {"resamples": test["bootstrap"], "seed": bootstrap_seed(data["fold"]),
+            "device": {**computed_on, "processes": context.world_size},
+            "bootstrap": {"resamples": test.bootstrap, "seed": bootstrap_seed(data.fold),
                           "over": "the test episodes, given the trained model"},
-            "setting": {"data": data, "model": model, "seed": seed,
-                        **{k: test[k] for k in ("runs", "episodes", "rule", "resolution", "notrain",
-                                                "encode")},
-                        "checkpoint": None if state is None else state["path"],
-                        "trained_steps": trained_steps},
+            "setting": {"data": {**data.as_config(), "train_split": data.split(True),
+                                 "test_split": data.split(False)},
+                        "model": settings.model.as_config(), "seed": settings.run.seed,
+                        **{k: getattr(test, k) for k in ("runs", "episodes", "rule",
+                                                         "resolution", "notrain", "encode")},
+                        **checkpoint_record(request, model_file)},
         }
         if directory is not None:
             scalars = ScalarLog(_run, directory)
-            scalars.log({k: summary[k] for k in ("mean_iou", "binary_iou")}, trained_steps or 0,
-                        prefix="test/")
+            scalars.log({k: summary[k] for k in ("mean_iou", "binary_iou")},
+                        record["setting"]["trained_steps"] or 0, prefix="test/")
             scalars.close()
             records.save(directory / RECORDS_FILE)
-            print(f"results: {write_json(directory / 'results.json', record)} (per-episode "
+            print(f"results: {write_json(directory / RESULTS_FILE, record)} (per-episode "
                   f"counts: {directory / RECORDS_FILE})")
         return {key: summary[key] for key in ("mean_iou", "mean_iou_std", "binary_iou",
                                               "binary_iou_std")}

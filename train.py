@@ -20,13 +20,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from panet import distributed, engine
-from panet.checkpoint import (checkpoint_state, find_checkpoint, load_checkpoint,
-                              restore_rng_states, save_checkpoint)
-from panet.config import PanetExperiment, build_dataset, build_model, build_optimizer
+from panet.checkpoint import (checkpoint_contents, load_checkpoint, restore_rng_states,
+                              save_checkpoint)
+from panet.config import PanetExperiment
+from panet.data import make_episode_dataset
 from panet.diskspace import checkpoints_to_write, serialized_size, space_warning
-from panet.engine import NonFiniteLossError, StepBatches, episode_loader
+from panet.engine import NonFiniteLossError, StepBatches, build_optimizer, episode_loader
+from panet.models.builder import build_model
 from panet.monitor import Progress, ScalarLog
-from panet.runs import run_from_command_line, shared_run_dir
+from panet.runs import announce_device, run_from_command_line, shared_run_dir
+from panet.settings import Settings
 
 ex = PanetExperiment("panet_train", script="train")
 
@@ -36,40 +39,43 @@ def resume_command(checkpoint: Path) -> str:
 
 
 @ex.main
-def main(_run, _config, data, model, train: dict, seed, device):
-    context = distributed.setup(device)
+def main(_run, _config):
+    settings = Settings.from_config(_config)
+    train, resume = settings.train, ex.request.checkpoint
+    context = distributed.setup(settings.run.device, settings.run.tf32)
     try:
-        resume = find_checkpoint(train["resume"]) if train["resume"] else None
+        announce_device(_run, context, settings.run.tf32)
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
-        net = build_model({**model, "weights": None} if resume else model).to(context.device)
+        model = settings.model.replace(weights=None) if resume else settings.model
+        net = build_model(model).to(context.device)
         optimizer = build_optimizer(net.parameters(), train)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, train["milestones"],
-                                                         train["gamma"])
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
+                                                         train.gamma)
         start = 0
         if resume:
-            state = load_checkpoint(resume)
+            state = load_checkpoint(resume.path)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             restore_rng_states(state["rng"])
             start = state["step"]
 
-        dataset = build_dataset(data, train=True, n_episodes=train["steps"] * train["batch_size"],
-                                seed=seed)
-        batches = StepBatches(start, train["steps"], train["batch_size"], context)
-        loader = episode_loader(dataset, batches, data["workers"], context.device)
+        dataset = make_episode_dataset(settings.data, train.steps * train.batch_size,
+                                       settings.run.seed, train=True)
+        batches = StepBatches(start, train.steps, train.batch_size, context)
+        loader = episode_loader(dataset, batches, settings.data.workers, context.device)
         ddp = net
         if context.distributed:
             ddp = DistributedDataParallel(
                 net, device_ids=[context.device.index] if context.device.type == "cuda" else None)
-        directory = shared_run_dir(_run, "train", context)
+        directory = shared_run_dir(_run, ex, context)
         if directory is None:
             raise ValueError("no run folder: set train.output_dir, or run train.py from the "
                              "command line, which records the run under runs/<id>")
         checkpoints = directory / "checkpoints"
         if context.is_main:
             if resume:
-                print(f"resuming {resume} at step {start} of {train['steps']}")
+                print(f"resuming {resume.path} at step {start} of {train.steps}")
             print(f"run folder: {directory}", flush=True)
 
         def save(step: int, name: str) -> Path:
@@ -78,14 +84,14 @@ def main(_run, _config, data, model, train: dict, seed, device):
 
         scalars = ScalarLog(_run, directory, purge_step=start + 1 if resume else None) \
             if context.is_main else None
-        progress = Progress(train["steps"], initial=start, desc="train step",
-                            every=train["log_every"], enabled=context.is_main)
+        progress = Progress(train.steps, initial=start, desc="train step",
+                            every=train.log_every, enabled=context.is_main)
 
         def warn_if_short_of_space(step: int) -> None:
-            size = serialized_size(checkpoint_state(step=step, model=net, optimizer=optimizer,
-                                                    scheduler=scheduler, config=_config))
-            count = checkpoints_to_write(start, train["steps"], train["checkpoint_every"],
-                                         train["snapshot_every"], checkpoints)
+            size = serialized_size(checkpoint_contents(step=step, model=net, optimizer=optimizer,
+                                                       scheduler=scheduler, config=_config))
+            count = checkpoints_to_write(start, train.steps, train.checkpoint_every,
+                                         train.snapshot_every, checkpoints)
             warning = space_warning(checkpoints, size, count)
             if warning:
                 print(warning, flush=True)
@@ -97,9 +103,9 @@ def main(_run, _config, data, model, train: dict, seed, device):
             if step == start + 1:  # the optimizer has its state: a checkpoint's size is exact
                 warn_if_short_of_space(step)
             scalars.log(values, step)
-            if train["checkpoint_every"] and step % train["checkpoint_every"] == 0:
+            if train.checkpoint_every and step % train.checkpoint_every == 0:
                 save(step, "last.pt")
-            if train["snapshot_every"] and step % train["snapshot_every"] == 0:
+            if train.snapshot_every and step % train.snapshot_every == 0:
                 save(step, f"snapshot_{step:06d}.pt")
 
         def on_interrupt(step: int) -> None:
@@ -110,7 +116,7 @@ def main(_run, _config, data, model, train: dict, seed, device):
         try:
             with progress:
                 steps = engine.train(ddp, optimizer, scheduler, loader, start_step=start,
-                                     align_weight=train["align_weight"], on_step=on_step,
+                                     align_weight=train.align_weight, on_step=on_step,
                                      on_interrupt=on_interrupt, context=context)
         except NonFiniteLossError as error:
             last = checkpoints / "last.pt"

@@ -25,11 +25,12 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import load_checkpoint
-from .config import build_dataset, trained_model
+from .data import make_episode_dataset
+from .model_files import build_panet, read_model_file
 from .engine import EvalShard, MODEL_INPUTS, episode_loader, to_device
 from .models import PANet
 from .models.prototypes import masked_average_pool
+from .settings import EpisodeSetting
 from .tables import MISSING, format_number, markdown_table
 
 PathLike = Union[str, Path]
@@ -37,23 +38,26 @@ Curve = Tuple[List[int], List[float]]  # steps, values
 
 
 def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
-                 ) -> Tuple[PANet, Dict[str, Any]]:
-    """The PANet of a train.py checkpoint, in eval mode on `device`, and the data config (dict
-    of data.* keys) it was trained with."""
-    state = load_checkpoint(checkpoint)
-    net = trained_model(state)
-    return net.to(device).eval(), state["config"]["data"]
+                 ) -> Tuple[PANet, EpisodeSetting]:
+    """The PANet of a train.py checkpoint, in eval mode on `device`, and the episode setting it
+    was trained with."""
+    model_file = read_model_file(checkpoint)
+    if model_file.config is None:
+        raise ValueError(f"{checkpoint}: a released snapshot holds no episode setting; convert "
+                         "it with scripts/convert_checkpoint.py --to panet first")
+    net = build_panet(model_file)
+    return net.to(device).eval(), EpisodeSetting.from_config(model_file.config["data"])
 
 
-def evaluation_episodes(data_config: Mapping[str, Any], n_episodes: int, seed: int,
+def evaluation_episodes(data: EpisodeSetting, n_episodes: int, seed: int,
                         **overrides: Any) -> Dataset:
-    """`n_episodes` test episodes (held-out classes, test split) of `data_config` with data.*
-    keys replaced by `overrides` (e.g. shots=5, weak="bbox", root="data/VOC2012")."""
-    unknown = sorted(set(overrides) - set(data_config))
+    """`n_episodes` test episodes (held-out classes, test split) of the episode setting `data`
+    with fields replaced by `overrides` (e.g. shots=5, weak="bbox", root="data/VOC2012")."""
+    known = set(data.as_config())
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown data setting(s) {unknown}; known: {sorted(data_config)}")
-    return build_dataset({**data_config, **overrides}, train=False, n_episodes=n_episodes,
-                         seed=seed)
+        raise ValueError(f"unknown data setting(s) {unknown}; known: {sorted(known)}")
+    return make_episode_dataset(data.replace(**overrides), n_episodes, seed, train=False)
 
 
 def episode_batches(dataset: Dataset, workers: int, device: torch.device) -> DataLoader:
@@ -108,11 +112,11 @@ def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: i
     """Sec. 4.3 for one trained model: `n_episodes` test episodes of its setting (data.* keys
     replaced by `overrides`, e.g. fold=0, shots=5), seeded like test.py's first run."""
     device = torch.device(device)
-    net, data_config = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data_config, n_episodes, seed, **overrides)
+    net, data = load_trained(checkpoint, device)
+    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
     sums = torch.zeros(2, dtype=torch.float64)  # background, foreground
     counts = torch.zeros(2, dtype=torch.int64)
-    for batch in episode_batches(dataset, data_config["workers"], device):
+    for batch in episode_batches(dataset, data.workers, device):
         batch = to_device(batch, device)
         out = net(*(batch[key] for key in MODEL_INPUTS))
         distances = prototype_distances(out.prototypes, out.query_features,

@@ -1,4 +1,5 @@
-"""The configuration of train.py and test.py, in one place: sacred ingredients and named configs.
+"""The configuration of train.py and test.py, in one place: sacred ingredients built from the
+settings classes (`panet.settings`: defaults, rules and docs), and named configs.
 
 Both scripts see the same tree, so any named config composes with either:
 
@@ -7,156 +8,219 @@ Both scripts see the same tree, so any named config composes with either:
     train  optimisation schedule, PAR weight, checkpoints (§4-5)
     test   checkpoint, runs x episodes, metric rule and resolution (§8-9)
 
-Defaults are the paper's: PASCAL-5i fold 0, 1-way 1-shot, VGG-16 from ImageNet weights,
-SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234.
-Named configs (configs/*.yaml) change one axis each: `python train.py with voc 5shot data.fold=2`.
+What runs is what was asked (`PanetExperiment.prepare`):
+
+- Named configs (configs/*.yaml) each set one axis, so they compose in any order:
+  `python train.py with voc 5shot data.fold=2`. Two named configs setting the same key to
+  different values (`1shot 5shot`, `voc coco`) are refused.
+- A checkpoint (train.resume, test.checkpoint) is resolved once (`panet.model_files
+  .resolve_checkpoint`), and its stored settings become the base beneath the named configs and
+  the command line: every value given explicitly is applied, whether or not it equals a
+  default. (For a released snapshot, the base is the setting its path names.)
+- The keys given, and where each came from, are kept (`Request`) for validation and records.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
 
 # sacred 0.8.7 imports pkg_resources, and setuptools warns about it on every start
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-import torch  # noqa: E402
 from sacred import Experiment, Ingredient  # noqa: E402
-from sacred.utils import get_by_dotted_path  # noqa: E402
+from sacred.config.config_dict import ConfigDict  # noqa: E402
 
-from .checkpoint import find_checkpoint, load_checkpoint_header  # noqa: E402
-from .data import make_episode_dataset, make_source  # noqa: E402
-from .data.sources import Source  # noqa: E402
-from .models import PANet, build_encoder  # noqa: E402
+from .model_files import CheckpointRef, resolve_checkpoint  # noqa: E402
+from .settings import SECTIONS, RunSettings, Settings  # noqa: E402
 from .validation import ConfigError, config_problems, path_problems  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-TORCHVISION_CACHE_WEIGHTS = "~/.cache/torch/hub/checkpoints/vgg16-397923af.pth"
-
-data_ingredient = Ingredient("data")
-model_ingredient = Ingredient("model")
-train_ingredient = Ingredient("train")
-test_ingredient = Ingredient("test")
-
-
-@data_ingredient.config
-def data_config():
-    name = "pascal"  # pascal | coco | synthetic | folder (your own dataset, `with folder`)
-    root = "data/VOC2012"  # pascal: the VOC2012 folder; coco: holds annotations/, train2014/...
-    fold = 0  # i of PASCAL-5i / COCO-20i: the paper's split-(i+1); 0..n_folds-1
-    n_folds = 4  # folds of the class split (4 for PASCAL-5i / COCO-20i; any >= 2 for a folder)
-    test_classes = None  # explicit test classes (ids or names; the rest train); None: by fold
-    ways = 1  # C in the paper
-    shots = 1  # K in the paper
-    queries = 1  # N in the paper (1 in every experiment)
-    size = 417  # images and labels are resized to size x size
-    train_split = "trainaug"  # pascal: trainaug; coco: train; folder: all | <name> of splits/
-    test_split = "trainaug"  # released code: trainaug / train; OSLSM protocol: val (`with val`)
-    year = 2014  # coco annotation year
-    fold_style = "contiguous"  # coco, folder: contiguous (PANet) | interleaved (later papers)
-    cache_dir = None  # coco mask cache; None: <root>/.panet_cache or ~/.cache/panet
-    lists_dir = None  # pascal/synthetic per-class lists; None: <root>/ImageSets/Segmentation
-    workers = 4  # DataLoader processes
-    weak = "dense"  # test-time supports: dense | scribble | bbox (Table 6)
-    bbox_instance = "largest"  # released code: largest; paper text: random
-    scribble_dilation = 0  # pixels of dilation applied to scribbles
-    # coco, W > 1: class (released: an image is labelled for its own way's class only) | episode
-    # (all the episode's classes painted into every image); pascal label maps are full either way
-    coco_labels = "class"
+CHECKPOINT_KEYS = {"train": "train.resume", "test": "test.checkpoint"}
+BASE_CONFIG = "checkpoint settings"  # the named config holding a checkpoint's stored settings
+# data.* keys that belong to one dataset: a checkpoint's values give way when the dataset changes
+DATASET_KEYS = ("root", "train_split", "test_split", "year", "lists_dir", "cache_dir")
+FOLD_KEYS = ("data.fold", "data.n_folds", "data.fold_style")
 
 
-@model_ingredient.config
-def model_config():
-    encoder = "vgg16"  # vgg16 (PANet) | small (CPU demos)
-    weights = TORCHVISION_CACHE_WEIGHTS  # torchvision's ImageNet VGG-16 file; None: random init
-    alpha = 20.0  # scale of the cosine logits (PROTOCOL §3)
+class DocumentedConfig(ConfigDict):
+    """A sacred config from a settings class: its defaults, with each field's doc as the
+    comment `print_config` shows."""
+
+    def __init__(self, kind: type):
+        super().__init__(kind.defaults())
+        self.field_docs = kind.docs()
+
+    def __call__(self, fixed=None, preset=None, fallback=None):
+        summary = super().__call__(fixed, preset, fallback)
+        summary.docs.update(self.field_docs)
+        return summary
 
 
-@train_ingredient.config
-def train_config():
-    steps = 30000
-    batch_size = 1  # episodes per step, split over processes under torchrun
-    optimizer = "sgd"  # sgd (PANet) | adam (CPU demos: trains a from-scratch encoder faster)
-    lr = 1e-3
-    momentum = 0.9  # sgd only
-    weight_decay = 5e-4
-    milestones = [10000, 20000, 30000]  # lr x gamma at each
-    gamma = 0.1
-    align_weight = 1.0  # lambda of L_PAR; 0 trains PANet w/o PAR (`with noalign`)
-    checkpoint_every = 1000  # steps between rewrites of checkpoints/last.pt (0: none)
-    snapshot_every = 10000  # steps between kept snapshots (0: none)
-    log_every = 100  # steps between plain log lines (when stdout is not a terminal)
-    output_dir = None  # the run folder; None: a new runs/<id> (see panet/runs.py)
-    resume = None  # a checkpoint (or run folder) to continue, in its own run folder
+def _ingredient(name: str, kind: type) -> Ingredient:
+    ingredient = Ingredient(name)
+    ingredient.configurations.append(DocumentedConfig(kind))
+    return ingredient
 
 
-@test_ingredient.config
-def test_config():
-    checkpoint = None  # what to evaluate; its stored data/model config is the default setting
-    notrain = False  # evaluate the ImageNet-initialised encoder (PANet-init) instead
-    runs = 5
-    episodes = 1000  # per run; run r samples its episodes with seed + r
-    batch_size = 1  # episodes per forward pass, or (encode=image) their W*S + Q images per
-    #                 encoder call; results do not depend on it
-    encode = "image"  # image: each distinct image encoded once (twice if the cache is full) |
-    #                   episode: every episode encodes its images, as released (the reference)
-    cache_gb = 1.0  # image: GiB of encoder features kept from the support to the query step
-    cache_dir = None  # image: keep features as files here instead of in memory (cache_gb bounds
-    #                   the folder); later tests of the same weights and size reuse them
-    rule = "released"  # released | corrected (PROTOCOL §9)
-    resolution = "label"  # label (417 x 417, PANet) | original (later FSS papers)
-    bootstrap = 1000  # resamples of the 95% intervals over episodes (panet/statistics.py); 0: none
-    output_dir = None  # the run folder (results.json, episodes.npz); None: a new runs/<id>
+INGREDIENTS = [_ingredient(name, kind) for name, kind in SECTIONS.items()]
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{"data": {"fold": 2}} -> {"data.fold": 2} (config values are never dicts)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
+    tree: Dict[str, Any] = {}
+    for key, value in flat.items():
+        *sections, name = key.split(".")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return tree
+
+
+def named_config_files() -> Dict[str, Dict[str, Any]]:
+    """Every named config of configs/*.yaml: name -> its values by dotted key."""
+    return {path.stem: flatten(yaml.safe_load(path.read_text()) or {})
+            for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+@dataclass
+class Request:
+    """What a command line asked for: the keys given (dotted key -> "command line" or "named
+    config <name>") and the checkpoint it names, resolved (or why it could not be)."""
+
+    script: str
+    given: Dict[str, str] = field(default_factory=dict)
+    checkpoint: Optional[CheckpointRef] = None
+    checkpoint_error: Optional[str] = None
+    base: Dict[str, Any] = field(default_factory=dict)  # the checkpoint's settings, dotted keys
+
+    def command_line_keys(self) -> List[str]:
+        return [key for key, origin in self.given.items() if origin == "command line"]
+
+    def source(self, key: str) -> str:
+        """Where the value of `key` came from: the command line, a named config, the checkpoint
+        (or a released snapshot's path), or the default."""
+        if key in self.given:
+            return self.given[key]
+        if key in self.base:
+            return "path" if self.checkpoint.format == "released" else "checkpoint"
+        return "default"
+
+
+def checkpoint_base(ref: CheckpointRef, script: str, given: Mapping[str, Any]) -> Dict[str, Any]:
+    """The settings a checkpoint contributes beneath what was given (dotted keys): a train.py
+    checkpoint's stored data and model settings (for resume also train and seed), or a released
+    snapshot's path setting. `given`: the values given explicitly, by dotted key. The
+    checkpoint's dataset-specific keys give way when another dataset is given, its explicit test
+    classes when a fold is."""
+    if ref.format == "released":
+        if ref.path_setting is None:
+            return {}
+        setting = ref.path_setting
+        dataset = named_config_files()[setting.dataset]
+        return {**{key: value for key, value in dataset.items() if key.startswith("data.")},
+                **flatten(setting.config_updates()),
+                "model.encoder": "vgg16", "model.weights": None}
+    sections = ("data", "model", "train") if script == "train" else ("data", "model")
+    base = {key: value for key, value in flatten(ref.config).items()
+            if key.split(".")[0] in sections and key != "train.resume"}
+    base["model.weights"] = None  # the weights are the checkpoint's
+    if script == "train":
+        base["seed"] = ref.config["seed"]
+    if "data.name" in given and given["data.name"] != base.get("data.name"):
+        base = {key: value for key, value in base.items()
+                if not (key.startswith("data.") and key[len("data."):] in DATASET_KEYS)}
+    if any(key in given for key in FOLD_KEYS) and "data.test_classes" not in given:
+        base["data.test_classes"] = None
+    return base
 
 
 class PanetExperiment(Experiment):
     """The sacred experiment of train.py (`script="train"`) or test.py (`script="test"`).
 
-    Before a run starts, its configuration is checked (`panet.validation`): bad values, and for
-    the main function missing files and unwritable folders, stop it with one line per problem.
-    train.py with `train.resume=PATH` takes the checkpoint's own data/model/train config and
-    seed as its base, so `python train.py with train.resume=PATH` alone continues the run; keys
-    given beside it may only be those in `panet.validation.RESUMABLE`.
+    Before a run starts, its configuration is composed by `prepare` (module docstring) and
+    checked (`panet.validation`): bad values, and for the main function missing files and
+    unwritable folders, stop it with one line per problem.
     """
 
     def __init__(self, name: str, script: str):
-        super().__init__(name, ingredients=[data_ingredient, model_ingredient,
-                                            train_ingredient, test_ingredient])
+        super().__init__(name, ingredients=INGREDIENTS)
         self.script = script
-        self.add_config(seed=1234, device="auto")  # device: auto | cpu | cuda | cuda:N
-        for path in sorted(CONFIG_DIR.glob("*.yaml")):
-            self.add_named_config(path.stem, str(path))
+        self.configurations.append(DocumentedConfig(RunSettings))
+        self.named_values = named_config_files()
+        for name in self.named_values:
+            self.add_named_config(name, str(CONFIG_DIR / f"{name}.yaml"))
         self.logger = _sacred_logger()
+        self.request = Request(script)
 
         def check(config, command_name, logger):  # the signature sacred's config hooks need
-            problems = config_problems(config, script)
+            settings = Settings.from_config(config)
+            problems = config_problems(settings, self.request)
             if not problems and command_name == self.default_command:
-                problems = path_problems(config, script)
+                problems = path_problems(settings, self.request)
             if problems:
                 raise ConfigError(problems)
             return {}
 
         self.config_hook(check)
 
+    def prepare(self, config_updates: Optional[Mapping[str, Any]],
+                named_configs: Sequence[str]) -> List[str]:
+        """Record what was given (`self.request`) and put the named checkpoint's settings
+        beneath it; returns the named configs to run (the checkpoint's first). Raises
+        ConfigError when two named configs set one key to different values."""
+        request = Request(self.script)
+        command_line = flatten(config_updates or {})
+        chosen: Dict[str, Tuple[str, Any]] = {}
+        clashes = []
+        for name in named_configs:
+            for key, value in self.named_values.get(name, {}).items():
+                if key in chosen and chosen[key][1] != value:
+                    clashes.append(f"named configs {chosen[key][0]!r} and {name!r} both set {key} "
+                                   f"({chosen[key][1]!r}, {value!r}): they choose the same "
+                                   "setting; give one of them")
+                chosen.setdefault(key, (name, value))
+        if clashes:
+            raise ConfigError(clashes)
+        request.given = {**{key: f"named config {name}" for key, (name, _) in chosen.items()},
+                         **{key: "command line" for key in command_line}}
+        values = {**{key: value for key, (_, value) in chosen.items()}, **command_line}
+        self.named_configs.pop(BASE_CONFIG, None)
+        checkpoint = values.get(CHECKPOINT_KEYS[self.script])
+        if checkpoint:
+            try:
+                request.checkpoint = resolve_checkpoint(checkpoint)
+            except (FileNotFoundError, ValueError) as error:
+                request.checkpoint_error = " ".join(str(error).split())
+        if request.checkpoint is not None:
+            request.base = checkpoint_base(request.checkpoint, self.script, values)
+            if request.base:
+                self.add_named_config(BASE_CONFIG, unflatten(request.base))
+                named_configs = [BASE_CONFIG, *named_configs]
+        self.request = request
+        return list(named_configs)
+
     def run(self, command_name=None, config_updates=None, named_configs=(), info=None,
             meta_info=None, options=None):
-        resume = get_by_dotted_path(config_updates or {}, "train.resume")
-        if self.script == "train" and resume:
-            try:
-                stored = load_checkpoint_header(find_checkpoint(resume))["config"]
-            except (FileNotFoundError, ValueError):
-                pass  # the config hook reports it
-            else:
-                self.named_configs.pop(RESUMED_CONFIG, None)  # a previous run's
-                self.add_named_config(RESUMED_CONFIG, {key: stored[key] for key in
-                                                       ("data", "model", "train", "seed")})
-                named_configs = [RESUMED_CONFIG, *named_configs]
+        named_configs = self.prepare(config_updates, named_configs)
         return super().run(command_name, config_updates, named_configs, info, meta_info,
                            options)
 
-
-RESUMED_CONFIG = "resumed_checkpoint"  # the named config holding a resumed checkpoint's config
 
 
 class _ExpectedTypeChanges(logging.Filter):
@@ -178,60 +242,3 @@ def _sacred_logger() -> logging.Logger:
         logger.propagate = False
         logger.setLevel(logging.INFO)
     return logger
-
-
-def build_model(model_config: Dict[str, Any]) -> PANet:
-    """PANet with the configured encoder; ImageNet weights loaded when `weights` is set."""
-    weights = model_config["weights"]
-    try:
-        encoder = build_encoder(model_config["encoder"],
-                                None if weights is None else Path(weights).expanduser())
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error} Point the config key model.weights at it "
-                                f"(`with model.weights=/path/to/{Path(weights).name}`), or "
-                                "set model.weights=None to start from random weights.") from None
-    return PANet(encoder, alpha=model_config["alpha"])
-
-
-def trained_model(state: Dict[str, Any]) -> PANet:
-    """The PANet of a train.py checkpoint (`panet.checkpoint.load_checkpoint` output): built
-    from its stored model config, weights from the checkpoint (no ImageNet file needed)."""
-    net = build_model({**state["config"]["model"], "weights": None})
-    net.load_state_dict(state["model"])
-    return net
-
-
-def build_optimizer(parameters, train_config: Dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD with momentum (PROTOCOL §5), or Adam; both with L2 weight decay on every parameter."""
-    name, lr, decay = train_config["optimizer"], train_config["lr"], train_config["weight_decay"]
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=train_config["momentum"],
-                               weight_decay=decay)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
-    raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {name!r}")
-
-
-def build_source(data_config: Dict[str, Any], *, train: bool) -> Source:
-    """The configured dataset's training split (`train`) or test split."""
-    return make_source(data_config["name"], Path(data_config["root"]).expanduser(),
-                       data_config["train_split" if train else "test_split"], data_config["year"],
-                       data_config["cache_dir"], data_config["lists_dir"])
-
-
-def build_dataset(data_config: Dict[str, Any], *, train: bool, n_episodes: int, seed: int,
-                  keep_original_labels: bool = False, source: Optional[Source] = None):
-    """The episode dataset of the configured fold: training classes and split when `train`,
-    otherwise test classes on `test_split`. `source`: that split's `build_source`, when several
-    datasets share it (the runs of a test), so that it is read once."""
-    return make_episode_dataset(
-        data_config["name"], Path(data_config["root"]).expanduser(),
-        data_config["train_split" if train else "test_split"], data_config["fold"],
-        data_config["ways"], data_config["shots"], data_config["queries"], n_episodes, seed, train,
-        size=data_config["size"], year=data_config["year"], fold_style=data_config["fold_style"],
-        n_folds=data_config["n_folds"], test_classes=data_config["test_classes"],
-        weak="dense" if train else data_config["weak"], bbox_instance=data_config["bbox_instance"],
-        scribble_dilation=data_config["scribble_dilation"],
-        keep_original_labels=keep_original_labels, cache_dir=data_config["cache_dir"],
-        lists_dir=data_config["lists_dir"], coco_labels=data_config["coco_labels"],
-        source=source if source is not None else build_source(data_config, train=train))

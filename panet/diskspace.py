@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from sacred.utils import SacredError
 
+from .errors import OneLineError
 from .files import atomic_write
 
 FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
@@ -25,12 +25,8 @@ FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
 LAST, FINAL = "last.pt", "final.pt"  # train.py's rewritten and final checkpoints
 
 
-class DiskFullError(SacredError):
-    """A file could not be written for lack of space; sacred prints the message without a
-    traceback."""
-
-    def __init__(self, message: str):
-        super().__init__(message, print_traceback=False)
+class DiskFullError(OneLineError):
+    """A file could not be written for lack of space."""
 
     def then(self, next_step: str) -> "DiskFullError":
         """The same error, its message ending with what to do next."""

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .device import torchrun_problem, use_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -34,29 +36,23 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (e.g. 'cuda:1')."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' was asked for, but torch sees no CUDA device "
-                           f"(torch {torch.__version__}); use device=cpu or device=auto")
-    return device
-
-
-def setup(device: str) -> Context:
-    """Join the process group when launched by torchrun (nccl on CUDA, gloo on CPU)."""
-    device = resolve_device(device)
+def setup(device: str, tf32: bool = False) -> Context:
+    """The process's device (`panet.device.use_device`: current CUDA device, float32 mode) and,
+    when launched by torchrun, the process group (nccl on CUDA, gloo on CPU); under torchrun a
+    CUDA process computes on cuda:<LOCAL_RANK>. Raises RuntimeError (one line) when torchrun
+    started more processes than there are GPUs (`panet.device.torchrun_problem`)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return Context(device=device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
+        return Context(device=use_device(device, tf32))
+    problem = torchrun_problem(device)
+    if problem:
+        raise RuntimeError(problem)
+    resolved = use_device(device, tf32, quiet=not is_main_process())
+    if resolved.type == "cuda":
+        resolved = use_device(f"cuda:{int(os.environ['LOCAL_RANK'])}", tf32, quiet=True)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=resolved)
 
 
 def teardown(context: Context) -> None:

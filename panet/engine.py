@@ -19,13 +19,24 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .constants import IGNORE_INDEX
 from .data import collate_episodes
 from .distributed import Context, all_reduce_sum
+from .evaluation_options import RESOLUTIONS
 from .losses import PANetLoss, panet_loss
 from .metrics import IoUMeter
 from .models.prototypes import upsampled_prediction
 from .monitor import Progress
 
 MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")
-RESOLUTIONS = ("label", "original")  # where the metric compares (see `evaluate`)
+
+
+def build_optimizer(parameters, train) -> torch.optim.Optimizer:
+    """SGD with momentum (PROTOCOL §5), or Adam; both with L2 weight decay on every parameter.
+    `train`: `panet.settings.TrainSettings` (optimizer, lr, momentum, weight_decay)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
+                               weight_decay=train.weight_decay)
+    if train.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {train.optimizer!r}")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -27,12 +27,12 @@ An image that is both a support and a query is encoded once when its features ar
 twice otherwise. A cache directory also serves later evaluations of the same weights at the same
 size and device type: e.g. the dense, scribble and box tests of one checkpoint (Tables 1, 6).
 
-Exactness: on CPU both paths give bitwise equal counts (tests/test_evaluation.py compares their
-results.json). Each step computes the same function of the same inputs as the per-episode path,
-and each gives an image or an episode the same bits whatever batch it is computed in: pooling,
-prototype means, cosine logits and upsampling by construction (`panet.models.prototypes`), the
-encoder as measured at >= 100 px (at 65 px a lone image rounds differently from a batch of
-several, by ~1e-5). On CUDA, kernels may depend on batch shapes: equal to float rounding.
+Exactness: each step computes the same function of the same inputs as the per-episode path, and
+pooling, prototype means, cosine logits, upsampling and the metric give an image or an episode
+the same bits whatever batch it is computed in (on CPU, by construction:
+`panet.models.prototypes`). The encoder sees the images in other batches than on the per-episode
+path, and convolution kernels round by batch shape on some CPUs and on CUDA, so the two paths
+agree within the exactness contract's tolerance (README, Performance; tests/test_evaluation.py).
 
 Memory per process. Grows with the number of episodes: the plan (about 1 KB per support or query
 slot, mostly its generator state) and the pools (2 x C x 4 bytes per support slot: 4 KiB at
@@ -46,12 +46,9 @@ by one process, the others hold zeros), the counts at the end.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -59,15 +56,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from .data.episodes import EpisodeDataset, GeneratorState
 from .data.transforms import Size
-from .distributed import Context, all_reduce_sum, gather_lists
-from .engine import RESOLUTIONS, EvalShard, QueryKey, episode_loader, evaluate, score_query
-from .files import atomic_write
+from .distributed import Context, all_reduce_sum
+from .engine import EvalShard, QueryKey, episode_loader, evaluate, score_query
+from .evaluation_options import EvalOptions
+from .feature_cache import DiskCache, MemoryCache
 from .metrics import IoUMeter
 from .models.panet import PANet
-from .monitor import Progress
 from .models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools
+from .monitor import Progress
 
-ENCODINGS = ("image", "episode")
 GIB = 2 ** 30
 
 
@@ -187,9 +184,7 @@ def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
 def _setting(dataset: EpisodeDataset) -> tuple:
     """What must agree between the runs of one plan (slots of any run are drawn by one)."""
     return (type(dataset.source).__name__, getattr(dataset.source, "root", None),
-            getattr(dataset.source, "split", None), dataset.size, dataset.weak,
-            dataset.bbox_instance, dataset.scribble_dilation, dataset.keep_original_labels,
-            dataset.coco_labels)
+            getattr(dataset.source, "split", None), dataset.setting, dataset.keep_original_labels)
 
 
 @dataclass(frozen=True)
@@ -237,82 +232,6 @@ def feature_shape(encoder: nn.Module, size: Size) -> Tuple[int, int, int]:
                itertools.chain(encoder.named_parameters(), encoder.named_buffers())}
     out = torch.func.functional_call(encoder, tensors, (torch.empty(1, 3, *size, device="meta"),))
     return tuple(out.shape[1:])
-
-
-class MemoryCache:
-    """Features in host memory, each read once (step 3) and then dropped."""
-
-    persistent = False
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self._features: Dict[str, torch.Tensor] = {}
-
-    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
-        return frozenset()
-
-    def free_bytes(self, budget: int, world_size: int) -> int:
-        return budget  # each process has its own
-
-    def put(self, image_id: str, features: torch.Tensor) -> None:
-        self._features[image_id] = features.to("cpu", copy=True)
-
-    def get(self, image_id: str) -> torch.Tensor:
-        return self._features.pop(image_id).to(self.device)
-
-
-class DiskCache:
-    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>/<image key>.pt`
-    (the image key hashes the source's location of its files); kept for later evaluations."""
-
-    persistent = True
-
-    def __init__(self, directory: Union[str, Path], encoder: nn.Module, dataset: EpisodeDataset,
-                 device: torch.device):
-        self.root = Path(directory).expanduser()
-        height, width = dataset.size
-        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{device.type}"
-        self.source = dataset.source
-        self.device = device
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OSError(f"test.cache_dir: cannot create {self.folder} ({error}); point "
-                          "test.cache_dir at a writable folder, or set it to None") from None
-
-    def path(self, image_id: str) -> Path:
-        key = hashlib.sha1(self.source.location(image_id).encode()).hexdigest()[:24]
-        return self.folder / f"{key}.pt"
-
-    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
-        present = set(os.listdir(self.folder))
-        return frozenset(image for image in image_ids if self.path(image).name in present)
-
-    def free_bytes(self, budget: int, world_size: int) -> int:
-        """This process's share of what the budget leaves beside the files already there."""
-        used = sum(path.stat().st_size for path in self.root.rglob("*.pt"))
-        return (budget - used) // world_size
-
-    def put(self, image_id: str, features: torch.Tensor) -> None:
-        with atomic_write(self.path(image_id)) as file:  # readers see no file or a whole one
-            torch.save(features.to("cpu", copy=True), file)
-
-    def get(self, image_id: str) -> torch.Tensor:
-        path = self.path(image_id)
-        try:
-            return torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as error:
-            raise ValueError(f"feature cache file {path} (image {image_id!r}) is unreadable "
-                             f"({error}); delete {self.folder} and run again") from error
-
-
-def weights_digest(module: nn.Module) -> str:
-    """SHA-256 of a module's state (names and bytes of every tensor)."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 class _StepImages(Dataset):
@@ -368,34 +287,35 @@ def _step_features(model: PANet, items: _StepImages, cache, images_per_call: int
 
 
 @torch.inference_mode()
-def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter, *, batch_size: int = 1,
-                    workers: int = 0, resolution: str = "label", cache_gb: float = 1.0,
-                    cache_dir: Optional[Union[str, Path]] = None, context: Context = Context(),
+def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
+                    options: EvalOptions = EvalOptions(), context: Context = Context(),
                     progress: bool = True) -> Schedule:
     """Steps 2 and 3 of the module docstring: add every query of `plan` to `meter` (this
     process's share; the caller sums the counts over processes). The encoder takes up to
-    batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
+    options.batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
     schedule followed (`encoder_calls()` is what it encoded)."""
     dataset, device = plan.dataset, context.device
-    if resolution == "original" and not dataset.keep_original_labels:
+    if options.resolution == "original" and not dataset.keep_original_labels:
         raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
     model.eval()
     channels, height, width = feature_shape(model.encoder, dataset.size)
     feature_bytes = channels * height * width * next(model.parameters()).element_size()
-    cache = MemoryCache(device) if cache_dir is None else DiskCache(cache_dir, model.encoder,
-                                                                    dataset, device)
-    capacity = cache.free_bytes(int(cache_gb * GIB), context.world_size) // feature_bytes
+    cache = (MemoryCache(device) if options.cache_dir is None
+             else DiskCache(options.cache_dir, model.encoder, dataset, device))
+    capacity = cache.free_bytes(int(options.cache_gb * GIB), context.world_size) // feature_bytes
     images = plan.images()
     plan_schedule = schedule(plan, capacity, cache.stored(images[context.rank::context.world_size]),
                              cache.persistent, context.rank, context.world_size)
-    images_per_call = batch_size * (plan.ways * plan.shots + plan.n_queries)
-    full_labels = resolution == "original"
+    images_per_call = options.batch_size * (plan.ways * plan.shots + plan.n_queries)
+    full_labels = options.resolution == "original"
+
+    def step(name: str):
+        return _step_features(model, _StepImages(plan, plan_schedule, name, full_labels), cache,
+                              images_per_call, options.workers, device, progress)
 
     fg_pools = torch.zeros(plan.n_rows, channels, device=device)  # U x C
     bg_pools = torch.zeros(plan.n_rows, channels, device=device)
-    for image_id, features, masks in _step_features(
-            model, _StepImages(plan, plan_schedule, "supports", full_labels), cache,
-            images_per_call, workers, device, progress):
+    for image_id, features, masks in step("supports"):
         pair = features.expand(2, *features.shape)  # the fg and bg masks pool the same features
         for slot, masks_of_slot in zip(plan.supports[image_id], masks):
             fg_pools[slot.row], bg_pools[slot.row] = masked_average_pool(
@@ -404,9 +324,7 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter, *, batch_size: in
     all_reduce_sum(bg_pools, context)
 
     ways, shots = plan.ways, plan.shots
-    for image_id, features, targets in _step_features(
-            model, _StepImages(plan, plan_schedule, "queries", full_labels), cache,
-            images_per_call, workers, device, progress):
+    for image_id, features, targets in step("queries"):
         for slot, target in zip(plan.queries[image_id], targets):
             rows = slice(slot.first_row, slot.first_row + ways * shots)
             prototypes = prototypes_from_pools(fg_pools[rows].view(1, ways, shots, channels),
@@ -416,41 +334,26 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter, *, batch_size: in
     return plan_schedule
 
 
-def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMeter, *,
-                  encode: str = "image", batch_size: int = 1, workers: int = 0,
-                  resolution: str = "label", cache_gb: float = 1.0,
-                  cache_dir: Optional[Union[str, Path]] = None, context: Context = Context(),
+def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMeter,
+                  options: EvalOptions = EvalOptions(), context: Context = Context(),
                   progress: bool = True) -> IoUMeter:
     """Evaluate test runs into `meter` (datasets[r]: run r, taken one at a time) and return it,
-    its counts summed over processes (and its per-query records, if it keeps them, gathered).
+    merged over processes (`IoUMeter.merge`).
 
-    encode "image" (default): each distinct image encoded once, or twice when the feature cache
-    (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between the support
-    and query steps; "episode": every episode encodes its images (the released behaviour, the
-    reference). Both give the same counts (module docstring). `batch_size` episodes per
-    forward pass (per-episode path) or as many images per encoder call (image path).
+    options.encode "image" (default): each distinct image encoded once, or twice when the
+    feature cache (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between
+    the support and query steps; "episode": every episode encodes its images (the released
+    behaviour, the reference). Both give the same numbers within the exactness contract
+    (module docstring). `batch_size` episodes per forward pass (per-episode path) or as many
+    episodes' images per encoder call (image path).
     """
-    if encode not in ENCODINGS:
-        raise ValueError(f"test.encode must be one of {ENCODINGS}, got {encode!r}")
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"test.resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    if not cache_gb >= 0:
-        raise ValueError(f"test.cache_gb must be >= 0 (GiB), got {cache_gb!r}")
-    if batch_size < 1:
-        raise ValueError(f"test.batch_size must be >= 1, got {batch_size}")
-    if encode == "episode":
+    if options.encode == "episode":
         for run, dataset in enumerate(datasets):
-            loader = episode_loader(dataset, EvalShard(len(dataset), batch_size, context),
-                                    workers, context.device)
-            evaluate(model, loader, meter, run, device=context.device, resolution=resolution,
-                     progress=progress)
+            loader = episode_loader(dataset, EvalShard(len(dataset), options.batch_size, context),
+                                    options.workers, context.device)
+            evaluate(model, loader, meter, run, device=context.device,
+                     resolution=options.resolution, progress=progress)
     else:
-        plan = plan_runs(datasets, workers, progress)
-        evaluate_images(model, plan, meter, batch_size=batch_size, workers=workers,
-                        resolution=resolution, cache_gb=cache_gb, cache_dir=cache_dir,
-                        context=context, progress=progress)
-    counts = torch.from_numpy(meter.counts).to(context.device)
-    meter.counts = all_reduce_sum(counts, context).cpu().numpy()
-    if meter.records is not None:
-        meter.records = gather_lists(meter.records, context)
-    return meter
+        plan = plan_runs(datasets, options.workers, progress)
+        evaluate_images(model, plan, meter, options, context, progress)
+    return meter.merge(context)

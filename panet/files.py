@@ -13,7 +13,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Iterator, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -50,13 +50,21 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def check_writable_dir(path: PathLike) -> None:
-    """Create folder `path` if needed and write (then delete) a probe file in it.
-
-    Raises OSError (PermissionError, read-only file system, ...) when that is impossible, so a
-    run can refuse to start instead of failing at its first save.
-    """
+def writable_problem(path: PathLike) -> Optional[str]:
+    """Why a run could not write into folder `path`, or None, leaving the file system as it
+    was: the missing folders are made, a probe file is written and deleted in the folder, and
+    the folders made are removed again."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
-        pass
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            return None
+    except OSError as error:
+        return f"cannot write there ({error.strerror or error})"
+    finally:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass

@@ -4,7 +4,7 @@ Shape letters: W ways, S shots, Q queries, C channels, H x W the model's input s
 feature size, H_q x W_q a query's original size.
 
     from panet.inference import Segmenter
-    segmenter = Segmenter.from_checkpoint("runs/1/checkpoints/final.pt")
+    segmenter = Segmenter.from_checkpoint("runs/1/checkpoints/final.pt")  # or a released .pth
     results = segmenter.segment([[("dog.jpg", "dog_mask.png")],       # way 1: its shots
                                  [("cat.jpg", "cat_mask.png")]],       # way 2
                                 ["street.jpg", "park.jpg"])            # queries
@@ -38,12 +38,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from panet.checkpoint import load_checkpoint
 from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
-from panet.distributed import resolve_device
-from panet.models import PANet, vgg16_encoder
+from panet.device import use_device
+from panet.model_files import build_panet, model_input_size, read_model_file
+from panet.models import PANet
+from panet.models.builder import build_model
 from panet.models.prototypes import upsampled_prediction
+from panet.settings import ModelSettings
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 MaskInput = Union[str, Path, Image.Image, np.ndarray]
@@ -161,7 +163,7 @@ class Segmenter:
                  batch_size: int = DEFAULT_BATCH_SIZE):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = resolve_device(str(device))
+        self.device = use_device(str(device))
         self.model = model.to(self.device).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
@@ -169,19 +171,20 @@ class Segmenter:
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
                         batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
-        """The model of a train.py checkpoint, at the input size it was trained with."""
-        from panet.config import trained_model  # the one rule for building checkpoint models
-
-        state = load_checkpoint(path)
-        return cls(trained_model(state), state["config"]["data"]["size"], device, batch_size)
+        """The model of a train.py checkpoint or of a released PANet snapshot
+        (`panet.model_files.read_model_file`), at the input size it was trained with (417 for
+        released snapshots)."""
+        model_file = read_model_file(path)
+        return cls(build_panet(model_file), model_input_size(model_file), device, batch_size)
 
     @classmethod
-    def from_weights(cls, vgg16_path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                     size: Union[int, Size] = DEFAULT_SIZE,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
-        """PANet-init: the ImageNet VGG-16 of torchvision's ``vgg16-397923af.pth``, untrained."""
-        return cls(PANet(vgg16_encoder(Path(vgg16_path).expanduser())), size, device,
-                   batch_size)
+    def from_weights(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
+                     size: Union[int, Size] = DEFAULT_SIZE, batch_size: int = DEFAULT_BATCH_SIZE,
+                     encoder: str = "vgg16") -> "Segmenter":
+        """PANet-init: `encoder` (a name of ``panet.models.ENCODERS``) with torchvision's
+        ImageNet weights at ``path`` (VGG-16: ``vgg16-397923af.pth``), untrained."""
+        model = ModelSettings(encoder=encoder, weights=str(path))
+        return cls(build_model(model, weights_key="weights"), size, device, batch_size)
 
     def _encode(self, images: List[Image.Image],
                 batch_size: Optional[int] = None) -> torch.Tensor:

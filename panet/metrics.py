@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .constants import IGNORE_INDEX
+from .distributed import Context, all_reduce_sum, gather_lists
 
 RULES = ("released", "corrected")
 Array = Union[np.ndarray, torch.Tensor]
@@ -122,6 +123,16 @@ class IoUMeter:
                 raise ValueError("a meter that keeps records needs each query's episode index")
             self.records.append(QueryRecord(run, episode, query, tuple(episode_class_ids),
                                             counts))
+
+    def merge(self, context: Context) -> "IoUMeter":
+        """Sum the counts of every process into each one's meter (and gather the kept records,
+        in rank order); returns the meter. Nothing to do in a single process."""
+        if context.distributed:
+            self.counts = all_reduce_sum(torch.from_numpy(self.counts).to(context.device),
+                                         context).cpu().numpy()
+            if self.records is not None:
+                self.records = gather_lists(self.records, context)
+        return self
 
     def summary(self) -> Dict:
         """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU: mean and

@@ -10,14 +10,14 @@ from typing import Any, Callable, Dict
 from .files import atomic_write
 
 
-def describe_setting(data: Dict[str, Any]) -> str:
-    """One line naming the benchmark and episode setting, e.g.
+def describe_setting(data) -> str:
+    """One line naming the benchmark and episode setting (`panet.settings.EpisodeSetting`), e.g.
     'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
     replace the fold: 'folder test classes [3, 7], ...')."""
-    classes = (f"test classes {list(data['test_classes'])}" if data.get("test_classes")
-               else f"fold {data['fold']}")
-    return (f"{data['name']} {classes}, {data['ways']}-way {data['shots']}-shot, "
-            f"test split {data['test_split']}, {data['weak']} supports")
+    classes = (f"test classes {list(data.test_classes)}" if data.test_classes
+               else f"fold {data.fold}")
+    return (f"{data.name} {classes}, {data.ways}-way {data.shots}-shot, "
+            f"test split {data.split(False)}, {data.weak} supports")
 
 
 def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:

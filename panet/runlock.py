@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from sacred.utils import SacredError
+from .errors import OneLineError
 
 LOCK_FILE = ".lock"
 # A writer that finds the lock taken tries again for this long before giving up: `writer_of`
@@ -39,11 +39,8 @@ PATIENCE_SECONDS = 1.0
 RETRY_SECONDS = 0.05
 
 
-class RunFolderBusy(SacredError):
-    """Another process writes the run folder; sacred prints the message without a traceback."""
-
-    def __init__(self, message: str):
-        super().__init__(message, print_traceback=False)
+class RunFolderBusy(OneLineError):
+    """Another process writes the run folder."""
 
 
 @dataclass(frozen=True)

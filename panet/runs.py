@@ -27,27 +27,23 @@ from sacred.observers import FileStorageObserver
 from sacred.run import Run
 
 from . import distributed
-from .checkpoint import find_checkpoint, run_dir_of
+from .device import describe_device, device_line
 from .runlock import RunFolderLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
 RUNS_DIR = "runs"
+RESULTS_FILE = "results.json"  # what test.py writes into its run folder
 OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
 CAPTURE_OPTIONS = ("-C", "--capture")
 
 
-def planned_run_dir(config: Mapping[str, Any], script: str) -> Optional[Path]:
-    """The run folder `config` asks for (see the module docstring), or None for a new
-    numbered one. `script` is "train" or "test"."""
-    section = config[script]
-    if section["output_dir"] is not None:
-        return Path(section["output_dir"]).expanduser()
-    if script == "train" and section["resume"] is not None:
-        try:
-            return run_dir_of(find_checkpoint(section["resume"]))
-        except FileNotFoundError:
-            return None  # validation reports it
-    return None
+def planned_run_dir(output_dir: Optional[str], resumed=None) -> Optional[Path]:
+    """The run folder asked for (see the module docstring): `output_dir` (train.output_dir /
+    test.output_dir) when set, else the run folder of a resumed checkpoint (`resumed`, a
+    `panet.model_files.CheckpointRef`), else None for a new numbered one."""
+    if output_dir is not None:
+        return Path(output_dir).expanduser()
+    return None if resumed is None else resumed.run_dir
 
 
 class RunObserver(FileStorageObserver):
@@ -55,14 +51,14 @@ class RunObserver(FileStorageObserver):
     one is continued) or else into a new numbered folder under `runs_dir`. It locks the folder
     before writing anything there and unlocks it when the run ends (`panet.runlock`)."""
 
-    def __init__(self, script: str, runs_dir: str = RUNS_DIR):
+    def __init__(self, ex: Experiment, runs_dir: str = RUNS_DIR):
         super().__init__(runs_dir)
-        self.script = script
+        self.ex = ex
         self._target: Optional[Path] = None
         self._lock: Optional[RunFolderLock] = None
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        self._target = planned_run_dir(config, self.script)
+        self._target = run_dir_asked(self.ex, config)
         if self._target is not None:  # sources go inside the run folder, not beside it
             self.basedir = str(self._target.parent)
             self.source_dir = self._target / "_sources"
@@ -98,19 +94,36 @@ class RunObserver(FileStorageObserver):
             self._lock = None
 
 
-def run_directory(run: Run, script: str) -> Optional[Path]:
+def run_dir_asked(ex: Experiment, config: Mapping[str, Any]) -> Optional[Path]:
+    """The run folder `config` asks of `ex` (a `panet.config.PanetExperiment`)."""
+    resumed = ex.request.checkpoint if ex.script == "train" else None
+    return planned_run_dir(config[ex.script]["output_dir"], resumed)
+
+
+def run_directory(run: Run, ex: Experiment) -> Optional[Path]:
     """Where this process's run writes: its observer's folder, else the configured one."""
     for observer in run.observers:
         if getattr(observer, "dir", None):
             return Path(observer.dir)
-    return planned_run_dir(run.config, script)
+    return run_dir_asked(ex, run.config)
 
 
-def shared_run_dir(run: Run, script: str, context: distributed.Context) -> Optional[Path]:
+def shared_run_dir(run: Run, ex: Experiment, context: distributed.Context) -> Optional[Path]:
     """Rank 0's run folder on every rank (only rank 0 has an observer)."""
-    mine = run_directory(run, script)
+    mine = run_directory(run, ex)
     shared = distributed.broadcast_object(None if mine is None else str(mine), context)
     return None if shared is None else Path(shared)
+
+
+def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
+    """Print what computes (`panet.device.describe_device`) on rank 0 and keep it in the run
+    record (run.json's "info"); returns the description."""
+    description = describe_device(context.device, tf32)
+    if context.is_main:
+        print(device_line(description) + (f" x {context.world_size} processes"
+                                          if context.distributed else ""), flush=True)
+        run.info["device"] = {**description, "processes": context.world_size}
+    return description
 
 
 def command_of(ex: Experiment, argv: Sequence[str]) -> str:
@@ -134,7 +147,7 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     observer = None
     if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
             and not any(flag in argv for flag in OPTION_OBSERVERS)):
-        observer = RunObserver(ex.script)
+        observer = RunObserver(ex)
         ex.observers.append(observer)
     try:
         return ex.run_commandline(argv)

@@ -230,8 +230,8 @@ def save_qualitative(checkpoint: PathLike, path: PathLike, n_episodes: int = 4, 
     root="data/VOC2012"). Returns the written path.
     """
     device = torch.device(device)
-    net, data_config = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data_config, n_episodes, seed, **overrides)
+    net, data = load_trained(checkpoint, device)
+    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
     rows = []
     for batch in episode_batches(dataset, 0, device):
         batch = to_device(batch, device)

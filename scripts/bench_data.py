@@ -21,18 +21,17 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from panet.data import collate_episodes, make_episode_dataset
+from panet.settings import EpisodeSetting
 from panet.data.synthetic import VOC_DIR, generate
 
 WARMUP_BATCHES = 10
 
 
-def episodes_per_second(name: str, root: Path, split: str, train: bool, n_episodes: int,
-                        **options) -> float:
+def episodes_per_second(setting: EpisodeSetting, train: bool, n_episodes: int) -> float:
     with warnings.catch_warnings():  # small real sets leave classes out; not what is timed
         warnings.simplefilter("ignore")
-        dataset = make_episode_dataset(name, root, split, 0, 1, 1, 1,
-                                       n_episodes + WARMUP_BATCHES, seed=1234, train=train,
-                                       size=417, **options)
+        dataset = make_episode_dataset(setting, n_episodes + WARMUP_BATCHES, seed=1234,
+                                       train=train)
     loader = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_episodes)
     batches = iter(loader)
     for _ in range(WARMUP_BATCHES):
@@ -60,15 +59,16 @@ def main(argv=None) -> int:
             voc_root = Path(scratch) / VOC_DIR
             print(f"VOC layout: 200 synthetic 375 x 500 JPEGs in {voc_root}")
         for train in (True, False):
-            rate = episodes_per_second("pascal", voc_root, "trainaug", train, args.episodes)
+            rate = episodes_per_second(EpisodeSetting(name="pascal", root=str(voc_root)), train,
+                                       args.episodes)
             print(f"VOC  {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 20)")
 
     if args.coco_root is None:
         print("COCO: skipped (no --coco-root)")
         return 0
     for train in (True, False):
-        rate = episodes_per_second("coco", args.coco_root, "train", train, args.episodes,
-                                   year=args.coco_year)
+        setting = EpisodeSetting(name="coco", root=str(args.coco_root), year=args.coco_year)
+        rate = episodes_per_second(setting, train, args.episodes)
         print(f"COCO {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 10)")
     return 0
 

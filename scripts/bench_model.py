@@ -1,6 +1,6 @@
 """Benchmark: PANet's cost beyond its encoder, as ratios measured in one run.
 
-For 1-way 1-shot and 1-way 5-shot episodes (1 query, 417 x 417, VGG-16):
+For 1-way 1-shot and 1-way 5-shot episodes (1 query, 417 x 417, VGG-16 or --encoder):
 - training step (forward, both losses, backward, SGD step) / encoder forward+backward over the
   same images (target <= 1.10);
 - inference (forward, no grad) / encoder forward over the same images (target <= 1.10);
@@ -12,6 +12,7 @@ subprocess and reports its peak resident set size (ru_maxrss) above the resident
 before the step, plus the absolute peak.
 
     python scripts/bench_model.py [--device cpu|cuda] [--threads 2] [--repeats 3] [--shots 1 5]
+        [--encoder vgg16|small|resnet50|resnet101]
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from typing import Callable, Dict, Union
 
 import torch
 
 from panet.losses import panet_loss
-from panet.models import PANet, vgg16_encoder
+from panet.models import PANet, build_encoder, resnet_encoder
 
 TARGETS = {"train": 1.10, "inference": 1.10, "memory": 1.25}
+ENCODERS = {  # randomly initialised: speed does not depend on the weights
+    "vgg16": partial(build_encoder, "vgg16"),
+    "small": partial(build_encoder, "small"),
+    "resnet50": partial(resnet_encoder, 50),
+    "resnet101": partial(resnet_encoder, 101),
+}
 
 
 def make_episode(shots: int, size: int, device: str):
@@ -49,9 +57,9 @@ def make_episode(shots: int, size: int, device: str):
 class Workloads:
     """The four measured operations on one model and one episode."""
 
-    def __init__(self, shots: int, size: int, device: str):
+    def __init__(self, shots: int, size: int, device: str, encoder: str = "vgg16"):
         torch.manual_seed(0)
-        self.model = PANet(vgg16_encoder()).to(device)
+        self.model = PANet(ENCODERS[encoder]()).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-9, momentum=0.9,
                                          weight_decay=5e-4)
         self.episode = make_episode(shots, size, device)
@@ -109,10 +117,10 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def peak_memory(name: str, shots: int, size: int, device: str, threads: int):
+def peak_memory(name: str, shots: int, size: int, device: str, threads: int, encoder: str):
     """(peak bytes above the pre-step level, absolute peak bytes) of one operation."""
     if device.startswith("cuda"):
-        work = Workloads(shots, size, device)
+        work = Workloads(shots, size, device, encoder)
         getattr(work, name)()  # allocate optimizer state outside the measured step
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -124,15 +132,15 @@ def peak_memory(name: str, shots: int, size: int, device: str, threads: int):
     # CPU: a fresh process per measurement, so that ru_maxrss is this operation's own peak
     result = subprocess.run(
         [sys.executable, __file__, "--memory-probe", name, "--shots", str(shots),
-         "--size", str(size), "--threads", str(threads)],
+         "--size", str(size), "--threads", str(threads), "--encoder", encoder],
         check=True, capture_output=True, text=True)
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     return probe["step_peak"], probe["peak"]
 
 
-def memory_probe(name: str, shots: int, size: int):
+def memory_probe(name: str, shots: int, size: int, encoder: str):
     """Subprocess side of `peak_memory` on CPU: prints a JSON line."""
-    work = Workloads(shots, size, "cpu")
+    work = Workloads(shots, size, "cpu", encoder)
     for param in work.model.parameters():  # momentum buffers exist in both workloads alike
         work.optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
     before = rss_bytes()
@@ -148,21 +156,23 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=417)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--encoder", default="vgg16", choices=list(ENCODERS))
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_probe:
-        return memory_probe(args.memory_probe, args.shots[0], args.size)
+        return memory_probe(args.memory_probe, args.shots[0], args.size, args.encoder)
 
-    print(f"device {args.device}, {args.threads} threads, {args.size} x {args.size}, 1 way, "
-          f"1 query, medians of {args.repeats} runs; torch {torch.__version__}")
+    print(f"{args.encoder}, device {args.device}, {args.threads} threads, {args.size} x "
+          f"{args.size}, 1 way, 1 query, medians of {args.repeats} runs; torch {torch.__version__}")
     rows = []
     for shots in args.shots:
-        work = Workloads(shots, args.size, args.device)
+        work = Workloads(shots, args.size, args.device, args.encoder)
         t = median_times({name: getattr(work, name) for name in (
             "encoder_forward_backward", "train_step", "encoder_forward", "inference")},
             args.repeats, args.device)
-        memory = {name: peak_memory(name, shots, args.size, args.device, args.threads)
+        memory = {name: peak_memory(name, shots, args.size, args.device, args.threads,
+                                    args.encoder)
                   for name in ("encoder_train_step", "train_step")}
         del work
         rows += [

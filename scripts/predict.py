@@ -3,7 +3,8 @@
     python scripts/predict.py --checkpoint CKPT --way IMG MASK [IMG MASK ...] [--way IMG MASK ...] \
         --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255]
 
-Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
+--checkpoint takes a train.py checkpoint or a snapshot of the authors' released code
+(<step>.pth, read at 417 x 417). Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
 for every way. Masks are binary in any encoding (0/1, 0/255, ...): foreground where non-zero;
 --ignore-value marks pixels to leave out of both foreground and background. --weights
 VGG16.pth (torchvision's vgg16-397923af.pth) instead of --checkpoint segments with PANet-init,
@@ -26,7 +27,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from panet.data.label_png import save_label_png
-from panet.distributed import resolve_device
+from panet.device import resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
 from panet.monitor import Progress
 from panet.visualize import label_palette, prediction_overlay
@@ -123,7 +124,8 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
 def main(argv=None) -> int:
     parser = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", type=Path, help="a train.py checkpoint")
+    model.add_argument("--checkpoint", type=Path,
+                       help="a train.py checkpoint or a released PANet snapshot (.pth)")
     model.add_argument("--weights", type=Path,
                        help="torchvision's ImageNet VGG-16 (vgg16-397923af.pth): PANet-init")
     parser.add_argument("--way", nargs="+", action="append", required=True,

@@ -41,7 +41,7 @@ import torch
 from panet import executors, tables
 from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
-from panet.distributed import resolve_device
+from panet.device import use_device
 from panet.jobrun import command_now, remove_finished_caches
 from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
@@ -109,8 +109,10 @@ def config_problems(jobs: Sequence[Job]) -> List[str]:
     problems = []
     for job in jobs:
         updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
+        experiment = experiments[job.script]
         try:
-            create_run(experiments[job.script], "print_config", updates, named)
+            named = experiment.prepare(updates, named)  # as the job's command line composes it
+            create_run(experiment, "print_config", updates, named)
         except ConfigError as error:
             problems += [f"{job.name}: {line}" for line in error.problems]
     return problems
@@ -409,7 +411,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     elif failed:
         print(f"not written: the jobs {', '.join(failed)} failed")
     elif args.analysis:
-        print(f"wrote {write_prototype_distance(scale, resolve_device(args.device))}")
+        print(f"wrote {write_prototype_distance(scale, use_device(args.device))}")
     elif args.figure == "loss-curves":
         figure = (write_run_loss_curves(args.run) if args.run
                   else write_loss_curves(scale, args.fold))
@@ -420,7 +422,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
         figure = save_qualitative(args.checkpoint or jobs[0].output,
                                   qualitative_path(args, scale), args.episodes,
-                                  device=resolve_device(args.device), **overrides)
+                                  device=use_device(args.device), **overrides)
         print(f"wrote {figure}")
     return 1 if failed else 0
 

@@ -18,7 +18,7 @@ from conftest import REPO_ROOT, blob_labels, load_script
 from panet.checkpoint import load_checkpoint
 from panet.data.label_png import save_label_png
 from panet.runs import load_experiment, run_from_command_line
-from panet.validation import RULES
+from panet.settings import rule_keys
 
 TRAIN, TEST = load_experiment("train"), load_experiment("test")
 SCRIPTS = {"train": TRAIN, "test": TEST}
@@ -113,7 +113,8 @@ def test_test_accepts_a_run_folder_and_warns_on_classes_seen_in_training(fold0_r
 
 def test_torchrun_without_an_output_dir_shares_rank_0s_run_folder(synthetic_root, tmp_path):
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root), "train.batch_size=2"]
+            str(REPO_ROOT / "train.py"), "with", *toy(synthetic_root), "train.batch_size=2",
+            "device=cpu"]  # 2 processes on any machine (one GPU would refuse them)
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -186,11 +187,12 @@ def test_interrupt_hint_is_a_command_that_works_as_printed(synthetic_root, tmp_p
 # ---- every bad value stops the run at once, naming the key -----------------------------------
 
 NOT_WRITABLE = "/proc/panet-test"
-# (script, config updates, the key the message must name); every key of panet.validation.RULES
+# (script, config updates, the key the message must name); every key a settings rule checks
 # appears at least once (checked below)
 BAD_VALUES = [
     ("train", ["seed=-1"], "seed"),
     ("train", ["device=gpu"], "device"),
+    ("train", ["tf32=yes"], "tf32"),
     ("train", ["data.name=imagenet"], "data.name"),
     ("train", ["data.root=''"], "data.root"),
     ("train", ["data.root=/nonexistent/VOC2012"], "data.root"),
@@ -218,7 +220,7 @@ BAD_VALUES = [
     ("test", ["data.bbox_instance=smallest"], "data.bbox_instance"),
     ("test", ["data.scribble_dilation=-2"], "data.scribble_dilation"),
     ("test", ["data.coco_labels=all"], "data.coco_labels"),
-    ("train", ["model.encoder=resnet50"], "model.encoder"),
+    ("train", ["model.encoder=alexnet"], "model.encoder"),
     ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
      "model.weights"),
     ("train", ["model.weights=vgg16-397923af.pth"], "model.weights"),  # small encoder
@@ -252,14 +254,13 @@ BAD_VALUES = [
     ("test", ["test.encode=batch"], "test.encode"),
     ("test", ["test.cache_gb=-1"], "test.cache_gb"),
     ("test", ["notrain", f"test.cache_dir={NOT_WRITABLE}"], "test.cache_dir"),
+    ("test", ["notrain", "test.overwrite=1"], "test.overwrite"),
 ]
 
 
 def test_every_validated_key_has_a_bad_value_case():
     covered = {key for _, _, key in BAD_VALUES}
-    keys = {f"{section}.{name}" if section else name
-            for section, rules in RULES.items() for name in rules}
-    assert keys <= covered, sorted(keys - covered)
+    assert set(rule_keys()) <= covered, sorted(set(rule_keys()) - covered)
 
 
 @pytest.mark.parametrize("script,updates,key", BAD_VALUES,
@@ -314,7 +315,8 @@ def test_prepare_voc_out_folder_is_read_through_data_lists_dir(make_voc_tree, tm
     assert load_script("prepare_voc").main([str(root), "--out", str(out)]) == 0
     assert f"data.lists_dir={out}" in capsys.readouterr().out
     from panet.data import make_episode_dataset
+    from panet.settings import EpisodeSetting
 
-    dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 3, 0, False, size=32,
-                                   lists_dir=out)
+    setting = EpisodeSetting(root=str(root), size=32, lists_dir=str(out))
+    dataset = make_episode_dataset(setting, 3, 0, False)
     assert len(dataset) == 3 and np.all([e.class_ids[0] in (1, 2, 3, 4) for e in dataset.episodes])

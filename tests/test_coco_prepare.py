@@ -61,7 +61,7 @@ def test_builds_the_cache_and_prints_images_per_class(prepare, tmp_path, capsys)
     assert prepare([str(tmp_path), "--year", "2017", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert sorted(p.name for p in cache.iterdir()) == [
-        "instances_train2017.pkl", "instances_val2017.pkl"
+        "instances_train2017.index.json", "instances_val2017.index.json"
     ]
     assert "train2017: 3 images" in out and "val2017: 2 images" in out
     rows = {row.split()[1]: row.split()[2:] for row in out.splitlines() if row.startswith("   ")}

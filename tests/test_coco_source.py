@@ -214,9 +214,9 @@ def test_cache_is_reused_until_the_annotation_file_changes(root, tmp_path, count
     first = CocoSource(root, SPLIT, YEAR, cache_dir=cache_dir)
     second = CocoSource(root, SPLIT, YEAR, cache_dir=cache_dir)
     assert len(count_builds) == 1
-    assert first.cache_file == second.cache_file == cache_dir / "instances_val2017.pkl"
+    assert first.cache_file == second.cache_file == cache_dir / "instances_val2017.index.json"
     assert second.class_images() == first.class_images()
-    assert [p.name for p in cache_dir.iterdir()] == ["instances_val2017.pkl"]  # no temp files
+    assert [p.name for p in cache_dir.iterdir()] == ["instances_val2017.index.json"]  # no temp files
     assert first.cache_file.stat().st_mode & 0o777 == 0o644
 
     ann = coco.annotation_file(root, SPLIT, YEAR)
@@ -233,25 +233,71 @@ def test_cache_is_reused_until_the_annotation_file_changes(root, tmp_path, count
 
 
 def test_unreadable_cache_is_rebuilt(root, tmp_path, count_builds):
-    cache_file = tmp_path / "cache" / "instances_val2017.pkl"
+    cache_file = tmp_path / "cache" / "instances_val2017.index.json"
     cache_file.parent.mkdir()
-    cache_file.write_bytes(b"not a pickle")
+    cache_file.write_bytes(b"not json")
     source = CocoSource(root, SPLIT, YEAR, cache_dir=tmp_path / "cache")
     assert len(count_builds) == 1 and source.cache_file == cache_file
-    with open(cache_file, "rb") as f:
-        assert pickle.load(f) == coco._cache_key(coco.annotation_file(root, SPLIT, YEAR))
+    with open(cache_file) as f:
+        assert json.loads(f.readline()) == coco._cache_key(coco.annotation_file(root, SPLIT, YEAR))
+
+
+def test_a_malformed_payload_under_a_matching_header_is_rebuilt(root, tmp_path, count_builds):
+    cache_dir = tmp_path / "cache"
+    first = CocoSource(root, SPLIT, YEAR, cache_dir=cache_dir)
+    header = first.cache_file.read_text().splitlines()[0]
+    first.cache_file.write_text(header + '\n{"categories": [], "images": {"1": [1, 2]}}\n')
+    again = CocoSource(root, SPLIT, YEAR, cache_dir=cache_dir)
+    assert len(count_builds) == 2
+    assert again.class_images() == first.class_images()
+
+
+def test_cache_round_trip_keeps_every_byte_of_the_rle_counts():
+    every_byte = bytes(range(256))
+    index = coco.CocoIndex([(9, "car"), (2, "cat é")], {
+        "1": coco.CocoImage("ä.jpg", 6, 8, {3: every_byte, 1: b"\\\"x"},
+                            {3: (every_byte, b""), 1: (b'"',)}),
+        "10": coco.CocoImage("b.jpg", 2, 3, {}, {}),
+    })
+    assert coco._index(json.loads(json.dumps(coco._payload(index)))) == index
+
+
+class _Payload:
+    """Pickled, it calls os.system when unpickled (what a crafted cache file would do)."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.flag}",)
+
+
+def test_a_crafted_pickle_in_the_cache_folder_runs_nothing(root, tmp_path, count_builds):
+    """The cache is JSON: a pickle at its place (or at the old .pkl name) is never unpickled."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    flag = tmp_path / "PWNED"
+    key = coco._cache_key(coco.annotation_file(root, SPLIT, YEAR))
+    for name in ("instances_val2017.index.json", "instances_val2017.pkl"):
+        with open(cache_dir / name, "wb") as f:
+            pickle.dump(key, f)
+            pickle.dump(_Payload(flag), f)
+    source = CocoSource(root, SPLIT, YEAR, cache_dir=cache_dir)
+    assert not flag.exists()
+    assert len(count_builds) == 1  # the crafted file counted as no cache: rebuilt
+    assert source.cache_file.read_bytes().startswith(b"{")
 
 
 def test_failed_cache_write_leaves_the_previous_file_intact(root, tmp_path, monkeypatch):
-    cache_file = tmp_path / "cache" / "instances_val2017.pkl"
+    cache_file = tmp_path / "cache" / "instances_val2017.index.json"
     cache_file.parent.mkdir()
     cache_file.write_bytes(b"previous")
 
-    def failing_dump(obj, f, protocol=None):
-        f.write(b"partial")
+    def failing_dump(obj, f, **options):
+        f.write("partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(coco.pickle, "dump", failing_dump)
+    monkeypatch.setattr(coco.json, "dump", failing_dump)
     with pytest.raises(RuntimeError, match="disk full"):
         CocoSource(root, SPLIT, YEAR, cache_dir=tmp_path / "cache")
     assert cache_file.read_bytes() == b"previous"
@@ -261,7 +307,7 @@ def test_failed_cache_write_leaves_the_previous_file_intact(root, tmp_path, monk
 def test_cache_defaults_to_root_then_falls_back_to_home(root, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     in_root = CocoSource(root, SPLIT, YEAR)
-    assert in_root.cache_file == root / ".panet_cache" / "instances_val2017.pkl"
+    assert in_root.cache_file == root / ".panet_cache" / "instances_val2017.index.json"
 
     other = tmp_path / "readonly"
     write_coco(other, *scene())

@@ -16,6 +16,7 @@ from conftest import shared_data_dir
 from panet.data import Episode, EpisodeDataset, make_episode_dataset
 from panet.data.coco import CocoSource, annotation_file
 from panet.data.transforms import resize_nearest
+from panet.settings import EpisodeSetting
 
 COCO_TINY = shared_data_dir() / "coco_tiny"
 YEAR = 2017
@@ -118,11 +119,11 @@ def expected_fold_classes(fold, style, train):
 @pytest.mark.parametrize("fold_style", ["contiguous", "interleaved"])
 @pytest.mark.parametrize("fold", range(4))
 def test_episodes_of_every_fold(fold, fold_style, ways, split, train, cache_dir):
-    dataset = make_episode_dataset(
-        "coco", COCO_TINY, split, fold, ways, shots=1, queries=1, n_episodes=EPISODES_PER_SETTING,
-        seed=1234, train=train, year=YEAR, fold_style=fold_style, cache_dir=cache_dir,
-        keep_original_labels=True,
-    )
+    setting = EpisodeSetting(name="coco", root=str(COCO_TINY), train_split=split,
+                             test_split=split, fold=fold, ways=ways, year=YEAR,
+                             fold_style=fold_style, cache_dir=str(cache_dir))
+    dataset = make_episode_dataset(setting, EPISODES_PER_SETTING, seed=1234, train=train,
+                                   keep_original_labels=True)
     source = CocoSource(COCO_TINY, split, year=YEAR, cache_dir=cache_dir)
     lists = source.class_images()
     allowed = expected_fold_classes(fold, fold_style, train)
@@ -171,8 +172,9 @@ def test_two_way_labels_as_released_or_for_the_whole_episode(cache_dir):
     episode = Episode((car, person), ((ids["car_support"],), (ids["person_support"],)),
                       ((ids["car_query"],), (ids["person_query"],)))
     size = (417, 417)
-    items = {mode: EpisodeDataset(source, [episode], size, 0, False, keep_original_labels=True,
-                                  coco_labels=mode)[0] for mode in ("class", "episode")}
+    items = {mode: EpisodeDataset(source, [episode], EpisodeSetting(size=size, coco_labels=mode),
+                                  0, False, keep_original_labels=True)[0]
+             for mode in ("class", "episode")}
 
     def labelled(name):  # (class-only label, episode label) in episode-local ids
         cars, people = masks[name][category[car]], masks[name][category[person]]

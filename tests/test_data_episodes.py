@@ -11,14 +11,19 @@ from panet.data.folds import fold_classes
 from panet.data.sampling import Episode
 from panet.data.transforms import resize_nearest
 from panet.data.voc import VocSource
+from panet.settings import EpisodeSetting
 
 from conftest import blob_labels
 
 
-def synthetic(root, ways=2, shots=2, queries=2, n=6, train=False, **options):
+def synthetic(root, ways=2, shots=2, queries=2, n=6, train=False, keep_original_labels=False,
+              **options):
     options.setdefault("size", (64, 96))
-    return make_episode_dataset("synthetic", root, "trainaug", 1, ways, shots, queries, n,
-                                seed=11, train=train, **options)
+    setting = EpisodeSetting(name="synthetic", root=str(root), train_split="trainaug",
+                             test_split="trainaug", fold=1, ways=ways, shots=shots,
+                             queries=queries, **options)
+    return make_episode_dataset(setting, n, seed=11, train=train,
+                                keep_original_labels=keep_original_labels)
 
 
 def test_item_shapes_and_dtypes(synthetic_root):
@@ -114,7 +119,7 @@ def test_vanishing_support_is_resampled(make_voc_tree):
     root = make_voc_tree(labels)
     source = VocSource(root, "trainaug")
     episode = Episode((1,), (("img_tiny",),), ((source.class_images()[1][0],),))
-    item = EpisodeDataset(source, [episode], (6, 8), seed=0, train=False)[0]
+    item = EpisodeDataset(source, [episode], EpisodeSetting(size=(6, 8)), seed=0, train=False)[0]
     (replacement,) = item["support_ids"][0]
     assert replacement not in ("img_tiny", episode.query_ids[0][0])
     assert item["support_fg"].sum() > 0
@@ -126,7 +131,8 @@ def test_support_that_cannot_be_replaced_is_an_error(make_voc_tree):
     labels = {"a": tiny, "b": tiny.copy(), "c": blob_labels(1, classes=[2, 3])["img_000"]}
     root = make_voc_tree(labels)
     source = VocSource(root, "trainaug")
-    dataset = EpisodeDataset(source, [Episode((1,), (("a",),), (("b",),))], (6, 8), 0, False)
+    dataset = EpisodeDataset(source, [Episode((1,), (("a",),), (("b",),))],
+                             EpisodeSetting(size=(6, 8)), 0, False)
     with pytest.raises(ValueError, match=r"class 1 \(aeroplane\).*larger input size"):
         dataset[0]
 
@@ -143,7 +149,7 @@ def test_box_supports_use_instance_maps(make_voc_tree):
     root = make_voc_tree({"x": label, "y": other}, instances={"x": instances, "y": other // 5})
     source = VocSource(root, "trainaug")
     episode = Episode((5,), (("x",),), (("y",),))
-    item = EpisodeDataset(source, [episode], (40, 40), 0, False, weak="bbox")[0]
+    item = EpisodeDataset(source, [episode], EpisodeSetting(size=40, weak="bbox"), 0, False)[0]
     fg, bg = item["support_fg"][0, 0].numpy(), item["support_bg"][0, 0].numpy()
     assert fg.sum() == 100 and fg[2:12, 2:12].all()
     assert bg.sum() == 1600 - 100 - 24
@@ -170,8 +176,8 @@ def test_builder_rejects_unknown_and_bad_options(synthetic_root):
         synthetic(synthetic_root, bbox_instance="smallest")
     with pytest.raises(ValueError, match="COCO"):
         synthetic(synthetic_root, fold_style="interleaved")
-    with pytest.raises(ValueError, match="dataset name"):
-        make_episode_dataset("ade20k", synthetic_root, "trainaug", 0, 1, 1, 1, 1, 0, False)
+    with pytest.raises(ValueError, match="data.name='ade20k'"):
+        make_episode_dataset(EpisodeSetting(name="ade20k", root=str(synthetic_root)), 1, 0, False)
 
 
 def test_builder_episode_list_depends_only_on_the_setting(synthetic_root):
@@ -184,9 +190,10 @@ def test_builder_episode_list_depends_only_on_the_setting(synthetic_root):
 
 @pytest.mark.filterwarnings("ignore:left out of the episodes")  # the small val split
 def test_builder_coco_path_on_the_synthetic_coco_variant(synthetic_root, tmp_path):
-    coco = make_episode_dataset("coco", synthetic_root / "coco", "val", 2, 2, 1, 2, 4, seed=5,
-                                train=True, size=(120, 160), year=2014, cache_dir=tmp_path,
-                                fold_style="interleaved")
+    setting = EpisodeSetting(name="coco", root=str(synthetic_root / "coco"), train_split="val",
+                             fold=2, ways=2, queries=2, size=(120, 160), year=2014,
+                             cache_dir=str(tmp_path), fold_style="interleaved")
+    coco = make_episode_dataset(setting, 4, seed=5, train=True)
     voc = VocSource(synthetic_root / "VOC2012", "val")
     for episode in coco.episodes:
         assert set(episode.class_ids) <= set(fold_classes(20, 2, True, "interleaved"))

@@ -11,6 +11,7 @@ from conftest import load_script
 from panet.data import make_episode_dataset
 from panet.data.folder import FolderSource
 from panet.data.label_png import save_label_png
+from panet.settings import EpisodeSetting
 
 PREPARE = load_script("prepare_folder")
 
@@ -61,16 +62,17 @@ def test_source_reads_names_splits_images_and_masks(folder_root):
 @pytest.mark.filterwarnings("ignore:left out of the episodes")  # classes of 1 image
 @pytest.mark.parametrize("weak", ["dense", "bbox", "scribble"])
 def test_episodes_of_explicit_test_classes(folder_root, weak):
-    dataset = make_episode_dataset("folder", folder_root, "all", 0, 2, 1, 1, 4, seed=3,
-                                   train=False, size=48, weak=weak,
-                                   test_classes=["ellipse-hstripes", 2, "triangle-checker"])
+    setting = EpisodeSetting(name="folder", root=str(folder_root), ways=2, size=48, weak=weak,
+                             test_classes=("ellipse-hstripes", 2, "triangle-checker"))
+    dataset = make_episode_dataset(setting, 4, seed=3, train=False)
     for episode in dataset.episodes:
         assert set(episode.class_ids) <= {1, 2, 3}
     item = dataset[0]
     assert item["support_images"].shape == (2, 1, 3, 48, 48)
     assert (item["support_fg"].sum(dim=(-1, -2)) > 0).all()
-    training = make_episode_dataset("folder", folder_root, "train", 1, 1, 1, 1, 20, seed=3,
-                                    train=True, size=48, n_folds=5)
+    training = make_episode_dataset(setting.replace(train_split="train", fold=1, n_folds=5,
+                                                    ways=1, test_classes=None, weak="dense"),
+                                    20, seed=3, train=True)
     assert {c for e in training.episodes for c in e.class_ids} <= set(range(1, 21)) - {5, 6, 7, 8}
 
 

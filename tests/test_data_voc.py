@@ -17,6 +17,7 @@ from panet.data.voc import VocSource
 from panet.data.voc_prepare import write_class_lists
 from panet.data.weak import build_scribble_map
 from panet.files import default_file_mode
+from panet.settings import EpisodeSetting
 
 from conftest import blob_labels, load_script, write_jpeg
 
@@ -173,15 +174,15 @@ def test_class_too_small_for_the_episode(make_voc_tree):
         labels[image_id][40:50, 60:70] = 5  # class 5 in 2 images: too few for 2 shots + 1 query
     root = make_voc_tree(labels)
     with pytest.warns(UserWarning, match=r"class 5 \(bottle\) with 2"):
-        dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 2, 1, 20, 0, False,
-                                       size=32)
+        dataset = make_episode_dataset(EpisodeSetting(root=str(root), shots=2, size=32), 20, 0,
+                                       False)
     assert {c for e in dataset.episodes for c in e.class_ids} == {1, 2, 3, 4}
 
 
 def test_box_supports_without_instance_folder(make_voc_tree):
     root = make_voc_tree(blob_labels(10, classes=[1, 2, 3, 4, 5]))
-    dataset = make_episode_dataset("pascal", root, "trainaug", 0, 1, 1, 1, 2, 0, False, size=32,
-                                   weak="bbox")
+    dataset = make_episode_dataset(EpisodeSetting(root=str(root), size=32, weak="bbox"), 2, 0,
+                                   False)
     with pytest.raises(FileNotFoundError, match=r"SegmentationObjectAug.*--sbd"):
         dataset[0]
 
@@ -197,14 +198,13 @@ def test_precomputed_scribbles_are_used_when_present(make_voc_tree):
     for image_id in ("a", "b"):
         save_label_png(root / "ScribbleAugAuto" / f"{image_id}.png", scribble)
     episode = Episode((3,), (("a",),), (("b",),))
-    item = EpisodeDataset(VocSource(root, "trainaug"), [episode], (30, 30), 0, False,
-                          weak="scribble")[0]
+    scribbles = EpisodeSetting(size=30, weak="scribble")
+    item = EpisodeDataset(VocSource(root, "trainaug"), [episode], scribbles, 0, False)[0]
     assert np.array_equal(item["support_fg"][0, 0].numpy(), scribble == 1)
     assert np.array_equal(item["support_bg"][0, 0].numpy(), scribble == 0)
     (root / "ScribbleAugAuto" / "a.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"ScribbleAugAuto/a\.png"):
-        EpisodeDataset(VocSource(root, "trainaug"), [episode], (30, 30), 0, False,
-                       weak="scribble")[0]
+        EpisodeDataset(VocSource(root, "trainaug"), [episode], scribbles, 0, False)[0]
 
 
 def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys):
@@ -216,7 +216,7 @@ def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys)
     episode = Episode((19,), ((ids[0],),), ((ids[1],),))
 
     def support(source):
-        return EpisodeDataset(source, [episode], (417, 417), 0, False, weak="scribble")[0]
+        return EpisodeDataset(source, [episode], EpisodeSetting(weak="scribble"), 0, False)[0]
 
     on_the_fly = VocSource(root, "trainaug")
     generated = {i: on_the_fly.scribble_map(i) for i in ids}
@@ -232,7 +232,7 @@ def test_make_scribbles_round_trip_on_real_masks(voc_aug, make_voc_tree, capsys)
     after = support(from_files)
     for key in ("support_fg", "support_bg", "query_labels"):
         assert torch.equal(before[key], after[key])
-    dense = EpisodeDataset(from_files, [episode], (417, 417), 0, False)[0]["support_fg"]
+    dense = EpisodeDataset(from_files, [episode], EpisodeSetting(), 0, False)[0]["support_fg"]
     assert 0 < after["support_fg"].sum() < 0.2 * dense.sum()
     assert (after["support_fg"] <= dense).all()
 

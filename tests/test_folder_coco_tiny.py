@@ -11,7 +11,8 @@ from PIL import Image
 
 from conftest import load_script, run_repo_python
 from panet.checkpoint import load_checkpoint
-from panet.config import build_dataset
+from panet.data import make_episode_dataset
+from panet.settings import EpisodeSetting
 from panet.inference import Segmenter
 from test_inference import assert_segmenter_matches_episodes
 
@@ -82,5 +83,6 @@ def test_train_test_and_predict_commands_on_real_images(prepared, trained, tmp_p
 
 def test_segmenter_equals_the_trained_model_on_real_episodes(trained):
     state = load_checkpoint(trained)
-    dataset = build_dataset(state["config"]["data"], train=False, n_episodes=3, seed=1234)
+    setting = EpisodeSetting.from_config(state["config"]["data"])
+    dataset = make_episode_dataset(setting, 3, seed=1234, train=False)
     assert_segmenter_matches_episodes(Segmenter.from_checkpoint(trained, "cpu"), dataset, 3)

@@ -12,9 +12,10 @@ from panet.data.transforms import image_tensor, resize_nearest
 from panet.engine import MODEL_INPUTS
 from panet.inference import Segmenter
 from panet.models import PANet
-from panet.models.encoder import (SMALL_DILATED, TORCHVISION_VGG16_CONVS, VGG16_WEIGHTS_FILE,
+from panet.models.vgg import (SMALL_DILATED, TORCHVISION_VGG16_CONVS, VGG16_WEIGHTS_FILE,
                                   DilatedVGG)
 from panet.models.prototypes import upsample
+from panet.settings import EpisodeSetting
 
 OTHER_WAY = 7  # mask value of another way's class: ignored, so that the background excludes it
 SIZE = (56, 72)  # H x W, not square: catches swapped axes
@@ -72,8 +73,9 @@ def assert_segmenter_matches_episodes(segmenter, dataset, n_items):
 @pytest.mark.filterwarnings("ignore:left out of the episodes")
 @pytest.mark.parametrize("ways,shots,queries", [(1, 1, 1), (2, 2, 2)])
 def test_segmenter_equals_the_model_on_episode_tensors(folder_root, ways, shots, queries):
-    dataset = make_episode_dataset("folder", folder_root, "all", 0, ways, shots, queries, 3,
-                                   seed=2, train=False, size=SIZE)
+    setting = EpisodeSetting(name="folder", root=str(folder_root), ways=ways, shots=shots,
+                             queries=queries, size=SIZE)
+    dataset = make_episode_dataset(setting, 3, seed=2, train=False)
     segmenter = Segmenter(small_panet(), size=SIZE, device="cpu", batch_size=3)
     assert_segmenter_matches_episodes(segmenter, dataset, n_items=3)
 

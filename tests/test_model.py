@@ -9,7 +9,7 @@ import torchvision
 
 import reference
 from panet.models import PANet, vgg16_encoder
-from panet.models.encoder import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
+from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
 from panet.models.prototypes import (cosine_logits, episode_prototypes, masked_average_pool,
                                      prototypes_from_pools, upsample, upsampling_adjoint)
 
@@ -151,9 +151,10 @@ def test_masked_average_pool_float32_at_paper_size():
 
 @pytest.mark.parametrize("channels,feature,image", [(128, 26, 101), (512, 53, 417)])
 def test_head_gives_each_episode_the_same_bits_in_any_batch(channels, feature, image):
-    """What lets panet.evaluation pool a support once for all its episodes and match the
-    per-episode path bitwise on CPU: pooling, prototype means, cosine logits and upsampling of
-    one support / episode / query do not depend on what else is in the batch."""
+    """On CPU, pooling, prototype means, cosine logits and upsampling of one support / episode /
+    query do not depend on what else is in the batch (by construction: one contiguous dot
+    product per output, no BLAS batching; panet/models/prototypes.py). Tensors here are CPU
+    tensors: the claim is CPU-only."""
     g = torch.Generator().manual_seed(channels)
     features = torch.randn(6, channels, feature, feature, generator=g)
     masks = (torch.rand(6, image, image, generator=g) > 0.5).float()
@@ -167,6 +168,11 @@ def test_head_gives_each_episode_the_same_bits_in_any_batch(channels, feature, i
     assert torch.equal(prototypes_from_pools(fg[1:], bg[1:])[0], prototypes[1])
     logits = cosine_logits(features[:2], prototypes, 20.0)
     assert torch.equal(cosine_logits(features[1:2], prototypes[1:], 20.0)[0], logits[1])
+    many = cosine_logits(features, prototypes.repeat(3, 1, 1), 20.0)  # a batch of 6
+    for first, count in ((0, 1), (1, 1), (2, 3), (3, 2)):
+        alone = cosine_logits(features[first:first + count],
+                              prototypes.repeat(3, 1, 1)[first:first + count], 20.0)
+        assert torch.equal(alone, many[first:first + count])
     assert torch.equal(upsample(logits, (image, image))[1], upsample(logits[1:], (image, image))[0])
 
 

@@ -11,9 +11,11 @@ crowd regions included.
 
 Cache. Converting every polygon of an image at every access is slow, so the annotations are
 turned once into compressed RLEs: per image and class the merged mask, and the instance masks in
-annotation order. The cache is a pickle file holding a small header (format version, size and
-mtime of the annotation file) followed by the payload; a header that does not match the current
-annotation file, or an unreadable cache, makes the source rebuild it. It is written atomically
+annotation order. The cache is a JSON file, never a pickle (others may write a shared dataset
+folder, and reading a pickle can run code): a first line with the header (format version, size
+and mtime of the annotation file), then one line with the payload (RLE counts, which are bytes,
+as latin-1 strings). A header that does not match the current annotation file, or an unreadable
+or malformed cache, makes the source rebuild it. It is written atomically
 (temporary file + rename) to the first writable of ``cache_dir`` (when given), otherwise
 ``root/.panet_cache/`` and then ``~/.cache/panet/coco-<hash of root>/``. Loading a label map for one
 class is then one RLE decode.
@@ -30,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,7 +46,7 @@ from panet.data.transforms import to_rgb
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
-CACHE_FORMAT = 1  # bump whenever the payload layout or the conversion rules change
+CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules change
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
 CACHE_FILE_MODE = 0o644  # readable by every user of a shared dataset root
 MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
@@ -221,18 +222,51 @@ def _cache_key(path: Path) -> dict:
     return {"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _text(counts: bytes) -> str:
+    """RLE counts (bytes) as a JSON-safe string; latin-1 maps every byte to one character."""
+    return counts.decode("latin-1")
+
+
+def _counts(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def _payload(index: CocoIndex) -> dict:
+    """The index as JSON values (object keys are strings: class ids become "1", "2", ...)."""
+    return {
+        "categories": [[cat_id, name] for cat_id, name in index.categories],
+        "images": {
+            image_id: [record.file_name, record.height, record.width,
+                       {str(k): _text(c) for k, c in record.masks.items()},
+                       {str(k): [_text(c) for c in cs] for k, cs in record.instances.items()}]
+            for image_id, record in index.images.items()
+        },
+    }
+
+
+def _index(payload: dict) -> CocoIndex:
+    """`_payload` read back; raises (KeyError, TypeError, ValueError, ...) on a malformed one."""
+    images = {}
+    for image_id, (file_name, height, width, masks, instances) in payload["images"].items():
+        images[image_id] = CocoImage(
+            str(file_name), int(height), int(width),
+            {int(k): _counts(c) for k, c in masks.items()},
+            {int(k): tuple(_counts(c) for c in cs) for k, cs in instances.items()})
+    categories = [(int(cat_id), str(name)) for cat_id, name in payload["categories"]]
+    return CocoIndex(categories, images)
+
+
 def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
     """The cached index if ``cache_file`` exists, is readable and matches ``key``, else None."""
     if not cache_file.is_file():
         return None
     try:
-        with open(cache_file, "rb") as f:
-            if pickle.load(f) != key:
+        with open(cache_file, encoding="utf-8") as f:
+            if json.loads(f.readline()) != key:
                 return None
-            index = pickle.load(f)
-    except Exception:  # a truncated or foreign file is as good as no cache: it gets rebuilt
+            return _index(json.loads(f.readline()))
+    except Exception:  # a truncated, malformed or foreign file is as good as no cache: rebuilt
         return None
-    return index if isinstance(index, CocoIndex) else None
 
 
 def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
@@ -240,9 +274,10 @@ def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(key, f, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for part in (key, _payload(index)):
+                json.dump(part, f, separators=(",", ":"))
+                f.write("\n")
         os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp's 0600 would hide a shared root's cache
         os.replace(tmp, cache_file)
     except BaseException:
@@ -265,7 +300,7 @@ def load_index(ann_file: Path, year: int, dirs: Sequence[Path]) -> Tuple[CocoInd
     first folder that accepts the write (e.g. skips a read-only dataset root).
     """
     key = _cache_key(ann_file)
-    cache_files = [d / f"{ann_file.stem}.pkl" for d in dirs]
+    cache_files = [d / f"{ann_file.stem}.index.json" for d in dirs]
     for cache_file in cache_files:
         index = _read_cache(cache_file, key)
         if index is not None:
@@ -349,10 +384,13 @@ class CocoSource(Source):
                 lists[class_id].append(image_id)
         return lists
 
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / self._record(image_id).file_name
+
     def image(self, image_id: str) -> Image.Image:
         """The RGB image; checks that its size is the annotation's width x height."""
         record = self._record(image_id)
-        path = self.image_dir / record.file_name
+        path = self.image_path(image_id)
         fix = f"re-download {image_zip_url(self.split, self.year)} and unzip it into {self.root}"
         try:
             with Image.open(path) as img:

@@ -53,7 +53,7 @@ from torch.utils.data import Dataset
 from panet.constants import IGNORE_INDEX
 from panet.data.sampling import Episode
 from panet.data.sources import Source
-from panet.data.transforms import Size, hflip, image_tensor, resize_nearest
+from panet.data.transforms import as_size, hflip, image_tensor, resize_nearest
 from panet.data.weak import BOX_CHOICES, Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
@@ -120,28 +120,32 @@ def generator_at(state: GeneratorState) -> np.random.Generator:
 class EpisodeDataset(Dataset):
     """Items built from a fixed episode list over a ``Source`` (see the module docstring)."""
 
-    def __init__(self, source: Source, episodes: Sequence[Episode], size: Size, seed: int,
-                 train: bool, weak: str = "dense", bbox_instance: str = "largest",
-                 scribble_dilation: int = 0, keep_original_labels: bool = False,
-                 coco_labels: str = "class"):
-        if weak not in WEAK_KINDS:
-            raise ValueError(f"weak must be one of {WEAK_KINDS}, got {weak!r}")
-        if bbox_instance not in BOX_CHOICES:
-            raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got {bbox_instance!r}")
-        if coco_labels not in COCO_LABELS:
-            raise ValueError(f"coco_labels must be one of {COCO_LABELS}, got {coco_labels!r}")
-        if scribble_dilation < 0:
-            raise ValueError(f"scribble_dilation must be >= 0, got {scribble_dilation}")
+    def __init__(self, source: Source, episodes: Sequence[Episode], setting, seed: int,
+                 train: bool, keep_original_labels: bool = False):
+        """Items of ``episodes`` over ``source`` with the views and supports of ``setting``
+        (``panet.settings.EpisodeSetting``: size, weak, bbox_instance, scribble_dilation,
+        coco_labels); ``seed`` seeds each item's generator with its index."""
+        if setting.weak not in WEAK_KINDS:
+            raise ValueError(f"weak must be one of {WEAK_KINDS}, got {setting.weak!r}")
+        if setting.bbox_instance not in BOX_CHOICES:
+            raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got "
+                             f"{setting.bbox_instance!r}")
+        if setting.coco_labels not in COCO_LABELS:
+            raise ValueError(f"coco_labels must be one of {COCO_LABELS}, got "
+                             f"{setting.coco_labels!r}")
+        if setting.scribble_dilation < 0:
+            raise ValueError(f"scribble_dilation must be >= 0, got {setting.scribble_dilation}")
         self.source = source
         self.episodes = list(episodes)
-        self.size = size
+        self.setting = setting
+        self.size = as_size(setting.size)
         self.seed = seed
         self.train = train
-        self.weak = weak
-        self.bbox_instance = bbox_instance
-        self.scribble_dilation = scribble_dilation
+        self.weak = setting.weak
+        self.bbox_instance = setting.bbox_instance
+        self.scribble_dilation = setting.scribble_dilation
         self.keep_original_labels = keep_original_labels
-        self.coco_labels = coco_labels
+        self.coco_labels = setting.coco_labels
         self._class_images = source.class_images()
 
     def __len__(self) -> int:

@@ -11,7 +11,8 @@ Label maps are H x W ``uint8`` arrays at the image's original resolution, in *gl
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -62,6 +63,23 @@ class Source(abc.ABC):
     def location(self, image_id: str) -> str:
         """Where an image's files live, for error messages."""
         return f"image {image_id!r}"
+
+    def image_path(self, image_id: str) -> Optional[Path]:
+        """The file holding the image's pixels (None for a source without files)."""
+        return None
+
+    def image_identity(self, image_id: str) -> str:
+        """What identifies the image's pixels: its file's path, size and modification time (an
+        image rewritten in place gets another identity), else its location. Feature caches are
+        keyed by it."""
+        path = self.image_path(image_id)
+        if path is None:
+            return self.location(image_id)
+        try:
+            stat = path.stat()
+        except OSError:
+            return str(path)  # reading the image reports it
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
     def load(self, image_id: str, class_ids: Sequence[int]) -> Tuple[Image.Image, np.ndarray]:
         """The RGB image and its H x W label map (see ``label_map``), checked to match in size."""

@@ -185,8 +185,11 @@ class VocSource(Source):
         return (f"{self.root / IMAGE_DIR / (image_id + '.jpg')} / "
                 f"{self.root / CLASS_DIR / (image_id + '.png')}")
 
+    def image_path(self, image_id: str) -> Path:
+        return self.root / IMAGE_DIR / f"{image_id}.jpg"
+
     def image(self, image_id: str) -> Image.Image:
-        path = self.root / IMAGE_DIR / f"{image_id}.jpg"
+        path = self.image_path(image_id)
         try:
             with Image.open(path) as image:
                 return to_rgb(image, str(path))

@@ -1,7 +1,11 @@
-"""PANet's network: the dilated VGG-16 encoder, prototype functions and the few-shot model."""
+"""PANet's network: encoders (a registry, `encoders`: dilated VGG-16, the small CPU encoder,
+dilated ResNet-50/101), prototype functions and the few-shot model."""
 
-from .encoder import SMALL_DILATED, VGG16_DILATED, Block, DilatedVGG, build_encoder, vgg16_encoder
+from .encoders import ENCODERS, EncoderSpec, build_encoder, imagenet_weights
 from .panet import PANet, PANetOutput
+from .resnet import DilatedResNet, resnet_encoder
+from .vgg import SMALL_DILATED, VGG16_DILATED, Block, DilatedVGG, vgg16_encoder
 
-__all__ = ["Block", "DilatedVGG", "PANet", "PANetOutput", "SMALL_DILATED", "VGG16_DILATED",
-           "build_encoder", "vgg16_encoder"]
+__all__ = ["Block", "DilatedResNet", "DilatedVGG", "ENCODERS", "EncoderSpec", "PANet",
+           "PANetOutput", "SMALL_DILATED", "VGG16_DILATED", "build_encoder", "imagenet_weights",
+           "resnet_encoder", "vgg16_encoder"]

@@ -9,12 +9,14 @@ A_W: W x w), so  sum(F_up * M) = sum(F * U^T(M))  with  U^T(M) = A_H^T M A_W, an
 We pool the low-resolution features against U^T(M): the same number up to float rounding, without
 ever materialising C x H x W upsampled features (512 x 417 x 417 per image).
 
-Batch invariance: every function here gives each episode (each support, each query) the same
-bits whatever batch it is computed in. This is what lets `panet.evaluation` pool a support image
-once for all of its episodes and still match the per-episode path exactly. Pooling therefore
-uses one dot product per (mask, channel) row (`torch.linalg.vecdot`) rather than a matmul:
-matmul kernels round a lone matrix-vector product differently from a batch of them (measured on
-CPU: relative 5e-7 between one support and several).
+Batch invariance (CPU): every function here gives each episode (each support, each query) the
+same bits whatever batch it is computed in, by construction: pooling and the cosine head are
+written as one contiguous dot product per (mask, channel) or (position, prototype) pair
+(`torch.linalg.vecdot`), never as a matmul or einsum, whose BLAS kernels block a lone
+matrix-vector product differently from a batch of them (measured: relative 5e-7 between one
+support and several; and on AVX-512 CPUs the batched matmul of the head also rounds by batch
+size). The encoder's convolutions promise no such thing, so whole evaluations agree across
+batchings to a tolerance only (docs: the exactness contract).
 """
 
 from __future__ import annotations
@@ -95,11 +97,15 @@ def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, alpha: float
 
     features: N x C x h x w; prototypes: N x P x C -> logits N x P x h x w.
     Same values as `alpha * F.cosine_similarity(F, p, dim=1, eps=1e-8)` (each norm clamped to
-    eps), computed as one einsum of unit vectors instead of a P-fold broadcast.
+    eps). Features are laid out N x hw x C so that every norm and every dot product is one
+    contiguous reduction over C per position (and prototype): batch invariant, see above (a
+    batched matmul here would round a lone episode differently from a batch of them).
     """
-    unit_features = F.normalize(features, dim=1, eps=COSINE_EPS)
-    unit_prototypes = F.normalize(prototypes, dim=2, eps=COSINE_EPS)
-    return alpha * torch.einsum("nchw,npc->nphw", unit_features, unit_prototypes)
+    unit_features = F.normalize(features.flatten(2).transpose(1, 2), dim=-1, eps=COSINE_EPS)
+    unit_prototypes = F.normalize(prototypes, dim=-1, eps=COSINE_EPS)
+    # N x 1 x hw x C against N x P x 1 x C -> N x P x hw
+    cosines = torch.linalg.vecdot(unit_features[:, None], unit_prototypes[:, :, None])
+    return alpha * cosines.unflatten(-1, features.shape[-2:])
 
 
 def upsample(logits: torch.Tensor, size: tuple) -> torch.Tensor:

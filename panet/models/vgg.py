@@ -1,4 +1,5 @@
-"""The DeepLab-style dilated VGG-16 encoder of PANet (PROTOCOL §1), and its ImageNet weights.
+"""The DeepLab-style dilated VGG-16 encoder of PANet (PROTOCOL §1), its ImageNet weights, and
+the small VGG-style encoder of the CPU demos.
 
 Shapes: N images, 3 x H x W in, C x h x w out. For VGG-16, C = 512 and h = ceil(H / 8)
 (417 -> 209 -> 105 -> 53 -> 53: three 3x3 stride-2 pools, then a 3x3 stride-1 pool).
@@ -12,8 +13,10 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
-VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/" + VGG16_WEIGHTS_FILE
+VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
 
 
 class Block(NamedTuple):
@@ -101,26 +104,19 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
     return encoder
 
 
-ENCODERS = ("vgg16", "small")  # the names build_encoder knows
-
-
-def build_encoder(name: str, weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """Encoder by config name: "vgg16" (PANet's, optionally ImageNet weights) or "small"
-    (random init only: no pretrained weights exist for it)."""
-    if name == "vgg16":
-        return vgg16_encoder(weights)
-    if name == "small":
-        if weights is not None:
-            raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
-        return DilatedVGG(SMALL_DILATED)
-    raise ValueError(f"unknown encoder {name!r}: choose 'vgg16' or 'small'")
+def small_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
+    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist)."""
+    if weights is not None:
+        raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
+    return DilatedVGG(SMALL_DILATED)
 
 
 def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
     """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name.
 
     Raises FileNotFoundError (naming the expected file and where torchvision publishes it) when
-    the file is absent, ValueError when keys are missing or any shape differs.
+    the file is absent, ValueError when it holds ResNet weights, keys are missing or any shape
+    differs.
     """
     path = Path(path)
     how_to_get = (
@@ -128,14 +124,9 @@ def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
         f"(published at {VGG16_WEIGHTS_URL}; torchvision caches it in "
         "~/.cache/torch/hub/checkpoints/ after `torchvision.models.vgg16(weights='IMAGENET1K_V1')`)."
     )
-    if not path.is_file():
-        raise FileNotFoundError(f"VGG-16 weights not found at '{path}'. {how_to_get}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt or non-torch file
-        raise ValueError(f"Could not read '{path}' as a torch state dict ({error}). {how_to_get}")
-    if not isinstance(state, dict):
-        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
+    state = read_state_dict(path, "VGG-16", how_to_get)
+    if resnet_layout(state) is not None:
+        raise ValueError(f"'{path}' holds {describe_state_dict(state)}, not VGG-16's. {how_to_get}")
 
     convs = encoder.convs()
     if len(convs) != len(TORCHVISION_VGG16_CONVS):

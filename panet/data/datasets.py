@@ -1,0 +1,78 @@
+"""The datasets episodes can come from, by config name (`data.name`): a registry.
+
+An entry says how to open one split of the dataset as a `panet.data.sources.Source`, which splits
+train and test by default, how its classes fold, and what `data.root` must hold (for messages).
+Validation, the config's comments and the episode builder read it, so a new dataset is one
+`Source` module plus one line here plus a named config (README, "Layout").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from panet.data import synthetic
+from panet.data.folder import ALL_SPLIT, FolderSource
+from panet.data.folds import FOLD_STYLES, N_FOLDS
+from panet.data.sources import Source
+from panet.data.voc import VocSource
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset. `source(setting, split)`: its `Source` for `split`, reading what it needs of
+    the episode setting (`panet.settings.EpisodeSetting`: root, lists_dir, year, cache_dir).
+    `train_split` / `test_split`: the splits used when data.train_split / data.test_split are
+    None (the released protocol tests on the training split). `n_folds`: the fold count the
+    benchmark defines (None: any, for your own data); `fold_styles`: the class splits it has;
+    `lists`: whether it reads per-class list files (data.lists_dir); `root`: what data.root is."""
+
+    source: Callable[[Any, str], Source]
+    root: str
+    train_split: str
+    test_split: str
+    n_folds: Optional[int] = N_FOLDS
+    fold_styles: Tuple[str, ...] = ("contiguous",)
+    lists: bool = True
+
+
+def _pascal(setting: Any, split: str) -> Source:
+    return VocSource(setting.root_path, split, lists_dir=setting.lists_dir)
+
+
+def _synthetic(setting: Any, split: str) -> Source:
+    return VocSource(setting.root_path / synthetic.VOC_DIR, split, synthetic.N_CLASSES,
+                     synthetic.CLASS_NAMES, lists_dir=setting.lists_dir)
+
+
+def _coco(setting: Any, split: str) -> Source:
+    from panet.data.coco import CocoSource  # pycocotools is only needed for COCO
+
+    return CocoSource(setting.root_path, split, year=setting.year, cache_dir=setting.cache_dir)
+
+
+def _folder(setting: Any, split: str) -> Source:
+    return FolderSource(setting.root_path, split)
+
+
+DATASETS: Dict[str, DatasetSpec] = {
+    "pascal": DatasetSpec(_pascal, "the VOC2012 folder (JPEGImages/, SegmentationClassAug/, "
+                                   "ImageSets/)", train_split="trainaug", test_split="trainaug"),
+    "coco": DatasetSpec(_coco, "the COCO folder (annotations/, train2014/, val2014/)",
+                        train_split="train", test_split="train", fold_styles=FOLD_STYLES,
+                        lists=False),
+    "synthetic": DatasetSpec(_synthetic, "the folder written by scripts/make_synthetic.py "
+                                         "(VOC2012/, coco/)",
+                             train_split="trainaug", test_split="val"),
+    "folder": DatasetSpec(_folder, "your dataset folder (images/, masks/, classes.txt; see the "
+                                   "README)", train_split=ALL_SPLIT, test_split=ALL_SPLIT,
+                          n_folds=None, fold_styles=FOLD_STYLES),
+}
+
+
+def dataset_root_problem(name: str, root: Path) -> Optional[str]:
+    """Why `root` cannot be dataset `name`'s data.root (it is no folder), or None."""
+    if root.is_dir():
+        return None
+    return f"no such folder; it must be {DATASETS[name].root if name in DATASETS else 'a folder'}"

@@ -1,0 +1,151 @@
+"""Which device a run computes on, in which float32 mode, and how to say so.
+
+`device` (config key, script option) is "auto" (CUDA when torch sees a GPU, else the CPU, saying
+why), "cpu", "cuda" or "cuda:N". `use_device` resolves it, makes a CUDA device the current one
+(so that pinned-memory copies and cuDNN handles land on it, not on GPU 0) and sets the float32
+mode of CUDA convolutions and matmuls: full float32 (IEEE) unless `tf32` is true. torch runs cuDNN
+convolutions in TF32 by default on Ampere and later GPUs (10 mantissa bits instead of 23), which
+is not the float32 VGG-16 of the paper's numbers; `tf32=True` trades that for speed.
+
+`describe_device` says what ran (CPU model or GPU name, torch, CUDA and cuDNN versions, the TF32
+setting); train.py and test.py print it at start and record it in the run record and results.json.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import warnings
+from typing import Dict, Optional, Tuple
+
+import torch
+
+DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def is_device_name(value: object) -> bool:
+    """Whether `value` is a device the config accepts (see DEVICE_CHOICES)."""
+    if value in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = str(value).partition(":")
+    return isinstance(value, str) and prefix == "cuda" and index.isdigit()
+
+
+def cuda_unavailable_reason() -> Optional[str]:
+    """Why torch cannot use a GPU here (None when it can): no CUDA in this build of torch, a
+    driver torch cannot use (torch's own warning), or no visible device."""
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        available = torch.cuda.is_available()
+    if available:
+        return None
+    told = " ".join(" ".join(str(w.message).split()) for w in caught)
+    if told:
+        return f"torch {torch.__version__} cannot use the GPU: {told}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    return (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device{where}")
+
+
+def resolve_device(device: str) -> Tuple[torch.device, Optional[str]]:
+    """(the torch device `device` names, why "auto" fell back to the CPU or None).
+
+    Raises RuntimeError (one line) for a CUDA device torch cannot use or that does not exist.
+    """
+    if device == "auto":
+        reason = cuda_unavailable_reason()
+        return torch.device("cpu" if reason else "cuda"), reason
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason:
+            raise RuntimeError(f"device '{device}' was asked for, but {reason}; use device=cpu "
+                               "or device=auto")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise RuntimeError(f"device '{device}' does not exist: torch sees {count} GPU(s), "
+                               f"cuda:0..cuda:{count - 1}")
+    return resolved, None
+
+
+def torchrun_problem(device: str) -> Optional[str]:
+    """Why processes launched by torchrun cannot each have a GPU of their own, or None.
+
+    Under torchrun, process r of a machine computes on cuda:r (its LOCAL_RANK) when the device
+    is CUDA: more processes per machine than visible GPUs would fail deep inside CUDA with
+    "invalid device ordinal", and a fixed cuda:N would put every process on one GPU.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or not is_device_name(device):
+        return None
+    if device.startswith("cuda:"):
+        return (f"device={device}: under torchrun each process takes the GPU of its local rank; "
+                "use device=cuda (or auto), or device=cpu")
+    if device == "cpu" or cuda_unavailable_reason() is not None:
+        return None  # "auto" without a GPU runs on the CPU; "cuda" fails in resolve_device
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    count = torch.cuda.device_count()
+    if processes > count:
+        return (f"device={device}: torchrun started {processes} processes on this machine but "
+                f"torch sees {count} GPU(s); use --nproc_per_node={count} (one process per GPU), "
+                "or device=cpu")
+    return None
+
+
+def set_tf32(allow: bool) -> None:
+    """Full float32 (False, PANet's numbers) or TF32 (True) in CUDA convolutions and matmuls.
+    Uses torch's per-backend precision settings only (mixing them with the legacy allow_tf32
+    flags is an error in torch >= 2.9). No effect on the CPU."""
+    mode = "tf32" if allow else "ieee"
+    torch.backends.cudnn.conv.fp32_precision = mode
+    torch.backends.cuda.matmul.fp32_precision = mode
+
+
+def use_device(device: str, tf32: bool = False, quiet: bool = False) -> torch.device:
+    """Resolve `device` (see `resolve_device`), make a CUDA device current and set the float32
+    mode (`set_tf32`). Unless `quiet`, a fallback of "auto" to the CPU is printed with its
+    reason."""
+    resolved, fallback = resolve_device(device)
+    if resolved.type == "cuda":
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(resolved)
+    set_tf32(tf32)
+    if fallback and not quiet:
+        print(f"device=auto: running on the CPU because {fallback}", flush=True)
+    return resolved
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_device(device: torch.device, tf32: bool) -> Dict[str, object]:
+    """What computes: device, its name (GPU name or CPU model), torch, CUDA and cuDNN versions,
+    CPU threads and the TF32 setting (meaningful on CUDA only)."""
+    record: Dict[str, object] = {"device": str(device), "torch": torch.__version__,
+                                 "cuda": torch.version.cuda, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        record.update(name=torch.cuda.get_device_name(device),
+                      cudnn=torch.backends.cudnn.version(), tf32=tf32)
+    else:
+        record.update(name=cpu_model(), cudnn=None, tf32=None)
+    return record
+
+
+def device_line(record: Dict[str, object]) -> str:
+    """One line for people: `describe_device`'s record."""
+    if record["cudnn"] is None:
+        return (f"device: {record['device']} ({record['name']}, {record['threads']} threads), "
+                f"torch {record['torch']}")
+    return (f"device: {record['device']} ({record['name']}), torch {record['torch']}, CUDA "
+            f"{record['cuda']}, cuDNN {record['cudnn']}, TF32 {'on' if record['tf32'] else 'off'}")

@@ -1,0 +1,87 @@
+"""Reading pretrained state-dict files, and saying in a few words what one holds.
+
+Shared by the encoders' loaders (`encoder.py`: VGG-16, `resnet.py`: ResNet-50/101), so that a
+file meant for one encoder and given to another is refused with one line naming what the
+file holds, rather than a list of missing keys.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+
+TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+
+# (bottleneck blocks?, blocks in layer1, layer2, layer3) -> name; layer4 is left out so that a
+# file without it (an encoder saved up to layer3) is still recognised
+RESNET_NAMES = {
+    (False, (2, 2, 2)): "ResNet-18",
+    (False, (3, 4, 6)): "ResNet-34",
+    (True, (3, 4, 6)): "ResNet-50",
+    (True, (3, 4, 23)): "ResNet-101",
+    (True, (3, 8, 36)): "ResNet-152",
+}
+VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number of convs
+
+
+def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, torch.Tensor]:
+    """The flat `name -> tensor` dict stored at `path`, read with `weights_only=True` (no code
+    from the file runs).
+
+    `expected` names the weights (e.g. "VGG-16") and `how_to_get` says which file is expected
+    and where it is published; both go into the one-line errors: FileNotFoundError when `path`
+    is not a file, ValueError when it is not a readable torch file or not a flat dict of tensors.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{expected} weights not found at '{path}'. {how_to_get}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt or non-torch file; one line whatever it says
+        reason = " ".join(str(error).split())
+        raise ValueError(f"Could not read '{path}' as a torch state dict ({reason}). {how_to_get}")
+    if not isinstance(state, dict):
+        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
+    not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"'{path}' is not a flat state dict of tensors (entries "
+                         f"{', '.join(not_tensors[:3])} are not tensors: a training checkpoint?). "
+                         f"{how_to_get}")
+    return state
+
+
+def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[int, ...]]]:
+    """(bottleneck blocks?, blocks in each of layer1..layer4 present) of a torchvision-format
+    ResNet state dict; None when `state` is not one (no `conv1.weight` / `layer1.0.*`)."""
+    if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
+        return None
+    blocks = []
+    for stage in range(1, 5):
+        indices = {int(m.group(1)) for key in state
+                   if (m := re.match(rf"layer{stage}\.(\d+)\.", key))}
+        if not indices:
+            break
+        blocks.append(max(indices) + 1)
+    return "layer1.0.conv3.weight" in state, tuple(blocks)
+
+
+def describe_state_dict(state: Dict[str, torch.Tensor]) -> str:
+    """What a state dict holds, in a few words: "ResNet-50 weights (layer1-4: 3, 4, 6, 3
+    blocks)", "VGG-16 weights (13 convs under features.N)", or its size and first keys."""
+    layout = resnet_layout(state)
+    if layout is not None:
+        bottleneck, blocks = layout
+        name = RESNET_NAMES.get((bottleneck, blocks[:3]), "ResNet")
+        counts = ", ".join(map(str, blocks))
+        return f"{name} weights (layer1-{len(blocks)}: {counts} blocks)"
+    vgg_convs = [key for key, value in state.items()
+                 if re.fullmatch(r"features\.\d+\.weight", key) and value.dim() == 4]
+    if vgg_convs:
+        name = VGG_NAMES.get(len(vgg_convs), "VGG")
+        with_bn = " with BatchNorm" if any(key.endswith("running_mean") for key in state) else ""
+        return f"{name} weights{with_bn} ({len(vgg_convs)} convs under features.N)"
+    if not state:
+        return "an empty state dict"
+    return f"{len(state)} tensors of an unknown model (first keys: {', '.join(list(state)[:3])})"

@@ -1,0 +1,161 @@
+"""Reading torch files that others wrote (checkpoints, released snapshots) as data, never code.
+
+A torch file is a pickle; unpickling one can call any Python function it names, so merely
+loading a crafted file could run its code. Every torch file is read here with
+`torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple, str, int, float,
+bool, None, OrderedDict, Counter) come back; anything else is refused before it is built, with
+one line naming the Python objects the file refers to (found by scanning the pickle's opcodes,
+which runs nothing). Files we write hold only such data (`plain_data` converts a config).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import pickletools
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, List, Union
+
+import torch
+
+PathLike = Union[str, Path]
+PLAIN_SCALARS = (str, int, float, bool, type(None))
+# Globals of tensors and plain containers in torch files (legacy pickles name them directly).
+DATA_GLOBALS = ("collections.OrderedDict", "collections.Counter", "_codecs.encode",
+                "builtins.set", "builtins.frozenset", "builtins.bytearray")
+MAX_MESSAGE = 160  # characters of a library's error message kept in ours
+
+
+class UnsafeFileError(ValueError):
+    """A file holding pickled Python objects beyond tensors and plain data (`names`: the
+    module.name of each, e.g. 'posix.system'); refused unread."""
+
+    def __init__(self, path: PathLike, names: List[str], advice: str = ""):
+        self.path, self.names = Path(path), list(names)
+        shown = ", ".join(self.names[:4]) + (", ..." if len(self.names) > 4 else "")
+        super().__init__(f"'{path}' refused: it holds pickled Python objects ({shown}), which "
+                         f"could run code when read; only tensors and plain data are read"
+                         + (f". {advice}" if advice else ""))
+
+
+def gist(error: BaseException) -> str:
+    """The first line of an exception's message, cut to one sentence of at most MAX_MESSAGE
+    characters (torch's messages run over many lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    cut = text.find(". ", 40)
+    text = text[:cut] if cut > 0 else text
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def _pickled_globals(stream: io.BufferedIOBase) -> List[str]:
+    """module.name of every global the pickles at the start of `stream` refer to (a legacy
+    torch file is several pickles in a row, then raw bytes). Scans opcodes only: runs nothing."""
+    names: List[str] = []
+    pushed: List[Any] = []  # what each opcode left on the stack, when it is a string
+    memo = {}
+    try:
+        while True:
+            for opcode, arg, _ in pickletools.genops(stream):  # one pickle, up to its STOP
+                name = opcode.name
+                if name in ("GLOBAL", "INST"):
+                    names.append(arg.replace(" ", "."))
+                elif name == "STACK_GLOBAL":
+                    module, attribute = (pushed[-2:] if len(pushed) > 1 else [None, None])
+                    names.append(f"{module}.{attribute}" if isinstance(module, str)
+                                 and isinstance(attribute, str) else "<a computed global>")
+                if name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = pushed[-1] if pushed else None
+                elif name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(arg))
+                else:
+                    pushed.append(arg if isinstance(arg, str) else None)
+    except Exception:  # end of the pickles, or bytes that are no pickle
+        pass
+    return names
+
+
+def unsafe_globals(path: PathLike) -> List[str]:
+    """The Python objects (module.name) a torch file refers to beyond tensors and plain data."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        with open(path, "rb") as stream:
+            found = _pickled_globals(stream)
+    except Exception:  # unreadable: the caller reports the load error instead
+        return []
+    return sorted({name for name in found
+                   if not name.startswith("torch.") and name not in DATA_GLOBALS})
+
+
+def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU. Raises FileNotFoundError, or a one-line
+    ValueError: `UnsafeFileError` for pickled objects beyond data, otherwise "not a readable
+    `what`" (truncated, damaged or not a torch file). `mmap` maps the tensors of a zip-format
+    file instead of reading them (ignored for legacy files, which cannot be mapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' does not exist")
+    try:
+        with warnings.catch_warnings():  # a refused file's protocol is refused below anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:
+        names = unsafe_globals(path)
+        if names:
+            raise UnsafeFileError(path, names) from None
+        reason = str(error).partition("WeightsUnpickler error:")[2] or str(error)
+        raise ValueError(f"'{path}' is not a readable {what} (the tensors-only reader stopped: "
+                         f"{gist(RuntimeError(reason))})") from None
+    except Exception as error:  # truncated zip, not a torch file at all, ...
+        raise ValueError(f"'{path}' is not a readable {what}: truncated or damaged? "
+                         f"({gist(error)})") from None
+
+
+def plain_data(value: Any, where: str = "value") -> Any:
+    """`value` as plain data that `load_data` reads back: mappings (e.g. sacred's ReadOnlyDict)
+    become dicts, lists (ReadOnlyList) lists, tuples stay tuples, scalars stay. Raises TypeError
+    naming the entry (`where`.key...) of any other type."""
+    if isinstance(value, Mapping):
+        return {key: plain_data(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [plain_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, PLAIN_SCALARS):
+        return value
+    raise TypeError(f"{where} is a {type(value).__name__}; a checkpoint stores only dicts, lists, "
+                    "tuples, strings, numbers, booleans and None")
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_contents(obj: Any) -> str:
+    """What a loaded file holds, in a few words: 'a dict of 13 tensors named conv1.*, bn1.*',
+    'a dict with keys step, model', 'a list', ..."""
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            heads = list(dict.fromkeys(str(key).split(".")[0] + ".*" if "." in str(key)
+                                       else str(key) for key in obj))
+            shown = ", ".join(heads[:5]) + (", ..." if len(heads) > 5 else "")
+            return f"{len(obj)} tensors named {shown}"
+        keys = [str(key) for key in obj]
+        return ("an empty dict" if not keys else
+                "a dict with keys " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else ""))
+    if isinstance(obj, torch.Tensor):
+        return f"a tensor of shape {tuple(obj.shape)}"
+    return f"a {type(obj).__name__}"

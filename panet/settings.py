@@ -1,0 +1,310 @@
+"""The settings of a run: one frozen, typed object per concern, each field with its default, the
+rule it must follow and what it means.
+
+    EpisodeSetting  data.*   dataset, splits, fold, episode shape, size, weak supports (§5-8, §10)
+    ModelSettings   model.*  encoder, its initialisation, the cosine scale (§1, §3)
+    TrainSettings   train.*  optimisation schedule, PAR weight, checkpoints (§4-5)
+    TestSettings    test.*   what to evaluate, runs x episodes, metric rule and resolution (§8-9)
+    RunSettings     seed, device, tf32 (top-level keys)
+
+The defaults are the paper's (PANet on PASCAL-5i fold 0, 1-way 1-shot, VGG-16 from ImageNet,
+SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234).
+`panet.config` builds the sacred configuration from these classes (their defaults and field
+docs) and the objects from sacred's configuration, once per run (`Settings.from_config`).
+Each class checks its own fields (`problems`: one line per bad value, naming the key); checks
+that involve files or several sections live in `panet.validation`. Nothing here imports sacred.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
+
+from .data.datasets import DATASETS
+from .data.episodes import COCO_LABELS, WEAK_KINDS
+from .data.folds import FOLD_STYLES
+from .data.weak import BOX_CHOICES
+from .evaluation_options import ENCODINGS, RESOLUTIONS, EvalOptions
+from .metrics import RULES as METRIC_RULES
+from .models.encoders import ENCODERS, imagenet_weights
+from .rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
+                    optional_path, problem, size, text)
+
+IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
+OPTIMIZERS = ("sgd", "adam")
+
+
+def setting(default: Any, rule: Rule, doc: str) -> Any:
+    """A settings field: its default, the `Rule` its values follow, its meaning (shown by
+    `print_config`)."""
+    return field(default=default, metadata={"rule": rule, "doc": doc})
+
+
+def _frozen(value: Any) -> Any:
+    """Lists (from YAML or the command line) as tuples, so that settings are hashable."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists: the JSON-like form sacred and results.json hold."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+class Section:
+    """What every settings class shares: reading a config section, its defaults and docs, and
+    checking its fields against their rules."""
+
+    SECTION: ClassVar[str]  # the config section ("" for the top-level keys)
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]):
+        """The settings of a config section (keys the class does not know are ignored; absent
+        keys take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: _frozen(v) for k, v in values.items() if k in known})
+
+    @classmethod
+    def defaults(cls) -> Dict[str, Any]:
+        return {f.name: _plain(f.default) for f in fields(cls)}
+
+    @classmethod
+    def docs(cls) -> Dict[str, str]:
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        return f"{cls.SECTION}.{name}" if cls.SECTION else name
+
+    def as_config(self) -> Dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def problems(self) -> List[str]:
+        """One line per field that breaks its rule, then the checks across fields."""
+        found = [problem(self.key(f.name), getattr(self, f.name),
+                         f"must be {f.metadata['rule'].allowed}")
+                 for f in fields(self) if not f.metadata["rule"].accepts(getattr(self, f.name))]
+        return found or self.cross_problems()
+
+    def cross_problems(self) -> List[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class EpisodeSetting(Section):
+    """The data section: which dataset, which classes and how episodes look (PROTOCOL §5-8)."""
+
+    SECTION: ClassVar[str] = "data"
+    name: str = setting("pascal", one_of(DATASETS),
+                        f"the dataset: {' | '.join(DATASETS)} (folder: your own data)")
+    root: str = setting("data/VOC2012", text(), "the dataset's folder (see panet/data/datasets.py)")
+    fold: int = setting(0, integer(0), "i of PASCAL-5i / COCO-20i (the paper's split-(i+1))")
+    n_folds: int = setting(4, integer(2), "folds of the class split (4 for the benchmarks)")
+    test_classes: Optional[Tuple[Union[int, str], ...]] = setting(
+        None, class_list(), "explicit test classes (ids or names; the rest train); None: by fold")
+    ways: int = setting(1, integer(1), "C in the paper")
+    shots: int = setting(1, integer(1), "K in the paper")
+    queries: int = setting(1, integer(1), "N in the paper (1 in every experiment)")
+    size: Union[int, Tuple[int, int]] = setting(417, size(), "images and labels are resized to "
+                                                             "size x size (or [H, W])")
+    train_split: Optional[str] = setting(None, optional(text()),
+                                         "None: the dataset's training split (trainaug, train)")
+    test_split: Optional[str] = setting(None, optional(text()),
+                                        "None: the dataset's default, as released (its training "
+                                        "split; synthetic: val); `with val`: the held-out split")
+    year: int = setting(2014, integer(1), "coco annotation year")
+    fold_style: str = setting("contiguous", one_of(FOLD_STYLES),
+                              "coco, folder: contiguous (PANet) | interleaved (later papers)")
+    cache_dir: Optional[str] = setting(None, optional_path(),
+                                       "coco mask cache; None: <root>/.panet_cache or "
+                                       "~/.cache/panet")
+    lists_dir: Optional[str] = setting(None, optional_path(),
+                                       "per-class lists; None: <root>/ImageSets/Segmentation")
+    workers: int = setting(4, integer(0), "DataLoader processes")
+    weak: str = setting("dense", one_of(WEAK_KINDS),
+                        "test-time supports: dense | scribble | bbox (Table 6)")
+    bbox_instance: str = setting("largest", one_of(BOX_CHOICES),
+                                 "released code: largest; paper text: random")
+    scribble_dilation: int = setting(0, integer(0), "pixels of dilation applied to scribbles")
+    coco_labels: str = setting("class", one_of(COCO_LABELS),
+                               "coco, W > 1: class (released: an image is labelled for its own "
+                               "way's class only) | episode (all the episode's classes)")
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+    def split(self, train: bool) -> str:
+        """The training or test split, the dataset's default where the setting says None."""
+        chosen = self.train_split if train else self.test_split
+        spec = DATASETS[self.name]
+        return chosen if chosen is not None else (spec.train_split if train else spec.test_split)
+
+    def cross_problems(self) -> List[str]:
+        spec, found = DATASETS[self.name], []
+        if spec.n_folds is not None and self.n_folds != spec.n_folds:
+            found.append(problem("data.n_folds", self.n_folds,
+                                 f"must be {spec.n_folds} for {self.name} (its benchmark has "
+                                 f"{spec.n_folds} folds); other fold counts are for folder "
+                                 "datasets"))
+        elif self.fold >= self.n_folds:
+            found.append(problem("data.fold", self.fold,
+                                 f"must be in 0..{self.n_folds - 1} (data.n_folds="
+                                 f"{self.n_folds})"))
+        if self.fold_style not in spec.fold_styles:
+            found.append(problem("data.fold_style", self.fold_style,
+                                 f"{self.name} has the {' / '.join(spec.fold_styles)} split "
+                                 "only; 'interleaved' is a COCO-20i (or folder dataset) split"))
+        if not spec.lists and self.lists_dir is not None:
+            found.append(problem("data.lists_dir", self.lists_dir,
+                                 f"must be None for {self.name} (its image lists come from its "
+                                 "annotations)"))
+        return found
+
+
+@dataclass(frozen=True)
+class ModelSettings(Section):
+    """The model section: PANet's encoder and initialisation (PROTOCOL §1, §3)."""
+
+    SECTION: ClassVar[str] = "model"
+    encoder: str = setting("vgg16", one_of(ENCODERS),
+                           f"{' | '.join(ENCODERS)} (panet/models/encoders.py)")
+    weights: Optional[str] = setting(
+        IMAGENET, optional_path(),
+        f"'{IMAGENET}': torchvision's ImageNet file of the encoder in torchvision's cache "
+        "(~/.cache/torch/hub/checkpoints/); a path to such a file; None: random init")
+    alpha: float = setting(20.0, number(0, inclusive=False),
+                           "scale of the cosine logits (PROTOCOL §3)")
+
+    @property
+    def weights_path(self) -> Optional[Path]:
+        """The ImageNet file to load (None: random init)."""
+        if self.weights == IMAGENET:
+            return imagenet_weights(self.encoder)
+        return None if self.weights is None else Path(self.weights).expanduser()
+
+    def cross_problems(self) -> List[str]:
+        if self.weights is not None and ENCODERS[self.encoder].weights_file is None:
+            return [problem("model.weights", self.weights,
+                            f"must be None: the {self.encoder!r} encoder has no pretrained "
+                            "weights")]
+        return []
+
+
+@dataclass(frozen=True)
+class TrainSettings(Section):
+    """The train section: optimisation schedule, PAR weight, checkpoints (PROTOCOL §4-5)."""
+
+    SECTION: ClassVar[str] = "train"
+    steps: int = setting(30000, integer(1), "training steps (episodes per step: batch_size)")
+    batch_size: int = setting(1, integer(1), "episodes per step, split over processes "
+                                             "under torchrun")
+    optimizer: str = setting("sgd", one_of(OPTIMIZERS),
+                             "sgd (PANet) | adam (CPU demos: a from-scratch encoder)")
+    lr: float = setting(1e-3, number(0, inclusive=False), "learning rate")
+    momentum: float = setting(0.9, number(0, maximum=1), "sgd only")
+    weight_decay: float = setting(5e-4, number(0), "L2 weight decay on every parameter")
+    milestones: Tuple[int, ...] = setting((10000, 20000, 30000), milestones(),
+                                          "lr x gamma at each")
+    gamma: float = setting(0.1, number(0, inclusive=False), "lr factor at each milestone")
+    align_weight: float = setting(1.0, number(0), "lambda of L_PAR; 0: PANet w/o PAR "
+                                                  "(`with noalign`)")
+    checkpoint_every: int = setting(1000, integer(0), "steps between rewrites of "
+                                                      "checkpoints/last.pt (0: none)")
+    snapshot_every: int = setting(10000, integer(0), "steps between kept snapshots (0: none)")
+    log_every: int = setting(100, integer(1), "steps between plain log lines (off a terminal)")
+    output_dir: Optional[str] = setting(None, optional_path(),
+                                        "the run folder; None: a new runs/<id>")
+    resume: Optional[str] = setting(None, optional_path(),
+                                    "a checkpoint (or run folder) to continue, in its own run "
+                                    "folder")
+
+
+@dataclass(frozen=True)
+class TestSettings(Section):
+    """The test section: what to evaluate and how (PROTOCOL §8-9)."""
+
+    SECTION: ClassVar[str] = "test"
+    checkpoint: Optional[str] = setting(None, optional_path(),
+                                        "what to evaluate: a checkpoint, a run folder or a "
+                                        "released snapshot; its settings are the defaults")
+    notrain: bool = setting(False, flag(), "evaluate the ImageNet-initialised encoder "
+                                           "(PANet-init) instead")
+    runs: int = setting(5, integer(1), "test runs; run r samples its episodes with seed + r")
+    episodes: int = setting(1000, integer(1), "episodes per run")
+    batch_size: int = setting(1, integer(1), "episodes per forward pass, or (encode=image) their "
+                                             "W*S + Q images per encoder call")
+    encode: str = setting("image", one_of(ENCODINGS),
+                          "image: each distinct image encoded once | episode: every episode "
+                          "encodes its images, as released (the reference)")
+    cache_gb: float = setting(1.0, number(0),
+                              "image: GiB of features kept from the support to the query step, "
+                              "per process in memory; with cache_dir, of the folder")
+    cache_dir: Optional[str] = setting(None, optional_path(),
+                                       "image: keep features as files here (later tests of the "
+                                       "same weights and size reuse them)")
+    rule: str = setting("released", one_of(METRIC_RULES), "released | corrected (PROTOCOL §9)")
+    resolution: str = setting("label", one_of(RESOLUTIONS),
+                              "label (417 x 417, PANet) | original (later FSS papers)")
+    bootstrap: int = setting(1000, integer(0), "resamples of the 95% intervals over episodes; "
+                                               "0: none")
+    output_dir: Optional[str] = setting(None, optional_path(),
+                                        "the run folder (results.json, episodes.npz); None: a "
+                                        "new runs/<id>")
+    overwrite: bool = setting(False, flag(), "replace the results an output_dir already holds")
+
+    def eval_options(self, workers: int) -> EvalOptions:
+        """How `panet.evaluation` runs this test (its options object, free of config words)."""
+        return EvalOptions(encode=self.encode, batch_size=self.batch_size,
+                           resolution=self.resolution, cache_gb=self.cache_gb,
+                           cache_dir=self.cache_dir, workers=workers)
+
+
+@dataclass(frozen=True)
+class RunSettings(Section):
+    """The top-level keys."""
+
+    SECTION: ClassVar[str] = ""
+    seed: int = setting(1234, integer(0), "seeds training; test run r draws episodes from "
+                                          "seed + r")
+    device: str = setting("auto", device(), "auto (CUDA when present) | cpu | cuda | cuda:N")
+    tf32: bool = setting(False, flag(), "TF32 in CUDA convs and matmuls (Ampere+: faster, 10 "
+                                        "mantissa bits instead of 23); off: the paper's float32")
+
+
+SECTIONS = {"data": EpisodeSetting, "model": ModelSettings, "train": TrainSettings,
+            "test": TestSettings}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section of a run's configuration, built once from sacred's config."""
+
+    data: EpisodeSetting
+    model: ModelSettings
+    train: TrainSettings
+    test: TestSettings
+    run: RunSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Settings":
+        return cls(run=RunSettings.from_config(config),
+                   **{name: kind.from_config(config.get(name, {}))
+                      for name, kind in SECTIONS.items()})
+
+    def section(self, name: str) -> Section:
+        return self.run if name == "" else getattr(self, name)
+
+    def value(self, key: str) -> Any:
+        """The value of a dotted key (`data.fold`, `seed`)."""
+        section, _, name = key.rpartition(".")
+        return getattr(self.section(section), name)
+
+
+def rule_keys() -> List[str]:
+    """Every key a rule checks (for tests that cover each one)."""
+    return [kind.key(f.name) for kind in (RunSettings, *SECTIONS.values()) for f in fields(kind)]

@@ -1,0 +1,213 @@
+"""Self-check of the CUDA paths on your machine: a few minutes, one line per check.
+
+    python scripts/check_gpu.py [--device auto] [--keep DIR]
+
+On a toy synthetic dataset (generated in a scratch folder) it runs, on the device `--device`
+resolves to (the first GPU when torch sees one, else the CPU):
+
+- train.py for a few steps, then the same run interrupted halfway and resumed: the resumed
+  weights must equal the uninterrupted ones (bitwise on the CPU; on CUDA within 1e-4, since the
+  backward of bilinear upsampling and NLL are nondeterministic there);
+- test.py on both evaluation paths (test.encode=image and episode): the same episodes, IoUs
+  within the exactness contract's 0.1 points (docs/performance.md);
+- scripts/predict.py on one held-out image;
+- results.json naming the device that ran (GPU name, TF32 off by default);
+- with GPUs: torchrun with one process more than there are GPUs is refused in one line, and
+  with 2+ GPUs, test.py on 2 processes agrees with one.
+
+Each check prints `ok`, `FAIL` (with the reason) or `skip` (GPU checks on a machine without
+one); the exit status is 1 when any check failed. The test suite runs it on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+
+from panet.checkpoint import load_checkpoint
+from panet.data.synthetic import EXAMPLE_CLASS, VOC_DIR, generate, write_predict_example
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, LIST_DIR, read_id_list
+from panet.device import resolve_device
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULT_ATOL = 1e-3  # the exactness contract: IoUs (fractions) within 0.1 points
+CUDA_WEIGHT_RTOL = 1e-4  # resumed against uninterrupted weights on CUDA (nondeterministic kernels)
+STEPS = 6
+TOY = ["synthetic", "fast", "data.size=97", f"train.steps={STEPS}", "train.checkpoint_every=1"]
+TEST = ["test.checkpoint=straight", "test.runs=1", "test.episodes=6"]
+
+
+class Failed(Exception):
+    """A check's reason for failing (one line)."""
+
+
+def run_python(args: List[str], cwd: Path, launcher: Optional[List[str]] = None,
+               expect_failure: bool = False) -> str:
+    """Run `python ARGS` (or `launcher ARGS`) from `cwd` with this checkout's panet; returns its
+    output, or raises Failed with the last lines of it when the exit status is not the expected
+    one."""
+    command = [*(launcher or [sys.executable]), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=900)
+    output = result.stdout + result.stderr
+    if (result.returncode != 0) != expect_failure:
+        tail = " | ".join(line for line in output.strip().splitlines()[-3:])
+        raise Failed(f"`{' '.join(args[:2])} ...` exited with {result.returncode}: {tail}")
+    return output
+
+
+class Checks:
+    """The checks, in order, on one device and one scratch folder."""
+
+    def __init__(self, device: str, scratch: Path):
+        self.device, self.scratch = device, scratch
+        self.gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        self.data = scratch / "data"
+        self.failures = 0
+
+    def report(self, name: str, check: Callable[[], Optional[str]]) -> None:
+        try:
+            detail = check()
+        except Failed as failure:
+            self.failures += 1
+            print(f"FAIL  {name}: {failure}", flush=True)
+            return
+        print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
+
+    def skip(self, name: str, why: str) -> None:
+        print(f"skip  {name}: {why}", flush=True)
+
+    def script(self, name: str, *args: str, **options) -> str:
+        return run_python([str(REPO_ROOT / name), *args], self.scratch, **options)
+
+    def with_config(self, *args: str) -> List[str]:
+        return ["with", *TOY, f"data.root={self.data}", f"device={self.device}", *args]
+
+    def train(self) -> Optional[str]:
+        generate(self.data, n_images=60, size=(96, 128), seed=7)
+        self.script("train.py", *self.with_config("train.output_dir=straight"))
+        return f"{STEPS} steps on {self.device}"
+
+    def resume(self) -> Optional[str]:
+        self.script("train.py", *self.with_config("train.output_dir=resumed",
+                                                  f"train.steps={STEPS // 2}"))
+        self.script("train.py", "with", "train.resume=resumed", f"train.steps={STEPS}",
+                    f"device={self.device}")
+        straight, resumed = (load_checkpoint(self.scratch / run / "checkpoints" / "final.pt")
+                             for run in ("straight", "resumed"))
+        exact = not self.device.startswith("cuda")
+        for key, value in straight["model"].items():
+            same = (torch.equal(value, resumed["model"][key]) if exact else
+                    torch.allclose(value, resumed["model"][key], rtol=CUDA_WEIGHT_RTOL, atol=1e-7))
+            if not same:
+                raise Failed(f"{key} differs between the resumed and the uninterrupted run")
+        return "bitwise" if exact else f"within rtol {CUDA_WEIGHT_RTOL}"
+
+    def test_paths(self) -> Optional[str]:
+        results = {}
+        for encode in ("image", "episode"):
+            self.script("test.py", "with", *TEST, f"test.encode={encode}",
+                        f"test.output_dir=test-{encode}", f"device={self.device}")
+            results[encode] = json.loads((self.scratch / f"test-{encode}" /
+                                          "results.json").read_text())
+        difference = max(abs(results["image"][key] - results["episode"][key])
+                         for key in ("mean_iou", "binary_iou"))
+        if difference > RESULT_ATOL:
+            raise Failed(f"the two paths differ by {difference:.2e} > {RESULT_ATOL}")
+        return f"IoUs differ by {difference:.1e}"
+
+    def device_record(self) -> Optional[str]:
+        record = json.loads((self.scratch / "test-image" / "results.json").read_text())["device"]
+        if record["device"].split(":")[0] != self.device.split(":")[0]:
+            raise Failed(f"results.json says {record['device']}, expected {self.device}")
+        if self.device.startswith("cuda") and record["tf32"] is not False:
+            raise Failed("TF32 is not recorded as off (the default, tf32=False)")
+        return f"{record['device']}: {record['name']}"
+
+    def predict(self) -> Optional[str]:
+        voc = self.data / VOC_DIR
+        example = write_predict_example(voc / IMAGE_DIR, voc / CLASS_DIR,
+                                        read_id_list(voc / LIST_DIR / "val.txt"), EXAMPLE_CLASS,
+                                        self.scratch / "example")
+        support, mask, queries = example
+        self.script("scripts/predict.py", "--checkpoint", "straight/checkpoints/final.pt",
+                    "--way", str(support), str(mask), "--query", *map(str, queries),
+                    "--out", "predictions", "--device", self.device)
+        written = sorted((self.scratch / "predictions").glob("*.png"))
+        if len(written) != 2 * len(queries):
+            raise Failed(f"{len(written)} files written for {len(queries)} queries")
+        return f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}"
+
+    def torchrun_refused(self) -> Optional[str]:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={self.gpus + 1}"]
+        output = run_python([str(REPO_ROOT / "test.py"), "with", *TEST, "device=cuda",
+                             "test.output_dir=refused"], self.scratch, launcher,
+                            expect_failure=True)
+        if "torchrun started" not in output:
+            raise Failed("torchrun failed, but not with the one-line refusal")
+        return f"{self.gpus + 1} processes, {self.gpus} GPU(s)"
+
+    def sharded(self) -> Optional[str]:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2"]
+        run_python([str(REPO_ROOT / "test.py"), "with", *TEST, "device=cuda",
+                    "test.output_dir=test-ddp"], self.scratch, launcher)
+        sharded, single = (json.loads((self.scratch / run / "results.json").read_text())
+                           for run in ("test-ddp", "test-image"))
+        difference = abs(sharded["mean_iou"] - single["mean_iou"])
+        if difference > RESULT_ATOL:
+            raise Failed(f"2 processes and 1 differ by {difference:.2e} in mean-IoU")
+        return f"mean-IoU differs by {difference:.1e}"
+
+    def run_all(self) -> int:
+        self.report("train", self.train)
+        self.report("checkpoint and resume", self.resume)
+        self.report("both evaluation paths within the contract", self.test_paths)
+        self.report("the device in results.json", self.device_record)
+        self.report("predict.py", self.predict)
+        if self.gpus:
+            self.report("torchrun with more processes than GPUs is refused", self.torchrun_refused)
+        else:
+            self.skip("torchrun with more processes than GPUs is refused", "no GPU here")
+        if self.gpus >= 2:
+            self.report("test.py on 2 GPUs agrees with 1", self.sharded)
+        else:
+            self.skip("test.py on 2 GPUs agrees with 1", f"{self.gpus} GPU(s) here")
+        print(f"{'FAILED' if self.failures else 'passed'}: {self.failures} check(s) failed")
+        return 1 if self.failures else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu, "
+                                                         "cuda, cuda:N")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a "
+                                                  "temporary folder, removed)")
+    args = parser.parse_args(argv)
+    try:
+        device, fallback = resolve_device(args.device)
+    except RuntimeError as error:
+        parser.error(str(error))
+    if fallback:
+        print(f"no GPU: {fallback}; running the checks on the CPU")
+    device_name = "cpu" if device.type == "cpu" else str(device) if device.index is not None \
+        else "cuda"
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        return Checks(device_name, args.keep.resolve()).run_all()
+    with tempfile.TemporaryDirectory(prefix="panet-check-") as scratch:
+        return Checks(device_name, Path(scratch)).run_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Convert between our checkpoints and the authors' released PANet snapshots; upgrade old ones.
+
+    python scripts/convert_checkpoint.py --to released CHECKPOINT OUT.pth
+    python scripts/convert_checkpoint.py --to panet SNAPSHOT.pth OUT.pt [--dataset voc|coco]
+        [--fold F] [--ways W] [--shots S] [--align | --no-align] [--step N]
+    python scripts/convert_checkpoint.py --upgrade --trust-pickle OLD.pt NEW.pt
+
+--to released writes the 26 encoder tensors of a VGG-16 PANet under the names and in the order
+of `nn.DataParallel(FewShotSeg).state_dict()` (`module.encoder.backbone.features.*`), in the
+legacy torch file format that the released code's PyTorch (1.0) reads; its test.py takes the
+setting from the path, so the script prints the run folder name to put the file under.
+
+--to panet makes a train.py checkpoint of a released snapshot: the config is the one train.py
+would compose for the snapshot's setting (`with voc|coco align|noalign data.fold=F data.ways=W
+data.shots=S`), read from the snapshot's path, each part overridable by the options; the step
+is `<step>` of `<step>.pth` or --step. The release kept no optimizer state: the checkpoint gets
+a fresh one (no momentum) with the learning-rate schedule advanced to the step, so training on
+from it continues the schedule but not the authors' exact run. The checkpoint's `origin` records
+the snapshot, its SHA-256 and where each setting came from.
+
+--upgrade rewrites a checkpoint of format 1 (which pickled numpy's generator state and sacred's
+config objects) in the current format, holding only tensors and plain data. Reading format 1
+unpickles the file, which runs any code a crafted file holds: it needs --trust-pickle.
+
+Errors are one line on stderr, with exit status 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from panet.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
+from panet.engine import build_optimizer
+from panet.files import atomic_write
+from panet.model_files import ModelFile, build_panet, read_model_file
+from panet.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
+                            setting_of_config)
+from panet.safe_load import plain_data
+from panet.settings import TrainSettings
+
+SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
+                   "ways": "--ways", "shots": "--shots"}
+RELEASED_ALPHA = 20.0  # the released code's fixed cosine scale (`scaler`)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def to_released(model_file: ModelFile, out: Path) -> str:
+    """Write `model_file` (a panet checkpoint of a VGG-16 PANet) as a released snapshot."""
+    if model_file.format != "panet":
+        raise ValueError(f"'{model_file.path}' is already a released snapshot")
+    model = model_file.config["model"]
+    if model["encoder"] != "vgg16":
+        raise ValueError(f"'{model_file.path}' has model.encoder={model['encoder']!r}: the "
+                         "released code has only the VGG-16 encoder")
+    if model["alpha"] != RELEASED_ALPHA:
+        raise ValueError(f"'{model_file.path}' has model.alpha={model['alpha']}: the released "
+                         f"code fixes the cosine scale at {RELEASED_ALPHA:g}")
+    state = panet_to_released(model_file.state, model_file.path)
+    with atomic_write(out) as file:
+        torch.save(state, file, _use_new_zipfile_serialization=False)
+    setting = setting_of_config(model_file.config)
+    where = ("the released code has no name for this setting (dataset, input size or PAR "
+             "weight)" if setting is None else "for the released test.py, put it at "
+             f".../{setting.run_name()}/1/snapshots/{model_file.step}.pth")
+    return f"wrote {out}: {len(state)} tensors in the released layout; {where}"
+
+
+def released_setting(model_file: ModelFile, args: argparse.Namespace
+                     ) -> Tuple[ReleasedSetting, Dict[str, str]]:
+    """The setting of a released snapshot (path, each part overridden by its option) and where
+    each part came from ("path" | "option"); ValueError naming the options still needed."""
+    from_path = model_file.path_setting._asdict() if model_file.path_setting else {}
+    values, sources = {}, {}
+    for field in ReleasedSetting._fields:
+        given = getattr(args, field)
+        if given is not None:
+            values[field], sources[field] = given, "option"
+        elif field in from_path:
+            values[field], sources[field] = from_path[field], "path"
+    missing = [SETTING_OPTIONS[field] for field in ReleasedSetting._fields if field not in values]
+    if missing:
+        raise ValueError(f"'{model_file.path}' names no setting in its path (released form: "
+                         f"{RELEASED_PATH_FORM}): give {', '.join(missing)}")
+    return ReleasedSetting(**values), sources
+
+
+def training_config(setting: ReleasedSetting) -> Dict[str, Any]:
+    """The config `python train.py with <setting's named configs and values>` would run with."""
+    from panet.runs import load_experiment
+
+    with contextlib.redirect_stdout(io.StringIO()):  # print_config's output
+        run = load_experiment("train").run("print_config", named_configs=setting.named_configs(),
+                                           config_updates=setting.config_updates(),
+                                           options={"--loglevel": "ERROR"})
+    return plain_data(run.config, "config")
+
+
+def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
+    """Write a released snapshot as a train.py checkpoint (see the module docstring)."""
+    if model_file.format != "released":
+        raise ValueError(f"'{model_file.path}' is already a panet checkpoint")
+    setting, sources = released_setting(model_file, args)
+    step = args.step if args.step is not None else model_file.step
+    if step is None:
+        raise ValueError(f"'{model_file.path}' is not named <step>.pth: give --step")
+    config = training_config(setting)
+    net = build_panet(model_file)
+    optimizer = build_optimizer(net.parameters(), TrainSettings.from_config(config["train"]))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["train"]["milestones"],
+                                                     config["train"]["gamma"])
+    with warnings.catch_warnings():  # stepping the schedule without optimizer steps is the aim
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for _ in range(step):
+            scheduler.step()
+    origin = {"format": "released", "file": str(model_file.path), "sha256": model_file.sha256,
+              "setting_from": sources, "step_from": "option" if args.step is not None else "path"}
+    save_checkpoint(out, step=step, model=net, optimizer=optimizer, scheduler=scheduler,
+                    config=config, origin=origin)
+    return (f"wrote {out}: a panet checkpoint at step {step}, {' '.join(setting.named_configs())} "
+            f"fold {setting.fold}, {setting.ways}-way {setting.shots}-shot")
+
+
+def upgrade(path: Path, out: Path, trust_pickle: bool) -> str:
+    """Rewrite a format-1 checkpoint in the current format (module docstring)."""
+    if not trust_pickle:
+        raise ValueError(f"reading the format-1 checkpoint '{path}' unpickles it, which runs any "
+                         "code a crafted file holds: pass --trust-pickle if you trust its source")
+    if not path.is_file():
+        raise ValueError(f"'{path}' does not exist")
+    old = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the user
+    if not isinstance(old, dict) or old.get("format_version") != 1:
+        found = old.get("format_version") if isinstance(old, dict) else type(old).__name__
+        raise ValueError(f"'{path}' is not a panet checkpoint of format 1 (found {found!r})")
+    rng = old["rng"]
+    state = {**old, "format_version": FORMAT_VERSION, "config": plain_data(old["config"]),
+             "rng": rng_data(rng["python"], rng["numpy"], rng["torch"], rng["cuda"])}
+    with atomic_write(out) as file:
+        torch.save(state, file)
+    load_checkpoint(out)  # proof that it now reads as data only
+    return f"wrote {out}: format {FORMAT_VERSION}, step {state['step']}"
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--to", choices=("released", "panet"), help="the format to write")
+    mode.add_argument("--upgrade", action="store_true",
+                      help="rewrite a format-1 checkpoint in the current format")
+    parser.add_argument("source", type=Path, help="the file to convert")
+    parser.add_argument("out", type=Path, help="the file to write")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="--upgrade: unpickle the old file (runs any code it holds)")
+    setting = parser.add_argument_group("--to panet: the setting, when the path gives none")
+    setting.add_argument("--dataset", choices=("voc", "coco"))
+    setting.add_argument("--fold", type=int)
+    setting.add_argument("--ways", type=int)
+    setting.add_argument("--shots", type=int)
+    setting.add_argument("--align", action=argparse.BooleanOptionalAction,
+                         help="trained with PAR (--no-align: without)")
+    setting.add_argument("--step", type=int, help="the snapshot's training step")
+    args = parser.parse_args(argv)
+    given = [f"--{name}" for name in (*ReleasedSetting._fields, "step")
+             if getattr(args, name) is not None]
+    if given and args.to != "panet":
+        parser.error(f"{', '.join(given)} belong to --to panet")
+    if args.out.resolve() == args.source.resolve():
+        parser.error("OUT must differ from the source file")
+    try:
+        if args.upgrade:
+            print(upgrade(args.source, args.out, args.trust_pickle))
+        elif args.to == "released":
+            print(to_released(read_model_file(args.source), args.out))
+        else:
+            print(to_panet(read_model_file(args.source), args.out, args))
+    except (ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
