@@ -115,7 +115,7 @@ def main(_run, _config):
 
         try:
             with progress:
-                steps = engine.train(ddp, optimizer, scheduler, loader, start_step=start,
+                steps = engine.train(ddp, optimizer, scheduler, loader,
                                      align_weight=train.align_weight, on_step=on_step,
                                      on_interrupt=on_interrupt, context=context)
         except NonFiniteLossError as error:

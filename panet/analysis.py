@@ -31,7 +31,7 @@ from .engine import EvalShard, MODEL_INPUTS, episode_loader, to_device
 from .models import PANet
 from .models.prototypes import masked_average_pool
 from .settings import EpisodeSetting
-from .tables import MISSING, format_number, markdown_table
+from .tables.report import MISSING, Number, Report
 
 PathLike = Union[str, Path]
 Curve = Tuple[List[int], List[float]]  # steps, values
@@ -131,34 +131,33 @@ def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: i
                              n_episodes=len(dataset))
 
 
-def prototype_distance_markdown(measured: Mapping[str, PrototypeDistance],
-                                paper: Mapping[str, float], *, setting: str, commit: str,
-                                synthetic_scale: bool) -> str:
-    """prototype_distance.md: per model (keys of `paper`: with_PAR, without_PAR) our foreground
-    distance beside the paper's, the difference, and our background distance."""
-    lines = ["# Sec. 4.3: distance between support and query prototypes", ""]
+def prototype_distance_report(measured: Mapping[str, PrototypeDistance],
+                              paper: Mapping[str, float], *, setting: str, commit: str,
+                              synthetic_scale: bool) -> Report:
+    """prototype_distance.md / .tex: per model (keys of `paper`: with_PAR, without_PAR) our
+    foreground distance beside the paper's, the difference, and our background distance."""
+    warning = None
     if synthetic_scale:
-        lines += ["**Toy scale on the synthetic dataset** (small encoder, few "
-                  "steps): distances live in another feature space; the paper column is NOT "
-                  "comparable.", ""]
-    lines += [f"- setting: {setting}",
-              "- compared: the model's support prototype of each episode label and the "
-              "prototype pooled the same way (upsample, masked average) from the query with its "
-              "ground-truth mask; Euclidean distance, mean over episodes (queries without the "
-              "label are left out). Foreground = the way's class (reported beside the paper); "
-              "background = every other pixel, as for supports.",
-              f"- commit: {commit}", ""]
+        warning = ("Toy scale on the synthetic dataset", " (small encoder, few steps): distances "
+                   "live in another feature space; the paper column is NOT comparable.")
+    notes = [f"setting: {setting}",
+             "compared: the model's support prototype of each episode label and the prototype "
+             "pooled the same way (upsample, masked average) from the query with its "
+             "ground-truth mask; Euclidean distance, mean over episodes (queries without the "
+             "label are left out). Foreground = the way's class (reported beside the paper); "
+             "background = every other pixel, as for supports.",
+             f"commit: {commit}"]
     rows = []
     for name, paper_value in paper.items():
         result = measured.get(name)
         ours = None if result is None else result.foreground
-        rows.append([name.replace("_", " "), format_number(ours), format_number(paper_value),
-                     format_number(None if ours is None else ours - paper_value, signed=True),
-                     format_number(None if result is None else result.background),
+        rows.append([name.replace("_", " "), Number(ours), Number(paper_value),
+                     Number(None if ours is None else ours - paper_value, signed=True),
+                     Number(None if result is None else result.background),
                      MISSING if result is None else f"{result.n_foreground} / {result.n_episodes}"])
-    lines += markdown_table(["model", "foreground (ours)", "paper", "difference",
-                             "background (ours)", "queries used / episodes"], rows)
-    return "\n".join(lines) + "\n"
+    return Report("Sec. 4.3: distance between support and query prototypes",
+                  ["model", "foreground (ours)", "paper", "difference", "background (ours)",
+                   "queries used / episodes"], rows, notes, warning)
 
 
 def read_training_curves(run_dir: PathLike) -> Dict[str, Curve]:

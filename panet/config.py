@@ -42,8 +42,10 @@ from .validation import ConfigError, config_problems, path_problems  # noqa: E40
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 CHECKPOINT_KEYS = {"train": "train.resume", "test": "test.checkpoint"}
 BASE_CONFIG = "checkpoint settings"  # the named config holding a checkpoint's stored settings
-# data.* keys that belong to one dataset: a checkpoint's values give way when the dataset changes
-DATASET_KEYS = ("root", "train_split", "test_split", "year", "lists_dir", "cache_dir")
+# data.* keys that belong to one dataset (its files, splits and class split): a checkpoint's
+# values give way to the defaults when another dataset is given
+DATASET_KEYS = ("root", "train_split", "test_split", "year", "lists_dir", "cache_dir", "n_folds",
+                "fold_style", "test_classes")
 FOLD_KEYS = ("data.fold", "data.n_folds", "data.fold_style")
 
 

@@ -126,10 +126,10 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 
 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-          loader: DataLoader, *, start_step: int, align_weight: float,
+          loader: DataLoader, *, align_weight: float,
           on_step: Callable[[int, Dict[str, float]], None],
           on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
-    """Run the steps of `loader` (a `StepBatches` loader starting at `start_step`).
+    """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step).
 
     After each step, `on_step(step, values)` with `step` the number of steps done and `values`
     the step's losses and learning rate (progress, logging and checkpoints live there). On
@@ -138,7 +138,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
     Returns the number of steps done.
     """
     model.train()
-    step = start_step
+    step = loader.batch_sampler.start
     with stop_requests() as stop_requested:
         for batch in loader:
             losses = train_step(model, optimizer, to_device(batch, context.device), align_weight,

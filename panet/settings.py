@@ -228,6 +228,7 @@ class TrainSettings(Section):
 class TestSettings(Section):
     """The test section: what to evaluate and how (PROTOCOL §8-9)."""
 
+    __test__ = False  # a settings class, not a test for pytest to collect
     SECTION: ClassVar[str] = "test"
     checkpoint: Optional[str] = setting(None, optional_path(),
                                         "what to evaluate: a checkpoint, a run folder or a "

@@ -30,6 +30,7 @@ jobs elsewhere (panet/executors.py, docs/cluster.md).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import shlex
 import subprocess
 import sys
@@ -42,7 +43,10 @@ from panet import executors, tables
 from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
 from panet.device import use_device
+from panet.files import atomic_write
 from panet.jobrun import command_now, remove_finished_caches
+from panet.model_files import resolve_checkpoint
+from panet.models import ENCODERS
 from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
@@ -168,27 +172,36 @@ def synthetic_data_present(root: Path) -> bool:
         root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json"))
 
 
+def write_report(report: tables.Report, stem: Path) -> Path:
+    """`stem`.md and `stem`.tex of a report (Markdown and a booktabs LaTeX table); returns the
+    Markdown file."""
+    with atomic_write(stem.with_suffix(".tex"), "w") as file:
+        file.write(tables.render_latex(report))
+    with atomic_write(stem.with_suffix(".md"), "w") as file:
+        file.write(tables.render_markdown(report))
+    return stem.with_suffix(".md")
+
+
 def write_table(number: int, scale: Scale) -> Path:
+    """tableN.md and tableN.tex from the results of the table's test jobs."""
     spec = TABLES[number]
-    jobs = tables.jobs_for(spec.settings(scale.training_seeds), scale)
+    jobs = tables.jobs_for(spec.settings(scale.training_seeds, scale.encoder), scale)
     results = tables.read_results(jobs)
-    markdown = tables.render_table(
-        spec, results, tables.load_paper_results(), commit=git_commit(),
-        synthetic_scale=scale.synthetic,
-        parameters=tables.encoder_parameters(scale.synthetic) if spec.params else None,
-        resampled=tables.resampled_results(jobs, results), seeds=scale.training_seeds,
-        jobs=jobs)
-    path = scale.out / f"table{number}.md"
-    path.write_text(markdown)
-    return path
+    parameters = (tables.encoder_parameters(scale.synthetic, scale.encoder) if spec.params
+                  else None)
+    provenance = tables.Provenance(git_commit(), scale.synthetic, scale.training_seeds,
+                                   scale.encoder, parameters, jobs)
+    report = tables.table_report(spec, results, tables.load_paper_results(), provenance,
+                                 tables.resampled_results(jobs, results))
+    return write_report(report, scale.out / f"table{number}")
 
 
 def write_prototype_distance(scale: Scale, device: torch.device) -> Path:
-    from panet.analysis import measure_prototype_distance, prototype_distance_markdown
+    from panet.analysis import measure_prototype_distance, prototype_distance_report
 
     measured, models = {}, []
     for name, setting in PROTOTYPE_DISTANCE_MODELS.items():
-        job = tables.train_job(setting, scale)
+        job = tables.train_job(replace(setting, encoder=scale.encoder), scale)
         measured[name] = measure_prototype_distance(
             job.output, scale.test_episodes, device=device, fold=setting.fold,
             ways=setting.ways, shots=setting.shots, **data_overrides(scale, setting))
@@ -196,12 +209,10 @@ def write_prototype_distance(scale: Scale, device: torch.device) -> Path:
         print(f"{name}: {measured[name]}", flush=True)
     description = (f"fold 0, 1-way 5-shot, {scale.test_episodes} test episodes (seed 1234) of "
                    f"the models {', '.join(models)}")
-    markdown = prototype_distance_markdown(
+    report = prototype_distance_report(
         measured, tables.load_paper_results()[PROTOTYPE_DISTANCE_PAPER_KEY],
         setting=description, commit=git_commit(), synthetic_scale=scale.synthetic)
-    path = scale.out / "prototype_distance.md"
-    path.write_text(markdown)
-    return path
+    return write_report(report, scale.out / "prototype_distance")
 
 
 def write_loss_curves(scale: Scale, fold: int) -> Path:
@@ -209,7 +220,7 @@ def write_loss_curves(scale: Scale, fold: int) -> Path:
     from panet.visualize import plot_loss_curves
 
     panels = {}
-    for (shots, align), setting in tables.loss_curve_models(fold).items():
+    for (shots, align), setting in tables.loss_curve_models(fold, scale.encoder).items():
         label = "PANet" if align else "PANet w/o PAR"
         curves = read_training_curves(scale.run_dir(setting.train_name))
         panels.setdefault(f"fold {fold}, 1-way {shots}-shot", {})[label] = curves
@@ -238,32 +249,49 @@ def data_overrides(scale: Scale, setting: Setting) -> dict:
 
 def qualitative_path(args: argparse.Namespace, scale: Scale) -> Path:
     """The overlays go to the run folder of the model shown (or beside other figures)."""
-    checkpoint = args.checkpoint or tables.train_job(qualitative_model(args.fold), scale).output
+    checkpoint = args.checkpoint or tables.train_job(qualitative_model(args.fold, scale),
+                                                     scale).output
     return (run_dir_of(checkpoint) or figure_path(scale, "")) / "qualitative.png"
 
 
-def qualitative_model(fold: int) -> Setting:
+def qualitative_model(fold: int, scale: Scale) -> Setting:
     """The default model of --figure qualitative: Table 1's 1-shot PANet of `fold`."""
-    return TABLES[1].setting(Variant(), shots=1, fold=fold)
+    return TABLES[1].setting(Variant(), shots=1, fold=fold, encoder=scale.encoder)
+
+
+def qualitative_overrides(args: argparse.Namespace, scale: Scale) -> dict:
+    """data.* overrides of the overlays: --data-root, for the default model as for a
+    --checkpoint (whose stored root it replaces)."""
+    if not args.checkpoint:
+        return data_overrides(scale, qualitative_model(args.fold, scale))
+    if args.data_root is None:
+        return {}
+    name = resolve_checkpoint(args.checkpoint).config["data"]["name"]
+    return {"root": str(scale.data_root_of("coco" if name == "coco" else "voc"))}
 
 
 def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
     """The jobs whose outputs the requested table, analysis or figure reads."""
     if args.table:
-        return tables.jobs_for(TABLES[args.table].settings(scale.training_seeds), scale)
+        return tables.jobs_for(TABLES[args.table].settings(scale.training_seeds, scale.encoder),
+                               scale)
     if args.analysis:
-        return [tables.train_job(s, scale) for s in PROTOTYPE_DISTANCE_MODELS.values()]
+        return [tables.train_job(replace(s, encoder=scale.encoder), scale)
+                for s in PROTOTYPE_DISTANCE_MODELS.values()]
     if args.figure == "loss-curves":
         if args.run:
             return []
-        return [tables.train_job(s, scale) for s in tables.loss_curve_models(args.fold).values()]
-    return [] if args.checkpoint else [tables.train_job(qualitative_model(args.fold), scale)]
+        return [tables.train_job(s, scale)
+                for s in tables.loss_curve_models(args.fold, scale.encoder).values()]
+    return ([] if args.checkpoint
+            else [tables.train_job(qualitative_model(args.fold, scale), scale)])
 
 
 def final_step(args: argparse.Namespace, scale: Scale) -> str:
     """What this process does once the jobs are done (printed by --dry-run)."""
     if args.table:
-        return f"write {scale.out / f'table{args.table}.md'} from the test results"
+        return (f"write {scale.out / f'table{args.table}.md'} (and .tex) from the test "
+                "results")
     if args.analysis:
         return (f"measure Sec. 4.3's prototype distances over {scale.test_episodes} episodes per "
                 f"model in this process -> {scale.out / 'prototype_distance.md'}")
@@ -312,6 +340,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="disk budget (GiB) of the feature cache that the tests of one "
                              "checkpoint share (test.cache_gb); 0: no sharing, each test keeps "
                              f"features in memory (default {tables.FEATURE_CACHE_GB})")
+    parser.add_argument("--encoder", choices=list(ENCODERS),
+                        help="train and test every model with this encoder instead of VGG-16 "
+                             "(or the toy scale's small one); named in job names and headers")
     parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
                         help="figures: the fold of the models shown (default 0)")
     parser.add_argument("--checkpoint", type=Path,
@@ -356,7 +387,8 @@ def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
         out = args.out or REPO_ROOT / "results"
         return Scale(out.resolve(), data_root=args.data_root,
-                     feature_cache_gb=args.feature_cache_gb, seeds=args.seeds)
+                     feature_cache_gb=args.feature_cache_gb, seeds=args.seeds,
+                     encoder=args.encoder)
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 
@@ -364,7 +396,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
                  steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
                  test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size,
-                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds)
+                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds, encoder=args.encoder)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
@@ -372,9 +404,9 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     scale = make_scale(args)
     jobs = target_jobs(args, scale)
     if args.table and TABLES[args.table].params:
-        count = tables.encoder_parameters(scale.synthetic)
-        print(f"encoder parameters ({'small encoder' if scale.synthetic else 'VGG-16'}): "
-              f"{count:,} = {count / 1e6:.1f}M", flush=True)
+        count = tables.encoder_parameters(scale.synthetic, scale.encoder)
+        name = scale.encoder or ("small" if scale.synthetic else "vgg16")
+        print(f"encoder parameters ({name}): {count:,} = {count / 1e6:.1f}M", flush=True)
     if args.status:  # where each job stands, from the run folders and squeue
         print(executors.status_report(jobs))
         return 0
@@ -419,7 +451,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     else:
         from panet.visualize import save_qualitative
 
-        overrides = {} if args.checkpoint else data_overrides(scale, qualitative_model(args.fold))
+        overrides = qualitative_overrides(args, scale)
         figure = save_qualitative(args.checkpoint or jobs[0].output,
                                   qualitative_path(args, scale), args.episodes,
                                   device=use_device(args.device), **overrides)

@@ -15,7 +15,8 @@ from panet import tables
 from panet.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
-from panet.tables import TABLES, Scale, Setting, Variant, render_table
+from panet.tables import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
+                          render_markdown, table_report)
 from panet.visualize import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
                              captioned_tiles, denormalize, episode_figure, moving_average, overlay,
                              plot_loss_curves, save_qualitative, wrap)
@@ -274,6 +275,16 @@ def test_a_job_that_exits_0_without_its_output_counts_as_failed(tmp_path):
 
 
 # ---------------------------------------------------------------- markdown
+
+def render_table(spec, results, paper, commit, synthetic_scale, parameters=None):
+    """tableN.md of `results` (and, checked on the way, its LaTeX twin)."""
+    report = table_report(spec, results, paper, Provenance(commit, synthetic_scale,
+                                                           parameters=parameters))
+    latex = render_latex(report)
+    assert latex.count(r"\toprule") == latex.count(r"\bottomrule") == 1
+    assert latex.count(r" \\") >= len(report.rows) + 1  # header and every row end their line
+    return render_markdown(report)
+
 
 def fake_result(path, mean_iou, binary_iou, steps=30000, **setting):
     record = {"mean_iou": mean_iou, "binary_iou": binary_iou, "setting": {
@@ -539,6 +550,17 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
             "yes" if f"{p:.1f}" == c.split()[0] else "no" for p, c in zip(paper, cells)] + ["—"])
     assert "## How these numbers were made" in markdown and "How to cite" in markdown
     assert "seed=1235" in markdown  # the exact command of a second-seed training job
+    latex = (out / "table1.tex").read_text()  # the same table, booktabs, for a paper
+    assert r"\begin{tabular}{l" + "r" * 11 + "}" in latex and r"\toprule" in latex
+    ours = next(line for line in latex.splitlines() if line.startswith("PANet (ours) & "))
+    mean_and_std, interval = cells_of(rows, "PANet (ours)")[0].split(" [")
+    assert ours.split(" & ")[1] == (mean_and_std.replace(" ± ", r" $\pm$ ")
+                                    + r" {\scriptsize [" + interval + "}")
+    assert r"\texttt{python train.py with synthetic small 1way 1shot align" in latex
+
+
+def cells_of(rows, label):
+    return next(cells for name, cells in rows if name == label)
 
 
 def test_rerun_skips_every_done_job(synthetic_table1, capsys):
@@ -563,6 +585,6 @@ def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_tabl
     measured = measure_prototype_distance(five_shot, 2, workers=0)
     assert measured.n_episodes == 2 and measured.n_foreground <= 2
     net, data = load_trained(five_shot)
-    assert data["shots"] == 5 and not net.training
+    assert data.shots == 5 and not net.training
     with pytest.raises(ValueError, match=r"unknown data setting\(s\) \['shot'\]"):
         evaluation_episodes(data, 1, 0, shot=5)
