@@ -22,6 +22,7 @@ setup(
         "networkx",
         "matplotlib",
         "tensorboard",
+        "submitit",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -8,7 +8,9 @@
 Everything a run writes goes to its run folder (panet/runs.py): runs/<id>/ or train.output_dir.
 Checkpoints go to <run folder>/checkpoints/: last.pt (every train.checkpoint_every steps and on
 Ctrl-C / SIGTERM), snapshot_<step>.pt (every train.snapshot_every steps), final.pt. A resumed
-run takes its whole setting from the checkpoint and continues in the same run folder.
+run takes its whole setting from the checkpoint and continues in the same run folder. After the
+first step a line warns if the run folder lacks the space its checkpoints will need; a save
+that does not fit stops the run with one line saying how to continue it.
 """
 
 import shlex
@@ -18,9 +20,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from panet import distributed, engine
-from panet.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from panet.checkpoint import (checkpoint_contents, load_checkpoint, restore_rng_states,
+                              save_checkpoint)
 from panet.config import PanetExperiment
 from panet.data import make_episode_dataset
+from panet.diskspace import checkpoints_to_write, serialized_size, space_warning
 from panet.engine import NonFiniteLossError, StepBatches, build_optimizer, episode_loader
 from panet.models.builder import build_model
 from panet.monitor import Progress, ScalarLog
@@ -83,10 +87,21 @@ def main(_run, _config):
         progress = Progress(train.steps, initial=start, desc="train step",
                             every=train.log_every, enabled=context.is_main)
 
+        def warn_if_short_of_space(step: int) -> None:
+            size = serialized_size(checkpoint_contents(step=step, model=net, optimizer=optimizer,
+                                                       scheduler=scheduler, config=_config))
+            count = checkpoints_to_write(start, train.steps, train.checkpoint_every,
+                                         train.snapshot_every, checkpoints)
+            warning = space_warning(checkpoints, size, count)
+            if warning:
+                print(warning, flush=True)
+
         def on_step(step: int, values: dict) -> None:
             progress.update(values)
             if not context.is_main:
                 return
+            if step == start + 1:  # the optimizer has its state: a checkpoint's size is exact
+                warn_if_short_of_space(step)
             scalars.log(values, step)
             if train.checkpoint_every and step % train.checkpoint_every == 0:
                 save(step, "last.pt")

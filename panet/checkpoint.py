@@ -13,14 +13,16 @@ sacred's config objects; it is refused with the command that converts it
 
 from __future__ import annotations
 
+import io
 import random
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
-from .files import atomic_write
+from .diskspace import DiskFullError, write_atomically
 from .released import is_released_state
 from .safe_load import UnsafeFileError, describe_contents, load_data, plain_data
 
@@ -83,14 +85,12 @@ def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
     return list(saved[:torch.cuda.device_count()])
 
 
-def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
-                    origin: Optional[Dict[str, Any]] = None) -> Path:
-    """Write a checkpoint at `path` atomically (`panet.files.atomic_write`: a crash mid-write
-    leaves the old file intact; the file gets the umask's mode, 0644 by default). `config` is
-    stored as plain data (sacred's read-only containers become dicts and lists); `origin`, when
-    given, records where the weights came from (e.g. a converted released snapshot)."""
-    path = Path(path)
+def checkpoint_contents(*, step: int, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
+                        origin: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """What `save_checkpoint` writes. `config` is stored as plain data (sacred's read-only
+    containers become dicts and lists); `origin`, when given, records where the weights came
+    from (e.g. a converted released snapshot)."""
     state = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -102,9 +102,34 @@ def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module
     }
     if origin is not None:
         state["origin"] = plain_data(origin, "origin")
-    with atomic_write(path) as file:
-        torch.save(state, file)
-    return path
+    return state
+
+
+def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
+                    origin: Optional[Dict[str, Any]] = None) -> Path:
+    """Write `checkpoint_contents` at `path` atomically (`panet.files.atomic_write`: a crash
+    mid-write leaves the old file intact; the file gets the umask's mode, 0644 by default). A
+    full disk raises `panet.diskspace.DiskFullError` saying how to continue the run."""
+    # Serialised in memory first, so that a full disk can say how much the file needs.
+    data = io.BytesIO()
+    torch.save(checkpoint_contents(step=step, model=model, optimizer=optimizer,
+                                   scheduler=scheduler, config=config, origin=origin), data)
+    try:
+        return write_atomically(path, data.getbuffer())
+    except DiskFullError as full:
+        raise full.then(_after_full_disk(Path(path))) from None
+
+
+def _after_full_disk(path: Path) -> str:
+    """What to do when checkpoint `path` did not fit: continue from the run's newest one."""
+    target = run_dir_of(path) or path
+    try:
+        find_checkpoint(target)
+    except FileNotFoundError:
+        return "no checkpoint was saved yet: free some space, then run the same command again"
+    return ("free some space, then continue with: python train.py with "
+            f"train.resume={shlex.quote(str(target))}")
 
 
 def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:

@@ -10,11 +10,14 @@ checkpoints/ (train.py) or results.json (test.py). The folder is
 - otherwise a new numbered folder `runs/<id>` under the current directory.
 
 Under torchrun only rank 0 records; every rank learns rank 0's folder (`shared_run_dir`).
+The recording process holds the folder's lock (`panet.runlock`) from before its first write to
+the end of the run, so a second train.py / test.py writing the same folder stops at once.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -25,11 +28,13 @@ from sacred.run import Run
 
 from . import distributed
 from .device import describe_device, device_line
+from .runlock import RunFolderLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where train.py and test.py live
 RUNS_DIR = "runs"
 RESULTS_FILE = "results.json"  # what test.py writes into its run folder
 OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
+CAPTURE_OPTIONS = ("-C", "--capture")
 
 
 def planned_run_dir(output_dir: Optional[str], resumed=None) -> Optional[Path]:
@@ -43,12 +48,14 @@ def planned_run_dir(output_dir: Optional[str], resumed=None) -> Optional[Path]:
 
 class RunObserver(FileStorageObserver):
     """sacred's file observer, writing into the run folder the config asks for (an existing
-    one is continued) or else into a new numbered folder under `runs_dir`."""
+    one is continued) or else into a new numbered folder under `runs_dir`. It locks the folder
+    before writing anything there and unlocks it when the run ends (`panet.runlock`)."""
 
     def __init__(self, ex: Experiment, runs_dir: str = RUNS_DIR):
         super().__init__(runs_dir)
         self.ex = ex
         self._target: Optional[Path] = None
+        self._lock: Optional[RunFolderLock] = None
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self._target = run_dir_asked(self.ex, config)
@@ -61,9 +68,30 @@ class RunObserver(FileStorageObserver):
 
     def _make_run_dir(self, _id):
         if self._target is None:
-            return super()._make_run_dir(_id)
-        self._target.mkdir(parents=True, exist_ok=True)
+            super()._make_run_dir(_id)  # a new numbered folder: nobody else writes it yet
+            self._lock = RunFolderLock(self.dir).acquire()
+            return
+        self._lock = RunFolderLock(self._target).acquire()  # RunFolderBusy: nothing written
         self.dir = str(self._target)
+
+    # A run refused by the lock never started here: there is no record of it to finish.
+    def completed_event(self, stop_time, result):
+        self._finish(super().completed_event, stop_time, result)
+
+    def interrupted_event(self, interrupt_time, status):
+        self._finish(super().interrupted_event, interrupt_time, status)
+
+    def failed_event(self, fail_time, fail_trace):
+        self._finish(super().failed_event, fail_time, fail_trace)
+
+    def _finish(self, record, *args) -> None:
+        if self._lock is None:
+            return
+        try:
+            record(*args)
+        finally:
+            self._lock.release()
+            self._lock = None
 
 
 def run_dir_asked(ex: Experiment, config: Mapping[str, Any]) -> Optional[Path]:
@@ -108,8 +136,14 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main
     process is recorded in its run folder (`RunObserver`) unless the command line names its own
     observer; other commands (print_config, ...) are not recorded. An interrupted run exits
-    with status 130 without a traceback (train.py prints how to continue it)."""
+    with status 130 without a traceback (train.py prints how to continue it). In a Slurm job,
+    output is captured in Python (`--capture=sys`) unless the command line chooses."""
     argv = list(sys.argv if argv is None else argv)
+    chosen = any(arg.startswith(CAPTURE_OPTIONS) for arg in argv)
+    if os.environ.get("SLURM_JOB_ID") and not chosen:
+        # Slurm signals every process of a job it stops: sacred's default capture, a `tee`
+        # child process, would die first and break the output train.py saves last.pt with
+        argv.append("--capture=sys")
     observer = None
     if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
             and not any(flag in argv for flag in OPTION_OBSERVERS)):

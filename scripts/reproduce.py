@@ -10,6 +10,9 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
     python scripts/reproduce.py --table 1 --seeds 3       # 3 training seeds per model
+    python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
+    python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
+    python scripts/reproduce.py --table 1 --status        # done / running / pending / failed
 
 Every job's configuration is checked before the first one starts (a bad value stops the script
 at once). Jobs run one after another as subprocesses from the repository root (their output
@@ -20,7 +23,8 @@ are still missing. Figures go to a run folder: the loss curves of a table's mode
 <out>/runs/figures/, the overlays to the shown model's run folder, the curves of --run DIR to
 DIR (the first one given). The tests of one checkpoint run one after another and share its
 encoder features through <out>/feature_cache/<weights>/ (on disk, up to --feature-cache-gb;
-removed after their last test).
+removed after their last test). --executor local --parallel K and --executor slurm run the same
+jobs elsewhere (panet/executors.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +39,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from panet import tables
+from panet import executors, tables
 from panet.checkpoint import find_checkpoint, run_dir_of
 from panet.data import synthetic
 from panet.device import use_device
 from panet.files import atomic_write
+from panet.jobrun import command_now, remove_finished_caches
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
+from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
@@ -70,38 +75,28 @@ def execute(argv: Sequence[str]) -> int:
 
 def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
     """Run the pending jobs in order (skipping done ones and those needing a failed job);
-    returns the names of the jobs that failed or were skipped for that. A done job's cleanup
-    paths (a feature cache its group no longer needs) are removed."""
+    returns the names of the jobs that failed or were skipped for that. A feature cache shared
+    by tests is removed once all of them are done (kept after a failure, for the rerun)."""
     failed: List[str] = []
     for job in jobs:
         if job.done():
             print(f"[done] {job.name}: {job.output}", flush=True)
-            remove_cleanup(job)
+            remove_finished_caches(jobs)
             continue
         blocked = [name for name in job.needs if name in failed]
         if blocked:
             print(f"[skipped] {job.name}: needs the failed job(s) {', '.join(blocked)}", flush=True)
             failed.append(job.name)
             continue
-        argv = list(job.argv)
-        partial = job.partial_checkpoint()
-        if partial is not None:
-            argv.append(f"train.resume={partial}")
+        argv = command_now(job)  # an unfinished training run continues from its last.pt
         print(f"[run] {job.name}\n      {shlex.join(argv)}", flush=True)
         code = run(argv)
         if code != 0 or not job.done():
             print(f"[failed] {job.name}: exit code {code}"
                   + ("" if code else f", but {job.output} was not written"), flush=True)
             failed.append(job.name)
-        remove_cleanup(job)
+        remove_finished_caches(jobs)
     return failed
-
-
-def remove_cleanup(job: Job) -> None:
-    """Delete the job's cleanup folders once it is done (kept after a failure, for the rerun)."""
-    if job.done():
-        for path in job.cleanup:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def config_problems(jobs: Sequence[Job]) -> List[str]:
@@ -391,7 +386,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto",
                         help="analysis and qualitative figure: auto (cuda when available, else "
                              "cpu), cpu, cuda, cuda:N")
+    executors.add_options(parser)
     args = parser.parse_args(argv)
+    executors.check_options(parser, args)
     toy_knobs = {"--steps": args.steps, "--test-runs": args.test_runs,
                  "--test-episodes": args.test_episodes, "--size": args.size}
     given = [flag for flag, value in toy_knobs.items() if value is not None]
@@ -441,6 +438,9 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         count = tables.encoder_parameters(scale.synthetic, scale.encoder)
         name = scale.encoder or ("small" if scale.synthetic else "vgg16")
         print(f"encoder parameters ({name}): {count:,} = {count / 1e6:.1f}M", flush=True)
+    if args.status:  # where each job stands, from the run folders and squeue
+        print(executors.status_report(jobs))
+        return 0
 
     problems = config_problems(jobs)
     if problems:
@@ -472,11 +472,16 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
         synthetic.generate(scale.data_root, coco=True)
     scale.out.mkdir(parents=True, exist_ok=True)
     try:
-        failed = run_jobs(jobs, run)
+        failed = run_jobs(jobs, run) if executors.runs_here(args) else executors.execute(jobs, args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue (done jobs are skipped, "
               "an unfinished training run resumes from its last.pt)")
         return 130
+    except SlurmError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if failed is None:  # submitted to Slurm, still queued: the outputs come with a later run
+        return 0
 
     if args.table:
         print(f"wrote {write_table(args.table, scale)}")

@@ -1,5 +1,6 @@
 """Shared fixtures of the data tests: real third-party data, tiny VOC trees, synthetic sets,
-folder-layout datasets (generated, and converted from the real COCO images)."""
+folder-layout datasets (generated, and converted from the real COCO images); and a one-node
+Slurm cluster (tests/slurm_cluster.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from panet.data.label_png import save_label_png
 from panet.data.synthetic import generate, generate_folder
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, read_id_list
 from panet.data.voc_prepare import write_class_lists
+from slurm_cluster import slurm_cluster  # noqa: F401  (a one-node Slurm, session scope)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

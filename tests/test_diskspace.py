@@ -1,0 +1,140 @@
+"""A full disk (panet/diskspace.py): a checkpoint that does not fit stops with one line (file,
+size needed, space free, previous file intact, how to continue), and train.py warns at its
+first step when its checkpoints will not fit. On a real 1 MiB tmpfs (root only)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from panet.checkpoint import load_checkpoint, save_checkpoint
+from panet.diskspace import (DiskFullError, checkpoints_to_write, format_size, serialized_size,
+                             space_warning)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs mounted on tmp_path/disk, unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def training_state(width):
+    """(model, optimizer, scheduler) after one SGD step: `width` x `width` weights, with their
+    momentum buffers."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(width, width)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, width)).sum().backward()
+    optimizer.step()
+    return dict(model=model, optimizer=optimizer,
+                scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 10))
+
+
+def save(path, width, step=1):
+    return save_checkpoint(path, step=step, config={"width": width}, **training_state(width))
+
+
+def test_a_checkpoint_that_does_not_fit_says_so_in_one_line_and_keeps_the_previous(small_disk,
+                                                                                    tmp_path):
+    run = small_disk / "run"
+    last = run / "checkpoints" / "last.pt"
+    save(last, width=8)
+    before = load_checkpoint(last)
+    needed = save(tmp_path / "elsewhere.pt", width=600, step=2).stat().st_size  # > 2.7 MiB
+    with pytest.raises(DiskFullError) as raised:
+        save(last, width=600, step=2)
+    message = str(raised.value)
+    assert message == (
+        f"could not write {last}: no space left on the device (it needs {format_size(needed)}, "
+        f"{format_size(shutil.disk_usage(small_disk).free)} are free there); the previous "
+        f"last.pt is intact; free some space, then continue with: python train.py with "
+        f"train.resume={run}")
+    after = load_checkpoint(last)
+    assert after["step"] == 1 and torch.equal(after["model"]["weight"], before["model"]["weight"])
+    assert sorted(path.name for path in last.parent.iterdir()) == ["last.pt"]  # no partial file
+
+
+def test_a_first_checkpoint_that_does_not_fit_says_to_run_again(small_disk):
+    final = small_disk / "run" / "checkpoints" / "final.pt"
+    with pytest.raises(DiskFullError, match=r"nothing was overwritten \(there was no final\.pt "
+                                            r"yet\); no checkpoint was saved yet: free some space, "
+                                            r"then run the same command again$"):
+        save(final, width=600)
+    assert list(final.parent.iterdir()) == []
+
+
+def test_train_py_warns_at_its_first_step_then_stops_at_the_save(small_disk, synthetic_root):
+    run = small_disk / "run"
+    argv = [sys.executable, "train.py", "with", "synthetic", "fast", f"data.root={synthetic_root}",
+            f"train.output_dir={run}"]  # 4 steps, last.pt at step 2 (and final.pt): ~7 MiB each
+    result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: {run / 'checkpoints'} has ") and " (2 files of " in warnings[0], result.stdout
+    size = warnings[0].split(" (2 files of ")[1].split(")")[0]
+    errors = [line for line in result.stderr.splitlines() if "could not write" in line]
+    assert len(errors) == 1, result.stderr
+    assert f"{run / 'checkpoints' / 'last.pt'}: no space left on the device (it needs {size}, " \
+        in errors[0]
+    assert errors[0].endswith("no checkpoint was saved yet: free some space, then run the same "
+                              "command again")
+
+
+def naive_checkpoint_count(start, steps, checkpoint_every, snapshot_every, last_exists):
+    """The files the training loop writes, step by step, that were not there before (final.pt
+    always: a new file or the new copy of one)."""
+    written = set()
+    for step in range(start + 1, steps + 1):
+        if checkpoint_every and step % checkpoint_every == 0:
+            written.add("last.pt")
+        if snapshot_every and step % snapshot_every == 0:
+            written.add(f"snapshot_{step}.pt")
+    if last_exists:
+        written.discard("last.pt")
+    return len(written) + 1
+
+
+@pytest.mark.parametrize("last_exists", [False, True])
+def test_checkpoints_to_write_counts_like_the_training_loop(tmp_path, last_exists):
+    if last_exists:
+        (tmp_path / "last.pt").touch()
+    for start in (0, 3, 10, 29):
+        for steps in (start, start + 1, 30):
+            for checkpoint_every in (0, 1, 4, 10):
+                for snapshot_every in (0, 1, 7, 10):
+                    expected = naive_checkpoint_count(start, steps, checkpoint_every,
+                                                      snapshot_every, last_exists)
+                    assert checkpoints_to_write(start, steps, checkpoint_every, snapshot_every,
+                                                tmp_path) == expected
+
+
+def test_space_warning_compares_the_free_space_with_the_checkpoints(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    assert space_warning(tmp_path, 1, 3) is None
+    warning = space_warning(tmp_path / "not" / "yet", free, 3)  # measured on tmp_path
+    assert warning.startswith(f"warning: {tmp_path / 'not' / 'yet'} has ")
+    assert f"need {format_size(3 * free)} (3 files of {format_size(free)})" in warning
+
+
+def test_format_size_and_serialized_size(tmp_path):
+    assert [format_size(n) for n in (0, 1023, 1536, 5 * 2**20, 3 * 2**30, 2**50)] == [
+        "0 bytes", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB", "1048576.0 GiB"]
+    state = {"weights": torch.arange(1000.0), "step": 3}
+    with open(tmp_path / "state.pt", "wb") as file:  # an open file, as save_checkpoint writes
+        torch.save(state, file)
+    assert serialized_size(state) == (tmp_path / "state.pt").stat().st_size
