@@ -14,6 +14,7 @@ that does not fit stops the run with one line saying how to continue it.
 """
 
 import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -62,6 +63,12 @@ def main(_run, _config):
 
         dataset = make_episode_dataset(settings.data, train.steps * train.batch_size,
                                        settings.run.seed, train=True)
+        data_identity = dataset.source.identity()
+        if resume and state.get("data_identity") not in (None, data_identity) and context.is_main:
+            print(f"warning: resuming on other data than {resume.path} was trained on (the "
+                  f"per-class image lists of data.root={settings.data.root} differ from the "
+                  "checkpoint's): the run goes on with other episodes", file=sys.stderr,
+                  flush=True)
         batches = StepBatches(start, train.steps, train.batch_size, context)
         loader = episode_loader(dataset, batches, settings.data.workers, context.device)
         ddp = net
@@ -80,7 +87,8 @@ def main(_run, _config):
 
         def save(step: int, name: str) -> Path:
             return save_checkpoint(checkpoints / name, step=step, model=net, optimizer=optimizer,
-                                   scheduler=scheduler, config=_config)
+                                   scheduler=scheduler, config=_config,
+                                   data_identity=data_identity)
 
         scalars = ScalarLog(_run, directory, purge_step=start + 1 if resume else None) \
             if context.is_main else None

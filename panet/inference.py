@@ -12,9 +12,10 @@ feature size, H_q x W_q a query's original size.
 
 Inputs. Images: a path, a PIL image or an H x W x 3 uint8 array (grayscale, RGBA, CMYK, ...
 converted to RGB; 16-bit and float images refused). Masks: a path, a PIL image or an H x W
-array of the image's size, binary in any encoding (0/1, 0/255, bool): foreground where
-non-zero. ``ignore_value`` marks "don't care" pixels, counted neither as foreground nor as
-background. Every way has the same number of shots, as in PANet's episodes.
+array of the image's size, binary in any encoding (0/1, 0/255, bool, or the alpha channel of
+a single-colour image): foreground where non-zero. ``ignore_value`` marks "don't care"
+pixels, counted neither as foreground nor as background. Every way has the same number of
+shots, as in PANet's episodes.
 
 One code path with the test pipeline: images and masks go through ``panet.data.transforms``
 (``image_tensor``: RGB, bilinear resize to H x W, ImageNet normalisation; ``resize_nearest`` for
@@ -25,7 +26,10 @@ supports once. A query's labels are the argmax of its h x w logits upsampled bil
 H_q x W_q (what ``test.resolution=original`` evaluates); probabilities are their softmax.
 
 Bad input raises ``ValueError`` naming the support or query and the problem, before any image
-is encoded where it can be checked up front (the supports, and the queries' files).
+is encoded: the supports and every query are decoded up front. Images and masks are read as
+they are displayed (turned by their EXIF Orientation). A mask with an alpha channel over a
+single colour is read from its alpha (an object drawn in transparency); a mask with no
+foreground, or no background, is refused.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from panet.constants import IGNORE_INDEX
-from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb
+from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
 from panet.device import use_device
 from panet.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet
@@ -98,31 +102,51 @@ def load_image(image: ImageInput, what: str = "image") -> Image.Image:
 
 
 def _mask_array(mask: MaskInput, what: str) -> np.ndarray:
-    """A mask input as a 2-D array of its values."""
+    """A mask input as a 2-D array of its values, as the user sees it (EXIF-upright; see
+    `_mask_channel` for colour and transparency)."""
     if isinstance(mask, (str, Path)):
         try:
             with _open(mask, what) as opened:
-                array = np.array(opened)
+                array = np.array(upright(opened))
         except (OSError, SyntaxError) as error:
             raise ValueError(f"{what}: cannot decode the image ({error})") from None
     elif isinstance(mask, Image.Image):
-        array = np.array(mask)
+        array = np.array(upright(mask))
     elif isinstance(mask, np.ndarray):
         array = mask
     else:
         raise TypeError(f"{what}: expected a path, a PIL image or a numpy array, got "
                         f"{type(mask).__name__}")
-    if array.ndim == 3 and array.shape[2] in (1, 2):  # single channel (+ alpha)
-        array = array[..., 0]
-    elif array.ndim == 3 and array.shape[2] in (3, 4):  # colour: fine if gray
-        if not ((array[..., 0] == array[..., 1]) & (array[..., 1] == array[..., 2])).all():
-            raise ValueError(f"{what}: a colour image with differing channels; a mask is "
-                             f"single-channel (0 background, non-zero foreground)")
-        array = array[..., 0]
+    if array.ndim == 3:
+        array = _mask_channel(array, what)
     if array.ndim != 2 or not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
         raise ValueError(f"{what}: array of shape {array.shape} and dtype {array.dtype}; "
                          f"expected an H x W mask")
     return array
+
+
+def _mask_channel(array: np.ndarray, what: str) -> np.ndarray:
+    """The one channel holding the mask of an H x W x K image (K: 1 gray, 2 gray + alpha,
+    3 RGB, 4 RGBA): where the image has transparency that varies over a constant colour, the
+    alpha channel (an object drawn in alpha); otherwise its gray channel (all colour channels
+    equal). Anything else is refused: a mask whose colour and transparency both vary, or whose
+    colour channels differ."""
+    channels = array.shape[2]
+    if channels not in (1, 2, 3, 4):
+        return array  # refused by the caller, naming the shape
+    colour = array[..., :1] if channels <= 2 else array[..., :3]  # without alpha
+    alpha = array[..., -1] if channels in (2, 4) else None
+    colour_constant = bool((colour == colour[:1, :1]).all())
+    if alpha is not None and not (alpha == alpha.flat[0]).all():
+        if colour_constant:
+            return alpha
+        raise ValueError(f"{what}: both its colour and its transparency vary; save the mask as a "
+                         "single-channel PNG (0 background, non-zero object), or draw the object "
+                         "in the alpha channel of a single-colour image")
+    if not (colour == colour[..., :1]).all():
+        raise ValueError(f"{what}: a colour image with differing channels; a mask is "
+                         f"single-channel (0 background, non-zero foreground)")
+    return colour[..., 0]
 
 
 def load_mask(mask: MaskInput, what: str = "mask",
@@ -147,6 +171,9 @@ def load_mask(mask: MaskInput, what: str = "mask",
                          f"0 (background) and one non-zero foreground value{hint}")
     if not np.count_nonzero(values):
         raise ValueError(f"{what}: no foreground pixel (a mask is non-zero on the object)")
+    if 0 not in values:
+        raise ValueError(f"{what}: no background pixel (every pixel is the object); a mask is 0 "
+                         "on the background")
     return np.where(ignore, IGNORE_INDEX, array != 0).astype(np.uint8)
 
 
@@ -270,9 +297,11 @@ class Segmenter:
     def iter_segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
                      ignore_value: Optional[float] = None, probabilities: bool = False,
                      batch_size: Optional[int] = None) -> Iterator[Segmentation]:
-        """``segment`` as an iterator, query by query. The supports and the queries' files are
-        checked, and the prototypes computed, when it is called; queries are then read and
-        encoded ``batch_size`` (default: the segmenter's) at a time as results are taken."""
+        """``segment`` as an iterator, query by query. The supports are read and the queries
+        decoded once (a truncated or corrupt query fails here, before any result is taken),
+        and the prototypes computed, when it is called; queries are then read again and encoded
+        ``batch_size`` (default: the segmenter's) at a time as results are taken, so that memory
+        holds one batch of images."""
         if isinstance(queries, (str, Path)):
             raise ValueError("queries must be a non-empty list of images")
         queries = list(queries)
@@ -281,8 +310,7 @@ class Segmenter:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for q, query in enumerate(queries, start=1):
-            if isinstance(query, (str, Path)):
-                _open(query, _describe(f"query {q}", query)).close()
+            load_image(query, _describe(f"query {q}", query))  # decoded in full: checked
         prototypes = self.prototypes(ways, ignore_value)
         step = batch_size or self.batch_size
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO_ROOT, blob_labels, load_script
@@ -289,6 +290,53 @@ def test_an_output_dir_holding_a_run_is_not_overwritten(synthetic_root, fold0_ru
     status = command("train", *toy(synthetic_root), f"train.output_dir={fold0_run}", cwd=tmp_path)
     assert status != 0
     assert f"continue it with train.resume={fold0_run}" in capsys.readouterr().err
+
+
+def test_test_refuses_a_training_run_folder_or_earlier_results_as_its_output(
+        fold0_run, tmp_path, capsys):
+    """test.output_dir must not be a training run (its config.json, run.json and metrics.json
+    would be overwritten) nor a folder holding results, unless test.overwrite."""
+    before = (fold0_run / "metrics.json").read_bytes()
+    status = command("test", "fast", f"test.checkpoint={fold0_run}",
+                     f"test.output_dir={fold0_run}", cwd=tmp_path)
+    assert status != 0 and "holds a training run" in capsys.readouterr().err
+    assert (fold0_run / "metrics.json").read_bytes() == before
+    out = tmp_path / "test"
+    assert command("test", "fast", f"test.checkpoint={fold0_run}", f"test.output_dir={out}",
+                   cwd=tmp_path) == 0
+    first = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    assert command("test", "fast", f"test.checkpoint={fold0_run}", f"test.output_dir={out}",
+                   "test.episodes=3", cwd=tmp_path) != 0
+    assert "already holds results" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == first
+    assert command("test", "fast", f"test.checkpoint={fold0_run}", f"test.output_dir={out}",
+                   "test.episodes=3", "test.overwrite=True", cwd=tmp_path) == 0
+    assert json.loads((out / "results.json").read_text())["setting"]["episodes"] == 3
+
+
+def test_bad_values_leave_nothing_behind(fold0_run, tmp_path, capsys):
+    """A bad data.root with a checkpoint (checked after the checkpoint's settings are merged),
+    and an output folder whose parents do not exist yet (the writability probe removes the
+    folders it made), stop before sacred makes a run folder."""
+    assert command("test", "fast", f"test.checkpoint={fold0_run}", "data.root=/nonexistent",
+                   cwd=tmp_path) != 0
+    assert "data.root='/nonexistent': no such folder" in capsys.readouterr().err
+    assert command("train", "synthetic", "fast", "data.root=/nonexistent",
+                   f"train.output_dir={tmp_path / 'a' / 'b' / 'c'}", cwd=tmp_path) != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_weights_file_is_named_with_its_key(tmp_path, capsys):
+    """A file that is not the encoder's ImageNet weights: the error names model.weights."""
+    wrong = tmp_path / "vgg16-397923af.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, wrong)
+    from panet.models.builder import build_model
+    from panet.settings import ModelSettings
+
+    with pytest.raises(ValueError, match=r"^model\.weights='.*vgg16-397923af\.pth': .*Point "
+                                         r"model\.weights at torchvision's ImageNet file"):
+        build_model(ModelSettings(weights=str(wrong)))
 
 
 # ---- scripts/prepare_voc.py ---------------------------------------------------------------

@@ -202,3 +202,22 @@ def test_images_of_any_8_bit_mode_are_read_as_rgb(tmp_path):
         assert image.mode == "RGB" and image.size == (30, 20)
     gray = np.asarray(source.image("gray"))
     assert np.array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_lists_older_than_the_images_are_refused(folder_root, tmp_path):
+    """An image added after prepare_folder.py wrote the per-class lists: the source says to run
+    it again instead of leaving the image out without a word."""
+    import shutil
+
+    from conftest import load_script
+
+    root = tmp_path / "shapes"
+    shutil.copytree(folder_root, root)
+    FolderSource(root, "all")  # the copy keeps the files' times: lists newer than the data
+    first = sorted((root / "images").iterdir())[0]
+    shutil.copyfile(first, root / "images" / "added.jpg")
+    shutil.copyfile(root / "masks" / f"{first.stem}.png", root / "masks" / "added.png")
+    with pytest.raises(ValueError, match=r"older than .*added\.(jpg|png).*prepare_folder"):
+        FolderSource(root, "all")
+    assert load_script("prepare_folder").main([str(root)]) == 0
+    assert "added" in FolderSource(root, "all").ids

@@ -81,6 +81,26 @@ def test_resume_refuses_a_different_setting(synthetic_root, trained, tmp_path):
               resume=str(trained / "final.pt"))
 
 
+def test_resume_onto_other_data_says_so(synthetic_root, tmp_path, capfd):
+    """The checkpoint records what it trained on (the per-class lists); resuming with a data.root
+    holding other data warns in one line, resuming on the same data does not."""
+    from panet.data.synthetic import generate
+
+    first_half = train(synthetic_root, tmp_path / "a", steps=2)
+    capfd.readouterr()
+    train(synthetic_root, tmp_path / "same", steps=3, resume=str(first_half / "last.pt"))
+    assert "resuming on other data" not in capfd.readouterr().err
+    other = generate(tmp_path / "other", n_images=120, size=(120, 160), seed=4, coco=False)
+    run = TRAIN.run(options=QUIET, config_updates={
+        "device": "cpu", "data": {"root": str(other)},
+        "train": {"resume": str(first_half / "last.pt"), "steps": 3,
+                  "output_dir": str(tmp_path / "other-run")}})
+    assert run.status == "COMPLETED"
+    warned = [line for line in capfd.readouterr().err.splitlines()
+              if "resuming on other data" in line]
+    assert len(warned) == 1 and f"data.root={other}" in warned[0]
+
+
 def test_interrupted_process_saves_and_resumes_exactly(synthetic_root, tmp_path):
     """SIGTERM a real train.py process mid-run, resume it, compare with an uninterrupted run."""
     steps = 12

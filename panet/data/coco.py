@@ -42,7 +42,7 @@ from PIL import Image
 from pycocotools import mask as rle_ops
 
 from panet.data.sources import Source
-from panet.data.transforms import to_rgb
+from panet.data.transforms import displayed_size, to_rgb
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
@@ -394,13 +394,16 @@ class CocoSource(Source):
         fix = f"re-download {image_zip_url(self.split, self.year)} and unzip it into {self.root}"
         try:
             with Image.open(path) as img:
-                if img.size != (record.width, record.height):
-                    raise ValueError(
-                        f"{path} is {img.width} x {img.height} (W x H) but {self.annotation_file} "
-                        f"says {record.width} x {record.height}; the image and annotation files "
-                        f"come from different releases: {fix}"
-                    )
-                return to_rgb(img, str(path))
+                annotated = (record.width, record.height)
+                if img.size == annotated:  # annotated on the stored pixels, as COCO's files are
+                    return to_rgb(img, str(path), upright_by_exif=False)
+                if displayed_size(img) == annotated:  # annotated as displayed (EXIF-turned)
+                    return to_rgb(img, str(path))
+                raise ValueError(
+                    f"{path} is {img.width} x {img.height} (W x H) but {self.annotation_file} "
+                    f"says {record.width} x {record.height}; the image and annotation files "
+                    f"come from different releases: {fix}"
+                )
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{path} (listed in {self.annotation_file}) is missing: {fix}"

@@ -131,6 +131,25 @@ class FolderSource(Source):
         self._class_images = read_class_lists(self.root / LIST_DIR / self.split, self.class_ids,
                                               self.ids, f"split {self.split!r}",
                                               PREPARE_HINT.format(root=self.root))
+        self._check_lists_are_current()
+
+    def _check_lists_are_current(self) -> None:
+        """The per-class lists must be newer than every image, mask, classes.txt and split list
+        (and than the folders, whose times change when a file is added or removed): images added
+        or masks redrawn after `prepare_folder.py` would otherwise be left out, or sampled for
+        classes they no longer hold, with no word."""
+        lists = self.root / LIST_DIR / self.split
+        written = min(path.stat().st_mtime_ns for path in lists.glob("class*.txt"))
+        sources = [self.root / IMAGE_DIR, self.root / MASK_DIR, self.root / CLASSES_FILE]
+        if self.split != ALL_SPLIT:
+            sources.append(self.root / SPLIT_DIR / f"{self.split}.txt")
+        files = [(entry.stat().st_mtime_ns, Path(entry.path))
+                 for folder in sources[:2] for entry in os.scandir(folder)]
+        newest, changed = max(files + [(path.stat().st_mtime_ns, path) for path in sources])
+        if newest > written:
+            raise ValueError(f"the per-class lists in {lists} are older than {changed}: images "
+                             "or masks were added or changed since they were written; "
+                             + PREPARE_HINT.format(root=self.root) + " again")
 
     def _check_files_present(self) -> None:
         masks = set(os.listdir(self.root / MASK_DIR))

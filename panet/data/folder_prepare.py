@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
                                MASK_DIR, MASK_SUFFIX, MAX_CLASSES, SPLIT_DIR, image_files,
                                parse_classes)
-from panet.data.transforms import to_rgb
+from panet.data.transforms import displayed_size, to_rgb
 from panet.data.voc import read_id_list
 from panet.data.voc_prepare import group_by_class, mask_classes, save_class_lists
 
@@ -65,8 +65,8 @@ def _check_image(path: Path) -> Tuple[Tuple[int, int], List[Problem]]:
     """((H, W), problems) of one image, decoded in full (a truncated file is caught here)."""
     try:
         with Image.open(path) as image:
-            to_rgb(image, str(path))
-            return (image.height, image.width), []
+            displayed = to_rgb(image, str(path))  # upright, as the mask was drawn on it
+            return (displayed.height, displayed.width), []
     except ValueError as error:  # 16-bit / float images
         return (0, 0), [Problem("bad image", str(error))]
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
@@ -84,7 +84,7 @@ def _check_pair(root: Path, image_id: str, image_file: str,
     try:
         classes = mask_classes(mask, n_classes, MASK_ORIGIN)
         with Image.open(mask) as header:
-            mask_size = (header.height, header.width)
+            mask_size = displayed_size(header)[::-1]
     except ValueError as error:
         return [], problems + [Problem("bad mask", str(error))]
     if problems or mask_size == size:

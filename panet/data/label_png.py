@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from panet.constants import IGNORE_INDEX
+from panet.data.transforms import upright
 
 PathLike = Union[str, Path]
 
@@ -64,7 +65,7 @@ def load_label_png(path: PathLike) -> np.ndarray:
                     f"{path}: label PNGs must be palette (P) or grayscale (L) images holding "
                     f"class ids, got mode {image.mode}; an RGB-coloured mask must first be mapped "
                     f"back to ids")
-            return np.array(image, dtype=np.uint8)
+            return np.array(upright(image), dtype=np.uint8)  # as displayed (EXIF-turned)
     except (OSError, SyntaxError) as error:
         raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, "
                          f"extract it again from the original archive") from error

@@ -11,6 +11,8 @@ Label maps are H x W ``uint8`` arrays at the image's original resolution, in *gl
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -63,6 +65,14 @@ class Source(abc.ABC):
     def location(self, image_id: str) -> str:
         """Where an image's files live, for error messages."""
         return f"image {image_id!r}"
+
+    def identity(self) -> str:
+        """A fingerprint of what episodes draw from: the per-class image lists and class names
+        (SHA-256). A run resumed on a regenerated or re-listed dataset can tell."""
+        names = getattr(self, "class_names", None) or {}
+        listed = {"lists": {str(k): list(v) for k, v in sorted(self.class_images().items())},
+                  "names": {str(k): str(v) for k, v in sorted(names.items())}}
+        return hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
 
     def image_path(self, image_id: str) -> Optional[Path]:
         """The file holding the image's pixels (None for a source without files)."""

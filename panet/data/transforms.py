@@ -15,11 +15,12 @@ from typing import Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from panet.constants import IMAGENET_MEAN, IMAGENET_STD
 
 Size = Tuple[int, int]  # (H, W)
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a stored image is turned for display
 
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32) * 255.0
 _INV_STD = 1.0 / (np.asarray(IMAGENET_STD, dtype=np.float32) * 255.0)
@@ -33,13 +34,29 @@ def as_size(size: Union[int, Tuple[int, int]]) -> Size:
     return int(height), int(width)
 
 
-def to_rgb(image: Image.Image, where: str = "image") -> Image.Image:
-    """The image as 8-bit RGB: grayscale, palette, RGBA (alpha dropped), CMYK, ... converted.
+def upright(image: Image.Image) -> Image.Image:
+    """The image as it is displayed: turned by its EXIF Orientation tag (a photo taken sideways
+    is stored sideways and displayed upright), unchanged without one."""
+    return ImageOps.exif_transpose(image)
+
+
+def displayed_size(image: Image.Image) -> Tuple[int, int]:
+    """(W, H) of the image as displayed (``upright``), read from its header."""
+    turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)  # quarter turns
+    return (image.height, image.width) if turned else image.size
+
+
+def to_rgb(image: Image.Image, where: str = "image", upright_by_exif: bool = True) -> Image.Image:
+    """The image as 8-bit RGB, upright as displayed (``upright``, unless ``upright_by_exif`` is
+    False: for annotations made on the stored pixels): grayscale, palette, RGBA (alpha
+    dropped), CMYK, ... converted.
 
     16-bit and float images (modes I, I;16, F) are refused with a ``ValueError`` naming
     ``where``: PIL would clip their values to 255, silently losing the picture.
     """
     image.load()  # decode now (a truncated file raises OSError here), so the file may close
+    if upright_by_exif:
+        image = upright(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "F") or image.mode.startswith("I;"):
