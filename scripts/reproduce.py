@@ -371,6 +371,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="disk budget (GiB) of the feature cache that the tests of one "
                              "checkpoint share (test.cache_gb); 0: no sharing, each test keeps "
                              f"features in memory (default {tables.FEATURE_CACHE_GB})")
+    parser.add_argument("--released", type=Path, metavar="DIR",
+                        help="test the authors' released snapshots under DIR (.../PANet_VOC_"
+                             "align_sets_0_1way_5shot_[train]/1/snapshots/30000.pth, ...) instead "
+                             "of training: each table cell whose setting has a snapshot (default "
+                             "--out results/released)")
     parser.add_argument("--encoder", choices=list(ENCODERS),
                         help="train and test every model with this encoder instead of VGG-16 "
                              "(or the toy scale's small one); named in job names and headers")
@@ -401,6 +406,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f"{', '.join(below_one)} must be at least 1")
     if not args.feature_cache_gb >= 0:
         parser.error(f"--feature-cache-gb must be >= 0, got {args.feature_cache_gb}")
+    if args.released is not None and (args.synthetic or not args.table):
+        parser.error("--released tests the authors' snapshots for a --table at paper scale "
+                     "(without --synthetic)")
+    if args.released is not None and not args.released.is_dir():
+        parser.error(f"--released {args.released}: no such folder")
     if args.run and args.figure != "loss-curves":
         parser.error("--run DIR plots the losses of a run folder: use it with --figure loss-curves")
     for run in args.run or ():
@@ -416,10 +426,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
-        out = args.out or REPO_ROOT / "results"
+        out = args.out or REPO_ROOT / "results" / ("released" if args.released else "")
         return Scale(out.resolve(), data_root=args.data_root,
                      feature_cache_gb=args.feature_cache_gb, seeds=args.seeds,
-                     encoder=args.encoder)
+                     encoder=args.encoder,
+                     released=None if args.released is None else args.released.resolve())
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 
