@@ -333,7 +333,7 @@ def composed_config(job: Job, experiment) -> dict:
     from sacred.initialize import create_run
 
     updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
-    named = experiment.prepare(updates, named)
+    updates, named = experiment.prepare(updates, named)
     return create_run(experiment, "print_config", updates, named).config
 
 
