@@ -15,7 +15,8 @@ What runs, for each command (`runnable`):
   input, no loader processes, 1 x 2 test episodes) and `train.steps=N` divided by
   `STEP_DIVISOR`;
 - scripts run as written, then the scale flags of `TOY_FLAGS` where they have a scale;
-  reproduce.py tables get `--dry-run` (but `--status`, which only reads) (test_reproduce.py runs a synthetic table end to end);
+  reproduce.py tables get `--dry-run` (not `--status`, which only reads; test_reproduce.py
+  runs a synthetic table end to end);
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
   runs what its target runs, `python scripts/demo.py`, with toy flags.
 

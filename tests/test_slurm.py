@@ -86,7 +86,7 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         scale = Scale(out, synthetic=True, data_root=synthetic_root, steps=steps, size=65)
         job = tables.train_job(Setting("voc", 0, 1, 1), scale)
         return dataclasses.replace(job, argv=(*job.argv, "train.checkpoint_every=1",
-                                              "data.workers=0"))
+                                              "data.workers=0", "device=cpu"))  # bits: CPU
 
     job, reference = train_job(tmp_path / "slurm"), train_job(tmp_path / "straight")
     straight = subprocess.Popen(python_command(reference.argv), cwd=REPO_ROOT,
