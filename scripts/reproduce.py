@@ -24,7 +24,7 @@ are still missing. Figures go to a run folder: the loss curves of a table's mode
 DIR (the first one given). The tests of one checkpoint run one after another and share its
 encoder features through <out>/feature_cache/<weights>/ (on disk, up to --feature-cache-gb;
 removed after their last test). --executor local --parallel K and --executor slurm run the same
-jobs elsewhere (panet/executors.py, docs/cluster.md).
+jobs elsewhere (panet/cluster/executors.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from panet import executors, tables
+from panet import tables
 from panet.checkpoint import find_checkpoint, run_dir_of
+from panet.cluster import executors
+from panet.cluster.jobrun import command_now, remove_finished_caches
+from panet.cluster.slurm import SlurmError
 from panet.data import synthetic
 from panet.device import use_device
 from panet.files import atomic_write
-from panet.jobrun import command_now, remove_finished_caches
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
-from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
