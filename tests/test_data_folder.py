@@ -129,10 +129,13 @@ def test_source_errors_name_the_fix(tmp_path, folder_root):
     with pytest.raises(FileNotFoundError, match=r"class1\.txt does not exist.*prepare_folder\.py"):
         FolderSource(root, "all")
     assert PREPARE.main([str(root)]) == 0
-    image_id = FolderSource(root).ids[0]
+    source = FolderSource(root)
+    image_id = source.ids[0]
     save_label_png(root / "masks" / f"{image_id}.png", blobs(120, 160, value=30))
     with pytest.raises(ValueError, match=rf"{image_id}\.png holds labels \[30\] outside 0\.\.20"):
-        FolderSource(root).label_map(image_id)
+        source.label_map(image_id)  # a source opened before the mask was redrawn
+    with pytest.raises(ValueError, match=r"older than .*masks/.*\.png.*prepare_folder\.py"):
+        FolderSource(root)  # opened after: the lists are stale
 
 
 def test_prepare_lists_every_problem_and_writes_nothing(tmp_path, capsys):
