@@ -24,6 +24,7 @@ from sacred.utils import SacredError
 from .data.datasets import dataset_root_problem
 from .device import torchrun_problem
 from .files import writable_problem
+from .models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from .rules import problem
 from .runs import RESULTS_FILE, planned_run_dir
 from .settings import SCRIPT_SECTIONS, Settings
@@ -62,9 +63,28 @@ def config_problems(settings: Settings, request) -> List[str]:
                  for key in request.command_line_keys() if key.startswith(other + ".")]
     if problems:
         return problems
+    problems = model_problems(settings, request)
     if script == "train":
-        return _train_problems(settings, request)
-    return _test_problems(settings, request)
+        return problems + _train_problems(settings, request)
+    return problems + _test_problems(settings, request)
+
+
+def model_problems(settings: Settings, request) -> List[str]:
+    """What model.factory makes, built on the meta device (no memory, no arithmetic): it must
+    follow PANet's interface; a model with its own loss takes no train.align_weight."""
+    model = settings.model
+    if model.factory == DEFAULT_FACTORY:
+        return []
+    try:
+        made = trial_model(model.factory, model.encoder, model.alpha)
+    except FactoryError as error:
+        return [problem("model.factory", model.factory, str(error))]
+    if request.script == "train" and "train.align_weight" in request.given and own_loss(made):
+        return [problem("train.align_weight", settings.train.align_weight,
+                        f"the model of model.factory={model.factory!r} defines its own `loss`, "
+                        "which replaces PANet's L_seg + align_weight * L_PAR: drop it (and "
+                        "`noalign`)")]
+    return []
 
 
 def _train_problems(settings: Settings, request) -> List[str]:

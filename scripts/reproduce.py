@@ -47,6 +47,7 @@ from panet.files import atomic_write
 from panet.jobrun import command_now, remove_finished_caches
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
+from panet.results import code_version
 from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
@@ -186,11 +187,7 @@ def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale
 
 
 def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
+    return code_version()["commit"] or "unknown (not a git checkout)"
 
 
 def synthetic_data_present(root: Path) -> bool:
