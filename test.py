@@ -33,7 +33,7 @@ from panet.monitor import ScalarLog
 from panet.results import code_version, describe_setting, format_table, write_json
 from panet.runs import RESULTS_FILE, announce_device, run_from_command_line, shared_run_dir
 from panet.safe_load import plain_data
-from panet.settings import EpisodeSetting, Settings
+from panet.settings import EpisodeSetting, Settings, fingerprint
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
 from panet.validation import protocol_overrides
@@ -71,8 +71,9 @@ def seen_in_training(source, data: EpisodeSetting, trained):
 
 
 def checkpoint_record(request, model_file) -> dict:
-    """What results.json says of the evaluated weights (with the training seed and train
-    settings of a train.py checkpoint) and where the setting came from."""
+    """What results.json says of the evaluated weights (with the training seed and what
+    determined the training of a train.py checkpoint: `panet.settings.fingerprint`) and where
+    the setting came from."""
     keys = [key for key in request.base] + [key for key in request.given
                                             if key.startswith(("data.", "model."))]
     trained = None if model_file is None else model_file.config  # None: released, PANet-init
@@ -81,7 +82,7 @@ def checkpoint_record(request, model_file) -> dict:
             "checkpoint_sha256": None if model_file is None else model_file.sha256,
             "trained_steps": None if model_file is None else model_file.step,
             "training_seed": None if trained is None else trained.get("seed"),
-            "training": None if trained is None else trained.get("train"),
+            "training": None if trained is None else fingerprint(trained, "train"),
             "sources": {key: request.source(key) for key in sorted(set(keys))}}
 
 

@@ -73,8 +73,13 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def json_text(record: Dict[str, Any]) -> str:
+    """`record` as standard JSON text (class ids become string keys, NaN null)."""
+    return json.dumps(_strict(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, record: Dict[str, Any]) -> Path:
-    """Write `record` as standard JSON, atomically (class ids become string keys, NaN null)."""
+    """Write `record` as standard JSON (`json_text`), atomically."""
     with atomic_write(path, "w") as file:
-        json.dump(_strict(record), file, indent=2, sort_keys=True, allow_nan=False)
+        file.write(json_text(record))
     return path

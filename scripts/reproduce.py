@@ -10,6 +10,7 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
     python scripts/reproduce.py --table 1 --seeds 3       # 3 training seeds per model
+    python scripts/reproduce.py --table 1 --factory PKG.MODULE:CALLABLE --out DIR   # your method
     python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # done / running / pending / failed
@@ -371,6 +372,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--encoder", choices=list(ENCODERS),
                         help="train and test every model with this encoder instead of VGG-16 "
                              "(or the toy scale's small one); named in job names and headers")
+    parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
+                        help="train and test your own method instead of PANet (model.factory, "
+                             "docs/your-own-method.md); give it its own --out")
     parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
                         help="figures: the fold of the models shown (default 0)")
     parser.add_argument("--checkpoint", type=Path,
@@ -416,7 +420,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
         out = args.out or REPO_ROOT / "results"
         return Scale(out.resolve(), data_root=args.data_root,
                      feature_cache_gb=args.feature_cache_gb, seeds=args.seeds,
-                     encoder=args.encoder)
+                     encoder=args.encoder, factory=args.factory)
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 
@@ -424,7 +428,8 @@ def make_scale(args: argparse.Namespace) -> Scale:
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
                  steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
                  test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size,
-                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds, encoder=args.encoder)
+                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds, encoder=args.encoder,
+                 factory=args.factory)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:

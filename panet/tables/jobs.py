@@ -121,7 +121,10 @@ class Scale:
     and `test_runs` x `test_episodes` test episodes. `feature_cache_gb`: disk budget of the
     feature cache the tests of one set of weights share (0: none, each test in memory).
     `encoder`: another encoder than the scale's (VGG-16 at paper scale, the small one at toy
-    scale), e.g. "resnet50": named in every job's command and name.
+    scale), e.g. "resnet50": named in every job's command and name. `factory`: another model
+    than PANet (`model.factory`, e.g. your method), given to every train job and PANet-init
+    test (the tests of trained models read it from their checkpoints); job names stay, so give
+    each method its own `out`.
     """
 
     out: Path
@@ -134,6 +137,7 @@ class Scale:
     feature_cache_gb: float = FEATURE_CACHE_GB
     seeds: int = 1  # training seeds per model: PAPER_SEED, PAPER_SEED + 1, ...
     encoder: Optional[str] = None  # another encoder than the scale's (e.g. resnet50)
+    factory: Optional[str] = None  # another model than PANet (model.factory)
 
     def __post_init__(self):
         if self.synthetic and self.data_root is None:
@@ -167,10 +171,12 @@ class Scale:
         return (self.data_root / folders[dataset]).resolve()
 
     def dataset_config(self, dataset: str) -> Tuple[List[str], List[str]]:
-        """(named configs, config updates) that select `dataset` (and the encoder) at this
-        scale."""
+        """(named configs, config updates) that select `dataset` (and the encoder and model)
+        at this scale."""
         root = self.data_root_of(dataset)
         updates = [] if root is None else [f"data.root={root}"]
+        if self.factory is not None:
+            updates.append(f"model.factory={self.factory}")
         if not self.synthetic:
             return [dataset, *([self.encoder] if self.encoder else [])], updates
         if self.size is not None:
