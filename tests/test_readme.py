@@ -1,18 +1,22 @@
-"""Every command of the README, run as written, so that none of them can silently break.
+"""Every command of the README and of docs/*.md, run as written, so that none of them can
+silently break.
 
-Commands are the lines of the README's code blocks, and its inline code spans, that start with
-`python `, `torchrun ` or `make `. They run in README order in one scratch folder standing for
-the root of a fresh clone: `data/synthetic` is a small generated set, `data/VOC2012` and
-`data/COCO` the PASCAL-layout and COCO-layout halves of a smaller one (tests have no PASCAL or
-COCO).
+Commands are the lines of their code blocks, and their inline code spans, that start with
+`python `, `torchrun ` or `make `. They run in order (the README, then the docs pages by name)
+in one scratch folder standing for the root of a fresh clone: `data/synthetic` is a small
+generated set, `data/VOC2012` and `data/COCO` the PASCAL-layout and COCO-layout halves of a
+smaller one (tests have no PASCAL or COCO), `examples/` a copy of the repository's (the methods
+docs/your-own-method.md names).
 What runs, for each command (`runnable`):
 
 - train.py / test.py / torchrun naming the real datasets (`voc`, `coco` named configs) need
   their images, ImageNet weights and a GPU: they run as `print_config` with the same arguments;
 - other train.py / test.py commands run as written, then `TOY_UPDATES` (a 65 px input, no
-  loader processes, 1 x 2 test episodes) and `train.steps=N` divided by `STEP_DIVISOR`;
+  loader processes; test.py: 1 x 2 test episodes) and `train.steps=N` divided by
+  `STEP_DIVISOR`;
 - scripts run as written, then the scale flags of `TOY_FLAGS` where they have a scale;
-  reproduce.py tables get `--dry-run` (test_reproduce.py runs a synthetic table end to end);
+  reproduce.py tables get `--dry-run` (test_reproduce.py runs a synthetic table end to end),
+  but for `--status`, which runs nothing;
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
   runs what its target runs, `python scripts/demo.py`, with toy flags.
 
@@ -34,9 +38,11 @@ from conftest import REPO_ROOT
 from panet.data import synthetic
 
 README = REPO_ROOT / "README.md"
+DOCS = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
 PREFIXES = ("python ", "torchrun ", "make ")
 REAL_DATASETS = {"voc", "coco"}
-TOY_UPDATES = ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]
+TOY_UPDATES = {"train.py": ["data.size=65", "data.workers=0"],  # train.py refuses test.* keys
+               "test.py": ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]}
 STEP_DIVISOR = 100
 TOY_FLAGS = {
     "demo.py": ["--steps", "2", "--episodes", "2"],
@@ -55,8 +61,8 @@ RUNNABLE_PYTHON = ("## Your own images and data",)
 
 def readme_commands(text: str) -> List[str]:
     """Command lines of the README's code blocks (indented or fenced) and inline code spans,
-    without their comments, in order of appearance, each once. Spans with "..." are patterns
-    (`python train.py ...`), not commands."""
+    without their comments, in order of appearance, each once. Spans with "..." or a <slot>
+    are patterns (`python train.py ...`, `train.resume=<run folder>`), not commands."""
     found = []
     in_fence = False
     for line in text.replace("\\\n", " ").splitlines():  # continuation lines joined
@@ -68,7 +74,8 @@ def readme_commands(text: str) -> List[str]:
             found.append(stripped)
         elif not in_fence:
             found += [span for span in re.findall(r"`([^`]+)`", line)
-                      if span.startswith(PREFIXES) and "..." not in span]
+                      if span.startswith(PREFIXES) and "..." not in span
+                      and not re.search(r"<[^>]+>", span)]
     return list(dict.fromkeys(" ".join(command.split(" #")[0].split()) for command in found))
 
 
@@ -97,8 +104,9 @@ def runnable(command: str) -> Optional[List[str]]:
             if "print_config" not in arguments:
                 arguments = ["print_config", *arguments]
             return [sys.executable, path, *arguments]
-        return [*launcher, path, *_scaled_steps(arguments), *TOY_UPDATES]
-    if Path(script).name == "reproduce.py" and "--table" in arguments:
+        return [*launcher, path, *_scaled_steps(arguments), *TOY_UPDATES[Path(script).name]]
+    if Path(script).name == "reproduce.py" and "--table" in arguments and (
+            "--status" not in arguments):
         return [*launcher, path, *dict.fromkeys([*arguments, "--dry-run"])]
     return [*launcher, path, *arguments, *TOY_FLAGS.get(Path(script).name, [])]
 
@@ -110,7 +118,8 @@ def python_blocks(text: str, section: str) -> List[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
-COMMANDS = readme_commands(README.read_text())
+COMMANDS = list(dict.fromkeys(command for doc in DOCS
+                              for command in readme_commands(doc.read_text())))
 
 
 def test_the_readme_opens_with_the_two_fresh_machine_commands():
@@ -135,6 +144,8 @@ def clone(tmp_path_factory) -> Path:
                                   coco=True)
     shutil.move(stand_in / synthetic.VOC_DIR, data / "VOC2012")
     shutil.move(stand_in / synthetic.COCO_DIR, data / "COCO")
+    shutil.copytree(REPO_ROOT / "examples", root / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 
