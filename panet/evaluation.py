@@ -300,13 +300,13 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
     process's share; the caller sums the counts over processes). The encoder takes up to
     options.batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
     schedule followed (`encoder_calls()` is what it encoded)."""
-    dataset, device = plan.dataset, context.device
-    if options.resolution == "original" and not dataset.keep_original_labels:
-        raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
     why = prototypes_decompose(model)
     if why is not None:
         raise ValueError(f"the image path needs prototypes made from pooled supports: {why} "
                          "(evaluate it per episode)")
+    dataset, device = plan.dataset, context.device
+    if options.resolution == "original" and not dataset.keep_original_labels:
+        raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
     model.eval()
     channels, height, width = feature_shape(model.encoder, dataset.size)
     feature_bytes = channels * height * width * next(model.parameters()).element_size()
