@@ -13,9 +13,10 @@ run's E episodes, adds up their class-wise counts and computes the run's mean-Io
 exactly as the metric does (`panet.metrics.iou_from_counts`); the statistic is their mean over
 runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
 from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It
-covers the variation due to *which episodes were sampled*, given the trained model: another draw of test episodes would
-give a number in it 95% of the time. It does not cover training randomness (another training
-seed gives another model): `scripts/reproduce.py --seeds N` measures that.
+covers the variation due to *which episodes were sampled*, given the trained model: another
+draw of test episodes would give a number in it 95% of the time. It does not cover training
+randomness (another training seed gives another model): `scripts/reproduce.py --seeds N`
+measures that, and a comparison of several training seeds per side covers it (below).
 
 Paired comparison. Two records over identical episode lists (the same dataset, fold, setting,
 seed, runs and episodes; checked through the stored ids) are resampled with the *same* episode
