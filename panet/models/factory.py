@@ -143,10 +143,9 @@ def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
 
 def _defining_class(model: nn.Module, name: str) -> int:
     """Position in the model's class hierarchy (0: its own class) of the class defining `name`
-    (-1: set on the instance itself)."""
-    if name in vars(model):
-        return -1
-    return next(index for index, kind in enumerate(type(model).__mro__) if name in vars(kind))
+    (-1: set on the instance itself, or a submodule)."""
+    found = (index for index, kind in enumerate(type(model).__mro__) if name in vars(kind))
+    return -1 if name in vars(model) else next(found, -1)
 
 
 def prototypes_decompose(model: nn.Module) -> Optional[str]:
