@@ -25,6 +25,7 @@ from panet.models.builder import build_model, model_with_weights
 from panet.models.factory import (FactoryError, check_model, import_factory, make_model,
                                   prototypes_decompose)
 from panet.settings import ModelSettings
+from panet.tables import TABLES, Scale, jobs_for
 from test_cli import command, toy
 from test_evaluation import synthetic_data
 from test_experiments import QUIET, TEST, TRAIN
@@ -304,3 +305,11 @@ def test_factories_are_checked_and_imported_from_the_current_folder(tmp_path, mo
         model = small_model()
         model.loss = 3
         check_model(model, "x:y")
+
+
+def test_reproduce_gives_the_factory_to_every_model_it_makes(tmp_path):
+    scale = Scale(tmp_path, synthetic=True, data_root=tmp_path, seeds=2, factory=TEMPERATURE)
+    jobs = jobs_for(TABLES[1].settings(scale.training_seeds, None), scale)
+    assert any(job.trains for job in jobs) and any("notrain" in job.argv for job in jobs)
+    for job in jobs:  # tests of trained models read the factory from their checkpoints
+        assert (f"model.factory={TEMPERATURE}" in job.argv) == (job.trains or "notrain" in job.argv)
