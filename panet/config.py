@@ -10,9 +10,10 @@ Both scripts see the same tree, so any named config composes with either:
 
 What runs is what was asked (`PanetExperiment.prepare`):
 
-- Named configs (configs/*.yaml) each set one axis, so they compose in any order:
-  `python train.py with voc 5shot data.fold=2`. Two named configs setting the same key to
-  different values (`1shot 5shot`, `voc coco`) are refused.
+- Named configs (configs/*.yaml) compose in any order: `python train.py with voc 5shot
+  data.fold=2`. Where two set one key to different values, a config of that one key refines a
+  config of several (`resnet50` beside `fast`: a ResNet at `fast`'s scale); two of one key
+  (`1shot 5shot`) or two of several (`voc coco`, `small fast`) are refused.
 - A checkpoint (train.resume, test.checkpoint) is resolved once (`panet.model_files
   .resolve_checkpoint`), and its stored settings become the base beneath the named configs and
   the command line: every value given explicitly is applied, whether or not it equals a
@@ -23,21 +24,20 @@ What runs is what was asked (`PanetExperiment.prepare`):
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-# sacred 0.8.7 imports pkg_resources, and setuptools warns about it on every start
-warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-from sacred import Experiment, Ingredient  # noqa: E402
-from sacred.config.config_dict import ConfigDict  # noqa: E402
+from sacred import Experiment, Ingredient
+from sacred.config.config_dict import ConfigDict
+from sacred.utils import SacredError
 
-from .model_files import CheckpointRef, resolve_checkpoint  # noqa: E402
-from .settings import SECTIONS, RunSettings, Settings  # noqa: E402
-from .validation import ConfigError, config_problems, path_problems  # noqa: E402
+from .errors import OneLineError
+from .model_files import CheckpointRef, resolve_checkpoint
+from .settings import SECTIONS, RunSettings, Settings
+from .validation import ConfigError, config_problems, path_problems
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 CHECKPOINT_KEYS = {"train": "train.resume", "test": "test.checkpoint"}
@@ -117,7 +117,9 @@ class Request:
     def source(self, key: str) -> str:
         """Where the value of `key` came from: the command line, a named config, the checkpoint
         (or a released snapshot's path), or the default."""
-        if key in self.given:
+        overridden = (self.script == "test" and key.startswith("model.") and key in self.base
+                      and self.given.get(key) != "command line")  # the checkpoint's model
+        if key in self.given and not overridden:
             return self.given[key]
         if key in self.base:
             return "path" if self.checkpoint.format == "released" else "checkpoint"
@@ -182,21 +184,32 @@ class PanetExperiment(Experiment):
         self.config_hook(check)
 
     def prepare(self, config_updates: Optional[Mapping[str, Any]],
-                named_configs: Sequence[str]) -> List[str]:
+                named_configs: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
         """Record what was given (`self.request`) and put the named checkpoint's settings
-        beneath it; returns the named configs to run (the checkpoint's first). Raises
+        beneath it; returns the config updates and named configs to run (the checkpoint's
+        first). A tested checkpoint's model settings are its own: its model.* keys go into the
+        updates, over what named configs say (`fast` on a ResNet model tests the ResNet), and
+        model.* keys given on the command line that differ are refused by validation. Raises
         ConfigError when two named configs set one key to different values."""
         request = Request(self.script)
         command_line = flatten(config_updates or {})
+        # a named config of one key (`resnet50`, `5shot`) refines one of several (`fast`,
+        # `small`) where they disagree; sacred applies later named configs over earlier ones,
+        # so the one-key configs go last, whatever order was given
+        named_configs = sorted(named_configs, key=lambda name: len(self.named_values.get(
+            name, {})) == 1)
         chosen: Dict[str, Tuple[str, Any]] = {}
         clashes = []
         for name in named_configs:
-            for key, value in self.named_values.get(name, {}).items():
-                if key in chosen and chosen[key][1] != value:
-                    clashes.append(f"named configs {chosen[key][0]!r} and {name!r} both set {key} "
-                                   f"({chosen[key][1]!r}, {value!r}): they choose the same "
+            values = self.named_values.get(name, {})
+            for key, value in values.items():
+                earlier = chosen.get(key)
+                if (earlier is not None and earlier[1] != value
+                        and (len(self.named_values[earlier[0]]) == 1) == (len(values) == 1)):
+                    clashes.append(f"named configs {earlier[0]!r} and {name!r} both set {key} "
+                                   f"({earlier[1]!r}, {value!r}): they choose the same "
                                    "setting; give one of them")
-                chosen.setdefault(key, (name, value))
+                chosen[key] = (name, value)
         if clashes:
             raise ConfigError(clashes)
         request.given = {**{key: f"named config {name}" for key, (name, _) in chosen.items()},
@@ -209,19 +222,33 @@ class PanetExperiment(Experiment):
                 request.checkpoint = resolve_checkpoint(checkpoint)
             except (FileNotFoundError, ValueError) as error:
                 request.checkpoint_error = " ".join(str(error).split())
+        updates = dict(command_line)
         if request.checkpoint is not None:
             request.base = checkpoint_base(request.checkpoint, self.script, values)
             if request.base:
                 self.add_named_config(BASE_CONFIG, unflatten(request.base))
                 named_configs = [BASE_CONFIG, *named_configs]
+            if self.script == "test":
+                updates = {**{key: value for key, value in request.base.items()
+                              if key.startswith("model.")}, **command_line}
         self.request = request
-        return list(named_configs)
+        return unflatten(updates), list(named_configs)
 
     def run(self, command_name=None, config_updates=None, named_configs=(), info=None,
             meta_info=None, options=None):
-        named_configs = self.prepare(config_updates, named_configs)
-        return super().run(command_name, config_updates, named_configs, info, meta_info,
-                           options)
+        config_updates, named_configs = self.prepare(config_updates, named_configs)
+        try:
+            return super().run(command_name, config_updates, named_configs, info, meta_info,
+                               options)
+        except OneLineError as error:  # a run folder in use, a full disk: one line, no trace
+            raise RunStopped(str(error)) from error
+
+
+class RunStopped(SacredError):
+    """A run stopped by a `panet.errors.OneLineError`: sacred prints its message alone."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_traceback=False)
 
 
 

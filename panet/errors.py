@@ -1,16 +1,7 @@
-"""Errors that stop a train.py / test.py run with their one-line message and no traceback:
-sacred prints a `SacredError` that way (panet.validation.ConfigError is one too)."""
-
-import warnings
-
-# sacred 0.8.7 imports pkg_resources, and setuptools warns about it on every start; this module
-# may be the first to import sacred (as panet.config does, it silences that first)
-warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-from sacred.utils import SacredError  # noqa: E402
+"""Errors whose message says everything: train.py and test.py print them alone, on one line,
+without a traceback (`panet.config.PanetExperiment` hands them to sacred as its one-line error;
+this module imports no sacred, so that the code raising them does not either)."""
 
 
-class OneLineError(SacredError):
+class OneLineError(Exception):
     """An error whose message says everything: printed alone, without a traceback."""
-
-    def __init__(self, message: str):
-        super().__init__(message, print_traceback=False)

@@ -140,7 +140,8 @@ def _test_problems(settings: Settings, request) -> List[str]:
     return [problem(key, settings.value(key),
                     f"the checkpoint holds a model with {key}={stored[key]!r}: a trained "
                     "model's architecture cannot change at test time")
-            for key in request.given if key.startswith("model.") and key != "model.weights"
+            for key in request.command_line_keys()
+            if key.startswith("model.") and key != "model.weights"
             and key in stored and _plain(settings.value(key)) != stored[key]]
 
 

@@ -25,7 +25,7 @@ are still missing. Figures go to a run folder: the loss curves of a table's mode
 DIR (the first one given). The tests of one checkpoint run one after another and share its
 encoder features through <out>/feature_cache/<weights>/ (on disk, up to --feature-cache-gb;
 removed after their last test). --executor local --parallel K and --executor slurm run the same
-jobs elsewhere (panet/executors.py, docs/cluster.md).
+jobs elsewhere (panet/cluster/executors.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -40,16 +40,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from panet import executors, tables
+from panet import tables
 from panet.checkpoint import find_checkpoint, run_dir_of
+from panet.cluster import executors
+from panet.cluster.jobrun import command_now, remove_finished_caches
+from panet.cluster.slurm import SlurmError
 from panet.data import synthetic
 from panet.device import use_device
 from panet.files import atomic_write
-from panet.jobrun import command_now, remove_finished_caches
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
 from panet.results import code_version
-from panet.slurm import SlurmError
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
@@ -369,6 +370,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="disk budget (GiB) of the feature cache that the tests of one "
                              "checkpoint share (test.cache_gb); 0: no sharing, each test keeps "
                              f"features in memory (default {tables.FEATURE_CACHE_GB})")
+    parser.add_argument("--released", type=Path, metavar="DIR",
+                        help="test the authors' released snapshots under DIR (.../PANet_VOC_"
+                             "align_sets_0_1way_5shot_[train]/1/snapshots/30000.pth, ...) instead "
+                             "of training: each table cell whose setting has a snapshot (default "
+                             "--out results/released)")
     parser.add_argument("--encoder", choices=list(ENCODERS),
                         help="train and test every model with this encoder instead of VGG-16 "
                              "(or the toy scale's small one); named in job names and headers")
@@ -402,6 +408,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f"{', '.join(below_one)} must be at least 1")
     if not args.feature_cache_gb >= 0:
         parser.error(f"--feature-cache-gb must be >= 0, got {args.feature_cache_gb}")
+    if args.released is not None and (args.synthetic or not args.table):
+        parser.error("--released tests the authors' snapshots for a --table at paper scale "
+                     "(without --synthetic)")
+    if args.released is not None and not args.released.is_dir():
+        parser.error(f"--released {args.released}: no such folder")
+    if args.released is not None and args.factory is not None:
+        parser.error("--released tests the authors' PANet snapshots: it takes no --factory")
     if args.run and args.figure != "loss-curves":
         parser.error("--run DIR plots the losses of a run folder: use it with --figure loss-curves")
     for run in args.run or ():
@@ -417,10 +430,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def make_scale(args: argparse.Namespace) -> Scale:
     if not args.synthetic:
-        out = args.out or REPO_ROOT / "results"
+        out = args.out or REPO_ROOT / "results" / ("released" if args.released else "")
         return Scale(out.resolve(), data_root=args.data_root,
                      feature_cache_gb=args.feature_cache_gb, seeds=args.seeds,
-                     encoder=args.encoder, factory=args.factory)
+                     encoder=args.encoder, factory=args.factory,
+                     released=None if args.released is None else args.released.resolve())
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
 

@@ -239,6 +239,8 @@ def test_command_lines_refuse_a_crafted_checkpoint_and_run_nothing(tmp_path):
         "predict.py": [REPO_ROOT / "scripts" / "predict.py", "--checkpoint", "evil.pt", "--way",
                        "image.png", "mask.png", "--query", "image.png", "--out", "out"],
         "compare.py": [REPO_ROOT / "scripts" / "compare.py", "results.json", "results.json"],
+        "convert_checkpoint.py": [REPO_ROOT / "scripts" / "convert_checkpoint.py", "--to",
+                                  "released", "evil.pt", "out.pth"],
     }
     for name, command in commands.items():
         result = run_command(tmp_path, *command)

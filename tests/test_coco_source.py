@@ -18,6 +18,7 @@ from pycocotools import mask as rle_ops
 
 from panet.data import coco
 from panet.data.coco import CocoSource
+from panet.files import default_file_mode
 
 H, W = 6, 8
 CAT, DOG, CAR = 1, 2, 3
@@ -217,7 +218,7 @@ def test_cache_is_reused_until_the_annotation_file_changes(root, tmp_path, count
     assert first.cache_file == second.cache_file == cache_dir / "instances_val2017.index.json"
     assert second.class_images() == first.class_images()
     assert [p.name for p in cache_dir.iterdir()] == ["instances_val2017.index.json"]  # no temp files
-    assert first.cache_file.stat().st_mode & 0o777 == 0o644
+    assert first.cache_file.stat().st_mode & 0o777 == default_file_mode()  # umask's mode
 
     ann = coco.annotation_file(root, SPLIT, YEAR)
     stat = ann.stat()

@@ -4,7 +4,6 @@ import filecmp
 import json
 
 import numpy as np
-import pytest
 from pycocotools import mask as rle_ops
 
 from panet.data.folds import fold_classes

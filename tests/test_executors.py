@@ -1,5 +1,5 @@
-"""Running scripts/reproduce.py's jobs elsewhere than one after another (panet/jobrun.py,
-panet/parallel.py, panet/jobstatus.py, panet/executors.py): K local jobs at a time on their own
+"""Running scripts/reproduce.py's jobs elsewhere than one after another (panet/cluster/jobrun.py,
+panet/cluster/parallel.py, panet/cluster/jobstatus.py, panet/cluster/executors.py): K local jobs at a time on their own
 GPUs, the order jobs keep, job status from run folders and a scheduler's queue, the options.
 Slurm itself: tests/test_slurm.py.
 
@@ -17,12 +17,12 @@ from submitit.slurm.slurm import _make_sbatch_string
 from conftest import load_script
 from fake_jobs import fake  # noqa: F401  (fixture)
 from panet import tables
-from panet.jobrun import (RECORD_FILE, command_now, prerequisites, remove_finished_caches,
+from panet.cluster.jobrun import (RECORD_FILE, command_now, prerequisites, remove_finished_caches,
                           run_folder, write_record)
-from panet.jobstatus import QueueEntry, job_status, job_statuses, summary
-from panet.parallel import LOG_FILE, LocalExecutor
+from panet.cluster.jobstatus import QueueEntry, job_status, job_statuses, summary
+from panet.cluster.parallel import LOG_FILE, LocalExecutor
 from panet.runlock import RunFolderLock
-from panet.slurm import SlurmOptions, dependency_of, time_minutes
+from panet.cluster.slurm import SlurmOptions, dependency_of, time_minutes
 from panet.tables import TABLES, Scale, Setting
 
 reproduce = load_script("reproduce")

@@ -220,7 +220,7 @@ def test_episode_records_recompute_the_results_and_compare_models(trained, tmp_p
         assert 0 <= low <= high <= 1
     assert image["bootstrap"]["resamples"] == 1000
 
-    episode = evaluate(trained / "final.pt", tmp_path / "episode", encode="episode")
+    evaluate(trained / "final.pt", tmp_path / "episode", encode="episode")
     compare = load_script("compare")
     capsys.readouterr()
     assert compare.main([str(tmp_path / "image"), str(tmp_path / "episode"),

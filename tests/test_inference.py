@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import reference
+from tolerance import PIXEL_AGREEMENT
 from panet.data import collate_episodes, make_episode_dataset
 from panet.data.transforms import image_tensor, resize_nearest
 from panet.engine import MODEL_INPUTS
@@ -88,6 +89,14 @@ def example(folder_root):
             examples / "support_mask.png", sorted((examples / "queries").iterdir()))
 
 
+def assert_same_prediction(a, b):
+    """Two predictions of one query from images encoded in other batches: convolution kernels
+    promise no batch invariance, so probabilities agree to float rounding and labels on all
+    but the pixels whose top two probabilities are a near-tie (PIXEL_AGREEMENT)."""
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+    assert (a.labels == b.labels).mean() >= PIXEL_AGREEMENT
+
+
 def predict(segmenter, image, mask, queries, **options):
     return segmenter.segment([[(image, mask)]], queries, probabilities=True, **options)
 
@@ -126,9 +135,9 @@ def test_image_inputs_agree_and_results_keep_the_original_size(example, tmp_path
         segmenter, Image.open(image), np.array(Image.open(mask)),
         [queries[0], Image.open(queries[0]), rgb, gray_path, np.asarray(gray)])
     assert by_path.labels.shape == rgb.shape[:2] and by_path.labels.dtype == np.uint8
-    for other in (by_pil, by_array):
-        assert np.array_equal(other.labels, by_path.labels)
-    assert np.array_equal(by_gray_path.labels, by_gray_array.labels)
+    for other in (by_pil, by_array):  # the same pixels, in other places of the batch
+        assert_same_prediction(other, by_path)
+    assert_same_prediction(by_gray_path, by_gray_array)  # encoded in batches of 4 and 1
     assert by_path.probabilities.shape == (2, *rgb.shape[:2])
     np.testing.assert_allclose(by_path.probabilities.sum(axis=0), 1, atol=1e-5)
     assert np.array_equal(by_path.probabilities.argmax(axis=0), by_path.labels)
@@ -138,10 +147,11 @@ def test_results_do_not_depend_on_the_batch_size(example):
     segmenter, image, mask, queries = example
     one = predict(segmenter, image, mask, queries, batch_size=1)
     three = predict(segmenter, image, mask, queries, batch_size=3)
-    two = list(segmenter.iter_segment([[(image, mask)]], queries, batch_size=2))
-    for a, b, c in zip(one, three, two):
-        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.labels, c.labels)
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+    two = list(segmenter.iter_segment([[(image, mask)]], queries, batch_size=2,
+                                      probabilities=True))
+    for a, b, c in zip(one, three, two):  # within the exactness contract (tests/tolerance.py)
+        assert_same_prediction(a, b)
+        assert_same_prediction(a, c)
 
 
 def test_ignored_pixels_are_neither_foreground_nor_background(example):

@@ -45,7 +45,8 @@ def test_writes_an_indexed_label_png_and_an_overlay_per_query(checkpoint, exampl
     assert PREDICT.main(["--checkpoint", str(checkpoint), "--way", str(support), str(mask),
                          "--query", str(examples / "queries"), "--out", str(out),
                          "--device", "cpu", "--batch-size", "2"]) == 0
-    expected = Segmenter.from_checkpoint(checkpoint, "cpu").segment([[(support, mask)]], queries)
+    expected = Segmenter.from_checkpoint(checkpoint, "cpu", batch_size=2).segment(  # same batches
+        [[(support, mask)]], queries)
     for query, result in zip(queries, expected):
         with Image.open(out / f"{query.stem}.png") as written:
             assert written.mode == "P" and written.size == Image.open(query).size

@@ -1,27 +1,29 @@
-"""Every command of the README and of docs/*.md, run as written, so that none of them can
-silently break.
+"""Every command of the README and of the guides in docs/, run as written, so that none of them
+can silently break.
 
-Commands are the lines of their code blocks, and their inline code spans, that start with
-`python `, `torchrun ` or `make `. They run in order (the README, then the docs pages by name)
-in one scratch folder standing for the root of a fresh clone: `data/synthetic` is a small
-generated set, `data/VOC2012` and `data/COCO` the PASCAL-layout and COCO-layout halves of a
-smaller one (tests have no PASCAL or COCO), `examples/` a copy of the repository's (the methods
-docs/your-own-method.md names).
+Commands are the lines of the pages' code blocks, and their inline code spans, that start with
+`python `, `torchrun ` or `make `. They run in the order of `PAGES` (the README, then the guides
+in the order a reader meets them), each command once, in one scratch folder standing for the
+root of a fresh clone: `data/synthetic` is a small generated set, `data/VOC2012` and
+`data/COCO` the PASCAL-layout and COCO-layout halves of a smaller one (tests have no PASCAL or
+COCO), `data/snapshots` a snapshot of the authors' released code (random weights), `examples/`
+a copy of the repository's (the methods of docs/your-own-method.md, imported from the folder a
+command runs in).
 What runs, for each command (`runnable`):
 
 - train.py / test.py / torchrun naming the real datasets (`voc`, `coco` named configs) need
   their images, ImageNet weights and a GPU: they run as `print_config` with the same arguments;
-- other train.py / test.py commands run as written, then `TOY_UPDATES` (a 65 px input, no
-  loader processes; test.py: 1 x 2 test episodes) and `train.steps=N` divided by
+- other train.py / test.py commands run as written, then the script's `TOY_UPDATES` (a 65 px
+  input, no loader processes, 1 x 2 test episodes) and `train.steps=N` divided by
   `STEP_DIVISOR`;
 - scripts run as written, then the scale flags of `TOY_FLAGS` where they have a scale;
-  reproduce.py tables get `--dry-run` (test_reproduce.py runs a synthetic table end to end),
-  but for `--status`, which runs nothing;
+  reproduce.py tables get `--dry-run` (not `--status`, which only reads; test_reproduce.py
+  runs a synthetic table end to end);
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
   runs what its target runs, `python scripts/demo.py`, with toy flags.
 
-The Python blocks of the sections in `RUNNABLE_PYTHON` then run as written, after the commands
-that make their files. (The API overview's block is a sketch with placeholder tensors.)
+The Python blocks of the pages in `RUNNABLE_PYTHON` then run as written, after the commands
+that make their files. (The API page's block is a sketch with placeholder tensors.)
 """
 
 import re
@@ -33,15 +35,21 @@ from pathlib import Path
 from typing import List, Optional
 
 import pytest
+import torch
 
 from conftest import REPO_ROOT
 from panet.data import synthetic
+from panet.models import PANet, vgg16_encoder
+from panet.released import panet_to_released
 
 README = REPO_ROOT / "README.md"
-DOCS = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+PAGES = [README] + [REPO_ROOT / "docs" / f"{name}.md" for name in (
+    "training-and-testing", "data", "reproducing", "cluster", "reporting", "own-data", "api",
+    "performance", "precision", "your-own-method", "paper-vs-released", "development",
+    "PROTOCOL")]
 PREFIXES = ("python ", "torchrun ", "make ")
 REAL_DATASETS = {"voc", "coco"}
-TOY_UPDATES = {"train.py": ["data.size=65", "data.workers=0"],  # train.py refuses test.* keys
+TOY_UPDATES = {"train.py": ["data.size=65", "data.workers=0"],
                "test.py": ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]}
 STEP_DIVISOR = 100
 TOY_FLAGS = {
@@ -55,14 +63,15 @@ TOY_FLAGS = {
                       "data/synthetic"],
 }
 NOT_RUN = {"make test", "make setup"}
+PLACEHOLDER = re.compile(r"<[a-z][a-z ]*>")  # `<run folder>`, not a shell redirection
 RUN_ELSEWHERE = {"python scripts/check_gpu.py": "tests/test_check_gpu.py"}
-RUNNABLE_PYTHON = ("## Your own images and data",)
+RUNNABLE_PYTHON = (REPO_ROOT / "docs" / "own-data.md",)
 
 
 def readme_commands(text: str) -> List[str]:
-    """Command lines of the README's code blocks (indented or fenced) and inline code spans,
-    without their comments, in order of appearance, each once. Spans with "..." or a <slot>
-    are patterns (`python train.py ...`, `train.resume=<run folder>`), not commands."""
+    """Command lines of a page's code blocks (indented or fenced) and inline code spans,
+    without their comments, in order of appearance, each once. Lines with "..." or a
+    `<placeholder>` are patterns (`python train.py ...`), not commands."""
     found = []
     in_fence = False
     for line in text.replace("\\\n", " ").splitlines():  # continuation lines joined
@@ -74,9 +83,10 @@ def readme_commands(text: str) -> List[str]:
             found.append(stripped)
         elif not in_fence:
             found += [span for span in re.findall(r"`([^`]+)`", line)
-                      if span.startswith(PREFIXES) and "..." not in span
-                      and not re.search(r"<[^>]+>", span)]
-    return list(dict.fromkeys(" ".join(command.split(" #")[0].split()) for command in found))
+                      if span.startswith(PREFIXES)]
+    commands = (" ".join(command.split(" #")[0].split()) for command in found)
+    return list(dict.fromkeys(command for command in commands
+                              if "..." not in command and not PLACEHOLDER.search(command)))
 
 
 def _scaled_steps(words: List[str]) -> List[str]:
@@ -104,22 +114,32 @@ def runnable(command: str) -> Optional[List[str]]:
             if "print_config" not in arguments:
                 arguments = ["print_config", *arguments]
             return [sys.executable, path, *arguments]
-        return [*launcher, path, *_scaled_steps(arguments), *TOY_UPDATES[Path(script).name]]
-    if Path(script).name == "reproduce.py" and "--table" in arguments and (
-            "--status" not in arguments):
+        toy = TOY_UPDATES[Path(script).name]
+        return [*launcher, path, *_scaled_steps(arguments),
+                *(toy if "with" in arguments else ["with", *toy])]
+    if (Path(script).name == "reproduce.py" and "--table" in arguments
+            and "--status" not in arguments):  # --status only reads
         return [*launcher, path, *dict.fromkeys([*arguments, "--dry-run"])]
     return [*launcher, path, *arguments, *TOY_FLAGS.get(Path(script).name, [])]
 
 
-def python_blocks(text: str, section: str) -> List[str]:
-    """The fenced Python blocks of one README section."""
-    start = text.index(section)
-    end = text.find("\n## ", start + len(section))
-    return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
+def python_blocks(text: str) -> List[str]:
+    """The fenced Python blocks of a page."""
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-COMMANDS = list(dict.fromkeys(command for doc in DOCS
-                              for command in readme_commands(doc.read_text())))
+COMMANDS = list(dict.fromkeys(command for page in PAGES if page.is_file()
+                              for command in readme_commands(page.read_text())))
+
+
+def test_every_guide_is_a_page_whose_commands_run():
+    """A new page of docs/ must be listed in PAGES (so that its commands run), and the README
+    links to every guide: any command is two clicks from it."""
+    guides = set((REPO_ROOT / "docs").glob("*.md"))
+    assert guides <= set(PAGES), sorted(str(p) for p in guides - set(PAGES))
+    readme = README.read_text()
+    for guide in sorted(guides - {REPO_ROOT / "docs" / "PROTOCOL.md"}):
+        assert f"](docs/{guide.name})" in readme, guide.name
 
 
 def test_the_readme_opens_with_the_two_fresh_machine_commands():
@@ -144,6 +164,10 @@ def clone(tmp_path_factory) -> Path:
                                   coco=True)
     shutil.move(stand_in / synthetic.VOC_DIR, data / "VOC2012")
     shutil.move(stand_in / synthetic.COCO_DIR, data / "COCO")
+    snapshot = (data / "snapshots" / "PANet_VOC_align_sets_0_1way_5shot_[train]" / "1"
+                / "snapshots" / "30000.pth")
+    snapshot.parent.mkdir(parents=True)
+    torch.save(panet_to_released(PANet(vgg16_encoder()).state_dict()), snapshot)
     shutil.copytree(REPO_ROOT / "examples", root / "examples",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
@@ -161,9 +185,9 @@ def test_readme_command_runs(clone, command):
                                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
-@pytest.mark.parametrize("section", RUNNABLE_PYTHON)
-def test_readme_python_block_runs(clone, section):
-    blocks = python_blocks(README.read_text(), section)
+@pytest.mark.parametrize("page", RUNNABLE_PYTHON, ids=lambda page: page.name)
+def test_readme_python_block_runs(clone, page):
+    blocks = python_blocks(page.read_text())
     assert blocks
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=clone, capture_output=True,

@@ -8,6 +8,7 @@ very last conv. Its state dict, saved through nn.DataParallel, is what released 
 """
 
 import itertools
+import json
 import re
 from collections import OrderedDict
 
@@ -335,3 +336,70 @@ def test_train_py_readers_send_a_released_snapshot_to_the_converter(released):
                                          r"convert_checkpoint\.py --to panet") as caught:
         load_checkpoint_header(released[1])
     assert "\n" not in str(caught.value)
+
+
+# --- test.py and reproduce.py on released snapshots -------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:classes never evaluated")  # 2 episodes of 5 classes
+def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, synthetic_root,
+                                                                   tmp_path):
+    """The setting comes from the path (PASCAL, fold 2, 2-way 5-shot here), what is given on the
+    command line wins, and results.json says where each came from, the format and the sha256."""
+    from panet.runs import load_experiment
+    from panet.safe_load import file_sha256
+
+    run = load_experiment("test").run(options={"--loglevel": "ERROR"}, config_updates={
+        "device": "cpu", "data": {"root": str(synthetic_root / "VOC2012"), "size": 65,
+                                  "workers": 0, "shots": 2},
+        "test": {"checkpoint": str(released[1]), "runs": 1, "episodes": 2,
+                 "output_dir": str(tmp_path / "test")}})
+    assert run.status == "COMPLETED"
+    setting = json.loads((tmp_path / "test" / "results.json").read_text())["setting"]
+    assert setting["checkpoint_format"] == "released" and setting["trained_steps"] == 30000
+    assert setting["checkpoint_sha256"] == file_sha256(released[1])
+    assert setting["data"]["name"] == "pascal" and setting["data"]["shots"] == 2
+    sources = setting["sources"]
+    assert sources["data.fold"] == sources["data.name"] == "path"
+    assert sources["data.shots"] == sources["data.root"] == "command line"
+
+
+def test_a_released_snapshot_without_a_setting_needs_one(released, tmp_path):
+    from panet.runs import load_experiment
+    from panet.validation import ConfigError
+
+    anonymous = tmp_path / "model.pth"
+    anonymous.write_bytes(released[1].read_bytes())
+    test = load_experiment("test")
+    with pytest.raises(ConfigError, match=r"a released PANet snapshot whose path names no "
+                                          r"setting.*give it: voc or coco data\.fold=<i> 1shot "
+                                          r"or 5shot"):
+        test.run(options={"--loglevel": "ERROR"},
+                 config_updates={"test": {"checkpoint": str(anonymous)}})
+    composed = test.run("print_config", named_configs=["voc", "5shot"],
+                        options={"--loglevel": "ERROR"},
+                        config_updates={"test": {"checkpoint": str(anonymous)},
+                                        "data": {"fold": 2}})
+    assert composed.config["data"]["shots"] == 5 and composed.config["data"]["fold"] == 2
+
+
+def test_reproduce_tests_a_folder_of_released_snapshots(released, tmp_path, capsys):
+    """--released DIR: one test job per table cell whose setting has a snapshot (the latest
+    step), no training; the other cells stay empty."""
+    folder = tmp_path / "snapshots"
+    for fold in range(4):
+        for step in (10000, 30000):
+            save_released(released[0], folder / f"PANet_VOC_align_sets_{fold}_1way_5shot_[train]"
+                          / "1" / "snapshots" / f"{step}.pth")
+    reproduce = load_script("reproduce")
+    out = tmp_path / "out"
+    assert reproduce.main(["--table", "1", "--released", str(folder), "--out", str(out),
+                           "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    commands = [line.strip() for line in printed.splitlines() if line.startswith("    python")]
+    trained = [c for c in commands if "test.checkpoint=" in c]
+    assert len(trained) == 4 and not any("train.py" in c for c in commands)
+    for fold in range(4):
+        assert any(f"PANet_VOC_align_sets_{fold}_1way_5shot_[train]/1/snapshots/30000.pth" in c
+                   for c in trained)
+    assert sum("notrain" in c for c in commands) == 8  # PANet-init still runs

@@ -357,3 +357,31 @@ def test_vgg_loader_says_a_file_holds_resnet_weights(tmp_path):
     path = save(tmp_path / RESNET50_WEIGHTS_FILE, tiny_copy(state))
     one_line_error(lambda: vgg16_encoder(path), r"holds ResNet-50 weights .*not VGG-16's",
                    VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL)
+
+
+# --- PANet with a ResNet through the commands --------------------------------------------------
+
+
+def test_resnet_panet_trains_on_two_processes_then_tests_and_predicts(synthetic_root, tmp_path,
+                                                                      folder_root):
+    """`with resnet50` (random weights here: no ImageNet file) at a small size: train.py on 2
+    CPU processes (DDP over gloo), then test.py and predict.py on its checkpoint; a ResNet-50
+    file given to the VGG-16 encoder is refused before any work."""
+    from conftest import run_repo_python
+    from test_experiments import torchrun
+
+    run = tmp_path / "run"
+    torchrun("train.py", "synthetic", "fast", "resnet50", f"data.root={synthetic_root}",
+             "model.weights=None", "train.batch_size=2", "train.steps=2",
+             f"train.output_dir={run}")
+    state = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+    assert state["config"]["model"]["encoder"] == "resnet50" and state["step"] == 2
+    assert any(key.startswith("encoder.layer3.") for key in state["model"])
+    run_repo_python("test.py", "with", "fast", "device=cpu", f"test.checkpoint={run}",
+                    f"test.output_dir={tmp_path / 'test'}")
+    examples = folder_root / "examples"
+    run_repo_python("scripts/predict.py", "--checkpoint", str(run / "checkpoints" / "final.pt"),
+                    "--way", str(examples / "support.jpg"), str(examples / "support_mask.png"),
+                    "--query", str(examples / "queries"), "--out", str(tmp_path / "predict"),
+                    "--device", "cpu")
+    assert len(list((tmp_path / "predict").glob("*_overlay.png"))) == 3

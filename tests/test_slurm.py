@@ -1,4 +1,4 @@
-"""The Slurm executor (panet/slurm.py) against a real one-node Slurm started by the suite
+"""The Slurm executor (panet/cluster/slurm.py) against a real one-node Slurm started by the suite
 (tests/slurm_cluster.py; skipped, saying why, where Slurm cannot run): the synthetic Table 1
 through Slurm, a training job interrupted twice (the signal before a time limit, then
 `scontrol requeue`) ending with the weights of an uninterrupted run, a failed job reported and
@@ -16,9 +16,9 @@ from conftest import REPO_ROOT, load_script
 from fake_jobs import fake  # noqa: F401  (fixture)
 from panet import tables
 from panet.checkpoint import load_checkpoint, load_checkpoint_header
-from panet.executors import status_report
-from panet.jobrun import python_command, read_record, run_folder
-from panet.slurm import SLURM_FOLDER, SlurmOptions, scheduler_queue, submit, submit_job, wait
+from panet.cluster.executors import status_report
+from panet.cluster.jobrun import python_command, read_record, run_folder
+from panet.cluster.slurm import SLURM_FOLDER, SlurmOptions, scheduler_queue, submit, submit_job, wait
 from panet.tables import Scale, Setting
 
 reproduce = load_script("reproduce")
@@ -86,7 +86,7 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         scale = Scale(out, synthetic=True, data_root=synthetic_root, steps=steps, size=65)
         job = tables.train_job(Setting("voc", 0, 1, 1), scale)
         return dataclasses.replace(job, argv=(*job.argv, "train.checkpoint_every=1",
-                                              "data.workers=0"))
+                                              "data.workers=0", "device=cpu"))  # bits: CPU
 
     job, reference = train_job(tmp_path / "slurm"), train_job(tmp_path / "straight")
     straight = subprocess.Popen(python_command(reference.argv), cwd=REPO_ROOT,

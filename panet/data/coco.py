@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -42,13 +41,13 @@ from PIL import Image
 from pycocotools import mask as rle_ops
 
 from panet.data.sources import Source
+from panet.files import atomic_write
 from panet.data.transforms import displayed_size, to_rgb
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
 CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules change
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
-CACHE_FILE_MODE = 0o644  # readable by every user of a shared dataset root
 MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
 
 PathLike = Union[str, Path]
@@ -270,19 +269,12 @@ def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
 
 
 def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
-    """Write atomically: readers see either the old file or the complete new one."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for part in (key, _payload(index)):
-                json.dump(part, f, separators=(",", ":"))
-                f.write("\n")
-        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp's 0600 would hide a shared root's cache
-        os.replace(tmp, cache_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (`panet.files.atomic_write`: readers see either the old file or the
+    complete new one; the umask's mode, so that other users of a shared root can read it)."""
+    with atomic_write(cache_file, "w") as f:
+        for part in (key, _payload(index)):
+            json.dump(part, f, separators=(",", ":"))
+            f.write("\n")
 
 
 def cache_dirs(root: PathLike, cache_dir: Optional[PathLike] = None) -> List[Path]:

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from panet.constants import IGNORE_INDEX
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
-from panet.data.transforms import to_rgb
 from panet.data.voc import read_class_lists, read_id_list
 
 PathLike = Union[str, Path]
@@ -178,16 +177,8 @@ class FolderSource(Source):
         return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
 
     def image(self, image_id: str) -> Image.Image:
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, str(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {path} does not exist") from None
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
-                             f"truncated: " + PREPARE_HINT.format(root=self.root)
-                             + " to check every file") from error
+        check = PREPARE_HINT.format(root=self.root) + " to check every file"
+        return self.read_image_file(self.image_path(image_id), check, check)
 
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
         """The full H x W class map (every class, whatever ``class_ids`` asks for)."""

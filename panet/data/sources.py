@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from panet.constants import IGNORE_INDEX
+from panet.data.transforms import to_rgb
 from panet.data.weak import build_scribble_map
 
 
@@ -97,6 +98,20 @@ class Source(abc.ABC):
         labels = self.label_map(image_id, class_ids)
         self.check_sizes(image_id, image, labels.shape)
         return image, labels
+
+    @staticmethod
+    def read_image_file(path: Path, missing: str, corrupt: str) -> Image.Image:
+        """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file
+        raises FileNotFoundError and an undecodable one ValueError, naming the file and saying
+        `missing` / `corrupt` (where the file comes from, how to check or replace it)."""
+        try:
+            with Image.open(path) as image:
+                return to_rgb(image, str(path))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
+                             f"truncated: {corrupt}") from error
 
     def check_sizes(self, image_id: str, image: Image.Image, label_shape: Tuple[int, ...]) -> None:
         """Raise a ValueError naming the files if the image and its label map differ in size."""

@@ -268,8 +268,8 @@ def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, 
     """
     root = Path(root)
     voc = root / VOC_DIR
-    for folder in (IMAGE_DIR, CLASS_DIR, INSTANCE_DIR, str(LIST_DIR)):
-        (voc / folder).mkdir(parents=True, exist_ok=True)
+    for name in (IMAGE_DIR, CLASS_DIR, INSTANCE_DIR, str(LIST_DIR)):
+        (voc / name).mkdir(parents=True, exist_ok=True)
     n_val = int(round(n_images * val_fraction))
     splits = {"trainaug": range(n_images - n_val), "val": range(n_images - n_val, n_images)}
     coco_records = {f"{name}{coco_year}": {"images": [], "annotations": []}

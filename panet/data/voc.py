@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from panet.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
-from panet.data.transforms import to_rgb
 from panet.data.weak import build_scribble_map
 
 PathLike = Union[str, Path]
@@ -189,16 +188,8 @@ class VocSource(Source):
         return self.root / IMAGE_DIR / f"{image_id}.jpg"
 
     def image(self, image_id: str) -> Image.Image:
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, str(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {path} does not exist; it comes from "
-                                    f"{ORIGIN[IMAGE_DIR]}") from None
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
-                             f"truncated: extract it again from {ORIGIN[IMAGE_DIR]}") from error
+        return self.read_image_file(self.image_path(image_id), f"it comes from {ORIGIN[IMAGE_DIR]}",
+                                    f"extract it again from {ORIGIN[IMAGE_DIR]}")
 
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
         """The full H x W class map (every class, whatever ``class_ids`` asks for)."""

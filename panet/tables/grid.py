@@ -125,7 +125,9 @@ def describe_results(results: Mapping[str, dict]) -> List[str]:
         "training steps: " + _distinct(
             done, lambda s: "none (PANet-init)" if s["trained_steps"] is None
             else str(s["trained_steps"])),
-    ]
+    ] + (["models: the authors' released snapshots (trained PANet models: their file's sha256 "
+          "in each results.json)"]
+         if any(r["setting"].get("checkpoint_format") == "released" for r in done) else [])
 
 
 def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tuple:

@@ -26,6 +26,7 @@ its output records equal the job's own (`panet.settings.fingerprint`).
 
 from __future__ import annotations
 
+import functools
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,6 +104,11 @@ class Setting:
         return f"init-{self.dataset}-fold{self.fold}" if self.variant.init else self.train_name
 
     @property
+    def released_key(self) -> tuple:
+        """What a released snapshot's path names of this setting (`panet.released`)."""
+        return (self.dataset, self.variant.align, self.fold, self.ways, self.shots)
+
+    @property
     def images_per_episode(self) -> int:
         """Images one episode sends through the encoder: W * S supports and the queries."""
         return self.ways * self.shots + QUERIES
@@ -121,10 +127,13 @@ class Scale:
     and `test_runs` x `test_episodes` test episodes. `feature_cache_gb`: disk budget of the
     feature cache the tests of one set of weights share (0: none, each test in memory).
     `encoder`: another encoder than the scale's (VGG-16 at paper scale, the small one at toy
-    scale), e.g. "resnet50": named in every job's command and name. `factory`: another model
-    than PANet (`model.factory`, e.g. your method), given to every train job and PANet-init
-    test (the tests of trained models read it from their checkpoints); job names stay, so give
-    each method its own `out`.
+    scale), e.g. "resnet50": named in every job's command and name. `released`: a folder of
+    snapshots of the authors' released code (`.../PANet_<VOC|COCO>[_align]_sets_<fold>_<W>way_
+    <S>shot_[train]/<run>/snapshots/<step>.pth`): each trained setting is tested on the snapshot
+    whose path names it (the latest step), nothing is trained, and settings without one stay
+    empty. `factory`: another model than PANet (`model.factory`, e.g. your method), given to
+    every train job and PANet-init test (the tests of trained models read it from their
+    checkpoints); job names stay, so give each method its own `out`.
     """
 
     out: Path
@@ -137,6 +146,7 @@ class Scale:
     feature_cache_gb: float = FEATURE_CACHE_GB
     seeds: int = 1  # training seeds per model: PAPER_SEED, PAPER_SEED + 1, ...
     encoder: Optional[str] = None  # another encoder than the scale's (e.g. resnet50)
+    released: Optional[Path] = None  # a folder of the authors' snapshots: test them, train none
     factory: Optional[str] = None  # another model than PANet (model.factory)
 
     def __post_init__(self):
@@ -156,6 +166,10 @@ class Scale:
     @property
     def training_seeds(self) -> Tuple[int, ...]:
         return tuple(PAPER_SEED + index for index in range(self.seeds))
+
+    def released_snapshot(self, setting: "Setting") -> Optional[Path]:
+        """The released snapshot of a trained setting under `released` (None: none)."""
+        return released_snapshots(self.released).get(setting.released_key)
 
     def run_dir(self, job: str) -> Path:
         return self.out / "runs" / job
@@ -255,12 +269,16 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
         updates += [f"data.fold={setting.fold}"]
         needs: Tuple[str, ...] = ()
     else:
-        trained = train_job(setting, scale)
         named = [] if setting.variant.weak == "dense" else [setting.variant.weak]
         root = scale.data_root_of(setting.dataset)
-        updates = ([] if root is None else [f"data.root={root}"]) + [
-            f"test.checkpoint={trained.output}"]
-        needs = (trained.name,)
+        updates = [] if root is None else [f"data.root={root}"]
+        if scale.released is not None:
+            updates.append(f"test.checkpoint={scale.released_snapshot(setting)}")
+            needs = ()
+        else:
+            trained = train_job(setting, scale)
+            updates.append(f"test.checkpoint={trained.output}")
+            needs = (trained.name,)
     if scale.synthetic:
         updates += [f"test.runs={scale.test_runs}", f"test.episodes={scale.test_episodes}"]
     if feature_cache is not None:
@@ -278,11 +296,14 @@ def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
     cache folder (when scale.feature_cache_gb > 0), removed after the last of them."""
     groups: Dict[str, Dict[str, Setting]] = {}
     for setting in settings:
+        if (scale.released is not None and not setting.variant.init
+                and scale.released_snapshot(setting) is None):
+            continue  # the authors released no model of this setting
         groups.setdefault(setting.weights_name, {}).setdefault(setting.test_name, setting)
     jobs: List[Job] = []
     for weights, tests in groups.items():
         first = next(iter(tests.values()))
-        if not first.variant.init:
+        if not first.variant.init and scale.released is None:
             jobs.append(train_job(first, scale))
         shared = len(tests) > 1 and scale.feature_cache_gb > 0
         cache = scale.feature_cache(weights) if shared else None
@@ -293,6 +314,22 @@ def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
     return jobs
 
 
+@functools.lru_cache(maxsize=4)
+def released_snapshots(folder: Optional[Path]) -> Dict[tuple, Path]:
+    """The released snapshots under `folder` by the setting their path names (dataset, align,
+    fold, ways, shots; `Setting.released_key`), the latest step of each."""
+    from panet.released import parse_released_path, released_step
+
+    found: Dict[tuple, Tuple[int, Path]] = {}
+    for path in sorted(folder.glob("**/snapshots/*.pth")) if folder is not None else ():
+        named, step = parse_released_path(path), released_step(path)
+        if named is not None and step is not None:
+            key = (named.dataset, named.align, named.fold, named.ways, named.shots)
+            if key not in found or step > found[key][0]:
+                found[key] = (step, path)
+    return {key: path for key, (_, path) in found.items()}
+
+
 def composed_config(job: Job, experiment) -> dict:
     """The config `job`'s command line runs with: composed by its script's experiment
     (`panet.config.PanetExperiment`, e.g. `panet.runs.load_experiment(job.script)`) as the
@@ -301,7 +338,7 @@ def composed_config(job: Job, experiment) -> dict:
     from sacred.initialize import create_run
 
     updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
-    named = experiment.prepare(updates, named)
+    updates, named = experiment.prepare(updates, named)
     return create_run(experiment, "print_config", updates, named).config
 
 

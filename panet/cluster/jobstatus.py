@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence
 
 from .jobrun import last_line, read_record, run_folder
-from .runlock import writer_of
+from ..runlock import writer_of
 
 DONE, RUNNING, PENDING, FAILED = "done", "running", "pending", "failed"
 STATES = (DONE, RUNNING, PENDING, FAILED)

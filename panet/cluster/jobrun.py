@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .files import atomic_write
+from ..files import atomic_write
 
 RECORD_FILE = "job.json"
 CACHE_KEY = "test.cache_dir="

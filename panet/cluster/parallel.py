@@ -33,7 +33,7 @@ import torch
 
 from .jobrun import (command_now, failure, last_line, prerequisites, python_command,
                      remove_finished_caches, run_folder, write_record)
-from .runs import REPO_ROOT
+from ..runs import REPO_ROOT
 
 LOG_FILE = "job.log"
 POLL_SECONDS = 0.2

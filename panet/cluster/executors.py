@@ -107,7 +107,7 @@ def execute(jobs: Sequence, args: argparse.Namespace) -> Optional[List[str]]:
     submit(jobs, slurm_options(args))
     statuses = wait(jobs) if args.wait else current_statuses(jobs)
     if not all(status.finished for status in statuses):
-        print(f"submitted. Follow them with --status (the same options); once they are done, "
+        print("submitted. Follow them with --status (the same options); once they are done, "
               "the same command writes the outputs (or add --wait)", flush=True)
         return None
     return [status.name for status in statuses if status.state == FAILED]
