@@ -25,15 +25,15 @@ from panet import distributed
 from panet.config import PanetExperiment
 from panet.data import make_episode_dataset, make_source
 from panet.data.folds import split_classes
-from panet.evaluation import evaluate_runs
+from panet.evaluation import encode_path, evaluate_runs
 from panet.metrics import IoUMeter
 from panet.model_files import build_panet, read_model_file
 from panet.models.builder import build_model
 from panet.monitor import ScalarLog
-from panet.results import describe_setting, format_table, write_json
+from panet.results import code_version, describe_setting, format_table, write_json
 from panet.runs import RESULTS_FILE, announce_device, run_from_command_line, shared_run_dir
 from panet.safe_load import plain_data
-from panet.settings import EpisodeSetting, Settings
+from panet.settings import EpisodeSetting, Settings, fingerprint
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
 from panet.validation import protocol_overrides
@@ -71,13 +71,18 @@ def seen_in_training(source, data: EpisodeSetting, trained):
 
 
 def checkpoint_record(request, model_file) -> dict:
-    """What results.json says of the evaluated weights and where the setting came from."""
+    """What results.json says of the evaluated weights (with the training seed and what
+    determined the training of a train.py checkpoint: `panet.settings.fingerprint`) and where
+    the setting came from."""
     keys = [key for key in request.base] + [key for key in request.given
                                             if key.startswith(("data.", "model."))]
+    trained = None if model_file is None else model_file.config  # None: released, PANet-init
     return {"checkpoint": None if model_file is None else str(model_file.path),
             "checkpoint_format": None if model_file is None else model_file.format,
             "checkpoint_sha256": None if model_file is None else model_file.sha256,
             "trained_steps": None if model_file is None else model_file.step,
+            "training_seed": None if trained is None else trained.get("seed"),
+            "training": None if trained is None else fingerprint(trained, "train"),
             "sources": {key: request.source(key) for key in sorted(set(keys))}}
 
 
@@ -110,6 +115,11 @@ def main(_run, _config):
                           f"{', '.join(source.class_name(c) for c in seen)} (trained: "
                           f"{describe_setting(trained)}; tested: {describe_setting(data)}); "
                           "these numbers are not few-shot results", stacklevel=1)
+        encoded, why = encode_path(net, test.encode)
+        if why is not None and context.is_main:
+            print(f"test.encode={test.encode}: {why}, so its prototypes may not come from "
+                  "supports pooled once: evaluated per episode (as test.encode=episode)",
+                  flush=True)
         meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test.runs, rule=test.rule,
                                                       keep_records=True),
                               test.eval_options(data.workers), context, progress=context.is_main)
@@ -130,11 +140,13 @@ def main(_run, _config):
             "bootstrap": {"resamples": test.bootstrap, "seed": bootstrap_seed(data.fold),
                           "over": "the test episodes, given the trained model"},
             "config": plain_data(_config, "config"),  # every setting, as read (reproduce.py)
+            "code": code_version(),
             "setting": {"data": {**data.as_config(), "train_split": data.split(True),
                                  "test_split": data.split(False)},
                         "model": settings.model.as_config(), "seed": settings.run.seed,
                         **{k: getattr(test, k) for k in ("runs", "episodes", "rule",
                                                          "resolution", "notrain", "encode")},
+                        "encode_used": encoded, "encode_why": why,
                         **checkpoint_record(request, model_file)},
         }
         if directory is not None:

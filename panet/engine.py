@@ -22,6 +22,7 @@ from .distributed import Context, all_reduce_sum
 from .evaluation_options import RESOLUTIONS
 from .losses import PANetLoss, panet_loss
 from .metrics import IoUMeter
+from .models.factory import checked_output, own_loss
 from .models.prototypes import upsampled_prediction
 from .monitor import Progress
 
@@ -98,31 +99,46 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
                align_weight: float, context: Context = Context()) -> Dict[str, float]:
     """One SGD step on a batch of episodes; returns the batch's seg/align/total losses.
 
-    Across R processes the objective keeps PROTOCOL §4's batch semantics: L_seg is the mean over
-    every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
-    averages gradients over ranks, so each rank's terms are rescaled accordingly).
+    The loss is PANet's L_seg + align_weight * L_PAR, or the model's own `loss(out,
+    query_labels, support_fg, support_bg)` when it defines one (`panet.models.factory`; its
+    PANetLoss's seg and align are logged as such, align_weight is not used).
+    Across R processes PANet's objective keeps PROTOCOL §4's batch semantics: L_seg is the mean
+    over every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
+    averages gradients over ranks, so each rank's terms are rescaled accordingly); a model's own
+    loss is averaged over ranks as it is.
     Raises NonFiniteLossError, before any update, if a loss is not finite.
     """
     optimizer.zero_grad(set_to_none=True)
-    out = model(*(batch[key] for key in MODEL_INPUTS))
-    loss: PANetLoss = panet_loss(out, batch["query_labels"], batch["support_fg"],
-                                 batch["support_bg"], align_weight)
+    out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
+    targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
+    method_loss = own_loss(model)
+    if method_loss is None:
+        loss: PANetLoss = panet_loss(out, *targets, align_weight)
+    else:
+        loss = method_loss(out, *targets)
+        if not isinstance(loss, PANetLoss):
+            raise TypeError(f"the model's `loss` returned a {type(loss).__name__}: it returns "
+                            "a panet.losses.PANetLoss (total, seg, align)")
     objective = loss.total
     labelled = (batch["query_labels"] != IGNORE_INDEX).sum()
+    if method_loss is not None:  # each rank's loss counts as one (DDP averages gradients)
+        labelled = torch.ones_like(labelled)
     stats = torch.stack([labelled.to(loss.seg.dtype), loss.seg.detach() * labelled,
-                         loss.align.detach(), (~torch.isfinite(objective.detach())).to(loss.seg.dtype)])
+                         loss.align.detach(), objective.detach(),
+                         (~torch.isfinite(objective.detach())).to(loss.seg.dtype)])
     stats = all_reduce_sum(stats, context)
-    total_labelled, seg_sum, align_sum, n_nonfinite = stats.tolist()
+    total_labelled, seg_sum, align_sum, total_sum, n_nonfinite = stats.tolist()
     seg, align = seg_sum / max(total_labelled, 1), align_sum / context.world_size
     if n_nonfinite:
         raise NonFiniteLossError(f"non-finite loss (seg {seg}, align {align}) on episodes "
                                  f"{batch['query_ids']}")
-    if context.distributed:
+    if context.distributed and method_loss is None:
         objective = (loss.seg * (labelled * context.world_size / total_labelled)
                      + align_weight * loss.align)
     objective.backward()
     optimizer.step()
-    return {"loss": seg + align_weight * align, "seg_loss": seg, "align_loss": align}
+    total = seg + align_weight * align if method_loss is None else total_sum / context.world_size
+    return {"loss": total, "seg_loss": seg, "align_loss": align}
 
 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
@@ -213,7 +229,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: i
 def _evaluate_batch(model: torch.nn.Module, batch: Dict, meter: IoUMeter, run: int,
                     resolution: str) -> None:
     """Score one collated batch of episodes: every query into `meter` under `run`."""
-    out = model(*(batch[key] for key in MODEL_INPUTS))
+    out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
     targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
     for b, (episode, class_ids) in enumerate(zip(batch["episode"], batch["class_ids"].tolist())):
         for q in range(out.logits_low.shape[1]):

@@ -19,8 +19,13 @@ runs at once, in three steps:
    draws the masks again from the recorded state (`EpisodeDataset.redraw_support`) and
    `masked_average_pool` pools the features: U x C foreground and U x C background pools.
 3. queries: each distinct query image is encoded once, or read from the cache; for each episode
-   it is a query of, `prototypes_from_pools` makes the prototypes from that episode's pools,
-   `cosine_logits` the logits, and `panet.engine.score_query` adds the counts.
+   it is a query of, the model's `prototypes_from_pools` makes the prototypes from that
+   episode's pools, its `score` the logits, and `panet.engine.score_query` adds the counts.
+
+The model decides (`encode_path`): the image path computes the model's own prototypes and logits
+only when its prototypes are its `prototypes_from_pools` of each support's pools (PANet's are,
+and any model's that says so: `panet.models.factory.prototypes_decompose`). Any other model is
+evaluated on the per-episode path, whatever `encode` asks, and test.py says so.
 
 An image that is both a support and a query is encoded once when its features are kept from step
 2 to step 3 (in host memory up to `cache_gb` GiB per process, or as files under `cache_dir`),
@@ -61,8 +66,9 @@ from .engine import EvalShard, QueryKey, episode_loader, evaluate, score_query
 from .evaluation_options import EvalOptions
 from .feature_cache import DiskCache, MemoryCache
 from .metrics import IoUMeter
+from .models.factory import prototypes_decompose
 from .models.panet import PANet
-from .models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools
+from .models.prototypes import masked_average_pool
 from .monitor import Progress
 
 GIB = 2 ** 30
@@ -294,6 +300,10 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
     process's share; the caller sums the counts over processes). The encoder takes up to
     options.batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
     schedule followed (`encoder_calls()` is what it encoded)."""
+    why = prototypes_decompose(model)
+    if why is not None:
+        raise ValueError(f"the image path needs prototypes made from pooled supports: {why} "
+                         "(evaluate it per episode)")
     dataset, device = plan.dataset, context.device
     if options.resolution == "original" and not dataset.keep_original_labels:
         raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
@@ -327,11 +337,20 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
     for image_id, features, targets in step("queries"):
         for slot, target in zip(plan.queries[image_id], targets):
             rows = slice(slot.first_row, slot.first_row + ways * shots)
-            prototypes = prototypes_from_pools(fg_pools[rows].view(1, ways, shots, channels),
-                                               bg_pools[rows].view(1, ways, shots, channels))
-            logits = cosine_logits(features[None], prototypes, model.alpha)[0]  # (1 + W) x h x w
+            prototypes = model.prototypes_from_pools(  # 1 x P x C
+                fg_pools[rows].view(1, ways, shots, channels),
+                bg_pools[rows].view(1, ways, shots, channels))
+            logits = model.score(features[None, None], prototypes)[0, 0]  # (1 + W) x h x w
             score_query(meter, logits, target.to(device), slot.class_ids, slot.key)
     return plan_schedule
+
+
+def encode_path(model: PANet, encode: str) -> Tuple[str, Optional[str]]:
+    """The path that evaluates `model` when `encode` ("image" | "episode") is asked, and why it
+    is not the one asked (None when it is): a model whose prototypes are not its
+    `prototypes_from_pools` of pooled supports is evaluated per episode."""
+    why = prototypes_decompose(model) if encode == "image" else None
+    return ("episode", why) if why is not None else (encode, None)
 
 
 def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMeter,
@@ -345,9 +364,10 @@ def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMe
     the support and query steps; "episode": every episode encodes its images (the released
     behaviour, the reference). Both give the same numbers within the exactness contract
     (module docstring). `batch_size` episodes per forward pass (per-episode path) or as many
-    episodes' images per encoder call (image path).
+    episodes' images per encoder call (image path). A model the image path cannot evaluate
+    exactly is evaluated per episode (`encode_path`).
     """
-    if options.encode == "episode":
+    if encode_path(model, options.encode)[0] == "episode":
         for run, dataset in enumerate(datasets):
             loader = episode_loader(dataset, EvalShard(len(dataset), options.batch_size, context),
                                     options.workers, context.device)

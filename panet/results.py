@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from .files import atomic_write
+
+CODE_ROOT = Path(__file__).resolve().parent.parent  # the checkout panet runs from
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=CODE_ROOT, capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_version() -> Dict[str, Any]:
+    """The code that ran: `commit` (hex; None outside a git checkout) and `dirty` (tracked
+    files differ from it; None when unknown)."""
+    commit = _git("rev-parse", "HEAD")
+    status = None if commit is None else _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def describe_setting(data) -> str:
@@ -54,8 +73,13 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def json_text(record: Dict[str, Any]) -> str:
+    """`record` as standard JSON text (class ids become string keys, NaN null)."""
+    return json.dumps(_strict(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, record: Dict[str, Any]) -> Path:
-    """Write `record` as standard JSON, atomically (class ids become string keys, NaN null)."""
+    """Write `record` as standard JSON (`json_text`), atomically."""
     with atomic_write(path, "w") as file:
-        json.dump(_strict(record), file, indent=2, sort_keys=True, allow_nan=False)
+        file.write(json_text(record))
     return path

@@ -2,7 +2,8 @@
 rule it must follow and what it means.
 
     EpisodeSetting  data.*   dataset, splits, fold, episode shape, size, weak supports (§5-8, §10)
-    ModelSettings   model.*  encoder, its initialisation, the cosine scale (§1, §3)
+    ModelSettings   model.*  encoder, its initialisation, the cosine scale (§1, §3), the model
+                             (model.factory: PANet, or your own method)
     TrainSettings   train.*  optimisation schedule, PAR weight, checkpoints (§4-5)
     TestSettings    test.*   what to evaluate, runs x episodes, metric rule and resolution (§8-9)
     RunSettings     seed, device, tf32 (top-level keys)
@@ -29,6 +30,8 @@ from .data.weak import BOX_CHOICES
 from .evaluation_options import ENCODINGS, RESOLUTIONS, EvalOptions
 from .metrics import RULES as METRIC_RULES
 from .models.encoders import ENCODERS, imagenet_weights
+from .models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
+                             is_factory_spec)
 from .rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
                     optional_path, problem, size, text)
 
@@ -179,6 +182,10 @@ class ModelSettings(Section):
         "(~/.cache/torch/hub/checkpoints/); a path to such a file; None: random init")
     alpha: float = setting(20.0, number(0, inclusive=False),
                            "scale of the cosine logits (PROTOCOL §3)")
+    factory: str = setting(DEFAULT_FACTORY, Rule(is_factory_spec, FACTORY_FORM),
+                           "the model: package.module:callable, called as callable(encoder, "
+                           "alpha=alpha) (default PANet; your own method: "
+                           "docs/your-own-method.md)")
 
     @property
     def weights_path(self) -> Optional[Path]:
@@ -188,11 +195,16 @@ class ModelSettings(Section):
         return None if self.weights is None else Path(self.weights).expanduser()
 
     def cross_problems(self) -> List[str]:
+        found = []
         if self.weights is not None and ENCODERS[self.encoder].weights_file is None:
-            return [problem("model.weights", self.weights,
-                            f"must be None: the {self.encoder!r} encoder has no pretrained "
-                            "weights")]
-        return []
+            found.append(problem("model.weights", self.weights,
+                                 f"must be None: the {self.encoder!r} encoder has no pretrained "
+                                 "weights"))
+        try:
+            import_factory(self.factory)  # what the factory makes: panet.validation
+        except FactoryError as error:
+            found.append(problem("model.factory", self.factory, str(error)))
+        return found
 
 
 @dataclass(frozen=True)

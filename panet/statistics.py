@@ -13,9 +13,10 @@ run's E episodes, adds up their class-wise counts and computes the run's mean-Io
 exactly as the metric does (`panet.metrics.iou_from_counts`); the statistic is their mean over
 runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
 from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It
-covers the variation due to *which episodes were sampled*, given the trained model: another draw of test episodes would
-give a number in it 95% of the time. It does not cover training randomness (another training
-seed gives another model): `scripts/reproduce.py --seeds N` measures that.
+covers the variation due to *which episodes were sampled*, given the trained model: another
+draw of test episodes would give a number in it 95% of the time. It does not cover training
+randomness (another training seed gives another model): `scripts/reproduce.py --seeds N`
+measures that, and a comparison of several training seeds per side covers it (below).
 
 Paired comparison. Two records over identical episode lists (the same dataset, fold, setting,
 seed, runs and episodes; checked through the stored ids) are resampled with the *same* episode
@@ -23,6 +24,14 @@ draws, so the interval of the difference A - B only holds the variation in how t
 differ, which is far tighter than comparing two independent intervals. The p-value is the
 two-sided bootstrap p-value of "no difference": twice the smaller share of resampled
 differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)), capped at 1.
+
+Training seeds. Another training seed gives another model, and PANet's numbers move more between
+training seeds than between draws of test episodes. A side of a comparison may therefore be
+several tests (models of one method trained with different seeds, tested on the same episodes):
+its value is the mean over them, and each resample also draws each side's models with
+replacement among its own (a bootstrap over seeds, then episodes), so the interval covers both
+sources of variation (`interval_coverage` says it in words). With one model per side it is the
+paired interval above.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -38,6 +47,7 @@ from .files import atomic_write
 from .metrics import iou_from_counts
 
 BOOTSTRAP_SEED = 0
+SEED_DRAWS = 1  # the seed draws of a comparison come from default_rng((seed, SEED_DRAWS))
 RECORDS_FILE = "episodes.npz"  # beside test.py's results.json
 CONFIDENCE = 0.95
 PathLike = Union[str, Path]
@@ -116,6 +126,9 @@ class EpisodeRecords:
         return list(zip(self.run.tolist(), self.episode.tolist(), self.query.tolist(),
                         map(tuple, self.class_ids.tolist()), self.query_ids.tolist(),
                         map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
+
+
+Side = Union[EpisodeRecords, Sequence[EpisodeRecords]]  # one test, or one per training seed
 
 
 def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence]) -> EpisodeRecords:
@@ -200,43 +213,103 @@ def p_value(differences: np.ndarray) -> float:
     return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
 
 
-def paired_comparison(a: EpisodeRecords, b: EpisodeRecords, class_ids: Sequence[int],
-                      n_resamples: int, seed: int = BOOTSTRAP_SEED) -> Dict[str, Dict]:
+def _models(side: Side) -> List[EpisodeRecords]:
+    return [side] if isinstance(side, EpisodeRecords) else list(side)
+
+
+def _statistics(n_runs: int, class_ids: Sequence[int]) -> Dict[tuple, Callable]:
+    """What a comparison reports, as functions of `iou_from_counts`'s output (arrays ... x R):
+    mean- and binary-IoU (mean over runs), each run's, each class's (mean over the runs that
+    evaluated it)."""
+    found: Dict[tuple, Callable] = {}
+    for name in ("mean_iou", "binary_iou"):
+        found[("overall", name)] = lambda m, name=name: m[name].mean(axis=-1)
+        for run in range(n_runs):
+            found[("runs", run, name)] = lambda m, name=name, run=run: m[name][..., run]
+    for k, class_id in enumerate(class_ids):
+        found[("classes", int(class_id))] = (
+            lambda m, k=k: np.nanmean(m["class_iou"][..., k + 1], axis=-1))
+    return found
+
+
+def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
+                      seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
     """Differences A - B over identical episodes, overall (mean over runs), per run and per
-    class, each with its paired 95% bootstrap interval and p-value.
+    class, each with its 95% bootstrap interval and p-value (module docstring). A side is one
+    test or several: the tests of models trained with different seeds, a side's value being the
+    mean over them.
+
+    Each resample draws the test episodes with replacement, the same draws for every model
+    (paired: `resample_weights(seed)`), and each side's models with replacement among its own
+    (`numpy.random.default_rng((seed, SEED_DRAWS))`); the difference is that of the drawn
+    models' means. `ci` and `p_value` come from these resamples: they cover training seeds and
+    test episodes (test episodes only when each side has one model). `ci_episodes` keeps every
+    model (only the episodes resampled): the interval for these trained models.
 
     Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
-    {class id: entry}} with entries {"a", "b", "difference", "ci", "p_value"} (fractions);
-    metrics are mean_iou and binary_iou. Raises ValueError when the episodes differ.
+    {class id: entry}} with entries {"a", "b", "difference", "ci", "p_value", "ci_episodes",
+    "a_models", "b_models"} (fractions; a_models: each of A's models' value); metrics are
+    mean_iou and binary_iou. Raises ValueError when a side is empty or the episodes differ.
     """
-    why = mismatch(a, b)
-    if why is not None:
-        raise ValueError(f"the two tests did not see identical episodes: {why}")
-    counts_a, counts_b = a.class_counts(class_ids), b.class_counts(class_ids)
-    n_runs, n_episodes = counts_a.shape[:2]
-    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)
-    resampled = [iou_from_counts(np.einsum("nre,rekc->nrkc", weights, c))
-                 for c in (counts_a, counts_b)]
-    observed = [iou_from_counts(c.sum(axis=1)) for c in (counts_a, counts_b)]
+    models = [_models(a), _models(b)]
+    if not (models[0] and models[1]):
+        raise ValueError("each side of a comparison needs at least one test")
+    for side, letter in zip(models, "AB"):
+        for index, records in enumerate(side):
+            why = mismatch(models[0][0], records)
+            if why is not None:
+                raise ValueError(f"the tests did not see identical episodes ({letter}{index + 1} "
+                                 f"against A1): {why}")
+    counts = [[records.class_counts(class_ids) for records in side] for side in models]
+    n_runs, n_episodes = counts[0][0].shape[:2]
+    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
+    rng = np.random.default_rng((seed, SEED_DRAWS))
+    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
+    resampled = [[iou_from_counts(np.einsum("nre,rekc->nrkc", weights, c)) for c in side]
+                 for side in counts]
+    observed = [[iou_from_counts(c.sum(axis=1)) for c in side] for side in counts]
 
-    def entry(value_a, value_b, diffs):
-        return {"a": float(value_a), "b": float(value_b), "difference": float(value_a - value_b),
-                "ci": percentile_interval(diffs), "p_value": p_value(diffs[~np.isnan(diffs)])}
-
-    result = {"overall": {}, "runs": [{} for _ in range(n_runs)], "classes": {}}
-    for name in ("mean_iou", "binary_iou"):
-        diffs = resampled[0][name] - resampled[1][name]  # n x R
-        result["overall"][name] = entry(observed[0][name].mean(), observed[1][name].mean(),
-                                        diffs.mean(axis=1))
-        for run in range(n_runs):
-            result["runs"][run][name] = entry(observed[0][name][run], observed[1][name][run],
-                                              diffs[:, run])
-    for k, class_id in enumerate(class_ids):
-        per_class = [r["class_iou"][..., k + 1] for r in resampled]  # n x R
+    def entry(statistic: Callable) -> Dict[str, Any]:
         with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
             warnings.simplefilter("ignore", RuntimeWarning)
-            diffs = np.nanmean(per_class[0], axis=1) - np.nanmean(per_class[1], axis=1)
-        result["classes"][int(class_id)] = entry(
-            np.nanmean(observed[0]["class_iou"][:, k + 1]),
-            np.nanmean(observed[1]["class_iou"][:, k + 1]), diffs)
+            draws = [np.stack([statistic(m) for m in side]) for side in resampled]  # models x n
+            values = [np.array([statistic(m) for m in side]) for side in observed]
+            drawn = [np.take_along_axis(d.T, p, axis=1).mean(axis=1) for d, p in zip(draws, picks)]
+            diffs, fixed = drawn[0] - drawn[1], draws[0].mean(axis=0) - draws[1].mean(axis=0)
+            return {"a": float(values[0].mean()), "b": float(values[1].mean()),
+                    "difference": float(values[0].mean() - values[1].mean()),
+                    "ci": percentile_interval(diffs), "p_value": p_value(diffs[~np.isnan(diffs)]),
+                    "ci_episodes": percentile_interval(fixed),
+                    "a_models": values[0].tolist(), "b_models": values[1].tolist()}
+
+    result: Dict[str, Any] = {"overall": {}, "runs": [{} for _ in range(n_runs)], "classes": {}}
+    for key, statistic in _statistics(n_runs, class_ids).items():
+        if key[0] == "overall":
+            result["overall"][key[1]] = entry(statistic)
+        elif key[0] == "runs":
+            result["runs"][key[1]][key[2]] = entry(statistic)
+        else:
+            result["classes"][key[1]] = entry(statistic)
     return result
+
+
+def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
+    """What the interval of `paired_comparison` covers, in words, for n_a and n_b models
+    (training seeds) per side."""
+    if n_a == n_b == 1:
+        return (f"The 95% interval covers the test episodes only: which episodes were drawn "
+                f"(each run's episodes resampled with replacement, {n_resamples} times, the same "
+                "draws for both models), for these two trained models. It does not cover "
+                "training randomness: another training seed gives another model; give each "
+                "side the tests of several training seeds (A1 A2 ... --vs B1 B2 ...) to cover "
+                "it.")
+    single = [letter for letter, n in (("A", n_a), ("B", n_b)) if n == 1]
+    caveat = (f" Side {single[0]} has one model: its training randomness is not covered."
+              if single else "")
+    return (f"The 95% interval covers training seeds and test episodes: each of the "
+            f"{n_resamples} resamples draws each side's models with replacement among its own "
+            f"({n_a} of A, {n_b} of B: its training seeds) and each run's episodes with "
+            "replacement (the same draws for every model), and takes the difference of the "
+            "drawn models' means. With a few seeds the seed part is coarse (k seeds allow few "
+            f"distinct draws).{caveat} The interval over episodes only keeps every model and "
+            "resamples the episodes alone.")

@@ -24,9 +24,10 @@ from sacred.utils import SacredError
 from .data.datasets import dataset_root_problem
 from .device import torchrun_problem
 from .files import writable_problem
+from .models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from .rules import problem
 from .runs import RESULTS_FILE, planned_run_dir
-from .settings import SCRIPT_SECTIONS, Settings
+from .settings import SCRIPT_SECTIONS, Settings, TrainSettings
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
@@ -62,9 +63,31 @@ def config_problems(settings: Settings, request) -> List[str]:
                  for key in request.command_line_keys() if key.startswith(other + ".")]
     if problems:
         return problems
+    problems = model_problems(settings, request)
     if script == "train":
-        return _train_problems(settings, request)
-    return _test_problems(settings, request)
+        return problems + _train_problems(settings, request)
+    return problems + _test_problems(settings, request)
+
+
+def model_problems(settings: Settings, request) -> List[str]:
+    """What model.factory makes, built on the meta device (no memory, no arithmetic): it must
+    follow PANet's interface; a model with its own loss takes no other train.align_weight than
+    the default (`noalign` would not switch anything off)."""
+    model = settings.model
+    if model.factory == DEFAULT_FACTORY:
+        return []
+    try:
+        made = trial_model(model.factory, model.encoder, model.alpha)
+    except FactoryError as error:
+        return [problem("model.factory", model.factory, str(error))]
+    weight = settings.train.align_weight
+    if (request.script == "train" and weight != TrainSettings().align_weight
+            and own_loss(made)):
+        return [problem("train.align_weight", weight,
+                        f"the model of model.factory={model.factory!r} defines its own `loss`, "
+                        "which replaces PANet's L_seg + align_weight * L_PAR: drop it (and "
+                        "`noalign`)")]
+    return []
 
 
 def _train_problems(settings: Settings, request) -> List[str]:

@@ -1,82 +1,95 @@
-"""Compare two tests of the same episodes: is model A's mean-IoU really above model B's?
+"""Compare two methods on the same test episodes: is A's mean-IoU really above B's?
 
-    python scripts/compare.py RESULTS_A RESULTS_B [--resamples 10000]
+    python scripts/compare.py RESULTS_A RESULTS_B                 # one test each
+    python scripts/compare.py A1 A2 A3 --vs B1 B2 B3              # one test per training seed
+    python scripts/compare.py A1 A2 --vs B1 B2 --json out.json --markdown out.md --latex out.tex
 
-RESULTS_A, RESULTS_B: results.json files of test.py, or the run folders holding them (each
-with its episodes.npz beside it). The two tests must have seen identical episode lists (same
-dataset, fold, setting, seed, runs and episodes): this is checked through the stored class and
-image ids of every episode, not trusted from the configs, and anything else is refused. Prints
-the difference A - B of mean-IoU and binary-IoU, overall (mean over runs) and per run, and of
-each class's IoU, with a paired-bootstrap 95% interval and p-value (panet/statistics.py).
+Each argument is a results.json of test.py, or the run folder holding it (with its
+episodes.npz). A side given several tests holds one method trained with different seeds; its
+value is their mean. Only the model and its training may differ between the tests: every
+protocol setting (dataset, split, fold, classes, ways, shots, queries, supports, input size,
+metric rule and resolution, runs, episodes, seed) must be the same, and so must every episode
+(checked through the stored class and image ids of every query); anything else is refused,
+naming each setting that differs (exit status 2).
+
+Prints A, B (mean ± std over their models) and A - B for mean-IoU and binary-IoU (overall and
+per run) and each class's IoU, with a 95% bootstrap interval over training seeds and test
+episodes and its p-value, the interval over test episodes only, what the interval covers, and
+each test's provenance (panet/comparison.py, panet/statistics.py). --json, --markdown and
+--latex write that to files as well ('-': to standard output, instead of the Markdown).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import List, Optional, Sequence
 
-from panet.statistics import RECORDS_FILE, EpisodeRecords, paired_comparison
-
-
-def load(path: Path) -> Tuple[Dict, EpisodeRecords, Path]:
-    """(results.json record, episode records, results path) of a results file or run folder."""
-    results = path / "results.json" if path.is_dir() else path
-    if not results.is_file():
-        raise ValueError(f"{path}: no results.json (give test.py's results.json or its folder)")
-    records = results.with_name(RECORDS_FILE)
-    if not records.is_file():
-        raise ValueError(f"{results}: no {RECORDS_FILE} beside it (tests from before per-episode "
-                         "records cannot be compared: run test.py again)")
-    return json.loads(results.read_text()), EpisodeRecords.load(records), results
+from panet.comparison import (comparison_document, comparison_problems, comparison_report,
+                              load_test)
+from panet.files import atomic_write
+from panet.results import json_text
+from panet.statistics import paired_comparison
+from panet.tables import render_latex, render_markdown
 
 
-def percent(value: float) -> str:
-    return f"{100 * value:6.1f}"
-
-
-def line(label: str, entry: Dict) -> str:
-    low, high = entry["ci"]
-    return (f"{label:28s} {percent(entry['a'])} {percent(entry['b'])} "
-            f"{100 * entry['difference']:+7.1f}   [{100 * low:+6.1f}, {100 * high:+6.1f}]   "
-            f"{entry['p_value']:.4f}")
-
-
-def main(argv=None) -> int:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("a", type=Path, help="results.json (or its folder) of model A")
-    parser.add_argument("b", type=Path, help="results.json (or its folder) of model B")
+    parser.add_argument("tests", type=Path, nargs="+",
+                        help="results.json (or its folder) of A's tests; without --vs, exactly "
+                             "two: A and B")
+    parser.add_argument("--vs", type=Path, nargs="+", metavar="TEST",
+                        help="results.json (or its folder) of B's tests")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    for name in ("json", "markdown", "latex"):
+        parser.add_argument(f"--{name}", metavar="FILE",
+                            help=f"also write the comparison as {name.capitalize()} to FILE "
+                                 "('-': standard output)")
     args = parser.parse_args(argv)
     if args.resamples < 1:
         parser.error("--resamples must be at least 1")
+    if args.vs is None:
+        if len(args.tests) != 2:
+            parser.error(f"give two tests (A B), or A's tests then --vs and B's; got "
+                         f"{len(args.tests)} without --vs")
+        args.tests, args.vs = args.tests[:1], args.tests[1:]
+    return args
+
+
+def write(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    with atomic_write(Path(target), "w") as file:
+        file.write(text)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
     try:
-        (result_a, records_a, path_a), (result_b, records_b, path_b) = load(args.a), load(args.b)
-        if result_a["rule"] != result_b["rule"]:
-            raise ValueError(f"metric rules differ: {result_a['rule']} / {result_b['rule']}")
-        classes = sorted(int(c) for c in result_a["class_iou"])
-        if classes != sorted(int(c) for c in result_b["class_iou"]):
-            raise ValueError("the two tests report different classes")
-        comparison = paired_comparison(records_a, records_b, classes, args.resamples)
+        a = [load_test(path, f"A{index + 1}") for index, path in enumerate(args.tests)]
+        b = [load_test(path, f"B{index + 1}") for index, path in enumerate(args.vs)]
+        problems: List[str] = comparison_problems(a, b)
+        if problems:
+            raise ValueError("\n  ".join(["these tests cannot be compared:", *problems]))
+        classes = sorted(int(c) for c in a[0].record["class_iou"])
+        result = paired_comparison([t.records for t in a], [t.records for t in b], classes,
+                                   args.resamples)
     except ValueError as error:
         print(f"cannot compare: {error}", file=sys.stderr)
         return 2
 
-    print(f"A: {path_a}\nB: {path_b}\nidentical episodes: {records_a.n_runs} runs, "
-          f"{len(records_a.run)} queries; paired bootstrap, {args.resamples} resamples; "
-          f"metric rule {result_a['rule']}\n")
-    print(f"{'(IoU in %)':28s} {'A':>6s} {'B':>6s} {'A - B':>7s}   {'95% interval':^16s}   p-value")
-    for name, title in (("mean_iou", "mean-IoU"), ("binary_iou", "binary-IoU")):
-        print(line(title, comparison["overall"][name]))
-        for run, entry in enumerate(comparison["runs"]):
-            print(line(f"  run {run}", entry[name]))
-    print()
-    for class_id, entry in comparison["classes"].items():
-        print(line(f"class {class_id}", entry))
+    report = comparison_report(a, b, result, args.resamples)
+    texts = {"json": json_text(comparison_document(a, b, result, args.resamples)),
+             "markdown": render_markdown(report), "latex": render_latex(report)}
+    chosen = {name: getattr(args, name) for name in texts if getattr(args, name)}
+    if "-" not in chosen.values():
+        sys.stdout.write(texts["markdown"])
+    for name, target in chosen.items():
+        write(target, texts[name])
     return 0
 
 

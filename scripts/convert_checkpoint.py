@@ -41,6 +41,7 @@ from panet.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_che
 from panet.engine import build_optimizer
 from panet.files import atomic_write
 from panet.model_files import ModelFile, build_panet, read_model_file
+from panet.models.factory import DEFAULT_FACTORY
 from panet.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
                             setting_of_config)
 from panet.safe_load import plain_data
@@ -64,6 +65,9 @@ def to_released(model_file: ModelFile, out: Path) -> str:
     if model["encoder"] != "vgg16":
         raise ValueError(f"'{model_file.path}' has model.encoder={model['encoder']!r}: the "
                          "released code has only the VGG-16 encoder")
+    if model.get("factory", DEFAULT_FACTORY) != DEFAULT_FACTORY:
+        raise ValueError(f"'{model_file.path}' has model.factory={model['factory']!r}: the "
+                         "released code has PANet only")
     if model["alpha"] != RELEASED_ALPHA:
         raise ValueError(f"'{model_file.path}' has model.alpha={model['alpha']}: the released "
                          f"code fixes the cosine scale at {RELEASED_ALPHA:g}")

@@ -10,6 +10,7 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
     python scripts/reproduce.py --table 1 --seeds 3       # 3 training seeds per model
+    python scripts/reproduce.py --table 1 --factory PKG.MODULE:CALLABLE --out DIR   # your method
     python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # done / running / pending / failed
@@ -49,6 +50,7 @@ from panet.device import use_device
 from panet.files import atomic_write
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
+from panet.results import code_version
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
@@ -187,11 +189,7 @@ def describe_plan(jobs: Sequence[Job], seconds_per_image: float, synthetic_scale
 
 
 def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
+    return code_version()["commit"] or "unknown (not a git checkout)"
 
 
 def synthetic_data_present(root: Path) -> bool:
@@ -380,6 +378,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--encoder", choices=list(ENCODERS),
                         help="train and test every model with this encoder instead of VGG-16 "
                              "(or the toy scale's small one); named in job names and headers")
+    parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
+                        help="train and test your own method instead of PANet (model.factory, "
+                             "docs/your-own-method.md); give it its own --out")
     parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
                         help="figures: the fold of the models shown (default 0)")
     parser.add_argument("--checkpoint", type=Path,
@@ -412,6 +413,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                      "(without --synthetic)")
     if args.released is not None and not args.released.is_dir():
         parser.error(f"--released {args.released}: no such folder")
+    if args.released is not None and args.factory is not None:
+        parser.error("--released tests the authors' PANet snapshots: it takes no --factory")
     if args.run and args.figure != "loss-curves":
         parser.error("--run DIR plots the losses of a run folder: use it with --figure loss-curves")
     for run in args.run or ():
@@ -430,7 +433,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
         out = args.out or REPO_ROOT / "results" / ("released" if args.released else "")
         return Scale(out.resolve(), data_root=args.data_root,
                      feature_cache_gb=args.feature_cache_gb, seeds=args.seeds,
-                     encoder=args.encoder,
+                     encoder=args.encoder, factory=args.factory,
                      released=None if args.released is None else args.released.resolve())
     def toy(value: Optional[int], default: int) -> int:
         return default if value is None else value
@@ -439,7 +442,8 @@ def make_scale(args: argparse.Namespace) -> Scale:
                  data_root=(args.data_root or SYNTHETIC_ROOT).resolve(),
                  steps=toy(args.steps, TOY_STEPS), test_runs=toy(args.test_runs, TOY_TEST_RUNS),
                  test_episodes=toy(args.test_episodes, TOY_TEST_EPISODES), size=args.size,
-                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds, encoder=args.encoder)
+                 feature_cache_gb=args.feature_cache_gb, seeds=args.seeds, encoder=args.encoder,
+                 factory=args.factory)
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:

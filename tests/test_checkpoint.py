@@ -232,7 +232,7 @@ def test_command_lines_refuse_a_crafted_checkpoint_and_run_nothing(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "image.png")
     Image.new("L", (8, 8), 1).save(tmp_path / "mask.png")
     np.savez(tmp_path / "episodes.npz", run=np.array([Payload(flag)], dtype=object))
-    (tmp_path / "results.json").write_text('{"rule": "released", "class_iou": {}}')
+    (tmp_path / "results.json").write_text('{"rule": "released", "class_iou": {}, "setting": {}}')
     commands = {
         "test.py": [REPO_ROOT / "test.py", "with", "test.checkpoint=evil.pt"],
         "train.py": [REPO_ROOT / "train.py", "with", "train.resume=evil.pt"],

@@ -226,6 +226,7 @@ BAD_VALUES = [
      "model.weights"),
     ("train", ["model.weights=vgg16-397923af.pth"], "model.weights"),  # small encoder
     ("train", ["model.alpha=0"], "model.alpha"),
+    ("train", ["model.factory=PANet"], "model.factory"),  # more in tests/test_method.py
     ("train", ["train.steps=0"], "train.steps"),
     ("train", ["train.steps=-5"], "train.steps"),
     ("train", ["train.batch_size=0"], "train.batch_size"),

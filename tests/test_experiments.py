@@ -226,14 +226,14 @@ def test_episode_records_recompute_the_results_and_compare_models(trained, tmp_p
     assert compare.main([str(tmp_path / "image"), str(tmp_path / "episode"),
                          "--resamples", "200"]) == 0
     out = capsys.readouterr().out
-    assert "identical episodes: 2 runs, 8 queries" in out
-    mean_line = next(line for line in out.splitlines() if line.startswith("mean-IoU"))
-    assert "+0.0" in mean_line  # the same model on two paths: equal to float rounding
+    assert "identical episodes in every test: 2 run(s), 8 queries" in out
+    mean_line = next(line for line in out.splitlines() if line.startswith("| mean-IoU"))
+    assert mean_line.split(" | ")[3] in ("+0.0", "-0.0")  # one model, two paths: float rounding
 
     other = evaluate(trained / "final.pt", tmp_path / "fold1", named=("fast", "2way"))
     assert other["setting"]["data"]["ways"] == 2
     assert compare.main([str(tmp_path / "image" / "results.json"), str(tmp_path / "fold1")]) == 2
-    assert "did not see identical episodes" in capsys.readouterr().err
+    assert "data.ways: 1 (A1), 2 (B1)" in capsys.readouterr().err
 
 
 def test_optimizer_choice():

@@ -6,7 +6,9 @@ Commands are the lines of the pages' code blocks, and their inline code spans, t
 in the order a reader meets them), each command once, in one scratch folder standing for the
 root of a fresh clone: `data/synthetic` is a small generated set, `data/VOC2012` and
 `data/COCO` the PASCAL-layout and COCO-layout halves of a smaller one (tests have no PASCAL or
-COCO), `data/snapshots` a snapshot of the authors' released code (random weights).
+COCO), `data/snapshots` a snapshot of the authors' released code (random weights), `examples/`
+a copy of the repository's (the methods of docs/your-own-method.md, imported from the folder a
+command runs in).
 What runs, for each command (`runnable`):
 
 - train.py / test.py / torchrun naming the real datasets (`voc`, `coco` named configs) need
@@ -166,6 +168,8 @@ def clone(tmp_path_factory) -> Path:
                 / "snapshots" / "30000.pth")
     snapshot.parent.mkdir(parents=True)
     torch.save(panet_to_released(PANet(vgg16_encoder()).state_dict()), snapshot)
+    shutil.copytree(REPO_ROOT / "examples", root / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

@@ -1,14 +1,15 @@
 """Per-episode records, bootstrap intervals and paired comparisons (panet/statistics.py) against
 hand-made sets of episodes whose exact distribution is known."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
 from panet.metrics import IoUMeter, episode_counts, iou_from_counts
-from panet.statistics import (EpisodeRecords, bootstrap_intervals, mismatch, paired_comparison,
-                              resample_weights)
+from panet.statistics import (SEED_DRAWS, EpisodeRecords, bootstrap_intervals, mismatch,
+                              paired_comparison, resample_weights)
 
 CLASSES = [1, 2, 3]
 
@@ -107,3 +108,111 @@ def test_comparison_refuses_different_episode_lists():
         paired_comparison(a, b, CLASSES, 10)
     c = EpisodeRecords.from_rows(record_rows([counts] * 3, [1, 2, 3]))
     assert "4 query records against 3" in mismatch(a, c)
+
+
+# ---- several models per side (training seeds) -------------------------------------------------
+
+def naive_mean_iou(episode_counts, classes_of_episodes, drawn):
+    """Mean-IoU of the episodes `drawn` (indices, with repeats), by loops: per class, TP / (TP +
+    FP + FN) of its foreground rows summed over the drawn episodes of that class; classes no drawn
+    episode holds are left out."""
+    ious = []
+    for class_id in sorted(set(classes_of_episodes)):
+        rows = [episode_counts[e][1] for e in drawn if classes_of_episodes[e] == class_id]
+        tp, fp, fn = (sum(row[i] for row in rows) for i in range(3))
+        if tp + fp + fn:
+            ious.append(tp / (tp + fp + fn))
+    return sum(ious) / len(ious)
+
+
+def model_records(episode_counts, classes_of_episodes):
+    return EpisodeRecords.from_rows(record_rows([np.array(c) for c in episode_counts],
+                                                classes_of_episodes))
+
+
+def episode_counts_of(tp_fg):
+    """1-way episodes whose foreground has the given TPs (and fixed errors)."""
+    return [[[60, 4, 4], [tp, 10, 6]] for tp in tp_fg]
+
+
+def test_seed_and_episode_interval_matches_the_exact_distribution():
+    """3 models of A (training seeds) against 1 of B over 3 episodes: each resample draws 3 of
+    A's models and 3 episodes with replacement, 27 x 27 equally likely outcomes. The interval's
+    ends are the exact distribution's quantiles, the p-value its share of A - B <= 0."""
+    classes = [1, 2, 1]
+    a_models = [episode_counts_of(tp) for tp in ([29, 29, 28], [36, 37, 7], [4, 5, 29])]
+    b_model = episode_counts_of([15, 15, 15])
+    outcomes = []
+    for picks in itertools.product(range(3), repeat=3):
+        for drawn in itertools.product(range(3), repeat=3):
+            a_value = np.mean([naive_mean_iou(a_models[m], classes, drawn) for m in picks])
+            outcomes.append(a_value - naive_mean_iou(b_model, classes, drawn))
+    outcomes = np.sort(outcomes)
+    cdf = np.arange(1, len(outcomes) + 1) / len(outcomes)
+    low, high = (outcomes[np.searchsorted(cdf, q)] for q in (0.025, 0.975))
+    for q, atom in ((0.025, low), (0.975, high)):  # no atom's cdf close to q: percentiles settle
+        assert (outcomes < atom).mean() < q - 0.005 and (outcomes <= atom).mean() > q + 0.005
+
+    n = 20000
+    result = paired_comparison([model_records(m, classes) for m in a_models],
+                               model_records(b_model, classes), [1, 2], n)["overall"]["mean_iou"]
+    everything = tuple(range(3))
+    observed = [naive_mean_iou(m, classes, everything) for m in a_models]
+    assert result["a_models"] == pytest.approx(observed)
+    assert result["difference"] == pytest.approx(
+        np.mean(observed) - naive_mean_iou(b_model, classes, everything))
+    assert result["ci"] == pytest.approx([low, high])
+    share = min((outcomes <= 0).mean(), (outcomes >= 0).mean())
+    assert result["p_value"] == pytest.approx(2 * share, abs=8 * math.sqrt(share / n))
+    assert result["ci_episodes"][1] - result["ci_episodes"][0] < high - low  # seeds add width
+
+
+def test_seed_and_episode_interval_follows_its_documented_draws():
+    """The statistic of every resample recomputed by loops from the draws the docstring names:
+    episodes from resample_weights(seed), models from default_rng((seed, SEED_DRAWS))."""
+    rng = np.random.default_rng(4)
+    classes = [1, 2, 2, 1]
+
+    def random_model():  # 4 episodes: background and foreground TP, FP, FN
+        return [[rng.integers(1, 40, 3).tolist(), rng.integers(0, 40, 3).tolist()]
+                for _ in range(4)]
+
+    sides = [[random_model() for _ in range(3)], [random_model() for _ in range(2)]]
+    records = [[EpisodeRecords.from_rows(  # two runs of two episodes each
+        record_rows([np.array(c) for c in m[:2]], classes[:2])
+        + record_rows([np.array(c) for c in m[2:]], classes[2:], run=1)) for m in side]
+        for side in sides]
+    n, seed = 300, 7
+    result = paired_comparison(records[0], records[1], [1, 2], n, seed)["overall"]["binary_iou"]
+
+    def binary_iou(model, run, drawn):
+        counts = np.zeros((2, 3))  # background, foreground (summed over the classes)
+        for e in drawn:
+            counts += np.array(model[2 * run + e])
+        ious = counts[:, 0] / counts.sum(axis=1)
+        return ious.mean()
+
+    weights = resample_weights(2, 2, n, seed)
+    picks_rng = np.random.default_rng((seed, SEED_DRAWS))
+    picks = [picks_rng.integers(0, len(side), size=(n, len(side))) for side in sides]
+    differences = []
+    for i in range(n):
+        drawn = [[e for e in range(2) for _ in range(weights[i, run, e])] for run in range(2)]
+        value = [np.mean([np.mean([binary_iou(side[m], run, drawn[run]) for run in range(2)])
+                          for m in picks[s][i]]) for s, side in enumerate(sides)]
+        differences.append(value[0] - value[1])
+    assert result["ci"] == pytest.approx(np.percentile(differences, [2.5, 97.5]).tolist())
+
+
+def test_identical_models_add_nothing_over_seeds_and_sides_refuse_other_episodes():
+    classes = [1, 2, 1, 2]
+    a = model_records(episode_counts_of([30, 5, 12, 9]), classes)
+    b = model_records(episode_counts_of([10, 15, 11, 20]), classes)
+    result = paired_comparison([a, a, a], [b, b], [1, 2], 500)["overall"]["mean_iou"]
+    assert result["ci"] == pytest.approx(result["ci_episodes"])
+    single = paired_comparison(a, b, [1, 2], 500)["overall"]["mean_iou"]
+    assert single["ci"] == pytest.approx(result["ci"]) and single["ci"] == single["ci_episodes"]
+    other = EpisodeRecords.from_rows(record_rows([np.array(c) for c in
+                                                  episode_counts_of([1, 2, 3, 4])], [2, 1, 1, 2]))
+    with pytest.raises(ValueError, match=r"identical episodes \(A2 against A1\)"):
+        paired_comparison([a, other], [b], [1, 2], 10)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .prototypes import cosine_logits, episode_prototypes, upsample
+from .prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
 
 ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
 
@@ -66,12 +66,25 @@ class PANet(nn.Module):
 
     def prototypes(self, support_features: torch.Tensor, support_fg: torch.Tensor,
                    support_bg: torch.Tensor) -> torch.Tensor:
-        """The prototypes [background, way 1, ..., way W] of B episodes (eq. 1-2).
+        """The prototypes [background, way 1, ..., way W] of B episodes (eq. 1-2): each
+        support's foreground and background masked average pools, then
+        `prototypes_from_pools`.
 
         support_features: B x W x S x C x h x w; support_fg, support_bg: B x W x S x H x W
         -> B x (1 + W) x C.
         """
-        return episode_prototypes(support_features, support_fg, support_bg)
+        return self.prototypes_from_pools(masked_average_pool(support_features, support_fg),
+                                          masked_average_pool(support_features, support_bg))
+
+    def prototypes_from_pools(self, fg_pools: torch.Tensor, bg_pools: torch.Tensor
+                              ) -> torch.Tensor:
+        """The prototypes from each support's pooled foreground and background, B x W x S x C
+        each -> B x (1 + W) x C: a way's is the mean of its shots' foreground pools, the
+        background's the mean of every support's background pool. Defining it says that the
+        prototypes are a function of these pools: test.py's encode-once path pools each
+        support once and calls it (`panet.models.factory.prototypes_decompose`).
+        """
+        return prototypes_from_pools(fg_pools, bg_pools)
 
     def score(self, query_features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
         """Feature-resolution logits alpha * cos(F_q, p_j) of each episode's queries (eq. 3).

@@ -14,6 +14,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from panet.models.factory import DEFAULT_FACTORY
 from panet.statistics import (RECORDS_FILE, EpisodeRecords, bootstrap_seed, percentile_interval,
                               resampled_run_means)
 
@@ -116,6 +117,7 @@ def describe_results(results: Mapping[str, dict]) -> List[str]:
         "data: " + _distinct(done, lambda s: f"{s['data']['name']}, test split "
                                              f"{s['data']['test_split']}, input "
                                              f"{s['data']['size']} px"),
+        "model: " + _distinct(done, lambda s: s["model"].get("factory", DEFAULT_FACTORY)),
         "encoder: " + _distinct(done, lambda s: s["model"]["encoder"]),
         "metric: " + _distinct(done, lambda s: f"rule {s['rule']}, {s['resolution']} "
                                                "resolution"),

@@ -131,7 +131,9 @@ class Scale:
     snapshots of the authors' released code (`.../PANet_<VOC|COCO>[_align]_sets_<fold>_<W>way_
     <S>shot_[train]/<run>/snapshots/<step>.pth`): each trained setting is tested on the snapshot
     whose path names it (the latest step), nothing is trained, and settings without one stay
-    empty.
+    empty. `factory`: another model than PANet (`model.factory`, e.g. your method), given to
+    every train job and PANet-init test (the tests of trained models read it from their
+    checkpoints); job names stay, so give each method its own `out`.
     """
 
     out: Path
@@ -145,6 +147,7 @@ class Scale:
     seeds: int = 1  # training seeds per model: PAPER_SEED, PAPER_SEED + 1, ...
     encoder: Optional[str] = None  # another encoder than the scale's (e.g. resnet50)
     released: Optional[Path] = None  # a folder of the authors' snapshots: test them, train none
+    factory: Optional[str] = None  # another model than PANet (model.factory)
 
     def __post_init__(self):
         if self.synthetic and self.data_root is None:
@@ -182,10 +185,12 @@ class Scale:
         return (self.data_root / folders[dataset]).resolve()
 
     def dataset_config(self, dataset: str) -> Tuple[List[str], List[str]]:
-        """(named configs, config updates) that select `dataset` (and the encoder) at this
-        scale."""
+        """(named configs, config updates) that select `dataset` (and the encoder and model)
+        at this scale."""
         root = self.data_root_of(dataset)
         updates = [] if root is None else [f"data.root={root}"]
+        if self.factory is not None:
+            updates.append(f"model.factory={self.factory}")
         if not self.synthetic:
             return [dataset, *([self.encoder] if self.encoder else [])], updates
         if self.size is not None:

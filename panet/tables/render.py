@@ -58,8 +58,10 @@ def render_markdown(report: Report) -> str:
         lines += ["", *report.after]
     if report.provenance:
         lines += ["", "## How these numbers were made", "",
-                  *(f"- {line}" for line in report.provenance), f"- {COMMANDS_INTRO}", "",
-                  *(f"      {command}" for command in report.commands)]
+                  *(f"- {line}" for line in report.provenance)]
+        if report.commands:
+            lines += [f"- {COMMANDS_INTRO}", "",
+                      *(f"      {command}" for command in report.commands)]
     if report.citation is not None:
         lines += ["", CITATION_INTRO, "", f"> {report.citation}"]
     return "\n".join(lines) + "\n"
@@ -95,7 +97,7 @@ def render_latex(report: Report) -> str:
     """A booktabs `table` environment (needs \\usepackage{booktabs}); the notes, provenance and
     commands go into a footnote-size paragraph under the tabular."""
     columns = "l" + "r" * (len(report.header) - 1)
-    lines = [f"% {latex_text(report.title)} -- written by panet-repro's scripts/reproduce.py",
+    lines = [f"% {latex_text(report.title)} -- written by panet-repro's {report.made_by}",
              r"\begin{table}[t]", r"\centering",
              rf"\caption{{{latex_text(report.title)}}}", rf"\begin{{tabular}}{{{columns}}}",
              r"\toprule", " & ".join(latex_text(title) for title in report.header) + r" \\",

@@ -54,7 +54,8 @@ class Report:
     notes: lines about the setting, before the table; header and rows: the table (first column
     text labels); groups: indices of the rows that start a new group of rows (a rule in LaTeX);
     after: lines after the table; provenance: how the numbers were made (lines); commands: the
-    commands that made them, in order; citation: how to cite a number, or None.
+    commands that made them, in order; citation: how to cite a number, or None; made_by: the
+    script that writes the report (named in the LaTeX file).
     """
 
     title: str
@@ -67,3 +68,4 @@ class Report:
     provenance: List[str] = field(default_factory=list)
     commands: Sequence[str] = ()
     citation: Optional[str] = None
+    made_by: str = "scripts/reproduce.py"

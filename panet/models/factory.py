@@ -1,0 +1,179 @@
+"""The model of a run, made by `model.factory`, and what the rest of the code asks of it.
+
+`model.factory` names a callable as "package.module:callable" (default "panet.models:PANet").
+It is called as `factory(encoder, alpha=alpha)` with the configured encoder (built from the
+registry, `panet.models.encoders`, from ImageNet weights or at random) and the cosine scale
+`model.alpha`, and returns the model. The model follows PANet's interface (B episodes, W ways,
+S shots, Q queries, P prototypes, C channels, H x W images, h x w features):
+
+    encoder                       an nn.Module mapping N x 3 x H x W to N x C x h x w
+    forward(support_images, support_fg, support_bg, query_images) -> PANetOutput
+    prototypes(support_features, support_fg, support_bg) -> B x P x C
+    score(query_features, prototypes) -> B x Q x (1 + W) x h x w logits
+
+and may define
+
+    prototypes_from_pools(fg_pools, bg_pools) -> B x P x C
+        the prototypes as a function of each support's masked average pools (B x W x S x C of
+        foreground and of background): test.py's encode-once path then pools each support once
+        (`prototypes_decompose`); PANet defines it and its `prototypes` calls it
+    loss(out, query_labels, support_fg, support_bg) -> panet.losses.PANetLoss
+        the training objective, instead of PANet's L_seg + train.align_weight * L_PAR
+
+Every model is made here (`make_model`, through `panet.models.builder`), so train.py, test.py,
+predict.py and the Segmenter run any factory alike, and a checkpoint names its factory in its
+stored config. Importing a factory runs its module's code, on purpose: it is a config value the
+user wrote, like a script they run. A checkpoint stays data (its tensors are read with
+`weights_only=True`; the code is the factory's, imported by name).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from .encoders import build_encoder
+from .panet import PANetOutput
+
+DEFAULT_FACTORY = "panet.models:PANet"
+_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+FACTORY_SPEC = re.compile(rf"{_NAME}:{_NAME}")  # package.module:callable (or Class.method)
+FACTORY_FORM = "a 'package.module:callable' string (e.g. 'examples.temperature:TemperaturePANet')"
+INTERFACE_DOC = "docs/your-own-method.md"
+
+
+class FactoryError(ValueError):
+    """model.factory cannot make a model; the message (one line) says why."""
+
+
+def is_factory_spec(value: Any) -> bool:
+    """Whether `value` has the form package.module:callable."""
+    return isinstance(value, str) and FACTORY_SPEC.fullmatch(value) is not None
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+@contextmanager
+def _current_folder_importable() -> Iterator[None]:
+    """The current folder first on the import path while importing (as `python -m` has it), so
+    that a method's package beside the command's folder is found."""
+    folder = os.getcwd()
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+
+
+def import_factory(spec: str) -> Callable[..., Any]:
+    """The callable `spec` ("package.module:callable") names, imported from the import path or
+    the current folder. Raises FactoryError (one line) when it is not of that form, cannot be
+    imported, or is not callable."""
+    if not is_factory_spec(spec):
+        raise FactoryError(f"must be {FACTORY_FORM}")
+    module_name, _, attribute = spec.partition(":")
+    try:
+        with _current_folder_importable():
+            found: Any = importlib.import_module(module_name)
+    except Exception as error:  # the module is the user's code: any error is a reason to stop
+        raise FactoryError(f"cannot import module {module_name!r} ({_one_line(error)}); run "
+                           "from the folder holding its package, or add that folder to "
+                           "PYTHONPATH") from error
+    where = getattr(found, "__file__", module_name)
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise FactoryError(f"module {module_name!r} ({where}) has no {attribute!r}")
+        found = getattr(found, part)
+    if not callable(found):
+        raise FactoryError(f"{attribute!r} of module {module_name!r} is a "
+                           f"{type(found).__name__}, not a callable making the model")
+    return found
+
+
+def check_model(model: Any, spec: str) -> nn.Module:
+    """`model` when it follows PANet's interface (module docstring), else FactoryError naming
+    what it lacks."""
+    made = f"{spec} returned a {type(model).__name__}"
+    if not isinstance(model, nn.Module):
+        raise FactoryError(f"{made}, not a torch.nn.Module following PANet's interface "
+                           f"({INTERFACE_DOC})")
+    lacks = [] if isinstance(getattr(model, "encoder", None), nn.Module) else [
+        "an `encoder` module"]
+    lacks += [f"a `{name}` method" for name in ("prototypes", "score")
+              if not callable(getattr(model, name, None))]
+    lacks += [f"`{name}` as a method (it is a {type(getattr(model, name)).__name__})"
+              for name in ("prototypes_from_pools", "loss")
+              if getattr(model, name, None) is not None and not callable(getattr(model, name))]
+    if lacks:
+        raise FactoryError(f"{made} without {', '.join(lacks)}: models follow PANet's interface "
+                           f"({INTERFACE_DOC})")
+    return model
+
+
+def make_model(spec: str, encoder: nn.Module, alpha: float) -> nn.Module:
+    """The model `spec` makes: `factory(encoder, alpha=alpha)`, checked (`check_model`). Raises
+    FactoryError (one line, the factory's own error chained) when it cannot."""
+    factory = import_factory(spec)
+    try:
+        model = factory(encoder, alpha=alpha)
+    except Exception as error:
+        raise FactoryError(f"{spec}(encoder, alpha={alpha!r}) raised {_one_line(error)}"
+                           ) from error
+    return check_model(model, spec)
+
+
+def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
+    """The model `spec` makes around the registry's `encoder`, built on the meta device: shapes
+    without memory or arithmetic, to check a factory before a run does any work."""
+    with torch.device("meta"):
+        return make_model(spec, build_encoder(encoder, None), alpha)
+
+
+def _defining_class(model: nn.Module, name: str) -> int:
+    """Position in the model's class hierarchy (0: its own class) of the class defining `name`
+    (-1: set on the instance itself, or a submodule)."""
+    found = (index for index, kind in enumerate(type(model).__mro__) if name in vars(kind))
+    return -1 if name in vars(model) else next(found, -1)
+
+
+def prototypes_decompose(model: nn.Module) -> Optional[str]:
+    """None when the model's prototypes are its `prototypes_from_pools` of each support's masked
+    average pools (PANet's are, and so are those of a subclass that leaves `prototypes` as it
+    is or overrides both), else why not: a class that overrides `prototypes` alone changed
+    what PANet's statement was about."""
+    name = type(model).__name__
+    if not callable(getattr(model, "prototypes_from_pools", None)):
+        return f"{name} has no `prototypes_from_pools`"
+    if _defining_class(model, "prototypes") < _defining_class(model, "prototypes_from_pools"):
+        return f"{name} overrides `prototypes` without `prototypes_from_pools`"
+    return None
+
+
+def own_loss(model: nn.Module) -> Optional[Callable[..., Any]]:
+    """The model's `loss` method (a DistributedDataParallel wrapper is looked through), or None
+    when it trains with PANet's loss."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    loss = getattr(model, "loss", None)
+    return loss if callable(loss) else None
+
+
+def checked_output(out: Any, model: nn.Module) -> PANetOutput:
+    """`out` when the model's forward returned a PANetOutput, else a one-line TypeError."""
+    if not isinstance(out, PANetOutput):
+        raise TypeError(f"{type(model).__name__}.forward returned a {type(out).__name__}: models "
+                        f"return a panet.models.PANetOutput ({INTERFACE_DOC})")
+    return out
+

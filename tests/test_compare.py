@@ -1,0 +1,193 @@
+"""scripts/compare.py on hand-made tests (results.json + episodes.npz, no model run): it refuses
+tests whose protocols differ, naming each setting, and sides that are not one method over
+distinct training seeds; it compares several tests per side; it writes JSON, Markdown and LaTeX
+with each test's provenance."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from conftest import load_script
+from panet.comparison import PROTOCOL_KEYS
+from panet.settings import EpisodeSetting
+from panet.statistics import EpisodeRecords
+from test_statistics import naive_mean_iou, record_rows
+
+COMPARE = load_script("compare")
+CLASSES = [1, 2, 1]  # the class of each episode of both runs
+# the protocol keys the comparison must check (the dataset, split, fold, episode shape, weak
+# supports, size, metric resolution and rule, runs, episodes and their seed)
+NAMED = ("data.name", "data.test_split", "data.fold", "data.ways", "data.shots", "data.queries",
+         "data.weak", "data.size", "test.resolution", "test.rule", "test.runs", "test.episodes",
+         "seed")
+
+
+def episode_counts(tp_fg):
+    return [[[60, 4, 4], [tp, 10, 6]] for tp in tp_fg]
+
+
+def write_test(folder, tp_fg=(30, 20, 12), training_seed=1234, sha=None, training=None,
+               **changes):
+    """A test folder of one trained model: 2 runs x 3 episodes (the same counts in both runs).
+    `training`: entries of its training fingerprint replaced; `changes`: setting entries
+    replaced, by results.json path ("data.weak", "rule", ...)."""
+    folder.mkdir(parents=True)
+    rows = [row for run in range(2) for row in record_rows(
+        [np.array(c) for c in episode_counts(tp_fg)], CLASSES, run=run)]
+    EpisodeRecords.from_rows(rows).save(folder / "episodes.npz")
+    data = {**EpisodeSetting(name="synthetic", root="data/synthetic").as_config(),
+            "train_split": "trainaug", "test_split": "val"}
+    setting = {"data": data, "seed": 1234, "runs": 2, "episodes": 3, "rule": "released",
+               "resolution": "label", "notrain": False, "encode": "image", "encode_used": "image",
+               "encode_why": None,
+               "model": {"encoder": "small", "weights": None, "alpha": 20.0,
+                         "factory": "panet.models:PANet"},
+               "checkpoint": f"runs/{folder.name}/checkpoints/final.pt",
+               "checkpoint_sha256": sha or f"{folder.name:0>64}", "trained_steps": 300,
+               "training_seed": training_seed,
+               "training": {"seed": training_seed, "train.lr": 0.001, "train.steps": 300,
+                            "model.factory": "panet.models:PANet", "data.root": "data/synthetic",
+                            **(training or {})}}
+    for path, value in changes.items():
+        *parents, name = path.split(".")
+        node = setting
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
+    record = {"class_iou": {"1": 0.5, "2": 0.5}, "setting": setting,
+              "code": {"commit": "0123456789abcdef", "dirty": False}, "config": {}}
+    (folder / "results.json").write_text(json.dumps(record))
+    return folder
+
+
+def other_value(value):
+    if isinstance(value, bool) or value is None:
+        return [3, 4] if value is None else not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return f"{value}-other"
+
+
+def test_every_named_protocol_key_is_checked():
+    assert set(NAMED) <= set(PROTOCOL_KEYS)
+
+
+@pytest.mark.parametrize("key", list(PROTOCOL_KEYS))
+def test_tests_of_another_protocol_are_refused_naming_the_setting(tmp_path, capsys, key):
+    a = write_test(tmp_path / "a")
+    where = ".".join(PROTOCOL_KEYS[key])
+    node = json.loads((a / "results.json").read_text())["setting"]
+    for part in PROTOCOL_KEYS[key]:
+        node = node[part]
+    b = write_test(tmp_path / "b", **{where: other_value(node)})
+    assert COMPARE.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: {node!r} (A1), {other_value(node)!r} (B1)" in err, err
+    assert err.count("the protocols differ") == 1  # that key only
+
+
+def test_each_differing_setting_is_named(tmp_path, capsys):
+    a = write_test(tmp_path / "a")
+    b = write_test(tmp_path / "b", **{"data.weak": "bbox", "data.size": 97,
+                                      "resolution": "original"})
+    assert COMPARE.main([str(a), "--vs", str(b), str(write_test(tmp_path / "b2",
+                                                                training_seed=1235))]) == 2
+    err = capsys.readouterr().err
+    for said in ("data.weak: 'dense' (A1, B2), 'bbox' (B1)", "data.size: 417 (A1, B2), 97 (B1)",
+                 "test.resolution: 'label' (A1, B2), 'original' (B1)"):
+        assert said in err
+
+
+def test_a_side_holds_one_method_over_distinct_training_seeds(tmp_path, capsys):
+    b = write_test(tmp_path / "b")
+    cases = [
+        ({"sha": "1" * 64}, {"sha": "1" * 64, "training_seed": 1235},
+         "test the same trained model"),
+        ({}, {}, "models trained with the same seed (1234)"),
+        ({}, {"training_seed": 1235, "training": {"train.lr": 0.01}},
+         "differ in train.lr (only the training seed may): 0.001 (A1), 0.01 (A2)"),
+        ({}, {"training_seed": 1235, "model.alpha": 10.0}, "differ in their model settings"),
+    ]
+    for index, (first, second, said) in enumerate(cases):
+        a1 = write_test(tmp_path / f"a{index}-1", **first)
+        a2 = write_test(tmp_path / f"a{index}-2", **second)
+        assert COMPARE.main([str(a1), str(a2), "--vs", str(b)]) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_the_model_and_its_training_may_differ_between_sides(tmp_path, capsys):
+    a = write_test(tmp_path / "a", **{"model.factory": "examples.temperature:TemperaturePANet",
+                                      "training": {"train.steps": 600}, "trained_steps": 600})
+    assert COMPARE.main([str(a), str(write_test(tmp_path / "b")), "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "test episodes only" in out and "does not cover training randomness" in out
+
+
+def test_several_seeds_per_side_in_json_markdown_and_latex(tmp_path, capsys):
+    a_tps, b_tps = [(30, 20, 12), (25, 28, 10)], [(15, 15, 15), (20, 9, 14), (18, 12, 30)]
+    a = [write_test(tmp_path / f"a{i}", tp, 1234 + i) for i, tp in enumerate(a_tps)]
+    b = [write_test(tmp_path / f"b{i}", tp, 1234 + i,
+                    **{"model.factory": "examples.temperature:TemperaturePANet"})
+         for i, tp in enumerate(b_tps)]
+    out = {name: tmp_path / f"compare.{name[:3]}" for name in ("json", "markdown", "latex")}
+    assert COMPARE.main([*map(str, a), "--vs", *map(str, b), "--resamples", "200",
+                         *(x for name, path in out.items() for x in (f"--{name}", str(path)))]
+                        ) == 0
+    printed = capsys.readouterr().out
+    document = json.loads(out["json"].read_text())
+    everything = range(3)
+    a_values = [naive_mean_iou(episode_counts(tp), CLASSES, everything) for tp in a_tps]
+    b_values = [naive_mean_iou(episode_counts(tp), CLASSES, everything) for tp in b_tps]
+    overall = document["comparison"]["overall"]["mean_iou"]
+    assert overall["a_models"] == pytest.approx(a_values)
+    assert overall["difference"] == pytest.approx(np.mean(a_values) - np.mean(b_values))
+    assert overall["ci"][0] <= overall["difference"] <= overall["ci"][1]
+    assert [side["training_seed"] for side in document["a"]] == [1234, 1235]
+    assert document["b"][0]["factory"] == "examples.temperature:TemperaturePANet"
+    assert document["a"][1]["code"]["commit"] == "0123456789abcdef"
+    assert document["a"][0]["checkpoint_sha256"].endswith("a0")
+    assert "covers training seeds and test episodes" in document["interval_covers"]
+
+    markdown = out["markdown"].read_text()
+    assert markdown == printed  # also printed, as no output went to standard output
+    assert markdown.startswith("# A vs B\n")
+    mean = 100 * np.mean(a_values)
+    std = 100 * np.std(a_values, ddof=1)
+    assert f"| mean-IoU | {mean:.1f} ± {std:.1f} |" in markdown
+    for said in ("| binary-IoU |", "|   run 1 |", "| class 2 |", "2 trained models (training "
+                 "seeds 1234, 1235)", "examples.temperature:TemperaturePANet, 3 trained models",
+                 "- B3: ", "covers training seeds and test episodes"):
+        assert said in markdown, said
+    latex = out["latex"].read_text()
+    assert latex.startswith("% A vs B -- written by panet-repro's scripts/compare.py\n")
+    assert r"\begin{tabular}{lrrrrrr}" in latex and r"95\% interval" in latex
+    assert f"mean-IoU & {mean:.1f} $\\pm$ {std:.1f} &" in latex
+
+    assert COMPARE.main([*map(str, a), "--vs", *map(str, b), "--resamples", "200",
+                         "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["comparison"] == document["comparison"]
+
+
+def test_two_tests_without_vs_or_more_than_two(tmp_path, capsys):
+    tests = [str(write_test(tmp_path / f"t{i}", training_seed=1234 + i)) for i in range(3)]
+    with pytest.raises(SystemExit) as stop:
+        COMPARE.main(tests)
+    assert stop.value.code == 2 and "give two tests (A B)" in capsys.readouterr().err
+    assert COMPARE.main([tests[0], str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert f"B1 {tmp_path / 'none'}: no results.json" in err
+
+
+def test_old_results_without_records_are_refused(tmp_path, capsys):
+    a = write_test(tmp_path / "a")
+    b = write_test(tmp_path / "b")
+    (b / "episodes.npz").unlink()
+    assert COMPARE.main([str(a), str(b)]) == 2
+    assert "no episodes.npz beside it" in capsys.readouterr().err
+    broken = copy.deepcopy(json.loads((a / "results.json").read_text()))
+    del broken["setting"]
+    (b / "results.json").write_text(json.dumps(broken))
+    assert COMPARE.main([str(a), str(b / "results.json")]) == 2
+    assert "not a results.json of test.py" in capsys.readouterr().err

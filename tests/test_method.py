@@ -1,0 +1,315 @@
+"""Your own method through model.factory: the example (examples/temperature.py) trained, tested,
+used by predict.py and the Segmenter; a model's head honoured by both evaluation paths (and its
+own prototypes sending it to the per-episode path); a model's own loss minimised by train_step;
+every bad factory refused before any work, in one line. Toy scale: the small encoder at 65 px,
+on the synthetic set; the heads are PANet-init models (random weights seeded by the config)."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import panet.engine
+from conftest import load_script
+from examples.temperature import TemperaturePANet
+from panet.engine import train_step
+from panet.evaluation import encode_path, evaluate_images
+from panet.inference import Segmenter
+from panet.losses import panet_loss
+from panet.models import PANet, build_encoder
+from panet.models.builder import build_model, model_with_weights
+from panet.models.factory import (FactoryError, check_model, import_factory, make_model,
+                                  prototypes_decompose)
+from panet.settings import ModelSettings
+from panet.tables import TABLES, Scale, jobs_for
+from test_cli import command, toy
+from test_evaluation import synthetic_data
+from test_experiments import QUIET, TEST, TRAIN
+from tolerance import assert_logits_close, assert_results_close, recorded_logits
+from toy_methods import FirstShotPANet, NegatedPANet, OwnLossPANet
+
+TEMPERATURE = "examples.temperature:TemperaturePANet"
+pytestmark = [pytest.mark.filterwarnings("ignore:left out of the episodes"),
+              pytest.mark.filterwarnings("ignore:classes never evaluated")]
+
+
+def small_model(kind=PANet, alpha=20.0):
+    torch.manual_seed(0)
+    return kind(build_encoder("small"), alpha=alpha)
+
+
+def episode_batch(ways=1, shots=2, queries=1, size=33):
+    """Random images and masks of one episode, with the model's input shapes."""
+    generator = torch.Generator().manual_seed(1)
+    fg = (torch.rand(1, ways, shots, size, size, generator=generator) > 0.6).float()
+    return {"support_images": torch.randn(1, ways, shots, 3, size, size, generator=generator),
+            "support_fg": fg, "support_bg": 1 - fg,
+            "query_images": torch.randn(1, queries, 3, size, size, generator=generator),
+            "query_labels": torch.randint(0, ways + 1, (1, queries, size, size),
+                                          generator=generator),
+            "query_ids": ["q"]}
+
+
+# ---- the example, end to end ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def temperature_run(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("temperature")
+    run = TRAIN.run(named_configs=["synthetic", "fast"], options=QUIET, config_updates={
+        "device": "cpu", "data": {"root": str(synthetic_root)}, "model": {"factory": TEMPERATURE},
+        "train": {"output_dir": str(out)}})
+    assert run.status == "COMPLETED"
+    return out / "checkpoints" / "final.pt"
+
+
+def test_the_example_trains_and_tests_with_its_extra_parameter(temperature_run, tmp_path):
+    state = torch.load(temperature_run, weights_only=True)
+    assert state["config"]["model"]["factory"] == TEMPERATURE
+    assert state["model"]["log_alpha"].shape == ()
+    run = TEST.run(named_configs=["fast"], options=QUIET, config_updates={
+        "test": {"checkpoint": str(temperature_run), "output_dir": str(tmp_path)}})
+    assert run.status == "COMPLETED"
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["setting"]["model"]["factory"] == TEMPERATURE
+    assert result["config"]["model"]["factory"] == TEMPERATURE
+    assert (result["setting"]["encode_used"], result["setting"]["encode_why"]) == ("image", None)
+    assert result["setting"]["training_seed"] == 1234
+    assert result["setting"]["training"]["model.factory"] == TEMPERATURE
+
+
+def test_the_example_learns_its_temperature_through_both_losses():
+    model, batch = small_model(TemperaturePANet), episode_batch()
+    inputs = [batch[key] for key in ("support_images", "support_fg", "support_bg",
+                                     "query_images")]
+    out = model(*inputs)
+    assert torch.is_tensor(out.alpha) and out.alpha.item() == pytest.approx(20.0)
+    loss = panet_loss(out, batch["query_labels"], batch["support_fg"], batch["support_bg"])
+    seg_grad = torch.autograd.grad(loss.seg, model.log_alpha, retain_graph=True)[0]
+    align_grad = torch.autograd.grad(loss.align, model.log_alpha)[0]
+    assert seg_grad != 0 and align_grad != 0  # the head and PAR both score at the learned scale
+    with torch.no_grad():  # the head: exp(log_alpha) * cos, PANet's head at alpha = 5
+        model.log_alpha.fill_(math.log(5.0))
+        features = torch.randn(1, 2, 8, 4, 4)
+        prototypes = torch.randn(1, 2, 8)
+        torch.testing.assert_close(model.score(features, prototypes),
+                                   PANet(nn.Identity(), alpha=5.0).score(features, prototypes))
+
+
+def test_the_segmenter_and_predict_use_the_checkpoints_model(temperature_run, folder_root,
+                                                             tmp_path):
+    segmenter = Segmenter.from_checkpoint(temperature_run, "cpu")
+    assert isinstance(segmenter.model, TemperaturePANet)
+    state = torch.load(temperature_run, weights_only=True)["model"]
+    assert torch.equal(segmenter.model.log_alpha.detach(), state["log_alpha"])
+    examples = folder_root / "examples"
+    way = [[(examples / "support.jpg", examples / "support_mask.png")]]
+    query = sorted((examples / "queries").iterdir())[:1]
+    with torch.no_grad():
+        segmenter.model.log_alpha.fill_(math.log(2.0))
+    learned = segmenter.segment(way, query, probabilities=True)[0].probabilities
+    plain = PANet(segmenter.model.encoder, alpha=2.0)  # the same head written as PANet's
+    expected = Segmenter(plain, segmenter.size, "cpu").segment(way, query, probabilities=True)
+    np.testing.assert_allclose(learned, expected[0].probabilities, atol=1e-5)
+    at_20 = Segmenter(PANet(segmenter.model.encoder), segmenter.size, "cpu").segment(
+        way, query, probabilities=True)[0].probabilities
+    assert np.abs(learned - at_20).max() > 0.01  # the learned scale is visible
+
+    out = tmp_path / "predictions"
+    assert load_script("predict").main(
+        ["--checkpoint", str(temperature_run), "--way", *map(str, way[0][0]), "--query",
+         str(query[0]), "--out", str(out), "--device", "cpu"]) == 0
+    assert (out / f"{query[0].stem}.png").is_file()
+
+
+def test_weights_that_do_not_fit_the_factorys_model_are_named():
+    state = small_model().state_dict()
+    settings = ModelSettings(encoder="small", weights=None, factory=TEMPERATURE)
+    with pytest.raises(ValueError, match=r"missing \['log_alpha'\], unexpected none"):
+        model_with_weights(settings, state)
+    assert isinstance(model_with_weights(settings, {**state, "log_alpha": torch.tensor(1.0)}),
+                      TemperaturePANet)
+
+
+# ---- both evaluation paths compute the model's own head and prototypes ----------------------
+
+def results_json(out, data, encode, factory="panet.models:PANet"):
+    """test.py on the PANet-init of the small encoder made by `factory`."""
+    run = TEST.run(options=QUIET, config_updates={
+        "data": data, "model": {"encoder": "small", "weights": None, "factory": factory},
+        "test": {"notrain": True, "runs": 2, "episodes": 3, "encode": encode,
+                 "output_dir": str(out)}})
+    assert run.status == "COMPLETED"
+    return json.loads((out / "results.json").read_text())
+
+
+def test_an_overridden_head_is_honoured_on_both_paths(synthetic_root, tmp_path, monkeypatch):
+    data = synthetic_data(synthetic_root, ways=2, shots=2)
+    negated = "toy_methods:NegatedPANet"
+    with recorded_logits(monkeypatch) as image_logits:
+        image = results_json(tmp_path / "image", data, "image", negated)
+    with recorded_logits(monkeypatch) as episode_logits:
+        episode = results_json(tmp_path / "episode", data, "episode", negated)
+    assert image["setting"]["encode_used"] == "image"
+    assert_logits_close(episode_logits, image_logits)
+    assert_results_close(episode, image)
+    with recorded_logits(monkeypatch) as plain_logits:
+        plain = results_json(tmp_path / "plain", data, "image")
+    assert_logits_close({key: -logits for key, logits in plain_logits.items()}, image_logits)
+    assert abs(plain["binary_iou"] - image["binary_iou"]) > 0.05  # the override is visible
+
+
+def test_a_model_with_its_own_prototypes_is_evaluated_per_episode(synthetic_root, tmp_path,
+                                                                   monkeypatch, capfd):
+    data = synthetic_data(synthetic_root, ways=1, shots=3)
+    first_shot = "toy_methods:FirstShotPANet"
+    with recorded_logits(monkeypatch) as asked_image:
+        image = results_json(tmp_path / "image", data, "image", first_shot)
+    said = capfd.readouterr().out
+    assert ("test.encode=image: FirstShotPANet overrides `prototypes` without "
+            "`prototypes_from_pools`") in said and "evaluated per episode" in said
+    assert image["setting"]["encode_used"] == "episode"
+    assert "overrides `prototypes`" in image["setting"]["encode_why"]
+    with recorded_logits(monkeypatch) as asked_episode:
+        episode = results_json(tmp_path / "episode", data, "episode", first_shot)
+    assert episode["setting"]["encode_why"] is None
+    assert_logits_close(asked_episode, asked_image)  # the same path: the same computation
+    assert all(torch.equal(asked_episode[key], asked_image[key]) for key in asked_image)
+    assert_results_close(episode, image)
+    with recorded_logits(monkeypatch) as plain_logits:
+        results_json(tmp_path / "plain", data, "episode")
+    worst = max(float((plain_logits[key] - asked_image[key]).abs().max()) for key in plain_logits)
+    assert worst > 0.1  # the first shot's prototypes were used, not the mean over shots
+
+
+def test_which_models_the_image_path_computes_exactly():
+    assert prototypes_decompose(small_model()) is None
+    assert prototypes_decompose(small_model(TemperaturePANet)) is None  # score only
+    assert prototypes_decompose(small_model(NegatedPANet)) is None
+    assert "overrides `prototypes` without" in prototypes_decompose(small_model(FirstShotPANet))
+
+    class Both(FirstShotPANet):  # says again that its prototypes come from the pools
+        def prototypes_from_pools(self, fg_pools, bg_pools):
+            return super().prototypes_from_pools(fg_pools, bg_pools)
+
+    class OptedOut(PANet):
+        prototypes_from_pools = None
+
+    assert prototypes_decompose(small_model(Both)) is None
+    assert "has no `prototypes_from_pools`" in prototypes_decompose(small_model(OptedOut))
+    patched = small_model()
+    patched.prototypes = lambda *args: None
+    assert "overrides `prototypes`" in prototypes_decompose(patched)
+    assert encode_path(small_model(FirstShotPANet), "image")[0] == "episode"
+    assert encode_path(small_model(FirstShotPANet), "episode") == ("episode", None)
+    assert encode_path(small_model(), "image") == ("image", None)
+    with pytest.raises(ValueError, match="image path needs prototypes made from pooled"):
+        evaluate_images(small_model(FirstShotPANet), None, None)
+
+
+# ---- a model's own loss ---------------------------------------------------------------------
+
+def test_train_step_minimises_the_models_own_loss(monkeypatch):
+    batch = episode_batch(ways=2, shots=1)
+    inputs = [batch[key] for key in ("support_images", "support_fg", "support_bg",
+                                     "query_images")]
+    model, reference = small_model(OwnLossPANet), small_model(OwnLossPANet)
+    out = reference(*inputs)  # the objective computed by hand: -mean of the true labels' logits
+    labels = batch["query_labels"][:, :, None]
+    objective = -out.logits.gather(2, labels).mean()
+    gradients = torch.autograd.grad(objective, list(reference.parameters()))
+
+    def not_panet_loss(*args, **kwargs):
+        raise AssertionError("PANet's loss was used")
+
+    monkeypatch.setattr(panet.engine, "panet_loss", not_panet_loss)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = train_step(model, optimizer, batch, align_weight=1.0)
+    assert losses["loss"] == pytest.approx(objective.item(), rel=1e-5)
+    assert losses["seg_loss"] == pytest.approx(objective.item(), rel=1e-5)
+    assert losses["align_loss"] == 0
+    for after, before, gradient in zip(model.parameters(), reference.parameters(), gradients):
+        torch.testing.assert_close(after, before - 0.1 * gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_a_forward_or_loss_outside_the_interface_stops_with_one_line():
+    batch = episode_batch()
+    model = make_model("toy_methods:tensor_forward", build_encoder("small"), 20.0)
+    with pytest.raises(TypeError, match="forward returned a Tensor: models return a "
+                                        "panet.models.PANetOutput"):
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
+
+    class TensorLoss(PANet):
+        def loss(self, out, *targets):
+            return out.logits.mean()
+
+    model = small_model(TensorLoss)
+    with pytest.raises(TypeError, match="`loss` returned a Tensor: it returns a "
+                                        "panet.losses.PANetLoss"):
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
+
+
+# ---- bad factories are refused before any work ----------------------------------------------
+
+BAD_FACTORIES = [
+    ("model.factory=PANet", "must be a 'package.module:callable' string"),
+    ("model.factory=no_such_package.module:Model", "cannot import module 'no_such_package"),
+    ("model.factory=toy_methods:Missing", "has no 'Missing'"),
+    ("model.factory=toy_methods:NOT_CALLABLE", "is a int, not a callable"),
+    ("model.factory=toy_methods:not_a_model", "returned a Linear without an `encoder` module, "
+                                              "a `prototypes` method, a `score` method"),
+    ("model.factory=toy_methods:raising", "raised RuntimeError: this factory always fails"),
+]
+
+
+@pytest.mark.parametrize("script", ["train", "test"])
+@pytest.mark.parametrize("update,said", BAD_FACTORIES, ids=[u for u, _ in BAD_FACTORIES])
+def test_a_bad_factory_stops_before_any_work_in_one_line(synthetic_root, tmp_path, capsys,
+                                                         script, update, said):
+    extra = ["notrain"] if script == "test" else []
+    status = command(script, *toy(synthetic_root), *extra, update, cwd=tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert status not in (0, None)
+    assert "model.factory=" in err and said in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no run folder
+
+
+def test_a_model_with_its_own_loss_refuses_noalign_and_a_changed_factory_is_refused(
+        synthetic_root, temperature_run, tmp_path, capsys):
+    own = "model.factory=toy_methods:OwnLossPANet"
+    assert command("train", *toy(synthetic_root), own, "noalign", cwd=tmp_path) not in (0, None)
+    assert "train.align_weight=0.0: the model of model.factory='toy_methods:OwnLossPANet' " \
+           "defines its own `loss`" in capsys.readouterr().err
+    assert command("test", *toy(synthetic_root), f"test.checkpoint={temperature_run}",
+                   "model.factory=panet.models:PANet", cwd=tmp_path) not in (0, None)
+    assert "a trained model's architecture cannot change" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_factories_are_checked_and_imported_from_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "my_method.py").write_text(
+        "from panet.models import PANet\n\n\ndef make(encoder, alpha):\n"
+        "    return PANet(encoder, alpha=alpha * 2)\n")
+    monkeypatch.chdir(tmp_path)
+    model = build_model(ModelSettings(encoder="small", weights=None, factory="my_method:make"))
+    assert type(model) is PANet and model.alpha == 40.0
+    assert str(tmp_path) not in sys.path  # only while importing
+    assert import_factory("panet.models:PANet") is PANet
+    with pytest.raises(FactoryError, match="not a torch.nn.Module"):
+        check_model(object(), "x:y")
+    with pytest.raises(FactoryError, match="`loss` as a method"):
+        model = small_model()
+        model.loss = 3
+        check_model(model, "x:y")
+
+
+def test_reproduce_gives_the_factory_to_every_model_it_makes(tmp_path):
+    scale = Scale(tmp_path, synthetic=True, data_root=tmp_path, seeds=2, factory=TEMPERATURE)
+    jobs = jobs_for(TABLES[1].settings(scale.training_seeds, None), scale)
+    assert any(job.trains for job in jobs) and any("notrain" in job.argv for job in jobs)
+    for job in jobs:  # tests of trained models read the factory from their checkpoints
+        assert (f"model.factory={TEMPERATURE}" in job.argv) == (job.trains or "notrain" in job.argv)

@@ -1,0 +1,59 @@
+"""Model factories for the tests of `model.factory` (tests/test_method.py, tests/test_cli.py):
+heads and prototypes that differ from PANet's in a way a test can predict, and factories that
+break the interface. Imported by name (`model.factory=toy_methods:NegatedPANet`) from tests/, which
+pytest puts on the import path."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from panet.losses import PANetLoss
+from panet.models import PANet
+
+NOT_CALLABLE = 42  # model.factory=toy_methods:NOT_CALLABLE
+
+
+class NegatedPANet(PANet):
+    """PANet whose logits are negated: its predictions are PANet's least likely labels."""
+
+    def score(self, query_features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        return -super().score(query_features, prototypes)
+
+
+class FirstShotPANet(PANet):
+    """PANet whose prototypes come from each way's first shot only: `prototypes` overridden
+    alone, so the encode-once path must not be used."""
+
+    def prototypes(self, support_features: torch.Tensor, support_fg: torch.Tensor,
+                   support_bg: torch.Tensor) -> torch.Tensor:
+        return super().prototypes(support_features[:, :, :1], support_fg[:, :, :1],
+                                  support_bg[:, :, :1])
+
+
+class OwnLossPANet(PANet):
+    """PANet trained on its own objective: the mean query logit of the true labels, negated."""
+
+    def loss(self, out, query_labels, support_fg, support_bg) -> PANetLoss:
+        labels = query_labels.clamp(max=out.logits.shape[2] - 1)  # ignored pixels: any label
+        picked = out.logits.gather(2, labels[:, :, None]).mean()
+        return PANetLoss(total=-picked, seg=-picked, align=torch.zeros_like(picked))
+
+
+def not_a_model(encoder: nn.Module, alpha: float) -> nn.Module:
+    """A module without PANet's interface."""
+    return nn.Linear(3, 3)
+
+
+def raising(encoder: nn.Module, alpha: float) -> nn.Module:
+    raise RuntimeError("this factory always fails")
+
+
+def tensor_forward(encoder: nn.Module, alpha: float) -> nn.Module:
+    """A PANet whose forward returns the logits tensor instead of a PANetOutput."""
+
+    class TensorForward(PANet):
+        def forward(self, *inputs):
+            return super().forward(*inputs).logits
+
+    return TensorForward(encoder, alpha)
