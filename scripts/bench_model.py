@@ -43,6 +43,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from panet.checkpoint import find_checkpoint
 from panet.data import collate_episodes, make_episode_dataset
 from panet.losses import panet_loss
 from panet.model_files import build_panet, model_settings, read_model_file
@@ -244,7 +245,8 @@ def print_overhead(rows: List[Tuple[str, float, float, str, str]], as_json: bool
 
 def compare_numerics(args: argparse.Namespace, numerics: Numerics) -> Dict[str, object]:
     """The --precision / --memory-format comparison (module docstring): the numbers."""
-    model_file = None if args.checkpoint is None else read_model_file(args.checkpoint)
+    model_file = (None if args.checkpoint is None
+                  else read_model_file(find_checkpoint(args.checkpoint)))
     if model_file is None:
         model, encoder = random_model(args.encoder), args.encoder
     else:
@@ -323,8 +325,8 @@ def main(argv: Optional[List[str]] = None):
     parser.add_argument("--memory-format", default="contiguous", choices=list(MEMORY_FORMATS),
                         help="compare this memory format against contiguous")
     parser.add_argument("--checkpoint", type=Path,
-                        help="comparison: a trained model's weights (its encoder) instead of a "
-                             "random init")
+                        help="comparison: a trained model (checkpoint or run folder), its "
+                             "encoder and weights, instead of a random init")
     parser.add_argument("--data-root", type=Path,
                         help="comparison with --checkpoint: episode 0 of its test setting on "
                              "this data instead of random noise")

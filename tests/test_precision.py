@@ -370,7 +370,7 @@ def test_resume_keeps_the_precision_and_refuses_another(synthetic_root, trained_
 def test_bench_compares_a_trained_model_on_a_real_episode(trained_bf16, synthetic_root, capsys):
     load_script("bench_model").main([
         "--device", "cpu", "--size", str(SIZE), "--repeats", "1", "--precision", "bf16",
-        "--memory-format", "channels_last", "--checkpoint", str(trained_bf16),
+        "--memory-format", "channels_last", "--checkpoint", str(trained_bf16.parent.parent),
         "--data-root", str(synthetic_root), "--json"])
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (found["encoder"], found["precision"], found["memory_format"]) == (

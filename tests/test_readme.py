@@ -1,4 +1,5 @@
-"""Every command of the README, run as written, so that none of them can silently break.
+"""Every command of the README (and of the guide pages of `GUIDES`), run as written, so that
+none of them can silently break.
 
 Commands are the lines of the README's code blocks, and its inline code spans, that start with
 `python `, `torchrun ` or `make `. They run in README order in one scratch folder standing for
@@ -14,7 +15,9 @@ What runs, for each command (`runnable`):
 - scripts run as written, then the scale flags of `TOY_FLAGS` where they have a scale;
   reproduce.py tables get `--dry-run` (test_reproduce.py runs a synthetic table end to end);
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
-  runs what its target runs, `python scripts/demo.py`, with toy flags.
+  runs what its target runs, `python scripts/demo.py`, with toy flags;
+- commands of precision=bf16 runs (docs/precision.md) are skipped on a CPU without native
+  bfloat16, where train.py and test.py refuse them (tests/test_precision.py runs bf16 anyway).
 
 The Python blocks of the sections in `RUNNABLE_PYTHON` then run as written, after the commands
 that make their files. (The API overview's block is a sketch with placeholder tensors.)
@@ -32,8 +35,10 @@ import pytest
 
 from conftest import REPO_ROOT
 from panet.data import synthetic
+from panet.device import cpu_has_native_bf16
 
 README = REPO_ROOT / "README.md"
+GUIDES = (REPO_ROOT / "docs" / "precision.md",)  # their commands run after the README's
 PREFIXES = ("python ", "torchrun ", "make ")
 REAL_DATASETS = {"voc", "coco"}
 TOY_UPDATES = ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]
@@ -110,7 +115,8 @@ def python_blocks(text: str, section: str) -> List[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
-COMMANDS = readme_commands(README.read_text())
+COMMANDS = list(dict.fromkeys(command for page in (README, *GUIDES)
+                              for command in readme_commands(page.read_text())))
 
 
 def test_the_readme_opens_with_the_two_fresh_machine_commands():
@@ -145,6 +151,8 @@ def test_readme_command_runs(clone, command):
         pytest.skip(f"{command!r} is run by {RUN_ELSEWHERE[command]}")
     if argv is None:
         pytest.skip(f"{command!r}: {'this test suite' if 'test' in command else 'the setup'}")
+    if "bf16" in command and not cpu_has_native_bf16():
+        pytest.skip(f"{command!r}: bf16 is refused on this CPU (no native bfloat16)")
     result = subprocess.run(argv, cwd=clone, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (f"{command}\nran as: {shlex.join(argv)}\n"
                                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -79,9 +79,10 @@ class Numerics:
     def encode(self, encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The encoder's N x C x h x w features of N x 3 x H x W `images`: the input laid out
         in this memory format, the encoder run under autocast in this precision, the output
-        float32 and contiguous."""
+        contiguous and in the images' dtype (float32; float64 for a model run in double, as
+        some tests do)."""
         images = images.contiguous(memory_format=self.layout)
         dtype = self.autocast_dtype
         with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
             features = encoder(images)
-        return features.float().contiguous()
+        return features.to(images.dtype).contiguous()
