@@ -16,9 +16,13 @@ overrides it (panet/config.py), and one that changes the protocol (dataset, size
 classes) is printed. Results go to <run folder>/results.json (with 95%
 bootstrap intervals of mean- and binary-IoU over episodes, test.bootstrap resamples) and the
 per-query counts of every episode to <run folder>/episodes.npz (scripts/compare.py compares two
-tests of the same episodes); the run folder is runs/<id>/ or test.output_dir.
+tests of the same episodes); the run folder is runs/<id>/ or test.output_dir. `precision` and
+`memory_format` (default fp32, contiguous; docs/precision.md) apply to both evaluation paths and
+are recorded in results.json's "setting"; a checkpoint trained in another precision than the
+test's is said in one line.
 """
 
+import sys
 import warnings
 
 from panet import distributed
@@ -36,7 +40,7 @@ from panet.safe_load import plain_data
 from panet.settings import EpisodeSetting, Settings, fingerprint
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
-from panet.validation import protocol_overrides
+from panet.validation import precision_override, protocol_overrides
 
 ex = PanetExperiment("panet_test", script="test")
 
@@ -99,8 +103,12 @@ def main(_run, _config):
         changed = protocol_overrides(settings, request)
         if changed and context.is_main:
             print(changed, flush=True)
+        mixed = precision_override(settings, request)
+        if mixed and context.is_main:
+            print(mixed, file=sys.stderr, flush=True)
         net = (build_model(settings.model) if model_file is None
                else build_panet(model_file)).to(context.device)
+        net.use_numerics(settings.run.numerics())
         directory = shared_run_dir(_run, ex, context)
         source = make_source(data, train=False)  # read once, shared by the runs
         datasets = [make_episode_dataset(data, test.episodes, settings.run.seed + run,
@@ -144,6 +152,8 @@ def main(_run, _config):
             "setting": {"data": {**data.as_config(), "train_split": data.split(True),
                                  "test_split": data.split(False)},
                         "model": settings.model.as_config(), "seed": settings.run.seed,
+                        "precision": settings.run.precision,
+                        "memory_format": settings.run.memory_format,
                         **{k: getattr(test, k) for k in ("runs", "episodes", "rule",
                                                          "resolution", "notrain", "encode")},
                         "encode_used": encoded, "encode_why": why,

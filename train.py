@@ -10,7 +10,9 @@ Checkpoints go to <run folder>/checkpoints/: last.pt (every train.checkpoint_eve
 Ctrl-C / SIGTERM), snapshot_<step>.pt (every train.snapshot_every steps), final.pt. A resumed
 run takes its whole setting from the checkpoint and continues in the same run folder. After the
 first step a line warns if the run folder lacks the space its checkpoints will need; a save
-that does not fit stops the run with one line saying how to continue it.
+that does not fit stops the run with one line saying how to continue it. `precision=bf16`
+(and `memory_format=channels_last`) run the encoder faster where the hardware supports it
+(docs/precision.md); the checkpoint's config records them and a resumed run keeps them.
 """
 
 import shlex
@@ -48,16 +50,21 @@ def main(_run, _config):
         announce_device(_run, context, settings.run.tf32)
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
         model = settings.model.replace(weights=None) if resume else settings.model
-        net = build_model(model).to(context.device)
+        net = build_model(model).to(context.device).use_numerics(settings.run.numerics())
         optimizer = build_optimizer(net.parameters(), train)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
                                                          train.gamma)
+        # fp16: the loss is scaled so that small float16 gradients do not underflow
+        scaler = torch.amp.GradScaler(context.device.type) \
+            if settings.run.precision == "fp16" else None
         start = 0
         if resume:
             state = load_checkpoint(resume.path)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             restore_rng_states(state["rng"])
             start = state["step"]
 
@@ -88,7 +95,7 @@ def main(_run, _config):
         def save(step: int, name: str) -> Path:
             return save_checkpoint(checkpoints / name, step=step, model=net, optimizer=optimizer,
                                    scheduler=scheduler, config=_config,
-                                   data_identity=data_identity)
+                                   data_identity=data_identity, scaler=scaler)
 
         scalars = ScalarLog(_run, directory, purge_step=start + 1 if resume else None) \
             if context.is_main else None
@@ -97,7 +104,8 @@ def main(_run, _config):
 
         def warn_if_short_of_space(step: int) -> None:
             size = serialized_size(checkpoint_contents(step=step, model=net, optimizer=optimizer,
-                                                       scheduler=scheduler, config=_config))
+                                                       scheduler=scheduler, config=_config,
+                                                       scaler=scaler))
             count = checkpoints_to_write(start, train.steps, train.checkpoint_every,
                                          train.snapshot_every, checkpoints)
             warning = space_warning(checkpoints, size, count)
@@ -125,7 +133,8 @@ def main(_run, _config):
             with progress:
                 steps = engine.train(ddp, optimizer, scheduler, loader,
                                      align_weight=train.align_weight, on_step=on_step,
-                                     on_interrupt=on_interrupt, context=context)
+                                     on_interrupt=on_interrupt, context=context,
+                                     scaler=scaler)
         except NonFiniteLossError as error:
             last = checkpoints / "last.pt"
             kept = (f"the last good checkpoint is {last}" if last.is_file()

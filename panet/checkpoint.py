@@ -88,11 +88,12 @@ def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
 def checkpoint_contents(*, step: int, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
                         origin: Optional[Dict[str, Any]] = None,
-                        data_identity: Optional[str] = None) -> Dict[str, Any]:
+                        data_identity: Optional[str] = None, scaler=None) -> Dict[str, Any]:
     """What `save_checkpoint` writes. `config` is stored as plain data (sacred's read-only
     containers become dicts and lists); `origin`, when given, records where the weights came
     from (e.g. a converted released snapshot); `data_identity`, what the run trains on
-    (`panet.data.sources.Source.identity`), so that resuming on other data can say so."""
+    (`panet.data.sources.Source.identity`), so that resuming on other data can say so;
+    `scaler`, the loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
     state = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -106,21 +107,19 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
         state["origin"] = plain_data(origin, "origin")
     if data_identity is not None:
         state["data_identity"] = data_identity
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     return state
 
 
-def save_checkpoint(path: Union[str, Path], *, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
-                    origin: Optional[Dict[str, Any]] = None,
-                    data_identity: Optional[str] = None) -> Path:
-    """Write `checkpoint_contents` at `path` atomically (`panet.files.atomic_write`: a crash
-    mid-write leaves the old file intact; the file gets the umask's mode, 0644 by default). A
-    full disk raises `panet.diskspace.DiskFullError` saying how to continue the run."""
+def save_checkpoint(path: Union[str, Path], **contents: Any) -> Path:
+    """Write `checkpoint_contents(**contents)` (step, model, optimizer, scheduler, config, ...)
+    at `path` atomically (`panet.files.atomic_write`: a crash mid-write leaves the old file
+    intact; the file gets the umask's mode, 0644 by default). A full disk raises
+    `panet.diskspace.DiskFullError` saying how to continue the run."""
     # Serialised in memory first, so that a full disk can say how much the file needs.
     data = io.BytesIO()
-    torch.save(checkpoint_contents(step=step, model=model, optimizer=optimizer,
-                                   scheduler=scheduler, config=config, origin=origin,
-                                   data_identity=data_identity), data)
+    torch.save(checkpoint_contents(**contents), data)
     try:
         return write_atomically(path, data.getbuffer())
     except DiskFullError as full:

@@ -47,6 +47,7 @@ BASE_CONFIG = "checkpoint settings"  # the named config holding a checkpoint's s
 DATASET_KEYS = ("root", "train_split", "test_split", "year", "lists_dir", "cache_dir", "n_folds",
                 "fold_style", "test_classes")
 FOLD_KEYS = ("data.fold", "data.n_folds", "data.fold_style")
+RESUMED_RUN_KEYS = ("precision", "memory_format")  # top-level keys a resumed run keeps
 
 
 class DocumentedConfig(ConfigDict):
@@ -128,10 +129,10 @@ class Request:
 
 def checkpoint_base(ref: CheckpointRef, script: str, given: Mapping[str, Any]) -> Dict[str, Any]:
     """The settings a checkpoint contributes beneath what was given (dotted keys): a train.py
-    checkpoint's stored data and model settings (for resume also train and seed), or a released
-    snapshot's path setting. `given`: the values given explicitly, by dotted key. The
-    checkpoint's dataset-specific keys give way when another dataset is given, its explicit test
-    classes when a fold is."""
+    checkpoint's stored data and model settings (for resume also train, seed, precision and
+    memory_format), or a released snapshot's path setting. `given`: the values given explicitly,
+    by dotted key. The checkpoint's dataset-specific keys give way when another dataset is
+    given, its explicit test classes when a fold is."""
     if ref.format == "released":
         if ref.path_setting is None:
             return {}
@@ -144,8 +145,9 @@ def checkpoint_base(ref: CheckpointRef, script: str, given: Mapping[str, Any]) -
     base = {key: value for key, value in flatten(ref.config).items()
             if key.split(".")[0] in sections and key != "train.resume"}
     base["model.weights"] = None  # the weights are the checkpoint's
-    if script == "train":
+    if script == "train":  # a resumed run also keeps its seed and how its encoder computes
         base["seed"] = ref.config["seed"]
+        base.update({key: ref.config[key] for key in RESUMED_RUN_KEYS if key in ref.config})
     if "data.name" in given and given["data.name"] != base.get("data.name"):
         base = {key: value for key, value in base.items()
                 if not (key.startswith("data.") and key[len("data."):] in DATASET_KEYS)}

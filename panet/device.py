@@ -7,6 +7,10 @@ mode of CUDA convolutions and matmuls: full float32 (IEEE) unless `tf32` is true
 convolutions in TF32 by default on Ampere and later GPUs (10 mantissa bits instead of 23), which
 is not the float32 VGG-16 of the paper's numbers; `tf32=True` trades that for speed.
 
+`precision_problem` refuses a precision the device cannot run well: fp16 anywhere but CUDA,
+bf16 on a CPU without native bfloat16 instructions (`cpu_has_native_bf16`: there autocast
+emulates it, about 100x slower than float32) or on a GPU without bfloat16 support.
+
 `describe_device` says what ran (CPU model or GPU name, torch, CUDA and cuDNN versions, the TF32
 setting); train.py and test.py print it at start and record it in the run record and results.json.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
 
@@ -115,6 +119,49 @@ def use_device(device: str, tf32: bool = False, quiet: bool = False) -> torch.de
     if fallback and not quiet:
         print(f"device=auto: running on the CPU because {fallback}", flush=True)
     return resolved
+
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bfloat16 arithmetic
+
+
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags (/proc/cpuinfo on Linux; empty where it does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes in bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def precision_problem(precision: str, device: str) -> Optional[str]:
+    """One line saying why `precision` (config key `precision`) should not run on `device`
+    (config key `device`), or None. The device is taken as `resolve_device` would take it;
+    a device it refuses is left to it."""
+    if precision == "fp32" or not is_device_name(device):
+        return None
+    if device == "cpu" or (device == "auto" and cuda_unavailable_reason() is not None):
+        if precision == "fp16":
+            return (f"precision='fp16': float16 autocast is for CUDA devices, and this run "
+                    f"computes on the CPU (device={device}); use precision=bf16 (CPUs with "
+                    "AVX512-BF16 or AMX) or fp32")
+        if not cpu_has_native_bf16():
+            return (f"precision='bf16': this CPU ({cpu_model()}) has no native bfloat16 "
+                    f"arithmetic (no {' or '.join(NATIVE_BF16_FLAGS)} flag), so bf16 would run "
+                    "about 100x slower than fp32; use precision=fp32")
+    elif precision == "bf16" and cuda_unavailable_reason() is None and \
+            not torch.cuda.is_bf16_supported(including_emulation=False):
+        return (f"precision='bf16': this GPU ({torch.cuda.get_device_name()}) has no native "
+                "bfloat16 arithmetic (compute capability 8.0 or later has); use precision=fp16 "
+                "or fp32")
+    return None
 
 
 def cpu_model() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -96,7 +96,8 @@ def stop_requests() -> Iterator[Callable[[], bool]]:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
-               align_weight: float, context: Context = Context()) -> Dict[str, float]:
+               align_weight: float, context: Context = Context(),
+               scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
     """One SGD step on a batch of episodes; returns the batch's seg/align/total losses.
 
     The loss is PANet's L_seg + align_weight * L_PAR, or the model's own `loss(out,
@@ -106,7 +107,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     over every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
     averages gradients over ranks, so each rank's terms are rescaled accordingly); a model's own
     loss is averaged over ranks as it is.
-    Raises NonFiniteLossError, before any update, if a loss is not finite.
+    Raises NonFiniteLossError, before any update, if a loss is not finite. `scaler` (precision
+    fp16): the objective is scaled before backward and the step unscaled, or skipped when a
+    gradient overflowed (`torch.amp.GradScaler`).
     """
     optimizer.zero_grad(set_to_none=True)
     out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
@@ -135,8 +138,13 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     if context.distributed and method_loss is None:
         objective = (loss.seg * (labelled * context.world_size / total_labelled)
                      + align_weight * loss.align)
-    objective.backward()
-    optimizer.step()
+    if scaler is None:
+        objective.backward()
+        optimizer.step()
+    else:
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
     total = seg + align_weight * align if method_loss is None else total_sum / context.world_size
     return {"loss": total, "seg_loss": seg, "align_loss": align}
 
@@ -144,8 +152,10 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
           loader: DataLoader, *, align_weight: float,
           on_step: Callable[[int, Dict[str, float]], None],
-          on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
-    """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step).
+          on_interrupt: Callable[[int], None], context: Context = Context(),
+          scaler: Optional[torch.amp.GradScaler] = None) -> int:
+    """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step), with
+    loss scaling when `scaler` is given (`train_step`).
 
     After each step, `on_step(step, values)` with `step` the number of steps done and `values`
     the step's losses and learning rate (progress, logging and checkpoints live there). On
@@ -158,7 +168,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
     with stop_requests() as stop_requested:
         for batch in loader:
             losses = train_step(model, optimizer, to_device(batch, context.device), align_weight,
-                                context)
+                                context, scaler)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step += 1

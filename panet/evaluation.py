@@ -30,7 +30,9 @@ evaluated on the per-episode path, whatever `encode` asks, and test.py says so.
 An image that is both a support and a query is encoded once when its features are kept from step
 2 to step 3 (in host memory up to `cache_gb` GiB per process, or as files under `cache_dir`),
 twice otherwise. A cache directory also serves later evaluations of the same weights at the same
-size and device type: e.g. the dense, scribble and box tests of one checkpoint (Tables 1, 6).
+size, device type and precision: e.g. the dense, scribble and box tests of one checkpoint
+(Tables 1, 6). Images are encoded by `PANet.encode`, in the model's precision and memory format
+(`panet.models.numerics`); features are float32 whatever the precision.
 
 Exactness: each step computes the same function of the same inputs as the per-episode path, and
 pooling, prototype means, cosine logits, upsampling and the metric give an image or an episode
@@ -280,7 +282,7 @@ def _step_features(model: PANet, items: _StepImages, cache, images_per_call: int
                   every=max(1, len(loader) // 10), enabled=progress) as bar:
         for batch in loader:
             fresh = [pixels for _, pixels, _ in batch if pixels is not None]
-            encoded = iter(model.encoder(torch.stack(fresh).to(device)) if fresh else ())
+            encoded = iter(model.encode(torch.stack(fresh).to(device)) if fresh else ())
             for image_id, pixels, per_slot in batch:
                 if pixels is None:
                     yield image_id, cache.get(image_id), per_slot
@@ -311,7 +313,8 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
     channels, height, width = feature_shape(model.encoder, dataset.size)
     feature_bytes = channels * height * width * next(model.parameters()).element_size()
     cache = (MemoryCache(device) if options.cache_dir is None
-             else DiskCache(options.cache_dir, model.encoder, dataset, device))
+             else DiskCache(options.cache_dir, model.encoder, dataset, device,
+                            model.numerics.precision))
     capacity = cache.free_bytes(int(options.cache_gb * GIB), context.world_size) // feature_bytes
     images = plan.images()
     plan_schedule = schedule(plan, capacity, cache.stored(images[context.rank::context.world_size]),

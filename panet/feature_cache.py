@@ -42,18 +42,21 @@ class MemoryCache:
 
 
 class DiskCache:
-    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>/<image key>.pt`,
-    kept for later evaluations. The image key hashes the image's identity
-    (`Source.image_identity`: its file's path, size and modification time), so an image
-    rewritten at the same path is encoded again instead of being served its old features."""
+    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>[-<precision>]/
+    <image key>.pt` (no precision part for fp32), kept for later evaluations. The image key
+    hashes the image's identity (`Source.image_identity`: its file's path, size and modification
+    time), so an image rewritten at the same path is encoded again instead of being served its
+    old features. `precision` is the encoder's (`panet.models.numerics`): bf16 features differ
+    from fp32 ones beyond float rounding, so they are kept apart."""
 
     persistent = True
 
     def __init__(self, directory: Union[str, Path], encoder: nn.Module, dataset: EpisodeDataset,
-                 device: torch.device):
+                 device: torch.device, precision: str = "fp32"):
         self.root = Path(directory).expanduser()
         height, width = dataset.size
-        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{device.type}"
+        computed = device.type if precision == "fp32" else f"{device.type}-{precision}"
+        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{computed}"
         self.source = dataset.source
         self.device = device
         try:

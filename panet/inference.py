@@ -20,7 +20,8 @@ shots, as in PANet's episodes.
 One code path with the test pipeline: images and masks go through ``panet.data.transforms``
 (``image_tensor``: RGB, bilinear resize to H x W, ImageNet normalisation; ``resize_nearest`` for
 masks) exactly as ``EpisodeDataset`` does, and the logits come from the model's own
-``encoder``, ``PANet.prototypes`` and ``PANet.score``. The prototypes are computed once per call;
+``PANet.encode`` (in the segmenter's precision and memory format), ``PANet.prototypes`` and
+``PANet.score``. The prototypes are computed once per call;
 queries are encoded ``batch_size`` at a time, so Q queries cost Q encoder forwards plus the
 supports once. A query's labels are the argmax of its h x w logits upsampled bilinearly to
 H_q x W_q (what ``test.resolution=original`` evaluates); probabilities are their softmax.
@@ -44,10 +45,11 @@ from PIL import Image, UnidentifiedImageError
 
 from panet.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
-from panet.device import use_device
+from panet.device import precision_problem, use_device
 from panet.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet
 from panet.models.builder import build_model
+from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
 from panet.settings import ModelSettings
 
@@ -180,38 +182,50 @@ def load_mask(mask: MaskInput, what: str = "mask",
 class Segmenter:
     """PANet with the test pipeline's preprocessing, for images of any size (module docstring).
 
-    ``model``: a PANet (its ``encoder``, ``prototypes`` and ``score`` are used); ``size``: the
+    ``model``: a PANet (its ``encode``, ``prototypes`` and ``score`` are used); ``size``: the
     input size H x W it was trained at (int or (H, W)); ``device``: "auto" (CUDA when present),
-    "cpu", "cuda", ...; ``batch_size``: images per encoder forward.
+    "cpu", "cuda", ...; ``batch_size``: images per encoder forward; ``precision`` ("fp32",
+    "bf16", "fp16") and ``memory_format`` ("contiguous", "channels_last"): how the encoder
+    computes (``panet.models.numerics``; docs/precision.md). A precision the device cannot run
+    well is refused (ValueError), as train.py and test.py refuse it.
     """
 
     def __init__(self, model: PANet, size: Union[int, Size] = DEFAULT_SIZE,
                  device: Union[str, torch.device] = "auto",
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
+                 memory_format: str = "contiguous"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        numerics = Numerics(precision, memory_format)
+        refused = precision_problem(precision, str(device))
+        if refused:
+            raise ValueError(refused)
         self.device = use_device(str(device))
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).use_numerics(numerics).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                        batch_size: int = DEFAULT_BATCH_SIZE) -> "Segmenter":
+                        batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
+                        memory_format: str = "contiguous") -> "Segmenter":
         """The model of a train.py checkpoint or of a released PANet snapshot
         (`panet.model_files.read_model_file`), at the input size it was trained with (417 for
         released snapshots)."""
         model_file = read_model_file(path)
-        return cls(build_panet(model_file), model_input_size(model_file), device, batch_size)
+        return cls(build_panet(model_file), model_input_size(model_file), device, batch_size,
+                   precision, memory_format)
 
     @classmethod
     def from_weights(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
                      size: Union[int, Size] = DEFAULT_SIZE, batch_size: int = DEFAULT_BATCH_SIZE,
-                     encoder: str = "vgg16") -> "Segmenter":
+                     encoder: str = "vgg16", precision: str = "fp32",
+                     memory_format: str = "contiguous") -> "Segmenter":
         """PANet-init: `encoder` (a name of ``panet.models.ENCODERS``) with torchvision's
         ImageNet weights at ``path`` (VGG-16: ``vgg16-397923af.pth``), untrained."""
         model = ModelSettings(encoder=encoder, weights=str(path))
-        return cls(build_model(model, weights_key="weights"), size, device, batch_size)
+        return cls(build_model(model, weights_key="weights"), size, device, batch_size,
+                   precision, memory_format)
 
     def _encode(self, images: List[Image.Image],
                 batch_size: Optional[int] = None) -> torch.Tensor:
@@ -222,7 +236,7 @@ class Segmenter:
         for start in range(0, len(images), step):
             batch = torch.stack([image_tensor(image, self.size)
                                  for image in images[start:start + step]])
-            features.append(self.model.encoder(batch.to(self.device)))
+            features.append(self.model.encode(batch.to(self.device)))
         return torch.cat(features)
 
     def _support_masks(self, ways: Sequence[Sequence[Shot]], ignore_value: Optional[float]

@@ -6,7 +6,7 @@ rule it must follow and what it means.
                              (model.factory: PANet, or your own method)
     TrainSettings   train.*  optimisation schedule, PAR weight, checkpoints (§4-5)
     TestSettings    test.*   what to evaluate, runs x episodes, metric rule and resolution (§8-9)
-    RunSettings     seed, device, tf32 (top-level keys)
+    RunSettings     seed, device, tf32, precision, memory_format (top-level keys)
 
 The defaults are the paper's (PANet on PASCAL-5i fold 0, 1-way 1-shot, VGG-16 from ImageNet,
 SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234).
@@ -32,6 +32,7 @@ from .metrics import RULES as METRIC_RULES
 from .models.encoders import ENCODERS, imagenet_weights
 from .models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
                              is_factory_spec)
+from .models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
 from .rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
                     optional_path, problem, size, text)
 
@@ -287,6 +288,17 @@ class RunSettings(Section):
     device: str = setting("auto", device(), "auto (CUDA when present) | cpu | cuda | cuda:N")
     tf32: bool = setting(False, flag(), "TF32 in CUDA convs and matmuls (Ampere+: faster, 10 "
                                         "mantissa bits instead of 23); off: the paper's float32")
+    precision: str = setting("fp32", one_of(PRECISIONS),
+                             "fp32 (the paper's) | bf16 (encoder under bfloat16 autocast: CPUs "
+                             "with AVX512-BF16/AMX, recent GPUs) | fp16 (CUDA, loss scaling); "
+                             "docs/precision.md")
+    memory_format: str = setting("contiguous", one_of(MEMORY_FORMATS),
+                                 "contiguous | channels_last (encoder weights and input NHWC: "
+                                 "faster on some CPUs and GPUs, slower on others)")
+
+    def numerics(self) -> Numerics:
+        """How the encoder computes (`PANet.use_numerics`)."""
+        return Numerics(self.precision, self.memory_format)
 
 
 SECTIONS = {"data": EpisodeSetting, "model": ModelSettings, "train": TrainSettings,
@@ -320,9 +332,9 @@ class Settings:
 
 # keys that do not change what a run computes: where it reads and writes (a tested checkpoint's
 # own settings are in the data and model keys), how fast and on what it computes (numbers agree
-# within the exactness contract), how often it saves and logs
+# within the exactness contract: not so `precision`, which is in), how often it saves and logs
 NOT_IN_FINGERPRINT = frozenset((
-    "device", "tf32", "data.workers", "data.cache_dir", "data.lists_dir", "train.output_dir",
+    "device", "tf32", "memory_format", "data.workers", "data.cache_dir", "data.lists_dir", "train.output_dir",
     "train.resume", "train.checkpoint_every", "train.snapshot_every", "train.log_every",
     "test.checkpoint", "test.output_dir", "test.cache_gb", "test.cache_dir", "test.batch_size",
     "test.encode", "test.overwrite"))

@@ -22,7 +22,7 @@ from typing import Any, List, Optional
 from sacred.utils import SacredError
 
 from .data.datasets import dataset_root_problem
-from .device import torchrun_problem
+from .device import precision_problem, torchrun_problem
 from .files import writable_problem
 from .models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from .rules import problem
@@ -31,7 +31,7 @@ from .settings import SCRIPT_SECTIONS, Settings, TrainSettings
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
-RESUMABLE = ("device", "tf32", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
+RESUMABLE = ("device", "tf32", "memory_format", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
              "train.steps", "train.resume", "train.output_dir", "train.checkpoint_every",
              "train.snapshot_every", "train.log_every")
 # what a released snapshot's path must give, when it names no setting
@@ -54,9 +54,10 @@ def config_problems(settings: Settings, request) -> List[str]:
     script = request.script
     problems = [line for section in SCRIPT_SECTIONS[script]
                 for line in settings.section(section).problems()]
-    shared_gpus = torchrun_problem(settings.run.device)
-    if shared_gpus:
-        problems.append(shared_gpus)
+    for hardware in (torchrun_problem(settings.run.device),
+                     precision_problem(settings.run.precision, settings.run.device)):
+        if hardware:
+            problems.append(hardware)
     other = "test" if script == "train" else "train"
     problems += [problem(key, settings.value(key), f"{script}.py does not read {other}.* keys "
                                                    f"(they configure {other}.py): drop it")
@@ -155,6 +156,20 @@ def protocol_overrides(settings: Settings, request) -> Optional[str]:
     if not changed:
         return None
     return "testing on another protocol than the checkpoint's: " + ", ".join(changed)
+
+
+def precision_override(settings: Settings, request) -> Optional[str]:
+    """One line when a checkpoint trained in one precision is tested in another, or None
+    (a released snapshot, trained in float32 by the authors, counts as fp32)."""
+    checkpoint = request.checkpoint
+    if checkpoint is None:
+        return None
+    trained = (checkpoint.config or {}).get("precision", "fp32")
+    if trained == settings.run.precision:
+        return None
+    return (f"warning: {checkpoint.path} was trained with precision={trained} but is tested with "
+            f"precision={settings.run.precision} (add precision={trained} to test it as it was "
+            "trained)")
 
 
 def path_problems(settings: Settings, request) -> List[str]:

@@ -1,7 +1,8 @@
 """Segment query images given support images and their masks, with a trained PANet.
 
     python scripts/predict.py --checkpoint CKPT --way IMG MASK [IMG MASK ...] [--way IMG MASK ...] \
-        --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255]
+        --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255] \
+        [--precision fp32|bf16|fp16] [--memory-format contiguous|channels_last]
 
 --checkpoint takes a train.py checkpoint or a snapshot of the authors' released code
 (<step>.pth, read at 417 x 417). Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
@@ -27,8 +28,9 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from panet.data.label_png import save_label_png
-from panet.device import resolve_device
+from panet.device import precision_problem, resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
+from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.monitor import Progress
 from panet.visualize import label_palette, prediction_overlay
 
@@ -138,6 +140,11 @@ def main(argv=None) -> int:
                         help="images per encoder forward")
     parser.add_argument("--ignore-value", type=number,
                         help="mask value of pixels to ignore (e.g. 255)")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                        help="the encoder's precision (default fp32; bf16: CPUs with "
+                             "AVX512-BF16 or AMX, recent GPUs; fp16: CUDA)")
+    parser.add_argument("--memory-format", default="contiguous", choices=list(MEMORY_FORMATS),
+                        help="the encoder's memory format (default contiguous)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -145,6 +152,9 @@ def main(argv=None) -> int:
         resolve_device(args.device)
     except RuntimeError as error:
         parser.error(f"--device {args.device}: {error}")
+    refused = precision_problem(args.precision, args.device)
+    if refused:
+        parser.error(f"--precision {args.precision}: {refused.split(': ', 1)[1]}")
 
     try:
         ways = parse_ways(args.way)
@@ -154,9 +164,12 @@ def main(argv=None) -> int:
             for path in (p for shot in way for p in shot):
                 if not path.is_file():
                     raise ValueError(f"--way {w}: {path} does not exist")
-        segmenter = (Segmenter.from_checkpoint(args.checkpoint, args.device, args.batch_size)
+        numerics = {"precision": args.precision, "memory_format": args.memory_format}
+        segmenter = (Segmenter.from_checkpoint(args.checkpoint, args.device, args.batch_size,
+                                               **numerics)
                      if args.checkpoint else
-                     Segmenter.from_weights(args.weights, args.device, batch_size=args.batch_size))
+                     Segmenter.from_weights(args.weights, args.device, batch_size=args.batch_size,
+                                            **numerics))
         overlays = predict(segmenter, ways, queries, args.out, args.ignore_value)
     except (ValueError, OSError) as error:
         message = " ".join(str(error).split())  # one line

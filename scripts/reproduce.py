@@ -11,6 +11,7 @@ write our numbers beside the paper's (the specs are in panet/tables.py).
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
     python scripts/reproduce.py --table 1 --seeds 3       # 3 training seeds per model
     python scripts/reproduce.py --table 1 --factory PKG.MODULE:CALLABLE --out DIR   # your method
+    python scripts/reproduce.py --table 1 --precision bf16   # every job with precision=bf16
     python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # done / running / pending / failed
@@ -50,6 +51,7 @@ from panet.device import use_device
 from panet.files import atomic_write
 from panet.model_files import resolve_checkpoint
 from panet.models import ENCODERS
+from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.results import code_version
 from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
@@ -314,6 +316,13 @@ def target_jobs(args: argparse.Namespace, scale: Scale) -> List[Job]:
             else [tables.train_job(qualitative_model(args.fold, scale), scale)])
 
 
+def with_numerics(jobs: Sequence[Job], args: argparse.Namespace) -> List[Job]:
+    """The jobs with --precision and --memory-format added to their commands (when given)."""
+    given = (("precision", args.precision), ("memory_format", args.memory_format))
+    updates = tuple(f"{key}={value}" for key, value in given if value is not None)
+    return [replace(job, argv=job.argv + updates) for job in jobs]
+
+
 def final_step(args: argparse.Namespace, scale: Scale) -> str:
     """What this process does once the jobs are done (printed by --dry-run)."""
     if args.table:
@@ -381,6 +390,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
                         help="train and test your own method instead of PANet (model.factory, "
                              "docs/your-own-method.md); give it its own --out")
+    parser.add_argument("--precision", choices=list(PRECISIONS),
+                        help="add precision=<this> to every train.py / test.py job (default: "
+                             "none, the paper's fp32; docs/precision.md)")
+    parser.add_argument("--memory-format", choices=list(MEMORY_FORMATS),
+                        help="add memory_format=<this> to every train.py / test.py job")
     parser.add_argument("--fold", type=int, default=0, choices=tables.FOLDS,
                         help="figures: the fold of the models shown (default 0)")
     parser.add_argument("--checkpoint", type=Path,
@@ -449,7 +463,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
 def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
     args = parse_args(argv)
     scale = make_scale(args)
-    jobs = target_jobs(args, scale)
+    jobs = with_numerics(target_jobs(args, scale), args)
     if args.table and TABLES[args.table].params:
         count = tables.encoder_parameters(scale.synthetic, scale.encoder)
         name = scale.encoder or ("small" if scale.synthetic else "vgg16")

@@ -260,7 +260,8 @@ BAD_FACTORIES = [
     ("model.factory=toy_methods:Missing", "has no 'Missing'"),
     ("model.factory=toy_methods:NOT_CALLABLE", "is a int, not a callable"),
     ("model.factory=toy_methods:not_a_model", "returned a Linear without an `encoder` module, "
-                                              "a `prototypes` method, a `score` method"),
+                                              "the methods `use_numerics`, `encode`, "
+                                              "`prototypes`, `score`"),
     ("model.factory=toy_methods:raising", "raised RuntimeError: this factory always fails"),
 ]
 

@@ -20,7 +20,9 @@ What runs, for each command (`runnable`):
   reproduce.py tables get `--dry-run` (not `--status`, which only reads; test_reproduce.py
   runs a synthetic table end to end);
 - `make test` is this suite and `make setup` the environment it runs in: not run; `make demo`
-  runs what its target runs, `python scripts/demo.py`, with toy flags.
+  runs what its target runs, `python scripts/demo.py`, with toy flags;
+- commands of precision=bf16 runs (docs/precision.md) are skipped on a CPU without native
+  bfloat16, where train.py and test.py refuse them (tests/test_precision.py runs bf16 anyway).
 
 The Python blocks of the pages in `RUNNABLE_PYTHON` then run as written, after the commands
 that make their files. (The API page's block is a sketch with placeholder tensors.)
@@ -39,6 +41,7 @@ import torch
 
 from conftest import REPO_ROOT
 from panet.data import synthetic
+from panet.device import cpu_has_native_bf16
 from panet.models import PANet, vgg16_encoder
 from panet.released import panet_to_released
 
@@ -180,6 +183,8 @@ def test_readme_command_runs(clone, command):
         pytest.skip(f"{command!r} is run by {RUN_ELSEWHERE[command]}")
     if argv is None:
         pytest.skip(f"{command!r}: {'this test suite' if 'test' in command else 'the setup'}")
+    if "bf16" in command and not cpu_has_native_bf16():
+        pytest.skip(f"{command!r}: bf16 is refused on this CPU (no native bfloat16)")
     result = subprocess.run(argv, cwd=clone, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (f"{command}\nran as: {shlex.join(argv)}\n"
                                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

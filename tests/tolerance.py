@@ -10,6 +10,15 @@ them. There the tests compare:
 - logits (alpha * cosine, in [-20, 20]) within LOGIT_ATOL,
 - predictions (argmax) on at least PIXEL_AGREEMENT of the pixels (a near-tie may flip),
 - every IoU of results.json (fractions) within RESULT_ATOL.
+
+precision=bf16 (docs/precision.md) is another computation, compared with float32 to bfloat16's
+rounding: 8 significant bits, a relative error of up to 2^-9 per rounding, compounded over the
+convolutions of an encoder (8 in the small one, 13 in VGG-16; measured: up to 1e-2 of the
+largest feature):
+
+- features within BF16_FEATURE_RTOL of the largest |feature|,
+- logits within BF16_LOGIT_ATOL (1% of the [-20, 20] range; measured up to 0.03 on tiny models),
+- predictions on at least BF16_PIXEL_AGREEMENT of the pixels (measured 99.8%).
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ import panet.evaluation
 LOGIT_ATOL = 1e-3
 PIXEL_AGREEMENT = 0.999
 RESULT_ATOL = 1e-3  # 0.1 IoU points
+BF16_FEATURE_RTOL = 3e-2
+BF16_LOGIT_ATOL = 0.2
+BF16_PIXEL_AGREEMENT = 0.99
 COMPARED = ("mean_iou", "mean_iou_std", "binary_iou", "binary_iou_std", "class_iou",
             "class_iou_std", "mean_iou_runs", "binary_iou_runs", "class_iou_runs")
 
@@ -48,14 +60,15 @@ def recorded_logits(monkeypatch) -> Iterator[Dict[tuple, torch.Tensor]]:
         yield recorded
 
 
-def assert_logits_close(a: Dict[tuple, torch.Tensor], b: Dict[tuple, torch.Tensor]) -> None:
-    """The same queries; logits within LOGIT_ATOL; argmax equal on PIXEL_AGREEMENT of pixels."""
+def assert_logits_close(a: Dict[tuple, torch.Tensor], b: Dict[tuple, torch.Tensor],
+                        atol: float = LOGIT_ATOL, agreement: float = PIXEL_AGREEMENT) -> None:
+    """The same queries; logits within `atol`; argmax equal on `agreement` of the pixels."""
     assert a.keys() == b.keys() and a, "the two evaluations scored different queries"
     worst = max(float((a[key] - b[key]).abs().max()) for key in a)
-    assert worst <= LOGIT_ATOL, f"logits differ by {worst:.2e} > {LOGIT_ATOL}"
+    assert worst <= atol, f"logits differ by {worst:.2e} > {atol}"
     agree = sum(int((a[key].argmax(0) == b[key].argmax(0)).sum()) for key in a)
     pixels = sum(a[key][0].numel() for key in a)
-    assert agree >= PIXEL_AGREEMENT * pixels, f"predictions agree on {agree} of {pixels} pixels"
+    assert agree >= agreement * pixels, f"predictions agree on {agree} of {pixels} pixels"
 
 
 def _numbers(value) -> list:

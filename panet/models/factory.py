@@ -7,11 +7,13 @@ registry, `panet.models.encoders`, from ImageNet weights or at random) and the c
 S shots, Q queries, P prototypes, C channels, H x W images, h x w features):
 
     encoder                       an nn.Module mapping N x 3 x H x W to N x C x h x w
+    use_numerics(numerics) -> the model, which then encodes in that precision and memory format
+    encode(images) -> N x C x h x w float32 features, the encoder run as `use_numerics` said
     forward(support_images, support_fg, support_bg, query_images) -> PANetOutput
     prototypes(support_features, support_fg, support_bg) -> B x P x C
     score(query_features, prototypes) -> B x Q x (1 + W) x h x w logits
 
-and may define
+(a subclass of `panet.models.PANet` inherits all of these), and may define
 
     prototypes_from_pools(fg_pools, bg_pools) -> B x P x C
         the prototypes as a function of each support's masked average pools (B x W x S x C of
@@ -111,8 +113,9 @@ def check_model(model: Any, spec: str) -> nn.Module:
                            f"({INTERFACE_DOC})")
     lacks = [] if isinstance(getattr(model, "encoder", None), nn.Module) else [
         "an `encoder` module"]
-    lacks += [f"a `{name}` method" for name in ("prototypes", "score")
-              if not callable(getattr(model, name, None))]
+    methods = [f"`{name}`" for name in ("use_numerics", "encode", "prototypes", "score")
+               if not callable(getattr(model, name, None))]
+    lacks += [f"the method{'s' * (len(methods) > 1)} {', '.join(methods)}"] if methods else []
     lacks += [f"`{name}` as a method (it is a {type(getattr(model, name)).__name__})"
               for name in ("prototypes_from_pools", "loss")
               if getattr(model, name, None) is not None and not callable(getattr(model, name))]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .numerics import Numerics
 from .prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
 
 ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
@@ -31,12 +32,29 @@ class PANetOutput:
 
 class PANet(nn.Module):
     """Few-shot segmenter: any encoder mapping N x 3 x H x W to N x C x h x w, plus the
-    non-parametric prototype head (PROTOCOL §2-3). Adds no parameters to the encoder."""
+    non-parametric prototype head (PROTOCOL §2-3). Adds no parameters to the encoder.
+
+    `numerics` (precision, memory format; `panet.models.numerics`) says how the encoder runs:
+    float32 by default; set it with `use_numerics`. Every caller encodes through `encode`.
+    """
 
     def __init__(self, encoder: nn.Module, alpha: float = ALPHA):
         super().__init__()
         self.encoder = encoder
         self.alpha = alpha
+        self.numerics = Numerics()
+
+    def use_numerics(self, numerics: Numerics) -> "PANet":
+        """Run the encoder with `numerics` from now on (its weights are laid out in its memory
+        format, in place); returns the model."""
+        self.numerics = numerics
+        numerics.apply_layout(self.encoder)
+        return self
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W images -> N x C x h x w float32 features (contiguous), computed in the
+        model's precision and memory format (`Numerics.encode`)."""
+        return self.numerics.encode(self.encoder, images)
 
     def forward(self, support_images: torch.Tensor, support_fg: torch.Tensor,
                 support_bg: torch.Tensor, query_images: torch.Tensor) -> PANetOutput:
@@ -48,8 +66,8 @@ class PANet(nn.Module):
         B, W, S = support_images.shape[:3]
         Q = query_images.shape[1]
         # one encoder pass over every image of the batch: (B*W*S + B*Q) x C x h x w
-        features = self.encoder(torch.cat([support_images.flatten(0, 2),
-                                           query_images.flatten(0, 1)]))
+        features = self.encode(torch.cat([support_images.flatten(0, 2),
+                                          query_images.flatten(0, 1)]))
         support_features = features[:B * W * S].unflatten(0, (B, W, S))
         query_features = features[B * W * S:].unflatten(0, (B, Q))
 
