@@ -23,8 +23,8 @@ encoding every episode's images (test.encode=episode, the released behaviour).
     classes on its trainaug list), 1 run, 1-way, random encoder weights (speed does not depend
     on them), data loading in the measuring process (workers 0), --threads torch threads. Each
     path runs in a fresh subprocess that reports its wall and CPU time, its encoder calls (a
-    forward hook counting images), its peak resident set size (ru_maxrss) and its resident size
-    once the model and episodes are loaded; with --repeats N the paths alternate N times and the
+    forward hook counting images), its peak resident set size (VmHWM, `panet.process_memory`)
+    and its resident size once the model and episodes are loaded; with --repeats N the paths alternate N times and the
     fastest run of each counts (the machine may be shared). Targets: new/old wall time <= 1.15 x
     new/old calls; peak of the image path <= 1.5 GiB above the per-episode path's.
 """
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from panet.evaluation import GIB, evaluate_runs, feature_shape, plan_runs, sched
 from panet.evaluation_options import EvalOptions
 from panet.metrics import IoUMeter
 from panet.models import ENCODERS, PANet, build_encoder
+from panet.process_memory import peak_resident_bytes, resident_bytes
 from panet.settings import EpisodeSetting, TestSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -116,12 +116,6 @@ def print_count_row(row: Dict[str, int], episodes: int, header: bool) -> None:
           f"{row['support_images'] + row['query_images']:,} |", flush=True)
 
 
-def rss_gib() -> float:
-    """Current resident set size of this process (Linux /proc)."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() / GIB
-
-
 def measure(args: argparse.Namespace) -> int:
     """One path in this process (--measure): prints a JSON line of its numbers."""
     torch.set_num_threads(args.threads)
@@ -136,11 +130,11 @@ def measure(args: argparse.Namespace) -> int:
                                  shots=args.measure_shots, size=args.size)
         datasets = [make_episode_dataset(setting, args.episodes, PAPER_SEED, train=False)]
     meter = IoUMeter(fold_classes(20, 0, train=False))
-    base = rss_gib()
+    base = resident_bytes() / GIB
     start, cpu_start = time.perf_counter(), time.process_time()
     evaluate_runs(model, datasets, meter, EvalOptions(encode=args.measure), progress=False)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
+    peak = peak_resident_bytes() / GIB
     print(json.dumps({"calls": sum(calls), "seconds": seconds, "cpu_seconds": cpu_seconds,
                       "peak_gib": peak, "base_gib": base,
                       "mean_iou": meter.summary()["mean_iou"]}))
