@@ -56,12 +56,11 @@ class Numerics:
     memory_format: str = "contiguous"
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: must be one of "
-                             f"{', '.join(map(repr, PRECISIONS))}")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise ValueError(f"memory_format={self.memory_format!r}: must be one of "
-                             f"{', '.join(map(repr, MEMORY_FORMATS))}")
+        for key, value, allowed in (("precision", self.precision, PRECISIONS),
+                                    ("memory_format", self.memory_format, MEMORY_FORMATS)):
+            if value not in allowed:
+                raise ValueError(f"{key}={value!r}: must be one of "
+                                 f"{', '.join(map(repr, allowed))}")
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:
