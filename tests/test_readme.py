@@ -51,6 +51,9 @@ PAGES = [README] + [REPO_ROOT / "docs" / f"{name}.md" for name in (
     "performance", "precision", "your-own-method", "paper-vs-released", "development",
     "PROTOCOL")]
 PREFIXES = ("python ", "torchrun ", "make ")
+# a command may start with environment variables: `VAR=value python ...`
+COMMAND_START = re.compile(r"(?:[A-Z][A-Z0-9_]*=\S+ +)*(?:python|torchrun|make) ")
+ASSIGNMENT = re.compile(r"[A-Z][A-Z0-9_]*=")
 REAL_DATASETS = {"voc", "coco"}
 TOY_UPDATES = {"train.py": ["data.size=65", "data.workers=0"],
                "test.py": ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]}
@@ -82,11 +85,11 @@ def readme_commands(text: str) -> List[str]:
             in_fence = not in_fence
             continue
         stripped = line.strip()
-        if (in_fence or line.startswith("    ")) and stripped.startswith(PREFIXES):
+        if (in_fence or line.startswith("    ")) and COMMAND_START.match(stripped):
             found.append(stripped)
         elif not in_fence:
             found += [span for span in re.findall(r"`([^`]+)`", line)
-                      if span.startswith(PREFIXES)]
+                      if COMMAND_START.match(span)]
     commands = (" ".join(command.split(" #")[0].split()) for command in found)
     return list(dict.fromkeys(command for command in commands
                               if "..." not in command and not PLACEHOLDER.search(command)))
@@ -98,10 +101,15 @@ def _scaled_steps(words: List[str]) -> List[str]:
 
 
 def runnable(command: str) -> Optional[List[str]]:
-    """The argv this test runs for a README command (see the module docstring); None: not run."""
+    """The argv this test runs for a README command (see the module docstring); None: not run.
+    Leading `VAR=value` words are passed on through `env`."""
     if command in NOT_RUN or command in RUN_ELSEWHERE:
         return None
     words = shlex.split(command, comments=True)
+    n_assignments = next(i for i, word in enumerate(words) if not ASSIGNMENT.match(word))
+    if n_assignments:
+        argv = runnable(shlex.join(words[n_assignments:]))
+        return None if argv is None else ["env", *words[:n_assignments], *argv]
     if words[:2] == ["make", "demo"]:
         words = ["python", "scripts/demo.py"]
     if words[0] == "torchrun":

@@ -574,6 +574,7 @@ def test_rerun_skips_every_done_job(synthetic_table1, capsys):
     assert (out / "table1.md").read_text().split("- commit")[0] == before.split("- commit")[0]
 
 
+@pytest.mark.filterwarnings("ignore:classes never evaluated")  # two-episode tests
 def test_outputs_made_with_other_settings_are_not_taken_as_done(synthetic_table1, tmp_path,
                                                                 capsys):
     """A job is done only when its output records the settings the job asks for: more test
