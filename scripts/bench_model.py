@@ -44,6 +44,7 @@ import torch
 
 from panet.checkpoint import find_checkpoint
 from panet.data import collate_episodes, make_episode_dataset
+from panet.device import precision_problem
 from panet.losses import panet_loss
 from panet.model_files import build_panet, model_settings, read_model_file
 from panet.models import PANet, build_encoder, resnet_encoder
@@ -344,6 +345,9 @@ def main(argv: Optional[List[str]] = None):
     if args.data_root and not args.checkpoint:
         parser.error("--data-root draws the episode of a checkpoint's test setting: add "
                      "--checkpoint")
+    refused = precision_problem(args.precision, args.device)  # the rule of the config key
+    if refused:
+        parser.error(f"--precision {args.precision}: {refused.split(': ', 1)[1]}")
 
     print(f"{args.encoder if args.checkpoint is None else args.checkpoint}, device "
           f"{args.device}, {args.threads} threads, {args.size} x {args.size}, 1 way, 1 query, "

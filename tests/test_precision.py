@@ -367,7 +367,22 @@ def test_resume_keeps_the_precision_and_refuses_another(synthetic_root, trained_
               resume=str(half.with_name("last.pt")))
 
 
-def test_bench_compares_a_trained_model_on_a_real_episode(trained_bf16, synthetic_root, capsys):
+@pytest.mark.parametrize("precision, native, said", [
+    ("fp16", True, "float16 autocast is for CUDA devices"),
+    ("bf16", False, "this CPU"),
+])
+def test_bench_refuses_what_the_config_key_refuses(precision, native, said, native_bf16, capsys):
+    native_bf16(native)
+    with pytest.raises(SystemExit) as stopped:
+        load_script("bench_model").main(["--device", "cpu", "--size", str(SIZE),
+                                         "--precision", precision])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--precision {precision}: {said}" in err and "use precision=" in err, err
+
+
+def test_bench_compares_a_trained_model_on_a_real_episode(trained_bf16, synthetic_root, capsys,
+                                                          native_bf16):
     load_script("bench_model").main([
         "--device", "cpu", "--size", str(SIZE), "--repeats", "1", "--precision", "bf16",
         "--memory-format", "channels_last", "--checkpoint", str(trained_bf16.parent.parent),
