@@ -143,24 +143,29 @@ def cpu_has_native_bf16() -> bool:
 
 def precision_problem(precision: str, device: str) -> Optional[str]:
     """One line saying why `precision` (config key `precision`) should not run on `device`
-    (config key `device`), or None. The device is taken as `resolve_device` would take it;
-    a device it refuses is left to it."""
+    (config key `device`), or None (`precision_reason`, named by its key)."""
+    reason = precision_reason(precision, device)
+    return None if reason is None else f"precision={precision!r}: {reason}"
+
+
+def precision_reason(precision: str, device: str) -> Optional[str]:
+    """Why `precision` should not run on `device`, or None. The device is taken as
+    `resolve_device` would take it; a device it refuses is left to it."""
     if precision == "fp32" or not is_device_name(device):
         return None
     if device == "cpu" or (device == "auto" and cuda_unavailable_reason() is not None):
         if precision == "fp16":
-            return (f"precision='fp16': float16 autocast is for CUDA devices, and this run "
-                    f"computes on the CPU (device={device}); use precision=bf16 (CPUs with "
-                    "AVX512-BF16 or AMX) or fp32")
+            return (f"float16 autocast is for CUDA devices, and this run computes on the CPU "
+                    f"(device={device}); use precision=bf16 (CPUs with AVX512-BF16 or AMX) or "
+                    "fp32")
         if not cpu_has_native_bf16():
-            return (f"precision='bf16': this CPU ({cpu_model()}) has no native bfloat16 "
-                    f"arithmetic (no {' or '.join(NATIVE_BF16_FLAGS)} flag), so bf16 would run "
-                    "about 100x slower than fp32; use precision=fp32")
+            return (f"this CPU ({cpu_model()}) has no native bfloat16 arithmetic (no "
+                    f"{' or '.join(NATIVE_BF16_FLAGS)} flag), so bf16 would run about 100x "
+                    "slower than fp32; use precision=fp32")
     elif precision == "bf16" and cuda_unavailable_reason() is None and \
             not torch.cuda.is_bf16_supported(including_emulation=False):
-        return (f"precision='bf16': this GPU ({torch.cuda.get_device_name()}) has no native "
-                "bfloat16 arithmetic (compute capability 8.0 or later has); use precision=fp16 "
-                "or fp32")
+        return (f"this GPU ({torch.cuda.get_device_name()}) has no native bfloat16 arithmetic "
+                "(compute capability 8.0 or later has); use precision=fp16 or fp32")
     return None
 
 

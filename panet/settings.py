@@ -334,10 +334,10 @@ class Settings:
 # own settings are in the data and model keys), how fast and on what it computes (numbers agree
 # within the exactness contract: not so `precision`, which is in), how often it saves and logs
 NOT_IN_FINGERPRINT = frozenset((
-    "device", "tf32", "memory_format", "data.workers", "data.cache_dir", "data.lists_dir", "train.output_dir",
-    "train.resume", "train.checkpoint_every", "train.snapshot_every", "train.log_every",
-    "test.checkpoint", "test.output_dir", "test.cache_gb", "test.cache_dir", "test.batch_size",
-    "test.encode", "test.overwrite"))
+    "device", "tf32", "memory_format", "data.workers", "data.cache_dir", "data.lists_dir",
+    "train.output_dir", "train.resume", "train.checkpoint_every", "train.snapshot_every",
+    "train.log_every", "test.checkpoint", "test.output_dir", "test.cache_gb", "test.cache_dir",
+    "test.batch_size", "test.encode", "test.overwrite"))
 SCRIPT_SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}
 
 

@@ -31,9 +31,9 @@ from .settings import SCRIPT_SECTIONS, Settings, TrainSettings
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
-RESUMABLE = ("device", "tf32", "memory_format", "data.root", "data.workers", "data.cache_dir", "data.lists_dir",
-             "train.steps", "train.resume", "train.output_dir", "train.checkpoint_every",
-             "train.snapshot_every", "train.log_every")
+RESUMABLE = ("device", "tf32", "memory_format", "data.root", "data.workers", "data.cache_dir",
+             "data.lists_dir", "train.steps", "train.resume", "train.output_dir",
+             "train.checkpoint_every", "train.snapshot_every", "train.log_every")
 # what a released snapshot's path must give, when it names no setting
 RELEASED_KEYS = {"data.name": "voc or coco", "data.fold": "data.fold=<i>",
                  "data.shots": "1shot or 5shot"}

@@ -24,9 +24,10 @@ encoding every episode's images (test.encode=episode, the released behaviour).
     on them), data loading in the measuring process (workers 0), --threads torch threads. Each
     path runs in a fresh subprocess that reports its wall and CPU time, its encoder calls (a
     forward hook counting images), its peak resident set size (VmHWM, `panet.process_memory`)
-    and its resident size once the model and episodes are loaded; with --repeats N the paths alternate N times and the
-    fastest run of each counts (the machine may be shared). Targets: new/old wall time <= 1.15 x
-    new/old calls; peak of the image path <= 1.5 GiB above the per-episode path's.
+    and its resident size once the model and episodes are loaded; with --repeats N the paths
+    alternate N times and the fastest run of each counts (the machine may be shared). Targets:
+    new/old wall time <= 1.15 x new/old calls; peak of the image path <= 1.5 GiB above the
+    per-episode path's.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ unless --data-root gives the data of that checkpoint's test setting (its episode
 Times are medians of --repeats runs after a warm-up, the measured operations alternating so
 that drift hits all of them. Memory: on CUDA, peak allocated bytes; on CPU, each step runs in a
 fresh subprocess and reports its peak resident set size (VmHWM, `panet.process_memory`) above
-the resident size just before the step, plus the absolute peak. --json: the last line printed is one JSON object of
-the numbers.
+the resident size just before the step, plus the absolute peak. --json: the last line printed is
+one JSON object of the numbers.
 
     python scripts/bench_model.py [--device cpu|cuda] [--threads 2] [--repeats 3] [--shots 1 5]
         [--encoder vgg16|small|resnet50|resnet101] [--precision fp32|bf16|fp16]
@@ -44,7 +44,7 @@ import torch
 
 from panet.checkpoint import find_checkpoint
 from panet.data import collate_episodes, make_episode_dataset
-from panet.device import precision_problem
+from panet.device import precision_reason
 from panet.losses import panet_loss
 from panet.model_files import build_panet, model_settings, read_model_file
 from panet.models import PANet, build_encoder, resnet_encoder
@@ -345,9 +345,9 @@ def main(argv: Optional[List[str]] = None):
     if args.data_root and not args.checkpoint:
         parser.error("--data-root draws the episode of a checkpoint's test setting: add "
                      "--checkpoint")
-    refused = precision_problem(args.precision, args.device)  # the rule of the config key
+    refused = precision_reason(args.precision, args.device)  # the rule of the config key
     if refused:
-        parser.error(f"--precision {args.precision}: {refused.split(': ', 1)[1]}")
+        parser.error(f"--precision {args.precision}: {refused}")
 
     print(f"{args.encoder if args.checkpoint is None else args.checkpoint}, device "
           f"{args.device}, {args.threads} threads, {args.size} x {args.size}, 1 way, 1 query, "

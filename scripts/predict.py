@@ -28,7 +28,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from panet.data.label_png import save_label_png
-from panet.device import precision_problem, resolve_device
+from panet.device import precision_reason, resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.monitor import Progress
@@ -152,9 +152,9 @@ def main(argv=None) -> int:
         resolve_device(args.device)
     except RuntimeError as error:
         parser.error(f"--device {args.device}: {error}")
-    refused = precision_problem(args.precision, args.device)
+    refused = precision_reason(args.precision, args.device)
     if refused:
-        parser.error(f"--precision {args.precision}: {refused.split(': ', 1)[1]}")
+        parser.error(f"--precision {args.precision}: {refused}")
 
     try:
         ways = parse_ways(args.way)
