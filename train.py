@@ -92,10 +92,13 @@ def main(_run, _config):
                 print(f"resuming {resume.path} at step {start} of {train.steps}")
             print(f"run folder: {directory}", flush=True)
 
+        def contents(step: int) -> dict:
+            """What a checkpoint of this run holds at `step` (`checkpoint_contents`' keywords)."""
+            return dict(step=step, model=net, optimizer=optimizer, scheduler=scheduler,
+                        config=_config, data_identity=data_identity, scaler=scaler)
+
         def save(step: int, name: str) -> Path:
-            return save_checkpoint(checkpoints / name, step=step, model=net, optimizer=optimizer,
-                                   scheduler=scheduler, config=_config,
-                                   data_identity=data_identity, scaler=scaler)
+            return save_checkpoint(checkpoints / name, **contents(step))
 
         scalars = ScalarLog(_run, directory, purge_step=start + 1 if resume else None) \
             if context.is_main else None
@@ -103,9 +106,7 @@ def main(_run, _config):
                             every=train.log_every, enabled=context.is_main)
 
         def warn_if_short_of_space(step: int) -> None:
-            size = serialized_size(checkpoint_contents(step=step, model=net, optimizer=optimizer,
-                                                       scheduler=scheduler, config=_config,
-                                                       scaler=scaler))
+            size = serialized_size(checkpoint_contents(**contents(step)))
             count = checkpoints_to_write(start, train.steps, train.checkpoint_every,
                                          train.snapshot_every, checkpoints)
             warning = space_warning(checkpoints, size, count)

@@ -21,10 +21,10 @@ One code path with the test pipeline: images and masks go through ``panet.data.t
 (``image_tensor``: RGB, bilinear resize to H x W, ImageNet normalisation; ``resize_nearest`` for
 masks) exactly as ``EpisodeDataset`` does, and the logits come from the model's own
 ``PANet.encode`` (in the segmenter's precision and memory format), ``PANet.prototypes`` and
-``PANet.score``. The prototypes are computed once per call;
-queries are encoded ``batch_size`` at a time, so Q queries cost Q encoder forwards plus the
-supports once. A query's labels are the argmax of its h x w logits upsampled bilinearly to
-H_q x W_q (what ``test.resolution=original`` evaluates); probabilities are their softmax.
+``PANet.score``. The prototypes are computed once per call; queries are encoded ``batch_size``
+at a time, so Q queries cost Q encoder forwards plus the supports once. A query's labels are
+the argmax of its h x w logits upsampled bilinearly to H_q x W_q (what
+``test.resolution=original`` evaluates); probabilities are their softmax.
 
 Bad input raises ``ValueError`` naming the support or query and the problem, before any image
 is encoded: the supports and every query are decoded up front. Images and masks are read as
