@@ -35,7 +35,7 @@ from panet.model_files import build_panet, read_model_file
 from panet.models.builder import build_model
 from panet.monitor import ScalarLog
 from panet.results import code_version, describe_setting, format_table, write_json
-from panet.runs import RESULTS_FILE, announce_device, run_from_command_line, shared_run_dir
+from panet.runs import RESULTS_FILE, announce_device, script_main, shared_run_dir
 from panet.safe_load import plain_data
 from panet.settings import EpisodeSetting, Settings, fingerprint
 from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
@@ -174,4 +174,4 @@ def main(_run, _config):
 
 
 if __name__ == "__main__":
-    run_from_command_line(ex)
+    script_main(ex)

@@ -31,7 +31,7 @@ from panet.diskspace import checkpoints_to_write, serialized_size, space_warning
 from panet.engine import NonFiniteLossError, StepBatches, build_optimizer, episode_loader
 from panet.models.builder import build_model
 from panet.monitor import Progress, ScalarLog
-from panet.runs import announce_device, run_from_command_line, shared_run_dir
+from panet.runs import announce_device, script_main, shared_run_dir
 from panet.settings import Settings
 
 ex = PanetExperiment("panet_train", script="train")
@@ -154,4 +154,4 @@ def main(_run, _config):
 
 
 if __name__ == "__main__":
-    run_from_command_line(ex)
+    script_main(ex)

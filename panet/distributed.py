@@ -6,9 +6,11 @@ helpers reduce to no-ops, so single-device code paths stay the plain ones.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -29,6 +31,11 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+def is_torchrun_worker() -> bool:
+    """True in a process that torchrun started (it sets WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ
 
 
 def is_main_process() -> bool:
@@ -58,6 +65,26 @@ def setup(device: str, tf32: bool = False) -> Context:
 def teardown(context: Context) -> None:
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker(status: Any) -> NoReturn:
+    """End this torchrun worker at once with `status` (a `SystemExit` code: None or 0 for
+    success, an int, or a message printed to stderr with status 1), after flushing its output
+    and logs, without the interpreter's own teardown.
+
+    torch's gloo process group keeps its threads (pt_gloo_runloop, gloo_tcp_loop) after
+    `destroy_process_group`, and they are still running while the exiting interpreter destroys
+    the objects they use. A rank whose run had completed was seen dying there (SIGABRT,
+    "terminate called without an active exception"), which torchrun reports as a failed job and
+    answers by killing the other ranks. Run folders need no teardown: their files are written
+    atomically and their lock is dropped by the kernel."""
+    if isinstance(status, str):
+        print(status, file=sys.stderr)
+    code = 0 if status is None else status if isinstance(status, int) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:

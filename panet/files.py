@@ -52,19 +52,16 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def writable_problem(path: PathLike) -> Optional[str]:
     """Why a run could not write into folder `path`, or None, leaving the file system as it
-    was: the missing folders are made, a probe file is written and deleted in the folder, and
-    the folders made are removed again."""
+    was. An existing folder gets a probe file; for a missing one, a probe folder is made (and
+    removed) in its deepest existing parent. The probes have unique names, so processes that
+    check the same folder at once (the ranks of torchrun) cannot remove each other's."""
     path = Path(path)
-    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
-            return None
+        if existing == path:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+                return None
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write-probe-"))
+        return None
     except OSError as error:
         return f"cannot write there ({error.strerror or error})"
-    finally:
-        for folder in missing:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                pass

@@ -20,7 +20,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NoReturn, Optional, Sequence
 
 from sacred import Experiment
 from sacred.observers import FileStorageObserver
@@ -156,6 +156,19 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
     finally:
         if observer is not None:
             ex.observers.remove(observer)
+
+
+def script_main(ex: Experiment) -> NoReturn:
+    """What `python train.py ...` and `python test.py ...` do: `run_from_command_line`, then
+    exit with its status; a torchrun worker exits through `distributed.exit_worker`."""
+    status = 0
+    try:
+        run_from_command_line(ex)
+    except SystemExit as stop:
+        status = stop.code
+    if distributed.is_torchrun_worker():
+        distributed.exit_worker(status)
+    sys.exit(status)
 
 
 def load_experiment(script: str) -> Experiment:
