@@ -34,12 +34,11 @@ size, device type and precision: e.g. the dense, scribble and box tests of one c
 (Tables 1, 6). Images are encoded by `PANet.encode`, in the model's precision and memory format
 (`panet.models.numerics`); features are float32 whatever the precision.
 
-Exactness: each step computes the same function of the same inputs as the per-episode path, and
-pooling, prototype means, cosine logits, upsampling and the metric give an image or an episode
-the same bits whatever batch it is computed in (on CPU, by construction:
-`panet.models.prototypes`). The encoder sees the images in other batches than on the per-episode
-path, and convolution kernels round by batch shape on some CPUs and on CUDA, so the two paths
-agree within the exactness contract's tolerance (README, Performance; tests/test_evaluation.py).
+Exactness: each step computes the same function of the same inputs as the per-episode path;
+only the batches differ (the encoder sees the images in other batches, the head other groups of
+episodes). Kernels may round by batch shape (convolutions on some CPUs and on CUDA, a matmul's
+BLAS blocking), so the two paths agree within the exactness contract's tolerance
+(docs/performance.md; tests/test_evaluation.py).
 
 Memory per process. Grows with the number of episodes: the plan (about 1 KB per support or query
 slot, mostly its generator state) and the pools (2 x C x 4 bytes per support slot: 4 KiB at

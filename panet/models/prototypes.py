@@ -9,14 +9,14 @@ A_W: W x w), so  sum(F_up * M) = sum(F * U^T(M))  with  U^T(M) = A_H^T M A_W, an
 We pool the low-resolution features against U^T(M): the same number up to float rounding, without
 ever materialising C x H x W upsampled features (512 x 417 x 417 per image).
 
-Batch invariance (CPU): every function here gives each episode (each support, each query) the
-same bits whatever batch it is computed in, by construction: pooling and the cosine head are
-written as one contiguous dot product per (mask, channel) or (position, prototype) pair
-(`torch.linalg.vecdot`), never as a matmul or einsum, whose BLAS kernels block a lone
-matrix-vector product differently from a batch of them (measured: relative 5e-7 between one
-support and several; and on AVX-512 CPUs the batched matmul of the head also rounds by batch
-size). The encoder's convolutions promise no such thing, so whole evaluations agree across
-batchings to a tolerance only (docs: the exactness contract).
+Batching: every function here computes each episode (each support, each query) from its own
+inputs only, so an episode alone and inside a batch get the same values up to float rounding.
+The cosine head and the pooling's dot products are written as one contiguous reduction per
+(position, prototype) or (mask, channel) pair (`torch.linalg.vecdot`) rather than a batched
+matmul, whose BLAS kernel blocks a lone product differently from a batch of them (on AVX-512
+CPUs the head's batched matmul rounded by batch size). torch promises no bitwise batch
+invariance, though, and nothing relies on it: evaluations are compared within the tolerance of
+the exactness contract (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def masked_average_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Te
     Equals  sum(upsample(F) * M) / (sum(M) + EPS)  (PROTOCOL §2) to float tolerance.
     """
     weights = upsampling_adjoint(masks, features.shape[-2:])  # ... x h x w
-    # ... x C: one dot product per channel over the h*w positions (batch invariant, see above)
+    # ... x C: one dot product per channel over the h*w positions (see Batching above)
     pooled = torch.linalg.vecdot(features.flatten(-2), weights.flatten(-2).unsqueeze(-2))
     return pooled / (masks.sum(dim=(-2, -1))[..., None] + EPS)
 
@@ -98,8 +98,7 @@ def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, alpha: float
     features: N x C x h x w; prototypes: N x P x C -> logits N x P x h x w.
     Same values as `alpha * F.cosine_similarity(F, p, dim=1, eps=1e-8)` (each norm clamped to
     eps). Features are laid out N x hw x C so that every norm and every dot product is one
-    contiguous reduction over C per position (and prototype): batch invariant, see above (a
-    batched matmul here would round a lone episode differently from a batch of them).
+    contiguous reduction over C per position (and prototype), see Batching above.
     """
     unit_features = F.normalize(features.flatten(2).transpose(1, 2), dim=-1, eps=COSINE_EPS)
     unit_prototypes = F.normalize(prototypes, dim=-1, eps=COSINE_EPS)
