@@ -18,6 +18,7 @@ that does not fit stops the run with one line saying how to continue it. `precis
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -28,7 +29,8 @@ from panet.checkpoint import (checkpoint_contents, load_checkpoint, restore_rng_
 from panet.config import PanetExperiment
 from panet.data import make_episode_dataset
 from panet.diskspace import checkpoints_to_write, serialized_size, space_warning
-from panet.engine import NonFiniteLossError, StepBatches, build_optimizer, episode_loader
+from panet.engine import (NonFiniteLossError, Optimization, StepBatches, build_optimization,
+                          episode_loader)
 from panet.models.builder import build_model
 from panet.monitor import Progress, ScalarLog
 from panet.runs import announce_device, script_main, shared_run_dir
@@ -41,6 +43,21 @@ def resume_command(checkpoint: Path) -> str:
     return f"python train.py with train.resume={shlex.quote(str(checkpoint))}"
 
 
+def restore(path: Path, net: torch.nn.Module, optimization: Optimization
+            ) -> Tuple[int, Optional[str]]:
+    """Continue from the checkpoint at `path`: its weights, optimizer, learning-rate schedule,
+    loss scaler and random states go into `net`, `optimization` and the generators. Returns its
+    step and the identity of the data it trained on (None in checkpoints older than that)."""
+    state = load_checkpoint(path)
+    net.load_state_dict(state["model"])
+    optimization.optimizer.load_state_dict(state["optimizer"])
+    optimization.scheduler.load_state_dict(state["scheduler"])
+    if optimization.scaler is not None and "scaler" in state:
+        optimization.scaler.load_state_dict(state["scaler"])
+    restore_rng_states(state["rng"])
+    return state["step"], state.get("data_identity")
+
+
 @ex.main
 def main(_run, _config):
     settings = Settings.from_config(_config)
@@ -51,27 +68,13 @@ def main(_run, _config):
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
         model = settings.model.replace(weights=None) if resume else settings.model
         net = build_model(model).to(context.device).use_numerics(settings.run.numerics())
-        optimizer = build_optimizer(net.parameters(), train)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
-                                                         train.gamma)
-        # fp16: the loss is scaled so that small float16 gradients do not underflow
-        scaler = torch.amp.GradScaler(context.device.type) \
-            if settings.run.precision == "fp16" else None
-        start = 0
-        if resume:
-            state = load_checkpoint(resume.path)
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and "scaler" in state:
-                scaler.load_state_dict(state["scaler"])
-            restore_rng_states(state["rng"])
-            start = state["step"]
-
+        optimization = build_optimization(net.parameters(), train, context.device,
+                                          settings.run.precision)
+        start, trained_on = restore(resume.path, net, optimization) if resume else (0, None)
         dataset = make_episode_dataset(settings.data, train.steps * train.batch_size,
                                        settings.run.seed, train=True)
         data_identity = dataset.source.identity()
-        if resume and state.get("data_identity") not in (None, data_identity) and context.is_main:
+        if trained_on not in (None, data_identity) and context.is_main:
             print(f"warning: resuming on other data than {resume.path} was trained on (the "
                   f"per-class image lists of data.root={settings.data.root} differ from the "
                   "checkpoint's): the run goes on with other episodes", file=sys.stderr,
@@ -94,8 +97,8 @@ def main(_run, _config):
 
         def contents(step: int) -> dict:
             """What a checkpoint of this run holds at `step` (`checkpoint_contents`' keywords)."""
-            return dict(step=step, model=net, optimizer=optimizer, scheduler=scheduler,
-                        config=_config, data_identity=data_identity, scaler=scaler)
+            return dict(step=step, model=net, config=_config, data_identity=data_identity,
+                        **optimization._asdict())
 
         def save(step: int, name: str) -> Path:
             return save_checkpoint(checkpoints / name, **contents(step))
@@ -132,10 +135,8 @@ def main(_run, _config):
 
         try:
             with progress:
-                steps = engine.train(ddp, optimizer, scheduler, loader,
-                                     align_weight=train.align_weight, on_step=on_step,
-                                     on_interrupt=on_interrupt, context=context,
-                                     scaler=scaler)
+                steps = engine.train(ddp, optimization, loader, align_weight=train.align_weight,
+                                     on_step=on_step, on_interrupt=on_interrupt, context=context)
         except NonFiniteLossError as error:
             last = checkpoints / "last.pt"
             kept = (f"the last good checkpoint is {last}" if last.is_file()

@@ -40,6 +40,27 @@ def build_optimizer(parameters, train) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {train.optimizer!r}")
 
 
+class Optimization(NamedTuple):
+    """What a training step updates besides the weights: the optimizer, the learning-rate
+    schedule (stepped once per training step) and the loss scaler of precision fp16 (None
+    otherwise). The field names are `panet.checkpoint.checkpoint_contents`' keywords."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Optional[torch.amp.GradScaler] = None
+
+
+def build_optimization(parameters, train, device: torch.device = torch.device("cpu"),
+                       precision: str = "fp32") -> Optimization:
+    """`build_optimizer`, PROTOCOL §5's schedule (the learning rate times train.gamma at each
+    of train.milestones) and, for precision fp16, a loss scaler on `device`, so that small
+    float16 gradients do not underflow. `train`: `panet.settings.TrainSettings`."""
+    optimizer = build_optimizer(parameters, train)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
+                                                     train.gamma)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Optimization(optimizer, scheduler, scaler)
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; no update was applied for that step."""
 
@@ -149,13 +170,11 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     return {"loss": total, "seg_loss": seg, "align_loss": align}
 
 
-def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-          loader: DataLoader, *, align_weight: float,
-          on_step: Callable[[int, Dict[str, float]], None],
-          on_interrupt: Callable[[int], None], context: Context = Context(),
-          scaler: Optional[torch.amp.GradScaler] = None) -> int:
+def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader, *,
+          align_weight: float, on_step: Callable[[int, Dict[str, float]], None],
+          on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
     """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step), with
-    loss scaling when `scaler` is given (`train_step`).
+    loss scaling when `optimization` has a scaler (`train_step`).
 
     After each step, `on_step(step, values)` with `step` the number of steps done and `values`
     the step's losses and learning rate (progress, logging and checkpoints live there). On
@@ -167,10 +186,10 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
     step = loader.batch_sampler.start
     with stop_requests() as stop_requested:
         for batch in loader:
-            losses = train_step(model, optimizer, to_device(batch, context.device), align_weight,
-                                context, scaler)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            losses = train_step(model, optimization.optimizer, to_device(batch, context.device),
+                                align_weight, context, optimization.scaler)
+            lr = optimization.optimizer.param_groups[0]["lr"]
+            optimization.scheduler.step()
             step += 1
             on_step(step, {**losses, "lr": lr})
             stop = torch.tensor(float(stop_requested()), device=context.device)

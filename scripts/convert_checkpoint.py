@@ -38,7 +38,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from panet.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
-from panet.engine import build_optimizer
+from panet.engine import build_optimization
 from panet.files import atomic_write
 from panet.model_files import ModelFile, build_panet, read_model_file
 from panet.models.factory import DEFAULT_FACTORY
@@ -121,17 +121,16 @@ def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
         raise ValueError(f"'{model_file.path}' is not named <step>.pth: give --step")
     config = training_config(setting)
     net = build_panet(model_file)
-    optimizer = build_optimizer(net.parameters(), TrainSettings.from_config(config["train"]))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["train"]["milestones"],
-                                                     config["train"]["gamma"])
+    optimization = build_optimization(net.parameters(),
+                                      TrainSettings.from_config(config["train"]))
     with warnings.catch_warnings():  # stepping the schedule without optimizer steps is the aim
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         for _ in range(step):
-            scheduler.step()
+            optimization.scheduler.step()
     origin = {"format": "released", "file": str(model_file.path), "sha256": model_file.sha256,
               "setting_from": sources, "step_from": "option" if args.step is not None else "path"}
-    save_checkpoint(out, step=step, model=net, optimizer=optimizer, scheduler=scheduler,
-                    config=config, origin=origin)
+    save_checkpoint(out, step=step, model=net, config=config, origin=origin,
+                    **optimization._asdict())
     return (f"wrote {out}: a panet checkpoint at step {step}, {' '.join(setting.named_configs())} "
             f"fold {setting.fold}, {setting.ways}-way {setting.shots}-shot")
 
