@@ -33,9 +33,10 @@ class Context:
         return self.world_size > 1
 
 
-def is_torchrun_worker() -> bool:
-    """True in a process that torchrun started (it sets WORLD_SIZE)."""
-    return "WORLD_SIZE" in os.environ
+def launched_processes() -> int:
+    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
+    the process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:
@@ -48,8 +49,7 @@ def setup(device: str, tf32: bool = False) -> Context:
     when launched by torchrun, the process group (nccl on CUDA, gloo on CPU); under torchrun a
     CUDA process computes on cuda:<LOCAL_RANK>. Raises RuntimeError (one line) when torchrun
     started more processes than there are GPUs (`panet.device.torchrun_problem`)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
+    if launched_processes() == 1:
         return Context(device=use_device(device, tf32))
     problem = torchrun_problem(device)
     if problem:
@@ -68,9 +68,9 @@ def teardown(context: Context) -> None:
 
 
 def exit_worker(status: Any) -> NoReturn:
-    """End this torchrun worker at once with `status` (a `SystemExit` code: None or 0 for
-    success, an int, or a message printed to stderr with status 1), after flushing its output
-    and logs, without the interpreter's own teardown.
+    """End this torchrun worker at once with `status` (a `SystemExit` code: None for success,
+    an int, or anything else printed to stderr with status 1), after flushing its output and
+    logs, without the interpreter's own teardown.
 
     torch's gloo process group keeps its threads (pt_gloo_runloop, gloo_tcp_loop) after
     `destroy_process_group`, and they are still running while the exiting interpreter destroys
@@ -78,9 +78,13 @@ def exit_worker(status: Any) -> NoReturn:
     "terminate called without an active exception"), which torchrun reports as a failed job and
     answers by killing the other ranks. Run folders need no teardown: their files are written
     atomically and their lock is dropped by the kernel."""
-    if isinstance(status, str):
+    if status is None:
+        code = 0
+    elif isinstance(status, int):
+        code = status
+    else:
         print(status, file=sys.stderr)
-    code = 0 if status is None else status if isinstance(status, int) else 1
+        code = 1
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

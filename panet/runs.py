@@ -160,13 +160,14 @@ def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
 
 def script_main(ex: Experiment) -> NoReturn:
     """What `python train.py ...` and `python test.py ...` do: `run_from_command_line`, then
-    exit with its status; a torchrun worker exits through `distributed.exit_worker`."""
+    exit with its status; a worker of several torchrun processes (a process group, hence
+    gloo's or NCCL's threads) exits through `distributed.exit_worker`."""
     status = 0
     try:
         run_from_command_line(ex)
     except SystemExit as stop:
         status = stop.code
-    if distributed.is_torchrun_worker():
+    if distributed.launched_processes() > 1:
         distributed.exit_worker(status)
     sys.exit(status)
 

@@ -15,7 +15,6 @@ written before: the run folder is made after these checks.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -23,6 +22,7 @@ from sacred.utils import SacredError
 
 from .data.datasets import dataset_root_problem
 from .device import precision_problem, torchrun_problem
+from .distributed import launched_processes
 from .files import writable_problem
 from .models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from .rules import problem
@@ -97,7 +97,7 @@ def _train_problems(settings: Settings, request) -> List[str]:
         problems.append(problem("data.weak", settings.data.weak,
                                 "must be 'dense' for training: weak supports are a test-time "
                                 "setting (Table 6)"))
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_processes()
     if settings.train.batch_size % world_size:
         problems.append(problem("train.batch_size", settings.train.batch_size,
                                 f"must be a multiple of the {world_size} processes"))

@@ -50,7 +50,6 @@ PAGES = [README] + [REPO_ROOT / "docs" / f"{name}.md" for name in (
     "training-and-testing", "data", "reproducing", "cluster", "reporting", "own-data", "api",
     "performance", "precision", "your-own-method", "paper-vs-released", "development",
     "PROTOCOL")]
-PREFIXES = ("python ", "torchrun ", "make ")
 # a command may start with environment variables: `VAR=value python ...`
 COMMAND_START = re.compile(r"(?:[A-Z][A-Z0-9_]*=\S+ +)*(?:python|torchrun|make) ")
 ASSIGNMENT = re.compile(r"[A-Z][A-Z0-9_]*=")
