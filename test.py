@@ -25,22 +25,22 @@ test's is said in one line.
 import sys
 import warnings
 
-from panet import distributed
-from panet.config import PanetExperiment
+from panet.base import distributed
+from panet.run.experiments import PanetExperiment
 from panet.data import make_episode_dataset, make_source
 from panet.data.folds import split_classes
-from panet.evaluation import encode_path, evaluate_runs
-from panet.metrics import IoUMeter
-from panet.model_files import build_panet, read_model_file
+from panet.evaluation.images import encode_path, evaluate_runs
+from panet.evaluation.metrics import IoUMeter
+from panet.weights.model_files import build_panet, read_model_file
 from panet.models.builder import build_model
-from panet.monitor import ScalarLog
-from panet.results import code_version, describe_setting, format_table, write_json
-from panet.runs import RESULTS_FILE, announce_device, script_main, shared_run_dir
-from panet.safe_load import plain_data
+from panet.base.monitor import ScalarLog
+from panet.report.results import code_version, describe_setting, format_table, write_json
+from panet.run.folder import RESULTS_FILE, announce_device, script_main, shared_run_dir
+from panet.base.safe_load import plain_data
 from panet.settings import EpisodeSetting, Settings, fingerprint
-from panet.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
+from panet.report.statistics import (RECORDS_FILE, bootstrap_intervals, bootstrap_seed,
                               records_of_test)
-from panet.validation import precision_override, protocol_overrides
+from panet.run.validation import precision_override, protocol_overrides
 
 ex = PanetExperiment("panet_test", script="test")
 

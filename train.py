@@ -23,17 +23,18 @@ from typing import Optional, Tuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from panet import distributed, engine
-from panet.checkpoint import (checkpoint_contents, load_checkpoint, restore_rng_states,
+from panet import training
+from panet.base import distributed
+from panet.weights.checkpoint import (checkpoint_contents, load_checkpoint, restore_rng_states,
                               save_checkpoint)
-from panet.config import PanetExperiment
+from panet.run.experiments import PanetExperiment
 from panet.data import make_episode_dataset
-from panet.diskspace import checkpoints_to_write, serialized_size, space_warning
-from panet.engine import (NonFiniteLossError, Optimization, StepBatches, build_optimization,
-                          episode_loader)
+from panet.base.diskspace import checkpoints_to_write, serialized_size, space_warning
+from panet.data.episodes import episode_loader
+from panet.training import (NonFiniteLossError, Optimization, StepBatches, build_optimization)
 from panet.models.builder import build_model
-from panet.monitor import Progress, ScalarLog
-from panet.runs import announce_device, script_main, shared_run_dir
+from panet.base.monitor import Progress, ScalarLog
+from panet.run.folder import announce_device, script_main, shared_run_dir
 from panet.settings import Settings
 
 ex = PanetExperiment("panet_train", script="train")
@@ -135,7 +136,7 @@ def main(_run, _config):
 
         try:
             with progress:
-                steps = engine.train(ddp, optimization, loader, align_weight=train.align_weight,
+                steps = training.train(ddp, optimization, loader, align_weight=train.align_weight,
                                      on_step=on_step, on_interrupt=on_interrupt, context=context)
         except NonFiniteLossError as error:
             last = checkpoints / "last.pt"

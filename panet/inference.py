@@ -43,10 +43,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
-from panet.device import precision_problem, use_device
-from panet.model_files import build_panet, model_input_size, read_model_file
+from panet.base.device import precision_problem, use_device
+from panet.weights.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet
 from panet.models.builder import build_model
 from panet.models.numerics import Numerics
@@ -210,7 +210,7 @@ class Segmenter:
                         batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                         memory_format: str = "contiguous") -> "Segmenter":
         """The model of a train.py checkpoint or of a released PANet snapshot
-        (`panet.model_files.read_model_file`), at the input size it was trained with (417 for
+        (`panet.weights.model_files.read_model_file`), at the input size it was trained with (417 for
         released snapshots)."""
         model_file = read_model_file(path)
         return cls(build_panet(model_file), model_input_size(model_file), device, batch_size,

@@ -10,10 +10,10 @@ rule it must follow and what it means.
 
 The defaults are the paper's (PANet on PASCAL-5i fold 0, 1-way 1-shot, VGG-16 from ImageNet,
 SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234).
-`panet.config` builds the sacred configuration from these classes (their defaults and field
+`panet.run.experiments` builds the sacred configuration from these classes (their defaults and field
 docs) and the objects from sacred's configuration, once per run (`Settings.from_config`).
 Each class checks its own fields (`problems`: one line per bad value, naming the key); checks
-that involve files or several sections live in `panet.validation`. Nothing here imports sacred.
+that involve files or several sections live in `panet.run.validation`. Nothing here imports sacred.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
-from .data.datasets import DATASETS
-from .data.episodes import COCO_LABELS, WEAK_KINDS
-from .data.folds import FOLD_STYLES
-from .data.weak import BOX_CHOICES
-from .evaluation_options import ENCODINGS, RESOLUTIONS, EvalOptions
-from .metrics import RULES as METRIC_RULES
-from .models.encoders import ENCODERS, imagenet_weights
-from .models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
+from panet.data.datasets import DATASETS
+from panet.data.episodes import COCO_LABELS, WEAK_KINDS
+from panet.data.folds import FOLD_STYLES
+from panet.data.weak import BOX_CHOICES
+from panet.evaluation.options import ENCODINGS, RESOLUTIONS, EvalOptions
+from panet.evaluation.metrics import RULES as METRIC_RULES
+from panet.models.encoders import ENCODERS, imagenet_weights
+from panet.models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
                              is_factory_spec)
-from .models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
-from .rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
+from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
+from panet.base.rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
                     optional_path, problem, size, text)
 
 IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
@@ -202,7 +202,7 @@ class ModelSettings(Section):
                                  f"must be None: the {self.encoder!r} encoder has no pretrained "
                                  "weights"))
         try:
-            import_factory(self.factory)  # what the factory makes: panet.validation
+            import_factory(self.factory)  # what the factory makes: panet.run.validation
         except FactoryError as error:
             found.append(problem("model.factory", self.factory, str(error)))
         return found
@@ -272,7 +272,7 @@ class TestSettings(Section):
     overwrite: bool = setting(False, flag(), "replace the results an output_dir already holds")
 
     def eval_options(self, workers: int) -> EvalOptions:
-        """How `panet.evaluation` runs this test (its options object, free of config words)."""
+        """How `panet.evaluation.images` runs this test (its options object, free of config words)."""
         return EvalOptions(encode=self.encode, batch_size=self.batch_size,
                            resolution=self.resolution, cache_gb=self.cache_gb,
                            cache_dir=self.cache_dir, workers=workers)

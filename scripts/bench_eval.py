@@ -23,7 +23,7 @@ encoding every episode's images (test.encode=episode, the released behaviour).
     classes on its trainaug list), 1 run, 1-way, random encoder weights (speed does not depend
     on them), data loading in the measuring process (workers 0), --threads torch threads. Each
     path runs in a fresh subprocess that reports its wall and CPU time, its encoder calls (a
-    forward hook counting images), its peak resident set size (VmHWM, `panet.process_memory`)
+    forward hook counting images), its peak resident set size (VmHWM, `panet.base.process_memory`)
     and its resident size once the model and episodes are loaded; with --repeats N the paths
     alternate N times and the fastest run of each counts (the machine may be shared). Targets:
     new/old wall time <= 1.15 x new/old calls; peak of the image path <= 1.5 GiB above the
@@ -49,11 +49,11 @@ from panet.data import episode_dataset, make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.synthetic import generate
 from panet.data.voc import VocSource
-from panet.evaluation import GIB, evaluate_runs, feature_shape, plan_runs, schedule
-from panet.evaluation_options import EvalOptions
-from panet.metrics import IoUMeter
+from panet.evaluation.images import GIB, evaluate_runs, feature_shape, plan_runs, schedule
+from panet.evaluation.options import EvalOptions
+from panet.evaluation.metrics import IoUMeter
 from panet.models import ENCODERS, PANet, build_encoder
-from panet.process_memory import peak_resident_bytes, resident_bytes
+from panet.base.process_memory import peak_resident_bytes, resident_bytes
 from panet.settings import EpisodeSetting, TestSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ unless --data-root gives the data of that checkpoint's test setting (its episode
 
 Times are medians of --repeats runs after a warm-up, the measured operations alternating so
 that drift hits all of them. Memory: on CUDA, peak allocated bytes; on CPU, each step runs in a
-fresh subprocess and reports its peak resident set size (VmHWM, `panet.process_memory`) above
+fresh subprocess and reports its peak resident set size (VmHWM, `panet.base.process_memory`) above
 the resident size just before the step, plus the absolute peak. --json: the last line printed is
 one JSON object of the numbers.
 
@@ -42,14 +42,14 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from panet.checkpoint import find_checkpoint
+from panet.weights.checkpoint import find_checkpoint
 from panet.data import collate_episodes, make_episode_dataset
-from panet.device import precision_reason
-from panet.losses import panet_loss
-from panet.model_files import build_panet, model_settings, read_model_file
+from panet.base.device import precision_reason
+from panet.models.losses import panet_loss
+from panet.weights.model_files import build_panet, model_settings, read_model_file
 from panet.models import PANet, build_encoder, resnet_encoder
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
-from panet.process_memory import peak_resident_bytes, resident_bytes
+from panet.base.process_memory import peak_resident_bytes, resident_bytes
 from panet.settings import EpisodeSetting
 
 TARGETS = {"train": 1.10, "inference": 1.10, "memory": 1.25}

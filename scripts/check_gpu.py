@@ -32,10 +32,10 @@ from typing import Callable, List, Optional
 
 import torch
 
-from panet.checkpoint import load_checkpoint
+from panet.weights.checkpoint import load_checkpoint
 from panet.data.synthetic import EXAMPLE_CLASS, VOC_DIR, generate, write_predict_example
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, LIST_DIR, read_id_list
-from panet.device import resolve_device
+from panet.base.device import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_ATOL = 1e-3  # the exactness contract: IoUs (fractions) within 0.1 points

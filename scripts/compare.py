@@ -26,12 +26,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from panet.comparison import (comparison_document, comparison_problems, comparison_report,
+from panet.report.comparison import (comparison_document, comparison_problems, comparison_report,
                               load_test)
-from panet.files import atomic_write
-from panet.results import json_text
-from panet.statistics import paired_comparison
-from panet.tables import render_latex, render_markdown
+from panet.base.files import atomic_write
+from panet.report.results import json_text
+from panet.report.statistics import paired_comparison
+from panet.reproduce import render_latex, render_markdown
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

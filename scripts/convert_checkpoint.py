@@ -37,14 +37,14 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from panet.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
-from panet.engine import build_optimization
-from panet.files import atomic_write
-from panet.model_files import ModelFile, build_panet, read_model_file
+from panet.weights.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
+from panet.training import build_optimization
+from panet.base.files import atomic_write
+from panet.weights.model_files import ModelFile, build_panet, read_model_file
 from panet.models.factory import DEFAULT_FACTORY
-from panet.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
+from panet.weights.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
                             setting_of_config)
-from panet.safe_load import plain_data
+from panet.base.safe_load import plain_data
 from panet.settings import TrainSettings
 
 SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
@@ -102,7 +102,7 @@ def released_setting(model_file: ModelFile, args: argparse.Namespace
 
 def training_config(setting: ReleasedSetting) -> Dict[str, Any]:
     """The config `python train.py with <setting's named configs and values>` would run with."""
-    from panet.runs import load_experiment
+    from panet.run.folder import load_experiment
 
     with contextlib.redirect_stdout(io.StringIO()):  # print_config's output
         run = load_experiment("train").run("print_config", named_configs=setting.named_configs(),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from panet.data.synthetic import EXAMPLE_CLASS, write_predict_example
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, LIST_DIR, read_id_list
-from panet.visualize import save_qualitative
+from panet.report.figures import save_qualitative
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTING = ["synthetic", "small", "data.fold=0"]

@@ -23,8 +23,8 @@ from typing import Tuple
 
 from panet.data.label_png import save_label_png
 from panet.data.voc import CLASS_DIR, ORIGIN, SCRIBBLE_DIR, generate_scribbles
-from panet.files import atomic_write
-from panet.monitor import Progress
+from panet.base.files import atomic_write
+from panet.base.monitor import Progress
 
 
 def write_scribbles(task: Tuple[Path, str]) -> float:

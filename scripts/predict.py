@@ -28,11 +28,11 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from panet.data.label_png import save_label_png
-from panet.device import precision_reason, resolve_device
+from panet.base.device import precision_reason, resolve_device
 from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
-from panet.monitor import Progress
-from panet.visualize import label_palette, prediction_overlay
+from panet.base.monitor import Progress
+from panet.report.figures import label_palette, prediction_overlay
 
 QUERY_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OVERLAY_SUFFIX = "_overlay"

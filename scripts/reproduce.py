@@ -41,19 +41,19 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from panet import tables
-from panet.checkpoint import find_checkpoint, run_dir_of
-from panet.cluster import executors
-from panet.cluster.jobrun import command_now, remove_finished_caches
-from panet.cluster.slurm import SlurmError
+from panet import reproduce as tables
+from panet.weights.checkpoint import find_checkpoint, run_dir_of
+from panet.reproduce import executors
+from panet.reproduce.jobrun import command_now, remove_finished_caches
+from panet.reproduce.slurm import SlurmError
 from panet.data import synthetic
-from panet.device import use_device
-from panet.files import atomic_write
-from panet.model_files import resolve_checkpoint
+from panet.base.device import use_device
+from panet.base.files import atomic_write
+from panet.weights.model_files import resolve_checkpoint
 from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
-from panet.results import code_version
-from panet.tables import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
+from panet.report.results import code_version
+from panet.reproduce import (PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES, Job,
                           Scale, Setting, Variant)
 
 REPO_ROOT = tables.REPO_ROOT
@@ -106,9 +106,9 @@ def run_jobs(jobs: Sequence[Job], run: Execute = execute) -> List[str]:
 
 def config_problems(jobs: Sequence[Job]) -> List[str]:
     """Every job's configuration composed as its train.py / test.py would compose it, and checked
-    (panet.validation) before anything runs. Files are checked by each job when it starts: a
+    (panet.run.validation) before anything runs. Files are checked by each job when it starts: a
     test job's checkpoint does not exist before its train job has run."""
-    from panet.validation import ConfigError
+    from panet.run.validation import ConfigError
 
     problems = []
     for job in jobs:
@@ -121,7 +121,7 @@ def config_problems(jobs: Sequence[Job]) -> List[str]:
 
 def experiment_of(job: Job):
     """The sacred experiment of the job's script (loaded once)."""
-    from panet.runs import load_experiment
+    from panet.run.folder import load_experiment
 
     if job.script not in EXPERIMENTS:
         EXPERIMENTS[job.script] = load_experiment(job.script)
@@ -226,7 +226,7 @@ def write_table(number: int, scale: Scale) -> Path:
 
 
 def write_prototype_distance(scale: Scale, device: torch.device) -> Path:
-    from panet.analysis import measure_prototype_distance, prototype_distance_report
+    from panet.report.analysis import measure_prototype_distance, prototype_distance_report
 
     measured, models = {}, []
     for name, setting in PROTOTYPE_DISTANCE_MODELS.items():
@@ -245,8 +245,8 @@ def write_prototype_distance(scale: Scale, device: torch.device) -> Path:
 
 
 def write_loss_curves(scale: Scale, fold: int) -> Path:
-    from panet.analysis import read_training_curves
-    from panet.visualize import plot_loss_curves
+    from panet.report.analysis import read_training_curves
+    from panet.report.figures import plot_loss_curves
 
     panels = {}
     for (shots, align), setting in tables.loss_curve_models(fold, scale.encoder).items():
@@ -258,8 +258,8 @@ def write_loss_curves(scale: Scale, fold: int) -> Path:
 
 def write_run_loss_curves(run_dirs: Sequence[Path]) -> Path:
     """The loss curves of any train.py run folders in one panel, saved in the first of them."""
-    from panet.analysis import read_training_curves
-    from panet.visualize import plot_loss_curves
+    from panet.report.analysis import read_training_curves
+    from panet.report.figures import plot_loss_curves
 
     curves = {str(run): read_training_curves(run) for run in run_dirs}
     return plot_loss_curves({"training loss": curves}, run_dirs[0] / "loss_curves.png")
@@ -524,7 +524,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Execute = execute) -> int:
                   else write_loss_curves(scale, args.fold))
         print(f"wrote {figure}")
     else:
-        from panet.visualize import save_qualitative
+        from panet.report.figures import save_qualitative
 
         overrides = qualitative_overrides(args, scale)
         figure = save_qualitative(args.checkpoint or jobs[0].output,

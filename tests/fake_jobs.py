@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from panet.tables import Job
+from panet.reproduce import Job
 
 FAKE_JOB = textwrap.dedent('''
     """A stand-in for train.py / test.py: does what its options say, then writes --output."""

@@ -15,10 +15,10 @@ from PIL import Image
 from sacred.config.custom_containers import ReadOnlyDict, ReadOnlyList
 
 from conftest import REPO_ROOT, load_script
-from panet.checkpoint import (find_checkpoint, load_checkpoint, load_checkpoint_header,
+from panet.weights.checkpoint import (find_checkpoint, load_checkpoint, load_checkpoint_header,
                               restore_rng_states, rng_states, save_checkpoint)
 from panet.inference import Segmenter
-from panet.model_files import read_model_file
+from panet.weights.model_files import read_model_file
 from panet.models import DilatedVGG, PANet
 from panet.models.vgg import Block
 

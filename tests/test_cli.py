@@ -16,9 +16,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO_ROOT, blob_labels, load_script
-from panet.checkpoint import load_checkpoint
+from panet.weights.checkpoint import load_checkpoint
 from panet.data.label_png import save_label_png
-from panet.runs import load_experiment, run_from_command_line
+from panet.run.folder import load_experiment, run_from_command_line
 from panet.settings import rule_keys
 
 TRAIN, TEST = load_experiment("train"), load_experiment("test")

@@ -18,7 +18,7 @@ from pycocotools import mask as rle_ops
 
 from panet.data import coco
 from panet.data.coco import CocoSource
-from panet.files import default_file_mode
+from panet.base.files import default_file_mode
 
 H, W = 6, 8
 CAT, DOG, CAR = 1, 2, 3

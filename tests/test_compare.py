@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import load_script
-from panet.comparison import PROTOCOL_KEYS
+from panet.report.comparison import PROTOCOL_KEYS
 from panet.settings import EpisodeSetting
-from panet.statistics import EpisodeRecords
+from panet.report.statistics import EpisodeRecords
 from test_statistics import naive_mean_iou, record_rows
 
 COMPARE = load_script("compare")

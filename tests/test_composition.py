@@ -9,12 +9,12 @@ import pytest
 import torch
 from sacred.initialize import create_run
 
-from panet.checkpoint import save_checkpoint
-from panet.config import named_config_files
+from panet.weights.checkpoint import save_checkpoint
+from panet.run.experiments import named_config_files
 from panet.models import PANet, build_encoder
-from panet.runs import load_experiment
+from panet.run.folder import load_experiment
 from panet.settings import EpisodeSetting, ModelSettings, RunSettings, TestSettings, TrainSettings
-from panet.validation import ConfigError
+from panet.run.validation import ConfigError
 
 TRAIN, TEST = load_experiment("train"), load_experiment("test")
 NAMED = sorted(named_config_files())
@@ -135,7 +135,7 @@ def test_a_checkpoint_architecture_cannot_change_at_test_time(stored_checkpoint)
 def test_resume_applies_or_refuses_every_data_value_given(resumable_checkpoint, key):
     """Beside train.resume a data value is either one that may change (where the data is, how
     it is read: applied) or refused naming the checkpoint's value."""
-    from panet.validation import RESUMABLE
+    from panet.run.validation import RESUMABLE
 
     path, stored = resumable_checkpoint
     default = EpisodeSetting().as_config()[key]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from panet.constants import IMAGENET_MEAN, IMAGENET_STD
+from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
 from panet.data.transforms import as_size, hflip, normalize, resize_image, resize_nearest
 
 

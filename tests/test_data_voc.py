@@ -16,7 +16,7 @@ from panet.data.sampling import Episode
 from panet.data.voc import VocSource
 from panet.data.voc_prepare import write_class_lists
 from panet.data.weak import build_scribble_map
-from panet.files import default_file_mode
+from panet.base.files import default_file_mode
 from panet.settings import EpisodeSetting
 
 from conftest import blob_labels, load_script, write_jpeg

@@ -4,8 +4,8 @@ torch's answers (how many GPUs, whether CUDA works) with monkeypatch."""
 import pytest
 import torch
 
-import panet.device as device_module
-from panet.device import (describe_device, device_line, resolve_device, set_tf32,
+import panet.base.device as device_module
+from panet.base.device import (describe_device, device_line, resolve_device, set_tf32,
                           torchrun_problem, use_device)
 
 
@@ -51,8 +51,8 @@ def test_more_processes_than_gpus_is_one_line(gpus, under_torchrun):
 
 def test_the_config_check_refuses_it_before_any_work(gpus, under_torchrun):
     """The config hook runs before any run folder or model exists."""
-    from panet.runs import load_experiment
-    from panet.validation import ConfigError
+    from panet.run.folder import load_experiment
+    from panet.run.validation import ConfigError
 
     gpus(1)
     under_torchrun(2)

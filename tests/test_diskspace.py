@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from panet.checkpoint import load_checkpoint, save_checkpoint
-from panet.diskspace import (DiskFullError, checkpoints_to_write, format_size, serialized_size,
+from panet.weights.checkpoint import load_checkpoint, save_checkpoint
+from panet.base.diskspace import (DiskFullError, checkpoints_to_write, format_size, serialized_size,
                              space_warning)
 
 

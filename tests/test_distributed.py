@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 SCRIPT = """
 import atexit, logging
 from sacred import Experiment
-from panet.runs import script_main
+from panet.run.folder import script_main
 
 atexit.register(lambda: print("interpreter teardown"))
 ex = Experiment("exit_check")
@@ -61,7 +61,7 @@ def test_a_failed_run_exits_1_with_its_traceback(tmp_path, world_size):
                                                    ("stopped: see above", 1,
                                                     "stopped: see above\n")])
 def test_exit_worker_keeps_the_status_and_the_buffered_output(status, code, message):
-    program = (f"from panet.distributed import exit_worker\nprint('kept', end='')\n"
+    program = (f"from panet.base.distributed import exit_worker\nprint('kept', end='')\n"
                f"exit_worker({status!r})")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)

@@ -1,4 +1,4 @@
-"""The image evaluation path (panet.evaluation, test.encode=image) against the per-episode path.
+"""The image evaluation path (panet.evaluation.images, test.encode=image) against the per-episode path.
 
 Exactness: both paths score the same queries with logits within the contract's tolerance
 (tests/tolerance.py), and test.py's results.json of both agree within 0.1 IoU points in every
@@ -30,10 +30,10 @@ from panet.data import make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.sampling import sample_episodes
 from panet.data.voc import IMAGE_DIR, VocSource
-from panet.evaluation import evaluate_images, evaluate_runs, plan_runs, schedule
-from panet.evaluation_options import EvalOptions
-from panet.feature_cache import DiskCache
-from panet.metrics import IoUMeter
+from panet.evaluation.images import evaluate_images, evaluate_runs, plan_runs, schedule
+from panet.evaluation.options import EvalOptions
+from panet.evaluation.feature_cache import DiskCache
+from panet.evaluation.metrics import IoUMeter
 from panet.models import PANet, build_encoder
 from panet.settings import EpisodeSetting
 from test_experiments import QUIET, TEST, torchrun

@@ -16,14 +16,14 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from conftest import load_script
 from fake_jobs import fake  # noqa: F401  (fixture)
-from panet import tables
-from panet.cluster.jobrun import (RECORD_FILE, command_now, prerequisites, remove_finished_caches,
+from panet import reproduce as tables
+from panet.reproduce.jobrun import (RECORD_FILE, command_now, prerequisites, remove_finished_caches,
                           run_folder, write_record)
-from panet.cluster.jobstatus import QueueEntry, job_status, job_statuses, summary
-from panet.cluster.parallel import LOG_FILE, LocalExecutor
-from panet.runlock import RunFolderLock
-from panet.cluster.slurm import SlurmOptions, dependency_of, time_minutes
-from panet.tables import TABLES, Scale, Setting
+from panet.reproduce.jobstatus import QueueEntry, job_status, job_statuses, summary
+from panet.reproduce.parallel import LOG_FILE, LocalExecutor
+from panet.base.lock import RunFolderLock
+from panet.reproduce.slurm import SlurmOptions, dependency_of, time_minutes
+from panet.reproduce import TABLES, Scale, Setting
 
 reproduce = load_script("reproduce")
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, load_script
-from panet.checkpoint import load_checkpoint
-from panet.engine import NonFiniteLossError
-from panet.metrics import iou_from_counts
-from panet.runs import load_experiment
-from panet.statistics import EpisodeRecords, mismatch
+from panet.weights.checkpoint import load_checkpoint
+from panet.training import NonFiniteLossError
+from panet.evaluation.metrics import iou_from_counts
+from panet.run.folder import load_experiment
+from panet.report.statistics import EpisodeRecords, mismatch
 from tolerance import assert_counts_close, assert_results_close
 
 QUIET = {"--loglevel": "ERROR"}
@@ -237,7 +237,7 @@ def test_episode_records_recompute_the_results_and_compare_models(trained, tmp_p
 
 
 def test_optimizer_choice():
-    from panet.engine import build_optimizer
+    from panet.training import build_optimizer
     from panet.settings import TrainSettings
 
     params = [torch.nn.Parameter(torch.zeros(3))]

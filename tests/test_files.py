@@ -1,9 +1,9 @@
-"""panet.files.writable_problem: the output-folder check that train.py and test.py run before
+"""panet.base.files.writable_problem: the output-folder check that train.py and test.py run before
 any work, on every torchrun rank at once."""
 
 import threading
 
-from panet.files import writable_problem
+from panet.base.files import writable_problem
 
 
 def test_a_writable_folder_passes_and_is_left_as_it_was(tmp_path):

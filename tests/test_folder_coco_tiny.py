@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_script, run_repo_python
-from panet.checkpoint import load_checkpoint
+from panet.weights.checkpoint import load_checkpoint
 from panet.data import make_episode_dataset
 from panet.settings import EpisodeSetting
 from panet.inference import Segmenter

@@ -10,7 +10,7 @@ import reference
 from tolerance import PIXEL_AGREEMENT
 from panet.data import collate_episodes, make_episode_dataset
 from panet.data.transforms import image_tensor, resize_nearest
-from panet.engine import MODEL_INPUTS
+from panet.models.factory import MODEL_INPUTS
 from panet.inference import Segmenter
 from panet.models import PANet
 from panet.models.vgg import (SMALL_DILATED, TORCHVISION_VGG16_CONVS, VGG16_WEIGHTS_FILE,
@@ -249,7 +249,7 @@ def test_inputs_are_checked_before_any_image_is_encoded(example, tmp_path, monke
 
 
 def test_from_checkpoint_and_from_weights(tmp_path, example):
-    from panet.checkpoint import save_checkpoint
+    from panet.weights.checkpoint import save_checkpoint
 
     model = small_panet(seed=4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

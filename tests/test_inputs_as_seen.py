@@ -120,7 +120,7 @@ def test_predict_decodes_every_query_before_writing(tmp_path, example, monkeypat
     support, mask, queries = example
     checkpoint = tmp_path / "final.pt"
     torch.manual_seed(0)
-    from panet.checkpoint import save_checkpoint
+    from panet.weights.checkpoint import save_checkpoint
 
     model = PANet(DilatedVGG(SMALL_DILATED))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import reference
-from panet.losses import alignment_loss, panet_loss, segmentation_loss
+from panet.models.losses import alignment_loss, panet_loss, segmentation_loss
 from panet.models import PANet, vgg16_encoder
 from test_model import random_episode, tiny_encoder
 

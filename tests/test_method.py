@@ -13,19 +13,19 @@ import pytest
 import torch
 from torch import nn
 
-import panet.engine
+import panet.training
 from conftest import load_script
 from examples.temperature import TemperaturePANet
-from panet.engine import train_step
-from panet.evaluation import encode_path, evaluate_images
+from panet.training import train_step
+from panet.evaluation.images import encode_path, evaluate_images
 from panet.inference import Segmenter
-from panet.losses import panet_loss
+from panet.models.losses import panet_loss
 from panet.models import PANet, build_encoder
 from panet.models.builder import build_model, model_with_weights
 from panet.models.factory import (FactoryError, check_model, import_factory, make_model,
                                   prototypes_decompose)
 from panet.settings import ModelSettings
-from panet.tables import TABLES, Scale, jobs_for
+from panet.reproduce import TABLES, Scale, jobs_for
 from test_cli import command, toy
 from test_evaluation import synthetic_data
 from test_experiments import QUIET, TEST, TRAIN
@@ -225,7 +225,7 @@ def test_train_step_minimises_the_models_own_loss(monkeypatch):
     def not_panet_loss(*args, **kwargs):
         raise AssertionError("PANet's loss was used")
 
-    monkeypatch.setattr(panet.engine, "panet_loss", not_panet_loss)
+    monkeypatch.setattr(panet.training, "panet_loss", not_panet_loss)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     losses = train_step(model, optimizer, batch, align_weight=1.0)
     assert losses["loss"] == pytest.approx(objective.item(), rel=1e-5)
@@ -248,7 +248,7 @@ def test_a_forward_or_loss_outside_the_interface_stops_with_one_line():
 
     model = small_model(TensorLoss)
     with pytest.raises(TypeError, match="`loss` returned a Tensor: it returns a "
-                                        "panet.losses.PANetLoss"):
+                                        "panet.models.losses.PANetLoss"):
         train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
 
 

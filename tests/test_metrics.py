@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import reference
-from panet.metrics import IoUMeter
-from panet.results import format_table
+from panet.evaluation.metrics import IoUMeter
+from panet.report.results import format_table
 
 CLASSES = [6, 7, 8, 9, 10]
 

@@ -18,19 +18,19 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import panet.device as device_module
+import panet.base.device as device_module
 from conftest import load_script
-from panet.checkpoint import checkpoint_contents, load_checkpoint
-from panet.device import cpu_has_native_bf16, precision_problem
-from panet.engine import train_step
-from panet.feature_cache import DiskCache
+from panet.weights.checkpoint import checkpoint_contents, load_checkpoint
+from panet.base.device import cpu_has_native_bf16, precision_problem
+from panet.training import train_step
+from panet.evaluation.feature_cache import DiskCache
 from panet.inference import Segmenter
-from panet.losses import panet_loss
+from panet.models.losses import panet_loss
 from panet.models import PANet, build_encoder
 from panet.models.numerics import Numerics
-from panet.runs import load_experiment
+from panet.run.folder import load_experiment
 from panet.settings import fingerprint
-from panet.validation import ConfigError
+from panet.run.validation import ConfigError
 from tolerance import (BF16_FEATURE_RTOL, BF16_LOGIT_ATOL, BF16_PIXEL_AGREEMENT, LOGIT_ATOL,
                        assert_logits_close, recorded_logits)
 

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from conftest import load_script
-from panet.checkpoint import save_checkpoint
+from panet.weights.checkpoint import save_checkpoint
 from panet.inference import Segmenter
 from panet.models import PANet
 from panet.models.vgg import SMALL_DILATED, DilatedVGG
-from panet.visualize import OUTSIDE_DIM, label_palette, overlay, prediction_overlay, way_colour
+from panet.report.figures import OUTSIDE_DIM, label_palette, overlay, prediction_overlay, way_colour
 
 PREDICT = load_script("predict")
 SIZE = 48

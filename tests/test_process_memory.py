@@ -1,4 +1,4 @@
-"""panet.process_memory: the peak a benchmark subprocess reports is its own (Linux /proc)."""
+"""panet.base.process_memory: the peak a benchmark subprocess reports is its own (Linux /proc)."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc")
 
 MIB = 2 ** 20
-REPORT = ("import json; from panet.process_memory import peak_resident_bytes, resident_bytes; "
+REPORT = ("import json; from panet.base.process_memory import peak_resident_bytes, resident_bytes; "
           "print(json.dumps([resident_bytes(), peak_resident_bytes()]))")
 
 
@@ -22,7 +22,7 @@ def run_python(code: str) -> list:
 def test_the_peak_rises_by_what_was_touched_and_stays_after_it_is_freed():
     before, after_free, peak = run_python(textwrap.dedent("""
         import json, numpy as np
-        from panet.process_memory import peak_resident_bytes, resident_bytes
+        from panet.base.process_memory import peak_resident_bytes, resident_bytes
         before = resident_bytes()
         block = np.ones(300 * 2 ** 20, dtype=np.uint8)  # 300 MiB, every page touched
         del block

@@ -41,9 +41,9 @@ import torch
 
 from conftest import REPO_ROOT
 from panet.data import synthetic
-from panet.device import cpu_has_native_bf16
+from panet.base.device import cpu_has_native_bf16
 from panet.models import PANet, vgg16_encoder
-from panet.released import panet_to_released
+from panet.weights.released import panet_to_released
 
 README = REPO_ROOT / "README.md"
 PAGES = [README] + [REPO_ROOT / "docs" / f"{name}.md" for name in (

@@ -21,11 +21,11 @@ from torch import nn
 
 import reference
 from conftest import load_script
-from panet.checkpoint import load_checkpoint, load_checkpoint_header, save_checkpoint
+from panet.weights.checkpoint import load_checkpoint, load_checkpoint_header, save_checkpoint
 from panet.inference import Segmenter
-from panet.model_files import build_panet, model_input_size, read_model_file
+from panet.weights.model_files import build_panet, model_input_size, read_model_file
 from panet.models import PANet, vgg16_encoder
-from panet.released import (ReleasedSetting, panet_to_released, parse_released_path,
+from panet.weights.released import (ReleasedSetting, panet_to_released, parse_released_path,
                             released_step, released_to_panet)
 
 convert = load_script("convert_checkpoint")
@@ -346,8 +346,8 @@ def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, s
                                                                    tmp_path):
     """The setting comes from the path (PASCAL, fold 2, 2-way 5-shot here), what is given on the
     command line wins, and results.json says where each came from, the format and the sha256."""
-    from panet.runs import load_experiment
-    from panet.safe_load import file_sha256
+    from panet.run.folder import load_experiment
+    from panet.base.safe_load import file_sha256
 
     run = load_experiment("test").run(options={"--loglevel": "ERROR"}, config_updates={
         "device": "cpu", "data": {"root": str(synthetic_root / "VOC2012"), "size": 65,
@@ -365,8 +365,8 @@ def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, s
 
 
 def test_a_released_snapshot_without_a_setting_needs_one(released, tmp_path):
-    from panet.runs import load_experiment
-    from panet.validation import ConfigError
+    from panet.run.folder import load_experiment
+    from panet.run.validation import ConfigError
 
     anonymous = tmp_path / "model.pth"
     anonymous.write_bytes(released[1].read_bytes())

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import load_script
-from panet import tables
-from panet.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
+from panet import reproduce as tables
+from panet.report.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
-from panet.runs import load_experiment
-from panet.tables import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
+from panet.run.folder import load_experiment
+from panet.reproduce import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
                           render_markdown, table_report)
-from panet.visualize import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
+from panet.report.figures import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
                              captioned_tiles, denormalize, episode_figure, moving_average, overlay,
                              plot_loss_curves, save_qualitative, wrap)
 

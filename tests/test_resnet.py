@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights
 
-from panet.losses import panet_loss
+from panet.models.losses import panet_loss
 from panet.models import PANet, vgg16_encoder
 from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL
 from panet.models.resnet import (RESNET50_WEIGHTS_FILE, RESNET50_WEIGHTS_URL,

@@ -13,18 +13,18 @@ import textwrap
 import pytest
 
 from conftest import REPO_ROOT
-from panet.runlock import LOCK_FILE, RunFolderBusy, RunFolderLock, writer_of
+from panet.base.lock import LOCK_FILE, RunFolderBusy, RunFolderLock, writer_of
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from panet.runlock import RunFolderLock
+    from panet.base.lock import RunFolderLock
     lock = RunFolderLock(sys.argv[1]).acquire()
     print("holding", flush=True)
     time.sleep(600)
 """)
 TRY = textwrap.dedent("""
     import sys
-    from panet.runlock import RunFolderBusy, RunFolderLock
+    from panet.base.lock import RunFolderBusy, RunFolderLock
     try:
         RunFolderLock(sys.argv[1], patience=0.2).acquire()
     except RunFolderBusy as busy:

@@ -14,12 +14,12 @@ import torch
 
 from conftest import REPO_ROOT, load_script
 from fake_jobs import fake  # noqa: F401  (fixture)
-from panet import tables
-from panet.checkpoint import load_checkpoint, load_checkpoint_header
-from panet.cluster.executors import status_report
-from panet.cluster.jobrun import python_command, read_record, run_folder
-from panet.cluster.slurm import SLURM_FOLDER, SlurmOptions, scheduler_queue, submit, submit_job, wait
-from panet.tables import Scale, Setting
+from panet import reproduce as tables
+from panet.weights.checkpoint import load_checkpoint, load_checkpoint_header
+from panet.reproduce.executors import status_report
+from panet.reproduce.jobrun import python_command, read_record, run_folder
+from panet.reproduce.slurm import SLURM_FOLDER, SlurmOptions, scheduler_queue, submit, submit_job, wait
+from panet.reproduce import Scale, Setting
 
 reproduce = load_script("reproduce")
 CPU_ONLY = SlurmOptions(gpus_per_job=0)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from panet.metrics import IoUMeter, episode_counts, iou_from_counts
-from panet.statistics import (SEED_DRAWS, EpisodeRecords, bootstrap_intervals, mismatch,
+from panet.evaluation.metrics import IoUMeter, episode_counts, iou_from_counts
+from panet.report.statistics import (SEED_DRAWS, EpisodeRecords, bootstrap_intervals, mismatch,
                               paired_comparison, resample_weights)
 
 CLASSES = [1, 2, 3]

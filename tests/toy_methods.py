@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from panet.losses import PANetLoss
+from panet.models.losses import PANetLoss
 from panet.models import PANet
 
 NOT_CALLABLE = 42  # model.factory=toy_methods:NOT_CALLABLE

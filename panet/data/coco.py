@@ -41,7 +41,7 @@ from PIL import Image
 from pycocotools import mask as rle_ops
 
 from panet.data.sources import Source
-from panet.files import atomic_write
+from panet.base.files import atomic_write
 from panet.data.transforms import displayed_size, to_rgb
 
 SPLITS = ("train", "val")
@@ -269,7 +269,7 @@ def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
 
 
 def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
-    """Write atomically (`panet.files.atomic_write`: readers see either the old file or the
+    """Write atomically (`panet.base.files.atomic_write`: readers see either the old file or the
     complete new one; the umask's mode, so that other users of a shared root can read it)."""
     with atomic_write(cache_file, "w") as f:
         for part in (key, _payload(index)):

@@ -36,7 +36,7 @@ class only where the ground truth holds it.
 Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps
 (each support's view after replacement and its masks, each query's view), recording for every
 image the generator state it was drawn from; ``__getitem__`` then decodes the views' pixels.
-``panet.evaluation`` plans whole test runs from layouts (no image decoded) and later draws one
+``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later draws one
 support or query again from its recorded state (``redraw_support``, ``redraw_query``): the same
 methods, hence the same images, masks and labels as the item.
 """
@@ -48,9 +48,9 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.sampling import Episode
 from panet.data.sources import Source
 from panet.data.transforms import as_size, hflip, image_tensor, resize_nearest
@@ -307,3 +307,15 @@ def collate_episodes(items: List[Dict[str, object]]) -> Dict[str, object]:
         values = [item[key] for item in items]
         batch[key] = torch.stack(values) if key in STACKED_KEYS else values
     return batch
+
+
+def episode_loader(dataset: Dataset, batch_sampler, workers: int,
+                   device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers,
+                      collate_fn=collate_episodes, pin_memory=device.type == "cuda")
+
+
+def to_device(batch: Dict, device: torch.device) -> Dict:
+    """Move the batch's tensors to `device`; lists (ids, full-size labels) stay as they are."""
+    return {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+            for key, value in batch.items()}

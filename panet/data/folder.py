@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
 from panet.data.voc import read_class_lists, read_id_list

@@ -12,7 +12,7 @@ from typing import BinaryIO, List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.transforms import upright
 
 PathLike = Union[str, Path]

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data import folder
 from panet.data.label_png import load_label_png, save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR

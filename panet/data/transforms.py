@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from panet.constants import IMAGENET_MEAN, IMAGENET_STD
+from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
 
 Size = Tuple[int, int]  # (H, W)
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a stored image is turned for display

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source

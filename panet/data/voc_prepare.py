@@ -20,7 +20,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES
 from panet.data.label_png import save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, ORIGIN, read_id_list

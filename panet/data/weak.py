@@ -43,7 +43,7 @@ from scipy.special import gammaln, xlogy
 from skimage.draw import line
 from skimage.morphology import medial_axis
 
-from panet.constants import IGNORE_INDEX
+from panet.base.constants import IGNORE_INDEX
 
 Masks = Tuple[np.ndarray, np.ndarray]  # (fg, bg), H x W bool
 BOX_CHOICES = ("largest", "random")

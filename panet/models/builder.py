@@ -9,8 +9,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from .encoders import ENCODERS, build_encoder
-from .factory import make_model
+from panet.models.encoders import ENCODERS, build_encoder
+from panet.models.factory import make_model
 
 
 def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Module:

@@ -15,8 +15,8 @@ from typing import Callable, Dict, Optional, Union
 
 from torch import nn
 
-from .resnet import RESNET_WEIGHTS, resnet_encoder
-from .vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, small_encoder, vgg16_encoder
+from panet.models.resnet import RESNET_WEIGHTS, resnet_encoder
+from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, small_encoder, vgg16_encoder
 
 # where torchvision keeps the ImageNet files it downloads (torch.hub's checkpoint folder)
 TORCHVISION_CACHE = Path("~/.cache/torch/hub/checkpoints")

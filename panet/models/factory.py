@@ -19,7 +19,7 @@ S shots, Q queries, P prototypes, C channels, H x W images, h x w features):
         the prototypes as a function of each support's masked average pools (B x W x S x C of
         foreground and of background): test.py's encode-once path then pools each support once
         (`prototypes_decompose`); PANet defines it and its `prototypes` calls it
-    loss(out, query_labels, support_fg, support_bg) -> panet.losses.PANetLoss
+    loss(out, query_labels, support_fg, support_bg) -> panet.models.losses.PANetLoss
         the training objective, instead of PANet's L_seg + train.align_weight * L_PAR
 
 Every model is made here (`make_model`, through `panet.models.builder`), so train.py, test.py,
@@ -41,10 +41,11 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import nn
 
-from .encoders import build_encoder
-from .panet import PANetOutput
+from panet.models.encoders import build_encoder
+from panet.models.panet import PANetOutput
 
 DEFAULT_FACTORY = "panet.models:PANet"
+MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")  # forward's
 _NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 FACTORY_SPEC = re.compile(rf"{_NAME}:{_NAME}")  # package.module:callable (or Class.method)
 FACTORY_FORM = "a 'package.module:callable' string (e.g. 'examples.temperature:TemperaturePANet')"

@@ -2,7 +2,7 @@
 
 Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size,
 h x w feature size. The network holds no loss: `PANetOutput` carries what the losses need
-(`panet.losses`), so training code composes model and criterion.
+(`panet.models.losses`), so training code composes model and criterion.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .numerics import Numerics
-from .prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
+from panet.models.numerics import Numerics
+from panet.models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
 
 ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
 

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
 
 RESNET50_WEIGHTS_FILE = "resnet50-0676ba61.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V1
 RESNET50_WEIGHTS_URL = TORCHVISION_MODELS_URL + RESNET50_WEIGHTS_FILE

@@ -13,7 +13,7 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE

@@ -1,0 +1,1 @@
+"""What knows nothing of PANet: errors, files, devices, processes, progress, locks, safe loading."""

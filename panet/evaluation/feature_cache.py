@@ -1,0 +1,103 @@
+"""Where the encode-once evaluation keeps encoder features between its support and query steps:
+in host memory (`MemoryCache`) or as files that later evaluations reuse (`DiskCache`).
+
+Shapes: C x h x w features of one image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Dict, FrozenSet, Iterable, Union
+
+import torch
+from torch import nn
+
+from panet.data.episodes import EpisodeDataset
+from panet.base.files import atomic_write
+from panet.base.safe_load import load_data
+
+
+class MemoryCache:
+    """Features in host memory, each read once (step 3) and then dropped."""
+
+    persistent = False
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._features: Dict[str, torch.Tensor] = {}
+
+    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
+        return frozenset()
+
+    def free_bytes(self, budget: int, world_size: int) -> int:
+        return budget  # each process has its own
+
+    def put(self, image_id: str, features: torch.Tensor) -> None:
+        self._features[image_id] = features.to("cpu", copy=True)
+
+    def get(self, image_id: str) -> torch.Tensor:
+        return self._features.pop(image_id).to(self.device)
+
+
+class DiskCache:
+    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>[-<precision>]/
+    <image key>.pt` (no precision part for fp32), kept for later evaluations. The image key
+    hashes the image's identity (`Source.image_identity`: its file's path, size and modification
+    time), so an image rewritten at the same path is encoded again instead of being served its
+    old features. `precision` is the encoder's (`panet.models.numerics`): bf16 features differ
+    from fp32 ones beyond float rounding, so they are kept apart."""
+
+    persistent = True
+
+    def __init__(self, directory: Union[str, Path], encoder: nn.Module, dataset: EpisodeDataset,
+                 device: torch.device, precision: str = "fp32"):
+        self.root = Path(directory).expanduser()
+        height, width = dataset.size
+        computed = device.type if precision == "fp32" else f"{device.type}-{precision}"
+        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{computed}"
+        self.source = dataset.source
+        self.device = device
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"test.cache_dir: cannot create {self.folder} ({error}); point "
+                          "test.cache_dir at a writable folder, or set it to None") from None
+
+    def path(self, image_id: str) -> Path:
+        key = hashlib.sha1(self.source.image_identity(image_id).encode()).hexdigest()[:24]
+        return self.folder / f"{key}.pt"
+
+    def stored(self, image_ids: Iterable[str]) -> FrozenSet[str]:
+        present = set(os.listdir(self.folder))
+        return frozenset(image for image in image_ids if self.path(image).name in present)
+
+    def free_bytes(self, budget: int, world_size: int) -> int:
+        """This process's share of what the budget leaves beside the files already there."""
+        used = sum(path.stat().st_size for path in self.root.rglob("*.pt"))
+        return (budget - used) // world_size
+
+    def put(self, image_id: str, features: torch.Tensor) -> None:
+        with atomic_write(self.path(image_id)) as file:  # readers see no file or a whole one
+            torch.save(features.to("cpu", copy=True), file)
+
+    def get(self, image_id: str) -> torch.Tensor:
+        path = self.path(image_id)
+        try:
+            features = load_data(path, f"feature cache file (image {image_id!r})")
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{error}; delete {self.folder} and run again") from None
+        if not torch.is_tensor(features):
+            raise ValueError(f"feature cache file {path} holds no tensor; delete {self.folder} "
+                             "and run again")
+        return features.to(self.device)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names and bytes of every tensor)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

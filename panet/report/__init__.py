@@ -1,0 +1,1 @@
+"""What results become: test records, statistics, comparisons, analyses, figures, tables rendered."""

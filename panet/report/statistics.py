@@ -1,0 +1,315 @@
+"""Numbers you can cite: per-episode records of a test, bootstrap intervals, paired comparisons.
+
+Shape letters: R runs, E episodes per run, N query records, W ways, S shots, K the test classes
+of the fold (the metric's classes; slot 0 of a class axis is the background).
+
+A test's *records* keep, for every query of every episode of every run, its TP/FP/FN counts per
+episode label (PROTOCOL §9, under the metric rule used) with the episode's class ids and image
+ids: everything an IoU-based statistic needs, without running the model again. Summing them per
+class gives exactly the counts `IoUMeter` accumulated (a test checks this).
+
+Bootstrap over episodes. A resample draws, in every run, E episodes with replacement from that
+run's E episodes, adds up their class-wise counts and computes the run's mean-IoU and binary-IoU
+exactly as the metric does (`panet.evaluation.metrics.iou_from_counts`); the statistic is their mean over
+runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
+from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It
+covers the variation due to *which episodes were sampled*, given the trained model: another
+draw of test episodes would give a number in it 95% of the time. It does not cover training
+randomness (another training seed gives another model): `scripts/reproduce.py --seeds N`
+measures that, and a comparison of several training seeds per side covers it (below).
+
+Paired comparison. Two records over identical episode lists (the same dataset, fold, setting,
+seed, runs and episodes; checked through the stored ids) are resampled with the *same* episode
+draws, so the interval of the difference A - B only holds the variation in how the two models
+differ, which is far tighter than comparing two independent intervals. The p-value is the
+two-sided bootstrap p-value of "no difference": twice the smaller share of resampled
+differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)), capped at 1.
+
+Training seeds. Another training seed gives another model, and PANet's numbers move more between
+training seeds than between draws of test episodes. A side of a comparison may therefore be
+several tests (models of one method trained with different seeds, tested on the same episodes):
+its value is the mean over them, and each resample also draws each side's models with
+replacement among its own (a bootstrap over seeds, then episodes), so the interval covers both
+sources of variation (`interval_coverage` says it in words). With one model per side it is the
+paired interval above.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from panet.base.files import atomic_write
+from panet.evaluation.metrics import iou_from_counts
+
+BOOTSTRAP_SEED = 0
+SEED_DRAWS = 1  # the seed draws of a comparison come from default_rng((seed, SEED_DRAWS))
+RECORDS_FILE = "episodes.npz"  # beside test.py's results.json
+CONFIDENCE = 0.95
+PathLike = Union[str, Path]
+
+
+@dataclass
+class EpisodeRecords:
+    """The per-query counts of a test (see the module docstring). N records, in any order.
+
+    run, episode, query: N int64 (episode index within its run, query index within its
+    episode); class_ids: N x W int64 global ids of the episode's ways; counts: N x (1 + W) x 3
+    int64 TP, FP, FN of labels [background, way 1, ..., way W]; query_ids: N str;
+    support_ids: N x W x S str. Image ids are those the episode list sampled (a support whose
+    mask vanishes at the input size is replaced by a deterministic draw from them).
+    """
+
+    run: np.ndarray
+    episode: np.ndarray
+    query: np.ndarray
+    class_ids: np.ndarray
+    counts: np.ndarray
+    query_ids: np.ndarray
+    support_ids: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.run)
+        if any(len(getattr(self, f.name)) != n for f in fields(self)):
+            raise ValueError("every field of EpisodeRecords needs one entry per query record")
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict]) -> "EpisodeRecords":
+        """From dicts with the field names as keys (one per query)."""
+        return cls(**{f.name: np.asarray([row[f.name] for row in rows]) for f in fields(cls)})
+
+    def sorted(self) -> "EpisodeRecords":
+        """The records in (run, episode, query) order (DDP ranks record them interleaved)."""
+        order = np.lexsort((self.query, self.episode, self.run))
+        return EpisodeRecords(**{f.name: getattr(self, f.name)[order] for f in fields(self)})
+
+    def save(self, path: PathLike) -> Path:
+        """Write a compressed .npz (atomically, umask permissions)."""
+        with atomic_write(path) as file:
+            np.savez_compressed(file, **{f.name: getattr(self, f.name) for f in fields(self)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "EpisodeRecords":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return cls(**{f.name: stored[f.name] for f in fields(cls)})
+        except (OSError, KeyError, ValueError) as error:
+            raise ValueError(f"{path} is not an episode-records file of test.py ({error})"
+                             ) from None
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.run.max()) + 1
+
+    def class_counts(self, class_ids: Sequence[int]) -> np.ndarray:
+        """R x E x (1 + K) x 3 counts per run, episode and class (slot 0 background, slot k the
+        k-th of `class_ids`): each query's label rows added to its episode's class slots."""
+        slot = {int(c): k + 1 for k, c in enumerate(class_ids)}
+        n_episodes = int(self.episode.max()) + 1
+        out = np.zeros((self.n_runs, n_episodes, 1 + len(slot), 3), dtype=np.int64)
+        slots = np.concatenate([np.zeros((len(self.run), 1), dtype=np.int64),
+                                np.vectorize(slot.__getitem__, otypes=[np.int64])(self.class_ids)],
+                               axis=1)  # N x (1 + W)
+        rows = np.broadcast_to(self.run[:, None], slots.shape)
+        cols = np.broadcast_to(self.episode[:, None], slots.shape)
+        np.add.at(out, (rows, cols, slots), self.counts)
+        return out
+
+    def episode_keys(self) -> List[tuple]:
+        """What identifies the episodes: per record its run, episode, query, classes and images."""
+        return list(zip(self.run.tolist(), self.episode.tolist(), self.query.tolist(),
+                        map(tuple, self.class_ids.tolist()), self.query_ids.tolist(),
+                        map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
+
+
+Side = Union[EpisodeRecords, Sequence[EpisodeRecords]]  # one test, or one per training seed
+
+
+def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence]) -> EpisodeRecords:
+    """EpisodeRecords from an `IoUMeter`'s kept `records` (run, episode, query, class ids,
+    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids)."""
+    rows = []
+    for run, episode, query, class_ids, counts in query_records:
+        sampled = episode_lists[run][episode]
+        rows.append({"run": run, "episode": episode, "query": query, "class_ids": class_ids,
+                     "counts": counts, "query_ids": sampled.queries()[query][1],
+                     "support_ids": sampled.support_ids})
+    return EpisodeRecords.from_rows(rows).sorted()
+
+
+def mismatch(a: EpisodeRecords, b: EpisodeRecords) -> Optional[str]:
+    """Why two records are not over identical episodes (None when they are)."""
+    keys_a, keys_b = a.sorted().episode_keys(), b.sorted().episode_keys()
+    if len(keys_a) != len(keys_b):
+        return f"{len(keys_a)} query records against {len(keys_b)}"
+    for key_a, key_b in zip(keys_a, keys_b):
+        if key_a != key_b:
+            return (f"run {key_a[0]} episode {key_a[1]} query {key_a[2]} differs: classes "
+                    f"{key_a[3]} / {key_b[3]}, query {key_a[4]} / {key_b[4]}, supports "
+                    f"{key_a[5]} / {key_b[5]}")
+    return None
+
+
+def resample_weights(n_runs: int, n_episodes: int, n_resamples: int,
+                     seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """n_resamples x R x E: how often each episode of each run is drawn in each resample
+    (E draws with replacement per run)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_episodes, size=(n_resamples, n_runs, n_episodes))
+    weights = np.zeros((n_resamples, n_runs, n_episodes), dtype=np.int64)
+    np.add.at(weights, (np.arange(n_resamples)[:, None, None], np.arange(n_runs)[None, :, None],
+                        draws), 1)
+    return weights
+
+
+def resampled_metrics(episode_counts: np.ndarray, weights: np.ndarray) -> Dict[str, np.ndarray]:
+    """Mean-IoU and binary-IoU (mean over runs) of each resample: `episode_counts` R x E x
+    (1 + K) x 3, `weights` n x R x E -> arrays of n values."""
+    counts = np.einsum("nre,rekc->nrkc", weights, episode_counts)
+    metrics = iou_from_counts(counts)
+    return {name: metrics[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
+
+
+def percentile_interval(values: np.ndarray) -> List[float]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def bootstrap_seed(fold: int) -> int:
+    """The resampling seed of a test of `fold`: each fold's episodes are resampled with their
+    own draws, so intervals of a mean over folds treat the folds as independent."""
+    return BOOTSTRAP_SEED + fold
+
+
+def resampled_run_means(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
+                        seed: int) -> Dict[str, np.ndarray]:
+    """Mean-IoU and binary-IoU (mean over runs) of `n_resamples` bootstrap resamples of the
+    episodes (module docstring): arrays of n_resamples values. Tests of the same episodes
+    resampled with the same `seed` get the same draws (paired)."""
+    episode_counts = records.class_counts(class_ids)
+    weights = resample_weights(*episode_counts.shape[:2], n_resamples, seed)
+    return resampled_metrics(episode_counts, weights)
+
+
+def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
+                        seed: int = BOOTSTRAP_SEED) -> Dict[str, List[float]]:
+    """`mean_iou_ci` and `binary_iou_ci`: 95% bootstrap intervals over episodes (module
+    docstring) of the mean over runs."""
+    resampled = resampled_run_means(records, class_ids, n_resamples, seed)
+    return {f"{name}_ci": percentile_interval(values) for name, values in resampled.items()}
+
+
+def p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'no difference' (module docstring)."""
+    n = len(differences)
+    below, above = (differences <= 0).sum(), (differences >= 0).sum()
+    return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
+
+
+def _models(side: Side) -> List[EpisodeRecords]:
+    return [side] if isinstance(side, EpisodeRecords) else list(side)
+
+
+def _statistics(n_runs: int, class_ids: Sequence[int]) -> Dict[tuple, Callable]:
+    """What a comparison reports, as functions of `iou_from_counts`'s output (arrays ... x R):
+    mean- and binary-IoU (mean over runs), each run's, each class's (mean over the runs that
+    evaluated it)."""
+    found: Dict[tuple, Callable] = {}
+    for name in ("mean_iou", "binary_iou"):
+        found[("overall", name)] = lambda m, name=name: m[name].mean(axis=-1)
+        for run in range(n_runs):
+            found[("runs", run, name)] = lambda m, name=name, run=run: m[name][..., run]
+    for k, class_id in enumerate(class_ids):
+        found[("classes", int(class_id))] = (
+            lambda m, k=k: np.nanmean(m["class_iou"][..., k + 1], axis=-1))
+    return found
+
+
+def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
+                      seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
+    """Differences A - B over identical episodes, overall (mean over runs), per run and per
+    class, each with its 95% bootstrap interval and p-value (module docstring). A side is one
+    test or several: the tests of models trained with different seeds, a side's value being the
+    mean over them.
+
+    Each resample draws the test episodes with replacement, the same draws for every model
+    (paired: `resample_weights(seed)`), and each side's models with replacement among its own
+    (`numpy.random.default_rng((seed, SEED_DRAWS))`); the difference is that of the drawn
+    models' means. `ci` and `p_value` come from these resamples: they cover training seeds and
+    test episodes (test episodes only when each side has one model). `ci_episodes` keeps every
+    model (only the episodes resampled): the interval for these trained models.
+
+    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
+    {class id: entry}} with entries {"a", "b", "difference", "ci", "p_value", "ci_episodes",
+    "a_models", "b_models"} (fractions; a_models: each of A's models' value); metrics are
+    mean_iou and binary_iou. Raises ValueError when a side is empty or the episodes differ.
+    """
+    models = [_models(a), _models(b)]
+    if not (models[0] and models[1]):
+        raise ValueError("each side of a comparison needs at least one test")
+    for side, letter in zip(models, "AB"):
+        for index, records in enumerate(side):
+            why = mismatch(models[0][0], records)
+            if why is not None:
+                raise ValueError(f"the tests did not see identical episodes ({letter}{index + 1} "
+                                 f"against A1): {why}")
+    counts = [[records.class_counts(class_ids) for records in side] for side in models]
+    n_runs, n_episodes = counts[0][0].shape[:2]
+    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
+    rng = np.random.default_rng((seed, SEED_DRAWS))
+    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
+    resampled = [[iou_from_counts(np.einsum("nre,rekc->nrkc", weights, c)) for c in side]
+                 for side in counts]
+    observed = [[iou_from_counts(c.sum(axis=1)) for c in side] for side in counts]
+
+    def entry(statistic: Callable) -> Dict[str, Any]:
+        with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+            warnings.simplefilter("ignore", RuntimeWarning)
+            draws = [np.stack([statistic(m) for m in side]) for side in resampled]  # models x n
+            values = [np.array([statistic(m) for m in side]) for side in observed]
+            drawn = [np.take_along_axis(d.T, p, axis=1).mean(axis=1) for d, p in zip(draws, picks)]
+            diffs, fixed = drawn[0] - drawn[1], draws[0].mean(axis=0) - draws[1].mean(axis=0)
+            return {"a": float(values[0].mean()), "b": float(values[1].mean()),
+                    "difference": float(values[0].mean() - values[1].mean()),
+                    "ci": percentile_interval(diffs), "p_value": p_value(diffs[~np.isnan(diffs)]),
+                    "ci_episodes": percentile_interval(fixed),
+                    "a_models": values[0].tolist(), "b_models": values[1].tolist()}
+
+    result: Dict[str, Any] = {"overall": {}, "runs": [{} for _ in range(n_runs)], "classes": {}}
+    for key, statistic in _statistics(n_runs, class_ids).items():
+        if key[0] == "overall":
+            result["overall"][key[1]] = entry(statistic)
+        elif key[0] == "runs":
+            result["runs"][key[1]][key[2]] = entry(statistic)
+        else:
+            result["classes"][key[1]] = entry(statistic)
+    return result
+
+
+def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
+    """What the interval of `paired_comparison` covers, in words, for n_a and n_b models
+    (training seeds) per side."""
+    if n_a == n_b == 1:
+        return (f"The 95% interval covers the test episodes only: which episodes were drawn "
+                f"(each run's episodes resampled with replacement, {n_resamples} times, the same "
+                "draws for both models), for these two trained models. It does not cover "
+                "training randomness: another training seed gives another model; give each "
+                "side the tests of several training seeds (A1 A2 ... --vs B1 B2 ...) to cover "
+                "it.")
+    single = [letter for letter, n in (("A", n_a), ("B", n_b)) if n == 1]
+    caveat = (f" Side {single[0]} has one model: its training randomness is not covered."
+              if single else "")
+    return (f"The 95% interval covers training seeds and test episodes: each of the "
+            f"{n_resamples} resamples draws each side's models with replacement among its own "
+            f"({n_a} of A, {n_b} of B: its training seeds) and each run's episodes with "
+            "replacement (the same draws for every model), and takes the difference of the "
+            "drawn models' means. With a few seeds the seed part is coarse (k seeds allow few "
+            f"distinct draws).{caveat} The interval over episodes only keeps every model and "
+            "resamples the episodes alone.")

@@ -1,0 +1,214 @@
+"""The cells of a table computed from the test jobs' results, set beside the paper's numbers:
+`table_report(spec, results, paper, provenance)` gives the `Report` the renderers print.
+
+Reading results: a test job's results.json (test.py's record of the settings actually read,
+which the table's header states) and its episodes.npz (for the bootstrap intervals).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from panet.models.factory import DEFAULT_FACTORY
+from panet.report.statistics import (RECORDS_FILE, EpisodeRecords, bootstrap_seed, percentile_interval,
+                              resampled_run_means)
+
+from panet.reproduce.jobs import PAPER_SEED, Job, Variant
+from panet.report.document import MISSING, Measured, Number, Report
+from panet.reproduce.specs import METRIC_NAMES, PAPER_RESULTS, Column, TableSpec, paper_value
+
+BOOTSTRAP_RESAMPLES = 1000  # test.py's default test.bootstrap
+RESULT_KEYS = ("mean_iou", "binary_iou", "setting")
+TOY_WARNING = ("Toy scale on the synthetic dataset", " (small encoder, few steps and episodes). "
+               "The paper column is NOT comparable: it is shown only to exercise the pipeline "
+               "from configs to this table.")
+
+
+def read_result(path: Path) -> Optional[dict]:
+    """test.py's results.json at `path`, None if it does not exist yet."""
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun to redo "
+                         "the test job") from None
+    absent = [key for key in RESULT_KEYS if key not in result]
+    if absent:
+        raise ValueError(f"{path} lacks {absent}: not a results.json of test.py; delete it "
+                         "and rerun to redo the test job")
+    return result
+
+
+def read_results(jobs: Iterable[Job]) -> Dict[str, dict]:
+    """The results.json of every finished test job, by job name."""
+    results = {job.name: read_result(job.output) for job in jobs if not job.trains}
+    return {name: result for name, result in results.items() if result is not None}
+
+
+def resampled_results(jobs: Iterable[Job], results: Mapping[str, dict],
+                      n_resamples: int = BOOTSTRAP_RESAMPLES) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per finished test job with per-episode records: its bootstrap resamples of mean- and
+    binary-IoU (fractions; `panet.report.statistics.resampled_run_means`, drawn from the fold's seed)."""
+    resampled = {}
+    for job in jobs:
+        records = job.output.with_name(RECORDS_FILE)
+        if job.trains or job.name not in results or not records.is_file():
+            continue
+        result = results[job.name]
+        classes = sorted(int(class_id) for class_id in result["class_iou"])
+        resampled[job.name] = resampled_run_means(
+            EpisodeRecords.load(records), classes, n_resamples,
+            bootstrap_seed(result["setting"]["data"]["fold"]))
+    return resampled
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a table's numbers were made: the commit, whether the scale was the toy one, the
+    training seeds, the encoder (None: the scale's) and its parameter count (Table 1), the jobs
+    (their commands, in the order run)."""
+
+    commit: str
+    synthetic_scale: bool = False
+    seeds: Sequence[int] = (PAPER_SEED,)
+    encoder: Optional[str] = None
+    parameters: Optional[int] = None
+    jobs: Sequence[Job] = ()
+
+
+def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str, dict],
+         resampled: Mapping[str, Mapping[str, np.ndarray]], provenance: Provenance) -> Measured:
+    """Our entry of a column for a method. A training seed's value is the fold's, or the mean
+    over the column's folds; the interval resamples each fold's episodes (the seeds' tests of a
+    fold share their episodes and their draws) and averages like the value. Value None while
+    any test is missing."""
+    seeds = provenance.seeds[:1] if variant.init else provenance.seeds
+    names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder).test_name
+              for fold in column.folds] for seed in seeds]  # seed x fold
+    if any(results.get(name, {}).get(column.metric) is None for row in names for name in row):
+        return Measured(None)
+    per_seed = [float(np.mean([100 * results[name][column.metric] for name in row]))
+                for row in names]
+    std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
+    interval = None
+    if all(name in resampled for row in names for name in row):
+        draws = np.mean([[resampled[name][column.metric] for name in row] for row in names],
+                        axis=(0, 1))  # mean over seeds and folds, per resample
+        interval = tuple(percentile_interval(100 * draws))
+    return Measured(float(np.mean(per_seed)), std, interval)
+
+
+def _distinct(results: Iterable[dict], describe: Callable[[dict], str]) -> str:
+    """The distinct descriptions of the results' settings, joined."""
+    values = sorted({describe(result["setting"]) for result in results})
+    return ", ".join(values) if values else "no results yet"
+
+
+def describe_results(results: Mapping[str, dict]) -> List[str]:
+    """Header lines stating how the finished tests were run (from their results.json)."""
+    done = list(results.values())
+    return [
+        "data: " + _distinct(done, lambda s: f"{s['data']['name']}, test split "
+                                             f"{s['data']['test_split']}, input "
+                                             f"{s['data']['size']} px"),
+        "model: " + _distinct(done, lambda s: s["model"].get("factory", DEFAULT_FACTORY)),
+        "encoder: " + _distinct(done, lambda s: s["model"]["encoder"]),
+        "metric: " + _distinct(done, lambda s: f"rule {s['rule']}, {s['resolution']} "
+                                               "resolution"),
+        "runs x episodes: " + _distinct(done, lambda s: f"{s['runs']} x {s['episodes']}"),
+        "training steps: " + _distinct(
+            done, lambda s: "none (PANet-init)" if s["trained_steps"] is None
+            else str(s["trained_steps"])),
+    ] + (["models: the authors' released snapshots (trained PANet models: their file's sha256 "
+          "in each results.json)"]
+         if any(r["setting"].get("checkpoint_format") == "released" for r in done) else [])
+
+
+def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tuple:
+    """The rows of every method (ours, the paper's, difference, interval check) and the indices
+    where each method's rows start."""
+    rows, groups = [], []
+    for method in spec.methods:
+        groups.append(len(rows))
+        paper_cells = [paper_value(paper, spec, method.name, column.paper)
+                       for column in spec.columns]
+        if spec.params:
+            paper_cells.append(paper_value(paper, spec, method.name, ("params_M",)))
+        if method.variant is None:
+            rows.append([f"{method.name} (paper)"] + [Number(v) for v in paper_cells])
+            continue
+        ours = [cell(spec, method.variant, column, results, resampled, provenance)
+                for column in spec.columns]
+        if spec.params:
+            count = provenance.parameters
+            ours.append(Measured(None if count is None else count / 1e6))
+        label = method.name
+        if provenance.synthetic_scale and method.variant.init:
+            label += ", random-init small encoder"
+        rows += [[f"{label} (ours)", *ours],
+                 [f"{method.name} (paper)"] + [Number(v) for v in paper_cells],
+                 ["difference (ours - paper)"] + [
+                     Number(None if c.value is None or p is None else c.value - p, signed=True)
+                     for c, p in zip(ours, paper_cells)],
+                 ["paper in our interval"] + [c.holds(p) for c, p in zip(ours, paper_cells)]]
+    return rows, groups
+
+
+def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
+                 provenance: Provenance,
+                 resampled: Optional[Mapping[str, Mapping[str, np.ndarray]]] = None) -> Report:
+    """tableN: for each method we run, our row (mean over training seeds ± their std, and the
+    95% bootstrap interval over test episodes), the paper's row, their difference (ours minus
+    paper, percentage points) and whether the paper's number lies in our interval; other
+    methods' rows from the paper. Ends with how the numbers were made (commit, seeds, the exact
+    commands) and how to cite them."""
+    seeds = provenance.seeds
+    warning = None
+    if provenance.synthetic_scale:
+        has_init = any(m.variant is not None and m.variant.init for m in spec.methods)
+        warning = (TOY_WARNING[0], TOY_WARNING[1] + (
+            " PANet-init here is the randomly initialised small encoder." if has_init else ""))
+    seed_text = (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}); cells are mean "
+                 "± sample std over seeds" if len(seeds) > 1 else f"training seed {seeds[0]}")
+    notes = [*describe_results(results), f"{seed_text}; [low, high]: 95% bootstrap interval "
+             "over the test episodes (panet/statistics.py)", f"commit: {provenance.commit}",
+             f"paper: results/{PAPER_RESULTS.name} ({spec.paper_key})"]
+    header = ["method"] + [column.title for column in spec.columns]
+    if spec.params:
+        header.append("params (M)")
+    rows, groups = _method_rows(spec, results, paper, resampled or {}, provenance)
+    expected = {setting.test_name for setting in spec.settings(seeds, provenance.encoder)}
+    pending = sorted(expected - set(results))
+    after = [f"{len(pending)} of {len(expected)} test jobs have no results yet ({MISSING}): "
+             f"{', '.join(pending)}" if pending else
+             f"All {len(expected)} test jobs done; their results.json are under runs/."]
+    provenance_lines, citation = _citation(spec, results, provenance)
+    return Report(f"Table {spec.number}: {spec.title}", header, rows, notes, warning, groups,
+                  after, provenance_lines, [job.command for job in provenance.jobs], citation)
+
+
+def _citation(spec: TableSpec, results: Mapping[str, dict], provenance: Provenance) -> tuple:
+    """(how the numbers were made, how to cite one of them)."""
+    commit, seeds = provenance.commit, provenance.seeds
+    protocol = _distinct(results.values(), lambda s: (
+        f"{s['data']['name']} test split {s['data']['test_split']}, {s['runs']} runs x "
+        f"{s['episodes']} episodes from seed {PAPER_SEED} + run, metric rule {s['rule']}, "
+        f"{s['resolution']} resolution ({s['data']['size']} px)"))
+    column = spec.columns[-1]
+    method = next(m.name for m in spec.methods if m.variant is not None and not m.variant.init)
+    example = (f"{method} (PANet), {column.title} {METRIC_NAMES[column.metric]}: <value> % "
+               f"(95% bootstrap interval over test episodes [<low>, <high>]"
+               + (f"; ± std over {len(seeds)} training seeds" if len(seeds) > 1 else "")
+               + f"), panet-repro commit {commit[:12]}, {protocol}")
+    lines = [f"commit {commit}; training seeds {', '.join(map(str, seeds))}; test episodes from "
+             f"seed {PAPER_SEED} + run (the same episodes for every model and seed)",
+             f"protocol: {protocol}",
+             "the interval covers the sampling of test episodes given the trained models, not "
+             "the randomness of training (that is the ± over seeds)"]
+    return lines, example

@@ -1,0 +1,266 @@
+"""The Slurm executor (`scripts/reproduce.py --executor slurm`): one Slurm job per pending job,
+submitted through submitit, each test job `afterok` on its train job, so that the command returns
+as soon as everything is submitted.
+
+- **Where things go.** submitit's files for a job, its batch script and its logs
+  (`<slurm id>_0_log.out` / `.err`) go to `<run folder>/slurm/`; `<run folder>/job.json` records
+  the last submission (Slurm job id, log paths), which `--status` and a rerun read.
+- **What a job runs.** `SlurmTask`: the job's command, decided when the job starts (a train job
+  with a last.pt continues from it), run as a child process writing to the job's logs; a
+  failure is added to job.json with the last line of its error output.
+- **Time limits and preemption.** submitit asks Slurm for a signal (USR2) 90 s before the time
+  limit; `SlurmTask.checkpoint` then stops train.py with SIGTERM (it saves last.pt), and
+  submitit requeues the job, which continues from last.pt (up to `TIMEOUT_REQUEUES` times).
+  The child ignores USR2 itself. A job preempted or requeued (`scontrol requeue`) gets SIGTERM
+  from Slurm: train.py saves last.pt, and the job, back in the queue under the same id, continues
+  from it. An interrupted test job simply runs again.
+- **Submitting again.** Done jobs and jobs still queued are left alone; failed ones are submitted
+  again, and a queued job that waits on one of those (or can never start because it failed) is
+  cancelled and submitted again behind it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import submitit
+from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+from panet.reproduce.jobrun import (command_now, failure, last_line, prerequisites, python_command, read_record,
+                     remove_finished_caches, run_folder, shared_cache, write_record)
+from panet.reproduce.jobstatus import (DONE, PENDING, RUNNING, SCHEDULER_LINES, JobStatus, QueueEntry,
+                        job_statuses, slurm_ids, summary)
+from panet.run.folder import REPO_ROOT
+
+SLURM_FOLDER = "slurm"  # <run folder>/slurm/: submitit's files and the job's logs
+DEFAULT_TIME = "4:00:00"  # per job; a train job that reaches it is requeued and continues
+TIMEOUT_REQUEUES = 10  # how often a job may reach its time limit and be requeued
+POLL_SECONDS = 0.5  # how often a Slurm job checks on its child process
+WAIT_SECONDS = 5.0  # how often --wait asks squeue
+SLURM_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+
+
+class SlurmError(RuntimeError):
+    """Slurm cannot be used as asked (no client, a refused submission, squeue failing)."""
+
+
+def time_minutes(text: str) -> int:
+    """Minutes of a Slurm time limit: "minutes", "minutes:seconds", "hours:minutes:seconds",
+    "days-hours", "days-hours:minutes", "days-hours:minutes:seconds" (seconds round up)."""
+    match = SLURM_TIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a Slurm time (minutes, MM:SS, HH:MM:SS, D-HH, "
+                         "D-HH:MM or D-HH:MM:SS)")
+    days, *fields = match.groups()
+    numbers = [int(field) for field in fields if field is not None]
+    if days is not None:
+        hours, minutes, seconds = (numbers + [0, 0])[:3]
+        total = ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    else:
+        units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
+        total = sum(number * unit for number, unit in zip(numbers, units))
+    if total <= 0:
+        raise ValueError(f"{text!r}: a time limit must be positive")
+    return -(-total // 60)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The resources of every job (the --slurm-* options of scripts/reproduce.py)."""
+
+    partition: Optional[str] = None
+    time: str = DEFAULT_TIME
+    gpus_per_job: int = 1
+    cpus_per_job: Optional[int] = None
+    mem: Optional[str] = None  # Slurm's --mem, e.g. 32G
+    extra: Tuple[Tuple[str, str], ...] = ()  # any other sbatch option, e.g. (("qos", "high"),)
+
+    def parameters(self, name: str, dependency: Optional[str]) -> Dict[str, Any]:
+        """submitit.SlurmExecutor.update_parameters arguments of job `name`."""
+        optional = {"partition": self.partition, "gpus_per_node": self.gpus_per_job or None,
+                    "cpus_per_task": self.cpus_per_job, "dependency": dependency}
+        additional = {"mem": self.mem} if self.mem else {}
+        additional.update(self.extra)
+        return {"job_name": name, "time": time_minutes(self.time),
+                "additional_parameters": additional,
+                **{key: value for key, value in optional.items() if value is not None}}
+
+
+def _ignore_preemption_signal() -> None:
+    """In the child: ignore the signal Slurm sends every process of the job before its time
+    limit (its default action would kill train.py before it saves); SlurmTask handles it."""
+    signal.signal(getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIG_IGN)
+
+
+class SlurmTask(submitit.helpers.Checkpointable):
+    """What the Slurm job of `job` runs; after success it removes the feature cache of
+    `cache_group` (the tests sharing the job's cache) once all of them are done."""
+
+    def __init__(self, job, cache_group: Sequence = ()):
+        self.job = job
+        self.cache_group = tuple(cache_group)
+        self._process: Optional[subprocess.Popen] = None
+
+    def __call__(self) -> str:
+        argv = command_now(self.job)
+        logs = submitit.JobEnvironment().paths
+        print(f"[run] {self.job.name} on {socket.gethostname()}: {shlex.join(argv)}", flush=True)
+        # The child appends to the job's logs itself, so that what it prints while Slurm tears
+        # the job down (train.py saying what it saved) does not depend on Slurm's relay.
+        with open(logs.stdout, "ab") as out, open(logs.stderr, "ab") as err:
+            process = self._process = subprocess.Popen(
+                python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, preexec_fn=_ignore_preemption_signal,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # Waited for in a thread, so that checkpoint(), a signal handler of this (main)
+        # thread, can wait too without taking the lock an interrupted wait() would hold.
+        threading.Thread(target=process.wait, daemon=True).start()
+        while process.returncode is None:
+            time.sleep(POLL_SECONDS)
+        if process.returncode == 0 and self.job.done():
+            remove_finished_caches(self.cache_group)
+            return str(self.job.output)
+        error = failure(self.job, process.returncode,
+                        last_line(str(logs.stderr), ignore=SCHEDULER_LINES))
+        write_record(self.job, **{**(read_record(self.job) or {}),
+                                  "exit_code": process.returncode, "error": str(error)})
+        raise error
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit before it requeues the job (time limit, preemption signal): stop
+        the child with SIGTERM (train.py saves last.pt) and wait for it; the requeued job starts
+        afresh and continues from last.pt."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            print(f"stopping {self.job.name} to requeue it", flush=True)
+            process.send_signal(signal.SIGTERM)
+            while process.returncode is None:
+                time.sleep(POLL_SECONDS)
+        return submitit.helpers.DelayedSubmission(SlurmTask(self.job, self.cache_group))
+
+
+def _require(command: str) -> None:
+    if shutil.which(command) is None:
+        raise SlurmError(f"{command} not found: --executor slurm needs Slurm's client commands "
+                         "(sbatch, squeue, scancel) on this machine")
+
+
+def scheduler_queue(ids: Sequence[str]) -> Optional[Dict[str, QueueEntry]]:
+    """squeue's view of the Slurm jobs `ids` (those it still knows), or None without squeue."""
+    if not ids:
+        return {}
+    if shutil.which("squeue") is None:
+        return None
+    result = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T|%r",
+                             "--jobs=" + ",".join(ids)], capture_output=True, text=True,
+                            timeout=120)
+    if result.returncode != 0:
+        if "Invalid job id" in result.stderr:  # none of them is known any more
+            return {}
+        raise SlurmError(f"squeue failed: {result.stderr.strip()}")
+    entries = {}
+    for line in result.stdout.splitlines():
+        if line.strip():
+            job_id, state, reason = line.strip().split("|", 2)
+            entries[job_id] = QueueEntry(state, reason)
+    return entries
+
+
+def current_statuses(jobs: Sequence) -> List[JobStatus]:
+    """Every job's status, the queue read first (see panet/jobstatus.py)."""
+    return job_statuses(jobs, scheduler_queue(slurm_ids(jobs)))
+
+
+def dependency_of(after_ok: Sequence[str], after_any: Sequence[str],
+                  ids: Mapping[str, str]) -> Optional[str]:
+    """Slurm's --dependency for jobs that must succeed / end first, by the Slurm ids they have
+    (jobs already done have none and impose nothing)."""
+    parts = []
+    for kind, names in (("afterok", after_ok), ("afterany", after_any)):
+        queued = [ids[name] for name in names if name in ids]
+        if queued:
+            parts.append(f"{kind}:" + ":".join(queued))
+    return ",".join(parts) or None
+
+
+def submit_job(job, options: SlurmOptions, dependency: Optional[str],
+               cache_group: Sequence = ()) -> str:
+    """Submit `job` (returns its Slurm id) and record the submission in its run folder."""
+    executor = submitit.SlurmExecutor(folder=run_folder(job) / SLURM_FOLDER,
+                                      max_num_timeout=TIMEOUT_REQUEUES)
+    executor.update_parameters(**options.parameters(job.name, dependency))
+    try:
+        submitted = executor.submit(SlurmTask(job, cache_group))
+    except (FailedJobError, FailedSubmissionError) as error:
+        lines = str(error).strip().splitlines() or ["no message"]
+        raise SlurmError(f"sbatch refused {job.name}: {lines[-1]}") from None
+    write_record(job, executor="slurm", slurm_job_id=submitted.job_id,
+                 submitted=datetime.datetime.now().isoformat(timespec="seconds"),
+                 command=shlex.join(job.argv), stdout=str(submitted.paths.stdout),
+                 stderr=str(submitted.paths.stderr))
+    return submitted.job_id
+
+
+def submit(jobs: Sequence, options: SlurmOptions) -> List[str]:
+    """Submit every job that is neither done nor queued (see the module docstring); returns
+    the names submitted."""
+    _require("sbatch")
+    statuses = {status.name: status for status in current_statuses(jobs)}
+    elsewhere = [status for status in statuses.values()
+                 if status.state == RUNNING and status.slurm_id is None]
+    if elsewhere:
+        raise SlurmError("these jobs are running outside Slurm; wait for them to end, then "
+                         "submit: " + "; ".join(status.detail for status in elsewhere))
+    remove_finished_caches(jobs)
+    order = prerequisites(jobs)
+    ids: Dict[str, str] = {}
+    submitted: List[str] = []
+    for job in jobs:
+        status = statuses[job.name]
+        if status.state == DONE:
+            print(f"[done] {job.name}: {job.output}", flush=True)
+            continue
+        after_ok, after_any = order[job.name]
+        replaced = [name for name in (*after_ok, *after_any) if name in submitted]
+        if status.state in (RUNNING, PENDING) and status.slurm_id is not None \
+                and not (status.state == PENDING and replaced):
+            ids[job.name] = status.slurm_id
+            print(f"[{status.state}] {job.name}: {status.detail}", flush=True)
+            continue
+        if status.slurm_id is not None:  # queued, but can never start or waits on a replaced job
+            subprocess.run(["scancel", status.slurm_id], check=False)
+        dependency = dependency_of(after_ok, after_any, ids)
+        cache = shared_cache(job)
+        group = [other for other in jobs if cache is not None and shared_cache(other) == cache]
+        ids[job.name] = submit_job(job, options, dependency, group)
+        submitted.append(job.name)
+        print(f"[submitted] {job.name}: Slurm job {ids[job.name]}"
+              + (f" ({dependency})" if dependency else "")
+              + f"\n      logs: {run_folder(job) / SLURM_FOLDER}", flush=True)
+    return submitted
+
+
+def wait(jobs: Sequence, poll_seconds: float = WAIT_SECONDS) -> List[JobStatus]:
+    """Block until every job is done or failed, printing each change; returns the statuses."""
+    seen = {status.name: status.state for status in current_statuses(jobs)}
+    while True:
+        statuses = current_statuses(jobs)
+        for status in statuses:
+            if seen.get(status.name) != status.state:
+                print(status.line(), flush=True)
+                seen[status.name] = status.state
+        if all(status.finished for status in statuses):
+            print(summary(statuses), flush=True)
+            return statuses
+        time.sleep(poll_seconds)

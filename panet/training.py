@@ -1,0 +1,181 @@
+"""The training loop, free of any configuration system.
+
+Shape letters: B episodes per step, W ways, S shots, Q queries, H x W input size.
+Episode i of a dataset is a pure function of i (see `panet.data.episodes`), so a step's
+episodes are fixed by the step number alone: step t trains on episodes [t*B, (t+1)*B), whatever
+the number of processes or loader workers, and a resumed run sees exactly what an uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from panet.base.constants import IGNORE_INDEX
+from panet.base.distributed import Context, all_reduce_sum
+from panet.data.episodes import to_device
+from panet.models.factory import MODEL_INPUTS, checked_output, own_loss
+from panet.models.losses import PANetLoss, panet_loss
+
+
+def build_optimizer(parameters, train) -> torch.optim.Optimizer:
+    """SGD with momentum (PROTOCOL §5), or Adam; both with L2 weight decay on every parameter.
+    `train`: `panet.settings.TrainSettings` (optimizer, lr, momentum, weight_decay)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
+                               weight_decay=train.weight_decay)
+    if train.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {train.optimizer!r}")
+
+
+class Optimization(NamedTuple):
+    """What a training step updates besides the weights: the optimizer, the learning-rate
+    schedule (stepped once per training step) and the loss scaler of precision fp16 (None
+    otherwise). The field names are `panet.weights.checkpoint.checkpoint_contents`' keywords."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Optional[torch.amp.GradScaler] = None
+
+
+def build_optimization(parameters, train, device: torch.device = torch.device("cpu"),
+                       precision: str = "fp32") -> Optimization:
+    """`build_optimizer`, PROTOCOL §5's schedule (the learning rate times train.gamma at each
+    of train.milestones) and, for precision fp16, a loss scaler on `device`, so that small
+    float16 gradients do not underflow. `train`: `panet.settings.TrainSettings`."""
+    optimizer = build_optimizer(parameters, train)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
+                                                     train.gamma)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Optimization(optimizer, scheduler, scaler)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; no update was applied for that step."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; training stopped after finishing (and saving) a whole step."""
+
+
+class StepBatches(Sampler):
+    """Episode indices of steps [start, stop): step t takes episodes [t*B, (t+1)*B); with R
+    processes, rank r takes the r-th contiguous B/R of them."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, context: Context = Context()):
+        if batch_size % context.world_size:
+            raise ValueError(f"batch size {batch_size} must be a multiple of the number of "
+                             f"processes ({context.world_size})")
+        self.start, self.stop = start, stop
+        self.per_rank = batch_size // context.world_size
+        self.offset = context.rank * self.per_rank
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for step in range(self.start, self.stop):
+            first = step * self.batch_size + self.offset
+            yield list(range(first, first + self.per_rank))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+@contextmanager
+def stop_requests() -> Iterator[Callable[[], bool]]:
+    """While active, SIGINT and SIGTERM only raise a flag (checked between steps)."""
+    requested = []
+    handler = lambda signum, frame: requested.append(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
+               align_weight: float, context: Context = Context(),
+               scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
+    """One SGD step on a batch of episodes; returns the batch's seg/align/total losses.
+
+    The loss is PANet's L_seg + align_weight * L_PAR, or the model's own `loss(out,
+    query_labels, support_fg, support_bg)` when it defines one (`panet.models.factory`; its
+    PANetLoss's seg and align are logged as such, align_weight is not used).
+    Across R processes PANet's objective keeps PROTOCOL §4's batch semantics: L_seg is the mean
+    over every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
+    averages gradients over ranks, so each rank's terms are rescaled accordingly); a model's own
+    loss is averaged over ranks as it is.
+    Raises NonFiniteLossError, before any update, if a loss is not finite. `scaler` (precision
+    fp16): the objective is scaled before backward and the step unscaled, or skipped when a
+    gradient overflowed (`torch.amp.GradScaler`).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
+    targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
+    method_loss = own_loss(model)
+    if method_loss is None:
+        loss: PANetLoss = panet_loss(out, *targets, align_weight)
+    else:
+        loss = method_loss(out, *targets)
+        if not isinstance(loss, PANetLoss):
+            raise TypeError(f"the model's `loss` returned a {type(loss).__name__}: it returns "
+                            "a panet.models.losses.PANetLoss (total, seg, align)")
+    objective = loss.total
+    labelled = (batch["query_labels"] != IGNORE_INDEX).sum()
+    if method_loss is not None:  # each rank's loss counts as one (DDP averages gradients)
+        labelled = torch.ones_like(labelled)
+    stats = torch.stack([labelled.to(loss.seg.dtype), loss.seg.detach() * labelled,
+                         loss.align.detach(), objective.detach(),
+                         (~torch.isfinite(objective.detach())).to(loss.seg.dtype)])
+    stats = all_reduce_sum(stats, context)
+    total_labelled, seg_sum, align_sum, total_sum, n_nonfinite = stats.tolist()
+    seg, align = seg_sum / max(total_labelled, 1), align_sum / context.world_size
+    if n_nonfinite:
+        raise NonFiniteLossError(f"non-finite loss (seg {seg}, align {align}) on episodes "
+                                 f"{batch['query_ids']}")
+    if context.distributed and method_loss is None:
+        objective = (loss.seg * (labelled * context.world_size / total_labelled)
+                     + align_weight * loss.align)
+    if scaler is None:
+        objective.backward()
+        optimizer.step()
+    else:
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    total = seg + align_weight * align if method_loss is None else total_sum / context.world_size
+    return {"loss": total, "seg_loss": seg, "align_loss": align}
+
+
+def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader, *,
+          align_weight: float, on_step: Callable[[int, Dict[str, float]], None],
+          on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
+    """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step), with
+    loss scaling when `optimization` has a scaler (`train_step`).
+
+    After each step, `on_step(step, values)` with `step` the number of steps done and `values`
+    the step's losses and learning rate (progress, logging and checkpoints live there). On
+    SIGINT/SIGTERM the current step is finished, `on_interrupt(step)` is called (to save), and
+    TrainingInterrupted is raised; all processes stop at the same step.
+    Returns the number of steps done.
+    """
+    model.train()
+    step = loader.batch_sampler.start
+    with stop_requests() as stop_requested:
+        for batch in loader:
+            losses = train_step(model, optimization.optimizer, to_device(batch, context.device),
+                                align_weight, context, optimization.scaler)
+            lr = optimization.optimizer.param_groups[0]["lr"]
+            optimization.scheduler.step()
+            step += 1
+            on_step(step, {**losses, "lr": lr})
+            stop = torch.tensor(float(stop_requested()), device=context.device)
+            if all_reduce_sum(stop, context).item():
+                on_interrupt(step)
+                raise TrainingInterrupted(f"stopped after step {step}")
+    return step

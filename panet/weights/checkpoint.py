@@ -1,0 +1,213 @@
+"""Training checkpoints: everything needed to continue a run exactly, written atomically.
+
+A checkpoint holds the model, optimizer and scheduler states, the step reached, every random
+generator's state (Python, numpy, torch CPU and CUDA) and the run's full configuration, so that
+`test.py` never has to guess the episode setting of a model.
+
+Format 2 holds only tensors and plain data (dicts, lists, strings, numbers, None), so it is read
+with `torch.load(weights_only=True)` (`panet.base.safe_load`): naming a crafted file runs nothing.
+The generator states are stored as such data (`rng_states`). Format 1 pickled numpy's state and
+sacred's config objects; it is refused with the command that converts it
+(`scripts/convert_checkpoint.py --upgrade --trust-pickle`).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shlex
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+from panet.base.diskspace import DiskFullError, write_atomically
+from panet.weights.released import is_released_state
+from panet.base.safe_load import UnsafeFileError, describe_contents, load_data, plain_data
+
+FORMAT_VERSION = 2
+CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints/{last,snapshot_<step>,final}.pt
+# What format-1 checkpoints pickled beyond data: numpy's RNG state and sacred's config containers
+FORMAT_1_OBJECTS = ("numpy.", "sacred.config.custom_containers.")
+UPGRADE_COMMAND = "python scripts/convert_checkpoint.py --upgrade --trust-pickle"
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "rng", "config")
+
+
+def rng_states() -> Dict[str, Any]:
+    """The state of every random generator a run may draw from, as tensors and plain data
+    (`rng_data` of the current states)."""
+    return rng_data(random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def rng_data(python: tuple, numpy_state: tuple, torch_state: torch.Tensor,
+             cuda: List[torch.Tensor]) -> Dict[str, Any]:
+    """Generator states as tensors and plain data.
+
+    python: `random.getstate()` = (version, 625 ints, gauss_next) -> dict of an int, a list and
+    a float or None; numpy: the legacy global `np.random.get_state()` = (name, 624 uint32 keys,
+    pos, has_gauss, cached_gaussian) -> dict with the keys as a uint32 tensor; torch: the CPU
+    generator's ByteTensor; cuda: one ByteTensor per GPU (empty without CUDA).
+    """
+    version, internal, gauss_next = python
+    name, keys, pos, has_gauss, cached_gaussian = numpy_state
+    return {
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.array(keys, dtype=np.uint32)),
+                  "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "torch": torch_state,
+        "cuda": list(cuda),
+    }
+
+
+def restore_rng_states(states: Dict[str, Any]) -> None:
+    """Set every generator to the state `rng_states` returned (exactly: the next draws are
+    those that followed the save). CUDA: GPU i gets the state saved from GPU i, for each GPU
+    visible now that had one saved; GPUs beyond those saved keep their state, saved states
+    beyond the visible GPUs are unused (a run may resume on fewer or more GPUs)."""
+    python, numpy_state = states["python"], states["numpy"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"],
+                         numpy_state["cached_gaussian"]))
+    torch.set_rng_state(states["torch"])
+    for device, state in enumerate(cuda_states_to_restore(states["cuda"])):
+        torch.cuda.set_rng_state(state, device)
+
+
+def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
+    """The saved CUDA states of the GPUs visible now, by device index: the first
+    min(len(saved), device_count) of them (none without CUDA)."""
+    if not saved or not torch.cuda.is_available():
+        return []
+    return list(saved[:torch.cuda.device_count()])
+
+
+def checkpoint_contents(*, step: int, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
+                        origin: Optional[Dict[str, Any]] = None,
+                        data_identity: Optional[str] = None, scaler=None) -> Dict[str, Any]:
+    """What `save_checkpoint` writes. `config` is stored as plain data (sacred's read-only
+    containers become dicts and lists); `origin`, when given, records where the weights came
+    from (e.g. a converted released snapshot); `data_identity`, what the run trains on
+    (`panet.data.sources.Source.identity`), so that resuming on other data can say so;
+    `scaler`, the loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
+    state = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_states(),
+        "config": plain_data(config, "config"),
+    }
+    if origin is not None:
+        state["origin"] = plain_data(origin, "origin")
+    if data_identity is not None:
+        state["data_identity"] = data_identity
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    return state
+
+
+def save_checkpoint(path: Union[str, Path], **contents: Any) -> Path:
+    """Write `checkpoint_contents(**contents)` (step, model, optimizer, scheduler, config, ...)
+    at `path` atomically (`panet.base.files.atomic_write`: a crash mid-write leaves the old file
+    intact; the file gets the umask's mode, 0644 by default). A full disk raises
+    `panet.base.diskspace.DiskFullError` saying how to continue the run."""
+    # Serialised in memory first, so that a full disk can say how much the file needs.
+    data = io.BytesIO()
+    torch.save(checkpoint_contents(**contents), data)
+    try:
+        return write_atomically(path, data.getbuffer())
+    except DiskFullError as full:
+        raise full.then(_after_full_disk(Path(path))) from None
+
+
+def _after_full_disk(path: Path) -> str:
+    """What to do when checkpoint `path` did not fit: continue from the run's newest one."""
+    target = run_dir_of(path) or path
+    try:
+        find_checkpoint(target)
+    except FileNotFoundError:
+        return "no checkpoint was saved yet: free some space, then run the same command again"
+    return ("free some space, then continue with: python train.py with "
+            f"train.resume={shlex.quote(str(target))}")
+
+
+def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:
+    """`obj`, what `path` held, if it is a checkpoint of the current format; else a one-line
+    ValueError saying what it holds instead."""
+    if isinstance(obj, dict) and "format_version" in obj:
+        if obj["format_version"] != FORMAT_VERSION:
+            raise ValueError(f"'{path}' is a panet checkpoint of format {obj['format_version']!r}; "
+                             f"this code reads format {FORMAT_VERSION} (format 1 converts with "
+                             f"{UPGRADE_COMMAND})")
+        missing = [key for key in CHECKPOINT_KEYS if key not in obj]
+        if missing or not isinstance(obj["config"], dict):
+            raise ValueError(f"'{path}' is a damaged panet checkpoint (missing or wrong: "
+                             f"{', '.join(missing) or 'config'})")
+        return obj
+    if isinstance(obj, dict) and is_released_state(obj):
+        raise ValueError(f"'{path}' is a released PANet snapshot, not a train.py checkpoint: "
+                         f"convert it with python scripts/convert_checkpoint.py --to panet "
+                         f"'{path}' OUT.pt")
+    raise ValueError(f"'{path}' holds {describe_contents(obj)}: not a panet checkpoint")
+
+
+def load_file_data(path: Path, *, mmap: bool = False) -> Any:
+    """`panet.base.safe_load.load_data` of a file that should be a checkpoint: a refused file whose
+    pickled objects are those of a format-1 checkpoint is refused with the command converting
+    it."""
+    try:
+        return load_data(path, "checkpoint", mmap=mmap)
+    except UnsafeFileError as error:
+        if all(name.startswith(FORMAT_1_OBJECTS) for name in error.names):
+            raise UnsafeFileError(path, error.names, (
+                "These are what panet checkpoints of format 1 pickled; if this is one and you "
+                f"trust its source, convert it once: {UPGRADE_COMMAND} '{path}' NEW.pt")) from None
+        raise
+
+
+def load_checkpoint(path: Union[str, Path], *, mmap: bool = False) -> Dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU) as data only
+    (`torch.load(weights_only=True)`): a file holding anything else is refused with a one-line
+    ValueError. `mmap=True` maps the tensors instead of reading them: a cheap way to look at the
+    step and config of a large checkpoint."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist (train.py writes them to "
+                                "<run dir>/checkpoints/{last,snapshot_<step>,final}.pt)")
+    return checkpoint_state(load_file_data(path, mmap=mmap), path)
+
+
+def load_checkpoint_header(path: Union[str, Path]) -> Dict[str, Any]:
+    """The step and config of a checkpoint, without reading its tensors."""
+    state = load_checkpoint(path, mmap=True)
+    return {"step": state["step"], "config": state["config"]}
+
+
+def find_checkpoint(path: Union[str, Path]) -> Path:
+    """The checkpoint file that `path` names: the file itself, or for a run folder (or its
+    checkpoints/ folder) the one of checkpoints/final.pt and last.pt with the most steps
+    (final.pt on a tie). Raises FileNotFoundError saying what was looked for."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError("no such file or folder (expected a checkpoint .pt file or a "
+                                "run folder holding checkpoints/final.pt or last.pt)")
+    folder = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+    candidates = [folder / name for name in ("final.pt", "last.pt") if (folder / name).is_file()]
+    if not candidates:
+        raise FileNotFoundError(f"a folder without {folder / 'final.pt'} or "
+                                f"{folder / 'last.pt'}: train.py has not saved a checkpoint there")
+    return max(candidates, key=lambda candidate: load_checkpoint_header(candidate)["step"])
+
+
+def run_dir_of(checkpoint: Union[str, Path]) -> Optional[Path]:
+    """The run folder a checkpoint belongs to (<run>/checkpoints/<name>.pt), else None."""
+    checkpoint = Path(checkpoint).expanduser()
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None
