@@ -3,8 +3,9 @@
 PANet scores a query position against prototype p_j with alpha * cos(F_q, p_j), alpha fixed at
 20 (PROTOCOL §3). Here alpha = exp(log_alpha), one parameter initialised at log(model.alpha) and
 trained with the encoder; the segmentation head and PAR (`PANetOutput.alpha`) both use it. The
-prototypes are PANet's, so test.py's encode-once path still pools each support once and calls
-this model's `score`.
+prototypes are PANet's and forward's logits are this `score` of them, so the model declares
+PANet's fast paths again (`fast_paths`): the Segmenter makes the prototypes once, and test.py's
+encode-once path pools each support once and calls this model's `score`.
 
     python train.py with model.factory=examples.temperature:TemperaturePANet ...
 
@@ -25,6 +26,8 @@ from panet.models.panet import ALPHA
 
 class TemperaturePANet(PANet):
     """PANet whose cosine scale is learned: one parameter beyond the encoder's."""
+
+    fast_paths = ("parts", "pools")  # forward is PANet's: its logits are score(prototypes)
 
     def __init__(self, encoder: nn.Module, alpha: float = ALPHA):
         super().__init__(encoder, alpha)

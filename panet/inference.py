@@ -41,13 +41,14 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import nn
 from PIL import Image, UnidentifiedImageError
 
 from panet.base.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
 from panet.base.device import precision_problem, use_device
-from panet.weights.model_files import build_panet, model_input_size, read_model_file
-from panet.models import PANet
+from panet.weights.model_files import build_trained, model_input_size, read_model_file
+from panet.models.factory import fast_path_problem, query_logits
 from panet.models.builder import build_model
 from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
@@ -179,18 +180,34 @@ def load_mask(mask: MaskInput, what: str = "mask",
     return np.where(ignore, IGNORE_INDEX, array != 0).astype(np.uint8)
 
 
-class Segmenter:
-    """PANet with the test pipeline's preprocessing, for images of any size (module docstring).
+@dataclass
+class Supports:
+    """The supports of a call, read and checked: their W*S images at the input size (3 x H x W
+    each, on the device), masks W x S x H x W (fg, bg: float 0/1) and, when the model is
+    evaluated through its parts, the 1 x (1 + W) x C prototypes made of them once."""
 
-    ``model``: a PANet (its ``encode``, ``prototypes`` and ``score`` are used); ``size``: the
-    input size H x W it was trained at (int or (H, W)); ``device``: "auto" (CUDA when present),
-    "cpu", "cuda", ...; ``batch_size``: images per encoder forward; ``precision`` ("fp32",
-    "bf16", "fp16") and ``memory_format`` ("contiguous", "channels_last"): how the encoder
-    computes (``panet.models.numerics``; docs/precision.md). A precision the device cannot run
-    well is refused (ValueError), as train.py and test.py refuse it.
+    images: torch.Tensor
+    fg: torch.Tensor
+    bg: torch.Tensor
+    prototypes: Optional[torch.Tensor] = None
+
+
+class Segmenter:
+    """A few-shot segmenter with the test pipeline's preprocessing, for images of any size
+    (module docstring).
+
+    ``model``: any model of ``model.factory`` (PANet by default); ``size``: the input size H x W
+    it was trained at (int or (H, W)); ``device``: "auto" (CUDA when present), "cpu", "cuda",
+    ...; ``batch_size``: images per forward; ``precision`` ("fp32", "bf16", "fp16") and
+    ``memory_format`` ("contiguous", "channels_last"): how the encoder computes
+    (``panet.models.numerics``; docs/precision.md). A precision the device cannot run well is
+    refused (ValueError), as train.py and test.py refuse it. A model declaring the "parts" fast
+    path (PANet does: ``panet.models.factory.fast_path_problem``) encodes the supports and makes
+    its prototypes once, then scores queries against them; any other is run through its own
+    forward, the supports with each batch of queries (``through_forward`` says why).
     """
 
-    def __init__(self, model: PANet, size: Union[int, Size] = DEFAULT_SIZE,
+    def __init__(self, model: nn.Module, size: Union[int, Size] = DEFAULT_SIZE,
                  device: Union[str, torch.device] = "auto",
                  batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                  memory_format: str = "contiguous"):
@@ -204,17 +221,20 @@ class Segmenter:
         self.model = model.to(self.device).use_numerics(numerics).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
+        self.through_forward = fast_path_problem(model, "parts")
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
                         batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
-                        memory_format: str = "contiguous") -> "Segmenter":
+                        memory_format: str = "contiguous",
+                        factory: Optional[str] = None) -> "Segmenter":
         """The model of a train.py checkpoint or of a released PANet snapshot
-        (`panet.weights.model_files.read_model_file`), at the input size it was trained with (417 for
-        released snapshots)."""
+        (`panet.weights.model_files.read_model_file`), at the input size it was trained with
+        (417 for released snapshots). A checkpoint of another method than PANet is built only
+        when ``factory`` names its model.factory (a file supplies no code)."""
         model_file = read_model_file(path)
-        return cls(build_panet(model_file), model_input_size(model_file), device, batch_size,
-                   precision, memory_format)
+        return cls(build_trained(model_file, factory), model_input_size(model_file), device,
+                   batch_size, precision, memory_format)
 
     @classmethod
     def from_weights(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
@@ -227,17 +247,13 @@ class Segmenter:
         return cls(build_model(model, weights_key="weights"), size, device, batch_size,
                    precision, memory_format)
 
-    def _encode(self, images: List[Image.Image],
-                batch_size: Optional[int] = None) -> torch.Tensor:
-        """N RGB images -> N x C x h x w features, ``batch_size`` (default: the segmenter's)
-        images per forward."""
-        step = batch_size or self.batch_size
-        features = []
-        for start in range(0, len(images), step):
-            batch = torch.stack([image_tensor(image, self.size)
-                                 for image in images[start:start + step]])
-            features.append(self.model.encode(batch.to(self.device)))
-        return torch.cat(features)
+    def _tensors(self, images: List[Image.Image]) -> torch.Tensor:
+        return torch.stack([image_tensor(image, self.size) for image in images]).to(self.device)
+
+    def _encode(self, images: List[Image.Image]) -> torch.Tensor:
+        """N RGB images -> N x C x h x w features, the segmenter's batch size per forward."""
+        return torch.cat([self.model.encode(self._tensors(images[start:start + self.batch_size]))
+                          for start in range(0, len(images), self.batch_size)])
 
     def _support_masks(self, ways: Sequence[Sequence[Shot]], ignore_value: Optional[float]
                        ) -> Tuple[List[Image.Image], torch.Tensor, torch.Tensor]:
@@ -280,26 +296,44 @@ class Segmenter:
         return images, stacked(fgs), stacked(bgs)
 
     @torch.inference_mode()
+    def supports(self, ways: Sequence[Sequence[Shot]],
+                 ignore_value: Optional[float] = None) -> Supports:
+        """The supports of ``ways`` read, checked and, through the model's parts, made into
+        prototypes once."""
+        images, fg, bg = self._support_masks(ways, ignore_value)
+        supports = Supports(self._tensors(images), fg, bg)
+        if self.through_forward is None:
+            features = self._encode(images).unflatten(0, fg.shape[:2])[None]
+            supports.prototypes = self.model.prototypes(features, fg[None], bg[None])
+        return supports
+
     def prototypes(self, ways: Sequence[Sequence[Shot]],
                    ignore_value: Optional[float] = None) -> torch.Tensor:
-        """The 1 x (1 + W) x C prototypes [background, way 1, ..., way W] of the supports."""
-        images, fg, bg = self._support_masks(ways, ignore_value)
-        features = self._encode(images)
-        return self.model.prototypes(features.unflatten(0, fg.shape[:2])[None], fg[None],
-                                     bg[None])
-
-    def query_logits(self, prototypes: torch.Tensor, queries: Sequence[ImageInput],
-                     first: int = 1) -> torch.Tensor:
-        """Q x (1 + W) x h x w feature-resolution logits of the queries (numbered from
-        ``first`` in messages) against ``prototypes`` (1 x (1 + W) x C)."""
-        images = [load_image(query, _describe(f"query {first + q}", query))
-                  for q, query in enumerate(queries)]
-        return self._query_logits(prototypes, images)
+        """The 1 x (1 + W) x C prototypes [background, way 1, ..., way W] of the supports (a
+        model evaluated through its parts only)."""
+        if self.through_forward is not None:
+            raise ValueError(f"no prototypes to show: {self.through_forward}, so it is run "
+                             "through its forward")
+        return self.supports(ways, ignore_value).prototypes
 
     @torch.inference_mode()
-    def _query_logits(self, prototypes: torch.Tensor, images: List[Image.Image],
-                      batch_size: Optional[int] = None) -> torch.Tensor:
-        return self.model.score(self._encode(images, batch_size)[None], prototypes)[0]
+    def query_logits(self, supports: Supports, queries: Sequence[ImageInput],
+                     first: int = 1) -> torch.Tensor:
+        """Q x (1 + W) x h x w logits of the queries (numbered from ``first`` in messages),
+        at the lowest resolution the model gives (PANet: its feature resolution)."""
+        images = [load_image(query, _describe(f"query {first + q}", query))
+                  for q, query in enumerate(queries)]
+        return self._query_logits(supports, images)
+
+    @torch.inference_mode()
+    def _query_logits(self, supports: Supports, images: List[Image.Image]) -> torch.Tensor:
+        if supports.prototypes is not None:
+            return self.model.score(self._encode(images)[None], supports.prototypes)[0]
+        support_images = supports.images.view(*supports.fg.shape[:2], *supports.images.shape[1:])
+        return torch.cat([query_logits(self.model(
+            support_images[None], supports.fg[None], supports.bg[None],
+            self._tensors(images[start:start + self.batch_size])[None]), self.model)[0]
+            for start in range(0, len(images), self.batch_size)])
 
     def segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
                 ignore_value: Optional[float] = None, probabilities: bool = False,
@@ -313,26 +347,24 @@ class Segmenter:
                      batch_size: Optional[int] = None) -> Iterator[Segmentation]:
         """``segment`` as an iterator, query by query. The supports are read and the queries
         decoded once (a truncated or corrupt query fails here, before any result is taken),
-        and the prototypes computed, when it is called; queries are then read again and encoded
-        ``batch_size`` (default: the segmenter's) at a time as results are taken, so that memory
-        holds one batch of images."""
-        if isinstance(queries, (str, Path)):
+        and the supports prepared (``supports``), when it is called; queries are then read
+        again and segmented ``batch_size`` (default: the segmenter's) at a time as results are
+        taken, so that memory holds one batch of images."""
+        if isinstance(queries, (str, Path)) or not list(queries):
             raise ValueError("queries must be a non-empty list of images")
         queries = list(queries)
-        if not queries:
-            raise ValueError("queries must be a non-empty list of images")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for q, query in enumerate(queries, start=1):
             load_image(query, _describe(f"query {q}", query))  # decoded in full: checked
-        prototypes = self.prototypes(ways, ignore_value)
+        supports = self.supports(ways, ignore_value)
         step = batch_size or self.batch_size
 
         def results() -> Iterator[Segmentation]:
             for start in range(0, len(queries), step):
                 images = [load_image(query, _describe(f"query {start + q + 1}", query))
                           for q, query in enumerate(queries[start:start + step])]
-                yield from self._results(self._query_logits(prototypes, images, step), images,
+                yield from self._results(self._query_logits(supports, images), images,
                                          probabilities)
 
         return results()

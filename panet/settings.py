@@ -170,6 +170,16 @@ class EpisodeSetting(Section):
         return found
 
 
+def describe_setting(data: "EpisodeSetting") -> str:
+    """One line naming the benchmark and episode setting , e.g.
+    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
+    replace the fold: 'folder test classes [3, 7], ...')."""
+    classes = (f"test classes {list(data.test_classes)}" if data.test_classes
+               else f"fold {data.fold}")
+    return (f"{data.name} {classes}, {data.ways}-way {data.shots}-shot, "
+            f"test split {data.split(False)}, {data.weak} supports")
+
+
 @dataclass(frozen=True)
 class ModelSettings(Section):
     """The model section: PANet's encoder and initialisation (PROTOCOL §1, §3)."""
@@ -271,11 +281,12 @@ class TestSettings(Section):
                                         "new runs/<id>")
     overwrite: bool = setting(False, flag(), "replace the results an output_dir already holds")
 
-    def eval_options(self, workers: int) -> EvalOptions:
-        """How `panet.evaluation.images` runs this test (its options object, free of config words)."""
+    def eval_options(self, workers: int, cache_key: Optional[str] = None) -> EvalOptions:
+        """How `panet.evaluation` runs this test (its options object, free of config words);
+        `cache_key`: what identifies the model (`panet.run.identity`), for the feature cache."""
         return EvalOptions(encode=self.encode, batch_size=self.batch_size,
                            resolution=self.resolution, cache_gb=self.cache_gb,
-                           cache_dir=self.cache_dir, workers=workers)
+                           cache_dir=self.cache_dir, cache_key=cache_key, workers=workers)
 
 
 @dataclass(frozen=True)
@@ -321,6 +332,18 @@ class Settings:
                    **{name: kind.from_config(config.get(name, {}))
                       for name, kind in SECTIONS.items()})
 
+    @staticmethod
+    def defaults() -> Dict[str, Any]:
+        """The whole config tree of defaults: top-level keys, then one dict per section."""
+        return {**RunSettings.defaults(),
+                **{name: kind.defaults() for name, kind in SECTIONS.items()}}
+
+    @staticmethod
+    def docs() -> Dict[str, str]:
+        """Each key's meaning, by dotted key."""
+        return {kind.key(name): doc for kind in (RunSettings, *SECTIONS.values())
+                for name, doc in kind.docs().items()}
+
     def section(self, name: str) -> Section:
         return self.run if name == "" else getattr(self, name)
 
@@ -330,37 +353,7 @@ class Settings:
         return getattr(self.section(section), name)
 
 
-# keys that do not change what a run computes: where it reads and writes (a tested checkpoint's
-# own settings are in the data and model keys), how fast and on what it computes (numbers agree
-# within the exactness contract: not so `precision`, which is in), how often it saves and logs
-NOT_IN_FINGERPRINT = frozenset((
-    "device", "tf32", "memory_format", "data.workers", "data.cache_dir", "data.lists_dir",
-    "train.output_dir", "train.resume", "train.checkpoint_every", "train.snapshot_every",
-    "train.log_every", "test.checkpoint", "test.output_dir", "test.cache_gb", "test.cache_dir",
-    "test.batch_size", "test.encode", "test.overwrite"))
 SCRIPT_SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}
-
-
-def fingerprint(config: Mapping[str, Any], script: str) -> Dict[str, Any]:
-    """What determines the results of a `script` ("train" | "test") run of `config`: every key
-    of the sections it reads but `NOT_IN_FINGERPRINT`, by dotted key, with the data splits
-    resolved (None -> the dataset's split). Two runs with equal fingerprints compute the same
-    thing."""
-    settings = Settings.from_config(config)
-    found = {}
-    for name in SCRIPT_SECTIONS[script]:
-        section = settings.section(name)
-        found.update({section.key(key): value for key, value in section.as_config().items()})
-    found["data.train_split"] = settings.data.split(train=True)
-    found["data.test_split"] = settings.data.split(train=False)
-    return {key: value for key, value in found.items() if key not in NOT_IN_FINGERPRINT}
-
-
-def fingerprint_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> List[str]:
-    """'key: recorded -> wanted' for every key whose value differs."""
-    return [f"{key}: {recorded.get(key)!r} -> {wanted.get(key)!r}"
-            for key in sorted(recorded.keys() | wanted.keys())
-            if recorded.get(key) != wanted.get(key)]
 
 
 def rule_keys() -> List[str]:

@@ -49,7 +49,8 @@ from panet.data import episode_dataset, make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.synthetic import generate
 from panet.data.voc import VocSource
-from panet.evaluation.images import GIB, evaluate_runs, feature_shape, plan_runs, schedule
+from panet.evaluation import evaluate_runs
+from panet.evaluation.images import GIB, feature_shape, plan_runs, schedule
 from panet.evaluation.options import EvalOptions
 from panet.evaluation.metrics import IoUMeter
 from panet.models import ENCODERS, PANet, build_encoder

@@ -42,11 +42,11 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from panet.weights.checkpoint import find_checkpoint
+from panet.run.folder import checkpoint_file
 from panet.data import collate_episodes, make_episode_dataset
 from panet.base.device import precision_reason
 from panet.models.losses import panet_loss
-from panet.weights.model_files import build_panet, model_settings, read_model_file
+from panet.weights.model_files import build_trained, model_settings, read_model_file
 from panet.models import PANet, build_encoder, resnet_encoder
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
 from panet.base.process_memory import peak_resident_bytes, resident_bytes
@@ -242,11 +242,11 @@ def print_overhead(rows: List[Tuple[str, float, float, str, str]], as_json: bool
 def compare_numerics(args: argparse.Namespace, numerics: Numerics) -> Dict[str, object]:
     """The --precision / --memory-format comparison (module docstring): the numbers."""
     model_file = (None if args.checkpoint is None
-                  else read_model_file(find_checkpoint(args.checkpoint)))
+                  else read_model_file(checkpoint_file(args.checkpoint)))
     if model_file is None:
         model, encoder = random_model(args.encoder), args.encoder
     else:
-        model, encoder = build_panet(model_file), model_settings(model_file).encoder
+        model, encoder = build_trained(model_file), model_settings(model_file).encoder
     model = model.to(args.device)
     shots = args.shots[0]
     episode = (make_episode(shots, args.size, args.device) if args.data_root is None

@@ -28,8 +28,6 @@ Errors are one line on stderr, with exit status 1 (2 for bad arguments).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import warnings
 from pathlib import Path
@@ -40,7 +38,8 @@ import torch
 from panet.weights.checkpoint import FORMAT_VERSION, load_checkpoint, rng_data, save_checkpoint
 from panet.training import build_optimization
 from panet.base.files import atomic_write
-from panet.weights.model_files import ModelFile, build_panet, read_model_file
+from panet.run.compose import compose, flatten
+from panet.weights.model_files import ModelFile, build_trained, read_model_file
 from panet.models.factory import DEFAULT_FACTORY
 from panet.weights.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_to_released,
                             setting_of_config)
@@ -102,13 +101,7 @@ def released_setting(model_file: ModelFile, args: argparse.Namespace
 
 def training_config(setting: ReleasedSetting) -> Dict[str, Any]:
     """The config `python train.py with <setting's named configs and values>` would run with."""
-    from panet.run.folder import load_experiment
-
-    with contextlib.redirect_stdout(io.StringIO()):  # print_config's output
-        run = load_experiment("train").run("print_config", named_configs=setting.named_configs(),
-                                           config_updates=setting.config_updates(),
-                                           options={"--loglevel": "ERROR"})
-    return plain_data(run.config, "config")
+    return compose("train", setting.named_configs(), flatten(setting.config_updates())).config
 
 
 def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
@@ -120,7 +113,7 @@ def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
     if step is None:
         raise ValueError(f"'{model_file.path}' is not named <step>.pth: give --step")
     config = training_config(setting)
-    net = build_panet(model_file)
+    net = build_trained(model_file)
     optimization = build_optimization(net.parameters(),
                                       TrainSettings.from_config(config["train"]))
     with warnings.catch_warnings():  # stepping the schedule without optimizer steps is the aim

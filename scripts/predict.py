@@ -5,7 +5,8 @@
         [--precision fp32|bf16|fp16] [--memory-format contiguous|channels_last]
 
 --checkpoint takes a train.py checkpoint or a snapshot of the authors' released code
-(<step>.pth, read at 417 x 417). Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
+(<step>.pth, read at 417 x 417); a checkpoint of your own method needs --factory, its
+model.factory (a checkpoint supplies settings, never code to run). Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
 for every way. Masks are binary in any encoding (0/1, 0/255, ...): foreground where non-zero;
 --ignore-value marks pixels to leave out of both foreground and background. --weights
 VGG16.pth (torchvision's vgg16-397923af.pth) instead of --checkpoint segments with PANet-init,
@@ -130,6 +131,9 @@ def main(argv=None) -> int:
                        help="a train.py checkpoint or a released PANet snapshot (.pth)")
     model.add_argument("--weights", type=Path,
                        help="torchvision's ImageNet VGG-16 (vgg16-397923af.pth): PANet-init")
+    parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
+                        help="the model.factory a --checkpoint of your own method was trained "
+                             "with (a checkpoint names no code to run: give it here)")
     parser.add_argument("--way", nargs="+", action="append", required=True,
                         metavar="IMG MASK", help="one way: its support images and masks")
     parser.add_argument("--query", nargs="+", action="extend", required=True,
@@ -166,7 +170,7 @@ def main(argv=None) -> int:
                     raise ValueError(f"--way {w}: {path} does not exist")
         numerics = {"precision": args.precision, "memory_format": args.memory_format}
         segmenter = (Segmenter.from_checkpoint(args.checkpoint, args.device, args.batch_size,
-                                               **numerics)
+                                               factory=args.factory, **numerics)
                      if args.checkpoint else
                      Segmenter.from_weights(args.weights, args.device, batch_size=args.batch_size,
                                             **numerics))

@@ -42,14 +42,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from panet import reproduce as tables
-from panet.weights.checkpoint import find_checkpoint, run_dir_of
+from panet.run.folder import RunFolder, checkpoint_file, resolve_checkpoint
 from panet.reproduce import executors
 from panet.reproduce.jobrun import command_now, remove_finished_caches
 from panet.reproduce.slurm import SlurmError
 from panet.data import synthetic
 from panet.base.device import use_device
 from panet.base.files import atomic_write
-from panet.weights.model_files import resolve_checkpoint
 from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.report.results import code_version
@@ -108,27 +107,25 @@ def config_problems(jobs: Sequence[Job]) -> List[str]:
     """Every job's configuration composed as its train.py / test.py would compose it, and checked
     (panet.run.validation) before anything runs. Files are checked by each job when it starts: a
     test job's checkpoint does not exist before its train job has run."""
-    from panet.run.validation import ConfigError
+    from panet.base.errors import ConfigError
 
-    problems = []
+    from panet.run.folder import CheckpointRef
+
+    problems, planned = [], {}
     for job in jobs:
+        checkpoint = None
+        if job.needs and job.needs[0] in planned and not Path(planned[job.needs[0]][0]).is_file():
+            path, config = planned[job.needs[0]]  # what its train job will write
+            checkpoint = CheckpointRef(str(path), path, "panet", config["train"]["steps"],
+                                       config, None)
         try:
-            tables.composed_config(job, experiment_of(job))
+            composed = tables.composition(job, checkpoint)
         except ConfigError as error:
             problems += [f"{job.name}: {line}" for line in error.problems]
+            continue
+        if job.trains:
+            planned[job.name] = (job.output, composed.config)
     return problems
-
-
-def experiment_of(job: Job):
-    """The sacred experiment of the job's script (loaded once)."""
-    from panet.run.folder import load_experiment
-
-    if job.script not in EXPERIMENTS:
-        EXPERIMENTS[job.script] = load_experiment(job.script)
-    return EXPERIMENTS[job.script]
-
-
-EXPERIMENTS: dict = {}
 
 
 def changed_jobs(jobs: Sequence[Job]) -> Dict[str, List[str]]:
@@ -140,7 +137,7 @@ def changed_jobs(jobs: Sequence[Job]) -> Dict[str, List[str]]:
         if job.done() and retrained:
             changed[job.name] = [f"it tests the checkpoint of {retrained[0]}, which runs again"]
         elif job.done():
-            differences = tables.changed_settings(job, experiment_of(job))
+            differences = tables.changed_settings(job)
             if differences:
                 changed[job.name] = differences
     return changed
@@ -280,7 +277,7 @@ def qualitative_path(args: argparse.Namespace, scale: Scale) -> Path:
     """The overlays go to the run folder of the model shown (or beside other figures)."""
     checkpoint = args.checkpoint or tables.train_job(qualitative_model(args.fold, scale),
                                                      scale).output
-    return (run_dir_of(checkpoint) or figure_path(scale, "")) / "qualitative.png"
+    return (getattr(RunFolder.of_checkpoint(checkpoint), "path", None) or figure_path(scale, "")) / "qualitative.png"
 
 
 def qualitative_model(fold: int, scale: Scale) -> Setting:
@@ -436,7 +433,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             parser.error(f"--run {run}: not a train.py run folder (no {run / 'metrics.json'})")
     if args.checkpoint is not None:
         try:
-            args.checkpoint = find_checkpoint(args.checkpoint)
+            args.checkpoint = checkpoint_file(args.checkpoint)
         except FileNotFoundError as error:
             parser.error(f"--checkpoint {args.checkpoint}: {error}")
     return args

@@ -42,6 +42,33 @@ def voc_aug() -> Path:
     return path
 
 
+def load_experiment(script: str):
+    """The sacred experiment of train.py or test.py (`script` "train" | "test"), with its main
+    function: the script imported by path under another module name (`test` is also a
+    standard-library package)."""
+    spec = importlib.util.spec_from_file_location(f"panet_{script}_script",
+                                                  REPO_ROOT / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ex
+
+
+def composed(script: str, named=(), **updates) -> dict:
+    """The config `python <script>.py print_config with <named> <updates>` runs with: composed
+    (`panet.run.compose`) and checked (ConfigError), nothing run. `updates`: nested dicts by
+    section, as sacred's config_updates."""
+    from panet.run.compose import flatten
+    from panet.run.experiments import compose_command
+    from panet.run.validation import config_problems
+    from panet.base.errors import ConfigError
+
+    composition = compose_command(script, list(named), flatten(updates))
+    problems = config_problems(composition)
+    if problems:
+        raise ConfigError(problems)
+    return composition.config
+
+
 def load_script(name: str):
     """Import ``scripts/<name>.py`` as a module (the scripts folder is not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")

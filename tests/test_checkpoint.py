@@ -15,7 +15,8 @@ from PIL import Image
 from sacred.config.custom_containers import ReadOnlyDict, ReadOnlyList
 
 from conftest import REPO_ROOT, load_script
-from panet.weights.checkpoint import (find_checkpoint, load_checkpoint, load_checkpoint_header,
+from panet.run.folder import checkpoint_file
+from panet.weights.checkpoint import (load_checkpoint, load_checkpoint_header,
                               restore_rng_states, rng_states, save_checkpoint)
 from panet.inference import Segmenter
 from panet.weights.model_files import read_model_file
@@ -204,7 +205,7 @@ def crafted(request, tmp_path):
 READERS = {
     "load_checkpoint": load_checkpoint,
     "load_checkpoint_header": load_checkpoint_header,
-    "find_checkpoint of its run folder": lambda path: find_checkpoint(path.parent.parent),
+    "checkpoint_file of its run folder": lambda path: checkpoint_file(path.parent.parent),
     "Segmenter.from_checkpoint": lambda path: Segmenter.from_checkpoint(path, device="cpu"),
     "read_model_file": read_model_file,
 }

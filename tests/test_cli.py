@@ -18,7 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import REPO_ROOT, blob_labels, load_script
 from panet.weights.checkpoint import load_checkpoint
 from panet.data.label_png import save_label_png
-from panet.run.folder import load_experiment, run_from_command_line
+from conftest import load_experiment
+from panet.run.experiments import run_from_command_line
 from panet.settings import rule_keys
 
 TRAIN, TEST = load_experiment("train"), load_experiment("test")

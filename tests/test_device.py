@@ -51,8 +51,8 @@ def test_more_processes_than_gpus_is_one_line(gpus, under_torchrun):
 
 def test_the_config_check_refuses_it_before_any_work(gpus, under_torchrun):
     """The config hook runs before any run folder or model exists."""
-    from panet.run.folder import load_experiment
-    from panet.run.validation import ConfigError
+    from conftest import load_experiment
+    from panet.base.errors import ConfigError
 
     gpus(1)
     under_torchrun(2)

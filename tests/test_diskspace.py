@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from panet.weights.checkpoint import load_checkpoint, save_checkpoint
-from panet.base.diskspace import (DiskFullError, checkpoints_to_write, format_size, serialized_size,
-                             space_warning)
+from panet.base.files import DiskFullError, format_size
+from panet.run.folder import Checkpointer, RunFolder
+from panet.settings import TrainSettings
+from panet.weights.checkpoint import load_checkpoint
 
 
 @pytest.fixture
@@ -43,8 +44,16 @@ def training_state(width):
                 scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 10))
 
 
+def checkpointer(folder, width, start=0, **train):
+    """The Checkpointer of a run in `folder` whose model is `width` x `width` weights."""
+    state = training_state(width)
+    return Checkpointer(RunFolder(folder), TrainSettings(**train), start,
+                        lambda step: dict(step=step, config={"width": width}, **state))
+
+
 def save(path, width, step=1):
-    return save_checkpoint(path, step=step, config={"width": width}, **training_state(width))
+    """Save checkpoint `path` (<run>/checkpoints/<name>.pt) of a `width` run at `step`."""
+    return checkpointer(path.parent.parent, width).save(step, path)
 
 
 def test_a_checkpoint_that_does_not_fit_says_so_in_one_line_and_keeps_the_previous(small_disk,
@@ -86,10 +95,9 @@ def test_train_py_warns_at_its_first_step_then_stops_at_the_save(small_disk, syn
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith(
         f"warning: {run / 'checkpoints'} has ") and " (2 files of " in warnings[0], result.stdout
-    size = warnings[0].split(" (2 files of ")[1].split(")")[0]
     errors = [line for line in result.stderr.splitlines() if "could not write" in line]
     assert len(errors) == 1, result.stderr
-    assert f"{run / 'checkpoints' / 'last.pt'}: no space left on the device (it needs {size}, " \
+    assert f"{run / 'checkpoints' / 'last.pt'}: no space left on the device (it needs " \
         in errors[0]
     assert errors[0].endswith("no checkpoint was saved yet: free some space, then run the same "
                               "command again")
@@ -110,31 +118,38 @@ def naive_checkpoint_count(start, steps, checkpoint_every, snapshot_every, last_
 
 
 @pytest.mark.parametrize("last_exists", [False, True])
-def test_checkpoints_to_write_counts_like_the_training_loop(tmp_path, last_exists):
+def test_the_files_to_write_are_counted_like_the_training_loop(tmp_path, last_exists):
     if last_exists:
-        (tmp_path / "last.pt").touch()
+        RunFolder(tmp_path).checkpoints.mkdir()
+        RunFolder(tmp_path).last.touch()
     for start in (0, 3, 10, 29):
         for steps in (start, start + 1, 30):
-            for checkpoint_every in (0, 1, 4, 10):
+            for every in (0, 1, 4, 10):
                 for snapshot_every in (0, 1, 7, 10):
-                    expected = naive_checkpoint_count(start, steps, checkpoint_every,
-                                                      snapshot_every, last_exists)
-                    assert checkpoints_to_write(start, steps, checkpoint_every, snapshot_every,
-                                                tmp_path) == expected
+                    expected = naive_checkpoint_count(start, steps, every, snapshot_every,
+                                                      last_exists)
+                    found = checkpointer(tmp_path, 2, start, checkpoint_every=every,
+                                         snapshot_every=snapshot_every).files_to_write(steps)
+                    assert found == expected
 
 
-def test_space_warning_compares_the_free_space_with_the_checkpoints(tmp_path):
-    free = shutil.disk_usage(tmp_path).free
-    assert space_warning(tmp_path, 1, 3) is None
-    warning = space_warning(tmp_path / "not" / "yet", free, 3)  # measured on tmp_path
-    assert warning.startswith(f"warning: {tmp_path / 'not' / 'yet'} has ")
-    assert f"need {format_size(3 * free)} (3 files of {format_size(free)})" in warning
+def test_the_space_warning_compares_the_free_space_with_the_tensors(tmp_path, capsys,
+                                                                    monkeypatch):
+    """The estimate is the bytes of the model's and the optimizer's tensors: 600 x 600 float32
+    weights, 600 biases, and as many momentum values."""
+    size = 2 * 4 * (600 * 600 + 600)
+    saving = checkpointer(tmp_path, 600, steps=30, checkpoint_every=10, snapshot_every=0)
+    monkeypatch.setattr("panet.run.folder.free_space", lambda path: 2 * size)
+    saving.warn_if_short_of_space(1)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr("panet.run.folder.free_space", lambda path: 2 * size - 1)
+    saving.warn_if_short_of_space(1)
+    assert capsys.readouterr().out == (
+        f"warning: {tmp_path / 'checkpoints'} has {format_size(2 * size - 1)} free, but this "
+        f"run's checkpoints need about {format_size(2 * size)} (2 files of {format_size(size)}): "
+        "the first save that does not fit will stop it, keeping the previous checkpoint\n")
 
 
-def test_format_size_and_serialized_size(tmp_path):
+def test_format_size():
     assert [format_size(n) for n in (0, 1023, 1536, 5 * 2**20, 3 * 2**30, 2**50)] == [
         "0 bytes", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB", "1048576.0 GiB"]
-    state = {"weights": torch.arange(1000.0), "step": 3}
-    with open(tmp_path / "state.pt", "wb") as file:  # an open file, as save_checkpoint writes
-        torch.save(state, file)
-    assert serialized_size(state) == (tmp_path / "state.pt").stat().st_size

@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 SCRIPT = """
 import atexit, logging
 from sacred import Experiment
-from panet.run.folder import script_main
+from panet.run.experiments import script_main
 
 atexit.register(lambda: print("interpreter teardown"))
 ex = Experiment("exit_check")

@@ -30,8 +30,12 @@ from panet.data import make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.sampling import sample_episodes
 from panet.data.voc import IMAGE_DIR, VocSource
-from panet.evaluation.images import evaluate_images, evaluate_runs, plan_runs, schedule
+from panet.evaluation import evaluate_runs
+from panet.evaluation.images import evaluate_images, plan_runs, schedule
 from panet.evaluation.options import EvalOptions
+from panet.run.identity import model_identity
+from toy_methods import DoubledEncodePANet
+from panet.settings import TestSettings
 from panet.evaluation.feature_cache import DiskCache
 from panet.evaluation.metrics import IoUMeter
 from panet.models import PANet, build_encoder
@@ -179,7 +183,9 @@ def counted(model, plan, **options):
         lambda m, i, output: calls.append(len(output) * (output.device.type != "meta")))
     try:
         meter = IoUMeter(fold_classes(20, 0, train=False), n_runs=RUNS)
-        followed = evaluate_images(model, plan, meter, EvalOptions(**options), progress=False)
+        key = model_identity(model)["model_sha256"]  # as test.py keys the cache
+        followed = evaluate_images(model, plan, meter, EvalOptions(cache_key=key, **options),
+                                   progress=False)
     finally:
         hook.remove()
     return meter.counts, sum(calls), followed
@@ -219,10 +225,18 @@ def test_feature_files_serve_later_evaluations(synthetic_root, small_panet, tmp_
     from_files, calls, _ = counted(small_panet, boxes, cache_dir=tmp_path)
     assert calls == 0 and np.array_equal(from_files, in_memory)
 
-    other = PANet(build_encoder("small"))  # other weights (or size, or device): other folder
     cpu = torch.device("cpu")
-    assert DiskCache(tmp_path, other.encoder, dense.dataset, cpu).folder != folder
-    assert DiskCache(tmp_path, small_panet.encoder, dense.dataset, cpu).folder == folder
+
+    def cache_folder(model, factory="panet.models:PANet"):
+        key = model_identity(model, factory)["model_sha256"]
+        return DiskCache(tmp_path, key, dense.dataset, cpu).folder
+
+    assert cache_folder(small_panet) == folder
+    assert cache_folder(PANet(build_encoder("small"))) != folder  # other weights: other folder
+    # the same weights in another method (its own encode): other features, other folder
+    doubled = DoubledEncodePANet(small_panet.encoder)
+    assert doubled.state_dict().keys() == small_panet.state_dict().keys()
+    assert cache_folder(doubled, "toy_methods:DoubledEncodePANet") != folder
 
     budget_gb = 3.5 * next(folder.glob("*.pt")).stat().st_size / 2 ** 30
     counted(small_panet, dense, cache_dir=tmp_path / "small", cache_gb=budget_gb)
@@ -268,15 +282,14 @@ def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(sy
 
 def test_bad_values_are_refused_before_work(synthetic_root, small_panet):
     meter = IoUMeter(fold_classes(20, 0, train=False))
-    for options, message in (({"encode": "batch"}, "encode must be one of"),
-                             ({"cache_gb": -1}, "cache_gb must be >= 0"),
-                             ({"resolution": "full"}, "resolution must be one of"),
-                             ({"batch_size": 0}, "batch_size must be >= 1")):
-        with pytest.raises(ValueError, match=message):
-            EvalOptions(**options)
-    with pytest.raises(ValueError, match="keep_original_labels"):
-        evaluate_runs(small_panet, runs_of(synthetic_root, runs=1), meter,
-                      EvalOptions(resolution="original"), progress=False)
+    """The test settings refuse bad evaluation options (`TestSettings`: the one check, at the
+    settings boundary); a plan of training episodes (flipped) is refused."""
+    for key, value, message in (("encode", "batch", "must be one of 'image', 'episode'"),
+                                ("cache_gb", -1, "must be a finite number >= 0"),
+                                ("resolution", "full", "must be one of 'label', 'original'"),
+                                ("batch_size", 0, "must be an integer >= 1")):
+        assert TestSettings(**{key: value}).problems() == [
+            f"test.{key}={value!r}: {message}"]
     training = make_episode_dataset(synthetic_setting(synthetic_root), 2, 0, train=True)
     with pytest.raises(ValueError, match="flips"):
         plan_runs([training])

@@ -15,7 +15,7 @@ from conftest import REPO_ROOT, load_script
 from panet.weights.checkpoint import load_checkpoint
 from panet.training import NonFiniteLossError
 from panet.evaluation.metrics import iou_from_counts
-from panet.run.folder import load_experiment
+from conftest import load_experiment
 from panet.report.statistics import EpisodeRecords, mismatch
 from tolerance import assert_counts_close, assert_results_close
 

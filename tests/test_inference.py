@@ -12,7 +12,8 @@ from panet.data import collate_episodes, make_episode_dataset
 from panet.data.transforms import image_tensor, resize_nearest
 from panet.models.factory import MODEL_INPUTS
 from panet.inference import Segmenter
-from panet.models import PANet
+from panet.models import PANet, build_encoder
+from toy_methods import BackgroundPANet
 from panet.models.vgg import (SMALL_DILATED, TORCHVISION_VGG16_CONVS, VGG16_WEIGHTS_FILE,
                                   DilatedVGG)
 from panet.models.prototypes import upsample
@@ -56,9 +57,10 @@ def assert_segmenter_matches_episodes(segmenter, dataset, n_items):
             out = segmenter.model(*(batch[key].to(device) for key in MODEL_INPUTS))
         ways = episode_ways(source, item)
         queries = [source.image_path(image_id) for image_id in item["query_ids"]]
-        prototypes = segmenter.prototypes(ways, ignore_value=OTHER_WAY)
-        torch.testing.assert_close(prototypes, out.prototypes, rtol=1e-4, atol=1e-5)
-        logits = segmenter.query_logits(prototypes, queries)
+        supports = segmenter.supports(ways, ignore_value=OTHER_WAY)
+        if segmenter.through_forward is None:
+            torch.testing.assert_close(supports.prototypes, out.prototypes, rtol=1e-4, atol=1e-5)
+        logits = segmenter.query_logits(supports, queries)
         torch.testing.assert_close(logits, out.logits_low[0], rtol=1e-4, atol=1e-4)
         results = segmenter.segment(ways, queries, ignore_value=OTHER_WAY, probabilities=True)
         for q, result in enumerate(results):
@@ -69,6 +71,25 @@ def assert_segmenter_matches_episodes(segmenter, dataset, n_items):
             assert np.array_equal(result.labels[clear], expected.argmax(0).numpy()[clear])
             np.testing.assert_allclose(result.probabilities, expected.softmax(0).numpy(),
                                        atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:left out of the episodes")
+def test_a_model_whose_forward_is_its_own_is_segmented_through_it(folder_root):
+    """A model that overrides forward without declaring its fast paths (issue 25): the Segmenter
+    runs its forward, whose logits are the model's own (here: background everywhere)."""
+    setting = EpisodeSetting(name="folder", root=str(folder_root), ways=2, shots=1, queries=2,
+                             size=65)
+    dataset = make_episode_dataset(setting, 2, seed=3, train=False)
+    segmenter = Segmenter(BackgroundPANet(build_encoder("small")), size=65, device="cpu")
+    assert "overrides forward" in segmenter.through_forward
+    assert_segmenter_matches_episodes(segmenter, dataset, 2)
+    item = dataset[0]
+    ways = episode_ways(dataset.source, item)
+    queries = [dataset.source.image_path(image_id) for image_id in item["query_ids"]]
+    assert all(not result.labels.any() for result in segmenter.segment(ways, queries,
+                                                                        ignore_value=OTHER_WAY))
+    with pytest.raises(ValueError, match="no prototypes to show"):
+        segmenter.prototypes(ways, ignore_value=OTHER_WAY)
 
 
 @pytest.mark.filterwarnings("ignore:left out of the episodes")

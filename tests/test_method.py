@@ -17,20 +17,21 @@ import panet.training
 from conftest import load_script
 from examples.temperature import TemperaturePANet
 from panet.training import train_step
-from panet.evaluation.images import encode_path, evaluate_images
+from panet.evaluation import encode_path
 from panet.inference import Segmenter
 from panet.models.losses import panet_loss
 from panet.models import PANet, build_encoder
 from panet.models.builder import build_model, model_with_weights
 from panet.models.factory import (FactoryError, check_model, import_factory, make_model,
-                                  prototypes_decompose)
+                                  fast_path_problem)
+from panet.run.identity import method_sha256
 from panet.settings import ModelSettings
 from panet.reproduce import TABLES, Scale, jobs_for
 from test_cli import command, toy
 from test_evaluation import synthetic_data
 from test_experiments import QUIET, TEST, TRAIN
 from tolerance import assert_logits_close, assert_results_close, recorded_logits
-from toy_methods import FirstShotPANet, NegatedPANet, OwnLossPANet
+from toy_methods import BackgroundPANet, FirstShotPANet, NegatedPANet, OwnLossPANet
 
 TEMPERATURE = "examples.temperature:TemperaturePANet"
 pytestmark = [pytest.mark.filterwarnings("ignore:left out of the episodes"),
@@ -71,9 +72,13 @@ def test_the_example_trains_and_tests_with_its_extra_parameter(temperature_run, 
     assert state["config"]["model"]["factory"] == TEMPERATURE
     assert state["model"]["log_alpha"].shape == ()
     run = TEST.run(named_configs=["fast"], options=QUIET, config_updates={
+        "model": {"factory": TEMPERATURE},
         "test": {"checkpoint": str(temperature_run), "output_dir": str(tmp_path)}})
     assert run.status == "COMPLETED"
     result = json.loads((tmp_path / "results.json").read_text())
+    assert result["model"]["factory"] == TEMPERATURE
+    assert result["model"]["method_sha256"] == method_sha256(TEMPERATURE)
+    assert result["setting"]["trained"]["code"]["method_sha256"] == method_sha256(TEMPERATURE)
     assert result["setting"]["model"]["factory"] == TEMPERATURE
     assert result["config"]["model"]["factory"] == TEMPERATURE
     assert (result["setting"]["encode_used"], result["setting"]["encode_why"]) == ("image", None)
@@ -101,7 +106,7 @@ def test_the_example_learns_its_temperature_through_both_losses():
 
 def test_the_segmenter_and_predict_use_the_checkpoints_model(temperature_run, folder_root,
                                                              tmp_path):
-    segmenter = Segmenter.from_checkpoint(temperature_run, "cpu")
+    segmenter = Segmenter.from_checkpoint(temperature_run, "cpu", factory=TEMPERATURE)
     assert isinstance(segmenter.model, TemperaturePANet)
     state = torch.load(temperature_run, weights_only=True)["model"]
     assert torch.equal(segmenter.model.log_alpha.detach(), state["log_alpha"])
@@ -120,8 +125,9 @@ def test_the_segmenter_and_predict_use_the_checkpoints_model(temperature_run, fo
 
     out = tmp_path / "predictions"
     assert load_script("predict").main(
-        ["--checkpoint", str(temperature_run), "--way", *map(str, way[0][0]), "--query",
-         str(query[0]), "--out", str(out), "--device", "cpu"]) == 0
+        ["--checkpoint", str(temperature_run), "--factory", TEMPERATURE, "--way",
+         *map(str, way[0][0]), "--query", str(query[0]), "--out", str(out), "--device",
+         "cpu"]) == 0
     assert (out / f"{query[0].stem}.png").is_file()
 
 
@@ -169,10 +175,11 @@ def test_a_model_with_its_own_prototypes_is_evaluated_per_episode(synthetic_root
     with recorded_logits(monkeypatch) as asked_image:
         image = results_json(tmp_path / "image", data, "image", first_shot)
     said = capfd.readouterr().out
-    assert ("test.encode=image: FirstShotPANet overrides `prototypes` without "
-            "`prototypes_from_pools`") in said and "evaluated per episode" in said
+    assert ("test.encode=image: FirstShotPANet overrides prototypes without declaring its "
+            "fast paths again (fast_paths), so it is evaluated through its own forward, per "
+            "episode") in said
     assert image["setting"]["encode_used"] == "episode"
-    assert "overrides `prototypes`" in image["setting"]["encode_why"]
+    assert "overrides prototypes" in image["setting"]["encode_why"]
     with recorded_logits(monkeypatch) as asked_episode:
         episode = results_json(tmp_path / "episode", data, "episode", first_shot)
     assert episode["setting"]["encode_why"] is None
@@ -185,29 +192,35 @@ def test_a_model_with_its_own_prototypes_is_evaluated_per_episode(synthetic_root
     assert worst > 0.1  # the first shot's prototypes were used, not the mean over shots
 
 
-def test_which_models_the_image_path_computes_exactly():
-    assert prototypes_decompose(small_model()) is None
-    assert prototypes_decompose(small_model(TemperaturePANet)) is None  # score only
-    assert prototypes_decompose(small_model(NegatedPANet)) is None
-    assert "overrides `prototypes` without" in prototypes_decompose(small_model(FirstShotPANet))
+def test_which_models_the_fast_paths_compute_exactly():
+    """A fast path holds for the class declaring it: a subclass overriding forward, encode,
+    prototypes, score or prototypes_from_pools without declaring again runs its forward."""
+    for model in (small_model(), small_model(TemperaturePANet), small_model(NegatedPANet)):
+        assert fast_path_problem(model, "parts") is None
+        assert fast_path_problem(model, "pools") is None
+    assert "overrides prototypes without declaring" in fast_path_problem(
+        small_model(FirstShotPANet), "pools")
+    assert "overrides forward without declaring" in fast_path_problem(
+        small_model(BackgroundPANet), "parts")
 
     class Both(FirstShotPANet):  # says again that its prototypes come from the pools
+        fast_paths = ("parts", "pools")
+
         def prototypes_from_pools(self, fg_pools, bg_pools):
             return super().prototypes_from_pools(fg_pools, bg_pools)
 
     class OptedOut(PANet):
-        prototypes_from_pools = None
+        fast_paths = ("parts",)
 
-    assert prototypes_decompose(small_model(Both)) is None
-    assert "has no `prototypes_from_pools`" in prototypes_decompose(small_model(OptedOut))
+    assert fast_path_problem(small_model(Both), "pools") is None
+    assert "does not declare the 'pools'" in fast_path_problem(small_model(OptedOut), "pools")
+    assert fast_path_problem(small_model(OptedOut), "parts") is None
     patched = small_model()
     patched.prototypes = lambda *args: None
-    assert "overrides `prototypes`" in prototypes_decompose(patched)
+    assert "overrides prototypes" in fast_path_problem(patched, "parts")
     assert encode_path(small_model(FirstShotPANet), "image")[0] == "episode"
     assert encode_path(small_model(FirstShotPANet), "episode") == ("episode", None)
     assert encode_path(small_model(), "image") == ("image", None)
-    with pytest.raises(ValueError, match="image path needs prototypes made from pooled"):
-        evaluate_images(small_model(FirstShotPANet), None, None)
 
 
 # ---- a model's own loss ---------------------------------------------------------------------

@@ -28,9 +28,9 @@ from panet.inference import Segmenter
 from panet.models.losses import panet_loss
 from panet.models import PANet, build_encoder
 from panet.models.numerics import Numerics
-from panet.run.folder import load_experiment
-from panet.settings import fingerprint
-from panet.run.validation import ConfigError
+from conftest import load_experiment
+from panet.run.identity import fingerprint
+from panet.base.errors import ConfigError
 from tolerance import (BF16_FEATURE_RTOL, BF16_LOGIT_ATOL, BF16_PIXEL_AGREEMENT, LOGIT_ATOL,
                        assert_logits_close, recorded_logits)
 
@@ -223,9 +223,10 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, native):
 
 def test_the_feature_cache_keeps_bf16_features_apart(tmp_path):
     dataset = SimpleNamespace(size=(SIZE, SIZE), source=None)
-    encoder = build_encoder("small")
-    folders = {precision: DiskCache(tmp_path, encoder, dataset, torch.device("cpu"),
-                                    precision).folder.name for precision in ("fp32", "bf16")}
+    folders = {precision: DiskCache(tmp_path, "0123456789abcdef0123", dataset,
+                                    torch.device("cpu"), precision).folder.name
+               for precision in ("fp32", "bf16")}
+    assert folders["fp32"].startswith("0123456789abcdef-")  # the model key's first 16 digits
     assert folders["fp32"].endswith(f"-{SIZE}x{SIZE}-cpu")  # as before precision existed
     assert folders["bf16"] == folders["fp32"] + "-bf16"
 

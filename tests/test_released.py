@@ -23,7 +23,7 @@ import reference
 from conftest import load_script
 from panet.weights.checkpoint import load_checkpoint, load_checkpoint_header, save_checkpoint
 from panet.inference import Segmenter
-from panet.weights.model_files import build_panet, model_input_size, read_model_file
+from panet.weights.model_files import build_trained, model_input_size, read_model_file
 from panet.models import PANet, vgg16_encoder
 from panet.weights.released import (ReleasedSetting, panet_to_released, parse_released_path,
                             released_step, released_to_panet)
@@ -157,7 +157,7 @@ def test_a_released_snapshot_gives_the_released_models_logits(released, tmp_path
     assert model_file.format == "released" and model_file.config is None
     assert model_file.path_setting == ReleasedSetting("voc", True, 2, 2, 5)
     assert model_file.step == 30000 and model_input_size(model_file) == 417
-    net = build_panet(model_file).double().eval()
+    net = build_trained(model_file).double().eval()
 
     generator = torch.Generator().manual_seed(1)
     support = torch.randn(1, 2, 1, 3, 41, 41, generator=generator, dtype=torch.float64)
@@ -346,7 +346,7 @@ def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, s
                                                                    tmp_path):
     """The setting comes from the path (PASCAL, fold 2, 2-way 5-shot here), what is given on the
     command line wins, and results.json says where each came from, the format and the sha256."""
-    from panet.run.folder import load_experiment
+    from conftest import load_experiment
     from panet.base.safe_load import file_sha256
 
     run = load_experiment("test").run(options={"--loglevel": "ERROR"}, config_updates={
@@ -365,8 +365,8 @@ def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, s
 
 
 def test_a_released_snapshot_without_a_setting_needs_one(released, tmp_path):
-    from panet.run.folder import load_experiment
-    from panet.run.validation import ConfigError
+    from conftest import load_experiment
+    from panet.base.errors import ConfigError
 
     anonymous = tmp_path / "model.pth"
     anonymous.write_bytes(released[1].read_bytes())

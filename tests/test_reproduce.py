@@ -17,7 +17,7 @@ from panet import reproduce as tables
 from panet.report.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
                             prototype_distances, query_masks, read_training_curves)
 from panet.data.transforms import normalize
-from panet.run.folder import load_experiment
+from conftest import load_experiment
 from panet.reproduce import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
                           render_markdown, table_report)
 from panet.report.figures import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,

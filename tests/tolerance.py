@@ -30,7 +30,7 @@ from typing import Dict, Iterator
 import numpy as np
 import torch
 
-import panet.training
+import panet.evaluation.episodes
 import panet.evaluation.images
 
 LOGIT_ATOL = 1e-3
@@ -48,14 +48,14 @@ def recorded_logits(monkeypatch) -> Iterator[Dict[tuple, torch.Tensor]]:
     """Every query's (1 + W) x h x w logits scored while active, by (run, episode, query): the
     one function both evaluation paths score through (`score_query`) is wrapped."""
     recorded: Dict[tuple, torch.Tensor] = {}
-    score = panet.training.score_query
+    score = panet.evaluation.episodes.score_query
 
     def recording(meter, logits_low, target, class_ids, key):
         recorded[tuple(key)] = logits_low.detach().cpu().clone()
         score(meter, logits_low, target, class_ids, key)
 
     with monkeypatch.context() as patch:
-        patch.setattr(panet.training, "score_query", recording)
+        patch.setattr(panet.evaluation.episodes, "score_query", recording)
         patch.setattr(panet.evaluation.images, "score_query", recording)
         yield recorded
 

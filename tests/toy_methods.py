@@ -5,17 +5,23 @@ pytest puts on the import path."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from panet.models.losses import PANetLoss
 from panet.models import PANet
+from panet.models.prototypes import upsample
 
 NOT_CALLABLE = 42  # model.factory=toy_methods:NOT_CALLABLE
 
 
 class NegatedPANet(PANet):
-    """PANet whose logits are negated: its predictions are PANet's least likely labels."""
+    """PANet whose logits are negated: its predictions are PANet's least likely labels. Its
+    forward is PANet's, which scores with this `score`: its fast paths hold."""
+
+    fast_paths = ("parts", "pools")
 
     def score(self, query_features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
         return -super().score(query_features, prototypes)
@@ -29,6 +35,28 @@ class FirstShotPANet(PANet):
                    support_bg: torch.Tensor) -> torch.Tensor:
         return super().prototypes(support_features[:, :, :1], support_fg[:, :, :1],
                                   support_bg[:, :, :1])
+
+
+class BackgroundPANet(PANet):
+    """PANet whose forward pushes every pixel to the background (its parts are PANet's): every
+    path that honours forward predicts background only."""
+
+    def forward(self, *inputs):
+        out = super().forward(*inputs)
+        shift = torch.zeros_like(out.logits_low)
+        shift[:, :, 0] = 1e4
+        return dataclasses.replace(out, logits=out.logits + upsample(shift, out.logits.shape[-2:]),
+                                   logits_low=out.logits_low + shift)
+
+
+class DoubledEncodePANet(PANet):
+    """PANet whose features are twice the encoder's (its own `encode`, no extra weight): the
+    same state dict as a PANet of the same encoder, other features."""
+
+    fast_paths = ("parts", "pools")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return 2 * super().encode(images)
 
 
 class OwnLossPANet(PANet):

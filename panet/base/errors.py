@@ -1,7 +1,27 @@
-"""Errors whose message says everything: train.py and test.py print them alone, on one line,
-without a traceback (`panet.run.experiments.PanetExperiment` hands them to sacred as its one-line error;
-this module imports no sacred, so that the code raising them does not either)."""
+"""Errors a user can act on, said in one line each, and turning any error into one line.
+
+The entry points print a `OneLineError` as its message alone (no class name, no traceback) and
+exit with status 1; programming errors keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
 
 
 class OneLineError(Exception):
     """An error whose message says everything: printed alone, without a traceback."""
+
+
+class ConfigError(OneLineError, ValueError):
+    """A configuration that cannot run: one line per problem, each naming the key, the value
+    and what is allowed (`key=value: must be ...`)."""
+
+    def __init__(self, problems: Sequence[str]):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message folded onto one line."""
+    return " ".join(str(error).split())

@@ -1,4 +1,5 @@
-"""Writing output files: atomically, and readable by whoever the user's umask allows.
+"""Writing output files: atomically, readable by whoever the user's umask allows, and a full disk
+said in one line.
 
 Checkpoints, results and caches are written to a temporary file beside the target and renamed
 over it, so a crash mid-write leaves the previous file intact and readers never see half a file.
@@ -9,13 +10,19 @@ users of a shared machine can read what a run wrote when the umask says they may
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
 
+from panet.base.errors import OneLineError
+
 PathLike = Union[str, Path]
+FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
+                    errno.EDQUOT: "disk quota exceeded"}
 
 
 def current_umask() -> int:
@@ -65,3 +72,50 @@ def writable_problem(path: PathLike) -> Optional[str]:
         return None
     except OSError as error:
         return f"cannot write there ({error.strerror or error})"
+
+
+class DiskFullError(OneLineError):
+    """A file could not be written for lack of space."""
+
+    def then(self, next_step: str) -> "DiskFullError":
+        """The same error, its message ending with what to do next."""
+        return DiskFullError(f"{self}; {next_step}")
+
+
+def format_size(n_bytes: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, one decimal)."""
+    for unit in ("bytes", "KiB", "MiB"):
+        if n_bytes < 1024:
+            return f"{n_bytes:.0f} bytes" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"
+
+
+def free_space(path: PathLike) -> int:
+    """Free bytes (for an unprivileged user) on the file system of `path`, or of its nearest
+    existing parent when `path` does not exist yet."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def write_atomically(path: PathLike, data: Union[bytes, memoryview]) -> Path:
+    """Write `data` to `path` through `atomic_write`. Lack of space raises `DiskFullError`
+    (path, bytes needed, bytes free once the partial file is removed, the previous file
+    intact); other errors pass through."""
+    path = Path(path)
+    existed = path.is_file()
+    try:
+        with atomic_write(path) as file:
+            file.write(data)
+    except OSError as error:
+        if error.errno not in FULL_DISK_ERRORS:
+            raise
+        kept = (f"the previous {path.name} is intact" if existed
+                else f"nothing was overwritten (there was no {path.name} yet)")
+        raise DiskFullError(
+            f"could not write {path}: {FULL_DISK_ERRORS[error.errno]} (it needs "
+            f"{format_size(memoryview(data).nbytes)}, {format_size(free_space(path.parent))} "
+            f"are free there); {kept}") from None
+    return path

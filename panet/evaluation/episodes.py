@@ -15,8 +15,7 @@ from panet.base.distributed import Context
 from panet.base.monitor import Progress
 from panet.data.episodes import to_device
 from panet.evaluation.metrics import IoUMeter
-from panet.evaluation.options import RESOLUTIONS
-from panet.models.factory import MODEL_INPUTS, checked_output
+from panet.models.factory import MODEL_INPUTS, query_logits
 from panet.models.prototypes import upsampled_prediction
 
 
@@ -66,8 +65,6 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: i
     "original": the feature-resolution logits are upsampled bilinearly straight to each query's
     original size and compared with its original label (needs keep_original_labels).
     """
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     model.eval()
     with Progress(len(loader), desc=f"test run {run}", every=max(1, len(loader) // 10),
                   enabled=progress) as bar:
@@ -79,9 +76,8 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: i
 def _evaluate_batch(model: torch.nn.Module, batch: Dict, meter: IoUMeter, run: int,
                     resolution: str) -> None:
     """Score one collated batch of episodes: every query into `meter` under `run`."""
-    out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
+    logits = query_logits(model(*(batch[key] for key in MODEL_INPUTS)), model)
     targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
     for b, (episode, class_ids) in enumerate(zip(batch["episode"], batch["class_ids"].tolist())):
-        for q in range(out.logits_low.shape[1]):
-            score_query(meter, out.logits_low[b, q], targets[b][q], class_ids,
-                        QueryKey(run, episode, q))
+        for q in range(logits.shape[1]):
+            score_query(meter, logits[b, q], targets[b][q], class_ids, QueryKey(run, episode, q))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Union
 
 import torch
-from torch import nn
 
 from panet.data.episodes import EpisodeDataset
 from panet.base.files import atomic_write
@@ -42,8 +41,10 @@ class MemoryCache:
 
 
 class DiskCache:
-    """Features as files `<directory>/<weights digest>-<H>x<W>-<device type>[-<precision>]/
-    <image key>.pt` (no precision part for fp32), kept for later evaluations. The image key
+    """Features as files `<directory>/<model key>-<H>x<W>-<device type>[-<precision>]/
+    <image key>.pt` (no precision part for fp32), kept for later evaluations of the same model:
+    the model key is what identifies it (`panet.run.identity.model_identity`: its weights, its
+    factory and its method's source), so two methods never share features. The image key
     hashes the image's identity (`Source.image_identity`: its file's path, size and modification
     time), so an image rewritten at the same path is encoded again instead of being served its
     old features. `precision` is the encoder's (`panet.models.numerics`): bf16 features differ
@@ -51,12 +52,12 @@ class DiskCache:
 
     persistent = True
 
-    def __init__(self, directory: Union[str, Path], encoder: nn.Module, dataset: EpisodeDataset,
+    def __init__(self, directory: Union[str, Path], model_key: str, dataset: EpisodeDataset,
                  device: torch.device, precision: str = "fp32"):
         self.root = Path(directory).expanduser()
         height, width = dataset.size
         computed = device.type if precision == "fp32" else f"{device.type}-{precision}"
-        self.folder = self.root / f"{weights_digest(encoder)[:16]}-{height}x{width}-{computed}"
+        self.folder = self.root / f"{model_key[:16]}-{height}x{width}-{computed}"
         self.source = dataset.source
         self.device = device
         try:
@@ -92,12 +93,3 @@ class DiskCache:
             raise ValueError(f"feature cache file {path} holds no tensor; delete {self.folder} "
                              "and run again")
         return features.to(self.device)
-
-
-def weights_digest(module: nn.Module) -> str:
-    """SHA-256 of a module's state (names and bytes of every tensor)."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

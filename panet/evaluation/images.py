@@ -22,15 +22,15 @@ runs at once, in three steps:
    it is a query of, the model's `prototypes_from_pools` makes the prototypes from that
    episode's pools, its `score` the logits, and `panet.training.score_query` adds the counts.
 
-The model decides (`encode_path`): the image path computes the model's own prototypes and logits
-only when its prototypes are its `prototypes_from_pools` of each support's pools (PANet's are,
-and any model's that says so: `panet.models.factory.prototypes_decompose`). Any other model is
-evaluated on the per-episode path, whatever `encode` asks, and test.py says so.
+The model decides (`panet.evaluation.encode_path`): the image path runs only for a model that
+declares it computes its forward's logits this way (its "pools" fast path,
+`panet.models.factory.fast_path_problem`: PANet does). Any other model is evaluated through its
+own forward on the per-episode path, whatever `encode` asks, and test.py says so.
 
 An image that is both a support and a query is encoded once when its features are kept from step
 2 to step 3 (in host memory up to `cache_gb` GiB per process, or as files under `cache_dir`),
-twice otherwise. A cache directory also serves later evaluations of the same weights at the same
-size, device type and precision: e.g. the dense, scribble and box tests of one checkpoint
+twice otherwise. A cache directory also serves later evaluations of the same model (its identity,
+`options.cache_key`) at the same size, device type and precision: e.g. the dense, scribble and box tests of one checkpoint
 (Tables 1, 6). Images are encoded by `PANet.encode`, in the model's precision and memory format
 (`panet.models.numerics`); features are float32 whatever the precision.
 
@@ -60,18 +60,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from panet.base.distributed import Context, all_reduce_sum
+from panet.base.monitor import Progress
 from panet.data.episodes import EpisodeDataset, GeneratorState
 from panet.data.transforms import Size
-from panet.base.distributed import Context, all_reduce_sum
-from panet.data.episodes import episode_loader
-from panet.evaluation.episodes import EvalShard, QueryKey, evaluate, score_query
-from panet.evaluation.options import EvalOptions
+from panet.evaluation.episodes import QueryKey, score_query
 from panet.evaluation.feature_cache import DiskCache, MemoryCache
 from panet.evaluation.metrics import IoUMeter
-from panet.models.factory import prototypes_decompose
+from panet.evaluation.options import EvalOptions
 from panet.models.panet import PANet
 from panet.models.prototypes import masked_average_pool
-from panet.base.monitor import Progress
 
 GIB = 2 ** 30
 
@@ -302,18 +301,12 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
     process's share; the caller sums the counts over processes). The encoder takes up to
     options.batch_size * (W*S + Q) images per call, as many as the per-episode path. Returns the
     schedule followed (`encoder_calls()` is what it encoded)."""
-    why = prototypes_decompose(model)
-    if why is not None:
-        raise ValueError(f"the image path needs prototypes made from pooled supports: {why} "
-                         "(evaluate it per episode)")
     dataset, device = plan.dataset, context.device
-    if options.resolution == "original" and not dataset.keep_original_labels:
-        raise ValueError("resolution 'original' needs datasets built with keep_original_labels")
     model.eval()
     channels, height, width = feature_shape(model.encoder, dataset.size)
     feature_bytes = channels * height * width * next(model.parameters()).element_size()
     cache = (MemoryCache(device) if options.cache_dir is None
-             else DiskCache(options.cache_dir, model.encoder, dataset, device,
+             else DiskCache(options.cache_dir, options.cache_key, dataset, device,
                             model.numerics.precision))
     capacity = cache.free_bytes(int(options.cache_gb * GIB), context.world_size) // feature_bytes
     images = plan.images()
@@ -346,37 +339,3 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
             logits = model.score(features[None, None], prototypes)[0, 0]  # (1 + W) x h x w
             score_query(meter, logits, target.to(device), slot.class_ids, slot.key)
     return plan_schedule
-
-
-def encode_path(model: PANet, encode: str) -> Tuple[str, Optional[str]]:
-    """The path that evaluates `model` when `encode` ("image" | "episode") is asked, and why it
-    is not the one asked (None when it is): a model whose prototypes are not its
-    `prototypes_from_pools` of pooled supports is evaluated per episode."""
-    why = prototypes_decompose(model) if encode == "image" else None
-    return ("episode", why) if why is not None else (encode, None)
-
-
-def evaluate_runs(model: PANet, datasets: Iterable[EpisodeDataset], meter: IoUMeter,
-                  options: EvalOptions = EvalOptions(), context: Context = Context(),
-                  progress: bool = True) -> IoUMeter:
-    """Evaluate test runs into `meter` (datasets[r]: run r, taken one at a time) and return it,
-    merged over processes (`IoUMeter.merge`).
-
-    options.encode "image" (default): each distinct image encoded once, or twice when the
-    feature cache (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between
-    the support and query steps; "episode": every episode encodes its images (the released
-    behaviour, the reference). Both give the same numbers within the exactness contract
-    (module docstring). `batch_size` episodes per forward pass (per-episode path) or as many
-    episodes' images per encoder call (image path). A model the image path cannot evaluate
-    exactly is evaluated per episode (`encode_path`).
-    """
-    if encode_path(model, options.encode)[0] == "episode":
-        for run, dataset in enumerate(datasets):
-            loader = episode_loader(dataset, EvalShard(len(dataset), options.batch_size, context),
-                                    options.workers, context.device)
-            evaluate(model, loader, meter, run, device=context.device,
-                     resolution=options.resolution, progress=progress)
-    else:
-        plan = plan_runs(datasets, options.workers, progress)
-        evaluate_images(model, plan, meter, options, context, progress)
-    return meter.merge(context)

@@ -17,27 +17,18 @@ RESOLUTIONS = ("label", "original")  # where the metric compares (panet.training
 @dataclass(frozen=True)
 class EvalOptions:
     """encode: "image" (each distinct image encoded once, twice when the feature cache is full)
-    or "episode" (every episode encodes its images, the released reference); batch_size:
+    or "episode" (every episode runs the model's forward, the released reference); batch_size:
     episodes per forward pass (per-episode path), or as many episodes' images per encoder call
     (image path); resolution: "label" (the input size, PANet) or "original" (each query's own
     size); cache_gb: GiB of features kept between the support and query steps (per process in
-    memory; of the folder with cache_dir); cache_dir: keep them as files there; workers:
-    DataLoader processes."""
+    memory; of the folder with cache_dir); cache_dir: keep them as files there, under
+    cache_key (what identifies the model: `panet.run.identity`); workers: DataLoader processes.
+    The settings check the values (`panet.settings.TestSettings`)."""
 
     encode: str = "image"
     batch_size: int = 1
     resolution: str = "label"
     cache_gb: float = 1.0
     cache_dir: Optional[Union[str, Path]] = None
+    cache_key: Optional[str] = None
     workers: int = 0
-
-    def __post_init__(self):
-        if self.encode not in ENCODINGS:
-            raise ValueError(f"encode must be one of {ENCODINGS}, got {self.encode!r}")
-        if self.resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution!r}")
-        if not self.cache_gb >= 0:
-            raise ValueError(f"cache_gb must be >= 0 (GiB), got {self.cache_gb!r}")
-        if self.batch_size < 1 or self.workers < 0:
-            raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {self.batch_size} "
-                             f"and {self.workers}")

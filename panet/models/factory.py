@@ -145,23 +145,40 @@ def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
         return make_model(spec, build_encoder(encoder, None), alpha)
 
 
-def _defining_class(model: nn.Module, name: str) -> int:
-    """Position in the model's class hierarchy (0: its own class) of the class defining `name`
-    (-1: set on the instance itself, or a submodule)."""
-    found = (index for index, kind in enumerate(type(model).__mro__) if name in vars(kind))
-    return -1 if name in vars(model) else next(found, -1)
+PART_METHODS = ("forward", "encode", "prototypes", "score", "prototypes_from_pools")
+FAST_PATHS = {
+    "parts": "supports encoded and made into prototypes once, each query scored against them "
+             "(`encode`, `prototypes`, `score`: the Segmenter and predict.py)",
+    "pools": "each support pooled once, prototypes made from the pools "
+             "(`prototypes_from_pools`: test.py's encode-once path)",
+}
 
 
-def prototypes_decompose(model: nn.Module) -> Optional[str]:
-    """None when the model's prototypes are its `prototypes_from_pools` of each support's masked
-    average pools (PANet's are, and so are those of a subclass that leaves `prototypes` as it
-    is or overrides both), else why not: a class that overrides `prototypes` alone changed
-    what PANet's statement was about."""
+def _defined_at(model: nn.Module, name: str) -> int:
+    """Where `name` is defined: its depth in the model's class hierarchy (0: the model's own
+    class), -1 when set on the instance, the hierarchy's length when nowhere."""
+    if name in vars(model):
+        return -1
+    mro = type(model).__mro__
+    return next((depth for depth, kind in enumerate(mro) if name in vars(kind)), len(mro))
+
+
+def fast_path_problem(model: nn.Module, path: str) -> Optional[str]:
+    """None when `model` may be evaluated through fast path `path` ("parts" | "pools",
+    `FAST_PATHS`), else why not. A model declares its fast paths (`fast_paths`, a class
+    attribute: PANet declares both); a declaration holds only for the class making it and its
+    ancestors: a subclass that overrides forward, encode, prototypes, score or
+    prototypes_from_pools and does not declare again is evaluated through its own forward."""
     name = type(model).__name__
-    if not callable(getattr(model, "prototypes_from_pools", None)):
-        return f"{name} has no `prototypes_from_pools`"
-    if _defining_class(model, "prototypes") < _defining_class(model, "prototypes_from_pools"):
-        return f"{name} overrides `prototypes` without `prototypes_from_pools`"
+    if path not in getattr(model, "fast_paths", ()):
+        return f"{name} does not declare the {path!r} fast path (fast_paths)"
+    declared = _defined_at(model, "fast_paths")
+    newer = [method for method in PART_METHODS if _defined_at(model, method) < declared]
+    if newer:
+        return (f"{name} overrides {', '.join(newer)} without declaring its fast paths again "
+                "(fast_paths)")
+    if path == "pools" and not callable(getattr(model, "prototypes_from_pools", None)):
+        return f"{name} declares the 'pools' fast path but has no `prototypes_from_pools`"
     return None
 
 
@@ -181,3 +198,14 @@ def checked_output(out: Any, model: nn.Module) -> PANetOutput:
                         f"return a panet.models.PANetOutput ({INTERFACE_DOC})")
     return out
 
+
+def query_logits(out: Any, model: nn.Module) -> torch.Tensor:
+    """The B x Q x (1 + W) x h x w query logits of a forward's output, at the lowest resolution
+    it gives: an output object's `logits_low` (PANet's, at feature resolution), else its
+    `logits`, else the output itself when it is a tensor; a one-line TypeError otherwise."""
+    for found in (getattr(out, "logits_low", None), getattr(out, "logits", None), out):
+        if torch.is_tensor(found) and found.dim() == 5:
+            return found
+    raise TypeError(f"{type(model).__name__}.forward returned a {type(out).__name__}: a model "
+                    "returns B x Q x (1 + W) x H x W logits, or an object holding them as "
+                    f"`logits` ({INTERFACE_DOC})")

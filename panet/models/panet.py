@@ -36,7 +36,15 @@ class PANet(nn.Module):
 
     `numerics` (precision, memory format; `panet.models.numerics`) says how the encoder runs:
     float32 by default; set it with `use_numerics`. Every caller encodes through `encode`.
+
+    `fast_paths`: forward's logits are `score(encode(queries), prototypes(encode(supports),
+    ...))` and the prototypes a function of each support's pools (`prototypes_from_pools`), so
+    the Segmenter ("parts") and test.py's encode-once path ("pools") may compute them so
+    (`panet.models.factory.fast_path_problem`). A subclass overriding any of these methods
+    declares its fast paths again, or is evaluated through its forward.
     """
+
+    fast_paths = ("parts", "pools")
 
     def __init__(self, encoder: nn.Module, alpha: float = ALPHA):
         super().__init__()

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from panet.data import make_episode_dataset
-from panet.weights.model_files import build_panet, read_model_file
+from panet.weights.model_files import build_trained, read_model_file
 from panet.data.episodes import episode_loader, to_device
 from panet.evaluation.episodes import EvalShard
 from panet.models.factory import MODEL_INPUTS
@@ -47,7 +47,7 @@ def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
     if model_file.config is None:
         raise ValueError(f"{checkpoint}: a released snapshot holds no episode setting; convert "
                          "it with scripts/convert_checkpoint.py --to panet first")
-    net = build_panet(model_file)
+    net = build_trained(model_file)
     return net.to(device).eval(), EpisodeSetting.from_config(model_file.config["data"])
 
 

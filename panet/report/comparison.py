@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from panet.models.factory import DEFAULT_FACTORY
-from panet.report.statistics import RECORDS_FILE, EpisodeRecords, interval_coverage
+from panet.report.statistics import EpisodeRecords, interval_coverage
+from panet.run.folder import RunFolder
 from panet.report.render import format_number
 from panet.report.document import MISSING, Measured, Report
 
-RESULTS_FILE = "results.json"
 # the protocol of a test: (key, where results.json's "setting" holds it)
 PROTOCOL_KEYS = {
     **{f"data.{name}": ("data", name) for name in (
@@ -87,19 +87,19 @@ class TestResult:
 def load_test(path: Path, label: str) -> TestResult:
     """The test of a results.json or of the run folder holding it (episodes.npz beside it).
     Raises ValueError (one line) when either is missing or unreadable."""
-    results = path / RESULTS_FILE if path.is_dir() else path
+    results = RunFolder(path).results if path.is_dir() else path
     if not results.is_file():
-        raise ValueError(f"{label} {path}: no {RESULTS_FILE} (give test.py's {RESULTS_FILE} or "
+        raise ValueError(f"{label} {path}: no {RunFolder.RESULTS} (give test.py's {RunFolder.RESULTS} or "
                          "its folder)")
     try:
         record = json.loads(results.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{label} {results}: not readable as JSON ({error})") from None
     if not isinstance(record, dict) or "setting" not in record or "class_iou" not in record:
-        raise ValueError(f"{label} {results}: not a {RESULTS_FILE} of test.py")
-    records = results.with_name(RECORDS_FILE)
+        raise ValueError(f"{label} {results}: not a {RunFolder.RESULTS} of test.py")
+    records = RunFolder(results.parent).records
     if not records.is_file():
-        raise ValueError(f"{label} {results}: no {RECORDS_FILE} beside it (tests from before "
+        raise ValueError(f"{label} {results}: no {RunFolder.RECORDS} beside it (tests from before "
                          "per-episode records cannot be compared: run test.py again)")
     return TestResult(label, results, record, EpisodeRecords.load(records))
 

@@ -1,42 +1,80 @@
-"""Test results: the record written to results.json and the table printed for people."""
+"""Test results: the record written to results.json (`test_record`) and the table printed for people."""
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from panet.base.files import atomic_write
-
-CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout panet runs from
-
-
-def _git(*args: str) -> Optional[str]:
-    try:
-        return subprocess.run(["git", *args], cwd=CODE_ROOT, capture_output=True, text=True,
-                              check=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+from panet.base.safe_load import plain_data
+from panet.report.statistics import bootstrap_seed
+from panet.run.identity import code_version, fingerprint, test_identity
 
 
-def code_version() -> Dict[str, Any]:
-    """The code that ran: `commit` (hex; None outside a git checkout) and `dirty` (tracked
-    files differ from it; None when unknown)."""
-    commit = _git("rev-parse", "HEAD")
-    status = None if commit is None else _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+@dataclass(frozen=True)
+class TestFacts:
+    """What a test ran on besides its settings: the device record (`describe_device`, with the
+    number of processes), the model's identity (`panet.run.identity.model_identity`), the file
+    it was read from (None: PANet-init), the evaluation path that ran and why it was not the
+    one asked (None when it was), and whether the test classes include trained ones."""
+
+    device: Dict[str, Any]
+    model: Dict[str, Any]
+    model_file: Optional[Any]
+    encode_used: str
+    encode_why: Optional[str]
+    seen_in_training: bool
 
 
-def describe_setting(data) -> str:
-    """One line naming the benchmark and episode setting (`panet.settings.EpisodeSetting`), e.g.
-    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
-    replace the fold: 'folder test classes [3, 7], ...')."""
-    classes = (f"test classes {list(data.test_classes)}" if data.test_classes
-               else f"fold {data.fold}")
-    return (f"{data.name} {classes}, {data.ways}-way {data.shots}-shot, "
-            f"test split {data.split(False)}, {data.weak} supports")
+def checkpoint_record(composition, model_file) -> Dict[str, Any]:
+    """What results.json says of the evaluated weights: the file, its format, SHA-256 and step,
+    how a train.py checkpoint's model came to be (its training seed and fingerprint, and the
+    identity it stored: `panet.run.identity.training_identity`), and where each setting given
+    or taken from the checkpoint came from."""
+    stored = None if model_file is None else model_file.config  # None: released, PANet-init
+    keys = [*composition.base, *(key for key in composition.given_keys()
+                                 if key.startswith(("data.", "model.")))]
+    return {"checkpoint": None if model_file is None else str(model_file.path),
+            "checkpoint_format": None if model_file is None else model_file.format,
+            "checkpoint_sha256": None if model_file is None else model_file.sha256,
+            "trained_steps": None if model_file is None else model_file.step,
+            "training_seed": None if stored is None else stored.get("seed"),
+            "training": None if stored is None else fingerprint(stored, "train"),
+            "trained": None if model_file is None else model_file.identity,
+            "sources": {key: composition.sources[key] for key in sorted(set(keys))}}
+
+
+def test_record(summary: Dict[str, Any], composition, facts: TestFacts) -> Dict[str, Any]:
+    """The record of a test, written to results.json: its numbers (`IoUMeter.summary` with
+    the bootstrap intervals), the whole config, its identity (`panet.run.identity`), the
+    device, the code, and its setting (what compare.py and the tables read)."""
+    settings = composition.settings
+    data, test = settings.data, settings.test
+    sha256 = None if facts.model_file is None else facts.model_file.sha256
+    return {
+        **summary,
+        "test_classes_seen_in_training": facts.seen_in_training,
+        "device": facts.device,
+        "bootstrap": {"resamples": test.bootstrap, "seed": bootstrap_seed(data.fold),
+                      "over": "the test episodes, given the trained model"},
+        "config": plain_data(composition.config, "config"),  # every setting, as read
+        "code": code_version(),
+        "model": facts.model,
+        "identity": test_identity(composition.config, sha256, facts.encode_used),
+        "setting": {"data": {**data.as_config(), "train_split": data.split(True),
+                             "test_split": data.split(False)},
+                    "model": settings.model.as_config(), "seed": settings.run.seed,
+                    "precision": settings.run.precision,
+                    "memory_format": settings.run.memory_format,
+                    **{key: getattr(test, key) for key in ("runs", "episodes", "rule",
+                                                           "resolution", "notrain", "encode")},
+                    "encode_used": facts.encode_used, "encode_why": facts.encode_why,
+                    **checkpoint_record(composition, facts.model_file)},
+    }
 
 
 def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:

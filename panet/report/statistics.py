@@ -48,7 +48,6 @@ from panet.evaluation.metrics import iou_from_counts
 
 BOOTSTRAP_SEED = 0
 SEED_DRAWS = 1  # the seed draws of a comparison come from default_rng((seed, SEED_DRAWS))
-RECORDS_FILE = "episodes.npz"  # beside test.py's results.json
 CONFIDENCE = 0.95
 PathLike = Union[str, Path]
 

@@ -15,7 +15,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from panet.models.factory import DEFAULT_FACTORY
-from panet.report.statistics import (RECORDS_FILE, EpisodeRecords, bootstrap_seed, percentile_interval,
+from panet.run.folder import RunFolder
+from panet.report.statistics import (EpisodeRecords, bootstrap_seed, percentile_interval,
                               resampled_run_means)
 
 from panet.reproduce.jobs import PAPER_SEED, Job, Variant
@@ -57,7 +58,7 @@ def resampled_results(jobs: Iterable[Job], results: Mapping[str, dict],
     binary-IoU (fractions; `panet.report.statistics.resampled_run_means`, drawn from the fold's seed)."""
     resampled = {}
     for job in jobs:
-        records = job.output.with_name(RECORDS_FILE)
+        records = RunFolder(job.output.parent).records
         if job.trains or job.name not in results or not records.is_file():
             continue
         result = results[job.name]

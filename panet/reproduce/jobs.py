@@ -330,16 +330,23 @@ def released_snapshots(folder: Optional[Path]) -> Dict[tuple, Path]:
     return {key: path for key, (_, path) in found.items()}
 
 
-def composed_config(job: Job, experiment) -> dict:
-    """The config `job`'s command line runs with: composed by its script's experiment
-    (`panet.run.experiments.PanetExperiment`, e.g. `panet.run.folder.load_experiment(job.script)`) as the
-    command would, and checked (ConfigError). A test job's checkpoint must exist."""
+def composition(job: Job, checkpoint=None):
+    """The composition (`panet.run.compose`) of `job`'s command line, as its script composes it,
+    and checked (ConfigError). A test job's checkpoint must exist, or be given (`checkpoint`, a
+    `panet.run.folder.CheckpointRef` standing for the one its train job will write)."""
     from sacred.arg_parser import get_config_updates
-    from sacred.initialize import create_run
+
+    from panet.base.errors import ConfigError
+    from panet.run.compose import flatten
+    from panet.run.experiments import compose_command
+    from panet.run.validation import config_problems
 
     updates, named = get_config_updates(list(job.argv[job.argv.index("with") + 1:]))
-    updates, named = experiment.prepare(updates, named)
-    return create_run(experiment, "print_config", updates, named).config
+    composed = compose_command(job.script, named, flatten(updates), checkpoint)
+    problems = config_problems(composed)
+    if problems:
+        raise ConfigError(problems)
+    return composed
 
 
 def recorded_config(job: Job) -> Optional[dict]:
@@ -354,10 +361,10 @@ def recorded_config(job: Job) -> Optional[dict]:
     return json.loads(job.output.read_text()).get("config")
 
 
-def changed_settings(job: Job, experiment) -> List[str]:
+def changed_settings(job: Job) -> List[str]:
     """Why a finished job's output is not what the job would compute now: the settings that
     differ between its record and the job's command ([] when none do)."""
-    from panet.settings import fingerprint, fingerprint_differences
+    from panet.run.identity import differences, fingerprint
 
     try:
         recorded = recorded_config(job)
@@ -366,8 +373,7 @@ def changed_settings(job: Job, experiment) -> List[str]:
     if recorded is None:
         return ["its output records no settings (written by an older panet-repro)"]
     try:
-        wanted = composed_config(job, experiment)
+        wanted = composition(job).config
     except (ValueError, FileNotFoundError) as error:
         return [f"its command cannot be composed now: {' '.join(str(error).split())}"]
-    return fingerprint_differences(fingerprint(recorded, job.script),
-                                   fingerprint(wanted, job.script))
+    return differences(fingerprint(recorded, job.script), fingerprint(wanted, job.script))

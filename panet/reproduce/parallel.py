@@ -33,7 +33,7 @@ import torch
 
 from panet.reproduce.jobrun import (command_now, failure, last_line, prerequisites, python_command,
                      remove_finished_caches, run_folder, write_record)
-from panet.run.folder import REPO_ROOT
+from panet.reproduce.jobs import REPO_ROOT
 
 LOG_FILE = "job.log"
 POLL_SECONDS = 0.2

@@ -41,7 +41,7 @@ from panet.reproduce.jobrun import (command_now, failure, last_line, prerequisit
                      remove_finished_caches, run_folder, shared_cache, write_record)
 from panet.reproduce.jobstatus import (DONE, PENDING, RUNNING, SCHEDULER_LINES, JobStatus, QueueEntry,
                         job_statuses, slurm_ids, summary)
-from panet.run.folder import REPO_ROOT
+from panet.reproduce.jobs import REPO_ROOT
 
 SLURM_FOLDER = "slurm"  # <run folder>/slurm/: submitit's files and the job's logs
 DEFAULT_TIME = "4:00:00"  # per job; a train job that reaches it is requeued and continues

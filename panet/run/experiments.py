@@ -1,266 +1,243 @@
-"""The configuration of train.py and test.py, in one place: sacred ingredients built from the
-settings classes (`panet.settings`: defaults, rules and docs), and named configs.
+"""The sacred experiments of train.py and test.py, built here; the scripts add their main function.
 
-Both scripts see the same tree, so any named config composes with either:
+    ex = experiment("train")        # train.py
+    @ex.main
+    def main(_run, _config): ...
+    if __name__ == "__main__":
+        script_main(ex)
 
-    data   dataset, fold and episode setting (PROTOCOL §5-8, §10)
-    model  encoder and its initialisation (§1, §3)
-    train  optimisation schedule, PAR weight, checkpoints (§4-5)
-    test   checkpoint, runs x episodes, metric rule and resolution (§8-9)
-
-What runs is what was asked (`PanetExperiment.prepare`):
-
-- Named configs (configs/*.yaml) compose in any order: `python train.py with voc 5shot
-  data.fold=2`. Where two set one key to different values, a config of that one key refines a
-  config of several (`resnet50` beside `fast`: a ResNet at `fast`'s scale); two of one key
-  (`1shot 5shot`) or two of several (`voc coco`, `small fast`) are refused.
-- A checkpoint (train.resume, test.checkpoint) is resolved once (`panet.weights.model_files
-  .resolve_checkpoint`), and its stored settings become the base beneath the named configs and
-  the command line: every value given explicitly is applied, whether or not it equals a
-  default. (For a released snapshot, the base is the setting its path names.)
-- The keys given, and where each came from, are kept (`Request`) for validation and records.
+Before any command runs, its configuration is composed (`panet.run.compose`: named configs,
+command line and the checkpoint they name) and checked (`panet.run.validation`); sacred then
+runs with that composed config and no named configs of its own. The main function of the main
+process is recorded in its run folder (`RunObserver`) unless the command line names another
+observer; whatever records it, the run folder has one writer (`panet.run.folder`).
+Errors a user can act on (`panet.base.errors.OneLineError`) end the command in one line each,
+with status 1 and no traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import os
+import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, NoReturn, Optional, Sequence
 
-import yaml
-
-from sacred import Experiment, Ingredient
+from sacred import Experiment
 from sacred.config.config_dict import ConfigDict
-from sacred.utils import SacredError
+from sacred.observers import FileStorageObserver
+from sacred.run import Run
 
-from panet.base.errors import OneLineError
-from panet.weights.model_files import CheckpointRef, resolve_checkpoint
-from panet.settings import SECTIONS, RunSettings, Settings
-from panet.run.validation import ConfigError, config_problems, path_problems
+from panet.base import distributed
+from panet.base.device import describe_device, device_line
+from panet.base.errors import ConfigError, OneLineError, one_line
+from panet.base.rules import problem
+from panet.run.compose import CHECKPOINT_KEYS, Composition, compose, flatten
+from panet.run.folder import RUNS_DIR, CheckpointRef, RunFolder, resolve_checkpoint
+from panet.run.validation import config_problems, path_problems, planned_run_folder
+from panet.settings import Settings
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-CHECKPOINT_KEYS = {"train": "train.resume", "test": "test.checkpoint"}
-BASE_CONFIG = "checkpoint settings"  # the named config holding a checkpoint's stored settings
-# data.* keys that belong to one dataset (its files, splits and class split): a checkpoint's
-# values give way to the defaults when another dataset is given
-DATASET_KEYS = ("root", "train_split", "test_split", "year", "lists_dir", "cache_dir", "n_folds",
-                "fold_style", "test_classes")
-FOLD_KEYS = ("data.fold", "data.n_folds", "data.fold_style")
-RESUMED_RUN_KEYS = ("precision", "memory_format")  # top-level keys a resumed run keeps
+OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
+CAPTURE_OPTIONS = ("-C", "--capture")
 
 
 class DocumentedConfig(ConfigDict):
-    """A sacred config from a settings class: its defaults, with each field's doc as the
-    comment `print_config` shows."""
+    """The settings' defaults as sacred's config, each field's doc the comment `print_config`
+    shows."""
 
-    def __init__(self, kind: type):
-        super().__init__(kind.defaults())
-        self.field_docs = kind.docs()
+    def __init__(self):
+        super().__init__(Settings.defaults())
 
     def __call__(self, fixed=None, preset=None, fallback=None):
         summary = super().__call__(fixed, preset, fallback)
-        summary.docs.update(self.field_docs)
+        summary.docs.update(Settings.docs())
         return summary
 
 
-def _ingredient(name: str, kind: type) -> Ingredient:
-    ingredient = Ingredient(name)
-    ingredient.configurations.append(DocumentedConfig(kind))
-    return ingredient
-
-
-INGREDIENTS = [_ingredient(name, kind) for name, kind in SECTIONS.items()]
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{"data": {"fold": 2}} -> {"data.fold": 2} (config values are never dicts)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
-    tree: Dict[str, Any] = {}
-    for key, value in flat.items():
-        *sections, name = key.split(".")
-        node = tree
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[name] = value
-    return tree
-
-
-def named_config_files() -> Dict[str, Dict[str, Any]]:
-    """Every named config of configs/*.yaml: name -> its values by dotted key."""
-    return {path.stem: flatten(yaml.safe_load(path.read_text()) or {})
-            for path in sorted(CONFIG_DIR.glob("*.yaml"))}
-
-
-@dataclass
-class Request:
-    """What a command line asked for: the keys given (dotted key -> "command line" or "named
-    config <name>") and the checkpoint it names, resolved (or why it could not be)."""
-
-    script: str
-    given: Dict[str, str] = field(default_factory=dict)
-    checkpoint: Optional[CheckpointRef] = None
-    checkpoint_error: Optional[str] = None
-    base: Dict[str, Any] = field(default_factory=dict)  # the checkpoint's settings, dotted keys
-
-    def command_line_keys(self) -> List[str]:
-        return [key for key, origin in self.given.items() if origin == "command line"]
-
-    def source(self, key: str) -> str:
-        """Where the value of `key` came from: the command line, a named config, the checkpoint
-        (or a released snapshot's path), or the default."""
-        overridden = (self.script == "test" and key.startswith("model.") and key in self.base
-                      and self.given.get(key) != "command line")  # the checkpoint's model
-        if key in self.given and not overridden:
-            return self.given[key]
-        if key in self.base:
-            return "path" if self.checkpoint.format == "released" else "checkpoint"
-        return "default"
-
-
-def checkpoint_base(ref: CheckpointRef, script: str, given: Mapping[str, Any]) -> Dict[str, Any]:
-    """The settings a checkpoint contributes beneath what was given (dotted keys): a train.py
-    checkpoint's stored data and model settings (for resume also train, seed, precision and
-    memory_format), or a released snapshot's path setting. `given`: the values given explicitly,
-    by dotted key. The checkpoint's dataset-specific keys give way when another dataset is
-    given, its explicit test classes when a fold is."""
-    if ref.format == "released":
-        if ref.path_setting is None:
-            return {}
-        setting = ref.path_setting
-        dataset = named_config_files()[setting.dataset]
-        return {**{key: value for key, value in dataset.items() if key.startswith("data.")},
-                **flatten(setting.config_updates()),
-                "model.encoder": "vgg16", "model.weights": None}
-    sections = ("data", "model", "train") if script == "train" else ("data", "model")
-    base = {key: value for key, value in flatten(ref.config).items()
-            if key.split(".")[0] in sections and key != "train.resume"}
-    base["model.weights"] = None  # the weights are the checkpoint's
-    if script == "train":  # a resumed run also keeps its seed and how its encoder computes
-        base["seed"] = ref.config["seed"]
-        base.update({key: ref.config[key] for key in RESUMED_RUN_KEYS if key in ref.config})
-    if "data.name" in given and given["data.name"] != base.get("data.name"):
-        base = {key: value for key, value in base.items()
-                if not (key.startswith("data.") and key[len("data."):] in DATASET_KEYS)}
-    if any(key in given for key in FOLD_KEYS) and "data.test_classes" not in given:
-        base["data.test_classes"] = None
-    return base
+def compose_command(script: str, names: Sequence[str], command_line: Dict[str, Any],
+                    checkpoint: Optional[CheckpointRef] = None) -> Composition:
+    """`compose` of a command: the checkpoint its values name is resolved first (a missing or
+    unreadable one is a ConfigError naming the key), unless given resolved (`checkpoint`:
+    scripts/reproduce.py checks a test job against the checkpoint its train job will write)."""
+    key = CHECKPOINT_KEYS[script]
+    given = command_line.get(key)
+    if given is None:  # a named config may name it (a .yaml file given by path)
+        given = compose(script, names, command_line).settings.value(key)
+    if given and checkpoint is None:
+        try:
+            checkpoint = resolve_checkpoint(given)
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigError([problem(key, given, one_line(error))]) from None
+    return compose(script, names, command_line, checkpoint)
 
 
 class PanetExperiment(Experiment):
-    """The sacred experiment of train.py (`script="train"`) or test.py (`script="test"`).
-
-    Before a run starts, its configuration is composed by `prepare` (module docstring) and
-    checked (`panet.run.validation`): bad values, and for the main function missing files and
-    unwritable folders, stop it with one line per problem.
-    """
+    """The sacred experiment of train.py (`script="train"`) or test.py (`script="test"`); the
+    composition of the command being run is `self.composition`."""
 
     def __init__(self, name: str, script: str):
-        super().__init__(name, ingredients=INGREDIENTS)
+        super().__init__(name)
         self.script = script
-        self.configurations.append(DocumentedConfig(RunSettings))
-        self.named_values = named_config_files()
-        for name in self.named_values:
-            self.add_named_config(name, str(CONFIG_DIR / f"{name}.yaml"))
+        self.configurations.append(DocumentedConfig())
         self.logger = _sacred_logger()
-        self.request = Request(script)
-
-        def check(config, command_name, logger):  # the signature sacred's config hooks need
-            settings = Settings.from_config(config)
-            problems = config_problems(settings, self.request)
-            if not problems and command_name == self.default_command:
-                problems = path_problems(settings, self.request)
-            if problems:
-                raise ConfigError(problems)
-            return {}
-
-        self.config_hook(check)
-
-    def prepare(self, config_updates: Optional[Mapping[str, Any]],
-                named_configs: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
-        """Record what was given (`self.request`) and put the named checkpoint's settings
-        beneath it; returns the config updates and named configs to run (the checkpoint's
-        first). A tested checkpoint's model settings are its own: its model.* keys go into the
-        updates, over what named configs say (`fast` on a ResNet model tests the ResNet), and
-        model.* keys given on the command line that differ are refused by validation. Raises
-        ConfigError when two named configs set one key to different values."""
-        request = Request(self.script)
-        command_line = flatten(config_updates or {})
-        # a named config of one key (`resnet50`, `5shot`) refines one of several (`fast`,
-        # `small`) where they disagree; sacred applies later named configs over earlier ones,
-        # so the one-key configs go last, whatever order was given
-        named_configs = sorted(named_configs, key=lambda name: len(self.named_values.get(
-            name, {})) == 1)
-        chosen: Dict[str, Tuple[str, Any]] = {}
-        clashes = []
-        for name in named_configs:
-            values = self.named_values.get(name, {})
-            for key, value in values.items():
-                earlier = chosen.get(key)
-                if (earlier is not None and earlier[1] != value
-                        and (len(self.named_values[earlier[0]]) == 1) == (len(values) == 1)):
-                    clashes.append(f"named configs {earlier[0]!r} and {name!r} both set {key} "
-                                   f"({earlier[1]!r}, {value!r}): they choose the same "
-                                   "setting; give one of them")
-                chosen[key] = (name, value)
-        if clashes:
-            raise ConfigError(clashes)
-        request.given = {**{key: f"named config {name}" for key, (name, _) in chosen.items()},
-                         **{key: "command line" for key in command_line}}
-        values = {**{key: value for key, (_, value) in chosen.items()}, **command_line}
-        self.named_configs.pop(BASE_CONFIG, None)
-        checkpoint = values.get(CHECKPOINT_KEYS[self.script])
-        if checkpoint:
-            try:
-                request.checkpoint = resolve_checkpoint(checkpoint)
-            except (FileNotFoundError, ValueError) as error:
-                request.checkpoint_error = " ".join(str(error).split())
-        updates = dict(command_line)
-        if request.checkpoint is not None:
-            request.base = checkpoint_base(request.checkpoint, self.script, values)
-            if request.base:
-                self.add_named_config(BASE_CONFIG, unflatten(request.base))
-                named_configs = [BASE_CONFIG, *named_configs]
-            if self.script == "test":
-                updates = {**{key: value for key, value in request.base.items()
-                              if key.startswith("model.")}, **command_line}
-        self.request = request
-        return unflatten(updates), list(named_configs)
+        self.composition: Optional[Composition] = None
+        self.from_command_line = False
 
     def run(self, command_name=None, config_updates=None, named_configs=(), info=None,
             meta_info=None, options=None):
-        config_updates, named_configs = self.prepare(config_updates, named_configs)
         try:
-            return super().run(command_name, config_updates, named_configs, info, meta_info,
-                               options)
-        except OneLineError as error:  # a run folder in use, a full disk: one line, no trace
-            raise RunStopped(str(error)) from error
+            composition = compose_command(self.script, list(named_configs),
+                                          flatten(config_updates or {}))
+            problems = config_problems(composition)
+            if not problems and command_name in (None, self.default_command):
+                problems = path_problems(composition)
+            if problems:
+                raise ConfigError(problems)
+            self.composition = composition
+            return super().run(command_name, composition.config, (), info, meta_info, options)
+        except OneLineError as error:
+            if not self.from_command_line:
+                raise
+            print(error, file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+
+    def run_commandline(self, argv=None):
+        self.from_command_line = True
+        try:
+            return super().run_commandline(argv)
+        finally:
+            self.from_command_line = False
 
 
-class RunStopped(SacredError):
-    """A run stopped by a `panet.base.errors.OneLineError`: sacred prints its message alone."""
-
-    def __init__(self, message: str):
-        super().__init__(message, print_traceback=False)
+def experiment(script: str) -> PanetExperiment:
+    """The experiment of train.py ("train") or test.py ("test"), without its main function."""
+    return PanetExperiment(f"panet_{script}", script)
 
 
+class RunObserver(FileStorageObserver):
+    """sacred's file observer, writing into the run folder the composition asks for (an
+    existing one is continued) or else into a new numbered folder under runs/. It becomes the
+    folder's writer before writing anything there and stays so until the run ends."""
 
-class _ExpectedTypeChanges(logging.Filter):
-    """Drops sacred's warning when a key that defaults to a value is set to None or back
-    (model.weights=None, train.output_dir=..., test.checkpoint=...): that is how they are used."""
+    def __init__(self, ex: PanetExperiment):
+        super().__init__(RUNS_DIR)
+        self.ex = ex
+        self.folder: Optional[RunFolder] = None
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        planned = planned_run_folder(self.ex.composition)
+        if planned is not None:  # sources go inside the run folder, not beside it
+            self.basedir = str(planned.path.parent)
+            self.source_dir = planned.path / "_sources"
+            self.resource_dir = planned.path / "_resources"
+        self.folder = planned
+        return super().started_event(ex_info, command, host_info, start_time, config,
+                                     meta_info, _id)
+
+    def _make_run_dir(self, _id):
+        if self.folder is None:
+            super()._make_run_dir(_id)  # a new numbered folder: nobody else writes it yet
+            self.folder = RunFolder(self.dir)
+        self.folder.lock()  # RunFolderBusy: nothing written
+        self.dir = str(self.folder.path)
+
+    # A run refused by the lock never started here: there is no record of it to finish.
+    def completed_event(self, stop_time, result):
+        self._finish(super().completed_event, stop_time, result)
+
+    def interrupted_event(self, interrupt_time, status):
+        self._finish(super().interrupted_event, interrupt_time, status)
+
+    def failed_event(self, fail_time, fail_trace):
+        self._finish(super().failed_event, fail_time, fail_trace)
+
+    def _finish(self, record, *args) -> None:
+        if self.folder is None or not self.dir:
+            return
+        try:
+            record(*args)
+        finally:
+            self.folder.unlock()
+            self.folder = None
+
+
+def run_folder(run: Run, ex: PanetExperiment, context: distributed.Context
+               ) -> Optional[RunFolder]:
+    """The run folder this run writes, the same on every rank (rank 0 records it): its file
+    observer's folder, else the one asked for; None when there is none (no observer and no
+    output folder). The calling process becomes its writer (`RunFolder.lock`)."""
+    mine = next((Path(observer.dir) for observer in run.observers
+                 if getattr(observer, "dir", None)), None)
+    if mine is None:
+        planned = planned_run_folder(ex.composition)
+        mine = None if planned is None else planned.path
+    shared = distributed.broadcast_object(None if mine is None else str(mine), context)
+    if shared is None:
+        return None
+    folder = RunFolder(shared)
+    return folder.lock() if context.is_main else folder
+
+
+def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
+    """Print what computes (`panet.base.device.describe_device`) on rank 0 and keep it in the
+    run record (run.json's "info"); returns the description."""
+    description = describe_device(context.device, tf32)
+    if context.is_main:
+        print(device_line(description) + (f" x {context.world_size} processes"
+                                          if context.distributed else ""), flush=True)
+        run.info["device"] = {**description, "processes": context.world_size}
+    return description
+
+
+def run_from_command_line(ex: PanetExperiment, argv: Optional[Sequence[str]] = None):
+    """Run `ex` from the command line (module docstring). An interrupted run exits with status
+    130 without a traceback (train.py prints how to continue it). In a Slurm job, output is
+    captured in Python (`--capture=sys`) unless the command line chooses."""
+    argv = list(sys.argv if argv is None else argv)
+    if os.environ.get("SLURM_JOB_ID") and not any(a.startswith(CAPTURE_OPTIONS) for a in argv):
+        # Slurm signals every process of a job it stops: sacred's default capture, a `tee`
+        # child process, would die first and break the output train.py saves last.pt with
+        argv.append("--capture=sys")
+    command = argv[1] if len(argv) > 1 and argv[1] in ex.commands else ex.default_command
+    observer = None
+    if (distributed.is_main_process() and command == ex.default_command
+            and not any(flag in argv for flag in OPTION_OBSERVERS)):
+        observer = RunObserver(ex)
+        ex.observers.append(observer)
+    try:
+        return ex.run_commandline(argv)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the run has said how to continue
+        sys.exit(130)
+    finally:
+        if observer is not None:
+            ex.observers.remove(observer)
+
+
+def script_main(ex: PanetExperiment) -> NoReturn:
+    """What `python train.py ...` and `python test.py ...` do: `run_from_command_line`, then
+    exit with its status; a worker of several torchrun processes (a process group, hence
+    gloo's or NCCL's threads) exits through `distributed.exit_worker`."""
+    status = 0
+    try:
+        run_from_command_line(ex)
+    except SystemExit as stop:
+        status = stop.code
+    if distributed.launched_processes() > 1:
+        distributed.exit_worker(status)
+    sys.exit(status)
+
+
+class _QuietRecords(logging.Filter):
+    """Drops sacred's log lines that say nothing a user acts on: its warning when a key that
+    defaults to a value is set to None or back (model.weights=None, ...: that is how they are
+    used), and its "Failed after" line when the run stopped with a one-line error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Changed type of config entry") and "NoneType" in message)
+        if message.startswith("Changed type of config entry") and "NoneType" in message:
+            return False
+        return not (message.startswith("Failed after")
+                    and isinstance(sys.exc_info()[1], OneLineError))
 
 
 def _sacred_logger() -> logging.Logger:
@@ -268,7 +245,7 @@ def _sacred_logger() -> logging.Logger:
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
-        handler.addFilter(_ExpectedTypeChanges())
+        handler.addFilter(_QuietRecords())
         logger.addHandler(handler)
         logger.propagate = False
         logger.setLevel(logging.INFO)

@@ -1,183 +1,259 @@
-"""Run folders: where a train.py / test.py run writes everything, and sacred's record of it there.
+"""Run folders: where one train.py / test.py run writes, laid out here and nowhere else, with one
+writer at a time.
 
-A run folder holds sacred's record of the run (config.json, run.json, cout.txt, metrics.json),
-its TensorBoard events (tensorboard/) and what the run makes:
-checkpoints/ (train.py) or results.json (test.py). The folder is
+    <run folder>/
+      checkpoints/last.pt, snapshot_<step>.pt, final.pt   train.py (`weights.checkpoint`)
+      results.json, episodes.npz                          test.py (`report`)
+      tensorboard/                                        TensorBoard events of both
+      config.json, run.json, cout.txt, metrics.json       sacred's record of the run
+      .lock                                               who writes the folder now
 
-- `train.output_dir` / `test.output_dir` when set;
-- for train.py resuming `<run>/checkpoints/<name>.pt`: that `<run>`, so a resumed run continues
-  in its own folder (sacred's metrics and stdout appended, one TensorBoard stream);
-- otherwise a new numbered folder `runs/<id>` under the current directory.
+The folder of a run is the `train.output_dir` / `test.output_dir` given; for a resumed training
+run without one, the run folder holding the resumed checkpoint (a copied or moved folder resumes
+where it now is); else a new numbered folder runs/<id>. A checkpoint never names the folder a
+run writes (`panet.run.compose`).
 
-Under torchrun only rank 0 records; every rank learns rank 0's folder (`shared_run_dir`).
-The recording process holds the folder's lock (`panet.base.lock`) from before its first write to
-the end of the run, so a second train.py / test.py writing the same folder stops at once.
+One writer: the process writing a folder holds its lock (`panet.base.lock`) from before its first
+write to its end, whatever records the run (sacred's file observer, another observer, none);
+`lock` is counted per process, so the observer and the main function of one run share it.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Union
 
-from sacred import Experiment
-from sacred.observers import FileStorageObserver
-from sacred.run import Run
+import torch
 
-from panet.base import distributed
-from panet.base.device import describe_device, device_line
-from panet.base.lock import RunFolderLock
+from panet.base.files import DiskFullError, format_size, free_space
+from panet.base.lock import Holder, RunFolderLock, writer_of
+from panet.weights.checkpoint import load_checkpoint_header, save_checkpoint
+from panet.weights.model_files import read_header
+from panet.weights.released import ReleasedSetting
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # where train.py and test.py live
-RUNS_DIR = "runs"
-RESULTS_FILE = "results.json"  # what test.py writes into its run folder
-OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
-CAPTURE_OPTIONS = ("-C", "--capture")
+PathLike = Union[str, Path]
+RUNS_DIR = "runs"  # new numbered run folders go here, under the current folder
+_HELD: Dict[Path, list] = {}  # folder -> [its lock, how many holders in this process]
 
 
-def planned_run_dir(output_dir: Optional[str], resumed=None) -> Optional[Path]:
-    """The run folder asked for (see the module docstring): `output_dir` (train.output_dir /
-    test.output_dir) when set, else the run folder of a resumed checkpoint (`resumed`, a
-    `panet.weights.model_files.CheckpointRef`), else None for a new numbered one."""
-    if output_dir is not None:
-        return Path(output_dir).expanduser()
-    return None if resumed is None else resumed.run_dir
+class RunFolder:
+    """One run folder (module docstring): the paths of what runs write there, and its lock."""
 
+    CHECKPOINTS = "checkpoints"
+    LAST, FINAL = "last.pt", "final.pt"
+    RESULTS, RECORDS = "results.json", "episodes.npz"
 
-class RunObserver(FileStorageObserver):
-    """sacred's file observer, writing into the run folder the config asks for (an existing
-    one is continued) or else into a new numbered folder under `runs_dir`. It locks the folder
-    before writing anything there and unlocks it when the run ends (`panet.base.lock`)."""
+    def __init__(self, path: PathLike):
+        self.path = Path(path).expanduser()
 
-    def __init__(self, ex: Experiment, runs_dir: str = RUNS_DIR):
-        super().__init__(runs_dir)
-        self.ex = ex
-        self._target: Optional[Path] = None
-        self._lock: Optional[RunFolderLock] = None
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
-    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        self._target = run_dir_asked(self.ex, config)
-        if self._target is not None:  # sources go inside the run folder, not beside it
-            self.basedir = str(self._target.parent)
-            self.source_dir = self._target / "_sources"
-            self.resource_dir = self._target / "_resources"
-        return super().started_event(ex_info, command, host_info, start_time, config,
-                                     meta_info, _id)
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, RunFolder) and self.path.absolute() == other.path.absolute()
 
-    def _make_run_dir(self, _id):
-        if self._target is None:
-            super()._make_run_dir(_id)  # a new numbered folder: nobody else writes it yet
-            self._lock = RunFolderLock(self.dir).acquire()
+    @classmethod
+    def of_checkpoint(cls, checkpoint: PathLike) -> Optional["RunFolder"]:
+        """The run folder holding a checkpoint (<run>/checkpoints/<name>.pt), else None."""
+        checkpoint = Path(checkpoint).expanduser()
+        return cls(checkpoint.parent.parent) if checkpoint.parent.name == cls.CHECKPOINTS \
+            else None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / name
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint(self.LAST)
+
+    @property
+    def final(self) -> Path:
+        return self.checkpoint(self.FINAL)
+
+    def snapshot(self, step: int) -> Path:
+        return self.checkpoint(f"snapshot_{step:06d}.pt")
+
+    @property
+    def results(self) -> Path:
+        return self.path / self.RESULTS
+
+    @property
+    def records(self) -> Path:
+        return self.path / self.RECORDS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    def holds_training(self) -> bool:
+        return self.checkpoints.is_dir()
+
+    def saved_checkpoints(self) -> list:
+        return sorted(self.checkpoints.glob("*.pt"))
+
+    def newest_checkpoint(self) -> Path:
+        """The one of final.pt and last.pt with the most steps (final.pt on a tie). Raises
+        FileNotFoundError when neither exists."""
+        candidates = [path for path in (self.final, self.last) if path.is_file()]
+        if not candidates:
+            raise FileNotFoundError(f"a folder without {self.final} or {self.last}: train.py has "
+                                    "not saved a checkpoint there")
+        return max(candidates, key=lambda path: load_checkpoint_header(path)["step"])
+
+    def lock(self) -> "RunFolder":
+        """Become the folder's writer (made if needed), or raise `RunFolderBusy` naming the
+        process that is; held until `unlock` (counted within this process)."""
+        key = self.path.absolute()
+        if key not in _HELD:
+            _HELD[key] = [RunFolderLock(self.path).acquire(), 0]
+        _HELD[key][1] += 1
+        return self
+
+    def unlock(self) -> None:
+        key = self.path.absolute()
+        held = _HELD.get(key)
+        if held is None:
             return
-        self._lock = RunFolderLock(self._target).acquire()  # RunFolderBusy: nothing written
-        self.dir = str(self._target)
+        held[1] -= 1
+        if held[1] == 0:
+            held[0].release()
+            del _HELD[key]
 
-    # A run refused by the lock never started here: there is no record of it to finish.
-    def completed_event(self, stop_time, result):
-        self._finish(super().completed_event, stop_time, result)
+    def writer(self) -> Optional[Holder]:
+        """The process writing the folder now (None: nobody)."""
+        return writer_of(self.path)
 
-    def interrupted_event(self, interrupt_time, status):
-        self._finish(super().interrupted_event, interrupt_time, status)
 
-    def failed_event(self, fail_time, fail_trace):
-        self._finish(super().failed_event, fail_time, fail_trace)
+def checkpoint_file(given: PathLike) -> Path:
+    """The checkpoint file `given` names: the file itself, or for a run folder (or its
+    checkpoints/ folder) its newest checkpoint. Raises FileNotFoundError saying what was looked
+    for."""
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError("no such file or folder (expected a checkpoint .pt file or a "
+                                "run folder holding checkpoints/final.pt or last.pt)")
+    if path.name == RunFolder.CHECKPOINTS and not (path / RunFolder.CHECKPOINTS).is_dir():
+        path = path.parent
+    return RunFolder(path).newest_checkpoint()
 
-    def _finish(self, record, *args) -> None:
-        if self._lock is None:
-            return
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint named by a setting (test.checkpoint, train.resume), resolved once: the file,
+    its format ("panet": train.py's, "released": the authors'), step, stored config (train.py
+    checkpoints) and the setting its path names (released snapshots). Its tensors are not read
+    (`panet.weights.model_files.read_model_file(ref.path)` reads them)."""
+
+    given: str
+    path: Path
+    format: str
+    step: Optional[int]
+    config: Optional[Dict[str, Any]]
+    path_setting: Optional[ReleasedSetting]
+
+    @property
+    def run_folder(self) -> Optional[RunFolder]:
+        return RunFolder.of_checkpoint(self.path)
+
+
+def resolve_checkpoint(given: PathLike) -> CheckpointRef:
+    """Resolve a checkpoint setting (see `CheckpointRef`). Raises FileNotFoundError or a one-line
+    ValueError saying what the file holds when it is no model."""
+    path = checkpoint_file(given)
+    header = read_header(path)
+    return CheckpointRef(str(given), path, header.format, header.step, header.config,
+                         header.path_setting)
+
+
+class Checkpointer:
+    """The checkpoints of one training run in its run folder: last.pt every `checkpoint_every`
+    steps and when interrupted, snapshot_<step>.pt every `snapshot_every` steps, final.pt at the
+    end (`weights.checkpoint.save_checkpoint`: atomic). After the first step, a warning when
+    the folder lacks the space those files need; a save that does not fit stops the run with
+    one line saying how to continue it. `contents(step)`: the checkpoint of that step (the
+    keywords of `checkpoint_contents`)."""
+
+    def __init__(self, folder: RunFolder, train, start: int,
+                 contents: Callable[[int], Dict[str, Any]]):
+        self.folder, self.train, self.start, self.contents = folder, train, start, contents
+
+    def save(self, step: int, path: Path) -> Path:
         try:
-            record(*args)
-        finally:
-            self._lock.release()
-            self._lock = None
+            return save_checkpoint(path, **self.contents(step))
+        except DiskFullError as full:
+            raise full.then(self.how_to_continue()) from None
+
+    def step(self, step: int) -> None:
+        """After training step `step` (1-based)."""
+        train = self.train
+        if step == self.start + 1:  # the optimizer has its state now: sizes are known
+            self.warn_if_short_of_space(step)
+        if train.checkpoint_every and step % train.checkpoint_every == 0:
+            self.save(step, self.folder.last)
+        if train.snapshot_every and step % train.snapshot_every == 0:
+            self.save(step, self.folder.snapshot(step))
+
+    def interrupted(self, step: int) -> str:
+        """Save last.pt after an interruption; returns the message saying how to continue."""
+        saved = self.save(step, self.folder.last)
+        return f"interrupted: saved {saved}; continue with\n  {resume_command(saved)}"
+
+    def how_to_continue(self) -> str:
+        try:
+            self.folder.newest_checkpoint()
+        except FileNotFoundError:
+            return "no checkpoint was saved yet: free some space, then run the same command again"
+        return f"free some space, then continue with: {resume_command(self.folder.path)}"
+
+    def last_good(self) -> str:
+        last = self.folder.last
+        return (f"the last good checkpoint is {last}" if last.is_file()
+                else "no checkpoint had been saved yet")
+
+    def files_to_write(self, steps: int) -> int:
+        """How many checkpoint files the rest of the run adds: last.pt when some later step
+        saves it and it does not exist yet, a snapshot per multiple of snapshot_every, and
+        final.pt (counted even when it exists: replacing it needs room for the new copy)."""
+        def multiples(every: int) -> int:
+            return steps // every - self.start // every if every else 0
+
+        writes_last = multiples(self.train.checkpoint_every) > 0 and not self.folder.last.is_file()
+        return int(writes_last) + multiples(self.train.snapshot_every) + 1
+
+    def warn_if_short_of_space(self, step: int) -> None:
+        """Print a warning when the folder's free space is below what the files still to come
+        need, each the size of this step's tensors (the model, the optimizer's state)."""
+        state = self.contents(step)
+        size = sum(t.numel() * t.element_size() for t in _tensors(
+            [state["model"].state_dict(), state["optimizer"].state_dict()]))
+        count = self.files_to_write(self.train.steps)
+        free = free_space(self.folder.checkpoints)
+        if free < size * count:
+            print(f"warning: {self.folder.checkpoints} has {format_size(free)} free, but this "
+                  f"run's checkpoints need about {format_size(size * count)} ({count} file"
+                  f"{'s' * (count > 1)} of {format_size(size)}): the first save that does not "
+                  "fit will stop it, keeping the previous checkpoint", flush=True)
 
 
-def run_dir_asked(ex: Experiment, config: Mapping[str, Any]) -> Optional[Path]:
-    """The run folder `config` asks of `ex` (a `panet.run.experiments.PanetExperiment`)."""
-    resumed = ex.request.checkpoint if ex.script == "train" else None
-    return planned_run_dir(config[ex.script]["output_dir"], resumed)
+def _tensors(value: Any):
+    """Every tensor inside nested dicts, lists and tuples."""
+    if torch.is_tensor(value):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
 
 
-def run_directory(run: Run, ex: Experiment) -> Optional[Path]:
-    """Where this process's run writes: its observer's folder, else the configured one."""
-    for observer in run.observers:
-        if getattr(observer, "dir", None):
-            return Path(observer.dir)
-    return run_dir_asked(ex, run.config)
-
-
-def shared_run_dir(run: Run, ex: Experiment, context: distributed.Context) -> Optional[Path]:
-    """Rank 0's run folder on every rank (only rank 0 has an observer)."""
-    mine = run_directory(run, ex)
-    shared = distributed.broadcast_object(None if mine is None else str(mine), context)
-    return None if shared is None else Path(shared)
-
-
-def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
-    """Print what computes (`panet.base.device.describe_device`) on rank 0 and keep it in the run
-    record (run.json's "info"); returns the description."""
-    description = describe_device(context.device, tf32)
-    if context.is_main:
-        print(device_line(description) + (f" x {context.world_size} processes"
-                                          if context.distributed else ""), flush=True)
-        run.info["device"] = {**description, "processes": context.world_size}
-    return description
-
-
-def command_of(ex: Experiment, argv: Sequence[str]) -> str:
-    """The sacred command an argv runs: its first argument when that names a command, else
-    the experiment's main function."""
-    return argv[1] if len(argv) > 1 and argv[1] in ex.commands else ex.default_command
-
-
-def run_from_command_line(ex: Experiment, argv: Optional[Sequence[str]] = None):
-    """Run `ex` (a `PanetExperiment`) from the command line. The main function of the main
-    process is recorded in its run folder (`RunObserver`) unless the command line names its own
-    observer; other commands (print_config, ...) are not recorded. An interrupted run exits
-    with status 130 without a traceback (train.py prints how to continue it). In a Slurm job,
-    output is captured in Python (`--capture=sys`) unless the command line chooses."""
-    argv = list(sys.argv if argv is None else argv)
-    chosen = any(arg.startswith(CAPTURE_OPTIONS) for arg in argv)
-    if os.environ.get("SLURM_JOB_ID") and not chosen:
-        # Slurm signals every process of a job it stops: sacred's default capture, a `tee`
-        # child process, would die first and break the output train.py saves last.pt with
-        argv.append("--capture=sys")
-    observer = None
-    if (distributed.is_main_process() and command_of(ex, argv) == ex.default_command
-            and not any(flag in argv for flag in OPTION_OBSERVERS)):
-        observer = RunObserver(ex)
-        ex.observers.append(observer)
-    try:
-        return ex.run_commandline(argv)
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the run has said how to continue
-        sys.exit(130)
-    finally:
-        if observer is not None:
-            ex.observers.remove(observer)
-
-
-def script_main(ex: Experiment) -> NoReturn:
-    """What `python train.py ...` and `python test.py ...` do: `run_from_command_line`, then
-    exit with its status; a worker of several torchrun processes (a process group, hence
-    gloo's or NCCL's threads) exits through `distributed.exit_worker`."""
-    status = 0
-    try:
-        run_from_command_line(ex)
-    except SystemExit as stop:
-        status = stop.code
-    if distributed.launched_processes() > 1:
-        distributed.exit_worker(status)
-    sys.exit(status)
-
-
-def load_experiment(script: str) -> Experiment:
-    """The sacred experiment of train.py or test.py (`script` "train" | "test"), imported from
-    the repository root under another module name (`test` is also a standard-library package).
-    """
-    spec = importlib.util.spec_from_file_location(f"panet_{script}_script",
-                                                  REPO_ROOT / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ex
+def resume_command(checkpoint: PathLike) -> str:
+    return f"python train.py with train.resume={shlex.quote(str(checkpoint))}"

@@ -1,16 +1,15 @@
-"""Checks of a train.py / test.py run, before any work starts.
+"""The checks of a train.py / test.py run, made once, before any work and before anything is
+written; code below this boundary trusts its settings.
 
-Each settings class checks its own fields (`panet.settings`); this module adds what involves
-the script, several sections, what the command line gave, or the file system. Every problem is
-one line naming the key, the value given and what is allowed, e.g.
+Each settings class checks its own fields (`panet.settings`); this module adds what involves the
+script, several sections, what was given beside a checkpoint, or the file system. Every problem
+is one line naming the key, the value given and what is allowed, e.g.
 
     train.batch_size=0: must be an integer >= 1
     test.resolution='foo': must be one of 'label', 'original'
 
-`panet.run.experiments` runs `config_problems` on every command (print_config included) and
-`path_problems` before a run's main function; any problem stops the run with a `ConfigError`,
-which sacred prints as those lines alone (no traceback) with a non-zero exit status. Nothing is
-written before: the run folder is made after these checks.
+`config_problems` runs on every command (print_config included), `path_problems` before a
+run's main function; any problem stops the run with a `ConfigError` (one line per problem).
 """
 
 from __future__ import annotations
@@ -18,16 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional
 
-from sacred.utils import SacredError
-
-from panet.data.datasets import dataset_root_problem
 from panet.base.device import precision_problem, torchrun_problem
 from panet.base.distributed import launched_processes
 from panet.base.files import writable_problem
-from panet.models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from panet.base.rules import problem
-from panet.run.folder import RESULTS_FILE, planned_run_dir
-from panet.settings import SCRIPT_SECTIONS, Settings, TrainSettings
+from panet.data.datasets import dataset_root_problem
+from panet.data.folds import split_classes
+from panet.models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
+from panet.run.folder import RunFolder
+from panet.settings import SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings, describe_setting
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
@@ -39,19 +37,16 @@ RELEASED_KEYS = {"data.name": "voc or coco", "data.fold": "data.fold=<i>",
                  "data.shots": "1shot or 5shot"}
 
 
-class ConfigError(SacredError, ValueError):
-    """A configuration that cannot run; sacred prints the message without a traceback."""
-
-    def __init__(self, problems: List[str]):
-        super().__init__("\n".join(problems), print_traceback=False)
-        self.problems = list(problems)
+def plain(value: Any) -> Any:
+    """Tuples as lists: the JSON-like form configs and checkpoints hold."""
+    return [plain(v) for v in value] if isinstance(value, tuple) else value
 
 
-def config_problems(settings: Settings, request) -> List[str]:
-    """Every key of the sections `request.script` reads that breaks its rule, the keys given
-    that the script does not read, and the combinations that cannot work. `request`:
-    `panet.run.experiments.Request` (what was given, the checkpoint)."""
-    script = request.script
+def config_problems(composition) -> List[str]:
+    """Every key of the sections the script reads that breaks its rule, the keys given that the
+    script does not read, and the combinations that cannot work. `composition`:
+    `panet.run.compose.Composition`."""
+    script, settings = composition.script, composition.settings
     problems = [line for section in SCRIPT_SECTIONS[script]
                 for line in settings.section(section).problems()]
     for hardware in (torchrun_problem(settings.run.device),
@@ -61,19 +56,18 @@ def config_problems(settings: Settings, request) -> List[str]:
     other = "test" if script == "train" else "train"
     problems += [problem(key, settings.value(key), f"{script}.py does not read {other}.* keys "
                                                    f"(they configure {other}.py): drop it")
-                 for key in request.command_line_keys() if key.startswith(other + ".")]
+                 for key in composition.command_line_keys() if key.startswith(other + ".")]
     if problems:
         return problems
-    problems = model_problems(settings, request)
-    if script == "train":
-        return problems + _train_problems(settings, request)
-    return problems + _test_problems(settings, request)
+    problems = model_problems(settings, script)
+    checks = _train_problems if script == "train" else _test_problems
+    return problems + checks(settings, composition)
 
 
-def model_problems(settings: Settings, request) -> List[str]:
+def model_problems(settings: Settings, script: str) -> List[str]:
     """What model.factory makes, built on the meta device (no memory, no arithmetic): it must
-    follow PANet's interface; a model with its own loss takes no other train.align_weight than
-    the default (`noalign` would not switch anything off)."""
+    follow the method interface; a model with its own loss takes no other train.align_weight
+    than the default (`noalign` would not switch anything off)."""
     model = settings.model
     if model.factory == DEFAULT_FACTORY:
         return []
@@ -82,8 +76,7 @@ def model_problems(settings: Settings, request) -> List[str]:
     except FactoryError as error:
         return [problem("model.factory", model.factory, str(error))]
     weight = settings.train.align_weight
-    if (request.script == "train" and weight != TrainSettings().align_weight
-            and own_loss(made)):
+    if script == "train" and weight != TrainSettings().align_weight and own_loss(made):
         return [problem("train.align_weight", weight,
                         f"the model of model.factory={model.factory!r} defines its own `loss`, "
                         "which replaces PANet's L_seg + align_weight * L_PAR: drop it (and "
@@ -91,7 +84,7 @@ def model_problems(settings: Settings, request) -> List[str]:
     return []
 
 
-def _train_problems(settings: Settings, request) -> List[str]:
+def _train_problems(settings: Settings, composition) -> List[str]:
     problems = []
     if settings.data.weak != "dense":
         problems.append(problem("data.weak", settings.data.weak,
@@ -101,23 +94,24 @@ def _train_problems(settings: Settings, request) -> List[str]:
     if settings.train.batch_size % world_size:
         problems.append(problem("train.batch_size", settings.train.batch_size,
                                 f"must be a multiple of the {world_size} processes"))
-    checkpoint = request.checkpoint
+    checkpoint = composition.checkpoint
     if checkpoint is not None and checkpoint.format == "panet":
-        problems += resume_problems(checkpoint.config, settings, request)
+        problems += resume_problems(settings, composition)
     return problems
 
 
-def resume_problems(stored: dict, settings: Settings, request) -> List[str]:
-    """The keys given beside train.resume that differ from the checkpoint's `stored` config but
-    may not change when resuming (anything outside `RESUMABLE`)."""
+def resume_problems(settings: Settings, composition) -> List[str]:
+    """The keys given beside train.resume that differ from the checkpoint's but may not change
+    when resuming (anything outside `RESUMABLE`)."""
+    stored = composition.checkpoint.config
     problems = []
-    for key in request.given:
+    for key in composition.given_keys():
         section, _, name = key.rpartition(".")
         then = stored.get(section, {}) if section else stored
         if key in RESUMABLE or section == "test" or name not in then:
             continue  # a key newer than the checkpoint keeps its default
         now = settings.value(key)
-        if _plain(now) != then[name]:
+        if plain(now) != then[name]:
             problems.append(problem(key, now, f"the checkpoint was trained with {then[name]!r}; "
                                               "a resumed run keeps its setting, resuming would "
                                               f"mix two runs (only {', '.join(RESUMABLE)} may "
@@ -125,59 +119,113 @@ def resume_problems(stored: dict, settings: Settings, request) -> List[str]:
     return problems
 
 
-def _plain(value: Any) -> Any:
-    return [_plain(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _test_problems(settings: Settings, request) -> List[str]:
-    test, checkpoint = settings.test, request.checkpoint
+def _test_problems(settings: Settings, composition) -> List[str]:
+    test, checkpoint = settings.test, composition.checkpoint
     if test.notrain and test.checkpoint:
         return [problem("test.checkpoint", test.checkpoint,
                         "must be None with test.notrain=True (PANet-init evaluates the "
                         "ImageNet-initialised encoder): drop one of the two")]
     if checkpoint is None:
         return []
-    stored = request.base
+    if checkpoint.format == "released":
+        return [problem(key, settings.value(key), "a released snapshot is PANet's VGG-16: "
+                                                  f"drop {key} (model.alpha and model.factory "
+                                                  "apply to it)")
+                for key in ("model.encoder", "model.weights")
+                if composition.given(key) and plain(settings.value(key)) !=
+                composition.base.get(key)]
     return [problem(key, settings.value(key),
-                    f"the checkpoint holds a model with {key}={stored[key]!r}: a trained "
-                    "model's architecture cannot change at test time")
-            for key in request.command_line_keys()
-            if key.startswith("model.") and key != "model.weights"
-            and key in stored and _plain(settings.value(key)) != stored[key]]
+                    f"the checkpoint holds a model with {key}={composition.base[key]!r}: a "
+                    "trained model's architecture cannot change at test time")
+            for key in composition.command_line_keys()
+            if key.startswith("model.") and key != "model.weights" and key in composition.base
+            and plain(settings.value(key)) != composition.base[key]]
 
 
-def protocol_overrides(settings: Settings, request) -> Optional[str]:
+def protocol_overrides(composition) -> Optional[str]:
     """One line naming the given values that test a checkpoint on another protocol than it was
     trained on (dataset, input size, fold or classes), or None."""
-    base, changed = request.base, []
+    settings, base, changed = composition.settings, composition.base, []
     for key in ("data.name", "data.size", "data.fold", "data.n_folds", "data.test_classes"):
-        if key in request.given and key in base and _plain(settings.value(key)) != base[key]:
-            changed.append(f"{key}={_plain(settings.value(key))!r} (trained: {base[key]!r})")
+        if composition.given(key) and key in base and plain(settings.value(key)) != base[key]:
+            changed.append(f"{key}={plain(settings.value(key))!r} (trained: {base[key]!r})")
     if not changed:
         return None
     return "testing on another protocol than the checkpoint's: " + ", ".join(changed)
 
 
-def precision_override(settings: Settings, request) -> Optional[str]:
+def precision_override(composition) -> Optional[str]:
     """One line when a checkpoint trained in one precision is tested in another, or None
     (a released snapshot, trained in float32 by the authors, counts as fp32)."""
-    checkpoint = request.checkpoint
+    checkpoint = composition.checkpoint
     if checkpoint is None:
         return None
     trained = (checkpoint.config or {}).get("precision", "fp32")
-    if trained == settings.run.precision:
+    tested = composition.settings.run.precision
+    if trained == tested:
         return None
     return (f"warning: {checkpoint.path} was trained with precision={trained} but is tested with "
-            f"precision={settings.run.precision} (add precision={trained} to test it as it was "
-            "trained)")
+            f"precision={tested} (add precision={trained} to test it as it was trained)")
 
 
-def path_problems(settings: Settings, request) -> List[str]:
-    """What a run would find missing or unwritable on disk: checkpoints, weights, data, output
-    folders. Run before a run's main function, so nothing is trained or written first."""
-    if request.script == "train":
-        return _train_path_problems(settings, request)
-    return _test_path_problems(settings, request)
+def _classes(source, data: EpisodeSetting, train: bool) -> List[int]:
+    return split_classes(source, train, data.fold, n_folds=data.n_folds,
+                         fold_style=data.fold_style, test_classes=data.test_classes)
+
+
+def trained_setting(composition) -> Optional[EpisodeSetting]:
+    """The episode setting the tested checkpoint trained on (None: PANet-init, or a released
+    snapshot whose path names none)."""
+    checkpoint, data = composition.checkpoint, composition.settings.data
+    if checkpoint is None:
+        return None
+    if checkpoint.format == "panet":
+        return EpisodeSetting.from_config(checkpoint.config["data"])
+    named = checkpoint.path_setting
+    if named is None:
+        return None
+    return data.replace(name="pascal" if named.dataset == "voc" else "coco", fold=named.fold,
+                        n_folds=4, fold_style="contiguous", test_classes=None)
+
+
+def classes_seen_in_training(composition, source) -> Optional[str]:
+    """One line naming the test classes the tested checkpoint trained on (a fold or class
+    override that tests classes the model has seen), or None. `source`: the test data."""
+    data, trained = composition.settings.data, trained_setting(composition)
+    if trained is None or trained.name != data.name:
+        return None  # another dataset: its class ids mean other classes
+    seen = sorted(set(_classes(source, trained, True)) & set(_classes(source, data, False)))
+    if not seen:
+        return None
+    return (f"testing on classes the checkpoint trained on: "
+            f"{', '.join(source.class_name(c) for c in seen)} (trained: "
+            f"{describe_setting(trained)}; tested: {describe_setting(data)}); these numbers "
+            "are not few-shot results")
+
+
+def test_classes(source, data: EpisodeSetting) -> List[int]:
+    """The test classes of an episode setting on `source` (`split_classes`)."""
+    return _classes(source, data, train=False)
+
+
+def planned_run_folder(composition) -> Optional[RunFolder]:
+    """The run folder asked for (`panet.run.folder`): train.output_dir / test.output_dir when
+    given, else the run folder of a resumed checkpoint, else None (a new numbered one)."""
+    settings = composition.settings
+    output = (settings.train if composition.script == "train" else settings.test).output_dir
+    if output is not None:
+        return RunFolder(output)
+    checkpoint = composition.checkpoint
+    return checkpoint.run_folder if composition.script == "train" and checkpoint else None
+
+
+def path_problems(composition) -> List[str]:
+    """What a run would find missing or unwritable on disk: weights, data, output folders.
+    Run before a run's main function, so nothing is trained or written first."""
+    settings = composition.settings
+    if composition.script == "train":
+        return _train_path_problems(settings, composition)
+    return _test_path_problems(settings, composition)
 
 
 def _weights_problems(settings: Settings) -> List[str]:
@@ -203,12 +251,9 @@ def _writable(key: str, folder: Optional[Any]) -> List[str]:
     return [] if why is None else [problem(key, str(folder), why)]
 
 
-def _train_path_problems(settings: Settings, request) -> List[str]:
-    train = settings.train
-    if train.resume is not None:
-        if request.checkpoint_error is not None:
-            return [problem("train.resume", train.resume, request.checkpoint_error)]
-        checkpoint = request.checkpoint
+def _train_path_problems(settings: Settings, composition) -> List[str]:
+    train, checkpoint = settings.train, composition.checkpoint
+    if checkpoint is not None:
         if checkpoint.format != "panet":
             return [problem("train.resume", train.resume,
                             "a released PANet snapshot holds no optimizer or schedule state to "
@@ -218,13 +263,13 @@ def _train_path_problems(settings: Settings, request) -> List[str]:
         if train.steps < checkpoint.step:
             problems.append(problem("train.steps", train.steps, f"must be >= {checkpoint.step}, "
                                     f"the step {checkpoint.path} was saved at"))
-        target = planned_run_dir(settings.train.output_dir, checkpoint)
+        target = planned_run_folder(composition)
         return problems + data_root_problems(settings) + _writable(
-            "train.output_dir", target)
+            "train.output_dir", None if target is None else target.path)
     problems = _weights_problems(settings) + data_root_problems(settings)
     if train.output_dir is not None:
         problems += _writable("train.output_dir", train.output_dir)
-        held = sorted(Path(train.output_dir).expanduser().glob("checkpoints/*.pt"))
+        held = RunFolder(train.output_dir).saved_checkpoints()
         if held:
             problems.append(problem("train.output_dir", train.output_dir,
                                     f"already holds a run ({held[0]}): continue it with "
@@ -232,7 +277,7 @@ def _train_path_problems(settings: Settings, request) -> List[str]:
     return problems
 
 
-def _test_path_problems(settings: Settings, request) -> List[str]:
+def _test_path_problems(settings: Settings, composition) -> List[str]:
     test = settings.test
     if test.notrain:
         problems = _weights_problems(settings) + data_root_problems(settings)
@@ -241,23 +286,21 @@ def _test_path_problems(settings: Settings, request) -> List[str]:
                             "nothing to evaluate: set test.checkpoint=<a train.py checkpoint, run "
                             "folder or released snapshot>, or add `notrain` to evaluate the "
                             "ImageNet-initialised encoder (PANet-init)")]
-    elif request.checkpoint_error is not None:
-        problems = [problem("test.checkpoint", test.checkpoint, request.checkpoint_error)]
     else:
-        problems = _released_setting_problems(settings, request) + data_root_problems(settings)
+        problems = _released_setting_problems(composition) + data_root_problems(settings)
     return (problems + _output_problems(settings)
             + _writable("test.cache_dir", test.cache_dir))
 
 
-def _released_setting_problems(settings: Settings, request) -> List[str]:
+def _released_setting_problems(composition) -> List[str]:
     """A released snapshot whose path names no setting needs it on the command line."""
-    checkpoint = request.checkpoint
+    checkpoint = composition.checkpoint
     if checkpoint.format != "released" or checkpoint.path_setting is not None:
         return []
-    missing = [hint for key, hint in RELEASED_KEYS.items() if key not in request.given]
+    missing = [hint for key, hint in RELEASED_KEYS.items() if not composition.given(key)]
     if not missing:
         return []
-    return [problem("test.checkpoint", settings.test.checkpoint,
+    return [problem("test.checkpoint", checkpoint.given,
                     "a released PANet snapshot whose path names no setting (expected .../PANet_"
                     "<VOC|COCO>[_align]_sets_<fold>_<W>way_<S>shot_[train]/<run>/snapshots/"
                     f"<step>.pth); give it: {' '.join(missing)} (e.g. `voc 5shot data.fold=2`)")]
@@ -269,13 +312,13 @@ def _output_problems(settings: Settings) -> List[str]:
     folder = settings.test.output_dir
     if folder is None:
         return []
-    path = Path(folder).expanduser()
-    if (path / "checkpoints").is_dir():
+    run = RunFolder(folder)
+    if run.holds_training():
         return [problem("test.output_dir", folder,
                         "holds a training run (checkpoints/): test.py would overwrite its record "
                         "(config.json, run.json, metrics.json); choose another folder")]
-    if (path / RESULTS_FILE).is_file() and not settings.test.overwrite:
+    if run.results.is_file() and not settings.test.overwrite:
         return [problem("test.output_dir", folder,
-                        f"already holds results ({path / RESULTS_FILE}): choose another folder, "
-                        "or add test.overwrite=True to replace them")]
+                        f"already holds results ({run.results}): choose another folder, "
+                        "or add test.overwrite=true to replace them")]
     return _writable("test.output_dir", folder)

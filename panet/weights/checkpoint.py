@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import io
 import random
-import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
-from panet.base.diskspace import DiskFullError, write_atomically
+from panet.base.files import write_atomically
 from panet.weights.released import is_released_state
 from panet.base.safe_load import UnsafeFileError, describe_contents, load_data, plain_data
 
 FORMAT_VERSION = 2
-CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints/{last,snapshot_<step>,final}.pt
 # What format-1 checkpoints pickled beyond data: numpy's RNG state and sacred's config containers
 FORMAT_1_OBJECTS = ("numpy.", "sacred.config.custom_containers.")
 UPGRADE_COMMAND = "python scripts/convert_checkpoint.py --upgrade --trust-pickle"
@@ -88,12 +86,13 @@ def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
 def checkpoint_contents(*, step: int, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, scheduler, config: Dict[str, Any],
                         origin: Optional[Dict[str, Any]] = None,
-                        data_identity: Optional[str] = None, scaler=None) -> Dict[str, Any]:
+                        identity: Optional[Dict[str, Any]] = None, scaler=None
+                        ) -> Dict[str, Any]:
     """What `save_checkpoint` writes. `config` is stored as plain data (sacred's read-only
     containers become dicts and lists); `origin`, when given, records where the weights came
-    from (e.g. a converted released snapshot); `data_identity`, what the run trains on
-    (`panet.data.sources.Source.identity`), so that resuming on other data can say so;
-    `scaler`, the loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
+    from (e.g. a converted released snapshot); `identity`, how the model came to be (its
+    training settings, data and code: `panet.run.identity.training_identity`); `scaler`, the
+    loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
     state = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -105,8 +104,8 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
     }
     if origin is not None:
         state["origin"] = plain_data(origin, "origin")
-    if data_identity is not None:
-        state["data_identity"] = data_identity
+    if identity is not None:
+        state["identity"] = plain_data(identity, "identity")
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     return state
@@ -114,27 +113,11 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
 
 def save_checkpoint(path: Union[str, Path], **contents: Any) -> Path:
     """Write `checkpoint_contents(**contents)` (step, model, optimizer, scheduler, config, ...)
-    at `path` atomically (`panet.base.files.atomic_write`: a crash mid-write leaves the old file
-    intact; the file gets the umask's mode, 0644 by default). A full disk raises
-    `panet.base.diskspace.DiskFullError` saying how to continue the run."""
-    # Serialised in memory first, so that a full disk can say how much the file needs.
-    data = io.BytesIO()
+    at `path` atomically (`panet.base.files.write_atomically`: a crash mid-write leaves the old
+    file intact; the file gets the umask's mode). A full disk raises `DiskFullError`."""
+    data = io.BytesIO()  # serialised in memory first, so that a full disk can say how much
     torch.save(checkpoint_contents(**contents), data)
-    try:
-        return write_atomically(path, data.getbuffer())
-    except DiskFullError as full:
-        raise full.then(_after_full_disk(Path(path))) from None
-
-
-def _after_full_disk(path: Path) -> str:
-    """What to do when checkpoint `path` did not fit: continue from the run's newest one."""
-    target = run_dir_of(path) or path
-    try:
-        find_checkpoint(target)
-    except FileNotFoundError:
-        return "no checkpoint was saved yet: free some space, then run the same command again"
-    return ("free some space, then continue with: python train.py with "
-            f"train.resume={shlex.quote(str(target))}")
+    return write_atomically(path, data.getbuffer())
 
 
 def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:
@@ -187,27 +170,3 @@ def load_checkpoint_header(path: Union[str, Path]) -> Dict[str, Any]:
     """The step and config of a checkpoint, without reading its tensors."""
     state = load_checkpoint(path, mmap=True)
     return {"step": state["step"], "config": state["config"]}
-
-
-def find_checkpoint(path: Union[str, Path]) -> Path:
-    """The checkpoint file that `path` names: the file itself, or for a run folder (or its
-    checkpoints/ folder) the one of checkpoints/final.pt and last.pt with the most steps
-    (final.pt on a tie). Raises FileNotFoundError saying what was looked for."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError("no such file or folder (expected a checkpoint .pt file or a "
-                                "run folder holding checkpoints/final.pt or last.pt)")
-    folder = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
-    candidates = [folder / name for name in ("final.pt", "last.pt") if (folder / name).is_file()]
-    if not candidates:
-        raise FileNotFoundError(f"a folder without {folder / 'final.pt'} or "
-                                f"{folder / 'last.pt'}: train.py has not saved a checkpoint there")
-    return max(candidates, key=lambda candidate: load_checkpoint_header(candidate)["step"])
-
-
-def run_dir_of(checkpoint: Union[str, Path]) -> Optional[Path]:
-    """The run folder a checkpoint belongs to (<run>/checkpoints/<name>.pt), else None."""
-    checkpoint = Path(checkpoint).expanduser()
-    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None

@@ -1,7 +1,7 @@
 """One reader for every file a trained PANet comes from: our checkpoints and released snapshots.
 
     model_file = read_model_file("runs/7/checkpoints/final.pt")      # or a released .pth
-    net = build_panet(model_file)                                    # PANet, weights loaded
+    net = build_trained(model_file)                                  # its model, weights loaded
     size = model_input_size(model_file)                              # 417 for released files
 
 `read_model_file` reads the file as data only (`panet.base.safe_load`) and tells the two formats
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
 
 import torch
 
-from panet.weights.checkpoint import checkpoint_state, find_checkpoint, load_file_data, run_dir_of
-from panet.models import PANet
+from panet.weights.checkpoint import checkpoint_state, load_file_data
+from torch import nn
+
 from panet.models.builder import model_with_weights
+from panet.models.factory import DEFAULT_FACTORY, FactoryError
 from panet.models.panet import ALPHA
 from panet.settings import ModelSettings
 from panet.weights.released import (RELEASED_INPUT_SIZE, ReleasedSetting, is_released_state,
@@ -44,7 +46,9 @@ class ModelFile:
     path_setting: for released files, the setting their path names (None when it names none);
     step: training steps (released: `<step>` of `<step>.pth`, else None);
     sha256: hex SHA-256 of the file's bytes; origin: what a converted checkpoint was converted
-    from (`scripts/convert_checkpoint.py`), else None.
+    from (`scripts/convert_checkpoint.py`), else None; identity: how a train.py checkpoint's
+    model came to be (`panet.run.identity.training_identity`; None for released files and
+    checkpoints older than it).
     """
 
     path: Path
@@ -55,6 +59,7 @@ class ModelFile:
     step: Optional[int]
     sha256: str
     origin: Optional[Dict[str, Any]] = None
+    identity: Optional[Dict[str, Any]] = None
 
 
 def _not_a_model(path: Path, obj: Any) -> ValueError:
@@ -82,57 +87,61 @@ def read_model_file(path: PathLike) -> ModelFile:
     if isinstance(obj, dict) and "format_version" in obj:
         state = checkpoint_state(obj, path)
         return ModelFile(path, "panet", state["model"], state["config"], None, state["step"],
-                         file_sha256(path), state.get("origin"))
+                         file_sha256(path), state.get("origin"), state.get("identity"))
     if isinstance(obj, Mapping) and is_released_state(obj):
         return ModelFile(path, "released", released_to_panet(obj, path), None,
                          parse_released_path(path), released_step(path), file_sha256(path))
     raise _not_a_model(path, obj)
 
 
-def model_settings(model_file: ModelFile) -> ModelSettings:
-    """The model settings of a model file: the checkpoint's stored ones; VGG-16 with alpha = 20
-    for a released snapshot. (`weights` None: the weights are the file's.)"""
+def model_settings(model_file: ModelFile, factory: Optional[str] = None) -> ModelSettings:
+    """The model settings of a model file (`weights` None: the weights are the file's): a
+    checkpoint's stored ones, VGG-16 with alpha = 20 for a released snapshot. A file supplies
+    settings, never code: a checkpoint made by another model.factory than PANet's is built only
+    when `factory` names that one (else a one-line FactoryError saying what to add); a released
+    snapshot is built by `factory` when given (its tensors must fit that model)."""
     if model_file.format == "released":
-        return ModelSettings(encoder="vgg16", weights=None, alpha=ALPHA)
-    return ModelSettings.from_config(model_file.config["model"]).replace(weights=None)
+        return ModelSettings(encoder="vgg16", weights=None, alpha=ALPHA,
+                             factory=factory or DEFAULT_FACTORY)
+    stored = ModelSettings.from_config(model_file.config["model"]).replace(weights=None)
+    if factory is None and stored.factory != DEFAULT_FACTORY:
+        raise FactoryError(f"'{model_file.path}' holds a model made by model.factory="
+                           f"{stored.factory!r}; a checkpoint supplies settings, never code to "
+                           f"import: name that factory to run it (model.factory={stored.factory}, "
+                           f"predict.py --factory {stored.factory})")
+    if factory is not None and factory != stored.factory:
+        raise FactoryError(f"'{model_file.path}' holds a model made by model.factory="
+                           f"{stored.factory!r}, not {factory!r}")
+    return stored
 
 
-def build_panet(model_file: ModelFile) -> PANet:
-    """The PANet of a model file, holding its weights."""
-    return model_with_weights(model_settings(model_file), model_file.state)
+def build_trained(model_file: ModelFile, factory: Optional[str] = None) -> nn.Module:
+    """The model of a model file holding its weights (`model_settings` says which)."""
+    return model_with_weights(model_settings(model_file, factory), model_file.state)
 
 
-@dataclass(frozen=True)
-class CheckpointRef:
-    """A checkpoint named by a setting (test.checkpoint, train.resume), resolved once: the file
-    (a run folder names its final.pt or last.pt), its format, step, stored config (panet
-    checkpoints) and the setting its path names (released snapshots). Its tensors are not read
-    (`read_model_file(ref.path)` reads them)."""
+class Header(NamedTuple):
+    """What a model file says of itself, its tensors unread: its format, the training step, the
+    stored config (train.py checkpoints) and the setting its path names (released snapshots)."""
 
-    given: str
-    path: Path
     format: str
     step: Optional[int]
     config: Optional[Dict[str, Any]]
     path_setting: Optional[ReleasedSetting]
 
-    @property
-    def run_dir(self) -> Optional[Path]:
-        return run_dir_of(self.path)
 
-
-def resolve_checkpoint(given: PathLike) -> CheckpointRef:
-    """Resolve a checkpoint setting (see `CheckpointRef`). Raises FileNotFoundError or a one-line
-    ValueError saying what the file holds when it is no model."""
-    path = find_checkpoint(given)
+def read_header(path: PathLike) -> Header:
+    """The `Header` of a train.py checkpoint or released snapshot, its tensors mapped rather than
+    read (a released snapshot's names and shapes are checked). Raises FileNotFoundError, or a
+    one-line ValueError saying what the file holds when it is no model."""
+    path = Path(path).expanduser()
     obj = load_file_data(path, mmap=True)
     if isinstance(obj, dict) and "format_version" in obj:
         state = checkpoint_state(obj, path)
-        return CheckpointRef(str(given), path, "panet", state["step"], state["config"], None)
+        return Header("panet", state["step"], state["config"], None)
     if isinstance(obj, Mapping) and is_released_state(obj):
         released_to_panet(obj, path)  # every tensor named and shaped as released
-        return CheckpointRef(str(given), path, "released", released_step(path), None,
-                             parse_released_path(path))
+        return Header("released", released_step(path), None, parse_released_path(path))
     raise _not_a_model(path, obj)
 
 
