@@ -51,9 +51,9 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples as lists: the JSON-like form sacred and results.json hold."""
-    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+    return [plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 class Section:
@@ -71,7 +71,7 @@ class Section:
 
     @classmethod
     def defaults(cls) -> Dict[str, Any]:
-        return {f.name: _plain(f.default) for f in fields(cls)}
+        return {f.name: plain(f.default) for f in fields(cls)}
 
     @classmethod
     def docs(cls) -> Dict[str, str]:
@@ -82,7 +82,7 @@ class Section:
         return f"{cls.SECTION}.{name}" if cls.SECTION else name
 
     def as_config(self) -> Dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

@@ -45,15 +45,11 @@ from panet.weights.released import (RELEASED_PATH_FORM, ReleasedSetting, panet_t
                             setting_of_config)
 from panet.base.safe_load import plain_data
 from panet.settings import TrainSettings
+from panet.base.errors import OneLineParser, one_line
 
 SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
                    "ways": "--ways", "shots": "--shots"}
 RELEASED_ALPHA = 20.0  # the released code's fixed cosine scale (`scaler`)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def to_released(model_file: ModelFile, out: Path) -> str:
@@ -181,7 +177,7 @@ def main(argv: Optional[list] = None) -> int:
         else:
             print(to_panet(read_model_file(args.source), args.out, args))
     except (ValueError, OSError) as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

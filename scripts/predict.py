@@ -20,7 +20,6 @@ Bad input stops the script before any output, with a one-line reason and exit st
 
 from __future__ import annotations
 
-import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,16 +33,10 @@ from panet.inference import DEFAULT_BATCH_SIZE, Segmenter, Shot, load_image
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.base.monitor import Progress
 from panet.report.figures import label_palette, prediction_overlay
+from panet.base.errors import OneLineParser, one_line
 
 QUERY_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OVERLAY_SUFFIX = "_overlay"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line (and exit status 2), pointing at --help."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def number(text: str) -> float:
@@ -176,7 +169,7 @@ def main(argv=None) -> int:
                                             **numerics))
         overlays = predict(segmenter, ways, queries, args.out, args.ignore_value)
     except (ValueError, OSError) as error:
-        message = " ".join(str(error).split())  # one line
+        message = one_line(error)  # one line
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 1
     print(f"{len(queries)} label maps (<stem>.png) and overlays (<stem>{OVERLAY_SUFFIX}.png) "

@@ -30,7 +30,6 @@ from panet.data import make_episode_dataset
 from panet.data.folds import fold_classes
 from panet.data.sampling import sample_episodes
 from panet.data.voc import IMAGE_DIR, VocSource
-from panet.evaluation import evaluate_runs
 from panet.evaluation.images import evaluate_images, plan_runs, schedule
 from panet.evaluation.options import EvalOptions
 from panet.run.identity import model_identity
@@ -281,7 +280,6 @@ def test_sharded_image_path_with_feature_files_equals_one_process_per_episode(sy
 
 
 def test_bad_values_are_refused_before_work(synthetic_root, small_panet):
-    meter = IoUMeter(fold_classes(20, 0, train=False))
     """The test settings refuse bad evaluation options (`TestSettings`: the one check, at the
     settings boundary); a plan of training episodes (flipped) is refused."""
     for key, value, message in (("encode", "batch", "must be one of 'image', 'episode'"),

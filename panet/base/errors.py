@@ -6,6 +6,7 @@ exit with status 1; programming errors keep their tracebacks.
 
 from __future__ import annotations
 
+import argparse
 from typing import Sequence
 
 
@@ -24,4 +25,11 @@ class ConfigError(OneLineError, ValueError):
 
 def one_line(error: BaseException) -> str:
     """An error's message folded onto one line."""
-    return " ".join(str(error).split())
+    return one_line(error)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), pointing at --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

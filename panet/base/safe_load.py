@@ -18,11 +18,11 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, List, Union
+from typing import Any, List
 
 import torch
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 PLAIN_SCALARS = (str, int, float, bool, type(None))
 # Globals of tensors and plain containers in torch files (legacy pickles name them directly).
 DATA_GLOBALS = ("collections.OrderedDict", "collections.Counter", "_codecs.encode",

@@ -34,7 +34,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -43,6 +43,7 @@ from pycocotools import mask as rle_ops
 from panet.data.sources import Source
 from panet.base.files import atomic_write
 from panet.data.transforms import displayed_size, to_rgb
+from panet.base.files import PathLike
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
@@ -50,7 +51,6 @@ CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules cha
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
 MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
 
-PathLike = Union[str, Path]
 
 
 class CocoImage(NamedTuple):

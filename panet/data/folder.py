@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -34,8 +34,8 @@ from panet.base.constants import IGNORE_INDEX
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
 from panet.data.voc import read_class_lists, read_id_list
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 
 IMAGE_DIR = "images"
 MASK_DIR = "masks"

@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -25,8 +25,8 @@ from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXE
 from panet.data.transforms import displayed_size, to_rgb
 from panet.data.voc import read_id_list
 from panet.data.voc_prepare import group_by_class, mask_classes, save_class_lists
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 MASK_ORIGIN = "the tool that made it (export a single-channel PNG of class indices)"
 SHOWN_IDS = 10  # ids quoted per problem that concerns many ids
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from panet.base.constants import IGNORE_INDEX
 from panet.data.transforms import upright
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 
 
 def voc_palette() -> List[int]:

@@ -41,7 +41,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -52,8 +52,8 @@ from panet.data import folder
 from panet.data.label_png import load_label_png, save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
 from panet.data.voc_prepare import write_class_lists
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 
 SHAPES = ("ellipse", "rectangle", "triangle", "cross", "ring")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots")

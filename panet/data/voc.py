@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -32,8 +32,8 @@ from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
 from panet.data.label_png import labels_outside, load_label_png
 from panet.data.sources import Source
 from panet.data.weak import build_scribble_map
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 
 IMAGE_DIR = "JPEGImages"
 CLASS_DIR = "SegmentationClassAug"

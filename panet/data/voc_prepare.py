@@ -24,8 +24,8 @@ from panet.base.constants import IGNORE_INDEX
 from panet.data.folds import PASCAL_N_CLASSES
 from panet.data.label_png import save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, ORIGIN, read_id_list
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 VOC_OBJECT_DIR = "SegmentationObject"  # VOC2012's own instance PNGs (2,913 ids)
 
 

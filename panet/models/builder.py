@@ -11,6 +11,7 @@ from torch import nn
 
 from panet.models.encoders import ENCODERS, build_encoder
 from panet.models.factory import make_model
+from panet.base.errors import one_line
 
 
 def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Module:
@@ -25,7 +26,7 @@ def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Modul
         if path is None or weights_key is None:
             raise
         url = ENCODERS[model.encoder].weights_url
-        raise type(error)(f"{weights_key}={model.weights!r}: {' '.join(str(error).split())} "
+        raise type(error)(f"{weights_key}={model.weights!r}: {one_line(error)} "
                           f"Point {weights_key} at torchvision's ImageNet file of "
                           f"{model.encoder!r} ({url}), or set it to None to start from random "
                           "weights.") from None
@@ -40,7 +41,7 @@ def model_with_weights(model, state: Dict[str, torch.Tensor]) -> nn.Module:
         found = net.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes that differ
         raise ValueError(f"the weights do not fit the model model.factory={model.factory!r} "
-                         f"makes: {' '.join(str(error).split())}") from None
+                         f"makes: {one_line(error)}") from None
     if found.missing_keys or found.unexpected_keys:
         raise ValueError(f"the weights do not fit the model model.factory={model.factory!r} "
                          f"makes: missing {found.missing_keys or 'none'}, unexpected "

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import nn
 
+from panet.base.errors import one_line
 from panet.models.encoders import build_encoder
 from panet.models.panet import PANetOutput
 
@@ -62,7 +63,7 @@ def is_factory_spec(value: Any) -> bool:
 
 
 def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
+from panet.base.errors import one_line
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 
@@ -40,7 +41,7 @@ def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, tor
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, corrupt or non-torch file; one line whatever it says
-        reason = " ".join(str(error).split())
+        reason = one_line(error)
         raise ValueError(f"Could not read '{path}' as a torch state dict ({reason}). {how_to_get}")
     if not isinstance(state, dict):
         raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")

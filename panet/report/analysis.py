@@ -34,8 +34,8 @@ from panet.models import PANet
 from panet.models.prototypes import masked_average_pool
 from panet.settings import EpisodeSetting
 from panet.report.document import MISSING, Number, Report
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 Curve = Tuple[List[int], List[float]]  # steps, values
 
 

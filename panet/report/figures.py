@@ -31,8 +31,8 @@ from panet.report.analysis import Curve, episode_batches, evaluation_episodes, l
 from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
 from panet.data.episodes import to_device
 from panet.models.factory import MODEL_INPUTS
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 Colour = Tuple[int, int, int]
 
 WAY_COLOURS: Tuple[Colour, ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200),

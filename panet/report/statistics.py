@@ -45,11 +45,11 @@ import numpy as np
 
 from panet.base.files import atomic_write
 from panet.evaluation.metrics import iou_from_counts
+from panet.base.files import PathLike
 
 BOOTSTRAP_SEED = 0
 SEED_DRAWS = 1  # the seed draws of a comparison come from default_rng((seed, SEED_DRAWS))
 CONFIDENCE = 0.95
-PathLike = Union[str, Path]
 
 
 @dataclass

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from panet.data import synthetic
+from panet.base.errors import one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FOLDS = (0, 1, 2, 3)
@@ -369,11 +370,11 @@ def changed_settings(job: Job) -> List[str]:
     try:
         recorded = recorded_config(job)
     except (OSError, ValueError) as error:
-        return [f"its output cannot be read: {' '.join(str(error).split())}"]
+        return [f"its output cannot be read: {one_line(error)}"]
     if recorded is None:
         return ["its output records no settings (written by an older panet-repro)"]
     try:
         wanted = composition(job).config
     except (ValueError, FileNotFoundError) as error:
-        return [f"its command cannot be composed now: {' '.join(str(error).split())}"]
+        return [f"its command cannot be composed now: {one_line(error)}"]
     return differences(fingerprint(recorded, job.script), fingerprint(wanted, job.script))

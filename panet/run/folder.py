@@ -23,7 +23,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -32,8 +32,8 @@ from panet.base.lock import Holder, RunFolderLock, writer_of
 from panet.weights.checkpoint import load_checkpoint_header, save_checkpoint
 from panet.weights.model_files import read_header
 from panet.weights.released import ReleasedSetting
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 RUNS_DIR = "runs"  # new numbered run folders go here, under the current folder
 _HELD: Dict[Path, list] = {}  # folder -> [its lock, how many holders in this process]
 

@@ -24,6 +24,7 @@ output's identity is the one it would make now; a reused result keeps the commit
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,23 @@ def protocol(settings: Mapping[str, Any]) -> Dict[str, Any]:
     """The protocol keys (`PROTOCOL_KEYS`) of a test's fingerprint (None where an older record
     lacks one)."""
     return {key: settings.get(key) for key in PROTOCOL_KEYS}
+
+
+def recorded_model(record: Mapping[str, Any]) -> tuple:
+    """What tells the models of two results.json records apart: the evaluated model's digest;
+    in records older than it, the checkpoint's SHA-256, or PANet-init's model settings and
+    seed. Equal keys: the same model (scripts/compare.py)."""
+    model, setting = record.get("model") or {}, record["setting"]
+    if model.get("model_sha256"):
+        return ("model", model["model_sha256"])
+    if setting.get("checkpoint_sha256"):
+        return ("checkpoint", setting["checkpoint_sha256"])
+    return ("init", json.dumps(setting.get("model"), sort_keys=True), setting.get("seed"))
+
+
+def recorded_numerics(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """How a recorded test computed: precision, memory format and the evaluation path used."""
+    setting = record["setting"]
+    return {"precision": setting.get("precision", "fp32"),
+            "memory_format": setting.get("memory_format", "contiguous"),
+            "encode": setting.get("encode_used", setting.get("encode"))}

@@ -25,7 +25,8 @@ from panet.data.datasets import dataset_root_problem
 from panet.data.folds import split_classes
 from panet.models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
 from panet.run.folder import RunFolder
-from panet.settings import SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings, describe_setting
+from panet.settings import (SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings,
+                            describe_setting, plain)
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
 # fast it is read, how long the run goes on, where and how often it writes, where it computes
@@ -35,11 +36,6 @@ RESUMABLE = ("device", "tf32", "memory_format", "data.root", "data.workers", "da
 # what a released snapshot's path must give, when it names no setting
 RELEASED_KEYS = {"data.name": "voc or coco", "data.fold": "data.fold=<i>",
                  "data.shots": "1shot or 5shot"}
-
-
-def plain(value: Any) -> Any:
-    """Tuples as lists: the JSON-like form configs and checkpoints hold."""
-    return [plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 def config_problems(composition) -> List[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
 import torch
 
@@ -30,8 +30,8 @@ from panet.settings import ModelSettings
 from panet.weights.released import (RELEASED_INPUT_SIZE, ReleasedSetting, is_released_state,
                        parse_released_path, released_step, released_to_panet)
 from panet.base.safe_load import describe_contents, file_sha256
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 FORMATS = ("panet", "released")
 TORCHVISION_VGG_HEADS = {"features", "classifier"}  # keys of torchvision's vgg16 state dict
 

@@ -19,13 +19,13 @@ import re
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 import torch
 
 from panet.models import PANet, vgg16_encoder
+from panet.base.files import PathLike
 
-PathLike = Union[str, Path]
 DATA_PARALLEL_PREFIX = "module."
 RELEASED_ENCODER = "encoder.backbone.features."  # FewShotSeg.encoder.backbone (= Encoder).features
 RELEASED_INPUT_SIZE = 417
