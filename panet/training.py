@@ -9,9 +9,10 @@ one would have.
 
 from __future__ import annotations
 
+import math
 import signal
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -20,7 +21,7 @@ from panet.base.constants import IGNORE_INDEX
 from panet.base.distributed import Context, all_reduce_sum
 from panet.data.episodes import to_device
 from panet.models.factory import MODEL_INPUTS, checked_output, own_loss
-from panet.models.losses import PANetLoss, panet_loss
+from panet.models.losses import Loss, panet_loss
 
 
 def build_optimizer(parameters, train) -> torch.optim.Optimizer:
@@ -98,49 +99,65 @@ def stop_requests() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, old)
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
-               align_weight: float, context: Context = Context(),
-               scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
-    """One SGD step on a batch of episodes; returns the batch's seg/align/total losses.
-
-    The loss is PANet's L_seg + align_weight * L_PAR, or the model's own `loss(out,
-    query_labels, support_fg, support_bg)` when it defines one (`panet.models.factory`; its
-    PANetLoss's seg and align are logged as such, align_weight is not used).
-    Across R processes PANet's objective keeps PROTOCOL §4's batch semantics: L_seg is the mean
-    over every labelled query pixel of the whole batch and L_PAR the mean over its episodes (DDP
-    averages gradients over ranks, so each rank's terms are rescaled accordingly); a model's own
-    loss is averaged over ranks as it is.
-    Raises NonFiniteLossError, before any update, if a loss is not finite. `scaler` (precision
-    fp16): the objective is scaled before backward and the step unscaled, or skipped when a
-    gradient overflowed (`torch.amp.GradScaler`).
-    """
-    optimizer.zero_grad(set_to_none=True)
-    out = checked_output(model(*(batch[key] for key in MODEL_INPUTS)), model)
+def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float) -> Loss:
+    """The objective of one step: the model's own `loss(out, query_labels, support_fg,
+    support_bg)` when it defines one (a `Loss`, or a dict of named terms whose sum is
+    minimised), else PANet's L_seg + align_weight * L_PAR."""
     targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
     method_loss = own_loss(model)
     if method_loss is None:
-        loss: PANetLoss = panet_loss(out, *targets, align_weight)
-    else:
-        loss = method_loss(out, *targets)
-        if not isinstance(loss, PANetLoss):
-            raise TypeError(f"the model's `loss` returned a {type(loss).__name__}: it returns "
-                            "a panet.models.losses.PANetLoss (total, seg, align)")
-    objective = loss.total
+        return panet_loss(checked_output(out, model), *targets, align_weight)
+    loss = method_loss(out, *targets)
+    if isinstance(loss, Mapping) and loss and all(torch.is_tensor(v) for v in loss.values()):
+        return Loss(sum(loss.values()), dict(loss))
+    if not isinstance(loss, Loss):
+        raise TypeError(f"the model's `loss` returned a {type(loss).__name__}: it returns a dict "
+                        "of named scalar terms, or a panet.models.losses.Loss")
+    return loss
+
+
+def batch_values(loss: Loss, labelled: torch.Tensor, context: Context
+                 ) -> Tuple[Dict[str, float], bool]:
+    """The step's losses over the whole batch, on every process, and whether any is not finite:
+    a pixel-mean term is the mean over every labelled query pixel of the batch (each process's
+    weighted by its `labelled` pixels), the other terms and the total the mean over processes."""
+    names = list(loss.terms)
+    weights = torch.stack([labelled if name in loss.pixel_means else torch.ones_like(labelled)
+                           for name in names]).to(loss.total.dtype)
+    values = torch.stack([loss.terms[name].detach() for name in names]) * weights
+    rest = loss.total.detach() - sum(loss.terms[name].detach() for name in loss.pixel_means)
+    sums = all_reduce_sum(torch.cat([values, weights, rest[None]]), context)
+    n = len(names)
+    terms = dict(zip(names, (sums[:n] / sums[n:2 * n].clamp(min=1)).tolist()))
+    total = sums[-1].item() / context.world_size + sum(terms[name] for name in loss.pixel_means)
+    reported = {"loss": total, **{f"{name}_loss": value for name, value in terms.items()}}
+    return reported, not all(map(math.isfinite, reported.values()))
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
+               align_weight: float, context: Context = Context(),
+               scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
+    """One optimizer step on a batch of episodes (`step_loss`); returns the batch's losses
+    (`batch_values`: "loss" and "<term>_loss" of each named term).
+
+    Across R processes the objective keeps PROTOCOL §4's batch semantics: DDP averages
+    gradients over processes, so each process's pixel-mean terms (PANet's L_seg) are rescaled
+    by its share of the batch's labelled pixels; the other terms (L_PAR, a mean over episodes)
+    are averaged as they are. Raises NonFiniteLossError, before any update, if a loss is not
+    finite. `scaler` (precision fp16): the objective is scaled before backward and the step
+    unscaled, or skipped when a gradient overflowed (`torch.amp.GradScaler`).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = step_loss(model, model(*(batch[key] for key in MODEL_INPUTS)), batch, align_weight)
     labelled = (batch["query_labels"] != IGNORE_INDEX).sum()
-    if method_loss is not None:  # each rank's loss counts as one (DDP averages gradients)
-        labelled = torch.ones_like(labelled)
-    stats = torch.stack([labelled.to(loss.seg.dtype), loss.seg.detach() * labelled,
-                         loss.align.detach(), objective.detach(),
-                         (~torch.isfinite(objective.detach())).to(loss.seg.dtype)])
-    stats = all_reduce_sum(stats, context)
-    total_labelled, seg_sum, align_sum, total_sum, n_nonfinite = stats.tolist()
-    seg, align = seg_sum / max(total_labelled, 1), align_sum / context.world_size
-    if n_nonfinite:
-        raise NonFiniteLossError(f"non-finite loss (seg {seg}, align {align}) on episodes "
-                                 f"{batch['query_ids']}")
-    if context.distributed and method_loss is None:
-        objective = (loss.seg * (labelled * context.world_size / total_labelled)
-                     + align_weight * loss.align)
+    values, nonfinite = batch_values(loss, labelled, context)
+    if nonfinite:
+        shown = ", ".join(f"{name} {value}" for name, value in values.items())
+        raise NonFiniteLossError(f"non-finite loss ({shown}) on episodes {batch['query_ids']}")
+    objective = loss.total
+    if context.distributed and loss.pixel_means:
+        share = labelled * context.world_size / all_reduce_sum(labelled.clone(), context)
+        objective = objective + sum(loss.terms[name] * (share - 1) for name in loss.pixel_means)
     if scaler is None:
         objective.backward()
         optimizer.step()
@@ -148,8 +165,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
         scaler.scale(objective).backward()
         scaler.step(optimizer)
         scaler.update()
-    total = seg + align_weight * align if method_loss is None else total_sum / context.world_size
-    return {"loss": total, "seg_loss": seg, "align_loss": align}
+    return values
 
 
 def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader, *,

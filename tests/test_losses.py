@@ -85,7 +85,8 @@ def test_alignment_is_zero_when_every_way_is_skipped():
     out, fg, bg = forced_output(absent_ways=(1, 2))
     loss = alignment_loss(out, fg, bg)
     assert loss.item() == 0.0
-    assert panet_loss(out, torch.zeros(1, 2, 23, 29, dtype=torch.long), fg, bg).align.item() == 0.0
+    labels = torch.zeros(1, 2, 23, 29, dtype=torch.long)
+    assert panet_loss(out, labels, fg, bg).terms["align"].item() == 0.0
 
 
 def test_no_gradient_through_the_predicted_mask():
@@ -102,7 +103,8 @@ def test_alignment_of_a_batch_is_the_mean_of_its_episodes():
     singles = [panet_loss(model(support_images[b:b + 1], fg[b:b + 1], bg[b:b + 1],
                                 query_images[b:b + 1]), labels[b:b + 1], fg[b:b + 1], bg[b:b + 1])
                for b in range(2)]
-    assert batch.align.item() == pytest.approx(sum(s.align.item() for s in singles) / 2, rel=1e-10)
+    singles_mean = sum(s.terms["align"].item() for s in singles) / 2
+    assert batch.terms["align"].item() == pytest.approx(singles_mean, rel=1e-10)
 
 
 def test_total_combines_terms_and_zero_weight_disables_alignment():
@@ -110,10 +112,11 @@ def test_total_combines_terms_and_zero_weight_disables_alignment():
     support_images, fg, bg, query_images, labels = random_episode(1, 2, 2, 1, seed=3)
     out = PANet(encoder)(support_images, fg, bg, query_images)
     weighted = panet_loss(out, labels, fg, bg, align_weight=0.5)
-    assert weighted.align.item() > 0
-    assert weighted.total.item() == pytest.approx(weighted.seg.item() + 0.5 * weighted.align.item())
+    assert weighted.terms["align"].item() > 0
+    seg, align = weighted.terms["seg"].item(), weighted.terms["align"].item()
+    assert weighted.total.item() == pytest.approx(seg + 0.5 * align)
     off = panet_loss(out, labels, fg, bg, align_weight=0.0)
-    assert off.align.item() == 0.0 and off.total.item() == off.seg.item()
+    assert off.terms["align"].item() == 0.0 and off.total.item() == off.terms["seg"].item()
 
 
 @pytest.mark.parametrize("term", ["seg", "align"])
@@ -123,7 +126,7 @@ def test_gradients_reach_every_vgg16_parameter(term):
     support_images, fg, bg, query_images, labels = [x.float() if x.is_floating_point() else x
                                                     for x in random_episode(1, 1, 2, 1, (64, 72))]
     loss = panet_loss(model(support_images, fg, bg, query_images), labels, fg, bg)
-    getattr(loss, term).backward()
+    loss.terms[term].backward()
     names = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert names == [], f"no gradient from L_{term} reaches {names}"
     assert len(list(model.parameters())) == 26

@@ -93,8 +93,8 @@ def test_the_example_learns_its_temperature_through_both_losses():
     out = model(*inputs)
     assert torch.is_tensor(out.alpha) and out.alpha.item() == pytest.approx(20.0)
     loss = panet_loss(out, batch["query_labels"], batch["support_fg"], batch["support_bg"])
-    seg_grad = torch.autograd.grad(loss.seg, model.log_alpha, retain_graph=True)[0]
-    align_grad = torch.autograd.grad(loss.align, model.log_alpha)[0]
+    seg_grad = torch.autograd.grad(loss.terms["seg"], model.log_alpha, retain_graph=True)[0]
+    align_grad = torch.autograd.grad(loss.terms["align"], model.log_alpha)[0]
     assert seg_grad != 0 and align_grad != 0  # the head and PAR both score at the learned scale
     with torch.no_grad():  # the head: exp(log_alpha) * cos, PANet's head at alpha = 5
         model.log_alpha.fill_(math.log(5.0))
@@ -241,9 +241,9 @@ def test_train_step_minimises_the_models_own_loss(monkeypatch):
     monkeypatch.setattr(panet.training, "panet_loss", not_panet_loss)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     losses = train_step(model, optimizer, batch, align_weight=1.0)
+    assert losses.keys() == {"loss", "picked_loss"}  # its named term, logged by its name
     assert losses["loss"] == pytest.approx(objective.item(), rel=1e-5)
-    assert losses["seg_loss"] == pytest.approx(objective.item(), rel=1e-5)
-    assert losses["align_loss"] == 0
+    assert losses["picked_loss"] == pytest.approx(objective.item(), rel=1e-5)
     for after, before, gradient in zip(model.parameters(), reference.parameters(), gradients):
         torch.testing.assert_close(after, before - 0.1 * gradient, rtol=1e-4, atol=1e-6)
 
@@ -260,8 +260,8 @@ def test_a_forward_or_loss_outside_the_interface_stops_with_one_line():
             return out.logits.mean()
 
     model = small_model(TensorLoss)
-    with pytest.raises(TypeError, match="`loss` returned a Tensor: it returns a "
-                                        "panet.models.losses.PANetLoss"):
+    with pytest.raises(TypeError, match="`loss` returned a Tensor: it returns a dict of named "
+                                        "scalar terms, or a panet.models.losses.Loss"):
         train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
 
 

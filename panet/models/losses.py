@@ -6,7 +6,7 @@ h x w feature size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Dict, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +16,15 @@ from panet.models.panet import PANetOutput
 from panet.models.prototypes import EPS, cosine_logits, upsample
 
 
-@dataclass
-class PANetLoss:
-    total: torch.Tensor  # seg + align_weight * align (scalar)
-    seg: torch.Tensor  # L_seg (scalar)
-    align: torch.Tensor  # L_PAR, unweighted (scalar; 0 when disabled or every way is skipped)
+class Loss(NamedTuple):
+    """A training objective: `total`, the scalar minimised, and its named `terms` (scalars,
+    logged as `<name>_loss`). `pixel_means`: the terms that are means over the batch's labelled
+    query pixels (PANet's "seg"): across processes they are weighted by each process's pixels,
+    so that several processes compute what one would (`panet.training.train_step`)."""
+
+    total: torch.Tensor
+    terms: Dict[str, torch.Tensor]
+    pixel_means: Tuple[str, ...] = ()
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -82,7 +86,7 @@ def alignment_loss(out: PANetOutput, support_fg: torch.Tensor,
 
 
 def panet_loss(out: PANetOutput, query_labels: torch.Tensor, support_fg: torch.Tensor,
-               support_bg: torch.Tensor, align_weight: float = 1.0) -> PANetLoss:
+               support_bg: torch.Tensor, align_weight: float = 1.0) -> Loss:
     """L = L_seg + align_weight * L_PAR (PROTOCOL §4; lambda = 1 in the paper).
 
     query_labels: B x Q x H x W long, episode-local 0..W and 255; support_fg, support_bg:
@@ -93,4 +97,4 @@ def panet_loss(out: PANetOutput, query_labels: torch.Tensor, support_fg: torch.T
         align = alignment_loss(out, support_fg, support_bg)
     else:
         align = torch.zeros((), device=seg.device, dtype=seg.dtype)
-    return PANetLoss(total=seg + align_weight * align, seg=seg, align=align)
+    return Loss(seg + align_weight * align, {"seg": seg, "align": align}, pixel_means=("seg",))
