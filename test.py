@@ -35,7 +35,7 @@ from panet.models.builder import build_model, model_with_weights
 from panet.report.results import TestFacts, format_table, test_record, write_json
 from panet.report.statistics import bootstrap_intervals, bootstrap_seed, records_of_test
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
-from panet.run.identity import model_identity
+from panet.run.identity import method_change, model_identity
 from panet.run.validation import (classes_seen_in_training, precision_override,
                                   protocol_overrides, test_classes)
 from panet.settings import Settings, describe_setting
@@ -57,9 +57,10 @@ def load_model(settings: Settings, composition, is_main: bool):
                         f"{model_file.path}")
     for note in (note for note in notes if note and is_main):
         print(note, flush=True)
-    mixed = precision_override(composition)
-    if mixed and is_main:
-        print(mixed, file=sys.stderr, flush=True)
+    for warning in (precision_override(composition),
+                    method_change(model_file.identity, settings.model.factory)):
+        if warning and is_main:
+            print(warning, file=sys.stderr, flush=True)
     return model_with_weights(settings.model, model_file.state), model_file
 
 
@@ -86,7 +87,7 @@ def main(_run, _config):
         if why is not None and context.is_main:
             print(f"test.encode={test.encode}: {why}, so it is evaluated through its own "
                   "forward, per episode (as test.encode=episode)", flush=True)
-        model = model_identity(net, settings.model.factory)
+        model = model_identity(net, settings.model)
         meter = evaluate_runs(net, datasets, IoUMeter(classes, n_runs=test.runs, rule=test.rule,
                                                       keep_records=True),
                               test.eval_options(data.workers, model["model_sha256"]), context,

@@ -30,7 +30,7 @@ from panet.data.episodes import episode_loader
 from panet.models.builder import build_model
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
 from panet.run.folder import Checkpointer, CheckpointRef
-from panet.run.identity import training_identity
+from panet.run.identity import method_change, training_identity
 from panet.settings import Settings
 from panet.training import NonFiniteLossError, Optimization, StepBatches, build_optimization
 from panet.weights.checkpoint import load_checkpoint, restore_rng_states
@@ -83,6 +83,9 @@ def main(_run, _config):
         if context.is_main:
             if resume:
                 print(f"resuming {resume.path} at step {start} of {train.steps}")
+                changed = method_change(resume.identity, settings.model.factory)
+                if changed:
+                    print(changed, file=sys.stderr, flush=True)
             print(f"run folder: {folder.path}", flush=True)
         loader = episode_loader(dataset, StepBatches(start, train.steps, train.batch_size,
                                                      context), settings.data.workers,

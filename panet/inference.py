@@ -47,6 +47,7 @@ from PIL import Image, UnidentifiedImageError
 from panet.base.constants import IGNORE_INDEX
 from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
 from panet.base.device import precision_problem, use_device
+from panet.run.folder import checkpoint_file
 from panet.weights.model_files import build_trained, model_input_size, read_model_file
 from panet.models.factory import fast_path_problem, query_logits
 from panet.models.builder import build_model
@@ -228,11 +229,11 @@ class Segmenter:
                         batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                         memory_format: str = "contiguous",
                         factory: Optional[str] = None) -> "Segmenter":
-        """The model of a train.py checkpoint or of a released PANet snapshot
-        (`panet.weights.model_files.read_model_file`), at the input size it was trained with
-        (417 for released snapshots). A checkpoint of another method than PANet is built only
-        when ``factory`` names its model.factory (a file supplies no code)."""
-        model_file = read_model_file(path)
+        """The model of a train.py checkpoint (or the newest of a run folder) or of a released
+        PANet snapshot (`panet.weights.model_files.read_model_file`), at the input size it was
+        trained with (417 for released snapshots). A checkpoint of another method than PANet is
+        built only when ``factory`` names its model.factory (a file supplies no code)."""
+        model_file = read_model_file(checkpoint_file(path))
         return cls(build_trained(model_file, factory), model_input_size(model_file), device,
                    batch_size, precision, memory_format)
 

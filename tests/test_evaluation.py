@@ -34,7 +34,7 @@ from panet.evaluation.images import evaluate_images, plan_runs, schedule
 from panet.evaluation.options import EvalOptions
 from panet.run.identity import model_identity
 from toy_methods import DoubledEncodePANet
-from panet.settings import TestSettings
+from panet.settings import ModelSettings, TestSettings
 from panet.evaluation.feature_cache import DiskCache
 from panet.evaluation.metrics import IoUMeter
 from panet.models import PANet, build_encoder
@@ -227,7 +227,8 @@ def test_feature_files_serve_later_evaluations(synthetic_root, small_panet, tmp_
     cpu = torch.device("cpu")
 
     def cache_folder(model, factory="panet.models:PANet"):
-        key = model_identity(model, factory)["model_sha256"]
+        key = model_identity(model, ModelSettings(encoder="small", factory=factory))[
+            "model_sha256"]
         return DiskCache(tmp_path, key, dense.dataset, cpu).folder
 
     assert cache_folder(small_panet) == folder

@@ -163,14 +163,13 @@ class RunObserver(FileStorageObserver):
 
 def run_folder(run: Run, ex: PanetExperiment, context: distributed.Context
                ) -> Optional[RunFolder]:
-    """The run folder this run writes, the same on every rank (rank 0 records it): its file
-    observer's folder, else the one asked for; None when there is none (no observer and no
-    output folder). The calling process becomes its writer (`RunFolder.lock`)."""
-    mine = next((Path(observer.dir) for observer in run.observers
-                 if getattr(observer, "dir", None)), None)
-    if mine is None:
-        planned = planned_run_folder(ex.composition)
-        mine = None if planned is None else planned.path
+    """The run folder this run writes, the same on every rank (rank 0 records it): the one
+    asked for (`planned_run_folder`), else its file observer's folder; None when there is
+    neither. The calling process becomes its writer (`RunFolder.lock`)."""
+    planned = planned_run_folder(ex.composition)
+    mine = planned.path if planned is not None else next(
+        (Path(observer.dir) for observer in run.observers if getattr(observer, "dir", None)),
+        None)
     shared = distributed.broadcast_object(None if mine is None else str(mine), context)
     if shared is None:
         return None

@@ -138,8 +138,8 @@ def checkpoint_file(given: PathLike) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise FileNotFoundError("no such file or folder (expected a checkpoint .pt file or a "
-                                "run folder holding checkpoints/final.pt or last.pt)")
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist (expected a checkpoint .pt "
+                                "file or a run folder holding checkpoints/final.pt or last.pt)")
     if path.name == RunFolder.CHECKPOINTS and not (path / RunFolder.CHECKPOINTS).is_dir():
         path = path.parent
     return RunFolder(path).newest_checkpoint()
@@ -149,7 +149,8 @@ def checkpoint_file(given: PathLike) -> Path:
 class CheckpointRef:
     """A checkpoint named by a setting (test.checkpoint, train.resume), resolved once: the file,
     its format ("panet": train.py's, "released": the authors'), step, stored config (train.py
-    checkpoints) and the setting its path names (released snapshots). Its tensors are not read
+    checkpoints), the setting its path names (released snapshots) and how a train.py
+    checkpoint's model came to be (`identity`, None in older ones). Its tensors are not read
     (`panet.weights.model_files.read_model_file(ref.path)` reads them)."""
 
     given: str
@@ -158,6 +159,7 @@ class CheckpointRef:
     step: Optional[int]
     config: Optional[Dict[str, Any]]
     path_setting: Optional[ReleasedSetting]
+    identity: Optional[Dict[str, Any]] = None  # `panet.run.identity.training_identity`
 
     @property
     def run_folder(self) -> Optional[RunFolder]:
@@ -169,8 +171,7 @@ def resolve_checkpoint(given: PathLike) -> CheckpointRef:
     ValueError saying what the file holds when it is no model."""
     path = checkpoint_file(given)
     header = read_header(path)
-    return CheckpointRef(str(given), path, header.format, header.step, header.config,
-                         header.path_setting)
+    return CheckpointRef(str(given), path, *header)
 
 
 class Checkpointer:

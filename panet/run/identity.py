@@ -33,7 +33,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import torch
 
 from panet.models.factory import DEFAULT_FACTORY, import_factory
-from panet.settings import SCRIPT_SECTIONS, Settings
+from panet.settings import SCRIPT_SECTIONS, ModelSettings, Settings
 
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout panet runs from
 # keys that do not change what a run computes: where it reads and writes (a tested checkpoint's
@@ -134,11 +134,16 @@ def tensors_sha256(tensors: Iterable, *extra: str) -> str:
     return digest.hexdigest()
 
 
-def model_identity(model: torch.nn.Module, factory: str = DEFAULT_FACTORY) -> Dict[str, Any]:
-    """The identity of a model as it evaluates (module docstring)."""
-    method = method_sha256(factory)
-    return {"model_sha256": tensors_sha256(model.state_dict().items(), factory, method or ""),
-            "factory": factory, "method_sha256": method}
+def model_identity(model: torch.nn.Module, settings: Optional[ModelSettings] = None
+                   ) -> Dict[str, Any]:
+    """The identity of a model as it evaluates (module docstring): its tensors, the settings it
+    was built with (`settings`: factory, encoder, alpha; default PANet's) and its method's
+    source."""
+    settings = (settings or ModelSettings()).replace(weights=None)
+    method = method_sha256(settings.factory)
+    built = json.dumps(settings.as_config(), sort_keys=True)
+    return {"model_sha256": tensors_sha256(model.state_dict().items(), built, method or ""),
+            "factory": settings.factory, "method_sha256": method}
 
 
 def training_identity(config: Mapping[str, Any], data: Optional[str]) -> Dict[str, Any]:
@@ -186,3 +191,16 @@ def recorded_numerics(record: Mapping[str, Any]) -> Dict[str, Any]:
     return {"precision": setting.get("precision", "fp32"),
             "memory_format": setting.get("memory_format", "contiguous"),
             "encode": setting.get("encode_used", setting.get("encode"))}
+
+
+def method_change(trained: Optional[Mapping[str, Any]], factory: str) -> Optional[str]:
+    """One line when the source of the method `factory` differs from the one a checkpoint was
+    trained with (`trained`: its stored training identity; None: older, unknown), else None."""
+    then = ((trained or {}).get("code") or {}).get("method_sha256")
+    now = method_sha256(factory)
+    if trained is None or then == now:
+        return None
+    return (f"warning: the source of model.factory={factory} ({', '.join(method_files(factory))}"
+            f") differs from the code the checkpoint was trained with (method sha256 "
+            f"{str(then)[:12]} -> {str(now)[:12]}): the results are this code's, not the trained "
+            "one's")

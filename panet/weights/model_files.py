@@ -122,12 +122,14 @@ def build_trained(model_file: ModelFile, factory: Optional[str] = None) -> nn.Mo
 
 class Header(NamedTuple):
     """What a model file says of itself, its tensors unread: its format, the training step, the
-    stored config (train.py checkpoints) and the setting its path names (released snapshots)."""
+    stored config and identity (train.py checkpoints) and the setting its path names (released
+    snapshots)."""
 
     format: str
     step: Optional[int]
     config: Optional[Dict[str, Any]]
     path_setting: Optional[ReleasedSetting]
+    identity: Optional[Dict[str, Any]] = None  # how a train.py checkpoint's model came to be
 
 
 def read_header(path: PathLike) -> Header:
@@ -138,7 +140,7 @@ def read_header(path: PathLike) -> Header:
     obj = load_file_data(path, mmap=True)
     if isinstance(obj, dict) and "format_version" in obj:
         state = checkpoint_state(obj, path)
-        return Header("panet", state["step"], state["config"], None)
+        return Header("panet", state["step"], state["config"], None, state.get("identity"))
     if isinstance(obj, Mapping) and is_released_state(obj):
         released_to_panet(obj, path)  # every tensor named and shaped as released
         return Header("released", released_step(path), None, parse_released_path(path))
