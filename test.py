@@ -28,7 +28,7 @@ import warnings
 
 from panet.base import distributed
 from panet.base.monitor import ScalarLog
-from panet.data import make_episode_dataset, make_source
+from panet.data import make_episode_dataset
 from panet.evaluation import encode_path, evaluate_runs
 from panet.evaluation.metrics import IoUMeter
 from panet.models.builder import build_model, model_with_weights
@@ -36,10 +36,10 @@ from panet.report.results import TestFacts, format_table, test_record, write_jso
 from panet.report.statistics import bootstrap_intervals, bootstrap_seed, records_of_test
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
 from panet.run.identity import method_change, model_identity
-from panet.run.validation import (classes_seen_in_training, precision_override,
-                                  protocol_overrides, test_classes)
+from panet.run.validation import (classes_seen_in_training, episode_count_warning,
+                                  opened_source, precision_override, protocol_overrides,
+                                  read_checkpoint, test_classes)
 from panet.settings import Settings, describe_setting
-from panet.weights.model_files import read_model_file
 
 ex = experiment("test")
 
@@ -50,7 +50,7 @@ def load_model(settings: Settings, composition, is_main: bool):
     PANet-init); says on rank 0 what a run folder named and what changed the protocol."""
     if settings.test.notrain:
         return build_model(settings.model), None
-    model_file = read_model_file(composition.checkpoint.path)
+    model_file = read_checkpoint(composition.checkpoint.path)
     notes = [protocol_overrides(composition)]
     if str(model_file.path) != settings.test.checkpoint:
         notes.insert(0, f"test.checkpoint={settings.test.checkpoint} is a run folder: testing "
@@ -71,10 +71,13 @@ def main(_run, _config):
     context = distributed.setup(settings.run.device, settings.run.tf32)
     try:
         device = announce_device(_run, context, settings.run.tf32)
+        slow = episode_count_warning(settings)
+        if slow and context.is_main:
+            print(slow, file=sys.stderr, flush=True)
         net, model_file = load_model(settings, composition, context.is_main)
         net = net.to(context.device).use_numerics(settings.run.numerics())
         folder = run_folder(_run, ex, context)
-        source = make_source(data, train=False)  # read once, shared by the runs
+        source = opened_source(data, train=False)  # read once, shared by the runs
         datasets = [make_episode_dataset(data, test.episodes, settings.run.seed + run,
                                          train=False, source=source,
                                          keep_original_labels=test.resolution == "original")

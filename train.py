@@ -31,6 +31,7 @@ from panet.models.builder import build_model
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
 from panet.run.folder import Checkpointer, CheckpointRef
 from panet.run.identity import method_change, training_identity
+from panet.run.validation import opened_source
 from panet.settings import Settings
 from panet.training import NonFiniteLossError, Optimization, StepBatches, build_optimization
 from panet.weights.checkpoint import load_checkpoint, restore_rng_states
@@ -67,7 +68,8 @@ def main(_run, _config):
                                           settings.run.precision)
         start, trained_on = restore(resume, net, optimization) if resume else (0, None)
         dataset = make_episode_dataset(settings.data, train.steps * train.batch_size,
-                                       settings.run.seed, train=True)
+                                       settings.run.seed, train=True,
+                                       source=opened_source(settings.data, train=True))
         identity = training_identity(_config, dataset.source.identity())
         if trained_on not in (None, identity["data"]) and context.is_main:
             print(f"warning: resuming on other data than {resume.path} was trained on (the "

@@ -33,9 +33,11 @@ from panet.models.encoders import ENCODERS, imagenet_weights
 from panet.models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
                              is_factory_spec)
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
-from panet.base.rules import (Rule, class_list, device, flag, integer, milestones, number, one_of, optional,
-                    optional_path, problem, size, text)
+from panet.base.rules import (Rule, class_list, device, flag, integer, is_int, milestones, number,
+                              one_of, optional, optional_path, problem, size, text)
 
+MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2**32
+MAX_EPISODES = 10 ** 6  # per test run: the plan of the encode-once path keeps ~1 KB per image
 IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
 OPTIMIZERS = ("sgd", "adam")
 
@@ -259,7 +261,9 @@ class TestSettings(Section):
     notrain: bool = setting(False, flag(), "evaluate the ImageNet-initialised encoder "
                                            "(PANet-init) instead")
     runs: int = setting(5, integer(1), "test runs; run r samples its episodes with seed + r")
-    episodes: int = setting(1000, integer(1), "episodes per run")
+    episodes: int = setting(1000, Rule(lambda v: is_int(v) and 1 <= v <= MAX_EPISODES,
+                                       f"an integer from 1 to {MAX_EPISODES:,} (each episode's "
+                                       "plan is kept in memory)"), "episodes per run")
     batch_size: int = setting(1, integer(1), "episodes per forward pass, or (encode=image) their "
                                              "W*S + Q images per encoder call")
     encode: str = setting("image", one_of(ENCODINGS),
@@ -294,8 +298,9 @@ class RunSettings(Section):
     """The top-level keys."""
 
     SECTION: ClassVar[str] = ""
-    seed: int = setting(1234, integer(0), "seeds training; test run r draws episodes from "
-                                          "seed + r")
+    seed: int = setting(1234, Rule(lambda v: is_int(v) and 0 <= v <= MAX_SEED,
+                                    f"an integer from 0 to {MAX_SEED} (numpy's seeds)"),
+                        "seeds training; test run r draws episodes from seed + r")
     device: str = setting("auto", device(), "auto (CUDA when present) | cpu | cuda | cuda:N")
     tf32: bool = setting(False, flag(), "TF32 in CUDA convs and matmuls (Ampere+: faster, 10 "
                                         "mantissa bits instead of 23); off: the paper's float32")

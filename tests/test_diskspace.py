@@ -105,10 +105,11 @@ def test_train_py_warns_at_its_first_step_then_stops_at_the_save(small_disk, syn
 
 def naive_checkpoint_count(start, steps, checkpoint_every, snapshot_every, last_exists):
     """The files the training loop writes, step by step, that were not there before (final.pt
-    always: a new file or the new copy of one)."""
+    always: a new file or the new copy of one); last.pt at least every tenth of the run."""
     written = set()
+    tenth = -(-steps // 10)
     for step in range(start + 1, steps + 1):
-        if checkpoint_every and step % checkpoint_every == 0:
+        if checkpoint_every and (step % checkpoint_every == 0 or step % tenth == 0):
             written.add("last.pt")
         if snapshot_every and step % snapshot_every == 0:
             written.add(f"snapshot_{step}.pt")
@@ -123,14 +124,27 @@ def test_the_files_to_write_are_counted_like_the_training_loop(tmp_path, last_ex
         RunFolder(tmp_path).checkpoints.mkdir()
         RunFolder(tmp_path).last.touch()
     for start in (0, 3, 10, 29):
-        for steps in (start, start + 1, 30):
+        for steps in (max(start, 1), start + 1, 30):
             for every in (0, 1, 4, 10):
                 for snapshot_every in (0, 1, 7, 10):
                     expected = naive_checkpoint_count(start, steps, every, snapshot_every,
                                                       last_exists)
-                    found = checkpointer(tmp_path, 2, start, checkpoint_every=every,
-                                         snapshot_every=snapshot_every).files_to_write(steps)
+                    found = checkpointer(tmp_path, 2, start, steps=steps,
+                                         checkpoint_every=every,
+                                         snapshot_every=snapshot_every).files_to_write()
                     assert found == expected
+
+
+def test_a_short_run_keeps_a_last_checkpoint_every_tenth_of_its_steps(tmp_path):
+    """A 300-step toy run with the default checkpoint_every (1000) saves last.pt every 30 steps
+    and can be resumed after a kill; checkpoint_every=0 keeps none."""
+    assert checkpointer(tmp_path, 2, steps=300).last_every == 30
+    assert checkpointer(tmp_path, 2, steps=30000).last_every == 1000  # the paper's run: as set
+    assert checkpointer(tmp_path, 2, steps=300, checkpoint_every=0).last_every == 0
+    saving = checkpointer(tmp_path, 2, steps=300)
+    for step in range(1, 31):
+        saving.step(step)
+    assert load_checkpoint(RunFolder(tmp_path).last)["step"] == 30
 
 
 def test_the_space_warning_compares_the_free_space_with_the_tensors(tmp_path, capsys,

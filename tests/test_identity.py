@@ -157,6 +157,7 @@ def test_model_settings_beside_a_released_snapshot_are_applied(released, synthet
         out = tmp_path / name
         assert command("test", f"test.checkpoint={released[1]}",
                        f"data.root={synthetic_root / 'VOC2012'}", "data.size=65", "data.shots=2",
+                       "data.workers=0",
                        "test.runs=1", "test.episodes=2", f"test.output_dir={out}", *given,
                        "test.bootstrap=0", cwd=tmp_path) == 0
         logits[name] = json.loads((out / "results.json").read_text())

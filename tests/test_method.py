@@ -134,10 +134,18 @@ def test_the_segmenter_and_predict_use_the_checkpoints_model(temperature_run, fo
 def test_weights_that_do_not_fit_the_factorys_model_are_named():
     state = small_model().state_dict()
     settings = ModelSettings(encoder="small", weights=None, factory=TEMPERATURE)
-    with pytest.raises(ValueError, match=r"missing \['log_alpha'\], unexpected none"):
+    with pytest.raises(ValueError, match=r"makes: missing \['log_alpha'\]$"):
         model_with_weights(settings, state)
     assert isinstance(model_with_weights(settings, {**state, "log_alpha": torch.tensor(1.0)}),
                       TemperaturePANet)
+    name = next(iter(state))  # a weight of the wrong dtype, or holding NaN, is refused
+    with pytest.raises(ValueError, match=rf"{name} is torch.int64 .*, the model's torch.float32"):
+        model_with_weights(settings, {**state, name: state[name].long(),
+                                      "log_alpha": torch.tensor(1.0)})
+    poisoned = state[name].clone()
+    poisoned.view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=rf"{name} holds NaN or infinite values"):
+        model_with_weights(settings, {**state, name: poisoned, "log_alpha": torch.tensor(1.0)})
 
 
 # ---- both evaluation paths compute the model's own head and prototypes ----------------------

@@ -13,9 +13,14 @@ from typing import Dict, FrozenSet, Iterable, Union
 
 import torch
 
+from panet.base.errors import OneLineError, one_line
 from panet.data.episodes import EpisodeDataset
 from panet.base.files import atomic_write
 from panet.base.safe_load import load_data
+
+
+class CacheError(OneLineError):
+    """A feature cache that cannot be written or read back: one line saying what to do."""
 
 
 class MemoryCache:
@@ -63,8 +68,8 @@ class DiskCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise OSError(f"test.cache_dir: cannot create {self.folder} ({error}); point "
-                          "test.cache_dir at a writable folder, or set it to None") from None
+            raise CacheError(f"test.cache_dir: cannot create {self.folder} ({error}); point "
+                             "test.cache_dir at a writable folder, or set it to None") from None
 
     def path(self, image_id: str) -> Path:
         key = hashlib.sha1(self.source.image_identity(image_id).encode()).hexdigest()[:24]
@@ -80,16 +85,22 @@ class DiskCache:
         return (budget - used) // world_size
 
     def put(self, image_id: str, features: torch.Tensor) -> None:
-        with atomic_write(self.path(image_id)) as file:  # readers see no file or a whole one
-            torch.save(features.to("cpu", copy=True), file)
+        try:
+            with atomic_write(self.path(image_id)) as file:  # readers: no file or a whole one
+                torch.save(features.to("cpu", copy=True), file)
+        except OSError as error:
+            raise CacheError(f"could not write {self.path(image_id)} ({error.strerror or error})"
+                             "; free some space or point test.cache_dir elsewhere, or set it to "
+                             "None") from None
 
     def get(self, image_id: str) -> torch.Tensor:
         path = self.path(image_id)
         try:
             features = load_data(path, f"feature cache file (image {image_id!r})")
         except (OSError, ValueError) as error:
-            raise ValueError(f"{error}; delete {self.folder} and run again") from None
-        if not torch.is_tensor(features):
-            raise ValueError(f"feature cache file {path} holds no tensor; delete {self.folder} "
+            raise CacheError(f"{one_line(error)}; delete {self.folder} and run again") from None
+        if not torch.is_tensor(features) or not bool(torch.isfinite(features).all()):
+            what = "no tensor" if not torch.is_tensor(features) else "NaN or infinite values"
+            raise CacheError(f"feature cache file {path} holds {what}; delete {self.folder} "
                              "and run again")
         return features.to(self.device)

@@ -33,17 +33,37 @@ def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Modul
     return make_model(model.factory, encoder, model.alpha)
 
 
+def weights_problem(model, state: Dict[str, torch.Tensor]) -> Optional[str]:
+    """Why the trained weights `state` cannot be the weights of the model `model` (settings)
+    makes, or None: missing or unexpected tensors, or a tensor of another shape or dtype than
+    the model's, or holding NaN or infinite values. The model is built on the meta device: no
+    memory, no arithmetic."""
+    with torch.device("meta"):
+        expected = build_model(model.replace(weights=None), weights_key=None).state_dict()
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    found = [f"missing {missing}"] * bool(missing) + [f"unexpected {unexpected}"] * bool(unexpected)
+    for name, tensor in state.items():
+        want = expected.get(name)
+        if want is None:
+            continue
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            found.append(f"{name} is {tensor.dtype} {tuple(tensor.shape)}, the model's "
+                         f"{want.dtype} {tuple(want.shape)}")
+        elif tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            found.append(f"{name} holds NaN or infinite values")
+    if not found:
+        return None
+    return (f"the weights do not fit the model model.factory={model.factory!r} makes: "
+            + "; ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else ""))
+
+
 def model_with_weights(model, state: Dict[str, torch.Tensor]) -> nn.Module:
-    """The model of `model` (settings) holding the trained weights `state`, all of them: a
-    missing, unexpected or misshapen tensor is a one-line ValueError."""
+    """The model of `model` (settings) holding the trained weights `state`, all of them
+    (`weights_problem`, else a one-line ValueError)."""
+    problem = weights_problem(model, state)
+    if problem is not None:
+        raise ValueError(problem)
     net = build_model(model.replace(weights=None), weights_key=None)
-    try:
-        found = net.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # shapes that differ
-        raise ValueError(f"the weights do not fit the model model.factory={model.factory!r} "
-                         f"makes: {one_line(error)}") from None
-    if found.missing_keys or found.unexpected_keys:
-        raise ValueError(f"the weights do not fit the model model.factory={model.factory!r} "
-                         f"makes: missing {found.missing_keys or 'none'}, unexpected "
-                         f"{found.unexpected_keys or 'none'}")
+    net.load_state_dict(state)
     return net

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, NoReturn, Optional, Sequence
 
@@ -180,7 +181,8 @@ def run_folder(run: Run, ex: PanetExperiment, context: distributed.Context
 def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
     """Print what computes (`panet.base.device.describe_device`) on rank 0 and keep it in the
     run record (run.json's "info"); returns the description."""
-    description = describe_device(context.device, tf32)
+    description = {key: value if value is None or isinstance(value, (bool, int, float))
+                   else str(value) for key, value in describe_device(context.device, tf32).items()}
     if context.is_main:
         print(device_line(description) + (f" x {context.world_size} processes"
                                           if context.distributed else ""), flush=True)
@@ -193,6 +195,7 @@ def run_from_command_line(ex: PanetExperiment, argv: Optional[Sequence[str]] = N
     130 without a traceback (train.py prints how to continue it). In a Slurm job, output is
     captured in Python (`--capture=sys`) unless the command line chooses."""
     argv = list(sys.argv if argv is None else argv)
+    warnings.formatwarning = _one_line_warning
     if os.environ.get("SLURM_JOB_ID") and not any(a.startswith(CAPTURE_OPTIONS) for a in argv):
         # Slurm signals every process of a job it stops: sacred's default capture, a `tee`
         # child process, would die first and break the output train.py saves last.pt with
@@ -224,6 +227,11 @@ def script_main(ex: PanetExperiment) -> NoReturn:
     if distributed.launched_processes() > 1:
         distributed.exit_worker(status)
     sys.exit(status)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as people read it: `warning: <message>`, no source path."""
+    return f"warning: {message}\n"
 
 
 class _QuietRecords(logging.Filter):

@@ -192,12 +192,19 @@ class Checkpointer:
         except DiskFullError as full:
             raise full.then(self.how_to_continue()) from None
 
+    @property
+    def last_every(self) -> int:
+        """Steps between saves of last.pt: train.checkpoint_every, and at least every tenth of
+        the run (a short run can be resumed too); 0 (none) when checkpoint_every is 0."""
+        every = self.train.checkpoint_every
+        return min(every, -(-self.train.steps // 10)) if every else 0
+
     def step(self, step: int) -> None:
         """After training step `step` (1-based)."""
         train = self.train
         if step == self.start + 1:  # the optimizer has its state now: sizes are known
             self.warn_if_short_of_space(step)
-        if train.checkpoint_every and step % train.checkpoint_every == 0:
+        if self.last_every and step % self.last_every == 0:
             self.save(step, self.folder.last)
         if train.snapshot_every and step % train.snapshot_every == 0:
             self.save(step, self.folder.snapshot(step))
@@ -219,14 +226,14 @@ class Checkpointer:
         return (f"the last good checkpoint is {last}" if last.is_file()
                 else "no checkpoint had been saved yet")
 
-    def files_to_write(self, steps: int) -> int:
+    def files_to_write(self) -> int:
         """How many checkpoint files the rest of the run adds: last.pt when some later step
         saves it and it does not exist yet, a snapshot per multiple of snapshot_every, and
         final.pt (counted even when it exists: replacing it needs room for the new copy)."""
         def multiples(every: int) -> int:
-            return steps // every - self.start // every if every else 0
+            return self.train.steps // every - self.start // every if every else 0
 
-        writes_last = multiples(self.train.checkpoint_every) > 0 and not self.folder.last.is_file()
+        writes_last = multiples(self.last_every) > 0 and not self.folder.last.is_file()
         return int(writes_last) + multiples(self.train.snapshot_every) + 1
 
     def warn_if_short_of_space(self, step: int) -> None:
@@ -235,7 +242,7 @@ class Checkpointer:
         state = self.contents(step)
         size = sum(t.numel() * t.element_size() for t in _tensors(
             [state["model"].state_dict(), state["optimizer"].state_dict()]))
-        count = self.files_to_write(self.train.steps)
+        count = self.files_to_write()
         free = free_space(self.folder.checkpoints)
         if free < size * count:
             print(f"warning: {self.folder.checkpoints} has {format_size(free)} free, but this "

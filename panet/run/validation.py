@@ -14,18 +14,28 @@ run's main function; any problem stops the run with a `ConfigError` (one line pe
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
-from panet.base.device import precision_problem, torchrun_problem
+from panet.base.device import (is_device_name, precision_problem, resolve_device,
+                               torchrun_problem)
+from panet.base.errors import one_line
 from panet.base.distributed import launched_processes
-from panet.base.files import writable_problem
+from panet.base.files import format_size, free_space, writable_problem
 from panet.base.rules import problem
+from panet.data import make_source
 from panet.data.datasets import dataset_root_problem
+from panet.data.sampling import sample_episodes
+from panet.data.sources import Source
 from panet.data.folds import split_classes
+from panet.models.builder import weights_problem
 from panet.models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
-from panet.run.folder import RunFolder
-from panet.settings import (SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings,
+from panet.run.compose import CHECKPOINT_KEYS
+from panet.run.folder import RUNS_DIR, RunFolder
+from panet.weights.model_files import ModelFile, read_model_file
+from panet.settings import (MAX_SEED, SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings,
                             describe_setting, plain)
 
 # keys that may differ between a checkpoint and the run resuming it: where the data is, how
@@ -33,6 +43,8 @@ from panet.settings import (SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSett
 RESUMABLE = ("device", "tf32", "memory_format", "data.root", "data.workers", "data.cache_dir",
              "data.lists_dir", "train.steps", "train.resume", "train.output_dir",
              "train.checkpoint_every", "train.snapshot_every", "train.log_every")
+TEST_SECONDS_PER_IMAGE = 0.02  # VGG-16 forward at 417 x 417 on a V100-class GPU (estimate)
+MIN_FREE_BYTES = 2 ** 19  # a run's record (config, run, sources) before its first file
 # what a released snapshot's path must give, when it names no setting
 RELEASED_KEYS = {"data.name": "voc or coco", "data.fold": "data.fold=<i>",
                  "data.shots": "1shot or 5shot"}
@@ -45,10 +57,11 @@ def config_problems(composition) -> List[str]:
     script, settings = composition.script, composition.settings
     problems = [line for section in SCRIPT_SECTIONS[script]
                 for line in settings.section(section).problems()]
-    for hardware in (torchrun_problem(settings.run.device),
+    for hardware in (device_problem(settings.run.device), torchrun_problem(settings.run.device),
                      precision_problem(settings.run.precision, settings.run.device)):
         if hardware:
             problems.append(hardware)
+            break  # the first says what to fix
     other = "test" if script == "train" else "train"
     problems += [problem(key, settings.value(key), f"{script}.py does not read {other}.* keys "
                                                    f"(they configure {other}.py): drop it")
@@ -58,6 +71,17 @@ def config_problems(composition) -> List[str]:
     problems = model_problems(settings, script)
     checks = _train_problems if script == "train" else _test_problems
     return problems + checks(settings, composition)
+
+
+def device_problem(device: str) -> Optional[str]:
+    """One line when `device` names a CUDA device torch cannot use here, else None."""
+    if not is_device_name(device):
+        return None  # the setting's rule says so
+    try:
+        resolve_device(device)
+    except RuntimeError as error:
+        return problem("device", device, one_line(error))
+    return None
 
 
 def model_problems(settings: Settings, script: str) -> List[str]:
@@ -117,6 +141,10 @@ def resume_problems(settings: Settings, composition) -> List[str]:
 
 def _test_problems(settings: Settings, composition) -> List[str]:
     test, checkpoint = settings.test, composition.checkpoint
+    if settings.run.seed + test.runs - 1 > MAX_SEED:
+        return [problem("seed", settings.run.seed, f"test run r draws its episodes from seed + r:"
+                                                   f" must be at most {MAX_SEED - test.runs + 1} "
+                                                   f"with test.runs={test.runs}")]
     if test.notrain and test.checkpoint:
         return [problem("test.checkpoint", test.checkpoint,
                         "must be None with test.notrain=True (PANet-init evaluates the "
@@ -204,6 +232,21 @@ def test_classes(source, data: EpisodeSetting) -> List[int]:
     return _classes(source, data, train=False)
 
 
+def episode_count_warning(settings: Settings) -> Optional[str]:
+    """One line when a test would send so many images through the encoder that it takes more
+    than a day at `TEST_SECONDS_PER_IMAGE` (a V100-class GPU, VGG-16 at 417 x 417, the
+    per-episode path: an upper bound), else None."""
+    data, test = settings.data, settings.test
+    images = test.runs * test.episodes * (data.ways * data.shots + data.queries)
+    hours = images * TEST_SECONDS_PER_IMAGE / 3600
+    if hours <= 24:
+        return None
+    return (f"warning: test.runs={test.runs} x test.episodes={test.episodes:,} episodes send up "
+            f"to {images:,} images through the encoder: about {hours:,.0f} hours at "
+            f"{TEST_SECONDS_PER_IMAGE} s per image on a V100-class GPU (fewer on the default "
+            "path, which encodes each distinct image once); PANet's tests are 5 x 1,000")
+
+
 def planned_run_folder(composition) -> Optional[RunFolder]:
     """The run folder asked for (`panet.run.folder`): train.output_dir / test.output_dir when
     given, else the run folder of a resumed checkpoint, else None (a new numbered one)."""
@@ -216,12 +259,27 @@ def planned_run_folder(composition) -> Optional[RunFolder]:
 
 
 def path_problems(composition) -> List[str]:
-    """What a run would find missing or unwritable on disk: weights, data, output folders.
-    Run before a run's main function, so nothing is trained or written first."""
+    """What a run would find missing, unreadable or unwritable on disk: checkpoints, weights,
+    data, output folders and the space its record needs. Run before a run's main function, so
+    nothing is trained or written first."""
     settings = composition.settings
     if composition.script == "train":
-        return _train_path_problems(settings, composition)
-    return _test_path_problems(settings, composition)
+        return _train_path_problems(settings, composition) or space_problems(composition)
+    return _test_path_problems(settings, composition) or space_problems(composition)
+
+
+def space_problems(composition) -> List[str]:
+    """The run folder's file system must have `MIN_FREE_BYTES` free before sacred writes the
+    run's record there (a full disk then says so in one line, leaving nothing half-written)."""
+    folder = planned_run_folder(composition)
+    where = folder.path if folder is not None else Path(RUNS_DIR)
+    free = free_space(where)
+    if free >= MIN_FREE_BYTES:
+        return []
+    return [problem(f"{composition.script}.output_dir", str(where),
+                    f"{format_size(free)} free there, and a run needs {format_size(MIN_FREE_BYTES)}"
+                    " for its record before its first result: free some space or choose another "
+                    "folder")]
 
 
 def _weights_problems(settings: Settings) -> List[str]:
@@ -234,10 +292,61 @@ def _weights_problems(settings: Settings) -> List[str]:
                     f"{model.encoder!r}, or None to start from random weights")]
 
 
-def data_root_problems(settings: Settings) -> List[str]:
-    """data.root must be an existing folder (its contents are checked by the dataset)."""
-    why = dataset_root_problem(settings.data.name, settings.data.root_path)
-    return [] if why is None else [problem("data.root", settings.data.root, why)]
+@functools.lru_cache(maxsize=4)
+def opened_source(data: EpisodeSetting, train: bool) -> Source:
+    """The training (`train`) or test split a run reads (`panet.data.make_source`), opened once
+    per process: the checks below and the run share it."""
+    return make_source(data, train)
+
+
+def data_problems(settings: Settings, train: bool) -> List[str]:
+    """The data a run reads, opened (lists read, no image decoded) and its episodes drawn empty:
+    a missing folder or a root missing its parts (the dataset names each part and where it
+    comes from), a class split that does not fit the dataset, more ways than the classes that
+    have the images an episode needs. One line each, naming the keys."""
+    data = settings.data
+    why = dataset_root_problem(data.name, data.root_path)
+    if why is not None:
+        return [problem("data.root", data.root, why)]
+    try:
+        source = opened_source(data, train)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        return [problem("data.root", data.root, one_line(error))]
+    try:
+        classes = _classes(source, data, train)
+    except ValueError as error:
+        key = "data.test_classes" if data.test_classes else "data.fold"
+        return [problem(key, settings.value(key), one_line(error))]
+    runs = 1 if train else settings.test.runs
+    try:
+        with warnings.catch_warnings():  # classes left out: said when the run draws episodes
+            warnings.simplefilter("ignore")
+            for run in range(runs):
+                sample_episodes(source.class_images(), classes, data.ways, data.shots,
+                                data.queries, 0, settings.run.seed + run)
+    except ValueError as error:
+        return [f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}: "
+                f"{one_line(error)} ({len(classes)} {'training' if train else 'test'} classes "
+                f"in {data.name}'s {data.split(train)} split)"]
+    return []
+
+
+@functools.lru_cache(maxsize=1)
+def read_checkpoint(path: Path) -> ModelFile:
+    """`read_model_file`, once per process: the checks below and the run share it."""
+    return read_model_file(path)
+
+
+def checkpoint_problems(settings: Settings, composition) -> List[str]:
+    """The checkpoint a run reads, read (as data only) and its weights checked against the
+    model the settings make (`weights_problem`: names, shapes, dtypes, finite values)."""
+    checkpoint = composition.checkpoint
+    key = CHECKPOINT_KEYS[composition.script]
+    try:
+        why = weights_problem(settings.model, read_checkpoint(checkpoint.path).state)
+    except (FileNotFoundError, ValueError) as error:
+        why = one_line(error)
+    return [] if why is None else [problem(key, checkpoint.given, why)]
 
 
 def _writable(key: str, folder: Optional[Any]) -> List[str]:
@@ -260,9 +369,10 @@ def _train_path_problems(settings: Settings, composition) -> List[str]:
             problems.append(problem("train.steps", train.steps, f"must be >= {checkpoint.step}, "
                                     f"the step {checkpoint.path} was saved at"))
         target = planned_run_folder(composition)
-        return problems + data_root_problems(settings) + _writable(
-            "train.output_dir", None if target is None else target.path)
-    problems = _weights_problems(settings) + data_root_problems(settings)
+        return (problems + checkpoint_problems(settings, composition)
+                + data_problems(settings, train=True)
+                + _writable("train.output_dir", None if target is None else target.path))
+    problems = _weights_problems(settings) + data_problems(settings, train=True)
     if train.output_dir is not None:
         problems += _writable("train.output_dir", train.output_dir)
         held = RunFolder(train.output_dir).saved_checkpoints()
@@ -276,14 +386,16 @@ def _train_path_problems(settings: Settings, composition) -> List[str]:
 def _test_path_problems(settings: Settings, composition) -> List[str]:
     test = settings.test
     if test.notrain:
-        problems = _weights_problems(settings) + data_root_problems(settings)
+        problems = _weights_problems(settings) + data_problems(settings, train=False)
     elif test.checkpoint is None:
         problems = [problem("test.checkpoint", None,
                             "nothing to evaluate: set test.checkpoint=<a train.py checkpoint, run "
                             "folder or released snapshot>, or add `notrain` to evaluate the "
                             "ImageNet-initialised encoder (PANet-init)")]
     else:
-        problems = _released_setting_problems(composition) + data_root_problems(settings)
+        problems = (_released_setting_problems(composition)
+                    or checkpoint_problems(settings, composition)
+                    + data_problems(settings, train=False))
     return (problems + _output_problems(settings)
             + _writable("test.cache_dir", test.cache_dir))
 
