@@ -13,7 +13,9 @@ VGG16.pth (torchvision's vgg16-397923af.pth) instead of --checkpoint segments wi
 the ImageNet-initialised encoder without episode training. --query takes image files and folders
 (every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp image in them).
 
-Per query, DIR/<stem>.png is the label map at the query's original size as an indexed-colour PNG
+Nothing is written over an input or an existing file: an --out holding a query (or a
+support) is refused, and so is an existing <stem>.png unless --overwrite. Per query,
+DIR/<stem>.png is the label map at the query's original size as an indexed-colour PNG
 (0 background, c way c) and DIR/<stem>_overlay.png the prediction over the image with a legend.
 Bad input stops the script before any output, with a one-line reason and exit status 1.
 """
@@ -74,25 +76,39 @@ def query_files(entries: Iterable[str]) -> List[Path]:
     return queries
 
 
-def output_stems(queries: Sequence[Path]) -> List[str]:
-    """The output stem of each query (its file stem); two queries writing one file is an error."""
+def output_stems(queries: Sequence[Path], out: Path, inputs: Sequence[Path] = (),
+                 overwrite: bool = False) -> List[str]:
+    """The output stem of each query (its file stem), once it is sure that writing
+    `out/<stem>.png` and `out/<stem>_overlay.png` loses nothing: two queries writing one file,
+    an output that would replace an input (a query, a support image or mask: `inputs`), and
+    (unless `overwrite`) an existing file are refused, naming the file."""
     written = {}
+    protected = {path.resolve() for path in (*queries, *inputs)}
     for query in queries:
         for name in (query.stem, query.stem + OVERLAY_SUFFIX):
+            target = out / f"{name}.png"
             if name in written:
                 raise ValueError(f"queries {written[name]} and {query} would both write "
-                                 f"{name}.png; rename one or predict them separately")
+                                 f"{target}; rename one or predict them separately")
+            if target.resolve() in protected:
+                raise ValueError(f"{target} is an input: --out must be another folder than "
+                                 "the queries' and the supports'")
+            if target.exists() and not overwrite:
+                raise ValueError(f"{target} exists: choose another --out, or add --overwrite "
+                                 "to replace it")
             written[name] = query
     return [query.stem for query in queries]
 
 
 def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Sequence[Path],
             out: Path, ignore_value: Optional[float] = None, batch_size: Optional[int] = None,
-            progress: bool = True) -> List[Path]:
+            progress: bool = True, overwrite: bool = False) -> List[Path]:
     """Segment ``queries`` and write each one's label PNG and overlay into ``out``; returns the
-    overlays. Inputs are checked (ValueError) before anything is written. The files of a query
-    are written by a second thread while the next queries are encoded."""
-    stems = output_stems(queries)
+    overlays. Inputs and outputs are checked (ValueError, `output_stems`) before anything is
+    written. The files of a query are written by a second thread while the next queries are
+    encoded."""
+    stems = output_stems(queries, out, [path for way in ways for shot in way for path in shot],
+                         overwrite)
     results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value,
                                      batch_size=batch_size)
     names = [way[0][0].name + (f" + {len(way) - 1} more" if len(way) > 1 else "")
@@ -131,7 +147,11 @@ def main(argv=None) -> int:
                         metavar="IMG MASK", help="one way: its support images and masks")
     parser.add_argument("--query", nargs="+", action="extend", required=True,
                         help="query images or folders of images")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (another than the queries'; nothing in it is "
+                             "replaced unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace label maps and overlays already in --out (never inputs)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="images per encoder forward")
@@ -156,7 +176,8 @@ def main(argv=None) -> int:
     try:
         ways = parse_ways(args.way)
         queries = query_files(args.query)
-        output_stems(queries)
+        output_stems(queries, args.out, [path for way in ways for shot in way for path in shot],
+                     args.overwrite)
         for w, way in enumerate(ways, start=1):
             for path in (p for shot in way for p in shot):
                 if not path.is_file():
@@ -167,7 +188,8 @@ def main(argv=None) -> int:
                      if args.checkpoint else
                      Segmenter.from_weights(args.weights, args.device, batch_size=args.batch_size,
                                             **numerics))
-        overlays = predict(segmenter, ways, queries, args.out, args.ignore_value)
+        overlays = predict(segmenter, ways, queries, args.out, args.ignore_value,
+                           overwrite=args.overwrite)
     except (ValueError, OSError) as error:
         message = one_line(error)  # one line
         print(f"{parser.prog}: error: {message}", file=sys.stderr)

@@ -2,6 +2,8 @@
 exit for every bad input."""
 
 import re
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -98,7 +100,7 @@ def test_bad_input_exits_with_a_one_line_reason(checkpoint, examples, tmp_path, 
         (["--way", support, mask, "--query", str(tmp_path / "empty")],
          r"--query folder .*empty holds no"),
         (["--way", support, mask, "--query", str(tmp_path / "clash")],
-         r"a\.jpg and .*a\.png would both write a\.png"),
+         r"a\.jpg and .*a\.png would both write .*/out/a\.png"),
         (["--way", support, mask, "--way", support, mask, support, mask, "--query", support],
          "way 2 has 2 shots but way 1 has 1"),
         (["--way", support, mask, "--query", support, "--checkpoint", str(tmp_path / "no.pt")],
@@ -118,6 +120,55 @@ def test_bad_input_exits_with_a_one_line_reason(checkpoint, examples, tmp_path, 
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "(see --help)" in err
+
+
+def test_nothing_is_written_over_an_input_or_an_existing_file(checkpoint, examples, tmp_path,
+                                                              capsys):
+    """--out the queries' folder (PNG queries: photo.png would become a label map) is refused;
+    an existing <stem>.png (a ground-truth mask) is kept unless --overwrite."""
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    photo = queries / "photo.png"
+    Image.open(sorted((examples / "queries").iterdir())[0]).save(photo)
+    before = photo.read_bytes()
+    way = ["--way", str(examples / "support.jpg"), str(examples / "support_mask.png")]
+    base = ["--checkpoint", str(checkpoint), *way, "--query", str(photo), "--device", "cpu"]
+    assert PREDICT.main([*base, "--out", str(queries)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"predict.py: error: {photo} is an input: --out must be another folder than the "
+        "queries' and the supports'")
+    assert photo.read_bytes() == before
+    out = tmp_path / "out"
+    out.mkdir()
+    truth = out / "photo.png"
+    truth.write_bytes(b"ground truth")
+    assert PREDICT.main([*base, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"predict.py: error: {truth} exists: choose another --out, or add --overwrite to "
+        "replace it")
+    assert truth.read_bytes() == b"ground truth" and sorted(out.iterdir()) == [truth]
+    assert PREDICT.main([*base, "--out", str(out), "--overwrite"]) == 0
+    with Image.open(truth) as written:
+        assert written.mode == "P" and photo.read_bytes() == before
+
+
+def test_a_decompression_bomb_is_refused_in_one_line(checkpoint, examples, tmp_path, capsys):
+    """A PNG whose header says 60000 x 60000 pixels: one line, nothing written."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    bomb = tmp_path / "bomb.png"  # a valid header and an empty image: 60000 x 60000 8-bit grey
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000,
+                                                                       8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    out = tmp_path / "out"
+    assert PREDICT.main(["--checkpoint", str(checkpoint), "--way", str(examples / "support.jpg"),
+                         str(examples / "support_mask.png"), "--query", str(bomb), "--out",
+                         str(out), "--device", "cpu"]) == 1
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "decompression bomb" in error, error
+    assert not out.exists()
 
 
 def test_overlay_enlarges_small_images_outlines_ways_and_adds_a_legend():
