@@ -28,7 +28,8 @@ from panet.base.monitor import Progress, ScalarLog
 from panet.data import make_episode_dataset
 from panet.data.episodes import episode_loader
 from panet.models.builder import build_model
-from panet.run.experiments import announce_device, experiment, run_folder, script_main
+from panet.run.experiments import (STOPPED, announce_device, experiment, run_folder,
+                                   script_main)
 from panet.run.folder import Checkpointer, CheckpointRef
 from panet.run.identity import method_change, training_identity
 from panet.run.validation import opened_source
@@ -120,7 +121,8 @@ def run_steps(net, optimization, loader, settings, checkpointer, run, context) -
 
     def on_interrupt(step: int) -> None:
         if context.is_main:
-            print(f"\n{checkpointer.interrupted(step)}", flush=True)
+            run.info[STOPPED] = checkpointer.interrupted(step)  # also into cout.txt
+            print(f"\n{run.info[STOPPED]}", flush=True)
 
     try:
         with progress:

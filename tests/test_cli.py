@@ -176,6 +176,7 @@ def test_interrupt_hint_is_a_command_that_works_as_printed(synthetic_root, tmp_p
     assert process.returncode == 130 and "Traceback" not in output, output
     hint = output[output.index("continue with") + len("continue with"):].strip().splitlines()[0]
     assert hint.startswith("python train.py with train.resume=")
+    assert hint in (out / "cout.txt").read_text()  # where a cluster job's output is read
     words = shlex.split(hint)
     stopped_at = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
     assert stopped_at < 400

@@ -38,6 +38,7 @@ from panet.run.folder import RUNS_DIR, CheckpointRef, RunFolder, resolve_checkpo
 from panet.run.validation import config_problems, path_problems, planned_run_folder
 from panet.settings import Settings
 
+STOPPED = "stopped"  # run.info key of an interrupted run's message: how to continue it
 OPTION_OBSERVERS = ("-F", "--file_storage", "-u", "--unobserved", "-m", "--mongo_db")
 CAPTURE_OPTIONS = ("-C", "--capture")
 
@@ -147,16 +148,25 @@ class RunObserver(FileStorageObserver):
         self._finish(super().completed_event, stop_time, result)
 
     def interrupted_event(self, interrupt_time, status):
-        self._finish(super().interrupted_event, interrupt_time, status)
+        run = self.ex.current_run
+        self._finish(super().interrupted_event, interrupt_time, status,
+                     last_words=None if run is None else run.info.get(STOPPED))
 
     def failed_event(self, fail_time, fail_trace):
-        self._finish(super().failed_event, fail_time, fail_trace)
+        error = fail_trace[-1].strip() if fail_trace else None
+        self._finish(super().failed_event, fail_time, fail_trace, last_words=error)
 
-    def _finish(self, record, *args) -> None:
+    def _finish(self, record, *args, last_words: Optional[str] = None) -> None:
+        """Record how the run ended and give the folder up. sacred keeps in cout.txt what was
+        printed up to its last heartbeat; an interrupted or failed run's last words (how to
+        continue, the error) are added to it, where a cluster job's output is read."""
         if self.folder is None or not self.dir:
             return
         try:
             record(*args)
+            if last_words:
+                with open(Path(self.dir) / "cout.txt", "a") as cout:
+                    cout.write(f"\n{last_words}\n")
         finally:
             self.folder.unlock()
             self.folder = None
