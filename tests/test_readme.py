@@ -25,7 +25,7 @@ What runs, for each command (`runnable`):
   bfloat16, where train.py and test.py refuse them (tests/test_precision.py runs bf16 anyway).
 
 The Python blocks of the pages in `RUNNABLE_PYTHON` then run as written, after the commands
-that make their files. (The API page's block is a sketch with placeholder tensors.)
+that make their files.
 """
 
 import re
@@ -70,7 +70,7 @@ TOY_FLAGS = {
 NOT_RUN = {"make test", "make setup"}
 PLACEHOLDER = re.compile(r"<[a-z][a-z ]*>")  # `<run folder>`, not a shell redirection
 RUN_ELSEWHERE = {"python scripts/check_gpu.py": "tests/test_check_gpu.py"}
-RUNNABLE_PYTHON = (REPO_ROOT / "docs" / "own-data.md",)
+RUNNABLE_PYTHON = (REPO_ROOT / "docs" / "own-data.md", REPO_ROOT / "docs" / "api.md")
 
 
 def readme_commands(text: str) -> List[str]:
