@@ -33,7 +33,7 @@ from panet.models.factory import MODEL_INPUTS
 from panet.models import PANet
 from panet.models.prototypes import masked_average_pool
 from panet.settings import EpisodeSetting
-from panet.report.document import MISSING, Number, Report
+from panet.report.render import MISSING, Number, Report
 from panet.base.files import PathLike
 
 Curve = Tuple[List[int], List[float]]  # steps, values
