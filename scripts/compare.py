@@ -6,17 +6,19 @@
 
 Each argument is a results.json of test.py, or the run folder holding it (with its
 episodes.npz). A side given several tests holds one method trained with different seeds; its
-value is their mean. Only the model and its training may differ between the tests: every
-protocol setting (dataset, split, fold, classes, ways, shots, queries, supports, input size,
-metric rule and resolution, runs, episodes, seed) must be the same, and so must every episode
-(checked through the stored class and image ids of every query); anything else is refused,
-naming each setting that differs (exit status 2).
+value is their mean. Every protocol setting (dataset, split, fold, classes, ways, shots, queries,
+supports, input size, metric rule and resolution, runs, episodes, seed) and every episode (its
+stored class and image ids) must be the same; anything else is refused, naming each setting
+that differs (exit status 2). One model on both sides is refused too, except as a comparison of
+numerics: the same models on both sides, each side in its own precision, memory format or
+evaluation path (say, one checkpoint tested in bf16 and in fp32).
 
 Prints A, B (mean ± std over their models) and A - B for mean-IoU and binary-IoU (overall and
 per run) and each class's IoU, with a 95% bootstrap interval over training seeds and test
-episodes and its p-value, the interval over test episodes only, what the interval covers, and
-each test's provenance (panet/comparison.py, panet/statistics.py). --json, --markdown and
---latex write that to files as well ('-': to standard output, instead of the Markdown).
+episodes and its p-value, the interval over test episodes only, what the interval covers, each
+side's numerics and each test's provenance (panet/report/comparison.py, statistics.py). --json,
+--markdown and --latex write that to files as well ('-': to standard output, instead of the
+Markdown).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from panet.report.comparison import (comparison_document, comparison_problems, comparison_report,
-                              load_test)
 from panet.base.files import atomic_write
+from panet.report.comparison import (comparison_document, comparison_problems,
+                                     comparison_report, load_test)
+from panet.report.render import render_latex, render_markdown
 from panet.report.results import json_text
 from panet.report.statistics import paired_comparison
-from panet.reproduce import render_latex, render_markdown
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -72,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         a = [load_test(path, f"A{index + 1}") for index, path in enumerate(args.tests)]
         b = [load_test(path, f"B{index + 1}") for index, path in enumerate(args.vs)]
-        problems: List[str] = comparison_problems(a, b)
+        problems = comparison_problems(a, b)
         if problems:
             raise ValueError("\n  ".join(["these tests cannot be compared:", *problems]))
         classes = sorted(int(c) for c in a[0].record["class_iou"])
