@@ -1,18 +1,17 @@
-"""Analyses beyond the tables (PROTOCOL §11): prototype distances (Sec. 4.3) and training curves
-(Fig. 5), plus loading a trained model with its test episodes.
+"""Analyses beyond the tables (PROTOCOL §11): prototype distances (Sec. 4.3), training curves
+(Fig. 5), and loading a trained model with its test episodes.
 
 Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size, h x w
 feature size.
 
-Prototype distance (Sec. 4.3). The paper compares "prototypes from the support set and from the
-query set (using the query's ground-truth mask)". We compare, per query and per label j of the
-episode (0 = background, c = way c), the support prototype p_j of the model (eq. 1-2: mean over
-shots, background also over ways) with the prototype pooled *the same way* from the query: its
-features upsampled to H x W and averaged over the ground-truth mask of j. The query's masks are
-built as the support's are (PROTOCOL §2): foreground = pixels of way c's class, background =
-every other pixel, void (255) included. The number reported beside the paper's is the foreground
-distance ||p_c - q_c||_2 of the way's class; the background distance is reported next to it. A query whose resized ground truth holds no pixel of a label (a class that
-vanished at 417 x 417) has no prototype for it: that distance is NaN and left out of the mean.
+Prototype distance (Sec. 4.3): the paper compares "prototypes from the support set and from
+the query set (using the query's ground-truth mask)". Per query and episode label j (0
+background, c way c) we compare the model's support prototype p_j (eq. 1-2) with the prototype
+pooled *the same way* from the query: its features upsampled to H x W, averaged over j's
+ground-truth mask, built as the support's (background: every pixel of no way, void included).
+Beside the paper's number goes the foreground distance ||p_c - q_c||_2, the background one next
+to it; a query without a pixel of j (vanished at 417 x 417) has no distance for it (NaN, left
+out of the mean).
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ with each side's numerics and each test's provenance (commit, checkpoint, factor
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -103,12 +105,15 @@ def load_test(path: Path, label: str) -> TestResult:
     return TestResult(label, results, record, EpisodeRecords.load(records))
 
 
-def _values(tests: Sequence[TestResult], value: Callable[[TestResult], Any],
-            shown: Callable[[Any], str] = repr) -> str:
-    """'v1 (A1, A2), v2 (B1)': the distinct values of the tests, each with who has it."""
+def _differing(tests: Sequence[TestResult], value: Callable[[TestResult], Any],
+               shown: Callable[[Any], str] = repr) -> Optional[str]:
+    """'v1 (A1, A2), v2 (B1)': the distinct values of the tests, each with who has it; None
+    when they all agree."""
     groups: Dict[str, List[str]] = {}
     for test in tests:
         groups.setdefault(shown(value(test)), []).append(test.label)
+    if len(groups) < 2:
+        return None
     return ", ".join(f"{text} ({', '.join(labels)})" for text, labels in groups.items())
 
 
@@ -117,53 +122,40 @@ def numerics_text(numerics: Dict[str, Any]) -> str:
     return f"{numerics['precision']}, {numerics['memory_format']}, {numerics['encode']} path"
 
 
-def _one_numerics(side: Sequence[TestResult]) -> bool:
-    """Whether the tests of a side all computed in the same numerics."""
-    return len({json.dumps(test.numerics, sort_keys=True) for test in side}) == 1
-
-
 def side_numerics(side: Sequence[TestResult]) -> str:
     """The numerics of a side's tests in words; each with its tests when they differ."""
-    if _one_numerics(side):
-        return numerics_text(side[0].numerics)
-    return _values(side, lambda test: test.numerics, numerics_text)
+    return (_differing(side, lambda test: test.numerics, numerics_text)
+            or numerics_text(side[0].numerics))
 
 
 def protocol_differences(tests: Sequence[TestResult]) -> List[str]:
     """'key: value (tests), other value (tests)' for every protocol key the tests disagree on."""
     protocols = {test.label: test.protocol() for test in tests}
-    return [f"{key}: {_values(tests, lambda t: protocols[t.label][key])}"
-            for key in PROTOCOL_KEYS if len({repr(p[key]) for p in protocols.values()}) > 1]
-
-
-def _training_differences(side: Sequence[TestResult]) -> List[str]:
-    """Training or model settings the models of a side differ in (the seed and data folder
-    aside), each with its values."""
-    problems = []
-    recorded = [test for test in side if test.setting.get("training")]  # train.py checkpoints
-    for key in sorted({key for t in recorded for key in t.setting["training"]} - set(SEED_KEYS)):
-        value = lambda t, key=key: t.setting["training"].get(key)  # noqa: E731
-        if len({json.dumps(value(t)) for t in recorded}) > 1:
-            problems.append(f"the models of a side differ in {key} (only the training seed "
-                            f"may): {_values(recorded, value)}")
-    if len({json.dumps(test.setting.get("model"), sort_keys=True) for test in side}) > 1:
-        problems.append("the models of a side differ in their model settings: "
-                        f"{_values(side, lambda t: t.setting.get('model'))}")
-    return problems
+    found = {key: _differing(tests, lambda t: protocols[t.label][key]) for key in PROTOCOL_KEYS}
+    return [f"{key}: {values}" for key, values in found.items() if values]
 
 
 def side_problems(side: Sequence[TestResult]) -> List[str]:
     """Why the tests of one side are not one method over distinct training seeds: training or
-    model settings that differ, one model tested twice, two models trained with one seed."""
-    problems = _training_differences(side)
-    models: Dict[tuple, str] = {}
+    model settings that differ (the seed and data folder aside), one model tested twice, two
+    models trained with one seed."""
+    recorded = [test for test in side if test.setting.get("training")]  # train.py checkpoints
+    keys = sorted({key for t in recorded for key in t.setting["training"]} - set(SEED_KEYS))
+    differing = {key: _differing(recorded, lambda t: t.setting["training"].get(key))
+                 for key in keys}
+    problems = [f"the models of a side differ in {key} (only the training seed may): {values}"
+                for key, values in differing.items() if values]
+    models = _differing(side, lambda t: t.setting.get("model"), partial(json.dumps, sort_keys=True))
+    if models:
+        problems.append(f"the models of a side differ in their model settings: {models}")
+    models: Dict[tuple, str] = {}  # the first test of each model, of each training seed
     seeds: Dict[int, str] = {}
     for test in side:
         seed = test.setting.get("training_seed")
         if test.model in models:
             problems.append(f"{models[test.model]} and {test.label} test the same trained "
                             "model: a side holds one test per training seed")
-        elif seed is not None and seed in seeds:
+        elif seed in seeds:
             problems.append(f"{seeds[seed]} and {test.label} test models trained with the same "
                             f"seed ({seed}): a side holds one test per training seed")
         models.setdefault(test.model, test.label)
@@ -176,23 +168,24 @@ def compares_numerics(a: Sequence[TestResult], b: Sequence[TestResult]) -> bool:
     """Whether A and B test the same models in other numerics: every test of A pairs with one
     of B of the same model, each side computes in one numerics, and these differ."""
     return (len(a) == len(b) and {t.model for t in a} == {t.model for t in b}
-            and _one_numerics(a) and _one_numerics(b) and a[0].numerics != b[0].numerics)
+            and len({side_numerics(a), side_numerics(b)}) == 2
+            and not any(_differing(side, lambda t: t.numerics, numerics_text) for side in (a, b)))
 
 
 def shared_model_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
     """'A1 and B1 test the same model: why not as a comparison of numerics', for every model
     on both sides of a comparison that is not one of numerics."""
-    if compares_numerics(a, b):
+    in_b = {test.model: test.label for test in b}
+    if compares_numerics(a, b) or not in_b.keys() & {test.model for test in a}:
         return []
-    if len(a) != len(b) or {t.model for t in a} != {t.model for t in b}:
+    if len(a) != len(b) or in_b.keys() != {test.model for test in a}:
         why = "only a comparison of numerics may, with every model of A tested once in B"
-    elif not (_one_numerics(a) and _one_numerics(b)):
+    elif side_numerics(a) == side_numerics(b):
+        why = (f"both sides compute in {side_numerics(a)}; a comparison of numerics needs other "
+               "numerics on each side (precision, memory format, evaluation path)")
+    else:
         why = (f"a comparison of numerics needs one numerics per side (A: {side_numerics(a)}; "
                f"B: {side_numerics(b)})")
-    else:
-        why = (f"both sides compute in {numerics_text(a[0].numerics)}; a comparison of numerics "
-               "needs other numerics on each side (precision, memory format, evaluation path)")
-    in_b = {test.model: test.label for test in b}
     return [f"{test.label} and {in_b[test.model]} test the same model: {why}"
             for test in a if test.model in in_b]
 
@@ -211,22 +204,18 @@ def comparison_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> Lis
 
 
 def _percent_interval(interval: Sequence[Optional[float]]) -> str:
-    low, high = (None if v is None else 100 * v for v in interval)
-    if low is None or high is None or low != low or high != high:
+    if any(v is None or v != v for v in interval):  # NaN: a class no test evaluated
         return MISSING
-    return f"[{low:+.1f}, {high:+.1f}]"
+    return "[{:+.1f}, {:+.1f}]".format(*(100 * v for v in interval))
 
 
 def _side_entry(values: Sequence[float]) -> Measured:
     """A side's value in percent: the mean over its models, ± their sample std (2+ models)."""
     percents = [100 * v for v in values]
-    mean = sum(percents) / len(percents)
-    if mean != mean:  # NaN: a class no test evaluated
+    if any(v != v for v in percents):  # NaN: a class no test evaluated
         return Measured(None)
-    std = None
-    if len(percents) > 1:
-        std = (sum((v - mean) ** 2 for v in percents) / (len(percents) - 1)) ** 0.5
-    return Measured(mean, std)
+    return Measured(statistics.mean(percents),
+                    statistics.stdev(percents) if len(percents) > 1 else None)
 
 
 def _row(label: str, entry: Dict[str, Any]) -> List[Any]:

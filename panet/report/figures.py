@@ -2,18 +2,12 @@
 
 Shape letters: B episodes, W ways, S shots, Q queries, H x W image size.
 
-Overlays use one colour per way (`WAY_COLOURS`, way 1 first), blended into the de-normalised
-image wherever a mask or label map holds that way; background, void (255) and unmasked pixels
-keep the image, darkened (`OUTSIDE_DIM`) so that the masks stand out. One episode becomes one row of tiles:
-
-    support 1..S of way 1 (its mask) ... of way W | per query: prediction, ground truth
-
-    from panet.report.figures import save_qualitative
-    save_qualitative("runs/1/checkpoints/final.pt", "figures/qualitative.png", n_episodes=4,
-                     shots=5)   # any data.* override of the checkpoint's test setting
-
-`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions and a
-legend, legible at any image size); `label_palette` colours its label PNGs the same way.
+Overlays blend one colour per way (`WAY_COLOURS`, way 1 first) into the de-normalised image
+wherever a mask or label map holds that way; other pixels keep the image, darkened
+(`OUTSIDE_DIM`) so that the masks stand out. `save_qualitative` draws one episode per row:
+each support with its mask, then each query's prediction and ground truth.
+`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions, a legend,
+legible at any image size); `label_palette` colours its label PNGs the same way.
 """
 
 from __future__ import annotations
@@ -172,24 +166,18 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _row(tiles: Sequence[Image.Image]) -> Image.Image:
-    width = sum(tile.width for tile in tiles) + GAP * (len(tiles) - 1)
-    row = Image.new("RGB", (width, max(tile.height for tile in tiles)), PAPER_WHITE)
-    left = 0
-    for tile in tiles:
-        row.paste(tile, (left, 0))
-        left += tile.width + GAP
-    return row
-
-
-def stack(rows: Sequence[Image.Image]) -> Image.Image:
-    """Rows one below the other, left-aligned, on white."""
-    height = sum(row.height for row in rows) + GAP * (len(rows) - 1)
-    figure = Image.new("RGB", (max(row.width for row in rows), height), PAPER_WHITE)
-    top = 0
-    for row in rows:
-        figure.paste(row, (0, top))
-        top += row.height + GAP
+def stack(images: Sequence[Image.Image], across: bool = False) -> Image.Image:
+    """Images one below the other (`across`: side by side), GAP apart, top-left aligned, on
+    white."""
+    sizes = [(image.width, image.height) if across else (image.height, image.width)
+             for image in images]  # (along, across) of each
+    along = sum(size[0] for size in sizes) + GAP * (len(images) - 1)
+    thick = max(size[1] for size in sizes)
+    figure = Image.new("RGB", (along, thick) if across else (thick, along), PAPER_WHITE)
+    offset = 0
+    for image, size in zip(images, sizes):
+        figure.paste(image, (offset, 0) if across else (0, offset))
+        offset += size[0] + GAP
     return figure
 
 
@@ -216,7 +204,7 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
         tiles += [overlay(rgb, predictions[index, query]),
                   overlay(rgb, batch["query_labels"][index, query])]
         captions += [f"query {query + 1}: prediction", f"query {query + 1}: ground truth"]
-    return _row(captioned_tiles(tiles, captions))
+    return stack(captioned_tiles(tiles, captions), across=True)
 
 
 @torch.inference_mode()
