@@ -2,19 +2,18 @@
 --precision / --memory-format, what another precision or memory format gains against the
 default fp32 + contiguous.
 
-Default: 1-way 1-shot and 5-shot episodes (1 query, 417 x 417, VGG-16 or --encoder): a training
-step (forward, both losses, backward, SGD step) against the encoder's forward+backward over the
-same images (target <= 1.10), inference against the encoder's forward (<= 1.10), and the
-training step's peak memory against an encoder-only step's (<= 1.25).
+Default, for 1-way 1-shot and 5-shot episodes (1 query, 417 x 417, VGG-16 or --encoder): a
+training step (forward, both losses, backward, SGD step) against the encoder's forward+backward
+over the same images, inference against the encoder's forward, and their peak memory; targets
+<= 1.10, 1.10 and 1.25.
 
---precision bf16 and/or --memory-format channels_last (one --shots value): the same weights in
-that mode against fp32 + contiguous on the same episode: training-step and inference time
-ratios (targets, judged for bf16: <= 0.55 and <= 0.65), peak memory, the largest difference of
-the logits (absolute, and relative to fp32's largest |logit|) and the share of pixels whose
-argmax agrees (>= 99%). Weights: a random init (seed 0), or --checkpoint's; episode: random
-noise, or with --data-root episode 0 of that checkpoint's test setting (at --size).
+With --precision and/or --memory-format (one --shots value): the same weights in that mode
+against fp32 + contiguous on the same episode, the same ratios (targets for bf16: <= 0.55 and
+0.65), the largest logit difference and the share of pixels whose argmax agrees (>= 99%).
+Weights: a random init (seed 0), or --checkpoint's; episode: random noise, or with --data-root
+episode 0 of that checkpoint's test setting.
 
-Times are medians of --repeats runs after a warm-up (`panet.report.benchmarks`). Memory: on
+Times are medians of --repeats runs after a warm-up, the operations alternating. Memory: on
 CUDA peak allocated bytes; on CPU each step runs in a fresh process reporting its peak resident
 size (VmHWM) above the size before the step, and the absolute peak. --json ends the output with
 one line of JSON holding the numbers.
@@ -31,7 +30,7 @@ import copy
 import json
 from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,9 +46,9 @@ from panet.settings import EpisodeSetting
 from panet.weights.model_files import build_trained, model_settings, read_model_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TARGETS = {"train": 1.10, "inference": 1.10, "memory": 1.25}
+TARGETS = {"training step": 1.10, "inference": 1.10, "memory": 1.25}
 # the issue's targets for bf16 against fp32 (ratios of times; share of pixels)
-NUMERICS_TARGETS = {"train": 0.55, "inference": 0.65, "agreement": 0.99}
+NUMERICS_TARGETS = {"training step": 0.55, "inference": 0.65, "agreement": 0.99}
 EPISODE_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels")
 ENCODERS = {  # randomly initialised: speed does not depend on the weights
     "vgg16": partial(build_encoder, "vgg16"),
@@ -168,27 +167,31 @@ def memory_probe(name: str, shots: int, size: int, encoder: str, numerics: Numer
     print(json.dumps({"step_peak": peak - before, "peak": peak}))
 
 
+def ratio_rows(prefix: str, times: Dict[str, Tuple[Callable, Callable]],
+               peaks: Tuple[Tuple[int, int], Tuple[int, int]], targets: Dict[str, float],
+               args: argparse.Namespace) -> List[Ratio]:
+    """Measured against reference: the median times of each pair of operations of `times`
+    (label -> measured, reference; its target under the same key), then the two peak memories
+    of `peaks` (measured, reference: each above pre-step and process total; target "memory")."""
+    work = {(label, side): run for label, pair in times.items() for side, run in enumerate(pair)}
+    t = median_times(work, args.repeats, args.device)
+    rows = [Ratio(f"{prefix}{label}", t[label, 0], t[label, 1], "s", targets.get(label))
+            for label in times]
+    return rows + [Ratio(f"{prefix}train-step peak memory ({kind})", peaks[0][index] / GIB,
+                         peaks[1][index] / GIB, "GiB", targets.get("memory"))
+                   for index, kind in enumerate(("above pre-step", "process total"))]
+
+
 def overhead_rows(args: argparse.Namespace) -> List[Ratio]:
     """The default benchmark: PANet against its encoder alone, per --shots value."""
     rows = []
     for shots in args.shots:
+        peaks = tuple(peak_memory(name, shots, args.size, args.device, args.threads,
+                                  args.encoder) for name in ("train_step", "encoder_train_step"))
         work = Workloads.random(shots, args.size, args.device, args.encoder)
-        t = median_times({"encoder_forward_backward": partial(work.encoder_train_step, False),
-                          "train_step": work.train_step, "encoder_forward": work.encoder_forward,
-                          "inference": work.inference}, args.repeats, args.device)
-        del work
-        step, encoder_step = (peak_memory(name, shots, args.size, args.device, args.threads,
-                                          args.encoder)
-                              for name in ("train_step", "encoder_train_step"))
-        memory = f"{shots}-shot train-step peak memory"
-        rows += [Ratio(f"{shots}-shot training step", t["train_step"],
-                       t["encoder_forward_backward"], "s", TARGETS["train"]),
-                 Ratio(f"{shots}-shot inference", t["inference"], t["encoder_forward"], "s",
-                       TARGETS["inference"]),
-                 Ratio(f"{memory} (above pre-step)", step[0] / GIB, encoder_step[0] / GIB, "GiB",
-                       TARGETS["memory"]),
-                 Ratio(f"{memory} (process total)", step[1] / GIB, encoder_step[1] / GIB, "GiB",
-                       TARGETS["memory"])]
+        rows += ratio_rows(f"{shots}-shot ", {
+            "training step": (work.train_step, partial(work.encoder_train_step, False)),
+            "inference": (work.inference, work.encoder_forward)}, peaks, TARGETS, args)
     return rows
 
 
@@ -204,32 +207,26 @@ def numerics_setup(args: argparse.Namespace) -> Tuple[PANet, str, List[torch.Ten
             episode)
 
 
-def compare_numerics(args: argparse.Namespace, numerics: Numerics) -> Dict[str, object]:
-    """The --precision / --memory-format comparison (module docstring): the numbers."""
+def compare_numerics(args: argparse.Namespace) -> Dict[str, object]:
+    """The --precision / --memory-format comparison (module docstring): its setting, the
+    ratio rows and the logits' agreement."""
     model, encoder, episode = numerics_setup(args)
     reference = Workloads(copy.deepcopy(model), episode)
-    candidate = Workloads(model, episode, numerics)
+    candidate = Workloads(model, episode, args.numerics)
     expected, got = reference.logits(), candidate.logits()  # the same weights: before training
+    peaks = tuple(peak_memory("train_step", args.shots[0], args.size, args.device, args.threads,
+                              encoder, numerics) for numerics in (args.numerics, Numerics()))
+    judged = NUMERICS_TARGETS if args.precision == "bf16" else {}  # the targets are bf16's
+    rows = ratio_rows("", {"training step": (candidate.train_step, reference.train_step),
+                           "inference": (candidate.inference, reference.inference)},
+                      peaks, judged, args)
     difference = float((got - expected).abs().max())
-    times = median_times({"train_fp32": reference.train_step, "train": candidate.train_step,
-                          "inference_fp32": reference.inference,
-                          "inference": candidate.inference}, args.repeats, args.device)
-    peaks = {name: peak_memory("train_step", args.shots[0], args.size, args.device,
-                               args.threads, encoder, chosen)
-             for name, chosen in (("fp32", Numerics()), ("candidate", numerics))}
     return {
         "encoder": encoder, "weights": str(args.checkpoint or "random init (seed 0)"),
         "episode": str(args.data_root or "random noise"), "device": str(args.device),
         "threads": args.threads, "size": args.size, "shots": args.shots[0],
-        "repeats": args.repeats, "precision": numerics.precision,
-        "memory_format": numerics.memory_format,
-        "train_seconds": {"fp32": times["train_fp32"], "candidate": times["train"]},
-        "inference_seconds": {"fp32": times["inference_fp32"], "candidate": times["inference"]},
-        "train_ratio": times["train"] / times["train_fp32"],
-        "inference_ratio": times["inference"] / times["inference_fp32"],
-        "train_peak_gib": {name: peak[0] / GIB for name, peak in peaks.items()},
-        "process_peak_gib": {name: peak[1] / GIB for name, peak in peaks.items()},
-        "memory_ratio": peaks["candidate"][0] / peaks["fp32"][0],
+        "repeats": args.repeats, "precision": args.precision,
+        "memory_format": args.memory_format, "rows": rows,
         "logits_max_abs_diff": difference,
         "logits_max_rel_diff": difference / float(expected.abs().max()),
         "argmax_agreement": float((got.argmax(dim=2) == expected.argmax(dim=2)).double().mean()),
@@ -240,16 +237,7 @@ def print_comparison(found: Dict[str, object]) -> None:
     mode = f"{found['precision']} + {found['memory_format']}"
     print(f"{mode} against fp32 + contiguous; weights: {found['weights']}; episode: "
           f"{found['episode']}")
-    judged = found["precision"] == "bf16"  # the targets are bf16's
-    rows = [Ratio(label, values["candidate"], values["fp32"], unit,
-                  NUMERICS_TARGETS.get(kind) if judged else None)
-            for label, kind, unit, values in (
-                ("training step", "train", "s", found["train_seconds"]),
-                ("inference", "inference", "s", found["inference_seconds"]),
-                ("train-step peak memory (above pre-step)", None, "GiB", found["train_peak_gib"]),
-                ("train-step peak memory (process total)", None, "GiB",
-                 found["process_peak_gib"]))]
-    print("\n".join(ratio_table(rows, (mode, "fp32"))))
+    print("\n".join(ratio_table(found["rows"], (mode, "fp32"))))
     agreement, target = found["argmax_agreement"], NUMERICS_TARGETS["agreement"]
     print(f"logits (H x W): largest difference {found['logits_max_abs_diff']:.3g} "
           f"({found['logits_max_rel_diff']:.3g} of the largest |logit|); argmax agrees on "
@@ -307,15 +295,13 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"{args.device}, {args.threads} threads, {args.size} x {args.size}, 1 way, 1 query, "
           f"medians of {args.repeats} runs; torch {torch.__version__}")
     if args.numerics != Numerics():
-        found = compare_numerics(args, args.numerics)
+        found = compare_numerics(args)
         print_comparison(found)
     else:
-        rows = overhead_rows(args)
-        print("\n".join(ratio_table(rows, ("PANet", "encoder"))))
-        found = {"rows": [row.as_dict() for row in rows]}
+        found = {"rows": overhead_rows(args)}
+        print("\n".join(ratio_table(found["rows"], ("PANet", "encoder"))))
     if args.json:
-        print(json.dumps(found))
-
+        print(json.dumps({**found, "rows": [row.as_dict() for row in found["rows"]]}))
 
 if __name__ == "__main__":
     main()

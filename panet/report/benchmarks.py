@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -23,11 +23,11 @@ def synchronize(device: Union[str, torch.device]) -> None:
         torch.cuda.synchronize()
 
 
-def median_times(work: Dict[str, Callable[[], object]], repeats: int,
-                 device: Union[str, torch.device]) -> Dict[str, float]:
+def median_times(work: Dict[Hashable, Callable[[], object]], repeats: int,
+                 device: Union[str, torch.device]) -> Dict[Hashable, float]:
     """Median seconds of each named operation over `repeats` runs after one warm-up each, the
     operations alternating so that drift (a shared machine) hits all of them."""
-    times: Dict[str, List[float]] = {name: [] for name in work}
+    times: Dict[Hashable, List[float]] = {name: [] for name in work}
     for round_ in range(repeats + 1):
         for name, run in work.items():
             synchronize(device)
