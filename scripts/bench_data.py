@@ -2,11 +2,10 @@
 
     python scripts/bench_data.py [--episodes 300] [--voc-root DIR] [--coco-root DIR --coco-year Y]
 
-VOC: the PASCAL loader on a synthetic VOC-layout set of VOC-sized JPEGs (375 x 500), generated
-into a temporary folder unless ``--voc-root`` names a VOC2012 folder. COCO: the COCO-20i loader
-on ``--coco-root`` (file names of year ``--coco-year``) when given. Train mode
-(training classes, random flips) and test mode (test classes) are timed separately, after a
-warm-up of the workers; targets are >= 20 episodes/s (VOC) and >= 10 episodes/s (COCO).
+VOC: the PASCAL loader on 375 x 500 synthetic JPEGs in a temporary folder, or on --voc-root;
+COCO: the COCO-20i loader on --coco-root (file names of year --coco-year) when given. Training
+mode (training classes, flips) and test mode are timed apart after a warm-up of the workers;
+targets >= 20 episodes/s (VOC) and >= 10 (COCO).
 """
 
 from __future__ import annotations

@@ -2,32 +2,28 @@
 encoding every episode's images (test.encode=episode, the released behaviour).
 
 (a) Encoder calls of the paper protocol (5 runs x 1,000 episodes, seeds 1234..1238, 1 query,
-    417 x 417, the fold's test classes on the trainaug list), counted by the evaluation's own
-    planning code from label maps and class lists (no JPEG needed), for every fold and 1/2-way
-    x 1/5-shot cell or those given:
+    417 px, each fold's test classes on the trainaug list: SegmentationClassAug/ and the lists
+    of scripts/prepare_voc.py, no JPEG needed), counted by the evaluation's own planning code:
 
         python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
-    calls_episode = W*S + Q per episode; calls_new = what the image path encodes with the
-    default feature cache (test.cache_gb in memory, VGG-16 features at 417); distinct_images =
-    what it encodes when every feature fits. VOC_ROOT needs SegmentationClassAug/ and the
-    trainaug lists (scripts/prepare_voc.py) in ImageSets/Segmentation/ or --lists-dir.
+    calls_episode = W*S + Q per episode; calls_new = the image path's with the default feature
+    cache; distinct_images = its calls when every feature fits.
 
-(b) Wall time, encoder calls and peak memory of both paths on the same episodes:
+(b) Wall time, encoder calls and peak memory of both paths on the same episodes of a synthetic
+    set (300 images of 375 x 500, or --root), 1 run, 1-way, random weights, workers 0:
 
         python scripts/bench_eval.py [--episodes 300] [--shots 1 5] [--encoder vgg16] [--size 417]
 
-    on a synthetic set (300 images of 375 x 500 in a temporary folder, or --root), 1 run,
-    1-way, random encoder weights, workers 0, --threads torch threads. Each path runs in a fresh
-    process reporting its wall and CPU time, encoder calls, peak resident size (VmHWM) and its
-    resident size before evaluating; with --repeats N the paths alternate N times and the
-    fastest run of each counts. Targets: new/old wall time <= 1.15 x new/old calls; the image
-    path's peak <= 1.5 GiB above the episode path's; IoUs within the exactness contract.
+    Each path runs in a fresh process (its peak resident size is its own); with --repeats N the
+    paths alternate N times and the fastest counts. Targets: new/old wall time <= 1.15 x
+    new/old calls; the image path's peak <= 1.5 GiB above the episode path's.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -80,36 +76,30 @@ def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
 
 
 def count_main(args: argparse.Namespace) -> int:
-    rows = []
-    for fold in args.folds:
-        for setting in args.settings:
-            ways, shots = map(int, setting.split("x"))
-            try:
-                rows.append(count_calls(args.count, fold, ways, shots, args.workers,
-                                        lists_dir=args.lists_dir,
-                                        episodes=args.episodes or PAPER_EPISODES))
-            except (FileNotFoundError, ValueError) as error:
-                print(f"cannot count on {args.count}: {error}", file=sys.stderr)
-                return 2
-            if not args.json:
-                print_count_row(rows[-1], args.episodes or PAPER_EPISODES,
-                                header=len(rows) == 1)
+    """(a): one row per fold and cell, printed as counted (or all as JSON)."""
+    episodes, rows = args.episodes or PAPER_EPISODES, []
+    for fold, setting in itertools.product(args.folds, args.settings):
+        ways, shots = map(int, setting.split("x"))
+        try:
+            rows.append(count_calls(args.count, fold, ways, shots, args.workers,
+                                    lists_dir=args.lists_dir, episodes=episodes))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"cannot count on {args.count}: {error}", file=sys.stderr)
+            return 2
+        if not args.json and len(rows) == 1:
+            print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
+                  f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
+                  f"({DEFAULT_CACHE_GB} GiB)\n| fold | setting | calls today | calls new | "
+                  "distinct images | distinct support + distinct query imgs |\n"
+                  "|---|---|---|---|---|---|")
+        if not args.json:
+            row = rows[-1]
+            print(f"| {fold} | {ways}-way {shots}-shot | {row['calls_episode']:,} | "
+                  f"{row['calls_new']:,} | {row['distinct_images']:,} | "
+                  f"{row['support_images'] + row['query_images']:,} |", flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
-
-
-def print_count_row(row: Dict[str, int], episodes: int, header: bool) -> None:
-    if header:
-        print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
-              f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
-              f"({DEFAULT_CACHE_GB} GiB)")
-        print("| fold | setting | calls today | calls new | distinct images | "
-              "distinct support + distinct query imgs |")
-        print("|---|---|---|---|---|---|")
-    print(f"| {row['fold']} | {row['ways']}-way {row['shots']}-shot | {row['calls_episode']:,} | "
-          f"{row['calls_new']:,} | {row['distinct_images']:,} | "
-          f"{row['support_images'] + row['query_images']:,} |", flush=True)
 
 
 def measure(args: argparse.Namespace) -> int:

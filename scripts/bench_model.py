@@ -37,7 +37,7 @@ import torch
 from panet.base.device import precision_reason
 from panet.base.process_memory import peak_resident_bytes, resident_bytes
 from panet.data import collate_episodes, make_episode_dataset
-from panet.models import PANet, build_encoder, resnet_encoder
+from panet.models import ENCODERS, PANet, build_encoder
 from panet.models.losses import panet_loss
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
 from panet.report.benchmarks import Ratio, json_of_run, median_times, ratio_table, verdict
@@ -50,12 +50,6 @@ TARGETS = {"training step": 1.10, "inference": 1.10, "memory": 1.25}
 # the issue's targets for bf16 against fp32 (ratios of times; share of pixels)
 NUMERICS_TARGETS = {"training step": 0.55, "inference": 0.65, "agreement": 0.99}
 EPISODE_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels")
-ENCODERS = {  # randomly initialised: speed does not depend on the weights
-    "vgg16": partial(build_encoder, "vgg16"),
-    "small": partial(build_encoder, "small"),
-    "resnet50": partial(resnet_encoder, 50),
-    "resnet101": partial(resnet_encoder, 101),
-}
 GIB = 2 ** 30
 
 
@@ -87,9 +81,10 @@ def data_episode(model_file, root: Path, size: int, device: str) -> List[torch.T
 
 
 def random_model(encoder: str) -> PANet:
-    """PANet with a randomly initialised `encoder` (seed 0)."""
+    """PANet with a randomly initialised `encoder` (seed 0): speed does not depend on the
+    weights."""
     torch.manual_seed(0)
-    return PANet(ENCODERS[encoder]())
+    return PANet(build_encoder(encoder))
 
 
 class Workloads:
@@ -258,12 +253,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="compare this precision against fp32 (default fp32)")
     parser.add_argument("--memory-format", default="contiguous", choices=list(MEMORY_FORMATS),
                         help="compare this memory format against contiguous")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="comparison: a trained model (checkpoint or run folder), its "
-                             "encoder and weights, instead of a random init")
-    parser.add_argument("--data-root", type=Path,
-                        help="comparison with --checkpoint: episode 0 of its test setting on "
-                             "this data instead of random noise")
+    parser.add_argument("--checkpoint", type=Path, help="comparison: a trained model "
+                        "(checkpoint or run folder) instead of a random init")
+    parser.add_argument("--data-root", type=Path, help="comparison with --checkpoint: episode "
+                        "0 of its test setting on this data instead of random noise")
     parser.add_argument("--json", action="store_true",
                         help="end with one line of JSON holding the numbers")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)

@@ -1,13 +1,10 @@
 """Benchmark: the cost of segmenting one query of your own against one encoder forward.
 
-1 support and --queries queries (375 x 500 JPEGs of the synthetic set, read from disk), a
-VGG-16 PANet with random weights at 417 x 417, per query: `Segmenter.segment` (read, resize,
-normalise, encode in batches, upsample the logits to the original size, argmax), and
-scripts/predict.py's loop (the same, plus writing each label PNG and overlay). Target: predict
-<= 1.10 x one encoder forward of one image (the supports are encoded once per call, so N queries
-cost about N encoder forwards). Batched forwards can cost less per image, so each is also given
-against the encoder's time per image in a batch of --batch-size: what segmenting adds beyond
-encoding. Times are medians of --repeats runs after a warm-up, the measures alternating.
+1 support and --queries queries (375 x 500 JPEGs), a random VGG-16 PANet at 417 x 417, per
+query: `Segmenter.segment` (read, resize, encode in batches, upsample, argmax) and
+scripts/predict.py's loop (plus writing each label PNG and overlay). Target: predict <= 1.10 x
+one encoder forward of one image; each is also given against the encoder's time per image in a
+batch of --batch-size (what segmenting adds beyond encoding). Medians of --repeats runs.
 
     python scripts/bench_predict.py [--device cpu|cuda] [--threads 2] [--repeats 3]
                                     [--queries 16] [--batch-size 4]

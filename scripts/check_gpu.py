@@ -2,21 +2,13 @@
 
     python scripts/check_gpu.py [--device auto] [--keep DIR]
 
-On a toy synthetic dataset (generated in a scratch folder) it runs, on the device `--device`
-resolves to (the first GPU when torch sees one, else the CPU):
-
-- train.py for a few steps, then the same run interrupted halfway and resumed: the resumed
-  weights must equal the uninterrupted ones (bitwise on the CPU; on CUDA within 1e-4, since the
-  backward of bilinear upsampling and NLL are nondeterministic there);
-- test.py on both evaluation paths (test.encode=image and episode): the same episodes, IoUs
-  within the exactness contract's 0.1 points (docs/performance.md);
-- scripts/predict.py on one held-out image;
-- results.json naming the device that ran (GPU name, TF32 off by default);
-- with GPUs: torchrun with one process more than there are GPUs is refused in one line, and
-  with 2+ GPUs, test.py on 2 processes agrees with one.
-
-Each check prints `ok`, `FAIL` (with the reason) or `skip` (GPU checks on a machine without
-one); the exit status is 1 when any check failed. The test suite runs it on the CPU.
+On a toy synthetic dataset, on the device `--device` resolves to (the first GPU when torch sees
+one, else the CPU): train.py, and the same run interrupted and resumed (equal weights: bitwise on
+the CPU, within 1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py
+on both evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py;
+the device recorded in results.json (TF32 off); with GPUs, torchrun with one process more than
+there are GPUs refused in one line, and with 2+ GPUs test.py on 2 processes agreeing with one.
+Each check prints `ok`, `FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
 """
 
 from __future__ import annotations

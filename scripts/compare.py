@@ -4,21 +4,14 @@
     python scripts/compare.py A1 A2 A3 --vs B1 B2 B3              # one test per training seed
     python scripts/compare.py A1 A2 --vs B1 B2 --json out.json --markdown out.md --latex out.tex
 
-Each argument is a results.json of test.py, or the run folder holding it (with its
-episodes.npz). A side given several tests holds one method trained with different seeds; its
-value is their mean. Every protocol setting (dataset, split, fold, classes, ways, shots, queries,
-supports, input size, metric rule and resolution, runs, episodes, seed) and every episode (its
-stored class and image ids) must be the same; anything else is refused, naming each setting
-that differs (exit status 2). One model on both sides is refused too, except as a comparison of
-numerics: the same models on both sides, each side in its own precision, memory format or
-evaluation path (say, one checkpoint tested in bf16 and in fp32).
-
-Prints A, B (mean ± std over their models) and A - B for mean-IoU and binary-IoU (overall and
-per run) and each class's IoU, with a 95% bootstrap interval over training seeds and test
-episodes and its p-value, the interval over test episodes only, what the interval covers, each
-side's numerics and each test's provenance (panet/report/comparison.py, statistics.py). --json,
---markdown and --latex write that to files as well ('-': to standard output, instead of the
-Markdown).
+Each argument is a results.json of test.py or its run folder (with episodes.npz); a side of
+several tests holds one method trained with different seeds. Tests of another protocol or
+other episodes are refused, naming each setting that differs (exit status 2), and so is one
+model on both sides, except as a comparison of numerics: the same models, each side in its own
+precision, memory format or evaluation path. Prints A, B and A - B (mean-IoU and binary-IoU,
+overall and per run, each class's IoU) with 95% bootstrap intervals, p-values, each side's
+numerics and each test's provenance (docs/reporting.md); --json, --markdown and --latex write
+it to files as well ('-': to standard output, instead of the Markdown).
 """
 
 from __future__ import annotations

@@ -258,7 +258,8 @@ def test_the_same_model_in_the_same_numerics_on_both_sides_is_refused(tmp_path, 
     b = write_test(tmp_path / "b", model_sha="2" * 64, training_seed=1235)
     assert COMPARE.main([str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    assert "A1 and B1 test the same model: both sides compute in fp32, contiguous, image path" in err
+    assert ("A1 and B1 test the same model: both sides compute in fp32, contiguous, image path"
+            in err)
 
 
 def test_numerics_need_every_model_on_both_sides_and_one_numerics_a_side(tmp_path, capsys):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from panet.data import make_episode_dataset
 from panet.weights.model_files import build_trained, read_model_file
@@ -61,9 +61,23 @@ def evaluation_episodes(data: EpisodeSetting, n_episodes: int, seed: int,
     return make_episode_dataset(data.replace(**overrides), n_episodes, seed, train=False)
 
 
-def episode_batches(dataset: Dataset, workers: int, device: torch.device) -> DataLoader:
-    """The dataset's episodes in order, one per batch."""
-    return episode_loader(dataset, EvalShard(len(dataset), 1), workers, device)
+def model_outputs(checkpoint: PathLike, n_episodes: int, seed: int,
+                  device: Union[str, torch.device], workers: Optional[int] = None,
+                  **overrides: Any) -> Iterator[Tuple[Dict[str, torch.Tensor], Any]]:
+    """Each of `n_episodes` test episodes of a train.py checkpoint's setting (data.* keys
+    replaced by `overrides`, seeded like test.py's first run with `seed`), one per batch on
+    `device`, with the trained model's output on it. Data loader processes: `workers`, or the
+    setting's."""
+    device = torch.device(device)
+    net, data = load_trained(checkpoint, device)
+    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
+    shard = EvalShard(len(dataset), 1)
+    for batch in episode_loader(dataset, shard, data.workers if workers is None else workers,
+                                device):
+        batch = to_device(batch, device)
+        with torch.inference_mode():
+            out = net(*(batch[key] for key in MODEL_INPUTS))
+        yield batch, out
 
 
 def query_masks(query_labels: torch.Tensor, ways: int) -> torch.Tensor:
@@ -112,24 +126,21 @@ def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: i
                                **overrides: Any) -> PrototypeDistance:
     """Sec. 4.3 for one trained model: `n_episodes` test episodes of its setting (data.* keys
     replaced by `overrides`, e.g. fold=0, shots=5), seeded like test.py's first run."""
-    device = torch.device(device)
-    net, data = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
     sums = torch.zeros(2, dtype=torch.float64)  # background, foreground
     counts = torch.zeros(2, dtype=torch.int64)
-    for batch in episode_batches(dataset, data.workers, device):
-        batch = to_device(batch, device)
-        out = net(*(batch[key] for key in MODEL_INPUTS))
+    episodes = 0
+    for batch, out in model_outputs(checkpoint, n_episodes, seed, device, **overrides):
         distances = prototype_distances(out.prototypes, out.query_features,
                                         batch["query_labels"]).cpu().double()
         for index, part in enumerate((distances[..., 0], distances[..., 1:])):
             valid = ~torch.isnan(part)
             sums[index] += part[valid].sum()
             counts[index] += int(valid.sum())
+        episodes += len(batch["query_labels"])
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
     return PrototypeDistance(foreground=float(means[1]), background=float(means[0]),
                              n_foreground=int(counts[1]), n_background=int(counts[0]),
-                             n_episodes=len(dataset))
+                             n_episodes=episodes)
 
 
 def prototype_distance_report(measured: Mapping[str, PrototypeDistance],

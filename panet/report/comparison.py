@@ -1,17 +1,10 @@
 """Comparing methods: tests of models A (one per training seed) against tests of models B, on the
-same protocol and episodes (`scripts/compare.py`).
-
-Every test must record the same protocol (`panet.run.identity.PROTOCOL_KEYS`), checked from
-results.json and then, episode by episode, from the ids stored in episodes.npz
-(`panet.report.statistics.mismatch`). A side holds one method trained with different seeds:
-distinct trained models, alike in everything but the seed. Between the sides the models and
-their training differ: a comparison of *models*. One model on both sides is refused, except as
-a comparison of *numerics*: every test of A pairs with a test of B of the same model
-(`panet.run.identity.recorded_model`), and each side computes in its own numerics (precision,
-memory format, evaluation path: `recorded_numerics`), so that A - B is what the numerics change.
-
-The result (`panet.report.statistics.paired_comparison`) becomes a `Report` or a JSON document,
-with each side's numerics and each test's provenance (commit, checkpoint, factory, seed).
+same protocol (`panet.run.identity.PROTOCOL_KEYS`) and episodes (their stored ids), for
+`scripts/compare.py`. A side holds one method over distinct training seeds. The sides compare
+two methods' models, or one set of models in two numerics (precision, memory format, evaluation
+path: `recorded_numerics`): one model (`recorded_model`) on both sides is refused otherwise.
+The result of `paired_comparison` becomes a `Report` or a JSON document, with each side's
+numerics and each test's provenance (commit, checkpoint, factory, seed).
 """
 
 from __future__ import annotations

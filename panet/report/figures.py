@@ -21,10 +21,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from panet.report.analysis import Curve, episode_batches, evaluation_episodes, load_trained
+from panet.report.analysis import Curve, model_outputs
 from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
-from panet.data.episodes import to_device
-from panet.models.factory import MODEL_INPUTS
 from panet.base.files import PathLike
 
 Colour = Tuple[int, int, int]
@@ -211,21 +209,12 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
 def save_qualitative(checkpoint: PathLike, path: PathLike, n_episodes: int = 4, *,
                      seed: int = 1234, device: Union[str, torch.device] = "cpu",
                      **overrides: Any) -> Path:
-    """Segment the first `n_episodes` test episodes of a train.py checkpoint and write them as
-    one PNG at `path`, an `episode_figure` row per episode.
-
-    The episodes are those of test.py's first run (seed `seed`) in the checkpoint's setting,
-    with data.* keys replaced by `overrides` (e.g. shots=5, weak="scribble", fold=1,
-    root="data/VOC2012"). Returns the written path.
-    """
-    device = torch.device(device)
-    net, data = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
-    rows = []
-    for batch in episode_batches(dataset, 0, device):
-        batch = to_device(batch, device)
-        predictions = net(*(batch[key] for key in MODEL_INPUTS)).logits.argmax(dim=2)
-        rows.append(episode_figure(batch, predictions, 0))
+    """Segment the first `n_episodes` test episodes of a train.py checkpoint (those of test.py's
+    first run with `seed`, data.* keys replaced by `overrides`, e.g. shots=5, weak="scribble",
+    root="data/VOC2012") and write them at `path` as one PNG, an `episode_figure` row per
+    episode. Returns the written path."""
+    rows = [episode_figure(batch, out.logits.argmax(dim=2), 0) for batch, out in
+            model_outputs(checkpoint, n_episodes, seed, device, workers=0, **overrides)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stack(rows).save(path)  # PIL opens the file with open(): the umask's mode
@@ -244,7 +233,7 @@ def plot_loss_curves(panels: Mapping[str, Mapping[str, Dict[str, Curve]]], path:
                      smoothing: int = 0) -> Path:
     """Fig. 5: training loss vs step, one panel per entry of `panels` (e.g. "1-shot").
 
-    panels[title][run label] = that run's curves (`panet.report.analysis.read_training_curves`). Each
+    panels[title][run label] = that run's curves (`analysis.read_training_curves`). Each
     run draws its total loss (solid) and, where it is not identically 0, its alignment term
     L_PAR (dashed), smoothed by a moving average of `smoothing` steps (0: 1/50 of the run).
     """

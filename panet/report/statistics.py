@@ -4,24 +4,16 @@ Shape letters: R runs, E episodes per run, N query records, W ways, S shots, K t
 of the fold (slot 0 of a class axis is the background), M models (training seeds) of a side,
 n resamples, T the statistics a comparison reports.
 
-A test's *records* keep, for every query of every episode of every run, its TP/FP/FN counts per
-episode label (PROTOCOL §9, under the metric rule used) with the episode's class and image ids:
-summed per class they give exactly the counts `IoUMeter` accumulated, so any IoU statistic is
-recomputed without running the model again.
-
-Bootstrap over episodes: a resample draws, in every run, E of its episodes with replacement and
-computes the run's IoUs from their summed counts as the metric does (`iou_from_counts`); the
-statistic is the mean over runs, the 95% interval its 2.5th and 97.5th percentiles over
-resamples drawn from a fixed seed (`bootstrap_seed`). It covers *which episodes were sampled*,
-given the trained model, not training randomness (`scripts/reproduce.py --seeds N`).
-
-Paired comparison: tests over identical episodes (checked through the stored ids) are resampled
-with the *same* draws, so the interval of A - B holds only how the models differ. The p-value of
-"no difference" is twice the smaller share of resampled differences on either side of 0,
-counting the observed draw ((k + 1) / (n + 1)), capped at 1. A side may hold several tests
-(models trained with different seeds): its value is their mean, and each resample also draws
-each side's models with replacement among its own, so the interval covers training seeds too
-(`interval_coverage` says it in words).
+*Records* keep every query's TP/FP/FN counts per episode label (PROTOCOL §9) with the episode's
+class and image ids: summed per class they are the counts `IoUMeter` accumulated, so any IoU
+statistic is recomputed without the model. A *bootstrap* resample draws, in every run, E of its
+episodes with replacement, and computes the IoUs from their counts as the metric does
+(`iou_from_counts`), from a fixed seed; the 95% interval (2.5th and 97.5th percentiles) covers
+which episodes were sampled, not training randomness. A *paired comparison* resamples tests of
+identical episodes with the same draws, and each side's models (training seeds) with
+replacement among its own; the p-value of "no difference" is twice the smaller share of
+resampled differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)),
+capped at 1 (docs/reporting.md; `interval_coverage` says it in words).
 """
 
 from __future__ import annotations
@@ -246,14 +238,11 @@ def _entries(a: np.ndarray, b: np.ndarray, drawn: np.ndarray, fixed: np.ndarray
 
 def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
                       seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
-    """Differences A - B over identical episodes, overall (mean over runs), per run and per
-    class, each with its 95% bootstrap interval and p-value (module docstring). A side is one
-    test or the tests of several models (training seeds), its value their mean.
-
-    Each resample draws the episodes (`resample_weights(seed)`, the same for every model) and
-    each side's models with replacement among its own (`default_rng((seed, SEED_DRAWS))`):
-    `ci` and `p_value` come from the differences of the drawn models' means; `ci_episodes`
-    keeps every model (the interval for these trained models).
+    """Differences A - B over identical episodes (a side: one test, or one per training seed,
+    its value their mean), overall (mean over runs), per run and per class. Each resample draws
+    the episodes (`resample_weights(seed)`, shared) and each side's models with replacement
+    (`default_rng((seed, SEED_DRAWS))`): `ci` and `p_value` come from the differences of the
+    drawn models' means, `ci_episodes` keeps every model.
 
     Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
     {class id: entry}}, metrics mean_iou and binary_iou, entries {"a", "b", "difference", "ci",
