@@ -2,11 +2,10 @@
 
     python scripts/bench_data.py [--episodes 300] [--voc-root DIR] [--coco-root DIR --coco-year Y]
 
-VOC: the PASCAL loader on a synthetic VOC-layout set of VOC-sized JPEGs (375 x 500), generated
-into a temporary folder unless ``--voc-root`` names a VOC2012 folder. COCO: the COCO-20i loader
-on ``--coco-root`` (file names of year ``--coco-year``) when given. Train mode
-(training classes, random flips) and test mode (test classes) are timed separately, after a
-warm-up of the workers; targets are >= 20 episodes/s (VOC) and >= 10 episodes/s (COCO).
+VOC: the PASCAL loader on 375 x 500 synthetic JPEGs in a temporary folder, or on --voc-root;
+COCO: the COCO-20i loader on --coco-root (file names of year --coco-year) when given. Training
+mode (training classes, flips) and test mode are timed apart after a warm-up of the workers;
+targets >= 20 episodes/s (VOC) and >= 10 (COCO).
 """
 
 from __future__ import annotations
@@ -21,13 +20,16 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from panet.data import collate_episodes, make_episode_dataset
-from panet.settings import EpisodeSetting
 from panet.data.synthetic import VOC_DIR, generate
+from panet.report.benchmarks import verdict
+from panet.settings import EpisodeSetting
 
 WARMUP_BATCHES = 10
+TARGETS = {"VOC": 20, "COCO": 10}  # episodes/s
 
 
 def episodes_per_second(setting: EpisodeSetting, train: bool, n_episodes: int) -> float:
+    """Episodes/s of a 2-worker DataLoader over `n_episodes` episodes, after a warm-up."""
     with warnings.catch_warnings():  # small real sets leave classes out; not what is timed
         warnings.simplefilter("ignore")
         dataset = make_episode_dataset(setting, n_episodes + WARMUP_BATCHES, seed=1234,
@@ -40,6 +42,14 @@ def episodes_per_second(setting: EpisodeSetting, train: bool, n_episodes: int) -
     for _ in batches:
         pass
     return n_episodes / (time.perf_counter() - start)
+
+
+def print_rates(name: str, setting: EpisodeSetting, n_episodes: int) -> None:
+    """The rates of training and test mode against the dataset's target."""
+    for train in (True, False):
+        rate = episodes_per_second(setting, train, n_episodes)
+        print(f"{name:4s} {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= "
+              f"{TARGETS[name]}) {verdict(rate, TARGETS[name], at_least=True)}")
 
 
 def main(argv=None) -> int:
@@ -58,18 +68,12 @@ def main(argv=None) -> int:
             generate(scratch, n_images=200, size=(375, 500), seed=0)
             voc_root = Path(scratch) / VOC_DIR
             print(f"VOC layout: 200 synthetic 375 x 500 JPEGs in {voc_root}")
-        for train in (True, False):
-            rate = episodes_per_second(EpisodeSetting(name="pascal", root=str(voc_root)), train,
-                                       args.episodes)
-            print(f"VOC  {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 20)")
-
+        print_rates("VOC", EpisodeSetting(name="pascal", root=str(voc_root)), args.episodes)
     if args.coco_root is None:
         print("COCO: skipped (no --coco-root)")
-        return 0
-    for train in (True, False):
-        setting = EpisodeSetting(name="coco", root=str(args.coco_root), year=args.coco_year)
-        rate = episodes_per_second(setting, train, args.episodes)
-        print(f"COCO {'train' if train else 'test '}: {rate:6.1f} episodes/s (target >= 10)")
+    else:
+        print_rates("COCO", EpisodeSetting(name="coco", root=str(args.coco_root),
+                                           year=args.coco_year), args.episodes)
     return 0
 
 

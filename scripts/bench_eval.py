@@ -1,41 +1,30 @@
 """Benchmark: test-time evaluation encoding each distinct image once (test.encode=image) against
 encoding every episode's images (test.encode=episode, the released behaviour).
 
-(a) Encoder calls of the paper protocol, counted by the evaluation's own planning code (label
-    maps and class lists only, no JPEG): 5 runs x 1,000 episodes (seeds 1234..1238; --episodes
-    per run), 1 query, 417 x 417, the fold's test classes on the `trainaug` list, for every fold
-    and 1/2-way x 1/5-shot (or those given):
+(a) Encoder calls of the paper protocol (5 runs x 1,000 episodes, seeds 1234..1238, 1 query,
+    417 px, each fold's test classes on the trainaug list: SegmentationClassAug/ and the lists
+    of scripts/prepare_voc.py, no JPEG needed), counted by the evaluation's own planning code:
 
         python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
-    calls_episode = W*S + Q per episode (the per-episode path); calls_new = what the image path
-    encodes with the default feature cache (test.cache_gb GiB in memory, VGG-16 features at 417);
-    distinct_images = what it encodes when every feature fits (a large cache_gb or cache_dir).
-    VOC_ROOT needs SegmentationClassAug/ and the trainaug.txt (or train_aug.txt) list with its
-    per-class lists (scripts/prepare_voc.py) in ImageSets/Segmentation/ or --lists-dir;
-    JPEGImages/ may be absent. --settings 1x5 2x5 restricts the WAYSxSHOTS cells.
+    calls_episode = W*S + Q per episode; calls_new = the image path's with the default feature
+    cache; distinct_images = its calls when every feature fits.
 
-(b) Wall time, encoder calls and peak memory of both paths on the same episodes:
+(b) Wall time, encoder calls and peak memory of both paths on the same episodes of a synthetic
+    set (300 images of 375 x 500, or --root), 1 run, 1-way, random weights, workers 0:
 
         python scripts/bench_eval.py [--episodes 300] [--shots 1 5] [--encoder vgg16] [--size 417]
 
-    on a synthetic set (generated into a temporary folder: 300 images of 375 x 500, fold 0's test
-    classes on its trainaug list), 1 run, 1-way, random encoder weights (speed does not depend
-    on them), data loading in the measuring process (workers 0), --threads torch threads. Each
-    path runs in a fresh subprocess that reports its wall and CPU time, its encoder calls (a
-    forward hook counting images), its peak resident set size (VmHWM, `panet.base.process_memory`)
-    and its resident size once the model and episodes are loaded; with --repeats N the paths
-    alternate N times and the fastest run of each counts (the machine may be shared). Targets:
-    new/old wall time <= 1.15 x new/old calls; peak of the image path <= 1.5 GiB above the
-    per-episode path's.
+    Each path runs in a fresh process (its peak resident size is its own); with --repeats N the
+    paths alternate N times and the fastest counts. Targets: new/old wall time <= 1.15 x
+    new/old calls; the image path's peak <= 1.5 GiB above the episode path's.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +44,7 @@ from panet.evaluation.options import EvalOptions
 from panet.evaluation.metrics import IoUMeter
 from panet.models import ENCODERS, PANet, build_encoder
 from panet.base.process_memory import peak_resident_bytes, resident_bytes
+from panet.report.benchmarks import json_of_run, verdict
 from panet.settings import EpisodeSetting, TestSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,36 +76,30 @@ def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
 
 
 def count_main(args: argparse.Namespace) -> int:
-    rows = []
-    for fold in args.folds:
-        for setting in args.settings:
-            ways, shots = map(int, setting.split("x"))
-            try:
-                rows.append(count_calls(args.count, fold, ways, shots, args.workers,
-                                        lists_dir=args.lists_dir,
-                                        episodes=args.episodes or PAPER_EPISODES))
-            except (FileNotFoundError, ValueError) as error:
-                print(f"cannot count on {args.count}: {error}", file=sys.stderr)
-                return 2
-            if not args.json:
-                print_count_row(rows[-1], args.episodes or PAPER_EPISODES,
-                                header=len(rows) == 1)
+    """(a): one row per fold and cell, printed as counted (or all as JSON)."""
+    episodes, rows = args.episodes or PAPER_EPISODES, []
+    for fold, setting in itertools.product(args.folds, args.settings):
+        ways, shots = map(int, setting.split("x"))
+        try:
+            rows.append(count_calls(args.count, fold, ways, shots, args.workers,
+                                    lists_dir=args.lists_dir, episodes=episodes))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"cannot count on {args.count}: {error}", file=sys.stderr)
+            return 2
+        if not args.json and len(rows) == 1:
+            print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
+                  f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
+                  f"({DEFAULT_CACHE_GB} GiB)\n| fold | setting | calls today | calls new | "
+                  "distinct images | distinct support + distinct query imgs |\n"
+                  "|---|---|---|---|---|---|")
+        if not args.json:
+            row = rows[-1]
+            print(f"| {fold} | {ways}-way {shots}-shot | {row['calls_episode']:,} | "
+                  f"{row['calls_new']:,} | {row['distinct_images']:,} | "
+                  f"{row['support_images'] + row['query_images']:,} |", flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
-
-
-def print_count_row(row: Dict[str, int], episodes: int, header: bool) -> None:
-    if header:
-        print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
-              f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
-              f"({DEFAULT_CACHE_GB} GiB)")
-        print("| fold | setting | calls today | calls new | distinct images | "
-              "distinct support + distinct query imgs |")
-        print("|---|---|---|---|---|---|")
-    print(f"| {row['fold']} | {row['ways']}-way {row['shots']}-shot | {row['calls_episode']:,} | "
-          f"{row['calls_new']:,} | {row['distinct_images']:,} | "
-          f"{row['support_images'] + row['query_images']:,} |", flush=True)
 
 
 def measure(args: argparse.Namespace) -> int:
@@ -144,13 +128,11 @@ def measure(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace, root: Path, shots: int, encode: str) -> dict:
-    command = [sys.executable, __file__, "--measure", encode, "--measure-shots", str(shots),
-               "--root", str(root), "--episodes", str(args.episodes), "--size", str(args.size),
-               "--encoder", args.encoder, "--threads", str(args.threads)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's panet
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    """The numbers of one path, measured in a fresh process (`measure`)."""
+    return json_of_run(REPO_ROOT, [
+        __file__, "--measure", encode, "--measure-shots", str(shots), "--root", str(root),
+        "--episodes", str(args.episodes), "--size", str(args.size), "--encoder", args.encoder,
+        "--threads", str(args.threads)])
 
 
 def time_main(args: argparse.Namespace) -> int:
@@ -188,12 +170,14 @@ def print_time_row(row: dict, header: bool) -> None:
         r = row[name]
         print(f"| {row['shots']} | {name} | {r['calls']} | {r['seconds']:.1f} | "
               f"{r['cpu_seconds']:.1f} | {r['peak_gib']:.2f} | {r['base_gib']:.2f} |")
+    judged = (("(wall ratio)/(call ratio)", "time_per_call", ".3f", TARGETS["time_per_call"]),
+              ("image path peak - episode path peak, GiB,", "extra_peak_gib", "+.2f",
+               TARGETS["extra_peak_gib"]),
+              ("mean-IoU difference", "iou_difference", ".1e", RESULT_ATOL))
     print(f"{row['shots']}-shot: calls new/old {row['call_ratio']:.3f}, wall new/old "
-          f"{row['time_ratio']:.3f}, (wall ratio)/(call ratio) {row['time_per_call']:.3f} "
-          f"(target <= {TARGETS['time_per_call']}); image path peak - episode path peak "
-          f"{row['extra_peak_gib']:+.2f} GiB (target <= {TARGETS['extra_peak_gib']}); "
-          f"mean-IoU difference {row['iou_difference']:.1e} (contract <= {RESULT_ATOL})",
-          flush=True)
+          f"{row['time_ratio']:.3f}; " + "; ".join(
+              f"{label} {row[key]:{form}} (target <= {target}: {verdict(row[key], target)})"
+              for label, key, form, target in judged), flush=True)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -2,29 +2,19 @@
 
     python scripts/check_gpu.py [--device auto] [--keep DIR]
 
-On a toy synthetic dataset (generated in a scratch folder) it runs, on the device `--device`
-resolves to (the first GPU when torch sees one, else the CPU):
-
-- train.py for a few steps, then the same run interrupted halfway and resumed: the resumed
-  weights must equal the uninterrupted ones (bitwise on the CPU; on CUDA within 1e-4, since the
-  backward of bilinear upsampling and NLL are nondeterministic there);
-- test.py on both evaluation paths (test.encode=image and episode): the same episodes, IoUs
-  within the exactness contract's 0.1 points (docs/performance.md);
-- scripts/predict.py on one held-out image;
-- results.json naming the device that ran (GPU name, TF32 off by default);
-- with GPUs: torchrun with one process more than there are GPUs is refused in one line, and
-  with 2+ GPUs, test.py on 2 processes agrees with one.
-
-Each check prints `ok`, `FAIL` (with the reason) or `skip` (GPU checks on a machine without
-one); the exit status is 1 when any check failed. The test suite runs it on the CPU.
+On a toy synthetic dataset, on the device `--device` resolves to (the first GPU when torch sees
+one, else the CPU): train.py, and the same run interrupted and resumed (equal weights: bitwise on
+the CPU, within 1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py
+on both evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py;
+the device recorded in results.json (TF32 off); with GPUs, torchrun with one process more than
+there are GPUs refused in one line, and with 2+ GPUs test.py on 2 processes agreeing with one.
+Each check prints `ok`, `FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,10 +22,11 @@ from typing import Callable, List, Optional
 
 import torch
 
-from panet.weights.checkpoint import load_checkpoint
+from panet.base.device import resolve_device
 from panet.data.synthetic import EXAMPLE_CLASS, VOC_DIR, generate, write_predict_example
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, LIST_DIR, read_id_list
-from panet.base.device import resolve_device
+from panet.report.benchmarks import run_python
+from panet.weights.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_ATOL = 1e-3  # the exactness contract: IoUs (fractions) within 0.1 points
@@ -47,22 +38,6 @@ TEST = ["test.checkpoint=straight", "test.runs=1", "test.episodes=6"]
 
 class Failed(Exception):
     """A check's reason for failing (one line)."""
-
-
-def run_python(args: List[str], cwd: Path, launcher: Optional[List[str]] = None,
-               expect_failure: bool = False) -> str:
-    """Run `python ARGS` (or `launcher ARGS`) from `cwd` with this checkout's panet; returns its
-    output, or raises Failed with the last lines of it when the exit status is not the expected
-    one."""
-    command = [*(launcher or [sys.executable]), *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=900)
-    output = result.stdout + result.stderr
-    if (result.returncode != 0) != expect_failure:
-        tail = " | ".join(line for line in output.strip().splitlines()[-3:])
-        raise Failed(f"`{' '.join(args[:2])} ...` exited with {result.returncode}: {tail}")
-    return output
 
 
 class Checks:
@@ -83,11 +58,30 @@ class Checks:
             return
         print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
 
-    def skip(self, name: str, why: str) -> None:
-        print(f"skip  {name}: {why}", flush=True)
+    def script(self, name: str, *args: str, launcher: Optional[List[str]] = None,
+               expect_failure: bool = False) -> str:
+        """Run the checkout's script `name` with `args` (under `launcher`, e.g. torchrun) from
+        the scratch folder; its output, or Failed with its last lines when the exit status is
+        not the one expected."""
+        result = run_python(REPO_ROOT, [str(REPO_ROOT / name), *args], self.scratch, launcher,
+                            timeout=900)
+        output = result.stdout + result.stderr
+        if (result.returncode != 0) != expect_failure:
+            tail = " | ".join(output.strip().splitlines()[-3:])
+            raise Failed(f"`{name} {' '.join(args[:1])} ...` exited with {result.returncode}: "
+                         f"{tail}")
+        return output
 
-    def script(self, name: str, *args: str, **options) -> str:
-        return run_python([str(REPO_ROOT / name), *args], self.scratch, **options)
+    def torchrun_test(self, processes: int, output_dir: str, **options) -> str:
+        """test.py on the GPUs under torchrun with `processes` processes."""
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={processes}"]
+        return self.script("test.py", "with", *TEST, "device=cuda",
+                           f"test.output_dir={output_dir}", launcher=launcher, **options)
+
+    def results(self, run: str) -> dict:
+        """The results.json of the test run folder `run`."""
+        return json.loads((self.scratch / run / "results.json").read_text())
 
     def with_config(self, *args: str) -> List[str]:
         return ["with", *TOY, f"data.root={self.data}", f"device={self.device}", *args]
@@ -117,8 +111,7 @@ class Checks:
         for encode in ("image", "episode"):
             self.script("test.py", "with", *TEST, f"test.encode={encode}",
                         f"test.output_dir=test-{encode}", f"device={self.device}")
-            results[encode] = json.loads((self.scratch / f"test-{encode}" /
-                                          "results.json").read_text())
+            results[encode] = self.results(f"test-{encode}")
         difference = max(abs(results["image"][key] - results["episode"][key])
                          for key in ("mean_iou", "binary_iou"))
         if difference > RESULT_ATOL:
@@ -126,7 +119,7 @@ class Checks:
         return f"IoUs differ by {difference:.1e}"
 
     def device_record(self) -> Optional[str]:
-        record = json.loads((self.scratch / "test-image" / "results.json").read_text())["device"]
+        record = self.results("test-image")["device"]
         if record["device"].split(":")[0] != self.device.split(":")[0]:
             raise Failed(f"results.json says {record['device']}, expected {self.device}")
         if self.device.startswith("cuda") and record["tf32"] is not False:
@@ -148,41 +141,34 @@ class Checks:
         return f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}"
 
     def torchrun_refused(self) -> Optional[str]:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={self.gpus + 1}"]
-        output = run_python([str(REPO_ROOT / "test.py"), "with", *TEST, "device=cuda",
-                             "test.output_dir=refused"], self.scratch, launcher,
-                            expect_failure=True)
+        output = self.torchrun_test(self.gpus + 1, "refused", expect_failure=True)
         if "torchrun started" not in output:
             raise Failed("torchrun failed, but not with the one-line refusal")
         return f"{self.gpus + 1} processes, {self.gpus} GPU(s)"
 
     def sharded(self) -> Optional[str]:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2"]
-        run_python([str(REPO_ROOT / "test.py"), "with", *TEST, "device=cuda",
-                    "test.output_dir=test-ddp"], self.scratch, launcher)
-        sharded, single = (json.loads((self.scratch / run / "results.json").read_text())
-                           for run in ("test-ddp", "test-image"))
-        difference = abs(sharded["mean_iou"] - single["mean_iou"])
+        self.torchrun_test(2, "test-ddp")
+        difference = abs(self.results("test-ddp")["mean_iou"] -
+                         self.results("test-image")["mean_iou"])
         if difference > RESULT_ATOL:
             raise Failed(f"2 processes and 1 differ by {difference:.2e} in mean-IoU")
         return f"mean-IoU differs by {difference:.1e}"
 
     def run_all(self) -> int:
-        self.report("train", self.train)
-        self.report("checkpoint and resume", self.resume)
-        self.report("both evaluation paths within the contract", self.test_paths)
-        self.report("the device in results.json", self.device_record)
-        self.report("predict.py", self.predict)
-        if self.gpus:
-            self.report("torchrun with more processes than GPUs is refused", self.torchrun_refused)
-        else:
-            self.skip("torchrun with more processes than GPUs is refused", "no GPU here")
-        if self.gpus >= 2:
-            self.report("test.py on 2 GPUs agrees with 1", self.sharded)
-        else:
-            self.skip("test.py on 2 GPUs agrees with 1", f"{self.gpus} GPU(s) here")
+        """Each check in order (those needing more GPUs than there are skipped); 1 when any
+        failed, else 0."""
+        for name, check, gpus in (
+                ("train", self.train, 0), ("checkpoint and resume", self.resume, 0),
+                ("both evaluation paths within the contract", self.test_paths, 0),
+                ("the device in results.json", self.device_record, 0),
+                ("predict.py", self.predict, 0),
+                ("torchrun with more processes than GPUs is refused", self.torchrun_refused, 1),
+                ("test.py on 2 GPUs agrees with 1", self.sharded, 2)):
+            if self.gpus >= gpus:
+                self.report(name, check)
+            else:
+                print(f"skip  {name}: {f'{self.gpus} GPU(s)' if self.gpus else 'no GPU'} here",
+                      flush=True)
         print(f"{'FAILED' if self.failures else 'passed'}: {self.failures} check(s) failed")
         return 1 if self.failures else 0
 

@@ -4,19 +4,14 @@
     python scripts/compare.py A1 A2 A3 --vs B1 B2 B3              # one test per training seed
     python scripts/compare.py A1 A2 --vs B1 B2 --json out.json --markdown out.md --latex out.tex
 
-Each argument is a results.json of test.py, or the run folder holding it (with its
-episodes.npz). A side given several tests holds one method trained with different seeds; its
-value is their mean. Only the model and its training may differ between the tests: every
-protocol setting (dataset, split, fold, classes, ways, shots, queries, supports, input size,
-metric rule and resolution, runs, episodes, seed) must be the same, and so must every episode
-(checked through the stored class and image ids of every query); anything else is refused,
-naming each setting that differs (exit status 2).
-
-Prints A, B (mean ± std over their models) and A - B for mean-IoU and binary-IoU (overall and
-per run) and each class's IoU, with a 95% bootstrap interval over training seeds and test
-episodes and its p-value, the interval over test episodes only, what the interval covers, and
-each test's provenance (panet/comparison.py, panet/statistics.py). --json, --markdown and
---latex write that to files as well ('-': to standard output, instead of the Markdown).
+Each argument is a results.json of test.py or its run folder (with episodes.npz); a side of
+several tests holds one method trained with different seeds. Tests of another protocol or
+other episodes are refused, naming each setting that differs (exit status 2), and so is one
+model on both sides, except as a comparison of numerics: the same models, each side in its own
+precision, memory format or evaluation path. Prints A, B and A - B (mean-IoU and binary-IoU,
+overall and per run, each class's IoU) with 95% bootstrap intervals, p-values, each side's
+numerics and each test's provenance (docs/reporting.md); --json, --markdown and --latex write
+it to files as well ('-': to standard output, instead of the Markdown).
 """
 
 from __future__ import annotations
@@ -24,14 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from panet.report.comparison import (comparison_document, comparison_problems, comparison_report,
-                              load_test)
 from panet.base.files import atomic_write
+from panet.report.comparison import (comparison_document, comparison_problems,
+                                     comparison_report, load_test)
+from panet.report.render import render_latex, render_markdown
 from panet.report.results import json_text
 from panet.report.statistics import paired_comparison
-from panet.reproduce import render_latex, render_markdown
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -72,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         a = [load_test(path, f"A{index + 1}") for index, path in enumerate(args.tests)]
         b = [load_test(path, f"B{index + 1}") for index, path in enumerate(args.vs)]
-        problems: List[str] = comparison_problems(a, b)
+        problems = comparison_problems(a, b)
         if problems:
             raise ValueError("\n  ".join(["these tests cannot be compared:", *problems]))
         classes = sorted(int(c) for c in a[0].record["class_iou"])

@@ -5,22 +5,19 @@
         [--fold F] [--ways W] [--shots S] [--align | --no-align] [--step N]
     python scripts/convert_checkpoint.py --upgrade --trust-pickle OLD.pt NEW.pt
 
---to released writes the 26 encoder tensors of a VGG-16 PANet under the names and in the order
-of `nn.DataParallel(FewShotSeg).state_dict()` (`module.encoder.backbone.features.*`), in the
-legacy torch file format that the released code's PyTorch (1.0) reads; its test.py takes the
-setting from the path, so the script prints the run folder name to put the file under.
+--to released: the 26 encoder tensors of a VGG-16 PANet, named and ordered as
+`nn.DataParallel(FewShotSeg).state_dict()`, in the legacy torch format PyTorch 1.0 reads; the
+released test.py takes the setting from the path, so the run folder to put it under is printed.
 
---to panet makes a train.py checkpoint of a released snapshot: the config is the one train.py
-would compose for the snapshot's setting (`with voc|coco align|noalign data.fold=F data.ways=W
-data.shots=S`), read from the snapshot's path, each part overridable by the options; the step
-is `<step>` of `<step>.pth` or --step. The release kept no optimizer state: the checkpoint gets
-a fresh one (no momentum) with the learning-rate schedule advanced to the step, so training on
-from it continues the schedule but not the authors' exact run. The checkpoint's `origin` records
-the snapshot, its SHA-256 and where each setting came from.
+--to panet: a train.py checkpoint of a released snapshot, with the config train.py composes for
+the snapshot's setting (read from its path, each part overridable by an option) and the step of
+`<step>.pth` or --step. The release kept no optimizer state: a fresh one (no momentum) with the
+learning-rate schedule advanced to the step. `origin` records the snapshot, its SHA-256 and
+where each setting came from.
 
---upgrade rewrites a checkpoint of format 1 (which pickled numpy's generator state and sacred's
-config objects) in the current format, holding only tensors and plain data. Reading format 1
-unpickles the file, which runs any code a crafted file holds: it needs --trust-pickle.
+--upgrade: a format-1 checkpoint (numpy's generator state and sacred's config objects pickled)
+rewritten with tensors and plain data only; reading format 1 unpickles it, which runs any code a
+crafted file holds: it needs --trust-pickle.
 
 Errors are one line on stderr, with exit status 1 (2 for bad arguments).
 """
@@ -49,23 +46,20 @@ from panet.base.errors import OneLineParser, one_line
 
 SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
                    "ways": "--ways", "shots": "--shots"}
-RELEASED_ALPHA = 20.0  # the released code's fixed cosine scale (`scaler`)
+# what the released code's model is: (model.* key, its value there, why no other converts)
+RELEASED_MODEL = (("encoder", "vgg16", "the released code has only the VGG-16 encoder"),
+                  ("factory", DEFAULT_FACTORY, "the released code has PANet only"),
+                  ("alpha", 20.0, "the released code fixes the cosine scale (`scaler`) at 20"))
 
 
 def to_released(model_file: ModelFile, out: Path) -> str:
     """Write `model_file` (a panet checkpoint of a VGG-16 PANet) as a released snapshot."""
     if model_file.format != "panet":
         raise ValueError(f"'{model_file.path}' is already a released snapshot")
-    model = model_file.config["model"]
-    if model["encoder"] != "vgg16":
-        raise ValueError(f"'{model_file.path}' has model.encoder={model['encoder']!r}: the "
-                         "released code has only the VGG-16 encoder")
-    if model.get("factory", DEFAULT_FACTORY) != DEFAULT_FACTORY:
-        raise ValueError(f"'{model_file.path}' has model.factory={model['factory']!r}: the "
-                         "released code has PANet only")
-    if model["alpha"] != RELEASED_ALPHA:
-        raise ValueError(f"'{model_file.path}' has model.alpha={model['alpha']}: the released "
-                         f"code fixes the cosine scale at {RELEASED_ALPHA:g}")
+    model = {"factory": DEFAULT_FACTORY, **model_file.config["model"]}
+    for key, released, why in RELEASED_MODEL:
+        if model[key] != released:
+            raise ValueError(f"'{model_file.path}' has model.{key}={model[key]!r}: {why}")
     state = panet_to_released(model_file.state, model_file.path)
     with atomic_write(out) as file:
         torch.save(state, file, _use_new_zipfile_serialization=False)

@@ -2,13 +2,11 @@
 
     python scripts/make_scribbles.py VOC2012_DIR [--workers N]
 
-For every ``SegmentationClassAug/{id}.png`` writes ``ScribbleAugAuto/{id}.png`` (0 background
-scribble, k foreground scribble of instance k, 255 elsewhere) drawn by the DAVIS-challenge
-interaction robot (``panet.data.voc.generate_scribbles``: instances from
-``SegmentationObjectAug`` when that folder exists, else each connected part of a class region).
-The loader then reads these files exactly as it reads the released ones; without the folder it
-generates the same scribbles on the fly. Resumable: existing files are kept, and each file is
-written under a temporary name and renamed, so an interrupted run leaves no partial file.
+For every SegmentationClassAug/{id}.png writes ScribbleAugAuto/{id}.png (0 background scribble,
+k foreground scribble of instance k, 255 elsewhere) drawn by the DAVIS-challenge interaction
+robot (`panet.data.voc.generate_scribbles`), which the loader reads as it reads the released
+files (without them it draws the same scribbles on the fly). Resumable: existing files are
+kept, and each is written under a temporary name and renamed.
 """
 
 from __future__ import annotations

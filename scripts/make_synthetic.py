@@ -3,11 +3,10 @@
     python scripts/make_synthetic.py [--out data/synthetic] [--n-images 400] [--size 375 500]
                                      [--seed 0] [--coco] [--year 2014] [--layout voc|folder]
 
-Writes ``OUT/VOC2012`` (PASCAL layout, read with dataset name "synthetic" or "pascal" on
-``OUT/VOC2012``) and, with ``--coco``, ``OUT/coco`` (COCO layout, year ``--year``). With
-``--layout folder`` it writes the folder layout of your own datasets into OUT instead (images/,
-masks/, classes.txt, splits/; read with dataset name "folder" after scripts/prepare_folder.py),
-plus OUT/examples/ (a support image, its 0/255 mask, query images) for scripts/predict.py.
+Writes OUT/VOC2012 (PASCAL layout: dataset name "synthetic", or "pascal" on OUT/VOC2012) and,
+with --coco, OUT/coco (COCO layout, year --year); with --layout folder, the folder layout of
+your own datasets into OUT instead (dataset name "folder" after scripts/prepare_folder.py), plus
+OUT/examples/ (a support image, its 0/255 mask, query images) for scripts/predict.py.
 """
 
 from __future__ import annotations

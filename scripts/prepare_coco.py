@@ -2,13 +2,11 @@
 
     python scripts/prepare_coco.py ROOT [--year 2014] [--splits train val] [--cache-dir DIR]
 
-Expects the official zips from cocodataset.org unpacked into ROOT:
-``annotations/instances_{split}{year}.json`` (from annotations_trainval{year}.zip) and
-``{split}{year}/`` (from {split}{year}.zip).
-A missing piece is reported with where its official file comes from, and the script exits with
-status 2; a damaged annotation file or images missing from a folder exit with status 1. Otherwise
-it builds (or reuses) the cache that ``panet.data.coco.CocoSource`` reads (default
-``ROOT/.panet_cache/``, else ``~/.cache/panet/``) and prints the number of images per class.
+ROOT holds the official zips of cocodataset.org unpacked: annotations/instances_{split}{year}.json
+and {split}{year}/. A missing piece is reported with where it comes from (exit status 2), a
+damaged annotation file or missing images exit with status 1; otherwise it builds (or reuses)
+the cache `panet.data.coco.CocoSource` reads (default ROOT/.panet_cache/, else
+~/.cache/panet/) and prints the images per class.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """scripts/compare.py on hand-made tests (results.json + episodes.npz, no model run): it refuses
-tests whose protocols differ, naming each setting, and sides that are not one method over
-distinct training seeds; it compares several tests per side; it writes JSON, Markdown and LaTeX
-with each test's provenance."""
+tests whose protocols differ, naming each setting, sides that are not one method over distinct
+training seeds, and one model on both sides unless the sides differ in their numerics only (a
+comparison of numerics, labelled so); it compares several tests per side; it writes JSON,
+Markdown and LaTeX with each side's numerics and each test's provenance."""
 
 import copy
 import json
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import load_script
-from panet.report.comparison import PROTOCOL_KEYS
-from panet.settings import EpisodeSetting
 from panet.report.statistics import EpisodeRecords
+from panet.run.identity import PROTOCOL_KEYS
+from panet.settings import EpisodeSetting
 from test_statistics import naive_mean_iou, record_rows
 
 COMPARE = load_script("compare")
@@ -28,11 +29,19 @@ def episode_counts(tp_fg):
     return [[[60, 4, 4], [tp, 10, 6]] for tp in tp_fg]
 
 
+def setting_path(key):
+    """Where results.json's "setting" holds a protocol key: data.* in its data, test.* and seed
+    at its top level."""
+    section, _, name = key.rpartition(".")
+    return (section, name) if section == "data" else (name,)
+
+
 def write_test(folder, tp_fg=(30, 20, 12), training_seed=1234, sha=None, training=None,
-               **changes):
+               model_sha=None, identity=None, **changes):
     """A test folder of one trained model: 2 runs x 3 episodes (the same counts in both runs).
-    `training`: entries of its training fingerprint replaced; `changes`: setting entries
-    replaced, by results.json path ("data.weak", "rule", ...)."""
+    `training`: entries of its training fingerprint replaced; `model_sha`: the evaluated model's
+    digest (None: a record from before it); `identity`: results.json's identity; `changes`:
+    setting entries replaced or added, by results.json path ("data.weak", "precision", ...)."""
     folder.mkdir(parents=True)
     rows = [row for run in range(2) for row in record_rows(
         [np.array(c) for c in episode_counts(tp_fg)], CLASSES, run=run)]
@@ -58,6 +67,11 @@ def write_test(folder, tp_fg=(30, 20, 12), training_seed=1234, sha=None, trainin
         node[name] = value
     record = {"class_iou": {"1": 0.5, "2": 0.5}, "setting": setting,
               "code": {"commit": "0123456789abcdef", "dirty": False}, "config": {}}
+    if model_sha is not None:
+        record["model"] = {"model_sha256": model_sha, "factory": "panet.models:PANet",
+                           "method_sha256": None}
+    if identity is not None:
+        record["identity"] = identity
     (folder / "results.json").write_text(json.dumps(record))
     return folder
 
@@ -77,9 +91,9 @@ def test_every_named_protocol_key_is_checked():
 @pytest.mark.parametrize("key", list(PROTOCOL_KEYS))
 def test_tests_of_another_protocol_are_refused_naming_the_setting(tmp_path, capsys, key):
     a = write_test(tmp_path / "a")
-    where = ".".join(PROTOCOL_KEYS[key])
+    where = ".".join(setting_path(key))
     node = json.loads((a / "results.json").read_text())["setting"]
-    for part in PROTOCOL_KEYS[key]:
+    for part in setting_path(key):
         node = node[part]
     b = write_test(tmp_path / "b", **{where: other_value(node)})
     assert COMPARE.main([str(a), str(b)]) == 2
@@ -191,3 +205,81 @@ def test_old_results_without_records_are_refused(tmp_path, capsys):
     (b / "results.json").write_text(json.dumps(broken))
     assert COMPARE.main([str(a), str(b / "results.json")]) == 2
     assert "not a results.json of test.py" in capsys.readouterr().err
+
+
+def test_the_recorded_identity_gives_the_protocol(tmp_path, capsys):
+    """A results.json holding its identity: the protocol is read from its settings fingerprint."""
+    a = write_test(tmp_path / "a", identity={"settings": {"data.fold": 0, "test.runs": 2}})
+    b = write_test(tmp_path / "b", identity={"settings": {"data.fold": 1, "test.runs": 2}})
+    assert COMPARE.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "data.fold: 0 (A1), 1 (B1)" in err and "test.runs" not in err
+
+
+# ---- the same model on both sides: refused, unless a comparison of numerics ----------------
+
+def test_one_checkpoint_in_fp32_and_bf16_compares_numerics_naming_both(tmp_path, capsys):
+    a = write_test(tmp_path / "a", sha="1" * 64, precision="bf16", tp_fg=(29, 21, 12))
+    b = write_test(tmp_path / "b", sha="1" * 64, precision="fp32")
+    out = {name: tmp_path / f"compare.{name[:3]}" for name in ("json", "markdown", "latex")}
+    assert COMPARE.main([str(a), str(b), "--resamples", "50",
+                         *(x for name, path in out.items() for x in (f"--{name}", str(path)))]
+                        ) == 0
+    document = json.loads(out["json"].read_text())
+    assert document["compares"] == "numerics"
+    assert document["numerics"] == {"a": "bf16, contiguous, image path",
+                                    "b": "fp32, contiguous, image path"}
+    assert document["a"][0]["numerics"]["precision"] == "bf16"
+    markdown = out["markdown"].read_text()
+    assert markdown.startswith("# A vs B: numerics (bf16, contiguous, image path vs fp32, "
+                               "contiguous, image path)\n")
+    for said in ("- a comparison of numerics: the same model(s) on both sides, A in bf16",
+                 "- A: panet.models:PANet, one trained model (training seed 1234); bf16, "
+                 "contiguous, image path", "B in fp32, contiguous, image path",
+                 "tested at commit 0123456789ab in fp32, contiguous, image path"):
+        assert said in markdown, said
+    latex = out["latex"].read_text()
+    assert r"\caption{A vs B: numerics (bf16, contiguous, image path vs fp32" in latex
+
+
+def test_two_models_are_a_comparison_of_models_naming_each_sides_numerics(tmp_path, capsys):
+    a = write_test(tmp_path / "a", precision="bf16")
+    assert COMPARE.main([str(a), str(write_test(tmp_path / "b")), "--resamples", "20",
+                         "--json", "-"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["compares"] == "models"
+    assert document["numerics"]["a"].startswith("bf16")
+
+
+def test_the_same_model_in_the_same_numerics_on_both_sides_is_refused(tmp_path, capsys):
+    """Equal model digests: the same model, whatever the checkpoint files; with the same numerics
+    there is nothing to compare."""
+    a = write_test(tmp_path / "a", model_sha="2" * 64)
+    b = write_test(tmp_path / "b", model_sha="2" * 64, training_seed=1235)
+    assert COMPARE.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert ("A1 and B1 test the same model: both sides compute in fp32, contiguous, image path"
+            in err)
+
+
+def test_numerics_need_every_model_on_both_sides_and_one_numerics_a_side(tmp_path, capsys):
+    a1 = write_test(tmp_path / "a1", sha="1" * 64, precision="bf16")
+    a2 = write_test(tmp_path / "a2", training_seed=1235, precision="fp32")
+    b1 = write_test(tmp_path / "b1", sha="1" * 64, precision="fp32")
+    assert COMPARE.main([str(a1), str(a2), "--vs", str(b1)]) == 2
+    assert ("A1 and B1 test the same model: only a comparison of numerics may"
+            in capsys.readouterr().err)
+    b2 = write_test(tmp_path / "b2", sha=f"{'a2':0>64}", training_seed=1235, precision="bf16")
+    assert COMPARE.main([str(a1), str(a2), "--vs", str(b1), str(b2)]) == 2
+    err = capsys.readouterr().err
+    assert ("a comparison of numerics needs one numerics per side (A: bf16, contiguous, image "
+            "path (A1), fp32, contiguous, image path (A2)" in err)
+
+
+def test_a_side_with_the_same_model_twice_is_refused(tmp_path, capsys):
+    """Two checkpoint files of one model (equal model digests) within a side, even in other
+    numerics."""
+    a1 = write_test(tmp_path / "a1", model_sha="3" * 64)
+    a2 = write_test(tmp_path / "a2", model_sha="3" * 64, training_seed=1235, precision="bf16")
+    assert COMPARE.main([str(a1), str(a2), "--vs", str(write_test(tmp_path / "b"))]) == 2
+    assert "A1 and A2 test the same trained model" in capsys.readouterr().err

@@ -391,7 +391,10 @@ def test_bench_compares_a_trained_model_on_a_real_episode(trained_bf16, syntheti
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (found["encoder"], found["precision"], found["memory_format"]) == (
         "small", "bf16", "channels_last")
-    assert found["train_ratio"] > 0 and found["inference_ratio"] > 0
+    rows = {row["measure"]: row for row in found["rows"]}
+    assert rows["training step"]["ratio"] > 0 and rows["inference"]["ratio"] > 0
+    assert rows["training step"]["target"] == 0.55 and rows["inference"]["target"] == 0.65
     assert 0 < found["logits_max_abs_diff"] <= BF16_LOGIT_ATOL
     assert found["argmax_agreement"] >= BF16_PIXEL_AGREEMENT
-    assert found["train_peak_gib"]["fp32"] > 0 and found["memory_ratio"] > 0
+    memory = rows["train-step peak memory (above pre-step)"]
+    assert memory["reference"] > 0 and memory["ratio"] > 0 and memory["unit"] == "GiB"

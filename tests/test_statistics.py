@@ -3,6 +3,7 @@ hand-made sets of episodes whose exact distribution is known."""
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -168,8 +169,9 @@ def test_seed_and_episode_interval_matches_the_exact_distribution():
 
 
 def test_seed_and_episode_interval_follows_its_documented_draws():
-    """The statistic of every resample recomputed by loops from the draws the docstring names:
-    episodes from resample_weights(seed), models from default_rng((seed, SEED_DRAWS))."""
+    """Every statistic of every resample (overall, per run, per class) recomputed by loops from
+    the draws the docstring names: episodes from resample_weights(seed), models from
+    default_rng((seed, SEED_DRAWS))."""
     rng = np.random.default_rng(4)
     classes = [1, 2, 2, 1]
 
@@ -183,14 +185,23 @@ def test_seed_and_episode_interval_follows_its_documented_draws():
         + record_rows([np.array(c) for c in m[2:]], classes[2:], run=1)) for m in side]
         for side in sides]
     n, seed = 300, 7
-    result = paired_comparison(records[0], records[1], [1, 2], n, seed)["overall"]["binary_iou"]
+    result = paired_comparison(records[0], records[1], [1, 2], n, seed)
 
-    def binary_iou(model, run, drawn):
-        counts = np.zeros((2, 3))  # background, foreground (summed over the classes)
+    def run_ious(model, run, drawn):
+        """[binary-IoU, IoU of class 1, IoU of class 2] of one run's drawn episodes."""
+        counts = np.zeros((3, 3))  # background, class 1, class 2
         for e in drawn:
-            counts += np.array(model[2 * run + e])
-        ious = counts[:, 0] / counts.sum(axis=1)
-        return ious.mean()
+            counts[0] += model[2 * run + e][0]
+            counts[classes[2 * run + e]] += model[2 * run + e][1]
+        ious = [c[0] / c.sum() if c.sum() else np.nan for c in counts]
+        foreground = counts[1:].sum(axis=0)
+        return [(ious[0] + foreground[0] / foreground.sum()) / 2, *ious[1:]]
+
+    def statistics(model, drawn):  # overall binary-IoU, each run's, each class's
+        runs = np.array([run_ious(model, run, drawn[run]) for run in range(2)])
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class no drawn episode holds
+            return [runs[:, 0].mean(), *runs[:, 0], *np.nanmean(runs[:, 1:], axis=0)]
 
     weights = resample_weights(2, 2, n, seed)
     picks_rng = np.random.default_rng((seed, SEED_DRAWS))
@@ -198,10 +209,15 @@ def test_seed_and_episode_interval_follows_its_documented_draws():
     differences = []
     for i in range(n):
         drawn = [[e for e in range(2) for _ in range(weights[i, run, e])] for run in range(2)]
-        value = [np.mean([np.mean([binary_iou(side[m], run, drawn[run]) for run in range(2)])
-                          for m in picks[s][i]]) for s, side in enumerate(sides)]
+        value = [np.mean([statistics(side[m], drawn) for m in picks[s][i]], axis=0)
+                 for s, side in enumerate(sides)]
         differences.append(value[0] - value[1])
-    assert result["ci"] == pytest.approx(np.percentile(differences, [2.5, 97.5]).tolist())
+    expected = np.nanpercentile(differences, [2.5, 97.5], axis=0).T
+    entries = [result["overall"]["binary_iou"], *(run["binary_iou"] for run in result["runs"]),
+               result["classes"][1], result["classes"][2]]
+    assert np.isnan(differences).any()  # some resample holds no episode of a class
+    for entry, interval in zip(entries, expected):
+        assert entry["ci"] == pytest.approx(interval.tolist())
 
 
 def test_identical_models_add_nothing_over_seeds_and_sides_refuse_other_episodes():

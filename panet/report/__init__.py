@@ -1,1 +1,2 @@
-"""What results become: test records, statistics, comparisons, analyses, figures, tables rendered."""
+"""What results become: test records, statistics, comparisons, analyses, figures, benchmarks,
+tables rendered."""

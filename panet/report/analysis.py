@@ -1,18 +1,17 @@
-"""Analyses beyond the tables (PROTOCOL §11): prototype distances (Sec. 4.3) and training curves
-(Fig. 5), plus loading a trained model with its test episodes.
+"""Analyses beyond the tables (PROTOCOL §11): prototype distances (Sec. 4.3), training curves
+(Fig. 5), and loading a trained model with its test episodes.
 
 Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size, h x w
 feature size.
 
-Prototype distance (Sec. 4.3). The paper compares "prototypes from the support set and from the
-query set (using the query's ground-truth mask)". We compare, per query and per label j of the
-episode (0 = background, c = way c), the support prototype p_j of the model (eq. 1-2: mean over
-shots, background also over ways) with the prototype pooled *the same way* from the query: its
-features upsampled to H x W and averaged over the ground-truth mask of j. The query's masks are
-built as the support's are (PROTOCOL §2): foreground = pixels of way c's class, background =
-every other pixel, void (255) included. The number reported beside the paper's is the foreground
-distance ||p_c - q_c||_2 of the way's class; the background distance is reported next to it. A query whose resized ground truth holds no pixel of a label (a class that
-vanished at 417 x 417) has no prototype for it: that distance is NaN and left out of the mean.
+Prototype distance (Sec. 4.3): the paper compares "prototypes from the support set and from
+the query set (using the query's ground-truth mask)". Per query and episode label j (0
+background, c way c) we compare the model's support prototype p_j (eq. 1-2) with the prototype
+pooled *the same way* from the query: its features upsampled to H x W, averaged over j's
+ground-truth mask, built as the support's (background: every pixel of no way, void included).
+Beside the paper's number goes the foreground distance ||p_c - q_c||_2, the background one next
+to it; a query without a pixel of j (vanished at 417 x 417) has no distance for it (NaN, left
+out of the mean).
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from panet.data import make_episode_dataset
 from panet.weights.model_files import build_trained, read_model_file
@@ -33,7 +32,7 @@ from panet.models.factory import MODEL_INPUTS
 from panet.models import PANet
 from panet.models.prototypes import masked_average_pool
 from panet.settings import EpisodeSetting
-from panet.report.document import MISSING, Number, Report
+from panet.report.render import MISSING, Number, Report
 from panet.base.files import PathLike
 
 Curve = Tuple[List[int], List[float]]  # steps, values
@@ -62,9 +61,23 @@ def evaluation_episodes(data: EpisodeSetting, n_episodes: int, seed: int,
     return make_episode_dataset(data.replace(**overrides), n_episodes, seed, train=False)
 
 
-def episode_batches(dataset: Dataset, workers: int, device: torch.device) -> DataLoader:
-    """The dataset's episodes in order, one per batch."""
-    return episode_loader(dataset, EvalShard(len(dataset), 1), workers, device)
+def model_outputs(checkpoint: PathLike, n_episodes: int, seed: int,
+                  device: Union[str, torch.device], workers: Optional[int] = None,
+                  **overrides: Any) -> Iterator[Tuple[Dict[str, torch.Tensor], Any]]:
+    """Each of `n_episodes` test episodes of a train.py checkpoint's setting (data.* keys
+    replaced by `overrides`, seeded like test.py's first run with `seed`), one per batch on
+    `device`, with the trained model's output on it. Data loader processes: `workers`, or the
+    setting's."""
+    device = torch.device(device)
+    net, data = load_trained(checkpoint, device)
+    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
+    shard = EvalShard(len(dataset), 1)
+    for batch in episode_loader(dataset, shard, data.workers if workers is None else workers,
+                                device):
+        batch = to_device(batch, device)
+        with torch.inference_mode():
+            out = net(*(batch[key] for key in MODEL_INPUTS))
+        yield batch, out
 
 
 def query_masks(query_labels: torch.Tensor, ways: int) -> torch.Tensor:
@@ -113,24 +126,21 @@ def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: i
                                **overrides: Any) -> PrototypeDistance:
     """Sec. 4.3 for one trained model: `n_episodes` test episodes of its setting (data.* keys
     replaced by `overrides`, e.g. fold=0, shots=5), seeded like test.py's first run."""
-    device = torch.device(device)
-    net, data = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
     sums = torch.zeros(2, dtype=torch.float64)  # background, foreground
     counts = torch.zeros(2, dtype=torch.int64)
-    for batch in episode_batches(dataset, data.workers, device):
-        batch = to_device(batch, device)
-        out = net(*(batch[key] for key in MODEL_INPUTS))
+    episodes = 0
+    for batch, out in model_outputs(checkpoint, n_episodes, seed, device, **overrides):
         distances = prototype_distances(out.prototypes, out.query_features,
                                         batch["query_labels"]).cpu().double()
         for index, part in enumerate((distances[..., 0], distances[..., 1:])):
             valid = ~torch.isnan(part)
             sums[index] += part[valid].sum()
             counts[index] += int(valid.sum())
+        episodes += len(batch["query_labels"])
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
     return PrototypeDistance(foreground=float(means[1]), background=float(means[0]),
                              n_foreground=int(counts[1]), n_background=int(counts[0]),
-                             n_episodes=len(dataset))
+                             n_episodes=episodes)
 
 
 def prototype_distance_report(measured: Mapping[str, PrototypeDistance],

@@ -1,42 +1,32 @@
 """Comparing methods: tests of models A (one per training seed) against tests of models B, on the
-same protocol and episodes (`scripts/compare.py`).
-
-What may differ between the two sides is the model and its training, nothing else: every test
-must record the same protocol (`PROTOCOL_KEYS`: dataset, splits, classes, episode shape,
-supports, input size, metric rule and resolution, runs, episodes and their seed), which is
-checked from results.json's "setting" and then, episode by episode, from the class and image ids
-stored in episodes.npz (`panet.report.statistics.mismatch`). Within a side the tests are of one method
-trained with different seeds: the same model and training settings, distinct trained models.
-
-The result (`panet.report.statistics.paired_comparison`) becomes a `Report` (Markdown and LaTeX through
-`panet.report.render`) or a JSON document, with each side's provenance: the code commit that
-tested it, the checkpoint (path and SHA-256), the factory and the training seed.
+same protocol (`panet.run.identity.PROTOCOL_KEYS`) and episodes (their stored ids), for
+`scripts/compare.py`. A side holds one method over distinct training seeds. The sides compare
+two methods' models, or one set of models in two numerics (precision, memory format, evaluation
+path: `recorded_numerics`): one model (`recorded_model`) on both sides is refused otherwise.
+The result of `paired_comparison` becomes a `Report` or a JSON document, with each side's
+numerics and each test's provenance (commit, checkpoint, factory, seed).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from panet.models.factory import DEFAULT_FACTORY
-from panet.report.statistics import EpisodeRecords, interval_coverage
+from panet.report.render import MISSING, Measured, Report, format_number
+from panet.report.statistics import METRICS, EpisodeRecords, interval_coverage
 from panet.run.folder import RunFolder
-from panet.report.render import format_number
-from panet.report.document import MISSING, Measured, Report
+from panet.run.identity import PROTOCOL_KEYS, protocol, recorded_model, recorded_numerics
 
-# the protocol of a test: (key, where results.json's "setting" holds it)
-PROTOCOL_KEYS = {
-    **{f"data.{name}": ("data", name) for name in (
-        "name", "test_split", "fold", "n_folds", "fold_style", "test_classes", "year", "ways",
-        "shots", "queries", "weak", "bbox_instance", "scribble_dilation", "coco_labels", "size")},
-    **{f"test.{name}": (name,) for name in ("rule", "resolution", "runs", "episodes")},
-    "seed": ("seed",),
-}
-METRICS = (("mean_iou", "mean-IoU"), ("binary_iou", "binary-IoU"))
+METRIC_TITLES = {"mean_iou": "mean-IoU", "binary_iou": "binary-IoU"}
 # what may differ between the models of one side: the training seed and where the data was read
 SEED_KEYS = ("seed", "data.root")
+HEADER = ["(IoU in %)", "A", "B", "A - B", "95% interval (seeds and episodes)", "p-value",
+          "95% interval (episodes only)"]
 
 
 @dataclass(frozen=True)
@@ -54,34 +44,38 @@ class TestResult:
     def setting(self) -> Dict[str, Any]:
         return self.record["setting"]
 
-    def protocol(self) -> Dict[str, Any]:
-        """The value of every protocol key (None where an older results.json lacks it)."""
-        found = {}
-        for key, where in PROTOCOL_KEYS.items():
-            value: Any = self.setting
-            for part in where:
-                value = value.get(part) if isinstance(value, dict) else None
-            found[key] = value
-        return found
+    @property
+    def model(self) -> tuple:
+        """The tested model (`recorded_model`): equal for two tests of the same model."""
+        return recorded_model(self.record)
 
-    def model_identity(self) -> tuple:
-        """What tells trained models apart: the checkpoint's bytes, or PANet-init's settings."""
-        setting = self.setting
-        if setting.get("checkpoint_sha256"):
-            return ("checkpoint", setting["checkpoint_sha256"])
-        return ("init", json.dumps(setting.get("model"), sort_keys=True), setting.get("seed"))
+    @property
+    def numerics(self) -> Dict[str, Any]:
+        """How the test computed (`recorded_numerics`)."""
+        return recorded_numerics(self.record)
+
+    def protocol(self) -> Dict[str, Any]:
+        """The protocol keys of the test's settings fingerprint; a record older than it gives
+        them from its "setting" (data.* from its data, test.* and seed from the top level)."""
+        settings = (self.record.get("identity") or {}).get("settings")
+        if settings is None:
+            setting = self.setting
+            settings = {**{f"test.{key}": value for key, value in setting.items()},
+                        **{f"data.{key}": value for key, value in setting["data"].items()},
+                        "seed": setting.get("seed")}
+        return protocol(settings)
 
     def provenance(self) -> Dict[str, Any]:
-        """Where the tested model came from and what tested it."""
+        """Where the tested model came from, what tested it and how it computed."""
         setting = self.setting
         return {"label": self.label, "results": str(self.path),
                 "code": self.record.get("code"), "checkpoint": setting.get("checkpoint"),
                 "checkpoint_sha256": setting.get("checkpoint_sha256"),
+                "model_sha256": (self.record.get("model") or {}).get("model_sha256"),
                 "factory": (setting.get("model") or {}).get("factory", DEFAULT_FACTORY),
                 "training_seed": setting.get("training_seed"),
                 "trained_steps": setting.get("trained_steps"),
-                "init": bool(setting.get("notrain")),
-                "encode_used": setting.get("encode_used", setting.get("encode"))}
+                "init": bool(setting.get("notrain")), "numerics": self.numerics}
 
 
 def load_test(path: Path, label: str) -> TestResult:
@@ -89,8 +83,8 @@ def load_test(path: Path, label: str) -> TestResult:
     Raises ValueError (one line) when either is missing or unreadable."""
     results = RunFolder(path).results if path.is_dir() else path
     if not results.is_file():
-        raise ValueError(f"{label} {path}: no {RunFolder.RESULTS} (give test.py's {RunFolder.RESULTS} or "
-                         "its folder)")
+        raise ValueError(f"{label} {path}: no {RunFolder.RESULTS} (give test.py's "
+                         f"{RunFolder.RESULTS} or its folder)")
     try:
         record = json.loads(results.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -99,85 +93,122 @@ def load_test(path: Path, label: str) -> TestResult:
         raise ValueError(f"{label} {results}: not a {RunFolder.RESULTS} of test.py")
     records = RunFolder(results.parent).records
     if not records.is_file():
-        raise ValueError(f"{label} {results}: no {RunFolder.RECORDS} beside it (tests from before "
-                         "per-episode records cannot be compared: run test.py again)")
+        raise ValueError(f"{label} {results}: no {RunFolder.RECORDS} beside it (tests from "
+                         "before per-episode records cannot be compared: run test.py again)")
     return TestResult(label, results, record, EpisodeRecords.load(records))
 
 
-def _values(tests: Sequence[TestResult], value: Callable[[TestResult], Any]) -> str:
-    """'v1 (A1, A2), v2 (B1)': the distinct values of the tests, each with who has it."""
+def _differing(tests: Sequence[TestResult], value: Callable[[TestResult], Any],
+               shown: Callable[[Any], str] = repr) -> Optional[str]:
+    """'v1 (A1, A2), v2 (B1)': the distinct values of the tests, each with who has it; None
+    when they all agree."""
     groups: Dict[str, List[str]] = {}
     for test in tests:
-        groups.setdefault(repr(value(test)), []).append(test.label)
-    return ", ".join(f"{shown} ({', '.join(labels)})" for shown, labels in groups.items())
+        groups.setdefault(shown(value(test)), []).append(test.label)
+    if len(groups) < 2:
+        return None
+    return ", ".join(f"{text} ({', '.join(labels)})" for text, labels in groups.items())
+
+
+def numerics_text(numerics: Dict[str, Any]) -> str:
+    """'bf16, channels_last, image path': a test's numerics in words."""
+    return f"{numerics['precision']}, {numerics['memory_format']}, {numerics['encode']} path"
+
+
+def side_numerics(side: Sequence[TestResult]) -> str:
+    """The numerics of a side's tests in words; each with its tests when they differ."""
+    return (_differing(side, lambda test: test.numerics, numerics_text)
+            or numerics_text(side[0].numerics))
 
 
 def protocol_differences(tests: Sequence[TestResult]) -> List[str]:
     """'key: value (tests), other value (tests)' for every protocol key the tests disagree on."""
     protocols = {test.label: test.protocol() for test in tests}
-    return [f"{key}: {_values(tests, lambda t: protocols[t.label][key])}"
-            for key in PROTOCOL_KEYS if len({repr(p[key]) for p in protocols.values()}) > 1]
+    found = {key: _differing(tests, lambda t: protocols[t.label][key]) for key in PROTOCOL_KEYS}
+    return [f"{key}: {values}" for key, values in found.items() if values]
 
 
 def side_problems(side: Sequence[TestResult]) -> List[str]:
-    """Why the tests of one side are not one method over distinct training seeds: model or
-    training settings that differ (the seed and the data's folder aside), one trained model
-    tested twice, or two models trained with the same seed."""
-    problems = []
+    """Why the tests of one side are not one method over distinct training seeds: training or
+    model settings that differ (the seed and data folder aside), one model tested twice, two
+    models trained with one seed."""
     recorded = [test for test in side if test.setting.get("training")]  # train.py checkpoints
-    for key in sorted({key for t in recorded for key in t.setting["training"]} - set(SEED_KEYS)):
-        value = lambda t, key=key: t.setting["training"].get(key)  # noqa: E731
-        if len({json.dumps(value(t)) for t in recorded}) > 1:
-            problems.append(f"the models of a side differ in {key} (only the training seed "
-                            f"may): {_values(recorded, value)}")
-    if len({json.dumps(test.setting.get("model"), sort_keys=True) for test in side}) > 1:
-        problems.append("the models of a side differ in their model settings: "
-                        f"{_values(side, lambda t: t.setting.get('model'))}")
-    models: Dict[tuple, str] = {}
+    keys = sorted({key for t in recorded for key in t.setting["training"]} - set(SEED_KEYS))
+    differing = {key: _differing(recorded, lambda t: t.setting["training"].get(key))
+                 for key in keys}
+    problems = [f"the models of a side differ in {key} (only the training seed may): {values}"
+                for key, values in differing.items() if values]
+    models = _differing(side, lambda t: t.setting.get("model"), partial(json.dumps, sort_keys=True))
+    if models:
+        problems.append(f"the models of a side differ in their model settings: {models}")
+    models: Dict[tuple, str] = {}  # the first test of each model, of each training seed
     seeds: Dict[int, str] = {}
     for test in side:
         seed = test.setting.get("training_seed")
-        if test.model_identity() in models:
-            problems.append(f"{models[test.model_identity()]} and {test.label} test the same "
-                            "trained model: a side holds one test per training seed")
-        elif seed is not None and seed in seeds:
+        if test.model in models:
+            problems.append(f"{models[test.model]} and {test.label} test the same trained "
+                            "model: a side holds one test per training seed")
+        elif seed in seeds:
             problems.append(f"{seeds[seed]} and {test.label} test models trained with the same "
                             f"seed ({seed}): a side holds one test per training seed")
-        models.setdefault(test.model_identity(), test.label)
+        models.setdefault(test.model, test.label)
         if seed is not None:
             seeds.setdefault(seed, test.label)
     return problems
 
 
+def compares_numerics(a: Sequence[TestResult], b: Sequence[TestResult]) -> bool:
+    """Whether A and B test the same models in other numerics: every test of A pairs with one
+    of B of the same model, each side computes in one numerics, and these differ."""
+    return (len(a) == len(b) and {t.model for t in a} == {t.model for t in b}
+            and len({side_numerics(a), side_numerics(b)}) == 2
+            and not any(_differing(side, lambda t: t.numerics, numerics_text) for side in (a, b)))
+
+
+def shared_model_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
+    """'A1 and B1 test the same model: why not as a comparison of numerics', for every model
+    on both sides of a comparison that is not one of numerics."""
+    in_b = {test.model: test.label for test in b}
+    if compares_numerics(a, b) or not in_b.keys() & {test.model for test in a}:
+        return []
+    if len(a) != len(b) or in_b.keys() != {test.model for test in a}:
+        why = "only a comparison of numerics may, with every model of A tested once in B"
+    elif side_numerics(a) == side_numerics(b):
+        why = (f"both sides compute in {side_numerics(a)}; a comparison of numerics needs other "
+               "numerics on each side (precision, memory format, evaluation path)")
+    else:
+        why = (f"a comparison of numerics needs one numerics per side (A: {side_numerics(a)}; "
+               f"B: {side_numerics(b)})")
+    return [f"{test.label} and {in_b[test.model]} test the same model: {why}"
+            for test in a if test.model in in_b]
+
+
 def comparison_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
     """Everything that makes the tests of sides `a` and `b` not comparable (module docstring):
-    one line per protocol key that differs, naming the values and tests, and per side problem."""
+    one line per protocol key that differs, naming the values and tests, per side problem and
+    per model on both sides (outside a comparison of numerics)."""
     differences = protocol_differences([*a, *b])
     problems = [f"the protocols differ (only the model and its training may): {line}"
                 for line in differences]
     classes = {test.label: sorted(int(c) for c in test.record["class_iou"]) for test in (*a, *b)}
     if not differences and len({tuple(c) for c in classes.values()}) > 1:
         problems.append(f"the tests report different classes: {classes}")
-    return problems + side_problems(a) + side_problems(b)
+    return problems + side_problems(a) + side_problems(b) + shared_model_problems(a, b)
 
 
 def _percent_interval(interval: Sequence[Optional[float]]) -> str:
-    low, high = (None if v is None else 100 * v for v in interval)
-    if low is None or high is None or low != low or high != high:
+    if any(v is None or v != v for v in interval):  # NaN: a class no test evaluated
         return MISSING
-    return f"[{low:+.1f}, {high:+.1f}]"
+    return "[{:+.1f}, {:+.1f}]".format(*(100 * v for v in interval))
 
 
 def _side_entry(values: Sequence[float]) -> Measured:
     """A side's value in percent: the mean over its models, ± their sample std (2+ models)."""
     percents = [100 * v for v in values]
-    mean = sum(percents) / len(percents)
-    if mean != mean:  # NaN: a class no test evaluated
+    if any(v != v for v in percents):  # NaN: a class no test evaluated
         return Measured(None)
-    std = None
-    if len(percents) > 1:
-        std = (sum((v - mean) ** 2 for v in percents) / (len(percents) - 1)) ** 0.5
-    return Measured(mean, std)
+    return Measured(statistics.mean(percents),
+                    statistics.stdev(percents) if len(percents) > 1 else None)
 
 
 def _row(label: str, entry: Dict[str, Any]) -> List[Any]:
@@ -188,14 +219,28 @@ def _row(label: str, entry: Dict[str, Any]) -> List[Any]:
             p_value, _percent_interval(entry["ci_episodes"])]
 
 
+def _rows(result: Dict[str, Any]) -> Tuple[List[List[Any]], List[int]]:
+    """The table's rows (each metric, each run's with several runs, each class) and the
+    indices of the rows that start a group."""
+    rows: List[List[Any]] = []
+    groups = []
+    for name in METRICS:
+        groups.append(len(rows))
+        rows.append(_row(METRIC_TITLES[name], result["overall"][name]))
+        if len(result["runs"]) > 1:
+            rows += [_row(f"  run {run}", entry[name]) for run, entry in enumerate(result["runs"])]
+    groups.append(len(rows))
+    rows += [_row(f"class {class_id}", entry) for class_id, entry in result["classes"].items()]
+    return rows, groups
+
+
 def _describe_side(side: Sequence[TestResult]) -> str:
     first = side[0].provenance()
-    if first["init"]:
-        return f"{first['factory']}, PANet-init (no training)"
     seeds = ", ".join(str(t.provenance()["training_seed"]) for t in side)
-    if len(side) == 1:
-        return f"{first['factory']}, one trained model (training seed {seeds})"
-    return f"{first['factory']}, {len(side)} trained models (training seeds {seeds})"
+    models = ("PANet-init (no training)" if first["init"] else
+              f"one trained model (training seed {seeds})" if len(side) == 1 else
+              f"{len(side)} trained models (training seeds {seeds})")
+    return f"{first['factory']}, {models}; {side_numerics(side)}"
 
 
 def _provenance_line(test: TestResult) -> str:
@@ -206,46 +251,48 @@ def _provenance_line(test: TestResult) -> str:
              f"checkpoint {made['checkpoint']} (sha256 {str(made['checkpoint_sha256'])[:12]}, "
              f"{made['trained_steps']} steps, training seed {made['training_seed']})")
     return (f"{made['label']}: {made['results']}: {made['factory']}, {model}; tested at commit "
-            f"{commit}, {made['encode_used']} path")
+            f"{commit} in {numerics_text(made['numerics'])}")
+
+
+def _protocol_note(test: TestResult) -> str:
+    found = test.protocol()
+    return (f"protocol (the same for every test): {found['data.name']} "
+            f"{found['data.test_split']} fold {found['data.fold']}, {found['data.ways']}-way "
+            f"{found['data.shots']}-shot, {found['data.weak']} supports, {found['data.size']} "
+            f"px, metric rule {found['test.rule']} at {found['test.resolution']} resolution")
 
 
 def comparison_report(a: Sequence[TestResult], b: Sequence[TestResult], result: Dict[str, Any],
                       n_resamples: int) -> Report:
     """The comparison as a `Report`: rows for mean- and binary-IoU (and each run's, with
     several runs) and each class; A and B as mean ± std over their models, A - B with the
-    interval over seeds and episodes, its p-value, and the interval over episodes only."""
-    protocol = a[0].protocol()
-    rows: List[List[Any]] = []
-    groups = []
-    for name, title in METRICS:
-        groups.append(len(rows))
-        rows.append(_row(title, result["overall"][name]))
-        if len(result["runs"]) > 1:
-            rows += [_row(f"  run {run}", entry[name]) for run, entry in enumerate(result["runs"])]
-    groups.append(len(rows))
-    rows += [_row(f"class {class_id}", entry) for class_id, entry in result["classes"].items()]
+    interval over seeds and episodes, its p-value, and the interval over episodes only. A
+    comparison of numerics says so in its title and first note, naming each side's."""
+    rows, groups = _rows(result)
     records = a[0].records
-    notes = [f"A: {_describe_side(a)}", f"B: {_describe_side(b)}",
-             f"protocol (the same for every test): {protocol['data.name']} "
-             f"{protocol['data.test_split']} fold {protocol['data.fold']}, "
-             f"{protocol['data.ways']}-way {protocol['data.shots']}-shot, "
-             f"{protocol['data.weak']} supports, {protocol['data.size']} px, metric rule "
-             f"{protocol['test.rule']} at {protocol['test.resolution']} resolution",
+    notes = [f"A: {_describe_side(a)}", f"B: {_describe_side(b)}", _protocol_note(a[0]),
              f"identical episodes in every test: {records.n_runs} run(s), {len(records.run)} "
              f"queries (their class and image ids checked); {n_resamples} bootstrap resamples",
              interval_coverage(len(a), len(b), n_resamples)]
-    header = ["(IoU in %)", "A", "B", "A - B", "95% interval (seeds and episodes)", "p-value",
-              "95% interval (episodes only)"]
-    return Report("A vs B", header, rows, notes=notes, groups=groups,
+    title = "A vs B"
+    if compares_numerics(a, b):
+        title += f": numerics ({side_numerics(a)} vs {side_numerics(b)})"
+        notes.insert(0, f"a comparison of numerics: the same model(s) on both sides, A in "
+                        f"{side_numerics(a)}; B in {side_numerics(b)}. A - B is what the "
+                        "numerics change, not a difference between models")
+    return Report(title, HEADER, rows, notes=notes, groups=groups,
                   provenance=[_provenance_line(test) for test in (*a, *b)],
                   made_by="scripts/compare.py")
 
 
 def comparison_document(a: Sequence[TestResult], b: Sequence[TestResult],
                         result: Dict[str, Any], n_resamples: int) -> Dict[str, Any]:
-    """The comparison as JSON-ready data: each side's provenance, the protocol, what the
-    interval covers, and `paired_comparison`'s result (fractions)."""
-    return {"a": [test.provenance() for test in a], "b": [test.provenance() for test in b],
+    """The comparison as JSON-ready data: what it compares ("models" | "numerics"), each side's
+    numerics and provenance, the protocol, what the interval covers, and
+    `paired_comparison`'s result (fractions)."""
+    return {"compares": "numerics" if compares_numerics(a, b) else "models",
+            "numerics": {"a": side_numerics(a), "b": side_numerics(b)},
+            "a": [test.provenance() for test in a], "b": [test.provenance() for test in b],
             "protocol": a[0].protocol(), "resamples": n_resamples,
             "interval_covers": interval_coverage(len(a), len(b), n_resamples),
             "comparison": result}

@@ -2,18 +2,12 @@
 
 Shape letters: B episodes, W ways, S shots, Q queries, H x W image size.
 
-Overlays use one colour per way (`WAY_COLOURS`, way 1 first), blended into the de-normalised
-image wherever a mask or label map holds that way; background, void (255) and unmasked pixels
-keep the image, darkened (`OUTSIDE_DIM`) so that the masks stand out. One episode becomes one row of tiles:
-
-    support 1..S of way 1 (its mask) ... of way W | per query: prediction, ground truth
-
-    from panet.report.figures import save_qualitative
-    save_qualitative("runs/1/checkpoints/final.pt", "figures/qualitative.png", n_episodes=4,
-                     shots=5)   # any data.* override of the checkpoint's test setting
-
-`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions and a
-legend, legible at any image size); `label_palette` colours its label PNGs the same way.
+Overlays blend one colour per way (`WAY_COLOURS`, way 1 first) into the de-normalised image
+wherever a mask or label map holds that way; other pixels keep the image, darkened
+(`OUTSIDE_DIM`) so that the masks stand out. `save_qualitative` draws one episode per row:
+each support with its mask, then each query's prediction and ground truth.
+`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions, a legend,
+legible at any image size); `label_palette` colours its label PNGs the same way.
 """
 
 from __future__ import annotations
@@ -27,10 +21,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from panet.report.analysis import Curve, episode_batches, evaluation_episodes, load_trained
+from panet.report.analysis import Curve, model_outputs
 from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
-from panet.data.episodes import to_device
-from panet.models.factory import MODEL_INPUTS
 from panet.base.files import PathLike
 
 Colour = Tuple[int, int, int]
@@ -172,24 +164,18 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _row(tiles: Sequence[Image.Image]) -> Image.Image:
-    width = sum(tile.width for tile in tiles) + GAP * (len(tiles) - 1)
-    row = Image.new("RGB", (width, max(tile.height for tile in tiles)), PAPER_WHITE)
-    left = 0
-    for tile in tiles:
-        row.paste(tile, (left, 0))
-        left += tile.width + GAP
-    return row
-
-
-def stack(rows: Sequence[Image.Image]) -> Image.Image:
-    """Rows one below the other, left-aligned, on white."""
-    height = sum(row.height for row in rows) + GAP * (len(rows) - 1)
-    figure = Image.new("RGB", (max(row.width for row in rows), height), PAPER_WHITE)
-    top = 0
-    for row in rows:
-        figure.paste(row, (0, top))
-        top += row.height + GAP
+def stack(images: Sequence[Image.Image], across: bool = False) -> Image.Image:
+    """Images one below the other (`across`: side by side), GAP apart, top-left aligned, on
+    white."""
+    sizes = [(image.width, image.height) if across else (image.height, image.width)
+             for image in images]  # (along, across) of each
+    along = sum(size[0] for size in sizes) + GAP * (len(images) - 1)
+    thick = max(size[1] for size in sizes)
+    figure = Image.new("RGB", (along, thick) if across else (thick, along), PAPER_WHITE)
+    offset = 0
+    for image, size in zip(images, sizes):
+        figure.paste(image, (offset, 0) if across else (0, offset))
+        offset += size[0] + GAP
     return figure
 
 
@@ -216,28 +202,19 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
         tiles += [overlay(rgb, predictions[index, query]),
                   overlay(rgb, batch["query_labels"][index, query])]
         captions += [f"query {query + 1}: prediction", f"query {query + 1}: ground truth"]
-    return _row(captioned_tiles(tiles, captions))
+    return stack(captioned_tiles(tiles, captions), across=True)
 
 
 @torch.inference_mode()
 def save_qualitative(checkpoint: PathLike, path: PathLike, n_episodes: int = 4, *,
                      seed: int = 1234, device: Union[str, torch.device] = "cpu",
                      **overrides: Any) -> Path:
-    """Segment the first `n_episodes` test episodes of a train.py checkpoint and write them as
-    one PNG at `path`, an `episode_figure` row per episode.
-
-    The episodes are those of test.py's first run (seed `seed`) in the checkpoint's setting,
-    with data.* keys replaced by `overrides` (e.g. shots=5, weak="scribble", fold=1,
-    root="data/VOC2012"). Returns the written path.
-    """
-    device = torch.device(device)
-    net, data = load_trained(checkpoint, device)
-    dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
-    rows = []
-    for batch in episode_batches(dataset, 0, device):
-        batch = to_device(batch, device)
-        predictions = net(*(batch[key] for key in MODEL_INPUTS)).logits.argmax(dim=2)
-        rows.append(episode_figure(batch, predictions, 0))
+    """Segment the first `n_episodes` test episodes of a train.py checkpoint (those of test.py's
+    first run with `seed`, data.* keys replaced by `overrides`, e.g. shots=5, weak="scribble",
+    root="data/VOC2012") and write them at `path` as one PNG, an `episode_figure` row per
+    episode. Returns the written path."""
+    rows = [episode_figure(batch, out.logits.argmax(dim=2), 0) for batch, out in
+            model_outputs(checkpoint, n_episodes, seed, device, workers=0, **overrides)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stack(rows).save(path)  # PIL opens the file with open(): the umask's mode
@@ -256,7 +233,7 @@ def plot_loss_curves(panels: Mapping[str, Mapping[str, Dict[str, Curve]]], path:
                      smoothing: int = 0) -> Path:
     """Fig. 5: training loss vs step, one panel per entry of `panels` (e.g. "1-shot").
 
-    panels[title][run label] = that run's curves (`panet.report.analysis.read_training_curves`). Each
+    panels[title][run label] = that run's curves (`analysis.read_training_curves`). Each
     run draws its total loss (solid) and, where it is not identically 0, its alignment term
     L_PAR (dashed), smoothed by a moving average of `smoothing` steps (0: 1/50 of the run).
     """

@@ -1,16 +1,76 @@
-"""A `Report` as text: Markdown (tableN.md) and LaTeX (tableN.tex: a booktabs table for a paper).
+"""Tables for people: a `Report` (a table as data, and what is said around it) rendered as
+Markdown (tableN.md) and LaTeX (tableN.tex: a booktabs table for a paper).
 
-Both show the same entries: ours as mean ± std over training seeds with the 95% bootstrap
-interval over test episodes, the paper's number, the difference, whether the paper's number lies
-in our interval; the LaTeX table ends with a footnote holding the provenance, the commands and
-the commit.
+Entries of a row are text, a `Number` (the paper's, a difference) or a `Measured` value of ours:
+mean ± std over training seeds with the 95% bootstrap interval over test episodes. The LaTeX
+table ends with a footnote holding the notes, the provenance and the commands.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from panet.report.document import MISSING, Entry, Measured, Number, Report
+MISSING = "—"  # an entry without a number (job not run yet, or not reported by the paper)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number shown with one decimal (percent, distances); `signed` for differences."""
+
+    value: Optional[float]
+    signed: bool = False
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None or math.isnan(self.value)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Our number of a table cell, in percent: `value` is the mean over training seeds, `std`
+    the sample standard deviation over seeds (None with one seed), `interval` the 95% bootstrap
+    interval over the test episodes (None without per-episode records)."""
+
+    value: Optional[float]
+    std: Optional[float] = None
+    interval: Optional[Tuple[float, float]] = None
+
+    def holds(self, paper: Optional[float]) -> str:
+        """Whether the paper's number lies in our interval: yes | no | MISSING."""
+        if paper is None or self.interval is None:
+            return MISSING
+        return "yes" if self.interval[0] <= paper <= self.interval[1] else "no"
+
+
+Entry = Union[str, Number, Measured]
+
+
+@dataclass
+class Report:
+    """One table and what is said around it.
+
+    title: the heading; warning: (bold lead, rest) said first (e.g. the toy scale), or None;
+    notes: lines about the setting, before the table; header and rows: the table (first column
+    text labels); groups: indices of the rows that start a new group of rows (a rule in LaTeX);
+    after: lines after the table; provenance: how the numbers were made (lines); commands: the
+    commands that made them, in order; citation: how to cite a number, or None; made_by: the
+    script that writes the report (named in the LaTeX file).
+    """
+
+    title: str
+    header: List[str]
+    rows: List[List[Entry]]
+    notes: List[str] = field(default_factory=list)
+    warning: Optional[Tuple[str, str]] = None
+    groups: List[int] = field(default_factory=list)
+    after: List[str] = field(default_factory=list)
+    provenance: List[str] = field(default_factory=list)
+    commands: Sequence[str] = ()
+    citation: Optional[str] = None
+    made_by: str = "scripts/reproduce.py"
+
 
 COMMANDS_INTRO = "commands, in the order run (`python scripts/reproduce.py` runs them):"
 CITATION_INTRO = "How to cite a number of this table (fill in the cell):"
@@ -24,18 +84,22 @@ def format_number(value, signed: bool = False) -> str:
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
+def _measured_text(entry: Measured, plus_minus: str, interval: str) -> str:
+    """`entry` (with a value) as 'value plus_minus std interval', each part when known;
+    `interval` formats the interval's two ends."""
+    shown = format_number(entry.value)
+    if entry.std is not None:
+        shown += f" {plus_minus} {entry.std:.1f}"
+    if entry.interval is not None:
+        shown += " " + interval.format(*entry.interval)
+    return shown
+
+
 def markdown_entry(entry: Entry) -> str:
     if isinstance(entry, Number):
         return format_number(entry.value, entry.signed)
     if isinstance(entry, Measured):
-        if entry.value is None:
-            return MISSING
-        shown = format_number(entry.value)
-        if entry.std is not None:
-            shown += f" ± {entry.std:.1f}"
-        if entry.interval is not None:
-            shown += f" [{entry.interval[0]:.1f}, {entry.interval[1]:.1f}]"
-        return shown
+        return MISSING if entry.value is None else _measured_text(entry, "±", "[{:.1f}, {:.1f}]")
     return entry
 
 
@@ -78,19 +142,13 @@ def latex_text(text: str) -> str:
 
 
 def latex_entry(entry: Entry) -> str:
-    if isinstance(entry, Number):
-        shown = format_number(entry.value, entry.signed)
-        return "--" if shown == MISSING else f"${shown}$"
-    if isinstance(entry, Measured):
-        if entry.value is None:
-            return "--"
-        shown = format_number(entry.value)
-        if entry.std is not None:
-            shown += rf" $\pm$ {entry.std:.1f}"
-        if entry.interval is not None:
-            shown += rf" {{\scriptsize [{entry.interval[0]:.1f}, {entry.interval[1]:.1f}]}}"
-        return shown
-    return latex_text(entry)
+    if isinstance(entry, str):
+        return latex_text(entry)
+    if isinstance(entry, Number) and not entry.missing:
+        return f"${format_number(entry.value, entry.signed)}$"
+    if isinstance(entry, Measured) and entry.value is not None:
+        return _measured_text(entry, r"$\pm$", r"{{\scriptsize [{:.1f}, {:.1f}]}}")
+    return "--"
 
 
 def render_latex(report: Report) -> str:

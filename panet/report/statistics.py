@@ -1,37 +1,19 @@
 """Numbers you can cite: per-episode records of a test, bootstrap intervals, paired comparisons.
 
 Shape letters: R runs, E episodes per run, N query records, W ways, S shots, K the test classes
-of the fold (the metric's classes; slot 0 of a class axis is the background).
+of the fold (slot 0 of a class axis is the background), M models (training seeds) of a side,
+n resamples, T the statistics a comparison reports.
 
-A test's *records* keep, for every query of every episode of every run, its TP/FP/FN counts per
-episode label (PROTOCOL §9, under the metric rule used) with the episode's class ids and image
-ids: everything an IoU-based statistic needs, without running the model again. Summing them per
-class gives exactly the counts `IoUMeter` accumulated (a test checks this).
-
-Bootstrap over episodes. A resample draws, in every run, E episodes with replacement from that
-run's E episodes, adds up their class-wise counts and computes the run's mean-IoU and binary-IoU
-exactly as the metric does (`panet.evaluation.metrics.iou_from_counts`); the statistic is their mean over
-runs. The 95% interval is the 2.5th and 97.5th percentile over `n_resamples` resamples, drawn
-from a fixed seed (`bootstrap_seed`: `BOOTSTRAP_SEED` + the fold), so it is reproducible. It
-covers the variation due to *which episodes were sampled*, given the trained model: another
-draw of test episodes would give a number in it 95% of the time. It does not cover training
-randomness (another training seed gives another model): `scripts/reproduce.py --seeds N`
-measures that, and a comparison of several training seeds per side covers it (below).
-
-Paired comparison. Two records over identical episode lists (the same dataset, fold, setting,
-seed, runs and episodes; checked through the stored ids) are resampled with the *same* episode
-draws, so the interval of the difference A - B only holds the variation in how the two models
-differ, which is far tighter than comparing two independent intervals. The p-value is the
-two-sided bootstrap p-value of "no difference": twice the smaller share of resampled
-differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)), capped at 1.
-
-Training seeds. Another training seed gives another model, and PANet's numbers move more between
-training seeds than between draws of test episodes. A side of a comparison may therefore be
-several tests (models of one method trained with different seeds, tested on the same episodes):
-its value is the mean over them, and each resample also draws each side's models with
-replacement among its own (a bootstrap over seeds, then episodes), so the interval covers both
-sources of variation (`interval_coverage` says it in words). With one model per side it is the
-paired interval above.
+*Records* keep every query's TP/FP/FN counts per episode label (PROTOCOL §9) with the episode's
+class and image ids: summed per class they are the counts `IoUMeter` accumulated, so any IoU
+statistic is recomputed without the model. A *bootstrap* resample draws, in every run, E of its
+episodes with replacement, and computes the IoUs from their counts as the metric does
+(`iou_from_counts`), from a fixed seed; the 95% interval (2.5th and 97.5th percentiles) covers
+which episodes were sampled, not training randomness. A *paired comparison* resamples tests of
+identical episodes with the same draws, and each side's models (training seeds) with
+replacement among its own; the p-value of "no difference" is twice the smaller share of
+resampled differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)),
+capped at 1 (docs/reporting.md; `interval_coverage` says it in words).
 """
 
 from __future__ import annotations
@@ -39,17 +21,17 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from panet.base.files import atomic_write
+from panet.base.files import PathLike, atomic_write
 from panet.evaluation.metrics import iou_from_counts
-from panet.base.files import PathLike
 
 BOOTSTRAP_SEED = 0
 SEED_DRAWS = 1  # the seed draws of a comparison come from default_rng((seed, SEED_DRAWS))
 CONFIDENCE = 0.95
+METRICS = ("mean_iou", "binary_iou")  # what a comparison reports, with each class's IoU
 
 
 @dataclass
@@ -167,18 +149,21 @@ def resample_weights(n_runs: int, n_episodes: int, n_resamples: int,
     return weights
 
 
-def resampled_metrics(episode_counts: np.ndarray, weights: np.ndarray) -> Dict[str, np.ndarray]:
-    """Mean-IoU and binary-IoU (mean over runs) of each resample: `episode_counts` R x E x
-    (1 + K) x 3, `weights` n x R x E -> arrays of n values."""
-    counts = np.einsum("nre,rekc->nrkc", weights, episode_counts)
-    metrics = iou_from_counts(counts)
-    return {name: metrics[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
+def resampled_ious(episode_counts: np.ndarray, weights: np.ndarray) -> Dict[str, np.ndarray]:
+    """`iou_from_counts` of each resample: episode_counts ... x R x E x (1 + K) x 3 (e.g. one
+    per model), weights n x R x E -> arrays ... x n x R (class_iou ... x n x R x (1 + K))."""
+    return iou_from_counts(np.einsum("nre,...rekc->...nrkc", weights, episode_counts))
 
 
 def percentile_interval(values: np.ndarray) -> List[float]:
+    """The 95% percentile interval [low, high] of `values` (NaNs left out)."""
+    return _intervals(np.asarray(values)[:, None])[0].tolist()
+
+
+def _intervals(values: np.ndarray) -> np.ndarray:
+    """n x T values -> T x 2: the 95% percentile interval of each column (NaNs left out)."""
     tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return [float(low), float(high)]
+    return np.nanpercentile(values, [tail, 100 - tail], axis=0).T
 
 
 def bootstrap_seed(fold: int) -> int:
@@ -190,67 +175,45 @@ def bootstrap_seed(fold: int) -> int:
 def resampled_run_means(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
                         seed: int) -> Dict[str, np.ndarray]:
     """Mean-IoU and binary-IoU (mean over runs) of `n_resamples` bootstrap resamples of the
-    episodes (module docstring): arrays of n_resamples values. Tests of the same episodes
-    resampled with the same `seed` get the same draws (paired)."""
+    episodes: arrays of n_resamples values. Tests of the same episodes resampled with the same
+    `seed` get the same draws (paired)."""
     episode_counts = records.class_counts(class_ids)
-    weights = resample_weights(*episode_counts.shape[:2], n_resamples, seed)
-    return resampled_metrics(episode_counts, weights)
+    ious = resampled_ious(episode_counts, resample_weights(*episode_counts.shape[:2],
+                                                           n_resamples, seed))
+    return {name: ious[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
 
 
 def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
                         seed: int = BOOTSTRAP_SEED) -> Dict[str, List[float]]:
-    """`mean_iou_ci` and `binary_iou_ci`: 95% bootstrap intervals over episodes (module
-    docstring) of the mean over runs."""
+    """`mean_iou_ci` and `binary_iou_ci`: 95% bootstrap intervals over episodes of the mean over
+    runs."""
     resampled = resampled_run_means(records, class_ids, n_resamples, seed)
     return {f"{name}_ci": percentile_interval(values) for name, values in resampled.items()}
 
 
-def p_value(differences: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of 'no difference' (module docstring)."""
-    n = len(differences)
-    below, above = (differences <= 0).sum(), (differences >= 0).sum()
-    return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
+def p_value(differences: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value of 'no difference' (module docstring) of each column of
+    n x T resampled differences (NaNs left out): T values."""
+    n = np.count_nonzero(~np.isnan(differences), axis=0)
+    below, above = (differences <= 0).sum(axis=0), (differences >= 0).sum(axis=0)
+    return np.minimum(1.0, 2 * (np.minimum(below, above) + 1) / (n + 1))
 
 
-def _models(side: Side) -> List[EpisodeRecords]:
+def _statistics(ious: Dict[str, np.ndarray]) -> np.ndarray:
+    """What a comparison reports, from `iou_from_counts` arrays ... x R: ... x T columns,
+    `_columns` in order: mean- and binary-IoU (mean over runs), each run's mean- and
+    binary-IoU, each class's IoU (mean over the runs that evaluated it)."""
+    classes = np.nanmean(ious["class_iou"][..., 1:], axis=-2)  # ... x K
+    overall = [ious[name].mean(axis=-1, keepdims=True) for name in METRICS]
+    return np.concatenate([*overall, *(ious[name] for name in METRICS), classes], axis=-1)
+
+
+def _side(side: Side) -> List[EpisodeRecords]:
     return [side] if isinstance(side, EpisodeRecords) else list(side)
 
 
-def _statistics(n_runs: int, class_ids: Sequence[int]) -> Dict[tuple, Callable]:
-    """What a comparison reports, as functions of `iou_from_counts`'s output (arrays ... x R):
-    mean- and binary-IoU (mean over runs), each run's, each class's (mean over the runs that
-    evaluated it)."""
-    found: Dict[tuple, Callable] = {}
-    for name in ("mean_iou", "binary_iou"):
-        found[("overall", name)] = lambda m, name=name: m[name].mean(axis=-1)
-        for run in range(n_runs):
-            found[("runs", run, name)] = lambda m, name=name, run=run: m[name][..., run]
-    for k, class_id in enumerate(class_ids):
-        found[("classes", int(class_id))] = (
-            lambda m, k=k: np.nanmean(m["class_iou"][..., k + 1], axis=-1))
-    return found
-
-
-def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
-                      seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
-    """Differences A - B over identical episodes, overall (mean over runs), per run and per
-    class, each with its 95% bootstrap interval and p-value (module docstring). A side is one
-    test or several: the tests of models trained with different seeds, a side's value being the
-    mean over them.
-
-    Each resample draws the test episodes with replacement, the same draws for every model
-    (paired: `resample_weights(seed)`), and each side's models with replacement among its own
-    (`numpy.random.default_rng((seed, SEED_DRAWS))`); the difference is that of the drawn
-    models' means. `ci` and `p_value` come from these resamples: they cover training seeds and
-    test episodes (test episodes only when each side has one model). `ci_episodes` keeps every
-    model (only the episodes resampled): the interval for these trained models.
-
-    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
-    {class id: entry}} with entries {"a", "b", "difference", "ci", "p_value", "ci_episodes",
-    "a_models", "b_models"} (fractions; a_models: each of A's models' value); metrics are
-    mean_iou and binary_iou. Raises ValueError when a side is empty or the episodes differ.
-    """
-    models = [_models(a), _models(b)]
+def _check_episodes(models: Sequence[Sequence[EpisodeRecords]]) -> None:
+    """ValueError unless both sides hold tests and every test saw A1's episodes."""
     if not (models[0] and models[1]):
         raise ValueError("each side of a comparison needs at least one test")
     for side, letter in zip(models, "AB"):
@@ -259,37 +222,54 @@ def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: i
             if why is not None:
                 raise ValueError(f"the tests did not see identical episodes ({letter}{index + 1} "
                                  f"against A1): {why}")
-    counts = [[records.class_counts(class_ids) for records in side] for side in models]
-    n_runs, n_episodes = counts[0][0].shape[:2]
+
+
+def _entries(a: np.ndarray, b: np.ndarray, drawn: np.ndarray, fixed: np.ndarray
+             ) -> List[Dict[str, Any]]:
+    """One entry per statistic column: a, b (models x T observed), drawn and fixed (n x T
+    resampled differences, with models drawn / with every model)."""
+    ci, ci_episodes, p_values = _intervals(drawn), _intervals(fixed), p_value(drawn)
+    return [{"a": float(a[:, s].mean()), "b": float(b[:, s].mean()),
+             "difference": float(a[:, s].mean() - b[:, s].mean()), "ci": ci[s].tolist(),
+             "p_value": float(p_values[s]), "ci_episodes": ci_episodes[s].tolist(),
+             "a_models": a[:, s].tolist(), "b_models": b[:, s].tolist()}
+            for s in range(a.shape[1])]
+
+
+def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
+                      seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
+    """Differences A - B over identical episodes (a side: one test, or one per training seed,
+    its value their mean), overall (mean over runs), per run and per class. Each resample draws
+    the episodes (`resample_weights(seed)`, shared) and each side's models with replacement
+    (`default_rng((seed, SEED_DRAWS))`): `ci` and `p_value` come from the differences of the
+    drawn models' means, `ci_episodes` keeps every model.
+
+    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
+    {class id: entry}}, metrics mean_iou and binary_iou, entries {"a", "b", "difference", "ci",
+    "p_value", "ci_episodes", "a_models", "b_models"} (fractions; a_models: each of A's models'
+    value). Raises ValueError when a side is empty or the episodes differ.
+    """
+    models = [_side(a), _side(b)]
+    _check_episodes(models)
+    counts = [np.stack([records.class_counts(class_ids) for records in side])
+              for side in models]  # per side M x R x E x (1 + K) x 3
+    n_runs, n_episodes = counts[0].shape[1:3]
     weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
     rng = np.random.default_rng((seed, SEED_DRAWS))
     picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
-    resampled = [[iou_from_counts(np.einsum("nre,rekc->nrkc", weights, c)) for c in side]
-                 for side in counts]
-    observed = [[iou_from_counts(c.sum(axis=1)) for c in side] for side in counts]
-
-    def entry(statistic: Callable) -> Dict[str, Any]:
-        with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
-            warnings.simplefilter("ignore", RuntimeWarning)
-            draws = [np.stack([statistic(m) for m in side]) for side in resampled]  # models x n
-            values = [np.array([statistic(m) for m in side]) for side in observed]
-            drawn = [np.take_along_axis(d.T, p, axis=1).mean(axis=1) for d, p in zip(draws, picks)]
-            diffs, fixed = drawn[0] - drawn[1], draws[0].mean(axis=0) - draws[1].mean(axis=0)
-            return {"a": float(values[0].mean()), "b": float(values[1].mean()),
-                    "difference": float(values[0].mean() - values[1].mean()),
-                    "ci": percentile_interval(diffs), "p_value": p_value(diffs[~np.isnan(diffs)]),
-                    "ci_episodes": percentile_interval(fixed),
-                    "a_models": values[0].tolist(), "b_models": values[1].tolist()}
-
-    result: Dict[str, Any] = {"overall": {}, "runs": [{} for _ in range(n_runs)], "classes": {}}
-    for key, statistic in _statistics(n_runs, class_ids).items():
-        if key[0] == "overall":
-            result["overall"][key[1]] = entry(statistic)
-        elif key[0] == "runs":
-            result["runs"][key[1]][key[2]] = entry(statistic)
-        else:
-            result["classes"][key[1]] = entry(statistic)
-    return result
+    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = [_statistics(iou_from_counts(c.sum(axis=2))) for c in counts]  # M x T
+        resampled = [_statistics(resampled_ious(c, weights)) for c in counts]  # M x n x T
+        drawn = [r[p, np.arange(n_resamples)[:, None]].mean(axis=1)  # n x T
+                 for r, p in zip(resampled, picks)]
+        entries = _entries(*observed, drawn[0] - drawn[1],
+                           resampled[0].mean(axis=0) - resampled[1].mean(axis=0))
+    overall, runs = entries[:2], entries[2:2 + 2 * n_runs]
+    return {"overall": dict(zip(METRICS, overall)),
+            "runs": [{name: runs[m * n_runs + r] for m, name in enumerate(METRICS)}
+                     for r in range(n_runs)],
+            "classes": dict(zip(map(int, class_ids), entries[2 + 2 * n_runs:]))}
 
 
 def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
@@ -298,7 +278,7 @@ def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
     if n_a == n_b == 1:
         return (f"The 95% interval covers the test episodes only: which episodes were drawn "
                 f"(each run's episodes resampled with replacement, {n_resamples} times, the same "
-                "draws for both models), for these two trained models. It does not cover "
+                "draws for both sides), for the trained models tested. It does not cover "
                 "training randomness: another training seed gives another model; give each "
                 "side the tests of several training seeds (A1 A2 ... --vs B1 B2 ...) to cover "
                 "it.")
