@@ -61,7 +61,8 @@ def measure(segmenter: Segmenter, args: argparse.Namespace) -> dict:
             "encoder": lambda: encode(image), "batch": lambda: encode(batch),
             "segment": lambda: segmenter.segment(ways, queries),
             "predict": lambda: predict_script.predict(segmenter, ways, queries,
-                                                      Path(scratch) / "out", progress=False)},
+                                                      Path(scratch) / "out", progress=False,
+                                                      overwrite=True)},
             args.repeats, segmenter.device)
 
 

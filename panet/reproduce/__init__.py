@@ -7,7 +7,7 @@ from panet.reproduce.grid import (BOOTSTRAP_RESAMPLES, Provenance, cell, describ
 from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, PAPER_SEED, REPO_ROOT, Job, Scale, Setting, Variant,
                    changed_settings, composition, jobs_for, test_job, train_job)
 from panet.report.render import format_number, markdown_table, render_latex, render_markdown
-from panet.report.document import MISSING, Measured, Number, Report
+from panet.report.render import MISSING, Measured, Number, Report
 from panet.reproduce.specs import (PAPER_RESULTS, PROTOTYPE_DISTANCE_MODELS, PROTOTYPE_DISTANCE_PAPER_KEY, TABLES,
                     Column, Method, TableSpec, encoder_parameters, load_paper_results,
                     loss_curve_models, paper_value)

@@ -20,7 +20,7 @@ from panet.report.statistics import (EpisodeRecords, bootstrap_seed, percentile_
                               resampled_run_means)
 
 from panet.reproduce.jobs import PAPER_SEED, Job, Variant
-from panet.report.document import MISSING, Measured, Number, Report
+from panet.report.render import MISSING, Measured, Number, Report
 from panet.reproduce.specs import METRIC_NAMES, PAPER_RESULTS, Column, TableSpec, paper_value
 
 BOOTSTRAP_RESAMPLES = 1000  # test.py's default test.bootstrap
