@@ -25,7 +25,7 @@ class ConfigError(OneLineError, ValueError):
 
 def one_line(error: BaseException) -> str:
     """An error's message folded onto one line."""
-    return one_line(error)
+    return " ".join(str(error).split())
 
 
 class OneLineParser(argparse.ArgumentParser):
