@@ -74,6 +74,13 @@ def resolve_device(device: str) -> Tuple[torch.device, Optional[str]]:
     return resolved, None
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
+    the process group exists. The one reading of WORLD_SIZE (`panet.base.distributed` uses it
+    too)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def torchrun_problem(device: str) -> Optional[str]:
     """Why processes launched by torchrun cannot each have a GPU of their own, or None.
 
@@ -81,14 +88,15 @@ def torchrun_problem(device: str) -> Optional[str]:
     is CUDA: more processes per machine than visible GPUs would fail deep inside CUDA with
     "invalid device ordinal", and a fixed cuda:N would put every process on one GPU.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or not is_device_name(device):
+    world_size = launched_processes()
+    if world_size == 1 or not is_device_name(device):
         return None
     if device.startswith("cuda:"):
         return (f"device={device}: under torchrun each process takes the GPU of its local rank; "
                 "use device=cuda (or auto), or device=cpu")
     if device == "cpu" or cuda_unavailable_reason() is not None:
         return None  # "auto" without a GPU runs on the CPU; "cuda" fails in resolve_device
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     count = torch.cuda.device_count()
     if processes > count:
         return (f"device={device}: torchrun started {processes} processes on this machine but "

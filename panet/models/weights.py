@@ -1,8 +1,8 @@
 """Reading pretrained state-dict files, and saying in a few words what one holds.
 
-Shared by the encoders' loaders (`encoder.py`: VGG-16, `resnet.py`: ResNet-50/101), so that a
-file meant for one encoder and given to another is refused with one line naming what the
-file holds, rather than a list of missing keys.
+Shared by the encoders' loaders (`panet.models.vgg`: VGG-16, `panet.models.resnet`:
+ResNet-50/101), so that a file meant for one encoder and given to another is refused with one
+line naming what the file holds, rather than a list of missing keys.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
-from panet.base.errors import one_line
+
+from panet.base.safe_load import load_data
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 
@@ -29,8 +30,8 @@ VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number
 
 
 def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, torch.Tensor]:
-    """The flat `name -> tensor` dict stored at `path`, read with `weights_only=True` (no code
-    from the file runs).
+    """The flat `name -> tensor` dict stored at `path`, read as data only
+    (`panet.base.safe_load.load_data`: no code from the file runs).
 
     `expected` names the weights (e.g. "VGG-16") and `how_to_get` says which file is expected
     and where it is published; both go into the one-line errors: FileNotFoundError when `path`
@@ -39,10 +40,9 @@ def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, tor
     if not path.is_file():
         raise FileNotFoundError(f"{expected} weights not found at '{path}'. {how_to_get}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt or non-torch file; one line whatever it says
-        reason = one_line(error)
-        raise ValueError(f"Could not read '{path}' as a torch state dict ({reason}). {how_to_get}")
+        state = load_data(path, "torch state dict")
+    except ValueError as error:  # truncated, damaged, not a torch file, pickled objects
+        raise ValueError(f"Could not read {expected} weights: {error}. {how_to_get}") from None
     if not isinstance(state, dict):
         raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
     not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
