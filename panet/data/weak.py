@@ -71,9 +71,8 @@ def _box(mask: np.ndarray) -> Tuple[slice, slice]:
 
 def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
               rng: Optional[np.random.Generator] = None) -> Masks:
-    """Box supports from a non-empty dense ``fg`` and the class's H x W instance ids."""
-    if choice not in BOX_CHOICES:
-        raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got {choice!r}")
+    """Box supports from a non-empty dense ``fg`` and the class's H x W instance ids;
+    ``choice``: one of ``BOX_CHOICES`` (config key data.bbox_instance, checked there)."""
     inside = np.where(fg, instances, 0)
     ids, areas = np.unique(inside[inside > 0], return_counts=True)
     if ids.size == 0:

@@ -19,7 +19,7 @@ re-implemented on them. The paper gives no such encoder; our reading of one:
   statistics and affine values, i.e. BatchNorm2d in eval mode; all convolutions train.
   PANet's episodes are batches of 2 to 6 images, mostly of one class: too few, and too alike,
   for batch statistics. Training-mode BN would also make an image's features depend on the
-  other images of its batch, which the encode-once test path (`panet/evaluation.py`) and the
+  other images of its batch, which the encode-once test path (`panet.evaluation.images`) and the
   batch-independence of results rule out. `FrozenBatchNorm2d` below holds its four tensors as
   buffers, like torchvision's class of that name: `model.parameters()`, hence SGD's momentum
   and weight decay, never sees them, and they keep BatchNorm2d's state-dict names (without
@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import (TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict,
+                                  resnet_layout)
 
 RESNET50_WEIGHTS_FILE = "resnet50-0676ba61.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V1
 RESNET50_WEIGHTS_URL = TORCHVISION_MODELS_URL + RESNET50_WEIGHTS_FILE

@@ -13,7 +13,8 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import (TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict,
+                                  resnet_layout)
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
@@ -105,9 +106,9 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
 
 
 def small_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist)."""
-    if weights is not None:
-        raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
+    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist,
+    so `weights` is None, as the settings check model.weights)."""
+    assert weights is None, "the 'small' encoder has no pretrained weights"
     return DilatedVGG(SMALL_DILATED)
 
 
