@@ -57,6 +57,13 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def user_cache_dir() -> Path:
+    """The user's cache folder for panet: ``$XDG_CACHE_HOME/panet`` when XDG_CACHE_HOME is an
+    absolute path (the XDG base directory rule), else ``~/.cache/panet``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "panet"
+
+
 def writable_problem(path: PathLike) -> Optional[str]:
     """Why a run could not write into folder `path`, or None, leaving the file system as it
     was. An existing folder gets a probe file; for a missing one, a probe folder is made (and
