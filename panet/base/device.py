@@ -132,16 +132,27 @@ def use_device(device: str, tf32: bool = False, quiet: bool = False) -> torch.de
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bfloat16 arithmetic
 
 
-def cpu_flags() -> FrozenSet[str]:
-    """The CPU's feature flags (/proc/cpuinfo on Linux; empty where it does not exist)."""
+def _cpuinfo(field: str) -> Optional[str]:
+    """The value of the first `field` line of /proc/cpuinfo (Linux; None elsewhere)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
+    return (_cpuinfo("model name") or platform.processor() or platform.machine()
+            or "unknown CPU")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -175,18 +186,6 @@ def precision_reason(precision: str, device: str) -> Optional[str]:
         return (f"this GPU ({torch.cuda.get_device_name()}) has no native bfloat16 arithmetic "
                 "(compute capability 8.0 or later has); use precision=fp16 or fp32")
     return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def describe_device(device: torch.device, tf32: bool) -> Dict[str, object]:
