@@ -25,16 +25,12 @@ FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
                     errno.EDQUOT: "disk quota exceeded"}
 
 
-def current_umask() -> int:
-    """The process's umask (read by setting it and restoring it at once)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def default_file_mode() -> int:
-    """The mode `open()` gives a new file: 0666 minus the umask."""
-    return 0o666 & ~current_umask()
+    """The mode `open()` gives a new file: 0666 minus the umask (read by setting it and
+    restoring it at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager

@@ -10,6 +10,7 @@ one line naming the Python objects the file refers to, as torch's own refusal na
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
 import re
@@ -17,7 +18,7 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import torch
 from panet.base.files import PathLike
@@ -51,38 +52,20 @@ def gist(error: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
 
 
-class _UnsafeGlobal(Exception):
-    """Raised by `_GlobalFinder` at the first global beyond tensors and plain data."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
-
-
-class _Inert:
-    """What `_GlobalFinder` builds in place of every allowed global: takes any arguments and
-    state, does nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # an OrderedDict's items
-        pass
-
-
 class _GlobalFinder(pickle.Unpickler):
-    """The standard library's way of restricting globals (every global of a pickle goes through
-    `find_class`): torch's and plain data's become `_Inert`, any other raises `_UnsafeGlobal`
-    naming it. Nothing of the file runs."""
+    """Reads a pickle up to its first global beyond tensors and plain data, which it keeps as
+    `unsafe`. Every global goes through `find_class` (the standard library's way of restricting
+    them): torch's and plain data's become a function building an empty dict, any other stops
+    the reading. Nothing of the file runs."""
 
-    def find_class(self, module: str, name: str) -> type:
+    unsafe: Optional[str] = None
+
+    def find_class(self, module: str, name: str) -> Callable[..., dict]:
         full = f"{module}.{name}"
         if module == "torch" or module.startswith("torch.") or full in DATA_GLOBALS:
-            return _Inert
-        raise _UnsafeGlobal(full)
+            return lambda *args, **kwargs: {}
+        self.unsafe = full
+        raise pickle.UnpicklingError(f"{full} refused")
 
 
 def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> List[str]:
@@ -90,20 +73,18 @@ def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> List[str]:
     `path`: all of them for a zip file (`get_unsafe_globals_in_checkpoint`); for a legacy file,
     the one torch's `refusal` names; for a pickle of a protocol torch's reader does not follow
     (4 and later: "Unsupported operand"), the first one `_GlobalFinder` meets. Empty when the
-    refusal is about something else (a damaged file)."""
+    refusal is about something else (a damaged file: the caller says torch's reason)."""
     if zipfile.is_zipfile(path):
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     named = re.search(r"GLOBAL ([\w.]+)", str(refusal))
     if named:
         return [named.group(1)]
     with open(path, "rb") as stream:
-        try:
-            _GlobalFinder(stream).load()
-        except _UnsafeGlobal as found:
-            return [found.name]
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
-            return []  # damaged before any global: the caller says torch's reason
-    return []
+        finder = _GlobalFinder(stream)
+        with contextlib.suppress(pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                                 AttributeError):
+            finder.load()
+    return [finder.unsafe] if finder.unsafe else []
 
 
 def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:

@@ -36,9 +36,9 @@ class only where the ground truth holds it.
 Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps
 (each support's view after replacement and its masks, each query's view), recording for every
 image the generator state it was drawn from; ``__getitem__`` then decodes the views' pixels.
-``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later draws one
-support or query again from its recorded state (``redraw_support``, ``redraw_query``): the same
-methods, hence the same images, masks and labels as the item.
+``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later
+draws one support or query again from its recorded state (``redraw_support``,
+``redraw_query``): the same methods, hence the same images, masks and labels as the item.
 """
 
 from __future__ import annotations

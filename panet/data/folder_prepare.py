@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from PIL import Image, UnidentifiedImageError
 
 from panet.base.files import PathLike
 from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
@@ -26,8 +25,7 @@ from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXE
                                SPLIT_DIR, image_files, list_sources, parse_classes,
                                write_list_sources)
 from panet.data.label_png import classes_present, load_class_mask
-from panet.data.sources import read_id_list
-from panet.data.transforms import to_rgb
+from panet.data.sources import read_id_list, read_image
 from panet.data.voc_prepare import group_by_class, save_class_lists
 
 SHOWN_IDS = 10  # ids quoted per problem that concerns many ids
@@ -64,15 +62,13 @@ def _quote(ids: List[str]) -> str:
 
 
 def _check_image(path: Path) -> Tuple[Tuple[int, int], List[Problem]]:
-    """((H, W), problems) of one image, decoded in full (a truncated file is caught here)."""
+    """((H, W) as displayed, as the mask was drawn on it; problems) of one image, decoded in
+    full (a truncated file is caught here; 16-bit and float images are refused)."""
     try:
-        with Image.open(path) as image:
-            displayed = to_rgb(image, str(path))  # upright, as the mask was drawn on it
-            return (displayed.height, displayed.width), []
-    except ValueError as error:  # 16-bit / float images
+        image = read_image(path, "", "replace it")
+        return (image.height, image.width), []
+    except ValueError as error:
         return (0, 0), [Problem("bad image", str(error))]
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        return (0, 0), [Problem("bad image", f"cannot decode image {path} ({error})")]
 
 
 def _check_pair(root: Path, image_id: str, image_file: str,

@@ -57,8 +57,6 @@ class Source(abc.ABC):
         Needed only for bounding-box supports; sources without instances raise a clear error.
         """
 
-    # Concrete helpers shared by every source; a source may override them.
-
     def class_name(self, class_id: int) -> str:
         """Readable name of a class for messages (``class_names`` when the source has it)."""
         names = getattr(self, "class_names", None) or {}
@@ -100,20 +98,6 @@ class Source(abc.ABC):
         self.check_sizes(image_id, image, labels.shape)
         return image, labels
 
-    @staticmethod
-    def read_image_file(path: Path, missing: str, corrupt: str) -> Image.Image:
-        """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file
-        raises FileNotFoundError and an undecodable one ValueError, naming the file and saying
-        `missing` / `corrupt` (where the file comes from, how to check or replace it)."""
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, str(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
-                             f"truncated: {corrupt}") from error
-
     def check_sizes(self, image_id: str, image: Image.Image, label_shape: Tuple[int, ...]) -> None:
         """Raise a ValueError naming the files if the image and its label map differ in size."""
         if tuple(label_shape) != (image.height, image.width):
@@ -152,6 +136,20 @@ def read_id_list(path: Path) -> List[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_image(path: Path, missing: str, corrupt: str) -> Image.Image:
+    """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file raises
+    FileNotFoundError, an undecodable one ValueError, naming the file and saying `missing` /
+    `corrupt` (where the file comes from, how to check or replace it)."""
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image, str(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
+                         f"truncated: {corrupt}") from error
+
+
 def require_files(ids: Sequence[str], present: Collection[str], what: str, fix: str) -> None:
     """Raise FileNotFoundError when ids lack their file: `what` says which ids and file
     ("ids of <list> have no <folder>/<id>.png under <root>"), `fix` what to do."""
@@ -163,14 +161,10 @@ def require_files(ids: Sequence[str], present: Collection[str], what: str, fix: 
 class ListedSource(Source):
     """A split of image files and class-index mask PNGs, sampled from per-class lists that a
     script wrote from the masks (PASCAL VOC: scripts/prepare_voc.py; folder datasets:
-    scripts/prepare_folder.py): what both layouts share.
-
-    A subclass sets ``root``, ``split``, ``ids`` (the split's), ``class_ids``, ``class_names``,
-    ``mask_origin`` (where a right mask comes from) and ``image_fix`` (what to do about a
-    missing, then an undecodable image), defines ``image_path`` and ``mask_path``, and calls
-    ``read_lists``. The per-class lists are read once, at construction; images and masks on
-    access.
-    """
+    scripts/prepare_folder.py). A subclass sets ``root``, ``split``, ``ids``, ``class_ids``,
+    ``class_names``, ``mask_origin`` (where a right mask comes from) and ``image_fix`` (what to
+    do about a missing, then an undecodable image), names the files (``image_path``,
+    ``mask_path``) and reads the lists at construction (``read_lists``)."""
 
     root: Path
     split: str
@@ -183,9 +177,8 @@ class ListedSource(Source):
         """The image's class-index mask PNG."""
 
     def read_lists(self, lists_dir: Path, where: str, prepare_hint: str) -> None:
-        """Read ``lists_dir/class{k}.txt`` for every class: each must exist and list only ids
-        of the split (``where`` names the split, ``prepare_hint`` how to write the lists again:
-        stale lists would sample images for classes they do not hold)."""
+        """Read ``lists_dir/class{k}.txt`` of every class: each must exist and list only ids of
+        the split (``where`` names it; ``prepare_hint`` says how to write the lists again)."""
         known = set(self.ids)
         self._class_images = {}
         for class_id in self.class_ids:
@@ -206,7 +199,7 @@ class ListedSource(Source):
         return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
 
     def image(self, image_id: str) -> Image.Image:
-        return self.read_image_file(self.image_path(image_id), *self.image_fix)
+        return read_image(self.image_path(image_id), *self.image_fix)
 
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
         """The full H x W class map (every class, whatever ``class_ids`` asks for), its values
