@@ -130,13 +130,9 @@ def read_list_sources(path: Path) -> Dict[str, str]:
 
 
 class FolderSource(ListedSource):
-    """One split of a dataset in the folder layout (module docstring); classes 1..K.
-
-    Construction checks the layout, that every id of the split has its image and mask and that
-    the per-class lists exist, agree with the split and were written from the current masks
-    (``sources.sha256``); images and masks are read on access (``scripts/prepare_folder.py``
-    checks every file up front).
-    """
+    """One split of a dataset in the folder layout (module docstring); classes 1..K. Beside the
+    checks of every ``ListedSource``, the lists must have been written from the current files
+    (``sources.sha256``); ``scripts/prepare_folder.py`` checks every file up front."""
 
     mask_origin = MASK_ORIGIN
 

@@ -17,7 +17,7 @@ either those folds or an explicit list of test classes, the other classes traini
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from panet.data.sources import Source
 
@@ -31,11 +31,6 @@ PASCAL_CLASS_NAMES = (
     "tvmonitor",
 )
 PASCAL_N_CLASSES = len(PASCAL_CLASS_NAMES)
-
-
-def pascal_class_names() -> Dict[int, str]:
-    """Global class id (1..20) -> PASCAL class name."""
-    return {class_id: name for class_id, name in enumerate(PASCAL_CLASS_NAMES, start=1)}
 
 
 def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",

@@ -164,7 +164,9 @@ class ListedSource(Source):
     scripts/prepare_folder.py). A subclass sets ``root``, ``split``, ``ids``, ``class_ids``,
     ``class_names``, ``mask_origin`` (where a right mask comes from) and ``image_fix`` (what to
     do about a missing, then an undecodable image), names the files (``image_path``,
-    ``mask_path``) and reads the lists at construction (``read_lists``)."""
+    ``mask_path``) and reads the lists at construction (``read_lists``). Construction checks the
+    layout, that every id of the split has its image and mask, and that the per-class lists
+    exist and agree with the split; images and masks are read on access."""
 
     root: Path
     split: str

@@ -28,7 +28,7 @@ import numpy as np
 
 from panet.base.constants import IGNORE_INDEX
 from panet.base.files import PathLike
-from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
+from panet.data.folds import PASCAL_CLASS_NAMES, PASCAL_N_CLASSES
 from panet.data.label_png import load_label_png
 from panet.data.sources import ListedSource, read_id_list, require_files
 from panet.data.weak import build_scribble_map
@@ -105,16 +105,11 @@ class VocSource(ListedSource):
     """One split of PASCAL VOC 2012 + SBD. Class ids 1..20 in PROTOCOL §6 order.
 
     ``n_classes`` and ``class_names`` let the same layout carry another class table (the
-    synthetic set uses its own names).
-
-    ``lists_dir`` holds the split lists and per-class lists when they are not in the tree's
-    ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out DIR`` writes such a folder for a
-    read-only tree; config key ``data.lists_dir``).
-
-    Construction checks the layout, that every listed id has its image and mask, and that the
-    per-class lists exist and agree with the split (``ListedSource``). ``images=False`` accepts
-    a masks-only tree (no ``JPEGImages``): everything but decoding an image works (class lists,
-    label maps, episode layouts).
+    synthetic set uses its own names). ``lists_dir`` holds the split lists and per-class lists
+    when they are not in the tree's ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out
+    DIR`` writes such a folder for a read-only tree; config key ``data.lists_dir``).
+    ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
+    image works (class lists, label maps, episode layouts).
     """
 
     mask_origin = ORIGIN[CLASS_DIR]
@@ -128,7 +123,7 @@ class VocSource(ListedSource):
         self.lists_dir = Path(lists_dir) if lists_dir is not None else self.root / LIST_DIR
         self.class_ids = list(range(1, n_classes + 1))
         if class_names is None and n_classes == PASCAL_N_CLASSES:
-            class_names = pascal_class_names()
+            class_names = dict(enumerate(PASCAL_CLASS_NAMES, start=1))
         self.class_names = class_names or {}
         require_dir(self.root, "the VOC2012 folder")
         folders = {IMAGE_DIR: ".jpg", CLASS_DIR: ".png"} if images else {CLASS_DIR: ".png"}

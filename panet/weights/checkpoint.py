@@ -71,16 +71,9 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
                          numpy_state["pos"], numpy_state["has_gauss"],
                          numpy_state["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
-    for device, state in enumerate(cuda_states_to_restore(states["cuda"])):
-        torch.cuda.set_rng_state(state, device)
-
-
-def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
-    """The saved CUDA states of the GPUs visible now, by device index: the first
-    min(len(saved), device_count) of them (none without CUDA)."""
-    if not saved or not torch.cuda.is_available():
-        return []
-    return list(saved[:torch.cuda.device_count()])
+    if states["cuda"] and torch.cuda.is_available():
+        for device, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
 
 
 def checkpoint_contents(*, step: int, model: torch.nn.Module,
