@@ -23,15 +23,10 @@ def voc_palette() -> List[int]:
     Entry i spreads the bits of i over the three channels, most significant first: bit 3j of i
     goes to bit 7-j of red, bit 3j+1 to green, bit 3j+2 to blue.
     """
-    palette = []
-    for index in range(256):
-        rgb = [0, 0, 0]
-        for j in range(8):
-            for channel in range(3):
-                if index >> (3 * j + channel) & 1:
-                    rgb[channel] |= 1 << (7 - j)
-        palette.extend(rgb)
-    return palette
+    index, rgb = np.arange(256)[:, None], np.zeros((256, 3), dtype=np.int64)
+    for j in range(8):
+        rgb |= (index >> (3 * j + np.arange(3)) & 1) << (7 - j)
+    return rgb.ravel().tolist()
 
 
 _PALETTE = voc_palette()
