@@ -9,6 +9,7 @@ convention).
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -305,18 +306,56 @@ def test_failed_cache_write_leaves_the_previous_file_intact(root, tmp_path, monk
     assert list(cache_file.parent.iterdir()) == [cache_file]
 
 
-def test_cache_defaults_to_root_then_falls_back_to_home(root, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    in_root = CocoSource(root, SPLIT, YEAR)
-    assert in_root.cache_file == root / ".panet_cache" / "instances_val2017.index.json"
+def files_under(folder):
+    """Every path below `folder` with its size and modification time."""
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*")}
 
-    other = tmp_path / "readonly"
-    write_coco(other, *scene())
-    (other / ".panet_cache").write_text("a file where the cache folder should be: mkdir fails")
-    fallback = CocoSource(other, SPLIT, YEAR)
-    assert fallback.cache_file.parent.parent == tmp_path / "home" / ".cache" / "panet"
-    assert fallback.cache_file.is_file()
-    assert fallback.class_images() == in_root.class_images()
+
+def test_the_default_cache_is_the_users_one_folder_per_root_never_the_root(
+        root, tmp_path, monkeypatch, count_builds):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    before = files_under(root)
+    first = CocoSource(root, SPLIT, YEAR)
+    assert files_under(root) == before  # a stored data root is never written to
+    assert first.cache_file.parent.parent == tmp_path / "home" / ".cache" / "panet"
+    assert CocoSource(root, SPLIT, YEAR).cache_file == first.cache_file
+    assert len(count_builds) == 1
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # the same annotation file, size and time: still its own entry
+    other = CocoSource(copy, SPLIT, YEAR)
+    assert len(count_builds) == 2 and other.cache_file.parent != first.cache_file.parent
+    assert other.class_images() == first.class_images()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert CocoSource(root, SPLIT, YEAR).cache_file.parent.parent == tmp_path / "xdg" / "panet"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")  # not absolute: the XDG rule
+    assert CocoSource(root, SPLIT, YEAR).cache_file == first.cache_file
+
+
+def test_a_cache_in_the_root_from_earlier_versions_is_still_read(root, tmp_path, monkeypatch,
+                                                                  count_builds):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    built = CocoSource(root, SPLIT, YEAR, cache_dir=tmp_path / "built")
+    old = root / ".panet_cache" / "instances_val2017.index.json"
+    old.parent.mkdir()
+    shutil.copyfile(built.cache_file, old)
+    found = CocoSource(root, SPLIT, YEAR)
+    assert found.cache_file == old and len(count_builds) == 1
+    assert found.class_images() == built.class_images()
+    assert not (tmp_path / "home").exists()
+    explicit = CocoSource(root, SPLIT, YEAR, cache_dir=tmp_path / "mine")  # given: it wins
+    assert explicit.cache_file == tmp_path / "mine" / "instances_val2017.index.json"
+
+
+def test_an_unwritable_cache_is_one_line_naming_the_key(root, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be: mkdir fails")
+    with pytest.raises(OSError, match=r"^cannot write the COCO cache .*blocked.*data\.cache_dir"
+                                      r" \(prepare_coco\.py --cache-dir\) to a writable folder$"):
+        CocoSource(root, SPLIT, YEAR, cache_dir=blocked)
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The folder dataset (panet/data/folder.py): the source, its per-class lists and the checks of
 scripts/prepare_folder.py, against naive recounts and hand-built broken folders."""
 
+import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from PIL import Image
 
 from conftest import load_script
 from panet.data import make_episode_dataset
-from panet.data.folder import FolderSource
+from panet.data.folder import ALL_SPLIT, FolderSource
 from panet.data.label_png import save_label_png
 from panet.settings import EpisodeSetting
 
@@ -134,7 +136,8 @@ def test_source_errors_name_the_fix(tmp_path, folder_root):
     save_label_png(root / "masks" / f"{image_id}.png", blobs(120, 160, value=30))
     with pytest.raises(ValueError, match=rf"{image_id}\.png holds labels \[30\] outside 0\.\.20"):
         source.label_map(image_id)  # a source opened before the mask was redrawn
-    with pytest.raises(ValueError, match=r"older than .*masks/.*\.png.*prepare_folder\.py"):
+    with pytest.raises(ValueError, match=rf"written from other files than .*masks/{image_id}"
+                                         r"\.png \(changed.*prepare_folder\.py"):
         FolderSource(root)  # opened after: the lists are stale
 
 
@@ -207,20 +210,41 @@ def test_images_of_any_8_bit_mode_are_read_as_rgb(tmp_path):
     assert np.array_equal(gray[..., 0], gray[..., 2])
 
 
-def test_lists_older_than_the_images_are_refused(folder_root, tmp_path):
+def test_lists_of_images_added_since_are_refused(folder_root, tmp_path):
     """An image added after prepare_folder.py wrote the per-class lists: the source says to run
     it again instead of leaving the image out without a word."""
-    import shutil
-
-    from conftest import load_script
-
     root = tmp_path / "shapes"
     shutil.copytree(folder_root, root)
-    FolderSource(root, "all")  # the copy keeps the files' times: lists newer than the data
+    FolderSource(root, "all")  # a copy holds the same files: its lists stay good
     first = sorted((root / "images").iterdir())[0]
     shutil.copyfile(first, root / "images" / "added.jpg")
     shutil.copyfile(root / "masks" / f"{first.stem}.png", root / "masks" / "added.png")
-    with pytest.raises(ValueError, match=r"older than .*added\.(jpg|png).*prepare_folder"):
+    with pytest.raises(ValueError, match=r"other files than .*masks/added\.png \(changed, added "
+                                         r"or removed since\); run .*prepare_folder\.py"):
         FolderSource(root, "all")
-    assert load_script("prepare_folder").main([str(root)]) == 0
+    assert PREPARE.main([str(root)]) == 0
     assert "added" in FolderSource(root, "all").ids
+
+
+def test_a_mask_replaced_by_an_older_one_is_refused(folder_root, tmp_path):
+    """`cp -p` gives the replaced mask the other file's older time: a check by time would keep
+    the lists, which would then sample the image for classes its mask no longer holds."""
+    root = tmp_path / "shapes"
+    shutil.copytree(folder_root, root)
+    target, other = sorted((root / "masks").iterdir())[:2]
+    assert target.read_bytes() != other.read_bytes()
+    os.utime(other, ns=(1, 1))  # older than every file of the dataset, the lists included
+    assert FolderSource(root, "all").ids  # a time changed, not a byte: the lists stay good
+    subprocess.run(["cp", "-p", str(other), str(target)], check=True)
+    assert target.stat().st_mtime_ns == 1
+    train = (root / "splits" / "train.txt").read_text().split()
+    held = "train" if target.stem in train else "test"
+    for split in (ALL_SPLIT, held):
+        with pytest.raises(ValueError, match=rf"other files than .*masks/{target.stem}\.png "
+                                             r"\(changed, added or removed since\); run `python "
+                                             r"scripts/prepare_folder\.py .*` again$") as error:
+            FolderSource(root, split)
+        assert "\n" not in str(error.value)
+    assert FolderSource(root, "test" if held == "train" else "train").ids  # its masks: untouched
+    assert PREPARE.main([str(root)]) == 0
+    assert FolderSource(root, held).ids

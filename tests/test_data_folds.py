@@ -2,11 +2,13 @@
 datasets (n folds, explicit test classes)."""
 
 import itertools
+import re
 
 import pytest
 
 from panet.data.folds import (N_FOLDS, PASCAL_CLASS_NAMES, fold_classes, held_out_classes,
                               split_classes)
+from panet.settings import EpisodeSetting
 
 
 def test_pascal_folds_by_hand():
@@ -41,12 +43,21 @@ def test_pascal_names_in_protocol_order():
     assert PASCAL_CLASS_NAMES[19] == "tvmonitor"
 
 
-@pytest.mark.parametrize("args", [(20, 4, "contiguous"), (20, -1, "contiguous"),
-                                  (80, 0, "random"), (3, 0, "contiguous", 4),
-                                  (10, 0, "contiguous", 1)])
-def test_bad_fold_arguments(args):
-    with pytest.raises(ValueError):
-        held_out_classes(*args)
+def test_fewer_classes_than_folds_is_refused():
+    with pytest.raises(ValueError, match="3 classes cannot be split into 4 folds"):
+        held_out_classes(3, 0, "contiguous", 4)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"fold": 4}, r"data\.fold=4: must be in 0\.\.3"),
+    ({"fold": -1}, r"data\.fold=-1: must be an integer >= 0"),
+    ({"name": "coco", "fold_style": "random"}, r"data\.fold_style='random': must be one of"),
+    ({"name": "folder", "n_folds": 1}, r"data\.n_folds=1: must be an integer >= 2"),
+])
+def test_bad_fold_settings_are_refused_where_settings_are_read(values, message):
+    """Checked once, by the settings (`EpisodeSetting.problems`); the folds trust them."""
+    problems = EpisodeSetting(**values).problems()
+    assert len(problems) == 1 and re.match(message, problems[0])
 
 
 def test_uneven_folds_by_hand():
@@ -92,12 +103,17 @@ def test_explicit_test_classes_by_id_or_name():
 @pytest.mark.parametrize("test_classes,train,message", [
     (["horse"], False, r"'horse' is not a class id or name.*1 \(cat\), 2 \(dog\)"),
     ([6], False, "6 is not a class id"),
-    ([True], False, "True is not a class id"),
     (["cat", 1], False, "1 is listed twice"),
-    ([], False, "non-empty list"),
-    ("cat", False, "non-empty list"),
     ([1, 2, 3, 4, 5], True, "none is left to train on"),
 ])
 def test_bad_test_classes(test_classes, train, message):
     with pytest.raises(ValueError, match=message):
         split_classes(Named(), train, test_classes=test_classes)
+
+
+@pytest.mark.parametrize("test_classes", [(), "cat", (True,), (2, 2)])
+def test_test_classes_that_are_no_list_of_distinct_ids_or_names_are_refused_by_the_settings(
+        test_classes):
+    problems = EpisodeSetting(test_classes=test_classes).problems()
+    assert len(problems) == 1 and problems[0].startswith(f"data.test_classes={test_classes!r}: "
+                                                         "must be None or a non-empty list")

@@ -8,6 +8,7 @@ import pytest
 from panet.data.folds import fold_classes
 from panet.data.label_png import load_label_png
 from panet.data.sampling import queries_per_way, sample_episodes
+from panet.settings import EpisodeSetting
 
 
 def toy_lists(n_classes=20, per_class=12):
@@ -76,9 +77,10 @@ def test_too_few_classes_is_an_error():
             sample_episodes(lists, [1, 2, 3], 2, 1, 1, 10, seed=0)
 
 
-def test_bad_counts_are_errors():
-    with pytest.raises(ValueError):
-        sample_episodes(toy_lists(), range(1, 21), 0, 1, 1, 10, seed=0)
+@pytest.mark.parametrize("key", ["ways", "shots", "queries"])
+def test_bad_counts_are_refused_where_settings_are_read(key):
+    """Checked once, by the settings; sampling trusts its counts."""
+    assert EpisodeSetting(**{key: 0}).problems() == [f"data.{key}=0: must be an integer >= 1"]
 
 
 # ---- on the real PASCAL label maps ---------------------------------------------------------

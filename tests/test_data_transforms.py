@@ -7,6 +7,7 @@ from PIL import Image
 
 from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
 from panet.data.transforms import as_size, hflip, normalize, resize_image, resize_nearest
+from panet.settings import EpisodeSetting
 
 
 def test_resize_nearest_matches_a_naive_loop():
@@ -56,5 +57,6 @@ def test_hflip_mirrors_columns():
 def test_as_size():
     assert as_size(417) == (417, 417)
     assert as_size((120, 160)) == (120, 160)
-    with pytest.raises(ValueError):
-        as_size(0)
+    for size in (0, (0, 5), (5, -1)):  # refused once, by the settings; as_size trusts them
+        assert EpisodeSetting(size=size).problems() == [
+            f"data.size={size!r}: must be an integer >= 1 or a pair [H, W] of them"]

@@ -1,4 +1,4 @@
-"""Device choice (panet/device.py): the CUDA rules checked without a GPU, by standing in for
+"""Device choice (panet/base/device.py): the CUDA rules checked without a GPU, by standing in for
 torch's answers (how many GPUs, whether CUDA works) with monkeypatch."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""How train.py and test.py end (panet/runs.py `script_main`, panet/distributed.py
+"""How train.py and test.py end (panet/run/experiments.py `script_main`, panet/base/distributed.py
 `exit_worker`): a torchrun worker leaves at once with the run's status and all of its output;
 a plain process exits as Python does."""
 

@@ -1,4 +1,4 @@
-"""One writer per run folder (panet/runlock.py), with real processes: a second writer is refused
+"""One writer per run folder (panet/base/lock.py), with real processes: a second writer is refused
 while the first holds the folder, naming it; a holder killed with SIGKILL frees the folder; a
 second train.py stops before writing anything."""
 

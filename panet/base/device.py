@@ -74,6 +74,13 @@ def resolve_device(device: str) -> Tuple[torch.device, Optional[str]]:
     return resolved, None
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
+    the process group exists. The one reading of WORLD_SIZE (`panet.base.distributed` uses it
+    too)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def torchrun_problem(device: str) -> Optional[str]:
     """Why processes launched by torchrun cannot each have a GPU of their own, or None.
 
@@ -81,14 +88,15 @@ def torchrun_problem(device: str) -> Optional[str]:
     is CUDA: more processes per machine than visible GPUs would fail deep inside CUDA with
     "invalid device ordinal", and a fixed cuda:N would put every process on one GPU.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or not is_device_name(device):
+    world_size = launched_processes()
+    if world_size == 1 or not is_device_name(device):
         return None
     if device.startswith("cuda:"):
         return (f"device={device}: under torchrun each process takes the GPU of its local rank; "
                 "use device=cuda (or auto), or device=cpu")
     if device == "cpu" or cuda_unavailable_reason() is not None:
         return None  # "auto" without a GPU runs on the CPU; "cuda" fails in resolve_device
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     count = torch.cuda.device_count()
     if processes > count:
         return (f"device={device}: torchrun started {processes} processes on this machine but "
@@ -124,16 +132,27 @@ def use_device(device: str, tf32: bool = False, quiet: bool = False) -> torch.de
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bfloat16 arithmetic
 
 
-def cpu_flags() -> FrozenSet[str]:
-    """The CPU's feature flags (/proc/cpuinfo on Linux; empty where it does not exist)."""
+def _cpuinfo(field: str) -> Optional[str]:
+    """The value of the first `field` line of /proc/cpuinfo (Linux; None elsewhere)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
+    return (_cpuinfo("model name") or platform.processor() or platform.machine()
+            or "unknown CPU")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -167,18 +186,6 @@ def precision_reason(precision: str, device: str) -> Optional[str]:
         return (f"this GPU ({torch.cuda.get_device_name()}) has no native bfloat16 arithmetic "
                 "(compute capability 8.0 or later has); use precision=fp16 or fp32")
     return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def describe_device(device: torch.device, tf32: bool) -> Dict[str, object]:

@@ -1,7 +1,8 @@
 """torch.distributed glue: one process per device, launched by `torchrun`.
 
-Without torchrun (no WORLD_SIZE in the environment) everything runs in one process and these
-helpers reduce to no-ops, so single-device code paths stay the plain ones.
+Without torchrun (no WORLD_SIZE in the environment: `launched_processes`, read in
+`panet.base.device`, which checks the devices of torchrun's processes) everything runs in one
+process and these helpers reduce to no-ops, so single-device code paths stay the plain ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 import torch
 import torch.distributed as dist
 
-from panet.base.device import torchrun_problem, use_device
+from panet.base.device import launched_processes, torchrun_problem, use_device
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def launched_processes() -> int:
-    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
-    the process group exists."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:

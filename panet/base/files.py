@@ -25,16 +25,12 @@ FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
                     errno.EDQUOT: "disk quota exceeded"}
 
 
-def current_umask() -> int:
-    """The process's umask (read by setting it and restoring it at once)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def default_file_mode() -> int:
-    """The mode `open()` gives a new file: 0666 minus the umask."""
-    return 0o666 & ~current_umask()
+    """The mode `open()` gives a new file: 0666 minus the umask (read by setting it and
+    restoring it at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
@@ -55,6 +51,13 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for panet: ``$XDG_CACHE_HOME/panet`` when XDG_CACHE_HOME is an
+    absolute path (the XDG base directory rule), else ``~/.cache/panet``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "panet"
 
 
 def writable_problem(path: PathLike) -> Optional[str]:

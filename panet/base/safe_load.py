@@ -4,21 +4,21 @@ A torch file is a pickle; unpickling one can call any Python function it names, 
 loading a crafted file could run its code. Every torch file is read here with
 `torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple, str, int, float,
 bool, None, OrderedDict, Counter) come back; anything else is refused before it is built, with
-one line naming the Python objects the file refers to (found by scanning the pickle's opcodes,
-which runs nothing). Files we write hold only such data (`plain_data` converts a config).
+one line naming the Python objects the file refers to, as torch's own refusal names them
+(`_unsafe_globals`). Files we write hold only such data (`plain_data` converts a config).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import pickle
-import pickletools
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import torch
 from panet.base.files import PathLike
@@ -52,47 +52,39 @@ def gist(error: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
 
 
-def _pickled_globals(stream: io.BufferedIOBase) -> List[str]:
-    """module.name of every global the pickles at the start of `stream` refer to (a legacy
-    torch file is several pickles in a row, then raw bytes). Scans opcodes only: runs nothing."""
-    names: List[str] = []
-    pushed: List[Any] = []  # what each opcode left on the stack, when it is a string
-    memo = {}
-    try:
-        while True:
-            for opcode, arg, _ in pickletools.genops(stream):  # one pickle, up to its STOP
-                name = opcode.name
-                if name in ("GLOBAL", "INST"):
-                    names.append(arg.replace(" ", "."))
-                elif name == "STACK_GLOBAL":
-                    module, attribute = (pushed[-2:] if len(pushed) > 1 else [None, None])
-                    names.append(f"{module}.{attribute}" if isinstance(module, str)
-                                 and isinstance(attribute, str) else "<a computed global>")
-                if name == "MEMOIZE":
-                    memo[len(memo)] = pushed[-1] if pushed else None
-                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[arg] = pushed[-1] if pushed else None
-                elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    pushed.append(memo.get(arg))
-                else:
-                    pushed.append(arg if isinstance(arg, str) else None)
-    except Exception:  # end of the pickles, or bytes that are no pickle
-        pass
-    return names
+class _GlobalFinder(pickle.Unpickler):
+    """Reads a pickle up to its first global beyond tensors and plain data, which it keeps as
+    `unsafe`. Every global goes through `find_class` (the standard library's way of restricting
+    them): torch's and plain data's become a function building an empty dict, any other stops
+    the reading. Nothing of the file runs."""
+
+    unsafe: Optional[str] = None
+
+    def find_class(self, module: str, name: str) -> Callable[..., dict]:
+        full = f"{module}.{name}"
+        if module == "torch" or module.startswith("torch.") or full in DATA_GLOBALS:
+            return lambda *args, **kwargs: {}
+        self.unsafe = full
+        raise pickle.UnpicklingError(f"{full} refused")
 
 
-def unsafe_globals(path: PathLike) -> List[str]:
-    """The Python objects (module.name) a torch file refers to beyond tensors and plain data."""
-    path = Path(path)
-    try:
-        if zipfile.is_zipfile(path):
-            return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        with open(path, "rb") as stream:
-            found = _pickled_globals(stream)
-    except Exception:  # unreadable: the caller reports the load error instead
-        return []
-    return sorted({name for name in found
-                   if not name.startswith("torch.") and name not in DATA_GLOBALS})
+def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> List[str]:
+    """The Python objects (module.name) beyond tensors and plain data that made torch refuse
+    `path`: all of them for a zip file (`get_unsafe_globals_in_checkpoint`); for a legacy file,
+    the one torch's `refusal` names; for a pickle of a protocol torch's reader does not follow
+    (4 and later: "Unsupported operand"), the first one `_GlobalFinder` meets. Empty when the
+    refusal is about something else (a damaged file: the caller says torch's reason)."""
+    if zipfile.is_zipfile(path):
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    named = re.search(r"GLOBAL ([\w.]+)", str(refusal))
+    if named:
+        return [named.group(1)]
+    with open(path, "rb") as stream:
+        finder = _GlobalFinder(stream)
+        with contextlib.suppress(pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                                 AttributeError):
+            finder.load()
+    return [finder.unsafe] if finder.unsafe else []
 
 
 def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:
@@ -109,7 +101,7 @@ def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True,
                               mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
-        names = unsafe_globals(path)
+        names = _unsafe_globals(path, error)
         if names:
             raise UnsafeFileError(path, names) from None
         reason = str(error).partition("WeightsUnpickler error:")[2] or str(error)

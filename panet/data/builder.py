@@ -26,16 +26,11 @@ def make_episode_dataset(setting, n_episodes: int, seed: int, train: bool, *,
     ``train`` selects the training classes on the training split (and random flips, dense
     supports), otherwise the test classes on the test split (``panet.data.folds.split_classes``:
     fold ``setting.fold`` of ``setting.n_folds``, or ``setting.test_classes``). The episode list
-    is drawn here, up front, from ``seed`` (PROTOCOL §8); a setting that breaks its rules
-    (``EpisodeSetting.problems``) raises ValueError. ``keep_original_labels`` adds the
-    queries' original-size labels; ``source``: that split's ``make_source`` when one is already
-    built, to share it between datasets (the runs of a test).
+    is drawn here, up front, from ``seed`` (PROTOCOL §8). The setting follows its rules
+    (``EpisodeSetting.problems``, checked where settings are read). ``keep_original_labels``
+    adds the queries' original-size labels; ``source``: that split's ``make_source`` when one
+    is already built, to share it between datasets (the runs of a test).
     """
-    problems = setting.problems()
-    if problems:
-        raise ValueError("; ".join(problems))
-    if seed < 0 or n_episodes < 0:
-        raise ValueError(f"seed and n_episodes must be >= 0, got {seed} and {n_episodes}")
     return episode_dataset(source if source is not None else make_source(setting, train),
                            setting, n_episodes, seed, train, keep_original_labels)
 

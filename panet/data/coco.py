@@ -11,14 +11,15 @@ crowd regions included.
 
 Cache. Converting every polygon of an image at every access is slow, so the annotations are
 turned once into compressed RLEs: per image and class the merged mask, and the instance masks in
-annotation order. The cache is a JSON file, never a pickle (others may write a shared dataset
-folder, and reading a pickle can run code): a first line with the header (format version, size
-and mtime of the annotation file), then one line with the payload (RLE counts, which are bytes,
-as latin-1 strings). A header that does not match the current annotation file, or an unreadable
-or malformed cache, makes the source rebuild it. It is written atomically
-(temporary file + rename) to the first writable of ``cache_dir`` (when given), otherwise
-``root/.panet_cache/`` and then ``~/.cache/panet/coco-<hash of root>/``. Loading a label map for one
-class is then one RLE decode.
+annotation order. Loading a label map for one class is then one RLE decode. The cache is a JSON
+file, never a pickle (reading a pickle can run code): a first line with the header (format
+version, size and mtime of the annotation file), then one line with the payload (RLE counts,
+which are bytes, as latin-1 strings). A header that does not match the current annotation file,
+or an unreadable or malformed cache, makes the source rebuild it, written atomically (temporary
+file + rename) to ``cache_dir`` (data.cache_dir) when given, otherwise to the user's cache,
+``$XDG_CACHE_HOME/panet/coco-<hash of root>/`` or ``~/.cache/panet/coco-<hash of root>/``: one
+folder per dataset root, and never into the root, which may be a shared, read-only copy. A cache
+that earlier versions wrote into ``root/.panet_cache/`` is still read.
 
 Degenerate annotations. Polygons with fewer than 3 points are dropped (they have no area; fed to
 pycocotools as they are, a 2-point polygon would be read as a box). An image whose merged mask of a
@@ -40,17 +41,16 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as rle_ops
 
+from panet.base.files import PathLike, atomic_write, user_cache_dir
 from panet.data.sources import Source
-from panet.base.files import atomic_write
 from panet.data.transforms import displayed_size, to_rgb
-from panet.base.files import PathLike
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
 CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules change
+OLD_CACHE_DIR = ".panet_cache"  # where earlier versions cached, inside the root: read only
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
 MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
-
 
 
 class CocoImage(NamedTuple):
@@ -68,17 +68,17 @@ class CocoImage(NamedTuple):
     instances: Dict[int, Tuple[bytes, ...]]
 
 
-def _decode(record: CocoImage, counts: Iterable[bytes]) -> np.ndarray:
-    """H x W x n uint8 0/1 masks of an image from n RLE counts."""
-    size = [record.height, record.width]
-    return rle_ops.decode([{"size": size, "counts": c} for c in counts])
-
-
 class CocoIndex(NamedTuple):
     """Cache payload: ``categories`` as (COCO category id, name) in class-id order."""
 
     categories: List[Tuple[int, str]]
     images: Dict[str, CocoImage]
+
+
+def _decode(record: CocoImage, counts: Iterable[bytes]) -> np.ndarray:
+    """H x W x n uint8 0/1 masks of an image from n RLE counts."""
+    size = [record.height, record.width]
+    return rle_ops.decode([{"size": size, "counts": c} for c in counts])
 
 
 def annotation_file(root: PathLike, split: str, year: int) -> Path:
@@ -98,24 +98,16 @@ def image_zip_url(split: str, year: int) -> str:
 
 
 def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
-    """What is missing from ``root`` for one split, each with where the official file comes from.
-
-    Empty when the annotation file and the image folder exist (their content is checked when the
-    source is built).
-    """
+    """What is missing from ``root`` for one split, each with where the official file comes
+    from; empty when both are there (their content is checked when the source is built)."""
     problems = []
-    ann = annotation_file(root, split, year)
-    if not ann.is_file():
-        problems.append(
-            f"missing {ann}: download {annotation_zip_url(year)} and unzip it "
-            f"into {Path(root)} (it holds annotations/instances_{split}{year}.json)"
-        )
-    images = image_dir(root, split, year)
-    if not images.is_dir():
-        problems.append(
-            f"missing image folder {images}: download {image_zip_url(split, year)} and unzip "
-            f"it into {Path(root)}"
-        )
+    if not annotation_file(root, split, year).is_file():
+        problems.append(f"missing {annotation_file(root, split, year)}: download "
+                        f"{annotation_zip_url(year)} and unzip it into {Path(root)} (it holds "
+                        f"annotations/instances_{split}{year}.json)")
+    if not image_dir(root, split, year).is_dir():
+        problems.append(f"missing image folder {image_dir(root, split, year)}: download "
+                        f"{image_zip_url(split, year)} and unzip it into {Path(root)}")
     return problems
 
 
@@ -124,16 +116,12 @@ def _read_json(path: Path, year: int) -> dict:
         with open(path) as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{path} is not valid json ({err}); re-download {annotation_zip_url(year)} and unzip "
-            "it again"
-        ) from err
+        raise ValueError(f"{path} is not valid json ({err}); re-download "
+                         f"{annotation_zip_url(year)} and unzip it again") from err
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
-        raise ValueError(
-            f"{path} lacks the keys {missing} of a COCO instances file; expected the official "
-            f"instances_*.json from {annotation_zip_url(year)}"
-        )
+        raise ValueError(f"{path} lacks the keys {missing} of a COCO instances file; expected "
+                         f"the official instances_*.json from {annotation_zip_url(year)}")
     return data
 
 
@@ -149,15 +137,37 @@ def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
             return rle_ops.encode(np.zeros((height, width, 1), np.uint8, order="F"))[0]
         return rle_ops.merge(rle_ops.frPyObjects(polygons, height, width))
     if list(segmentation["size"]) != [height, width]:
-        raise ValueError(
-            f"{where}: RLE size {segmentation['size']} differs from the image's height x width "
-            f"[{height}, {width}]; the annotation file is damaged, re-download it"
-        )
+        raise ValueError(f"{where}: RLE size {segmentation['size']} differs from the image's "
+                         f"height x width [{height}, {width}]; the annotation file is damaged, "
+                         "re-download it")
     if isinstance(segmentation["counts"], list):
         return rle_ops.frPyObjects(segmentation, height, width)
     counts = segmentation["counts"]
     counts = counts.encode() if isinstance(counts, str) else counts
     return {"size": [height, width], "counts": counts}
+
+
+def _annotation_rles(path: Path, data: dict, class_of_category: Dict[int, int],
+                     image_meta: Dict[int, dict]) -> Dict[Tuple[int, int], List[dict]]:
+    """The instance RLEs per (image id, class id), in annotation order; a ValueError names the
+    first annotation that refers to an unknown image or category, or lacks a field."""
+    instances: Dict[Tuple[int, int], List[dict]] = {}
+    for ann in data["annotations"]:
+        where = f"{path}, annotation id {ann.get('id')}"
+        try:
+            meta = image_meta.get(ann["image_id"])
+            if meta is None:
+                raise ValueError(f"{where}: refers to image id {ann['image_id']}, absent from "
+                                 "'images'")
+            if ann["category_id"] not in class_of_category:
+                raise ValueError(f"{where}: unknown category id {ann['category_id']}")
+            rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
+        except KeyError as err:
+            raise ValueError(f"{where}: field {err} missing; re-download the annotation "
+                             "file") from err
+        key = (ann["image_id"], class_of_category[ann["category_id"]])
+        instances.setdefault(key, []).append(rle)
+    return instances
 
 
 def build_index(path: Path, year: int) -> CocoIndex:
@@ -170,50 +180,24 @@ def build_index(path: Path, year: int) -> CocoIndex:
     image_meta = {im["id"]: im for im in data["images"]}
     if len(image_meta) != len(data["images"]):
         raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
-
-    # instance RLEs per (image id, class id), in annotation order
-    instances: Dict[Tuple[int, int], List[dict]] = {}
-    for ann in data["annotations"]:
-        where = f"{path}, annotation id {ann.get('id')}"
-        try:
-            meta = image_meta.get(ann["image_id"])
-            if meta is None:
-                raise ValueError(
-                    f"{where}: refers to image id {ann['image_id']}, absent from 'images'"
-                )
-            if ann["category_id"] not in class_of_category:
-                raise ValueError(f"{where}: unknown category id {ann['category_id']}")
-            rle = _instance_rle(ann["segmentation"], meta["height"], meta["width"], where)
-        except KeyError as err:
-            raise ValueError(
-                f"{where}: field {err} missing; re-download the annotation file"
-            ) from err
-        key = (ann["image_id"], class_of_category[ann["category_id"]])
-        instances.setdefault(key, []).append(rle)
-
-    masks_of: Dict[int, Dict[int, bytes]] = {i: {} for i in image_meta}
-    instances_of: Dict[int, Dict[int, Tuple[bytes, ...]]] = {i: {} for i in image_meta}
+    masks: Dict[int, Dict[int, bytes]] = {i: {} for i in image_meta}
+    instances: Dict[int, Dict[int, Tuple[bytes, ...]]] = {i: {} for i in image_meta}
     n_empty = 0
-    for (image_id, class_id), rles in instances.items():
+    for (image_id, class_id), rles in _annotation_rles(path, data, class_of_category,
+                                                       image_meta).items():
         union = rles[0] if len(rles) == 1 else rle_ops.merge(rles)
         if rle_ops.area(union) == 0:
             n_empty += 1
             continue
-        masks_of[image_id][class_id] = union["counts"]
-        instances_of[image_id][class_id] = tuple(rle["counts"] for rle in rles)
+        masks[image_id][class_id] = union["counts"]
+        instances[image_id][class_id] = tuple(rle["counts"] for rle in rles)
     if n_empty:
-        warnings.warn(
-            f"{path}: {n_empty} (image, class) pairs have only empty masks; those images are not "
-            "listed for those classes"
-        )
-    images = {
-        str(image_id): CocoImage(
-            meta["file_name"], meta["height"], meta["width"], masks_of[image_id],
-            instances_of[image_id],
-        )
-        for image_id, meta in image_meta.items()
-    }
-    return CocoIndex(categories, images)
+        warnings.warn(f"{path}: {n_empty} (image, class) pairs have only empty masks; those "
+                      "images are not listed for those classes")
+    return CocoIndex(categories, {
+        str(image_id): CocoImage(meta["file_name"], meta["height"], meta["width"],
+                                 masks[image_id], instances[image_id])
+        for image_id, meta in image_meta.items()})
 
 
 def _cache_key(path: Path) -> dict:
@@ -221,23 +205,16 @@ def _cache_key(path: Path) -> dict:
     return {"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _text(counts: bytes) -> str:
-    """RLE counts (bytes) as a JSON-safe string; latin-1 maps every byte to one character."""
-    return counts.decode("latin-1")
-
-
-def _counts(text: str) -> bytes:
-    return text.encode("latin-1")
-
-
 def _payload(index: CocoIndex) -> dict:
-    """The index as JSON values (object keys are strings: class ids become "1", "2", ...)."""
+    """The index as JSON values: object keys are strings (class ids become "1", "2", ...) and
+    RLE counts, bytes, latin-1 strings (latin-1 maps every byte to one character)."""
     return {
         "categories": [[cat_id, name] for cat_id, name in index.categories],
         "images": {
             image_id: [record.file_name, record.height, record.width,
-                       {str(k): _text(c) for k, c in record.masks.items()},
-                       {str(k): [_text(c) for c in cs] for k, cs in record.instances.items()}]
+                       {str(k): c.decode("latin-1") for k, c in record.masks.items()},
+                       {str(k): [c.decode("latin-1") for c in cs]
+                        for k, cs in record.instances.items()}]
             for image_id, record in index.images.items()
         },
     }
@@ -249,8 +226,8 @@ def _index(payload: dict) -> CocoIndex:
     for image_id, (file_name, height, width, masks, instances) in payload["images"].items():
         images[image_id] = CocoImage(
             str(file_name), int(height), int(width),
-            {int(k): _counts(c) for k, c in masks.items()},
-            {int(k): tuple(_counts(c) for c in cs) for k, cs in instances.items()})
+            {int(k): c.encode("latin-1") for k, c in masks.items()},
+            {int(k): tuple(c.encode("latin-1") for c in cs) for k, cs in instances.items()})
     categories = [(int(cat_id), str(name)) for cat_id, name in payload["categories"]]
     return CocoIndex(categories, images)
 
@@ -270,45 +247,41 @@ def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
 
 def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
     """Write atomically (`panet.base.files.atomic_write`: readers see either the old file or the
-    complete new one; the umask's mode, so that other users of a shared root can read it)."""
+    complete new one; the umask's mode, so that other users of a shared cache can read it)."""
     with atomic_write(cache_file, "w") as f:
         for part in (key, _payload(index)):
             json.dump(part, f, separators=(",", ":"))
             f.write("\n")
 
 
-def cache_dirs(root: PathLike, cache_dir: Optional[PathLike] = None) -> List[Path]:
-    """Candidate cache folders, in order of preference."""
+def cache_dirs(root: PathLike, cache_dir: Optional[PathLike] = None) -> Tuple[List[Path], Path]:
+    """(the folders a cache is read from, in order; the folder a rebuilt one is written to):
+    ``cache_dir`` when given; else the user's cache folder of this root, then (read only) the
+    root's own folder of earlier versions (module docstring)."""
     if cache_dir is not None:
-        return [Path(cache_dir)]
+        return [Path(cache_dir)], Path(cache_dir)
     root_hash = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
-    return [Path(root) / ".panet_cache", Path.home() / ".cache" / "panet" / f"coco-{root_hash}"]
+    user = user_cache_dir() / f"coco-{root_hash}"
+    return [user, Path(root) / OLD_CACHE_DIR], user
 
 
-def load_index(ann_file: Path, year: int, dirs: Sequence[Path]) -> Tuple[CocoIndex, Path]:
-    """The index of ``ann_file`` and the cache file it lives in, building the cache if needed.
-
-    Reads the first valid cache among ``dirs``; otherwise builds the index and writes it to the
-    first folder that accepts the write (e.g. skips a read-only dataset root).
-    """
-    key = _cache_key(ann_file)
-    cache_files = [d / f"{ann_file.stem}.index.json" for d in dirs]
-    for cache_file in cache_files:
-        index = _read_cache(cache_file, key)
+def load_index(ann_file: Path, year: int, reads: Sequence[Path], write: Path
+               ) -> Tuple[CocoIndex, Path]:
+    """The index of ``ann_file`` and the cache file it lives in: the first valid cache among
+    the folders ``reads``, else built and written to the folder ``write`` (an OSError of one
+    line when it cannot be)."""
+    key, name = _cache_key(ann_file), f"{ann_file.stem}.index.json"
+    for folder in reads:
+        index = _read_cache(folder / name, key)
         if index is not None:
-            return index, cache_file
+            return index, folder / name
     index = build_index(ann_file, year)
-    errors = []
-    for cache_file in cache_files:
-        try:
-            _write_cache(cache_file, key, index)
-            return index, cache_file
-        except OSError as err:
-            errors.append(f"{cache_file}: {err}")
-    raise OSError(
-        "cannot write the COCO cache to any of: " + "; ".join(errors)
-        + ". Pass a writable cache_dir."
-    )
+    try:
+        _write_cache(write / name, key, index)
+    except OSError as err:
+        raise OSError(f"cannot write the COCO cache {write / name} ({err.strerror or err}); set "
+                      "data.cache_dir (prepare_coco.py --cache-dir) to a writable folder") from None
+    return index, write / name
 
 
 class CocoSource(Source):
@@ -318,41 +291,36 @@ class CocoSource(Source):
     and category id), ``image_ids`` (all images of the split, sorted), ``cache_file``.
     """
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str,
-        year: int = 2014,
-        cache_dir: Optional[PathLike] = None,
-    ) -> None:
+    def __init__(self, root: PathLike, split: str, year: int = 2014,
+                 cache_dir: Optional[PathLike] = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"COCO split must be one of {SPLITS}, got {split!r}")
         problems = layout_problems(root, split, year)
         if problems:
             raise FileNotFoundError("COCO layout incomplete:\n  " + "\n  ".join(problems))
-        self.root = Path(root)
-        self.split = split
-        self.year = year
+        self.root, self.split, self.year = Path(root), split, year
         self.annotation_file = annotation_file(root, split, year)
         self.image_dir = image_dir(root, split, year)
-        index, self.cache_file = load_index(self.annotation_file, year, cache_dirs(root, cache_dir))
+        index, self.cache_file = load_index(self.annotation_file, year,
+                                            *cache_dirs(root, cache_dir))
         self._images = index.images
         self.class_ids = list(range(1, len(index.categories) + 1))
         self.category_ids = {k: cat_id for k, (cat_id, _) in zip(self.class_ids, index.categories)}
         self.class_names = {k: name for k, (_, name) in zip(self.class_ids, index.categories)}
         self.image_ids = sorted(self._images)
+        self.fix = f"re-download {image_zip_url(split, year)} and unzip it into {self.root}"
         self._check_images_present()
 
     def _check_images_present(self) -> None:
+        """Every image the annotation file lists must be in the image folder."""
         present = set(os.listdir(self.image_dir))
         missing = [i for i in self.image_ids if self._images[i].file_name not in present]
         if missing:
             examples = ", ".join(self._images[i].file_name for i in missing[:5])
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(self.image_ids)} images listed in "
-                f"{self.annotation_file} are missing from {self.image_dir} (e.g. {examples}); "
-                f"unzip the complete {image_zip_url(self.split, self.year)} into {self.root}"
-            )
+            raise FileNotFoundError(f"{len(missing)} of the {len(self.image_ids)} images listed "
+                                    f"in {self.annotation_file} are missing from {self.image_dir} "
+                                    f"(e.g. {examples}); unzip the complete "
+                                    f"{image_zip_url(self.split, self.year)} into {self.root}")
 
     def _record(self, image_id: str) -> CocoImage:
         try:
@@ -365,8 +333,7 @@ class CocoSource(Source):
             raise ValueError(f"class id {class_id} outside 1..{len(self.class_ids)}")
 
     def location(self, image_id: str) -> str:
-        return (f"{self.image_dir / self._record(image_id).file_name} / {self.annotation_file} "
-                f"(image id {image_id})")
+        return f"{self.image_path(image_id)} / {self.annotation_file} (image id {image_id})"
 
     def class_images(self) -> Dict[int, List[str]]:
         """Per class id, the sorted ids of the images holding a non-empty mask of that class."""
@@ -381,27 +348,23 @@ class CocoSource(Source):
 
     def image(self, image_id: str) -> Image.Image:
         """The RGB image; checks that its size is the annotation's width x height."""
-        record = self._record(image_id)
-        path = self.image_path(image_id)
-        fix = f"re-download {image_zip_url(self.split, self.year)} and unzip it into {self.root}"
+        record, path = self._record(image_id), self.image_path(image_id)
+        annotated = (record.width, record.height)
         try:
             with Image.open(path) as img:
-                annotated = (record.width, record.height)
                 if img.size == annotated:  # annotated on the stored pixels, as COCO's files are
                     return to_rgb(img, str(path), upright_by_exif=False)
                 if displayed_size(img) == annotated:  # annotated as displayed (EXIF-turned)
                     return to_rgb(img, str(path))
-                raise ValueError(
-                    f"{path} is {img.width} x {img.height} (W x H) but {self.annotation_file} "
-                    f"says {record.width} x {record.height}; the image and annotation files "
-                    f"come from different releases: {fix}"
-                )
+                raise ValueError(f"{path} is {img.width} x {img.height} (W x H) but "
+                                 f"{self.annotation_file} says {record.width} x {record.height}; "
+                                 "the image and annotation files come from different releases: "
+                                 f"{self.fix}")
         except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{path} (listed in {self.annotation_file}) is missing: {fix}"
-            ) from err
+            raise FileNotFoundError(f"{path} (listed in {self.annotation_file}) is missing: "
+                                    f"{self.fix}") from err
         except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
-            raise ValueError(f"{path} is not a readable image ({err}): {fix}") from err
+            raise ValueError(f"{path} is not a readable image ({err}): {self.fix}") from err
 
     def label_map(self, image_id: str, class_ids: Sequence[int]) -> np.ndarray:
         """H x W uint8: each requested class's id on its mask, 0 elsewhere.

@@ -36,9 +36,9 @@ class only where the ground truth holds it.
 Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps
 (each support's view after replacement and its masks, each query's view), recording for every
 image the generator state it was drawn from; ``__getitem__`` then decodes the views' pixels.
-``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later draws one
-support or query again from its recorded state (``redraw_support``, ``redraw_query``): the same
-methods, hence the same images, masks and labels as the item.
+``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later
+draws one support or query again from its recorded state (``redraw_support``,
+``redraw_query``): the same methods, hence the same images, masks and labels as the item.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from panet.base.constants import IGNORE_INDEX
 from panet.data.sampling import Episode
 from panet.data.sources import Source
 from panet.data.transforms import as_size, hflip, image_tensor, resize_nearest
-from panet.data.weak import BOX_CHOICES, Masks, box_masks, dense_masks, scribble_masks
+from panet.data.weak import Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
 COCO_LABELS = ("class", "episode")
@@ -123,29 +123,15 @@ class EpisodeDataset(Dataset):
     def __init__(self, source: Source, episodes: Sequence[Episode], setting, seed: int,
                  train: bool, keep_original_labels: bool = False):
         """Items of ``episodes`` over ``source`` with the views and supports of ``setting``
-        (``panet.settings.EpisodeSetting``: size, weak, bbox_instance, scribble_dilation,
-        coco_labels); ``seed`` seeds each item's generator with its index."""
-        if setting.weak not in WEAK_KINDS:
-            raise ValueError(f"weak must be one of {WEAK_KINDS}, got {setting.weak!r}")
-        if setting.bbox_instance not in BOX_CHOICES:
-            raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got "
-                             f"{setting.bbox_instance!r}")
-        if setting.coco_labels not in COCO_LABELS:
-            raise ValueError(f"coco_labels must be one of {COCO_LABELS}, got "
-                             f"{setting.coco_labels!r}")
-        if setting.scribble_dilation < 0:
-            raise ValueError(f"scribble_dilation must be >= 0, got {setting.scribble_dilation}")
+        (``panet.settings.EpisodeSetting``, checked there: size, weak, bbox_instance,
+        scribble_dilation, coco_labels); ``seed`` seeds each item's generator with its index."""
         self.source = source
         self.episodes = list(episodes)
         self.setting = setting
         self.size = as_size(setting.size)
         self.seed = seed
         self.train = train
-        self.weak = setting.weak
-        self.bbox_instance = setting.bbox_instance
-        self.scribble_dilation = setting.scribble_dilation
         self.keep_original_labels = keep_original_labels
-        self.coco_labels = setting.coco_labels
         self._class_images = source.class_images()
 
     def __len__(self) -> int:
@@ -226,7 +212,7 @@ class EpisodeDataset(Dataset):
     def _label_classes(self, class_ids: Sequence[int], way: int) -> List[int]:
         """The classes painted into an image of ``way`` (see ``coco_labels`` in the module
         docstring)."""
-        return [class_ids[way]] if self.coco_labels == "class" else list(class_ids)
+        return [class_ids[way]] if self.setting.coco_labels == "class" else list(class_ids)
 
     def _view(self, image_id: str, class_ids: Sequence[int], rng: np.random.Generator) -> _View:
         """The image's label map painted for ``class_ids``, resized (and flipped)."""
@@ -288,14 +274,14 @@ class EpisodeDataset(Dataset):
     def _support_masks(self, view: _View, class_id: int, class_ids: Sequence[int],
                        rng: np.random.Generator) -> Masks:
         fg, bg = dense_masks(view.labels, class_id, class_ids)
-        if self.weak == "bbox":
+        if self.setting.weak == "bbox":
             instances = self._aligned(self.source.instance_map(view.image_id, class_id), view,
                                       "instance map")
-            return box_masks(fg, instances, self.bbox_instance, rng)
-        if self.weak == "scribble":
+            return box_masks(fg, instances, self.setting.bbox_instance, rng)
+        if self.setting.weak == "scribble":
             scribbles = self._aligned(self.source.scribble_map(view.image_id), view,
                                       "scribble map")
-            return scribble_masks(fg, bg, rng, scribbles, self.scribble_dilation)
+            return scribble_masks(fg, bg, rng, scribbles, self.setting.scribble_dilation)
         return fg, bg
 
 

@@ -10,10 +10,17 @@ Layout (``root``)::
     splits/<split>.txt                 optional: the image ids of a split, one per line
     lists/<split>/class<k>.txt         written by scripts/prepare_folder.py: the ids of the split
                                        whose mask holds class k
+    lists/<split>/sources.sha256       ... and the SHA-256 of every file they were written from
+                                       (classes.txt, the split list, each mask of the split)
 
 Split ``all`` is every image of ``images/``; any other name reads ``splits/<split>.txt``. As in
 PASCAL-5i as released, training and testing may draw from the same images: they never share a
 class (``panet.data.folds.split_classes``).
+
+Prepared lists are checked against the files they were written from by content, not by time:
+a mask replaced by an older file (``cp -p``, a restored backup) keeps its old lists silently
+wrong under a time check. Opening a split hashes its masks (``sources.sha256`` lists them, in
+``sha256sum`` format) and refuses lists whose files changed, appeared or went away since.
 
 Weak supports: the layout has no instance masks, so bounding-box supports take the connected
 parts (8-connected) of a class's mask as its instances (our reading; PROTOCOL §10's largest
@@ -27,25 +34,24 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.label_png import labels_outside, load_label_png
-from panet.data.sources import Source
-from panet.data.voc import read_class_lists, read_id_list
 from panet.base.files import PathLike
-
+from panet.base.safe_load import file_sha256
+from panet.data.sources import ListedSource, read_id_list, require_files
 
 IMAGE_DIR = "images"
 MASK_DIR = "masks"
 CLASSES_FILE = "classes.txt"
 SPLIT_DIR = "splits"
 LIST_DIR = "lists"
+SOURCES_FILE = "sources.sha256"  # in lists/<split>/: the files its lists were written from
 ALL_SPLIT = "all"  # every image of images/
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # compared case-insensitively
 MASK_SUFFIX = ".png"
 MAX_CLASSES = IGNORE_INDEX - 1  # label maps are uint8 and 255 means ignore
+MASK_ORIGIN = "the tool that made it (export a single-channel PNG of class indices)"
 PREPARE_HINT = "run `python scripts/prepare_folder.py {root}`"
 LAYOUT_HINT = ("expected ROOT/images/<id>.jpg|.png, ROOT/masks/<id>.png, ROOT/classes.txt "
                "(see panet/data/folder.py)")
@@ -59,6 +65,8 @@ def parse_classes(path: Path) -> Tuple[Dict[int, str], List[str]]:
     except UnicodeDecodeError as error:
         return {}, [f"{path} is not UTF-8 text ({error}); write one class name per line"]
     names = {k: line.strip() for k, line in enumerate(lines, start=1)}
+    if names == {1: ""}:
+        return names, [f"{path} is empty: write one class name per line"]
     problems = [f"{path} line {k} is empty: every line names one class (line k = class k)"
                 for k, name in names.items() if not name]
     first_line: Dict[str, int] = {}
@@ -69,8 +77,6 @@ def parse_classes(path: Path) -> Tuple[Dict[int, str], List[str]]:
     if len(names) > MAX_CLASSES:
         problems.append(f"{path} names {len(names)} classes; at most {MAX_CLASSES} fit the uint8 "
                         f"masks (255 means ignore)")
-    if names == {1: ""}:
-        problems = [f"{path} is empty: write one class name per line"]
     return names, problems
 
 
@@ -103,17 +109,35 @@ def split_ids(root: Path, split: str, image_ids: Sequence[str]) -> List[str]:
     return read_id_list(path)
 
 
-class FolderSource(Source):
-    """One split of a dataset in the folder layout (module docstring); classes 1..K.
+def list_sources(root: Path, split: str, ids: Sequence[str]) -> Dict[str, str]:
+    """Path (relative to ``root``) -> SHA-256 of every file a split's per-class lists are
+    written from: classes.txt (how many classes), the split list (which ids) and the mask of
+    each id (which classes it holds)."""
+    names = [CLASSES_FILE] + ([] if split == ALL_SPLIT else [f"{SPLIT_DIR}/{split}.txt"])
+    names += [f"{MASK_DIR}/{image_id}{MASK_SUFFIX}" for image_id in sorted(ids)]
+    return {name: file_sha256(root / name) for name in names}
 
-    Construction checks the layout, that every id of the split has its image and mask and that
-    the per-class lists exist and agree with the split; images and masks are read on access
-    (``scripts/prepare_folder.py`` checks every file up front).
-    """
+
+def write_list_sources(path: Path, sources: Dict[str, str]) -> None:
+    """``sources`` (``list_sources``) at ``path``, one ``<sha256>  <path>`` line per file."""
+    path.write_text("".join(f"{digest}  {name}\n" for name, digest in sources.items()))
+
+
+def read_list_sources(path: Path) -> Dict[str, str]:
+    """What ``write_list_sources`` wrote."""
+    lines = path.read_text().splitlines()
+    return {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
+
+
+class FolderSource(ListedSource):
+    """One split of a dataset in the folder layout (module docstring); classes 1..K. Beside the
+    checks of every ``ListedSource``, the lists must have been written from the current files
+    (``sources.sha256``); ``scripts/prepare_folder.py`` checks every file up front."""
+
+    mask_origin = MASK_ORIGIN
 
     def __init__(self, root: PathLike, split: str = ALL_SPLIT):
-        self.root = Path(root)
-        self.split = split
+        self.root, self.split = Path(root), split
         for path in (self.root, self.root / IMAGE_DIR, self.root / MASK_DIR):
             if not path.is_dir():
                 raise FileNotFoundError(f"folder {path} does not exist; {LAYOUT_HINT}")
@@ -126,69 +150,47 @@ class FolderSource(Source):
             raise ValueError("; ".join(problems + duplicates))
         self.class_ids = sorted(self.class_names)
         self.ids = split_ids(self.root, split, list(self._files))
+        self.prepare_hint = PREPARE_HINT.format(root=self.root)
+        self.image_fix = (self.prepare_hint + " to check every file",) * 2
         self._check_files_present()
-        self._class_images = read_class_lists(self.root / LIST_DIR / self.split, self.class_ids,
-                                              self.ids, f"split {self.split!r}",
-                                              PREPARE_HINT.format(root=self.root))
-        self._check_lists_are_current()
-
-    def _check_lists_are_current(self) -> None:
-        """The per-class lists must be newer than every image, mask, classes.txt and split list
-        (and than the folders, whose times change when a file is added or removed): images added
-        or masks redrawn after `prepare_folder.py` would otherwise be left out, or sampled for
-        classes they no longer hold, with no word."""
-        lists = self.root / LIST_DIR / self.split
-        written = min(path.stat().st_mtime_ns for path in lists.glob("class*.txt"))
-        sources = [self.root / IMAGE_DIR, self.root / MASK_DIR, self.root / CLASSES_FILE]
-        if self.split != ALL_SPLIT:
-            sources.append(self.root / SPLIT_DIR / f"{self.split}.txt")
-        files = [(entry.stat().st_mtime_ns, Path(entry.path))
-                 for folder in sources[:2] for entry in os.scandir(folder)]
-        newest, changed = max(files + [(path.stat().st_mtime_ns, path) for path in sources])
-        if newest > written:
-            raise ValueError(f"the per-class lists in {lists} are older than {changed}: images "
-                             "or masks were added or changed since they were written; "
-                             + PREPARE_HINT.format(root=self.root) + " again")
+        self.read_lists(self.root / LIST_DIR / split, f"split {split!r}", self.prepare_hint)
+        self._check_list_sources()
 
     def _check_files_present(self) -> None:
-        masks = set(os.listdir(self.root / MASK_DIR))
-        no_image = [i for i in self.ids if i not in self._files]
-        no_mask = [i for i in self.ids if i + MASK_SUFFIX not in masks]
         fix = ("" if self.split == ALL_SPLIT else
                f" or remove the ids from {self.root / SPLIT_DIR / (self.split + '.txt')}")
-        for missing, what in ((no_image, f"{IMAGE_DIR}/<id>.jpg|.png"),
-                              (no_mask, f"{MASK_DIR}/<id>{MASK_SUFFIX}")):
-            if missing:
-                raise FileNotFoundError(
-                    f"{len(missing)} ids of split {self.split!r} have no {what} under "
-                    f"{self.root}, e.g. {missing[:3]}; add the files{fix} (`python "
-                    f"scripts/prepare_folder.py {self.root}` lists every problem)")
+        masks = {name[:-len(MASK_SUFFIX)] for name in os.listdir(self.root / MASK_DIR)
+                 if name.endswith(MASK_SUFFIX)}
+        for present, what in ((self._files, f"{IMAGE_DIR}/<id>.jpg|.png"),
+                              (masks, f"{MASK_DIR}/<id>{MASK_SUFFIX}")):
+            require_files(self.ids, present, f"ids of split {self.split!r} have no {what} under "
+                          f"{self.root}", f"add the files{fix} ({self.prepare_hint} lists every "
+                          "problem)")
 
-    def class_images(self) -> Dict[int, List[str]]:
-        return {class_id: list(ids) for class_id, ids in self._class_images.items()}
+    def _check_list_sources(self) -> None:
+        """The per-class lists must have been written from the files there now
+        (``list_sources``): masks redrawn, images added or removed, classes.txt or the split
+        list edited since would leave images out, or sample them for classes they no longer
+        hold, with no word."""
+        lists = self.root / LIST_DIR / self.split
+        record = lists / SOURCES_FILE
+        if not record.is_file():
+            raise FileNotFoundError(f"{record} does not exist (lists written by an older "
+                                    f"version?); {self.prepare_hint} again")
+        written, now = read_list_sources(record), list_sources(self.root, self.split, self.ids)
+        changed = sorted(name for name in written.keys() | now.keys()
+                         if written.get(name) != now.get(name))
+        if changed:
+            others = f" and {len(changed) - 1} other files" if len(changed) > 1 else ""
+            raise ValueError(f"the per-class lists in {lists} were written from other files than "
+                             f"{self.root / changed[0]}{others} (changed, added or removed since); "
+                             f"{self.prepare_hint} again")
 
     def image_path(self, image_id: str) -> Path:
         return self.root / IMAGE_DIR / self._files[image_id]
 
     def mask_path(self, image_id: str) -> Path:
         return self.root / MASK_DIR / f"{image_id}{MASK_SUFFIX}"
-
-    def location(self, image_id: str) -> str:
-        return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
-
-    def image(self, image_id: str) -> Image.Image:
-        check = PREPARE_HINT.format(root=self.root) + " to check every file"
-        return self.read_image_file(self.image_path(image_id), check, check)
-
-    def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
-        """The full H x W class map (every class, whatever ``class_ids`` asks for)."""
-        path = self.mask_path(image_id)
-        labels = load_label_png(path)
-        bad = labels_outside(labels, len(self.class_ids))
-        if bad:
-            raise ValueError(f"{path} holds labels {bad} outside 0..{len(self.class_ids)} (the "
-                             f"classes of {self.root / CLASSES_FILE}) and {IGNORE_INDEX}")
-        return labels
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
         """The 8-connected parts of the class's mask, numbered 1..n in scan order."""

@@ -5,7 +5,8 @@
 PNG of its size whose labels are within 0..K or 255; no stray or orphan files; split lists name
 existing images) and collects *every* problem instead of stopping at the first.
 ``write_folder_lists`` then writes ``lists/<split>/class<k>.txt`` for split ``all`` and every
-``splits/<split>.txt``, with ``panet.data.voc_prepare``'s machinery, plus ``counts.txt``.
+``splits/<split>.txt``, with ``panet.data.voc_prepare``'s machinery, plus ``counts.txt`` and
+``sources.sha256`` (what they were written from, checked by ``FolderSource``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from PIL import Image, UnidentifiedImageError
 
-from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
-                               MASK_DIR, MASK_SUFFIX, MAX_CLASSES, SPLIT_DIR, image_files,
-                               parse_classes)
-from panet.data.transforms import displayed_size, to_rgb
-from panet.data.voc import read_id_list
-from panet.data.voc_prepare import group_by_class, mask_classes, save_class_lists
 from panet.base.files import PathLike
+from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
+                               MASK_DIR, MASK_ORIGIN, MASK_SUFFIX, MAX_CLASSES, SOURCES_FILE,
+                               SPLIT_DIR, image_files, list_sources, parse_classes,
+                               write_list_sources)
+from panet.data.label_png import classes_present, load_class_mask
+from panet.data.sources import read_id_list, read_image
+from panet.data.voc_prepare import group_by_class, save_class_lists
 
-MASK_ORIGIN = "the tool that made it (export a single-channel PNG of class indices)"
 SHOWN_IDS = 10  # ids quoted per problem that concerns many ids
 
 
@@ -62,15 +62,13 @@ def _quote(ids: List[str]) -> str:
 
 
 def _check_image(path: Path) -> Tuple[Tuple[int, int], List[Problem]]:
-    """((H, W), problems) of one image, decoded in full (a truncated file is caught here)."""
+    """((H, W) as displayed, as the mask was drawn on it; problems) of one image, decoded in
+    full (a truncated file is caught here; 16-bit and float images are refused)."""
     try:
-        with Image.open(path) as image:
-            displayed = to_rgb(image, str(path))  # upright, as the mask was drawn on it
-            return (displayed.height, displayed.width), []
-    except ValueError as error:  # 16-bit / float images
+        image = read_image(path, "", "replace it")
+        return (image.height, image.width), []
+    except ValueError as error:
         return (0, 0), [Problem("bad image", str(error))]
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        return (0, 0), [Problem("bad image", f"cannot decode image {path} ({error})")]
 
 
 def _check_pair(root: Path, image_id: str, image_file: str,
@@ -82,11 +80,10 @@ def _check_pair(root: Path, image_id: str, image_file: str,
         return [], problems + [Problem("missing mask", f"{mask} does not exist (the mask of "
                                                        f"{root / IMAGE_DIR / image_file})")]
     try:
-        classes = mask_classes(mask, n_classes, MASK_ORIGIN)
-        with Image.open(mask) as header:
-            mask_size = displayed_size(header)[::-1]
+        labels = load_class_mask(mask, n_classes, MASK_ORIGIN)
     except ValueError as error:
         return [], problems + [Problem("bad mask", str(error))]
+    classes, mask_size = classes_present(labels, n_classes), labels.shape
     if problems or mask_size == size:
         return classes, problems
     return classes, [Problem("mask size", f"{mask} is {mask_size[0]} x {mask_size[1]} (H x W) "
@@ -167,13 +164,17 @@ def check_folder(root: PathLike, workers: int = 2) -> FolderCheck:
 
 
 def write_folder_lists(check: FolderCheck) -> Dict[str, Dict[int, List[str]]]:
-    """Write ``lists/<split>/class<k>.txt`` and ``lists/<split>/counts.txt`` (class id, name,
-    images; tab-separated) for a check without problems; returns split -> class -> ids."""
+    """Write ``lists/<split>/class<k>.txt``, ``lists/<split>/counts.txt`` (class id, name,
+    images; tab-separated) and ``lists/<split>/sources.sha256`` (``list_sources``) for a check
+    without problems; returns split -> class -> ids."""
     if check.problems:
         raise ValueError(f"{check.root} has {check.summary()}; nothing written")
     lists = group_by_class(check.splits, check.classes_of, len(check.class_names))
     save_class_lists(check.root / LIST_DIR, lists)
     for split, per_class in lists.items():
-        (check.root / LIST_DIR / split / "counts.txt").write_text("".join(
+        split_dir = check.root / LIST_DIR / split
+        (split_dir / "counts.txt").write_text("".join(
             f"{k}\t{check.class_names[k]}\t{len(ids)}\n" for k, ids in per_class.items()))
+        write_list_sources(split_dir / SOURCES_FILE,
+                           list_sources(check.root, split, check.splits[split]))
     return lists

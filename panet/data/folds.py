@@ -17,7 +17,7 @@ either those folds or an explicit list of test classes, the other classes traini
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from panet.data.sources import Source
 
@@ -33,28 +33,20 @@ PASCAL_CLASS_NAMES = (
 PASCAL_N_CLASSES = len(PASCAL_CLASS_NAMES)
 
 
-def pascal_class_names() -> Dict[int, str]:
-    """Global class id (1..20) -> PASCAL class name."""
-    return {class_id: name for class_id, name in enumerate(PASCAL_CLASS_NAMES, start=1)}
-
-
 def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",
                      n_folds: int = N_FOLDS) -> List[int]:
-    """The held-out class ids of ``fold`` (of ``n_folds``) among 1..n_classes, ascending."""
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    if fold not in range(n_folds):
-        raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
+    """The held-out class ids of ``fold`` (0..n_folds - 1) of ``n_folds`` (>= 2) folds of style
+    ``style`` (one of ``FOLD_STYLES``) among 1..n_classes, ascending: the config keys
+    data.fold, data.n_folds and data.fold_style are checked where settings are read; the
+    number of classes, a dataset's, here."""
     if n_classes < n_folds:
         raise ValueError(f"{n_classes} classes cannot be split into {n_folds} folds; use fewer "
                          f"folds or explicit test classes")
-    if style == "contiguous":
-        size, extra = divmod(n_classes, n_folds)
-        first = fold * size + min(fold, extra) + 1
-        return list(range(first, first + size + (fold < extra)))
     if style == "interleaved":
         return list(range(fold + 1, n_classes + 1, n_folds))
-    raise ValueError(f"fold style must be one of {FOLD_STYLES}, got {style!r}")
+    size, extra = divmod(n_classes, n_folds)
+    first = fold * size + min(fold, extra) + 1
+    return list(range(first, first + size + (fold < extra)))
 
 
 def fold_classes(n_classes: int, fold: int, train: bool, style: str = "contiguous",
@@ -72,23 +64,22 @@ def split_classes(source: Source, train: bool, fold: int = 0, *, n_folds: int = 
     """The classes of ``source`` that episodes draw from: training classes if ``train``, else
     test classes, ascending.
 
-    ``test_classes`` (class ids or names of ``source.class_names``; ``fold``, ``n_folds`` and
+    ``test_classes`` (a non-empty list of distinct class ids or names of
+    ``source.class_names``, as data.test_classes is checked; ``fold``, ``n_folds`` and
     ``fold_style`` are then unused) lists the test classes, every other class trains. Without
     it, ``fold`` of ``n_folds`` folds of style ``fold_style`` holds the test classes (see the
-    module docstring). Raises ``ValueError`` naming the entry for an unknown or repeated class,
-    and when training is asked for but every class is a test class.
+    module docstring). Raises ``ValueError`` naming the entry for a class the dataset does not
+    have or one named twice (by id and name), and when training is asked for but every class
+    is a test class.
     """
     if test_classes is None:
         return fold_classes(len(source.class_ids), fold, train, fold_style, n_folds)
-    if isinstance(test_classes, (str, int)) or not test_classes:
-        raise ValueError(f"test_classes must be a non-empty list of class ids or names, got "
-                         f"{test_classes!r}")
     names = getattr(source, "class_names", None) or {}
     by_name = {name: class_id for class_id, name in names.items()}
     held_out = []
     for entry in test_classes:
         class_id = by_name.get(entry) if isinstance(entry, str) else entry
-        if isinstance(class_id, bool) or class_id not in source.class_ids:
+        if class_id not in source.class_ids:
             known = ", ".join(source.class_name(k) for k in source.class_ids)
             raise ValueError(f"test_classes: {entry!r} is not a class id or name of this dataset "
                              f"(classes: {known})")

@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.transforms import upright
 from panet.base.files import PathLike
-
+from panet.data.transforms import upright
 
 
 def voc_palette() -> List[int]:
@@ -24,15 +23,10 @@ def voc_palette() -> List[int]:
     Entry i spreads the bits of i over the three channels, most significant first: bit 3j of i
     goes to bit 7-j of red, bit 3j+1 to green, bit 3j+2 to blue.
     """
-    palette = []
-    for index in range(256):
-        rgb = [0, 0, 0]
-        for j in range(8):
-            for channel in range(3):
-                if index >> (3 * j + channel) & 1:
-                    rgb[channel] |= 1 << (7 - j)
-        palette.extend(rgb)
-    return palette
+    index, rgb = np.arange(256)[:, None], np.zeros((256, 3), dtype=np.int64)
+    for j in range(8):
+        rgb |= (index >> (3 * j + np.arange(3)) & 1) << (7 - j)
+    return rgb.ravel().tolist()
 
 
 _PALETTE = voc_palette()
@@ -49,11 +43,13 @@ def save_label_png(path: Union[PathLike, BinaryIO], labels: np.ndarray,
     image.save(path, format="PNG", optimize=False)  # `path` may be an open file
 
 
-def load_label_png(path: PathLike) -> np.ndarray:
-    """H x W uint8 map of the palette indices (or gray levels) stored in a label PNG.
+def load_label_png(path: PathLike, origin: str = "the original archive") -> np.ndarray:
+    """H x W uint8 map of the palette indices (or gray levels) stored in a label PNG, as
+    displayed (EXIF-turned).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, cannot be
-    decoded or is not a single-channel image (an RGB-coloured mask would give wrong ids).
+    decoded (to be fetched again from ``origin``) or is not a single-channel image (an
+    RGB-coloured mask would give wrong ids).
     """
     path = Path(path)
     if not path.is_file():
@@ -61,17 +57,35 @@ def load_label_png(path: PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode not in ("P", "L"):
-                raise ValueError(
-                    f"{path}: label PNGs must be palette (P) or grayscale (L) images holding "
-                    f"class ids, got mode {image.mode}; an RGB-coloured mask must first be mapped "
-                    f"back to ids")
-            return np.array(upright(image), dtype=np.uint8)  # as displayed (EXIF-turned)
+                raise ValueError(f"{path}: mode {image.mode}, but label PNGs must be palette (P) "
+                                 "or grayscale (L) images holding class ids; an RGB-coloured "
+                                 "mask must first be mapped back to ids")
+            return np.array(upright(image), dtype=np.uint8)
     except (OSError, SyntaxError) as error:
-        raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, "
-                         f"extract it again from the original archive") from error
+        raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, get "
+                         f"it again from {origin}") from error
 
 
 def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:
     """The values of a uint8 label map that are neither 0..n_classes nor 255, ascending."""
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
     return [int(v) for v in present if v > n_classes and v != IGNORE_INDEX]
+
+
+def load_class_mask(path: PathLike, n_classes: int, origin: str) -> np.ndarray:
+    """H x W uint8 class ids of a mask PNG (``load_label_png``), every value 0..n_classes or
+    255: otherwise a ``ValueError`` names the file, the values outside and ``origin`` (where a
+    right mask comes from). What every reader of class masks goes through: the sources and the
+    scripts writing per-class lists."""
+    labels = load_label_png(path, origin)
+    bad = labels_outside(labels, n_classes)
+    if bad:
+        raise ValueError(f"{path} holds labels {bad} outside 0..{n_classes} and {IGNORE_INDEX}; "
+                         f"a mask of class ids comes from {origin}")
+    return labels
+
+
+def classes_present(labels: np.ndarray, n_classes: int) -> List[int]:
+    """The class ids 1..n_classes an H x W uint8 label map holds, ascending."""
+    counts = np.bincount(labels.ravel(), minlength=256)[1:n_classes + 1]
+    return [int(k) + 1 for k in np.flatnonzero(counts)]

@@ -67,11 +67,9 @@ def sample_episodes(class_images: Mapping[int, Sequence[str]], classes: Sequence
 
     Per episode: W distinct classes uniformly from the usable ones, then for way c S + N_c
     distinct images uniformly from its class's (sorted) list; the first S are the support, the
-    rest the queries, so a support never equals a query of its way.
+    rest the queries, so a support never equals a query of its way. W, S, Q >= 1 (config
+    keys data.ways, data.shots, data.queries, checked there).
     """
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
     rng = np.random.default_rng(seed)
     n_query = queries_per_way(ways, queries, rng)
     kept = usable_classes(class_images, classes, shots + max(n_query), ways, describe)

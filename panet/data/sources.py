@@ -14,12 +14,13 @@ import abc
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from panet.base.constants import IGNORE_INDEX
+from panet.data.label_png import load_class_mask
 from panet.data.transforms import to_rgb
 from panet.data.weak import build_scribble_map
 
@@ -55,8 +56,6 @@ class Source(abc.ABC):
 
         Needed only for bounding-box supports; sources without instances raise a clear error.
         """
-
-    # Concrete helpers shared by every source; a source may override them.
 
     def class_name(self, class_id: int) -> str:
         """Readable name of a class for messages (``class_names`` when the source has it)."""
@@ -99,20 +98,6 @@ class Source(abc.ABC):
         self.check_sizes(image_id, image, labels.shape)
         return image, labels
 
-    @staticmethod
-    def read_image_file(path: Path, missing: str, corrupt: str) -> Image.Image:
-        """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file
-        raises FileNotFoundError and an undecodable one ValueError, naming the file and saying
-        `missing` / `corrupt` (where the file comes from, how to check or replace it)."""
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, str(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
-                             f"truncated: {corrupt}") from error
-
     def check_sizes(self, image_id: str, image: Image.Image, label_shape: Tuple[int, ...]) -> None:
         """Raise a ValueError naming the files if the image and its label map differ in size."""
         if tuple(label_shape) != (image.height, image.width):
@@ -144,3 +129,81 @@ class Source(abc.ABC):
         on its label map of all the source's classes, each connected part of a class an
         instance (a source with instance files overrides this)."""
         return build_scribble_map(self.label_map(image_id, self.class_ids))
+
+
+def read_id_list(path: Path) -> List[str]:
+    """Image ids listed one per line (blank lines and surrounding spaces ignored)."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_image(path: Path, missing: str, corrupt: str) -> Image.Image:
+    """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file raises
+    FileNotFoundError, an undecodable one ValueError, naming the file and saying `missing` /
+    `corrupt` (where the file comes from, how to check or replace it)."""
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image, str(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
+                         f"truncated: {corrupt}") from error
+
+
+def require_files(ids: Sequence[str], present: Collection[str], what: str, fix: str) -> None:
+    """Raise FileNotFoundError when ids lack their file: `what` says which ids and file
+    ("ids of <list> have no <folder>/<id>.png under <root>"), `fix` what to do."""
+    missing = [image_id for image_id in ids if image_id not in present]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} {what}, e.g. {missing[:3]}; {fix}")
+
+
+class ListedSource(Source):
+    """A split of image files and class-index mask PNGs, sampled from per-class lists that a
+    script wrote from the masks (PASCAL VOC: scripts/prepare_voc.py; folder datasets:
+    scripts/prepare_folder.py). A subclass sets ``root``, ``split``, ``ids``, ``class_ids``,
+    ``class_names``, ``mask_origin`` (where a right mask comes from) and ``image_fix`` (what to
+    do about a missing, then an undecodable image), names the files (``image_path``,
+    ``mask_path``) and reads the lists at construction (``read_lists``). Construction checks the
+    layout, that every id of the split has its image and mask, and that the per-class lists
+    exist and agree with the split; images and masks are read on access."""
+
+    root: Path
+    split: str
+    ids: List[str]
+    mask_origin: str
+    image_fix: Tuple[str, str]
+
+    @abc.abstractmethod
+    def mask_path(self, image_id: str) -> Path:
+        """The image's class-index mask PNG."""
+
+    def read_lists(self, lists_dir: Path, where: str, prepare_hint: str) -> None:
+        """Read ``lists_dir/class{k}.txt`` of every class: each must exist and list only ids of
+        the split (``where`` names it; ``prepare_hint`` says how to write the lists again)."""
+        known = set(self.ids)
+        self._class_images = {}
+        for class_id in self.class_ids:
+            path = lists_dir / f"class{class_id}.txt"
+            if not path.is_file():
+                raise FileNotFoundError(f"per-class list {path} does not exist; {prepare_hint}")
+            ids = read_id_list(path)
+            stray = [i for i in ids if i not in known]
+            if stray:
+                raise ValueError(f"{path} lists ids that are not in {where}, e.g. {stray[:3]}; "
+                                 f"the lists are stale: {prepare_hint}")
+            self._class_images[class_id] = sorted(ids)
+
+    def class_images(self) -> Dict[int, List[str]]:
+        return {class_id: list(ids) for class_id, ids in self._class_images.items()}
+
+    def location(self, image_id: str) -> str:
+        return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
+
+    def image(self, image_id: str) -> Image.Image:
+        return read_image(self.image_path(image_id), *self.image_fix)
+
+    def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
+        """The full H x W class map (every class, whatever ``class_ids`` asks for), its values
+        checked to be classes of the source."""
+        return load_class_mask(self.mask_path(image_id), len(self.class_ids), self.mask_origin)

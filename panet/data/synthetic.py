@@ -52,6 +52,7 @@ from panet.data import folder
 from panet.data.label_png import load_label_png, save_label_png
 from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR
 from panet.data.voc_prepare import write_class_lists
+from panet.data.weak import bounding_box
 from panet.base.files import PathLike
 
 
@@ -134,12 +135,6 @@ def _object_mask(shape: int, size: Tuple[int, int], rng: np.random.Generator) ->
     return np.asarray(canvas, dtype=bool)
 
 
-def _bounds(mask: np.ndarray) -> Tuple[slice, slice]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
 def _pattern(texture: str, window: Tuple[slice, slice], period: float,
              rng: np.random.Generator) -> np.ndarray:
     """Bool pattern (True = first colour) of a texture over ``window`` of the image, in image
@@ -167,7 +162,7 @@ def _paint(image: np.ndarray, mask: np.ndarray, texture: str, rng: np.random.Gen
     if not mask.any():
         return
     first, second = _colour_pair(rng)
-    window = _bounds(mask)
+    window = bounding_box(mask)
     inside = mask[window]
     if texture == "solid":
         image[window][inside] = first

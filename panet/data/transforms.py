@@ -27,10 +27,9 @@ _INV_STD = 1.0 / (np.asarray(IMAGENET_STD, dtype=np.float32) * 255.0)
 
 
 def as_size(size: Union[int, Tuple[int, int]]) -> Size:
-    """``417`` -> (417, 417); ``(H, W)`` stays. Rejects non-positive sizes."""
+    """``417`` -> (417, 417); ``(H, W)`` stays (positive: config key data.size is checked where
+    settings are read)."""
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be positive, got {size}")
     return int(height), int(width)
 
 

@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
-from PIL import Image
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.folds import PASCAL_N_CLASSES, pascal_class_names
-from panet.data.label_png import labels_outside, load_label_png
-from panet.data.sources import Source
-from panet.data.weak import build_scribble_map
 from panet.base.files import PathLike
-
+from panet.data.folds import PASCAL_CLASS_NAMES, PASCAL_N_CLASSES
+from panet.data.label_png import load_label_png
+from panet.data.sources import ListedSource, read_id_list, require_files
+from panet.data.weak import build_scribble_map
 
 IMAGE_DIR = "JPEGImages"
 CLASS_DIR = "SegmentationClassAug"
@@ -67,9 +65,25 @@ def split_list_path(lists_dir: Path, split: str) -> Optional[Path]:
     return None
 
 
-def read_id_list(path: Path) -> List[str]:
-    """Image ids listed one per line (blank lines and surrounding spaces ignored)."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+def require_dir(path: Path, origin: str) -> None:
+    """FileNotFoundError naming the folder of the layout that is missing and its ``origin``."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"expected folder {path} (PASCAL VOC layout, see "
+                                f"panet/data/voc.py); it comes from {origin}")
+
+
+def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
+    """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of the class mask's
+    ``shape``."""
+    path = root / INSTANCE_DIR / f"{image_id}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"instance mask {path} does not exist; it comes from "
+                                f"{ORIGIN[INSTANCE_DIR]}")
+    instances = load_label_png(path)
+    if instances.shape != shape:
+        raise ValueError(f"{path} is {instances.shape} but the class mask of {image_id!r} is "
+                         f"{shape}; the instance mask belongs to another image")
+    return instances
 
 
 def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
@@ -82,124 +96,59 @@ def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
     """
     root = Path(root)
     labels = load_label_png(root / CLASS_DIR / f"{image_id}.png")
-    instances = None
-    if (root / INSTANCE_DIR).is_dir():
-        path = root / INSTANCE_DIR / f"{image_id}.png"
-        if not path.is_file():
-            raise FileNotFoundError(f"instance mask {path} does not exist but its folder does; "
-                                    f"it comes from {ORIGIN[INSTANCE_DIR]}")
-        instances = load_label_png(path)
-        if instances.shape != labels.shape:
-            raise ValueError(f"{path} is {instances.shape} but the class mask of {image_id!r} "
-                             f"is {labels.shape}; the instance mask belongs to another image")
+    instances = (instance_mask(root, image_id, labels.shape)
+                 if (root / INSTANCE_DIR).is_dir() else None)
     return build_scribble_map(labels, instances)
 
 
-def read_class_lists(class_dir: Path, class_ids: Sequence[int], split_ids: Sequence[str],
-                     split: str, prepare_hint: str) -> Dict[int, List[str]]:
-    """class id -> sorted ids listed in ``class_dir/class{k}.txt``, checked to exist and to
-    name only ids of the split (``split`` and ``prepare_hint`` go into the error messages)."""
-    known = set(split_ids)
-    lists = {}
-    for class_id in class_ids:
-        path = class_dir / f"class{class_id}.txt"
-        if not path.is_file():
-            raise FileNotFoundError(f"per-class list {path} does not exist; {prepare_hint}")
-        ids = read_id_list(path)
-        stray = [i for i in ids if i not in known]
-        if stray:
-            raise ValueError(f"{path} lists ids that are not in {split}, e.g. {stray[:3]}; the "
-                             f"lists are stale: {prepare_hint}")
-        lists[class_id] = sorted(ids)
-    return lists
-
-
-def _file_stems(folder: Path, suffix: str) -> set:
-    return {name[: -len(suffix)] for name in os.listdir(folder) if name.endswith(suffix)}
-
-
-class VocSource(Source):
+class VocSource(ListedSource):
     """One split of PASCAL VOC 2012 + SBD. Class ids 1..20 in PROTOCOL §6 order.
 
     ``n_classes`` and ``class_names`` let the same layout carry another class table (the
-    synthetic set uses its own names).
-
-    ``lists_dir`` holds the split lists and per-class lists when they are not in the tree's
-    ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out DIR`` writes such a folder for a
-    read-only tree; config key ``data.lists_dir``).
-
-    Construction checks the layout, that every listed id has its image and mask, and that the
-    per-class lists exist and agree with the split; images and masks are read on access.
+    synthetic set uses its own names). ``lists_dir`` holds the split lists and per-class lists
+    when they are not in the tree's ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out
+    DIR`` writes such a folder for a read-only tree; config key ``data.lists_dir``).
     ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
     image works (class lists, label maps, episode layouts).
     """
 
+    mask_origin = ORIGIN[CLASS_DIR]
+    image_fix = (f"it comes from {ORIGIN[IMAGE_DIR]}",
+                 f"extract it again from {ORIGIN[IMAGE_DIR]}")
+
     def __init__(self, root: PathLike, split: str, n_classes: int = PASCAL_N_CLASSES,
                  class_names: Optional[Dict[int, str]] = None,
                  lists_dir: Optional[PathLike] = None, images: bool = True):
-        self.root = Path(root)
+        self.root, self.split = Path(root), split
         self.lists_dir = Path(lists_dir) if lists_dir is not None else self.root / LIST_DIR
-        self.split = split
-        self.n_classes = n_classes
         self.class_ids = list(range(1, n_classes + 1))
         if class_names is None and n_classes == PASCAL_N_CLASSES:
-            class_names = pascal_class_names()
+            class_names = dict(enumerate(PASCAL_CLASS_NAMES, start=1))
         self.class_names = class_names or {}
-        self._require_dir(self.root, "the VOC2012 folder")
-        self._folders = (IMAGE_DIR, CLASS_DIR) if images else (CLASS_DIR,)
-        for name in self._folders:
-            self._require_dir(self.root / name, ORIGIN[name])
-        self._require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
+        require_dir(self.root, "the VOC2012 folder")
+        folders = {IMAGE_DIR: ".jpg", CLASS_DIR: ".png"} if images else {CLASS_DIR: ".png"}
+        for folder in folders:
+            require_dir(self.root / folder, ORIGIN[folder])
+        require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
         list_path = split_list_path(self.lists_dir, split)
         if list_path is None:
-            raise FileNotFoundError(
-                f"split list {self.lists_dir / (split + '.txt')} does not exist; it comes "
-                f"from {ORIGIN[str(LIST_DIR)]}")
+            raise FileNotFoundError(f"split list {self.lists_dir / (split + '.txt')} does not "
+                                    f"exist; it comes from {ORIGIN[str(LIST_DIR)]}")
         self.ids = read_id_list(list_path)
-        self._check_files_present(list_path)
-        self._class_images = read_class_lists(list_path.with_suffix(""), self.class_ids,
-                                              self.ids, str(list_path),
-                                              PREPARE_HINT.format(root=self.root))
-
-    def _require_dir(self, path: Path, origin: str) -> None:
-        if not path.is_dir():
-            raise FileNotFoundError(f"expected folder {path} (PASCAL VOC layout, see "
-                                    f"panet/data/voc.py); it comes from {origin}")
-
-    def _check_files_present(self, list_path: Path) -> None:
-        for folder in self._folders:
-            suffix = ".jpg" if folder == IMAGE_DIR else ".png"
-            present = _file_stems(self.root / folder, suffix)
-            missing = [i for i in self.ids if i not in present]
-            if missing:
-                raise FileNotFoundError(
-                    f"{len(missing)} ids of {list_path} have no {folder}/<id>{suffix} under "
-                    f"{self.root}, e.g. {missing[:3]}; get the files from {ORIGIN[folder]} or "
-                    f"remove those ids from the list")
-
-    def class_images(self) -> Dict[int, List[str]]:
-        return {class_id: list(ids) for class_id, ids in self._class_images.items()}
-
-    def location(self, image_id: str) -> str:
-        return (f"{self.root / IMAGE_DIR / (image_id + '.jpg')} / "
-                f"{self.root / CLASS_DIR / (image_id + '.png')}")
+        for folder, suffix in folders.items():
+            present = {name[:-len(suffix)] for name in os.listdir(self.root / folder)
+                       if name.endswith(suffix)}
+            require_files(self.ids, present, f"ids of {list_path} have no {folder}/<id>{suffix} "
+                          f"under {self.root}", f"get the files from {ORIGIN[folder]} or remove "
+                          "those ids from the list")
+        self.read_lists(list_path.with_suffix(""), str(list_path),
+                        PREPARE_HINT.format(root=self.root))
 
     def image_path(self, image_id: str) -> Path:
         return self.root / IMAGE_DIR / f"{image_id}.jpg"
 
-    def image(self, image_id: str) -> Image.Image:
-        return self.read_image_file(self.image_path(image_id), f"it comes from {ORIGIN[IMAGE_DIR]}",
-                                    f"extract it again from {ORIGIN[IMAGE_DIR]}")
-
-    def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
-        """The full H x W class map (every class, whatever ``class_ids`` asks for)."""
-        path = self.root / CLASS_DIR / f"{image_id}.png"
-        labels = load_label_png(path)
-        bad = labels_outside(labels, self.n_classes)
-        if bad:
-            raise ValueError(f"{path} holds labels {bad} outside 0..{self.n_classes} and "
-                             f"{IGNORE_INDEX}; it is not a class-id mask of {ORIGIN[CLASS_DIR]}")
-        return labels
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / CLASS_DIR / f"{image_id}.png"
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
         """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id.
@@ -207,14 +156,10 @@ class VocSource(Source):
         Instance pixels outside the class's mask are dropped; class pixels without an instance
         id stay 0.
         """
-        folder = self.root / INSTANCE_DIR
-        self._require_dir(folder, ORIGIN[INSTANCE_DIR] + " (needed for bounding-box supports)")
-        path = folder / f"{image_id}.png"
-        objects = load_label_png(path)
+        require_dir(self.root / INSTANCE_DIR,
+                    ORIGIN[INSTANCE_DIR] + " (needed for bounding-box supports)")
         in_class = self.label_map(image_id) == class_id
-        if objects.shape != in_class.shape:
-            raise ValueError(f"{path} is {objects.shape} but the class mask of {image_id!r} is "
-                             f"{in_class.shape}; the instance mask belongs to another image")
+        objects = instance_mask(self.root, image_id, in_class.shape)
         ids = np.setdiff1d(np.unique(objects[in_class]), [0, IGNORE_INDEX])
         renumber = np.zeros(256, dtype=np.int32)
         renumber[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)

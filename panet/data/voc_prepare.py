@@ -2,8 +2,8 @@
 
 - ``write_class_lists``: for every ``{split}.txt`` list, the per-class lists
   ``{split}/class{k}.txt`` = ids whose ``SegmentationClassAug`` mask holds class k (0 and 255 are
-  not classes; PROTOCOL §6). Its parts ``mask_classes``, ``group_by_class`` and
-  ``save_class_lists`` also prepare folder datasets (``panet.data.folder_prepare``).
+  not classes; PROTOCOL §6). Its parts ``group_by_class`` and ``save_class_lists`` also
+  prepare folder datasets (``panet.data.folder_prepare``).
 - ``convert_instances``: ``SegmentationObjectAug/{id}.png`` instance maps, copied from VOC's own
   ``SegmentationObject`` where it has the id, else converted from SBD's ``inst/{id}.mat``
   (``GTinst.Segmentation``).
@@ -18,13 +18,12 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
-from panet.base.constants import IGNORE_INDEX
-from panet.data.folds import PASCAL_N_CLASSES
-from panet.data.label_png import save_label_png
-from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, ORIGIN, read_id_list
 from panet.base.files import PathLike
+from panet.data.folds import PASCAL_N_CLASSES
+from panet.data.label_png import classes_present, load_class_mask, save_label_png
+from panet.data.sources import read_id_list
+from panet.data.voc import CLASS_DIR, IMAGE_DIR, INSTANCE_DIR, LIST_DIR, ORIGIN
 
 VOC_OBJECT_DIR = "SegmentationObject"  # VOC2012's own instance PNGs (2,913 ids)
 
@@ -61,28 +60,6 @@ def layout_problems(voc_root: PathLike, lists_dir: Optional[PathLike] = None) ->
     return problems
 
 
-def mask_classes(path: Path, n_classes: int = PASCAL_N_CLASSES,
-                 origin: str = ORIGIN[CLASS_DIR]) -> List[int]:
-    """Class ids (1..n_classes) present in one label PNG, read from its palette-index histogram.
-
-    Raises ``ValueError`` naming the file for an undecodable PNG (to be fetched again from
-    ``origin``), a colour (non-index) PNG or a value outside 0..n_classes and 255.
-    """
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise ValueError(f"{path}: mode {image.mode}, expected a palette/grayscale PNG "
-                                 f"of class ids")
-            counts = image.histogram()
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"cannot decode {path} ({error}); get it again from {origin}") from error
-    present = [value for value, count in enumerate(counts) if count]
-    bad = [v for v in present if v > n_classes and v != IGNORE_INDEX]
-    if bad:
-        raise ValueError(f"{path} holds labels {bad} outside 0..{n_classes} and {IGNORE_INDEX}")
-    return [v for v in present if 0 < v <= n_classes]
-
-
 class MaskProblems(ValueError):
     """Masks that class-list preparation cannot read: every one of them, one line each."""
 
@@ -93,9 +70,10 @@ class MaskProblems(ValueError):
 
 
 def _classes_or_problem(path: Path, n_classes: int) -> Union[List[int], str]:
+    """The classes of one mask (``load_class_mask``), or why it cannot be used."""
     try:
-        return mask_classes(path, n_classes)
-    except ValueError as error:
+        return classes_present(load_class_mask(path, n_classes, ORIGIN[CLASS_DIR]), n_classes)
+    except (FileNotFoundError, ValueError) as error:
         return str(error)
 
 

@@ -63,7 +63,8 @@ def dense_masks(labels: np.ndarray, class_id: int, episode_class_ids: Sequence[i
     return labels == class_id, ~np.isin(labels, episode_class_ids)
 
 
-def _box(mask: np.ndarray) -> Tuple[slice, slice]:
+def bounding_box(mask: np.ndarray) -> Tuple[slice, slice]:
+    """(rows, columns) of the smallest box holding a non-empty H x W ``mask``."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -71,9 +72,8 @@ def _box(mask: np.ndarray) -> Tuple[slice, slice]:
 
 def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
               rng: Optional[np.random.Generator] = None) -> Masks:
-    """Box supports from a non-empty dense ``fg`` and the class's H x W instance ids."""
-    if choice not in BOX_CHOICES:
-        raise ValueError(f"bbox_instance must be one of {BOX_CHOICES}, got {choice!r}")
+    """Box supports from a non-empty dense ``fg`` and the class's H x W instance ids;
+    ``choice``: one of ``BOX_CHOICES`` (config key data.bbox_instance, checked there)."""
     inside = np.where(fg, instances, 0)
     ids, areas = np.unique(inside[inside > 0], return_counts=True)
     if ids.size == 0:
@@ -83,10 +83,10 @@ def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
     else:
         chosen = ids[rng.integers(ids.size)]
     fg_box = np.zeros_like(fg, dtype=bool)
-    fg_box[_box(inside == chosen)] = True
+    fg_box[bounding_box(inside == chosen)] = True
     bg_box = np.ones_like(fg, dtype=bool)
     for instance in ids:
-        bg_box[_box(inside == instance)] = False
+        bg_box[bounding_box(inside == instance)] = False
     return fg_box, bg_box
 
 
@@ -97,23 +97,11 @@ def robot_scribble(region: np.ndarray) -> np.ndarray:
     """The scribble the DAVIS-challenge interaction robot draws on an H x W bool ``region``.
 
     Deterministic; returns an H x W bool map of 1-px curves (empty when the region has no axis
-    component of ``MIN_AXIS_PIXELS`` pixels, e.g. a region of fewer than 4 pixels). Steps:
-
-    1. opening (erosion then dilation) by a disk of radius r = min(0.15 * sqrt(area) / 2, 16);
-       while that empties the region, r *= 0.9 and retry while r > 1; once r <= 1 the region is
-       not opened at all (``_opened``);
-    2. the medial axis of the opened region, padded by a 1-px zero border so that a region
-       touching the image edge keeps its axis there (``_medial_axis``);
-    3. a graph of the axis pixels, edges between 8-neighbours weighted by their distance, 1 or
-       sqrt(2) (``_axis_graph``);
-    4. per connected component, cycles removed by deleting the heaviest edge of a cycle until
-       none is left, i.e. a minimum spanning forest; components of fewer than 4 pixels dropped
-       (``_axis_trees``);
-    5. per component, the longest path of its tree by two breadth-first searches
-       (``_longest_path``);
-    6. each path smoothed into a Bezier curve with the path's pixels as control points, sampled
-       at 1,000 points (a path of more than 1,000 pixels is kept as it is), scaled to the image
-       and drawn as connected 1-px lines (``_bezier``, ``_draw``).
+    component of ``MIN_AXIS_PIXELS`` pixels, e.g. a region of fewer than 4 pixels). Steps, each
+    a function saying how: 1. a disk opening (``_opened``); 2. its medial axis
+    (``_medial_axis``); 3. the graph of the axis pixels (``_axis_graph``); 4. a minimum
+    spanning tree per component (``_axis_trees``); 5. its longest path (``_longest_path``);
+    6. each path smoothed into a Bezier curve and drawn in 1-px lines (``_bezier``, ``_draw``).
 
     The curve is not clipped to the region: a Bezier curve stays inside the convex hull of its
     control points, not inside a non-convex region (``build_scribble_map`` clips).
@@ -127,7 +115,8 @@ def robot_scribble(region: np.ndarray) -> np.ndarray:
 
 def robot_curves(region: np.ndarray) -> List[np.ndarray]:
     """Steps 1-6a of ``robot_scribble``: the robot's curves on ``region`` as N x 2 float arrays
-    of (x, y) image coordinates, before they are scaled and drawn.
+    of (x, y) image coordinates, before they are scaled and drawn (a path of more than
+    ``BEZIER_SAMPLES`` pixels is kept as it is, not smoothed).
 
     Computed on the region's bounding box grown by 1 px (clipped to the image); the result is the
     same as on the whole image: every step only looks at the region, its 1-px surroundings and
@@ -137,7 +126,7 @@ def robot_curves(region: np.ndarray) -> List[np.ndarray]:
     region = np.asarray(region, dtype=bool)
     if region.sum() < MIN_AXIS_PIXELS:  # the axis lies inside the region: too few pixels
         return []
-    rows, cols = _box(region)
+    rows, cols = bounding_box(region)
     top, left = max(rows.start - 1, 0), max(cols.start - 1, 0)
     window = region[top:rows.stop + 1, left:cols.stop + 1]
     graph, ys, xs = _axis_graph(_medial_axis(_opened(window)))
@@ -178,7 +167,8 @@ def _opened(region: np.ndarray) -> np.ndarray:
 
 
 def _medial_axis(region: np.ndarray) -> np.ndarray:
-    """Step 2: the medial axis, computed with a 1-px zero border (a fixed tie-breaking seed)."""
+    """Step 2: the medial axis, computed with a 1-px zero border so that a region touching the
+    image edge keeps its axis there (a fixed tie-breaking seed)."""
     padded = np.pad(region, 1, constant_values=False)
     return medial_axis(padded, rng=MEDIAL_AXIS_SEED)[1:-1, 1:-1]
 

@@ -52,7 +52,6 @@ def imagenet_weights(name: str) -> Optional[Path]:
 
 
 def build_encoder(name: str, weights: Union[str, Path, None] = None) -> nn.Module:
-    """Encoder `name` of the registry, initialised from `weights` (a file) or at random."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}: choose one of {', '.join(ENCODERS)}")
+    """Encoder `name` of the registry (config key model.encoder, checked there), initialised
+    from `weights` (a file) or at random."""
     return ENCODERS[name].build(None if weights is None else Path(weights).expanduser())

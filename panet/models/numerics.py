@@ -50,17 +50,11 @@ MEMORY_FORMATS: Dict[str, torch.memory_format] = {
 
 @dataclass(frozen=True)
 class Numerics:
-    """The precision and memory format of the encoder (module docstring)."""
+    """The precision and memory format of the encoder (module docstring): keys of
+    `PRECISIONS` and `MEMORY_FORMATS` (config keys checked by `panet.settings`)."""
 
     precision: str = "fp32"
     memory_format: str = "contiguous"
-
-    def __post_init__(self):
-        for key, value, allowed in (("precision", self.precision, PRECISIONS),
-                                    ("memory_format", self.memory_format, MEMORY_FORMATS)):
-            if value not in allowed:
-                raise ValueError(f"{key}={value!r}: must be one of "
-                                 f"{', '.join(map(repr, allowed))}")
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:

@@ -109,7 +109,8 @@ def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, alpha: float
 
 def upsample(logits: torch.Tensor, size: tuple) -> torch.Tensor:
     """Bilinear upsampling (align_corners=False) of ... x P x h x w maps to ... x P x H x W."""
-    out = F.interpolate(logits.flatten(0, -4), size=tuple(size), mode="bilinear", align_corners=False)
+    out = F.interpolate(logits.flatten(0, -4), size=tuple(size), mode="bilinear",
+                        align_corners=False)
     return out.view(*logits.shape[:-2], *out.shape[-2:])
 
 

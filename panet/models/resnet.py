@@ -19,7 +19,7 @@ re-implemented on them. The paper gives no such encoder; our reading of one:
   statistics and affine values, i.e. BatchNorm2d in eval mode; all convolutions train.
   PANet's episodes are batches of 2 to 6 images, mostly of one class: too few, and too alike,
   for batch statistics. Training-mode BN would also make an image's features depend on the
-  other images of its batch, which the encode-once test path (`panet/evaluation.py`) and the
+  other images of its batch, which the encode-once test path (`panet.evaluation.images`) and the
   batch-independence of results rule out. `FrozenBatchNorm2d` below holds its four tensors as
   buffers, like torchvision's class of that name: `model.parameters()`, hence SGD's momentum
   and weight decay, never sees them, and they keep BatchNorm2d's state-dict names (without
@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
+                                  read_state_dict, resnet_layout)
 
 RESNET50_WEIGHTS_FILE = "resnet50-0676ba61.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V1
 RESNET50_WEIGHTS_URL = TORCHVISION_MODELS_URL + RESNET50_WEIGHTS_FILE
@@ -168,18 +169,8 @@ def load_torchvision_resnet(encoder: DilatedResNet, path: Union[str, Path]) -> L
     """
     path = Path(path)
     name = f"ResNet-{encoder.depth}"
-    file_name, url = RESNET_WEIGHTS[encoder.depth]
-    how_to_get = (
-        f"Expected torchvision's ImageNet {name} weights, the file {file_name} (published at "
-        f"{url}; torchvision caches it in ~/.cache/torch/hub/checkpoints/ after "
-        f"`torchvision.models.resnet{encoder.depth}(weights='IMAGENET1K_V1')`)."
-    )
-    state = read_state_dict(path, name, how_to_get)
-    expected_layout = (True, STAGE_BLOCKS[encoder.depth][:3])
-    layout = resnet_layout(state)
-    if layout is None or (layout[0], layout[1][:3]) != expected_layout:
-        raise ValueError(f"'{path}' holds {describe_state_dict(state)}, not {name}'s. {how_to_get}")
-
+    how_to_get = imagenet_hint(name, RESNET_WEIGHTS[encoder.depth][0], f"resnet{encoder.depth}")
+    state = read_state_dict(path, name, how_to_get, lambda state: is_resnet(state, encoder.depth))
     ours = encoder.state_dict()
     problems = [f"missing key {key}" for key in ours if key not in state]
     problems += [f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
@@ -188,13 +179,18 @@ def load_torchvision_resnet(encoder: DilatedResNet, path: Union[str, Path]) -> L
     ignored = [key for key in state if key not in ours and is_ignored(key, encoder)]
     problems += [f"unexpected key {key}" for key in state if key not in ours and key not in ignored]
     if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4
-                                           else "")
-        raise ValueError(f"'{path}' does not match {name}: {shown}. {how_to_get}")
+        raise mismatch(path, name, problems, how_to_get)
     encoder.load_state_dict({key: state[key] for key in ours})
     if ignored:
         logger.info("%s: %s loaded; ignored %s", path.name, name, summarize_keys(ignored))
     return ignored
+
+
+def is_resnet(state: Dict[str, torch.Tensor], depth: int) -> bool:
+    """Whether a state dict has the bottleneck blocks of a torchvision ResNet of `depth` (in
+    layer1-3: a file without layer4 still fits)."""
+    layout = resnet_layout(state)
+    return layout is not None and layout[0] and layout[1][:3] == STAGE_BLOCKS[depth][:3]
 
 
 def is_ignored(key: str, encoder: DilatedResNet) -> bool:

@@ -13,7 +13,8 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from panet.models.weights import TORCHVISION_MODELS_URL, describe_state_dict, read_state_dict, resnet_layout
+from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
+                                  read_state_dict, resnet_layout)
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
@@ -105,9 +106,9 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
 
 
 def small_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist)."""
-    if weights is not None:
-        raise ValueError("the 'small' encoder has no pretrained weights: set model.weights=None")
+    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist,
+    so `weights` is None, as the settings check model.weights)."""
+    assert weights is None, "the 'small' encoder has no pretrained weights"
     return DilatedVGG(SMALL_DILATED)
 
 
@@ -119,33 +120,18 @@ def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
     differs.
     """
     path = Path(path)
-    how_to_get = (
-        f"Expected torchvision's ImageNet VGG-16 weights, the file {VGG16_WEIGHTS_FILE} "
-        f"(published at {VGG16_WEIGHTS_URL}; torchvision caches it in "
-        "~/.cache/torch/hub/checkpoints/ after `torchvision.models.vgg16(weights='IMAGENET1K_V1')`)."
-    )
-    state = read_state_dict(path, "VGG-16", how_to_get)
-    if resnet_layout(state) is not None:
-        raise ValueError(f"'{path}' holds {describe_state_dict(state)}, not VGG-16's. {how_to_get}")
-
+    how_to_get = imagenet_hint("VGG-16", VGG16_WEIGHTS_FILE, "vgg16")
+    state = read_state_dict(path, "VGG-16", how_to_get, lambda state: resnet_layout(state) is None)
     convs = encoder.convs()
-    if len(convs) != len(TORCHVISION_VGG16_CONVS):
-        raise ValueError(f"encoder has {len(convs)} convs; VGG-16 weights fit 13")
-    copies = []  # (our parameter, their tensor)
-    problems = []
-    for conv, index in zip(convs, TORCHVISION_VGG16_CONVS):
-        for name in ("weight", "bias"):
-            key = f"features.{index}.{name}"
-            ours = getattr(conv, name)
-            if key not in state:
-                problems.append(f"missing key {key}")
-            elif tuple(state[key].shape) != tuple(ours.shape):
-                problems.append(f"{key} has shape {tuple(state[key].shape)}, "
-                                f"expected {tuple(ours.shape)}")
-            else:
-                copies.append((ours, state[key]))
+    assert len(convs) == len(TORCHVISION_VGG16_CONVS), "VGG-16 weights fit VGG-16's 13 convs"
+    ours = {f"features.{index}.{name}": getattr(conv, name)
+            for conv, index in zip(convs, TORCHVISION_VGG16_CONVS) for name in ("weight", "bias")}
+    problems = [f"missing key {key}" if key not in state else
+                f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+                for key, tensor in ours.items()
+                if key not in state or state[key].shape != tensor.shape]
     if problems:
-        raise ValueError(f"'{path}' does not match VGG-16: " + "; ".join(problems) + f". {how_to_get}")
+        raise mismatch(path, "VGG-16", problems, how_to_get)
     with torch.no_grad():
-        for ours, theirs in copies:
-            ours.copy_(theirs)
+        for key, tensor in ours.items():
+            tensor.copy_(state[key])

@@ -1,18 +1,19 @@
 """Reading pretrained state-dict files, and saying in a few words what one holds.
 
-Shared by the encoders' loaders (`encoder.py`: VGG-16, `resnet.py`: ResNet-50/101), so that a
-file meant for one encoder and given to another is refused with one line naming what the
-file holds, rather than a list of missing keys.
+Shared by the encoders' loaders (`panet.models.vgg`: VGG-16, `panet.models.resnet`:
+ResNet-50/101), so that a file meant for one encoder and given to another is refused with one
+line naming what the file holds, rather than a list of missing keys.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from panet.base.errors import one_line
+
+from panet.base.safe_load import load_data
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 
@@ -28,21 +29,32 @@ RESNET_NAMES = {
 VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number of convs
 
 
-def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, torch.Tensor]:
-    """The flat `name -> tensor` dict stored at `path`, read with `weights_only=True` (no code
-    from the file runs).
+def imagenet_hint(name: str, file_name: str, builder: str) -> str:
+    """What an encoder loader's errors end with: the torchvision ImageNet file of `name` it
+    expects, where it is published and where torchvision caches it (after `builder`)."""
+    return (f"Expected torchvision's ImageNet {name} weights, the file {file_name} (published at "
+            f"{TORCHVISION_MODELS_URL}{file_name}; torchvision caches it in "
+            f"~/.cache/torch/hub/checkpoints/ after `torchvision.models.{builder}"
+            "(weights='IMAGENET1K_V1')`).")
+
+
+def read_state_dict(path: Path, expected: str, how_to_get: str,
+                    fits: Callable[[Dict[str, torch.Tensor]], bool]) -> Dict[str, torch.Tensor]:
+    """The flat `name -> tensor` dict stored at `path`, read as data only
+    (`panet.base.safe_load.load_data`: no code from the file runs), whose layout `fits` the
+    encoder.
 
     `expected` names the weights (e.g. "VGG-16") and `how_to_get` says which file is expected
-    and where it is published; both go into the one-line errors: FileNotFoundError when `path`
-    is not a file, ValueError when it is not a readable torch file or not a flat dict of tensors.
+    and where it is published (`imagenet_hint`); both go into the one-line errors:
+    FileNotFoundError when `path` is not a file, ValueError when it is not a readable torch
+    file, not a flat dict of tensors, or another model's (`describe_state_dict` says whose).
     """
     if not path.is_file():
         raise FileNotFoundError(f"{expected} weights not found at '{path}'. {how_to_get}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt or non-torch file; one line whatever it says
-        reason = one_line(error)
-        raise ValueError(f"Could not read '{path}' as a torch state dict ({reason}). {how_to_get}")
+        state = load_data(path, "torch state dict")
+    except ValueError as error:  # truncated, damaged, not a torch file, pickled objects
+        raise ValueError(f"Could not read {expected} weights: {error}. {how_to_get}") from None
     if not isinstance(state, dict):
         raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict. {how_to_get}")
     not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
@@ -50,7 +62,18 @@ def read_state_dict(path: Path, expected: str, how_to_get: str) -> Dict[str, tor
         raise ValueError(f"'{path}' is not a flat state dict of tensors (entries "
                          f"{', '.join(not_tensors[:3])} are not tensors: a training checkpoint?). "
                          f"{how_to_get}")
+    if not fits(state):
+        raise ValueError(f"'{path}' holds {describe_state_dict(state)}, not {expected}'s. "
+                         f"{how_to_get}")
     return state
+
+
+def mismatch(path: Path, expected: str, problems: List[str], how_to_get: str) -> ValueError:
+    """The one-line error of a file whose tensors do not fit the encoder: the first four
+    `problems` (missing, unexpected or misshapen tensors) and how many more."""
+    more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+    return ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
+                      f"{how_to_get}")
 
 
 def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[int, ...]]]:

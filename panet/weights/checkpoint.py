@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from panet.base.files import write_atomically
-from panet.weights.released import is_released_state
 from panet.base.safe_load import UnsafeFileError, describe_contents, load_data, plain_data
+from panet.weights.released import is_released_state
 
 FORMAT_VERSION = 2
 # What format-1 checkpoints pickled beyond data: numpy's RNG state and sacred's config containers
@@ -71,16 +71,9 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
                          numpy_state["pos"], numpy_state["has_gauss"],
                          numpy_state["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
-    for device, state in enumerate(cuda_states_to_restore(states["cuda"])):
-        torch.cuda.set_rng_state(state, device)
-
-
-def cuda_states_to_restore(saved: List[torch.Tensor]) -> List[torch.Tensor]:
-    """The saved CUDA states of the GPUs visible now, by device index: the first
-    min(len(saved), device_count) of them (none without CUDA)."""
-    if not saved or not torch.cuda.is_available():
-        return []
-    return list(saved[:torch.cuda.device_count()])
+    if states["cuda"] and torch.cuda.is_available():
+        for device, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
 
 
 def checkpoint_contents(*, step: int, model: torch.nn.Module,
@@ -93,19 +86,11 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
     from (e.g. a converted released snapshot); `identity`, how the model came to be (its
     training settings, data and code: `panet.run.identity.training_identity`); `scaler`, the
     loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
-    state = {
-        "format_version": FORMAT_VERSION,
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(),
-        "config": plain_data(config, "config"),
-    }
-    if origin is not None:
-        state["origin"] = plain_data(origin, "origin")
-    if identity is not None:
-        state["identity"] = plain_data(identity, "identity")
+    state = {"format_version": FORMAT_VERSION, "step": step, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng": rng_states(), "config": plain_data(config, "config")}
+    state.update({key: plain_data(value, key) for key, value in
+                  (("origin", origin), ("identity", identity)) if value is not None})
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     return state
@@ -156,9 +141,8 @@ def load_file_data(path: Path, *, mmap: bool = False) -> Any:
 
 def load_checkpoint(path: Union[str, Path], *, mmap: bool = False) -> Dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint` (tensors on the CPU) as data only
-    (`torch.load(weights_only=True)`): a file holding anything else is refused with a one-line
-    ValueError. `mmap=True` maps the tensors instead of reading them: a cheap way to look at the
-    step and config of a large checkpoint."""
+    (`load_file_data`). `mmap=True` maps the tensors instead of reading them: a cheap way to
+    look at the step and config of a large checkpoint."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist (train.py writes them to "
