@@ -54,7 +54,7 @@ from panet.models.factory import fast_path_problem, query_logits
 from panet.models.builder import build_model
 from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
-from panet.settings import ModelSettings
+from panet.settings import EpisodeSetting, ModelSettings, RunSettings
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 MaskInput = Union[str, Path, Image.Image, np.ndarray]
@@ -215,12 +215,17 @@ class Segmenter:
                  device: Union[str, torch.device] = "auto",
                  batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                  memory_format: str = "contiguous"):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        numerics = Numerics(precision, memory_format)
-        refused = precision_problem(precision, str(device))
+        refused = (RunSettings(device=str(device), precision=precision,
+                               memory_format=memory_format).problems()
+                   + [line.replace("data.size", "size", 1)
+                      for line in EpisodeSetting(size=size).problems()]
+                   + [f"batch_size={batch_size!r}: must be an integer >= 1"]
+                   * (not (isinstance(batch_size, int) and batch_size >= 1)))
+        if not refused and precision_problem(precision, str(device)):
+            refused.append(precision_problem(precision, str(device)))
         if refused:
-            raise ValueError(refused)
+            raise ValueError("; ".join(refused))
+        numerics = Numerics(precision, memory_format)
         self.device = use_device(str(device))
         self.model = model.to(self.device).use_numerics(numerics).eval()
         self.size = as_size(size)

@@ -126,8 +126,9 @@ class EpisodeSetting(Section):
     fold_style: str = setting("contiguous", one_of(FOLD_STYLES),
                               "coco, folder: contiguous (PANet) | interleaved (later papers)")
     cache_dir: Optional[str] = setting(None, optional_path(),
-                                       "coco mask cache; None: <root>/.panet_cache or "
-                                       "~/.cache/panet")
+                                       "coco mask cache; None: the user's cache "
+                                       "($XDG_CACHE_HOME/panet or ~/.cache/panet), a folder "
+                                       "per data root")
     lists_dir: Optional[str] = setting(None, optional_path(),
                                        "per-class lists; None: <root>/ImageSets/Segmentation")
     workers: int = setting(4, integer(0), "DataLoader processes")

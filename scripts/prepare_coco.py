@@ -5,8 +5,9 @@
 ROOT holds the official zips of cocodataset.org unpacked: annotations/instances_{split}{year}.json
 and {split}{year}/. A missing piece is reported with where it comes from (exit status 2), a
 damaged annotation file or missing images exit with status 1; otherwise it builds (or reuses)
-the cache `panet.data.coco.CocoSource` reads (default ROOT/.panet_cache/, else
-~/.cache/panet/) and prints the images per class.
+the cache `panet.data.coco.CocoSource` reads (default: the user's cache, $XDG_CACHE_HOME/panet
+or ~/.cache/panet, a folder per data root; nothing is written under ROOT) and prints the images
+per class.
 """
 
 from __future__ import annotations

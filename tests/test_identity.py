@@ -15,7 +15,7 @@ import torch
 from conftest import REPO_ROOT, composed, load_script
 from panet.base.errors import ConfigError
 from panet.base.lock import RunFolderLock
-from panet.base.safe_load import file_sha256
+from panet.base.files import file_sha256
 from panet.data.label_png import load_label_png
 from panet.models import PANet, build_encoder
 from panet.run.identity import method_sha256, model_identity

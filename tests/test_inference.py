@@ -255,6 +255,13 @@ def test_bad_input_is_a_value_error_naming_the_input(example, tmp_path):
     for ways, query_list, options, message in cases:
         with pytest.raises(ValueError, match=message):
             segmenter.segment(ways, query_list, **options)
+    for options, message in (({"precision": "fp64"}, r"^precision='fp64': must be one of"),
+                             ({"memory_format": "nhwc"}, r"^memory_format='nhwc': must be one"),
+                             ({"size": 0}, r"^size=0: must be an integer >= 1"),
+                             ({"batch_size": 0}, r"^batch_size=0: must be an integer >= 1"),
+                             ({"device": "gpu"}, r"^device='gpu': must be")):
+        with pytest.raises(ValueError, match=message):  # the Segmenter's own arguments
+            Segmenter(segmenter.model, **{"device": "cpu", **options})
 
 
 def test_inputs_are_checked_before_any_image_is_encoded(example, tmp_path, monkeypatch):

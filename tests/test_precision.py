@@ -131,8 +131,8 @@ def test_bf16_outputs_and_losses_are_float32_and_close_to_fp32():
     agreement = (out.logits.argmax(2) == expected.logits.argmax(2)).double().mean()
     assert agreement >= BF16_PIXEL_AGREEMENT
     losses = [panet_loss(o, labels, fg, bg) for o in (expected, out)]
-    for name in ("seg", "align", "total"):
-        assert getattr(losses[1], name).dtype == torch.float32
+    for value in (losses[1].terms["seg"], losses[1].terms["align"], losses[1].total):
+        assert value.dtype == torch.float32
     assert abs(float(losses[1].total.detach() / losses[0].total.detach()) - 1) <= BF16_FEATURE_RTOL
     losses[1].total.backward()
     grads = [p.grad for p in model.parameters()]
@@ -163,10 +163,6 @@ def test_default_encodes_exactly_as_the_encoder_and_channels_last_within_roundin
 
 
 def test_unknown_names_are_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^precision='fp64': must be one of 'fp32', 'bf16', "):
-        Numerics("fp64")
-    with pytest.raises(ValueError, match=r"^memory_format='nhwc': must be one of 'contiguous'"):
-        Numerics(memory_format="nhwc")
     with pytest.raises(ConfigError, match=r"precision='fp64': must be one of"):
         TRAIN.run("print_config", config_updates={"precision": "fp64"}, options=QUIET)
 

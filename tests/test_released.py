@@ -347,7 +347,7 @@ def test_test_py_evaluates_a_released_snapshot_with_its_path_setting(released, s
     """The setting comes from the path (PASCAL, fold 2, 2-way 5-shot here), what is given on the
     command line wins, and results.json says where each came from, the format and the sha256."""
     from conftest import load_experiment
-    from panet.base.safe_load import file_sha256
+    from panet.base.files import file_sha256
 
     run = load_experiment("test").run(options={"--loglevel": "ERROR"}, config_updates={
         "device": "cpu", "data": {"root": str(synthetic_root / "VOC2012"), "size": 65,

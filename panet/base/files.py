@@ -11,6 +11,7 @@ users of a shared machine can read what a run wrote when the umask says they may
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -122,3 +123,12 @@ def write_atomically(path: PathLike, data: Union[bytes, memoryview]) -> Path:
             f"{format_size(memoryview(data).nbytes)}, {format_size(free_space(path.parent))} "
             f"are free there); {kept}") from None
     return path
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -11,7 +11,6 @@ one line naming the Python objects the file refers to, as torch's own refusal na
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import pickle
 import re
 import warnings
@@ -125,15 +124,6 @@ def plain_data(value: Any, where: str = "value") -> Any:
         return value
     raise TypeError(f"{where} is a {type(value).__name__}; a checkpoint stores only dicts, lists, "
                     "tuples, strings, numbers, booleans and None")
-
-
-def file_sha256(path: PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_contents(obj: Any) -> str:

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
 from panet.base.files import PathLike
-from panet.base.safe_load import file_sha256
+from panet.base.files import file_sha256
 from panet.data.sources import ListedSource, read_id_list, require_files
 
 IMAGE_DIR = "images"

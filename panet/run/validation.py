@@ -19,10 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
-from panet.base.device import (is_device_name, precision_problem, resolve_device,
-                               torchrun_problem)
+from panet.base.device import (is_device_name, launched_processes, precision_problem,
+                               resolve_device, torchrun_problem)
 from panet.base.errors import one_line
-from panet.base.distributed import launched_processes
 from panet.base.files import format_size, free_space, writable_problem
 from panet.base.rules import problem
 from panet.data import make_source

@@ -29,7 +29,8 @@ from panet.models.panet import ALPHA
 from panet.settings import ModelSettings
 from panet.weights.released import (RELEASED_INPUT_SIZE, ReleasedSetting, is_released_state,
                        parse_released_path, released_step, released_to_panet)
-from panet.base.safe_load import describe_contents, file_sha256
+from panet.base.files import file_sha256
+from panet.base.safe_load import describe_contents
 from panet.base.files import PathLike
 
 FORMATS = ("panet", "released")
