@@ -36,9 +36,9 @@ from panet.report.results import TestFacts, format_table, test_record, write_jso
 from panet.report.statistics import bootstrap_intervals, bootstrap_seed, records_of_test
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
 from panet.run.identity import method_change, model_identity
+from panet.run.disk import opened_source, read_checkpoint
 from panet.run.validation import (classes_seen_in_training, episode_count_warning,
-                                  opened_source, precision_override, protocol_overrides,
-                                  read_checkpoint, test_classes)
+                                  precision_override, protocol_overrides)
 from panet.settings import Settings, describe_setting
 
 ex = experiment("test")
@@ -82,7 +82,7 @@ def main(_run, _config):
                                          train=False, source=source,
                                          keep_original_labels=test.resolution == "original")
                     for run in range(test.runs)]
-        classes = test_classes(source, data)
+        classes = data.classes(source, train=False)
         seen = classes_seen_in_training(composition, source)
         if seen and context.is_main:
             warnings.warn(seen, stacklevel=1)

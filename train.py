@@ -32,7 +32,7 @@ from panet.run.experiments import (STOPPED, announce_device, experiment, run_fol
                                    script_main)
 from panet.run.folder import Checkpointer, CheckpointRef
 from panet.run.identity import method_change, training_identity
-from panet.run.validation import opened_source
+from panet.run.disk import opened_source
 from panet.settings import Settings
 from panet.training import NonFiniteLossError, Optimization, StepBatches, build_optimization
 from panet.weights.checkpoint import load_checkpoint, restore_rng_states

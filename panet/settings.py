@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
 from panet.data.datasets import DATASETS
 from panet.data.episodes import COCO_LABELS, WEAK_KINDS
-from panet.data.folds import FOLD_STYLES
+from panet.data.folds import FOLD_STYLES, split_classes
 from panet.data.weak import BOX_CHOICES
 from panet.evaluation.options import ENCODINGS, RESOLUTIONS, EvalOptions
 from panet.evaluation.metrics import RULES as METRIC_RULES
@@ -150,6 +150,12 @@ class EpisodeSetting(Section):
         chosen = self.train_split if train else self.test_split
         spec = DATASETS[self.name]
         return chosen if chosen is not None else (spec.train_split if train else spec.test_split)
+
+    def classes(self, source, train: bool) -> List[int]:
+        """The training (`train`) or test classes of this setting on `source` (a
+        `panet.data.sources.Source`: `panet.data.folds.split_classes`)."""
+        return split_classes(source, train, self.fold, n_folds=self.n_folds,
+                             fold_style=self.fold_style, test_classes=self.test_classes)
 
     def cross_problems(self) -> List[str]:
         spec, found = DATASETS[self.name], []
@@ -360,8 +366,3 @@ class Settings:
 
 
 SCRIPT_SECTIONS = {"train": ("", "data", "model", "train"), "test": ("", "data", "model", "test")}
-
-
-def rule_keys() -> List[str]:
-    """Every key a rule checks (for tests that cover each one)."""
-    return [kind.key(f.name) for kind in (RunSettings, *SECTIONS.values()) for f in fields(kind)]

@@ -22,10 +22,11 @@ Bad input stops the script before any output, with a one-line reason and exit st
 
 from __future__ import annotations
 
+import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -133,7 +134,8 @@ def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Seque
     return [job.result() for job in jobs]
 
 
-def main(argv=None) -> int:
+def parse_args(argv) -> Tuple[OneLineParser, argparse.Namespace]:
+    """The parser and the arguments, every option checked (a bad one: one line, status 2)."""
     parser = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", type=Path,
@@ -172,7 +174,11 @@ def main(argv=None) -> int:
     refused = precision_reason(args.precision, args.device)
     if refused:
         parser.error(f"--precision {args.precision}: {refused}")
+    return parser, args
 
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
     try:
         ways = parse_ways(args.way)
         queries = query_files(args.query)

@@ -3,6 +3,7 @@
 shared machine can read, logs a person can read."""
 
 import json
+from dataclasses import fields
 import os
 import shlex
 import stat
@@ -20,7 +21,7 @@ from panet.weights.checkpoint import load_checkpoint
 from panet.data.label_png import save_label_png
 from conftest import load_experiment
 from panet.run.experiments import run_from_command_line
-from panet.settings import rule_keys
+from panet.settings import SECTIONS, RunSettings
 
 TRAIN, TEST = load_experiment("train"), load_experiment("test")
 SCRIPTS = {"train": TRAIN, "test": TEST}
@@ -266,7 +267,8 @@ BAD_VALUES = [
 
 def test_every_validated_key_has_a_bad_value_case():
     covered = {key for _, _, key in BAD_VALUES}
-    assert set(rule_keys()) <= covered, sorted(set(rule_keys()) - covered)
+    keys = {kind.key(f.name) for kind in (RunSettings, *SECTIONS.values()) for f in fields(kind)}
+    assert keys <= covered, sorted(keys - covered)
 
 
 @pytest.mark.parametrize("script,updates,key", BAD_VALUES,

@@ -5,12 +5,13 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 import torchvision
 
 import reference
 from panet.models import PANet, vgg16_encoder
 from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, Block, DilatedVGG
-from panet.models.prototypes import (cosine_logits, episode_prototypes, masked_average_pool,
+from panet.models.prototypes import (cosine_logits, masked_average_pool,
                                      prototypes_from_pools, upsample, upsampling_adjoint)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -180,12 +181,12 @@ def test_head_gives_each_episode_its_own_values_in_any_batch(channels, feature, 
 
 
 @pytest.mark.parametrize("B,W,S", list(itertools.product([1, 2], [1, 2], [1, 5])))
-def test_episode_prototypes_match_loops(B, W, S):
+def test_panet_prototypes_match_loops(B, W, S):
     g = torch.Generator().manual_seed(B * 100 + W * 10 + S)
     features = torch.randn(B, W, S, 6, 12, 15, generator=g, dtype=torch.float64)
     fg = (torch.rand(B, W, S, 23, 29, generator=g) > 0.5).double()
     bg = 1 - fg
-    protos = episode_prototypes(features, fg, bg)
+    protos = PANet(nn.Identity()).prototypes(features, fg, bg)
     assert protos.shape == (B, 1 + W, 6)
     for b in range(B):
         support = [[features[b, w, s] for s in range(S)] for w in range(W)]

@@ -70,17 +70,6 @@ def masked_average_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Te
     return pooled / (masks.sum(dim=(-2, -1))[..., None] + EPS)
 
 
-def episode_prototypes(support_features: torch.Tensor, support_fg: torch.Tensor,
-                       support_bg: torch.Tensor) -> torch.Tensor:
-    """The 1 + W prototypes of each episode: background first, then one per way.
-
-    support_features: B x W x S x C x h x w; support_fg, support_bg: B x W x S x H x W.
-    Returns B x (1 + W) x C (see `prototypes_from_pools`).
-    """
-    return prototypes_from_pools(masked_average_pool(support_features, support_fg),
-                                 masked_average_pool(support_features, support_bg))
-
-
 def prototypes_from_pools(fg_pools: torch.Tensor, bg_pools: torch.Tensor) -> torch.Tensor:
     """Prototypes from each support's pooled foreground and background: B x W x S x C each.
 

@@ -35,7 +35,8 @@ from panet.base.errors import ConfigError, OneLineError, one_line
 from panet.base.rules import problem
 from panet.run.compose import CHECKPOINT_KEYS, Composition, compose, flatten
 from panet.run.folder import RUNS_DIR, CheckpointRef, RunFolder, resolve_checkpoint
-from panet.run.validation import config_problems, path_problems, planned_run_folder
+from panet.run.disk import path_problems, planned_run_folder
+from panet.run.validation import config_problems
 from panet.settings import Settings
 
 STOPPED = "stopped"  # run.info key of an interrupted run's message: how to continue it

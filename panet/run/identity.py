@@ -49,7 +49,6 @@ PROTOCOL_KEYS = tuple(f"data.{name}" for name in (
     "name", "test_split", "fold", "n_folds", "fold_style", "test_classes", "year", "ways",
     "shots", "queries", "weak", "bbox_instance", "scribble_dilation", "coco_labels", "size")) + (
     "test.rule", "test.resolution", "test.runs", "test.episodes", "seed")
-NUMERICS_KEYS = ("precision", "memory_format", "encode")  # how a test computed
 
 
 def _git(*args: str) -> Optional[str]:

@@ -33,7 +33,6 @@ from panet.base.files import file_sha256
 from panet.base.safe_load import describe_contents
 from panet.base.files import PathLike
 
-FORMATS = ("panet", "released")
 TORCHVISION_VGG_HEADS = {"features", "classifier"}  # keys of torchvision's vgg16 state dict
 
 
