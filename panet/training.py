@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from panet.base.constants import IGNORE_INDEX
@@ -106,7 +107,8 @@ def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float
     targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
     method_loss = own_loss(model)
     if method_loss is None:
-        return panet_loss(checked_output(out, model), *targets, align_weight)
+        head = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return panet_loss(checked_output(out, model), *targets, head.score, align_weight)
     loss = method_loss(out, *targets)
     if isinstance(loss, Mapping) and loss and all(torch.is_tensor(v) for v in loss.values()):
         return Loss(sum(loss.values()), dict(loss))

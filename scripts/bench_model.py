@@ -108,7 +108,7 @@ class Workloads:
         support_images, fg, bg, query_images, labels = self.episode
         self.optimizer.zero_grad(set_to_none=True)
         out = self.model(support_images, fg, bg, query_images)
-        panet_loss(out, labels, fg, bg).total.backward()
+        panet_loss(out, labels, fg, bg, self.model.score).total.backward()
         self.optimizer.step()
 
     def encoder_train_step(self, optimizer_step: bool = True) -> None:

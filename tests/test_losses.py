@@ -13,6 +13,7 @@ from panet.models import PANet, vgg16_encoder
 from test_model import random_episode, tiny_encoder
 
 COMBOS = list(itertools.product([1, 2], [1, 2], [1, 5], [1, 2]))  # B, W, S, Q
+HEAD = PANet(torch.nn.Identity()).score  # PANet's head, alpha = 20: what PAR scores with
 
 
 def naive_cross_entropy(logits, labels):
@@ -48,7 +49,8 @@ def test_alignment_loss_matches_loop_reference(B, W, S, Q):
                                                           query_images)
         expected = sum(reference.alignment_loss(support[b], query[b], logits_low[b], fg[b], bg[b])
                        for b in range(B)) / B
-    assert alignment_loss(out, fg, bg).item() == pytest.approx(expected.item(), rel=1e-9, abs=1e-12)
+    found = alignment_loss(out, fg, bg, HEAD).item()
+    assert found == pytest.approx(expected.item(), rel=1e-9, abs=1e-12)
 
 
 def forced_output(W=2, S=2, Q=2, absent_ways=(2,), seed=0):
@@ -72,26 +74,26 @@ def reference_loss(out, fg, bg):
 def test_alignment_skips_ways_predicted_nowhere():
     out, fg, bg = forced_output(absent_ways=(2,))
     assert not (out.logits_low.argmax(dim=2) == 2).any()
-    loss = alignment_loss(out, fg, bg)
+    loss = alignment_loss(out, fg, bg, HEAD)
     assert loss.item() == pytest.approx(reference_loss(out, fg, bg).item(), rel=1e-9)
     assert loss.item() > 0
     # the skipped way's supports do not matter at all
     fg2, bg2 = fg.clone(), bg.clone()
     fg2[:, 1], bg2[:, 1] = bg[:, 1], fg[:, 1]
-    assert alignment_loss(out, fg2, bg2).item() == pytest.approx(loss.item(), rel=1e-12)
+    assert alignment_loss(out, fg2, bg2, HEAD).item() == pytest.approx(loss.item(), rel=1e-12)
 
 
 def test_alignment_is_zero_when_every_way_is_skipped():
     out, fg, bg = forced_output(absent_ways=(1, 2))
-    loss = alignment_loss(out, fg, bg)
+    loss = alignment_loss(out, fg, bg, HEAD)
     assert loss.item() == 0.0
     labels = torch.zeros(1, 2, 23, 29, dtype=torch.long)
-    assert panet_loss(out, labels, fg, bg).terms["align"].item() == 0.0
+    assert panet_loss(out, labels, fg, bg, HEAD).terms["align"].item() == 0.0
 
 
 def test_no_gradient_through_the_predicted_mask():
     out, fg, bg = forced_output(absent_ways=())
-    alignment_loss(out, fg, bg).backward()
+    alignment_loss(out, fg, bg, HEAD).backward()
     assert out.logits_low.grad is None
 
 
@@ -99,9 +101,10 @@ def test_alignment_of_a_batch_is_the_mean_of_its_episodes():
     encoder = tiny_encoder()
     support_images, fg, bg, query_images, labels = random_episode(2, 2, 1, 1, seed=7)
     model = PANet(encoder)
-    batch = panet_loss(model(support_images, fg, bg, query_images), labels, fg, bg)
+    batch = panet_loss(model(support_images, fg, bg, query_images), labels, fg, bg, model.score)
     singles = [panet_loss(model(support_images[b:b + 1], fg[b:b + 1], bg[b:b + 1],
-                                query_images[b:b + 1]), labels[b:b + 1], fg[b:b + 1], bg[b:b + 1])
+                                query_images[b:b + 1]), labels[b:b + 1], fg[b:b + 1], bg[b:b + 1],
+                          model.score)
                for b in range(2)]
     singles_mean = sum(s.terms["align"].item() for s in singles) / 2
     assert batch.terms["align"].item() == pytest.approx(singles_mean, rel=1e-10)
@@ -111,11 +114,11 @@ def test_total_combines_terms_and_zero_weight_disables_alignment():
     encoder = tiny_encoder()
     support_images, fg, bg, query_images, labels = random_episode(1, 2, 2, 1, seed=3)
     out = PANet(encoder)(support_images, fg, bg, query_images)
-    weighted = panet_loss(out, labels, fg, bg, align_weight=0.5)
+    weighted = panet_loss(out, labels, fg, bg, HEAD, align_weight=0.5)
     assert weighted.terms["align"].item() > 0
     seg, align = weighted.terms["seg"].item(), weighted.terms["align"].item()
     assert weighted.total.item() == pytest.approx(seg + 0.5 * align)
-    off = panet_loss(out, labels, fg, bg, align_weight=0.0)
+    off = panet_loss(out, labels, fg, bg, HEAD, align_weight=0.0)
     assert off.terms["align"].item() == 0.0 and off.total.item() == off.terms["seg"].item()
 
 
@@ -125,7 +128,7 @@ def test_gradients_reach_every_vgg16_parameter(term):
     model = PANet(vgg16_encoder())
     support_images, fg, bg, query_images, labels = [x.float() if x.is_floating_point() else x
                                                     for x in random_episode(1, 1, 2, 1, (64, 72))]
-    loss = panet_loss(model(support_images, fg, bg, query_images), labels, fg, bg)
+    loss = panet_loss(model(support_images, fg, bg, query_images), labels, fg, bg, model.score)
     loss.terms[term].backward()
     names = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert names == [], f"no gradient from L_{term} reaches {names}"

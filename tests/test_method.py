@@ -91,8 +91,9 @@ def test_the_example_learns_its_temperature_through_both_losses():
     inputs = [batch[key] for key in ("support_images", "support_fg", "support_bg",
                                      "query_images")]
     out = model(*inputs)
-    assert torch.is_tensor(out.alpha) and out.alpha.item() == pytest.approx(20.0)
-    loss = panet_loss(out, batch["query_labels"], batch["support_fg"], batch["support_bg"])
+    assert model.temperature().item() == pytest.approx(20.0)
+    loss = panet_loss(out, batch["query_labels"], batch["support_fg"], batch["support_bg"],
+                      model.score)
     seg_grad = torch.autograd.grad(loss.terms["seg"], model.log_alpha, retain_graph=True)[0]
     align_grad = torch.autograd.grad(loss.terms["align"], model.log_alpha)[0]
     assert seg_grad != 0 and align_grad != 0  # the head and PAR both score at the learned scale

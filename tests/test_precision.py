@@ -105,7 +105,7 @@ def test_which_ops_run_in_bfloat16(encoder, precision):
     support_images, fg, bg, query_images, labels = random_episode(batch=1, shots=1)
     with DtypesSeen() as mode:
         out = model(support_images, fg, bg, query_images)
-        panet_loss(out, labels, fg, bg).total.backward()
+        panet_loss(out, labels, fg, bg, model.score).total.backward()
     in_bf16 = {op for op, dtypes in mode.seen.items() if torch.bfloat16 in dtypes}
     if precision == "fp32":
         assert not in_bf16
@@ -130,7 +130,7 @@ def test_bf16_outputs_and_losses_are_float32_and_close_to_fp32():
     assert float((out.logits - expected.logits).detach().abs().max()) <= BF16_LOGIT_ATOL
     agreement = (out.logits.argmax(2) == expected.logits.argmax(2)).double().mean()
     assert agreement >= BF16_PIXEL_AGREEMENT
-    losses = [panet_loss(o, labels, fg, bg) for o in (expected, out)]
+    losses = [panet_loss(o, labels, fg, bg, model.score) for o in (expected, out)]
     for value in (losses[1].terms["seg"], losses[1].terms["align"], losses[1].total):
         assert value.dtype == torch.float32
     assert abs(float(losses[1].total.detach() / losses[0].total.detach()) - 1) <= BF16_FEATURE_RTOL

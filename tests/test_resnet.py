@@ -243,7 +243,7 @@ def test_training_panet_leaves_batchnorm_unchanged_and_trains_every_conv():
         query_labels = torch.randint(0, 2, (1, 1, size, size), generator=g)
         optimizer.zero_grad()
         out = model(support_images, support_fg, 1 - support_fg, query_images)
-        loss = panet_loss(out, query_labels, support_fg, 1 - support_fg)
+        loss = panet_loss(out, query_labels, support_fg, 1 - support_fg, model.score)
         assert torch.isfinite(loss.total)
         loss.total.backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

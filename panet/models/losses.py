@@ -6,14 +6,19 @@ h x w feature size.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from panet.base.constants import IGNORE_INDEX
 from panet.models.panet import PANetOutput
-from panet.models.prototypes import EPS, cosine_logits, upsample
+from panet.models.prototypes import EPS, upsample
+
+
+# a model's head: query features B x Q x C x h x w and prototypes B x P x C -> logits
+# B x Q x P x h x w (`PANet.score`: alpha * cosine)
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Loss(NamedTuple):
@@ -47,14 +52,15 @@ def support_labels(support_fg: torch.Tensor, support_bg: torch.Tensor) -> torch.
     return labels
 
 
-def alignment_loss(out: PANetOutput, support_fg: torch.Tensor,
-                   support_bg: torch.Tensor) -> torch.Tensor:
+def alignment_loss(out: PANetOutput, support_fg: torch.Tensor, support_bg: torch.Tensor,
+                   score: Score) -> torch.Tensor:
     """Prototype alignment regularisation L_PAR (eq. 6-7), averaged over the B episodes.
 
     Per episode: the query's own prediction at feature resolution (argmax, no gradient through
     it) defines 1 + W query prototypes; ways predicted nowhere over all queries are skipped;
     every remaining (way c, shot k) support is segmented into {background, c} by those
-    prototypes and scored by cross-entropy against its mask, each term divided by W * S.
+    prototypes, with the model's own head `score` (PANet's: alpha * cosine), and scored by
+    cross-entropy against its mask, each term divided by W * S.
     support_fg, support_bg: B x W x S x H x W. Returns a scalar.
 
     A support with no labelled pixel would make the released per-support mean 0/0 = NaN; here it
@@ -72,7 +78,8 @@ def alignment_loss(out: PANetOutput, support_fg: torch.Tensor,
     # way c of episode b is aligned with [background, c]: B x W x 2 x C, repeated per shot
     pairs = torch.stack([query_prototypes[:, :1].expand(-1, W, -1), query_prototypes[:, 1:]], dim=2)
     pairs = pairs[:, :, None].expand(-1, -1, S, -1, -1).flatten(0, 2)  # (B*W*S) x 2 x C
-    logits = cosine_logits(out.support_features.flatten(0, 2), pairs, out.alpha)
+    # each support a lone query of its own episode: (B*W*S) x 1 x C x h x w -> (B*W*S) x 2 x h x w
+    logits = score(out.support_features.flatten(0, 2)[:, None], pairs)[:, 0]
     logits = upsample(logits, support_fg.shape[-2:])  # (B*W*S) x 2 x H x W
 
     labels = support_labels(support_fg, support_bg).flatten(0, 2)  # (B*W*S) x H x W
@@ -86,15 +93,16 @@ def alignment_loss(out: PANetOutput, support_fg: torch.Tensor,
 
 
 def panet_loss(out: PANetOutput, query_labels: torch.Tensor, support_fg: torch.Tensor,
-               support_bg: torch.Tensor, align_weight: float = 1.0) -> Loss:
-    """L = L_seg + align_weight * L_PAR (PROTOCOL §4; lambda = 1 in the paper).
+               support_bg: torch.Tensor, score: Score, align_weight: float = 1.0) -> Loss:
+    """L = L_seg + align_weight * L_PAR (PROTOCOL §4; lambda = 1 in the paper), PAR scoring
+    with `score`, the model's head.
 
     query_labels: B x Q x H x W long, episode-local 0..W and 255; support_fg, support_bg:
     B x W x S x H x W float 0/1. With align_weight 0 the alignment term is not computed.
     """
     seg = segmentation_loss(out.logits, query_labels)
     if align_weight:
-        align = alignment_loss(out, support_fg, support_bg)
+        align = alignment_loss(out, support_fg, support_bg, score)
     else:
         align = torch.zeros((), device=seg.device, dtype=seg.dtype)
     return Loss(seg + align_weight * align, {"seg": seg, "align": align}, pixel_means=("seg",))

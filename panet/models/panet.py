@@ -27,7 +27,6 @@ class PANetOutput:
     query_features: torch.Tensor  # B x Q x C x h x w
     support_features: torch.Tensor  # B x W x S x C x h x w
     prototypes: torch.Tensor  # B x (1 + W) x C: [background, way 1, ..., way W]
-    alpha: float  # the cosine scale, needed again by the alignment loss
 
 
 class PANet(nn.Module):
@@ -87,7 +86,6 @@ class PANet(nn.Module):
             query_features=query_features,
             support_features=support_features,
             prototypes=prototypes,
-            alpha=self.alpha,
         )
 
     def prototypes(self, support_features: torch.Tensor, support_fg: torch.Tensor,
