@@ -14,7 +14,6 @@ import pytest
 from submitit.slurm.slurm import _make_sbatch_string
 
 from conftest import load_script
-pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 from panet.base.lock import RunFolderLock
 from panet.reproduce import TABLES, Scale, Setting, jobs_for, train_job
 from panet.reproduce import jobs as planning
@@ -22,6 +21,8 @@ from panet.reproduce.executors import LOG_FILE, LocalExecutor
 from panet.reproduce.jobrun import (RECORD_FILE, QueueEntry, job_status, prerequisites,
                                     remove_finished_caches, summary, survey, write_record)
 from panet.reproduce.slurm import SlurmOptions, dependency_of, time_minutes
+
+pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 
 reproduce = load_script("reproduce")
 

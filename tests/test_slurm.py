@@ -13,12 +13,13 @@ import time
 import torch
 
 from conftest import REPO_ROOT, load_script
-pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 from panet.reproduce import Scale, Setting, train_job
 from panet.reproduce.jobrun import python_command, read_record, report
 from panet.reproduce.slurm import (SLURM_FOLDER, SlurmOptions, current_statuses, scheduler_queue,
                                    submit, submit_job, wait)
 from panet.weights.checkpoint import load_checkpoint, load_checkpoint_header
+
+pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 
 reproduce = load_script("reproduce")
 CPU_ONLY = SlurmOptions(gpus_per_job=0)
@@ -81,13 +82,13 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         slurm_cluster, synthetic_root, tmp_path):
     steps = 40
 
-    def train_job(out):
+    def job_in(out):
         scale = Scale(out, synthetic=True, data_root=synthetic_root, steps=steps, size=65)
         job = train_job(Setting("voc", 0, 1, 1), scale)
         return dataclasses.replace(job, argv=(*job.argv, "train.checkpoint_every=1",
                                               "data.workers=0", "device=cpu"))  # bits: CPU
 
-    job, reference = train_job(tmp_path / "slurm"), train_job(tmp_path / "straight")
+    job, reference = job_in(tmp_path / "slurm"), job_in(tmp_path / "straight")
     straight = subprocess.Popen(python_command(reference.argv), cwd=REPO_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})

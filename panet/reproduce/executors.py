@@ -1,19 +1,16 @@
-"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), given as `Options`:
+"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), as `Options` say:
 
-- `Options()`: on this machine, one after another, each job's output streaming through this
-  process;
-- `Options(parallel=K)`: K at a time on this machine, each job's output appended to
-  `<run folder>/job.log`, one GPU per job where there are GPUs (`CUDA_VISIBLE_DEVICES` set to one
-  of those this process sees). On a CPU machine each job keeps the threads it would have alone,
-  so its results are bit for bit those of one after another;
-- `Options(executor="slurm", slurm=SlurmOptions(...))`: one Slurm job per job, submitted with
-  their dependencies (`panet.reproduce.slurm`); `wait=True` returns once all have finished.
+- `Options()`: here, one after another, each job's output streaming through this process;
+- `Options(parallel=K)`: K at a time here, each job's output appended to <run folder>/job.log,
+  one GPU per job where there are GPUs (CUDA_VISIBLE_DEVICES one of those this process sees);
+  on a CPU each job keeps the threads it has alone, so its results are bit for bit the same;
+- `Options(executor="slurm", slurm=SlurmOptions(...))`: a Slurm job per job, with its
+  dependencies (`panet.reproduce.slurm`); `wait=True` returns once all have finished.
 
-Jobs given to an executor have had their changed outputs set aside (`panet.reproduce.outputs`):
-an output present means done. Locally, a job starts once the jobs it needs have succeeded and
-the tests before it sharing its feature cache have ended (`jobrun.prerequisites`); a job that
-needs a failed one is skipped. Each attempt is recorded in job.json. Ctrl-C stops the running
-jobs with SIGTERM (a train job saves last.pt); the same command continues.
+Changed outputs are set aside before (`panet.reproduce.outputs`): an output present is done.
+Locally a job starts once its prerequisites are met (`jobrun.prerequisites`), is skipped when
+a job it needs failed, and has each attempt recorded in job.json; Ctrl-C stops the running jobs
+with SIGTERM (a train job saves last.pt) and the same command continues.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -42,8 +39,8 @@ Run = Callable[[Sequence[str]], int]  # runs a job's argv to its end, returns it
 
 @dataclass(frozen=True)
 class Options:
-    """How to run the jobs: `executor` "local" or "slurm"; `parallel` jobs at a time (local);
-    `wait` for submitted Slurm jobs to finish; `slurm` their resources."""
+    """`executor` "local" or "slurm"; `parallel` jobs at a time (local); `wait` for submitted
+    Slurm jobs to finish; `slurm` their resources."""
 
     executor: str = "local"
     parallel: int = 1
@@ -52,27 +49,22 @@ class Options:
 
 
 def visible_gpus() -> List[str]:
-    """The GPUs jobs may use, as CUDA_VISIBLE_DEVICES names them: the entries of this process's
-    own CUDA_VISIBLE_DEVICES (those CUDA can use), else 0..N-1."""
-    count = torch.cuda.device_count()
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is None:
-        return [str(index) for index in range(count)]
-    return [name.strip() for name in listed.split(",")][:count]
+    """The GPUs jobs may use as CUDA_VISIBLE_DEVICES names them (this process's own list)."""
+    count, listed = torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    return ([str(index) for index in range(count)] if listed is None
+            else [name.strip() for name in listed.split(",")][:count])
 
 
-class _Ended:
-    """A job `run` by a function (tests) rather than a process: already ended."""
+class _Ended(NamedTuple):
+    """A job that a function ran (tests) rather than a process."""
 
-    def __init__(self, code: int):
-        self.returncode = code
+    returncode: int
 
     def poll(self) -> int:
         return self.returncode
 
 
-@dataclass
-class _Running:
+class _Running(NamedTuple):
     job: Job
     process: subprocess.Popen
     gpu: Optional[str]
@@ -80,8 +72,8 @@ class _Running:
 
 
 class LocalExecutor:
-    """Runs jobs `parallel` at a time, one per GPU of `gpus` when there are any. One at a time,
-    their output streams here (or each job's argv goes to `run`, for tests)."""
+    """Runs jobs `parallel` at a time, one per GPU of `gpus` when there are any; one at a time
+    their output streams here, or each job's argv goes to `run` (tests)."""
 
     def __init__(self, parallel: int = 1, gpus: Sequence[str] = (), run: Optional[Run] = None):
         if parallel < 1:
@@ -90,40 +82,34 @@ class LocalExecutor:
         self.slots = min(parallel, len(gpus)) if gpus else parallel
         self.free_gpus = [] if self.stream else list(gpus)
         if gpus and parallel > len(gpus):
-            print(f"{len(gpus)} GPU(s): running {self.slots} jobs at a time, one per GPU",
-                  flush=True)
+            print(f"{len(gpus)} GPU(s): {self.slots} jobs at a time, one per GPU", flush=True)
 
     def run(self, jobs: Sequence[Job]) -> List[str]:
-        """Run the jobs without output; returns the names of those that failed or were
-        skipped because a job they need failed."""
-        order = prerequisites(jobs)
-        ended = {job.name: True for job in jobs if job.has_output()}  # name -> succeeded
-        for job in (job for job in jobs if job.name in ended):
+        """Run the jobs without output; returns those that failed or were skipped for that."""
+        order, ended = prerequisites(jobs), {}  # name -> succeeded
+        for job in (job for job in jobs if job.has_output()):
             print(f"[done] {job.name}: {job.output}", flush=True)
+            ended[job.name] = True
         remove_finished_caches(jobs)
-        waiting = [job for job in jobs if job.name not in ended]
-        running: Dict[str, _Running] = {}
+        waiting, running = [job for job in jobs if job.name not in ended], {}
         try:
             while waiting or running:
                 for name, run in list(running.items()):
-                    code = run.process.poll()
-                    if code is not None:
-                        del running[name]
-                        ended[name] = self._finish(run, code)
+                    if run.process.poll() is not None:
+                        ended[name] = self._finish(running.pop(name), run.process.poll())
                         remove_finished_caches(jobs)
                 for job in list(waiting):
                     after_ok, after_any = order[job.name]
-                    blocked = [name for name in after_ok if ended.get(name) is False]
-                    if blocked:
+                    failed = [name for name in after_ok if ended.get(name) is False]
+                    if failed:
                         print(f"[skipped] {job.name}: needs the failed job(s) "
-                              f"{', '.join(blocked)}", flush=True)
+                              f"{', '.join(failed)}", flush=True)
                         ended[job.name] = False
-                    elif not (all(ended.get(name) for name in after_ok) and
-                              all(name in ended for name in after_any)
-                              and len(running) < self.slots):
-                        continue
-                    else:
+                    elif (all(ended.get(name) for name in after_ok) and len(running) < self.slots
+                          and all(name in ended for name in after_any)):
                         running[job.name] = self._start(job)
+                    else:
+                        continue
                     waiting.remove(job)
                 if running and all(run.process.poll() is None for run in running.values()):
                     time.sleep(POLL_SECONDS)
@@ -135,61 +121,55 @@ class LocalExecutor:
     def _start(self, job: Job) -> _Running:
         argv, gpu = job.command_now(), self.free_gpus.pop(0) if self.free_gpus else None
         log = None if self.stream else job.folder / LOG_FILE
-        started = datetime.datetime.now().isoformat(timespec="seconds")
-        print(f"[run] {job.name}" + ("" if gpu is None else f" on GPU {gpu}")
-              + f"\n      {shlex.join(argv)}" + ("" if log is None else f"\n      log: {log}"),
-              flush=True)
-        record = dict(executor="local", host=socket.gethostname(), started=started,
-                      command=shlex.join(argv), log=None if log is None else str(log), gpu=gpu)
+        record = dict(executor="local", host=socket.gethostname(), command=shlex.join(argv),
+                      log=log and str(log), gpu=gpu, pid=None)
+        print(f"[run] {job.name}" + (f" on GPU {gpu}" if gpu else "") + f"\n      "
+              f"{record['command']}" + (f"\n      log: {log}" if log else ""), flush=True)
         job.folder.mkdir(parents=True, exist_ok=True)
-        write_record(job, **record, pid=None, exit_code=None)
+        write_record(job, **record, exit_code=None)
         if self.run_argv is not None:
             return _Running(job, _Ended(self.run_argv(argv)), gpu, record)
-        env = os.environ if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        with open(os.devnull if log is None else log, "a") as file:
-            if log is not None:
-                file.write(f"==> {started} on {socket.gethostname()}"
-                           + ("" if gpu is None else f", CUDA_VISIBLE_DEVICES={gpu}")
-                           + f": {shlex.join(argv)}\n")
+        with open(log or os.devnull, "a") as file:
+            if log:  # each attempt's output after a line saying when, where and what
+                file.write(f"==> {datetime.datetime.now().isoformat(timespec='seconds')} on "
+                           f"{socket.gethostname()}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu
+                                                        else "") + f": {record['command']}\n")
                 file.flush()
-            process = subprocess.Popen(python_command(argv), cwd=REPO_ROOT, env=env,
-                                       stdout=None if log is None else file,
-                                       stderr=None if log is None else subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=not self.stream)
+            process = subprocess.Popen(
+                python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                stdout=log and file, stderr=log and subprocess.STDOUT, start_new_session=bool(log),
+                env={**os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {})})
         record["pid"] = process.pid
         write_record(job, **record, exit_code=None)
         return _Running(job, process, gpu, record)
 
     def _finish(self, run: _Running, code: int) -> bool:
         """Record how a job ended and say it; True if it succeeded."""
-        if run.gpu is not None:
-            self.free_gpus.append(run.gpu)
+        self.free_gpus += [run.gpu] if run.gpu is not None else []
         write_record(run.job, **run.record, exit_code=code)
         if code == 0 and run.job.has_output():
             print(f"[done] {run.job.name}: {run.job.output}", flush=True)
             return True
         log = run.record["log"]
         print(f"[failed] {failure(run.job, code, last_line(log))}"
-              + ("" if log is None else f"\n      log: {log}"), flush=True)
+              + (f"\n      log: {log}" if log else ""), flush=True)
         return False
 
     def _stop(self, running: Sequence[_Running]) -> None:
-        """Stop every running job with SIGTERM (train.py saves last.pt), wait and record them."""
-        running = list(running)
-        for run in running:  # streaming here, the job got the terminal's Ctrl-C itself
+        """Stop the running jobs with SIGTERM (streaming here, a job had the terminal's Ctrl-C
+        itself), wait for them and record how they ended."""
+        for run in running:
             if run.process.poll() is None and not self.stream:
                 run.process.send_signal(signal.SIGTERM)
         for run in running:
-            code = run.process.wait()
-            write_record(run.job, **run.record, exit_code=code)
-            print(f"[stopped] {run.job.name} (exit code {code})", flush=True)
+            write_record(run.job, **run.record, exit_code=run.process.wait())
+            print(f"[stopped] {run.job.name} (exit code {run.process.poll()})", flush=True)
 
 
 def execute(jobs: Sequence[Job], options: Options, run: Optional[Run] = None
             ) -> Optional[List[str]]:
-    """Run or submit the jobs as `options` say (`run`: a function running each local job's
-    argv instead of a process, for tests). Returns the names of the jobs that failed or were
-    skipped (or blocked) once every job has ended, or None while submitted jobs are queued."""
+    """Run or submit the jobs as `options` say (`run`: see `LocalExecutor`). Returns the jobs
+    that failed or were skipped or blocked once all have ended; None while jobs are queued."""
     if options.executor == "local":
         gpus = visible_gpus() if run is None else ()
         return LocalExecutor(options.parallel, gpus, run).run(jobs)
