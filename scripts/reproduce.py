@@ -277,7 +277,7 @@ def make_scale(args: argparse.Namespace) -> Scale:
         return Scale((args.out or REPO_ROOT / "results" / "synthetic").resolve(), True,
                      (args.data_root or REPO_ROOT / "data" / "synthetic").resolve(),
                      **{**TOY, **common})
-    return Scale((args.out or REPO_ROOT / "results" / ("released" * bool(args.released)))
+    return Scale((args.out or REPO_ROOT / "results" / ("released" if args.released else ""))
                  .resolve(), data_root=args.data_root, **common,
                  released=args.released and args.released.resolve())
 

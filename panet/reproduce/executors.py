@@ -63,6 +63,8 @@ class _Ended(NamedTuple):
     def poll(self) -> int:
         return self.returncode
 
+    wait = poll
+
 
 class _Running(NamedTuple):
     job: Job
