@@ -2,7 +2,7 @@
 write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
 
     python scripts/reproduce.py --table 1 --dry-run       # the commands, their state, GPU hours
-    python scripts/reproduce.py --table 1                 # run what is not done -> results/table1.md
+    python scripts/reproduce.py --table 1                 # run what is not done, write table1.md
     python scripts/reproduce.py --table 6 --data-root /data   # /data/VOC2012, /data/COCO
     python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
     python scripts/reproduce.py --figure loss-curves [--run runs/3]   # Fig. 5, or any run folders
@@ -175,11 +175,9 @@ def describe_plan(jobs: Sequence[Job], statuses: Sequence[JobStatus], seconds: f
         "", summary(statuses) + ".",
         f"Estimated GPU time (an estimate, not a measurement): {left:.2f} GPU hours pending "
         f"(the jobs not done), {total:.2f} for all jobs.",
-        f"Assumption: {seconds} s per training image (VGG-16 at 417 x 417, forward + backward, "
-        "on a V100-class GPU; --gpu-seconds-per-image), a test image 1/3 of that; W*S + Q "
-        "images per step or episode (an upper bound for tests, which encode each distinct "
-        "image once: scripts/bench_eval.py --count); data loading and partly done training "
-        "runs not counted."] + (
+        f"Assumption: {seconds} s per training image (VGG-16 at 417 px on a V100-class GPU), a "
+        "test image 1/3 of that, W*S + Q images per step or episode (tests encode each distinct "
+        "image once: fewer, scripts/bench_eval.py --count); data loading not counted."] + (
         [f"Feature caches (removed after their last test): {', '.join(shared)}"] * bool(shared)))
 
 
@@ -199,30 +197,24 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--analysis", choices=["prototype-distance"])
     what.add_argument("--figure", choices=["loss-curves", "qualitative"])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", help="list the commands with their "
-                      "state and estimated GPU hours; run nothing")
-    mode.add_argument("--status", action="store_true", help="say what a plain run would do "
-                      "with each job (done, changed, running, pending, blocked, failed)")
+    mode.add_argument("--dry-run", action="store_true", help="list the jobs, states, GPU hours")
+    mode.add_argument("--status", action="store_true", help="say what a run would do with each job")
     add, count = parser.add_argument, at_least(1)
-    add("--rerun-changed", action="store_true", help="run again the jobs whose outputs record "
-        "other settings, data or code, keeping their old run folders (default: refuse)")
+    add("--rerun-changed", action="store_true", help="rerun the changed jobs (default: refuse)")
     add("--seeds", type=count, default=1, help="training seeds per model (1234, 1235, ...)")
     add("--synthetic", action="store_true", help="toy scale on the synthetic dataset")
-    add("--out", type=Path, help="where runs/ and the outputs go (default results/, "
-        "results/synthetic/, results/released/)")
-    add("--data-root", type=Path, help="the folder of VOC2012/ and COCO/, or of the synthetic "
-        "dataset (default data/synthetic)")
+    add("--out", type=Path, help="where runs/ and the outputs go (default results/[synthetic/])")
+    add("--data-root", type=Path, help="holds VOC2012/ and COCO/, or the synthetic dataset")
     add("--steps", type=count, help=f"--synthetic: training steps (default {TOY['steps']})")
     add("--test-runs", type=count, help=f"--synthetic: test runs (default {TOY['test_runs']})")
-    add("--test-episodes", type=count, help="--synthetic: episodes per test run (default "
-        f"{TOY['test_episodes']})")
+    add("--test-episodes", type=count,
+        help=f"--synthetic: episodes per test run (default {TOY['test_episodes']})")
     add("--size", type=count, help="--synthetic: input size (default: configs/small.yaml's)")
     add("--gpu-seconds-per-image", type=float, default=GPU_SECONDS_PER_IMAGE,
         help=f"dry-run: seconds per training image on one GPU (default {GPU_SECONDS_PER_IMAGE})")
-    add("--feature-cache-gb", type=float, default=FEATURE_CACHE_GB, help="disk budget of the "
-        f"features the tests of one checkpoint share; 0: none (default {FEATURE_CACHE_GB})")
-    add("--released", type=Path, metavar="DIR", help="test the authors' snapshots under DIR "
-        "(.../PANet_VOC_align_sets_0_1way_5shot_[train]/1/snapshots/30000.pth), train none")
+    add("--feature-cache-gb", type=float, default=FEATURE_CACHE_GB,
+        help=f"the shared features' disk budget; 0: none (default {FEATURE_CACHE_GB})")
+    add("--released", type=Path, metavar="DIR", help="test the authors' snapshots in DIR")
     add("--encoder", choices=list(ENCODERS), help="train and test with this encoder")
     add("--factory", metavar="MODULE:CALLABLE", help="your own method (model.factory)")
     add("--precision", choices=list(PRECISIONS), help="add precision=<this> to every job")
@@ -232,19 +224,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     add("--episodes", type=count, default=4, help="qualitative: episodes shown")
     add("--run", type=Path, action="append", help="loss-curves: these train.py run folders")
     add("--device", default="auto", help="analysis, qualitative: auto, cpu, cuda, cuda:N")
-    add("--executor", choices=("local", "slurm"), default="local", help="local: this machine; "
-        "slurm: a Slurm job per job through submitit, logs in <run folder>/slurm/")
-    add("--parallel", type=count, default=1, metavar="K", help="local: K jobs at a time, a GPU "
-        "each where there are GPUs, output in <run folder>/job.log (default 1: output here)")
+    add("--executor", choices=("local", "slurm"), default="local", help="slurm: via submitit")
+    add("--parallel", type=count, default=1, metavar="K", help="local: K jobs at a time")
     add("--wait", action="store_true", help="slurm: return once every job has finished")
     add("--slurm-partition", help="slurm: the partition")
-    add("--slurm-time", help=f"slurm: time limit per job (default {DEFAULT_TIME}); a train job "
-        "reaching it saves last.pt and is requeued to continue")
+    add("--slurm-time", help=f"slurm: time limit per job (default {DEFAULT_TIME})")
     add("--gpus-per-job", type=at_least(0), help="slurm: GPUs per job (default 1)")
     add("--cpus-per-job", type=count, help="slurm: CPUs per job")
     add("--slurm-mem", help="slurm: memory per job, e.g. 32G")
-    add("--slurm-extra", action="append", metavar="KEY=VALUE", help="slurm: another sbatch "
-        "option, e.g. qos=high (repeatable)")
+    add("--slurm-extra", action="append", metavar="KEY=VALUE", help="slurm: e.g. qos=high")
 
 
 def option_problems(args: argparse.Namespace) -> List[str]:
