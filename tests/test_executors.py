@@ -1,7 +1,6 @@
-"""Running scripts/reproduce.py's jobs elsewhere than one after another (panet/cluster/jobrun.py,
-panet/cluster/parallel.py, panet/cluster/jobstatus.py, panet/cluster/executors.py): K local jobs at a time on their own
-GPUs, the order jobs keep, job status from run folders and a scheduler's queue, the options.
-Slurm itself: tests/test_slurm.py.
+"""Running scripts/reproduce.py's jobs elsewhere than one after another (panet/reproduce/jobrun.py,
+panet/reproduce/executors.py): K local jobs at a time on their own GPUs, the order jobs keep, job
+status from run folders and a scheduler's queue, the options. Slurm itself: tests/test_slurm.py.
 
 Most jobs here are a stand-in script (tests/fake_jobs.py: stdlib only, starts in milliseconds)
 whose behaviour the test chooses; one end-to-end run trains two real models two at a time."""
@@ -15,15 +14,15 @@ import pytest
 from submitit.slurm.slurm import _make_sbatch_string
 
 from conftest import load_script
-from fake_jobs import fake  # noqa: F401  (fixture)
-from panet import reproduce as tables
-from panet.reproduce.jobrun import (RECORD_FILE, command_now, prerequisites, remove_finished_caches,
-                          run_folder, write_record)
-from panet.reproduce.jobstatus import QueueEntry, job_status, job_statuses, summary
-from panet.reproduce.parallel import LOG_FILE, LocalExecutor
 from panet.base.lock import RunFolderLock
+from panet.reproduce import TABLES, Scale, Setting, jobs_for, train_job
+from panet.reproduce import jobs as planning
+from panet.reproduce.executors import LOG_FILE, LocalExecutor
+from panet.reproduce.jobrun import (RECORD_FILE, QueueEntry, job_status, prerequisites,
+                                    remove_finished_caches, summary, survey, write_record)
 from panet.reproduce.slurm import SlurmOptions, dependency_of, time_minutes
-from panet.reproduce import TABLES, Scale, Setting
+
+pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 
 reproduce = load_script("reproduce")
 
@@ -42,10 +41,10 @@ def test_two_jobs_run_at_once_each_on_its_own_gpu_and_a_dependent_waits(fake, tm
             for i in (1, 2, 3)]
     assert sorted(gpus[:2]) == ["3", "5"] and gpus[2] in ("3", "5")
     for job in (first, second, third):
-        assert job.done()
-        record = json.loads((run_folder(job) / RECORD_FILE).read_text())
+        assert job.has_output()
+        record = json.loads((job.folder / RECORD_FILE).read_text())
         assert record["executor"] == "local" and record["exit_code"] == 0
-        log = (run_folder(job) / LOG_FILE).read_text().splitlines()
+        log = (job.folder / LOG_FILE).read_text().splitlines()
         assert log[0].startswith("==> ") and log[0].endswith(" ".join(job.argv[1:]))
     printed = capsys.readouterr().out
     assert printed.count("[run]") == 3 and printed.count("[done]") == 3
@@ -75,18 +74,19 @@ def test_a_failure_skips_its_dependents_is_reported_with_its_log_and_a_rerun_con
     jobs = [failing, dependent, other]
     assert LocalExecutor(2, gpus=[]).run(jobs) == ["failing", "dependent"]
     printed = capsys.readouterr().out
-    log = run_folder(failing) / LOG_FILE
+    log = failing.folder / LOG_FILE
     assert f"[failed] failing: exit code 1: boom: {flag} is missing\n      log: {log}" in printed
     assert "[skipped] dependent: needs the failed job(s) failing" in printed
-    statuses = job_statuses(jobs, {})
+    statuses = survey(jobs, {})
     assert [(status.state, status.detail, status.log) for status in statuses] == [
         ("failed", f"exit code 1: boom: {flag} is missing", str(log)),
-        ("pending", "not started", None),
+        ("blocked", "needs failing (failed)", None),
         ("done", str(other.output), None)]
-    assert summary(statuses) == "3 jobs: 1 done, 0 running, 1 pending, 1 failed"
+    assert summary(statuses) == ("3 jobs: 1 done, 0 changed, 0 running, 0 pending, 1 blocked, "
+                                 "1 failed")
     flag.touch()
     assert LocalExecutor(2, gpus=[]).run(jobs) == []
-    assert all(job.done() for job in jobs)
+    assert all(job.has_output() for job in jobs)
     assert log.read_text().count("==> ") == 2  # both attempts in the log
 
 
@@ -104,7 +104,7 @@ def test_tests_sharing_a_feature_cache_run_one_after_another_and_it_goes_last(fa
 # ---------------------------------------------------------------- order, commands, caches
 
 def test_prerequisites_keep_needs_and_the_order_of_a_shared_cache(tmp_path):
-    jobs = tables.jobs_for(TABLES[6].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES[6].settings(), Scale(tmp_path))
     order = prerequisites(jobs)
     train = "train-voc-fold1-1way-5shot-align"
     dense, scribble, bbox = (f"test-voc-fold1-1way-5shot-align-{weak}"
@@ -113,19 +113,19 @@ def test_prerequisites_keep_needs_and_the_order_of_a_shared_cache(tmp_path):
     assert order[dense] == ((train,), ())
     assert order[scribble] == ((train,), (dense,))
     assert order[bbox] == ((train,), (dense, scribble))
-    init = prerequisites(tables.jobs_for(TABLES[1].settings(), Scale(tmp_path)))
+    init = prerequisites(jobs_for(TABLES[1].settings(), Scale(tmp_path)))
     assert init["test-voc-fold2-1way-5shot-init"] == ((), ("test-voc-fold2-1way-1shot-init",))
 
 
 def test_command_now_continues_an_unfinished_training_run(tmp_path):
-    train = tables.train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
-    test = tables.test_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
-    assert command_now(train) == list(train.argv) and command_now(test) == list(test.argv)
+    train = train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
+    test = planning.test_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
+    assert train.command_now() == list(train.argv) and test.command_now() == list(test.argv)
     last = train.output.parent / "last.pt"
     last.parent.mkdir(parents=True)
     last.touch()
-    assert command_now(train) == [*train.argv, f"train.resume={last}"]
-    assert run_folder(train) == last.parent.parent and run_folder(test) == test.output.parent
+    assert train.command_now() == [*train.argv, f"train.resume={last}"]
+    assert train.folder == last.parent.parent and test.folder == test.output.parent
 
 
 def test_a_shared_cache_is_removed_once_all_its_readers_are_done(fake, tmp_path):
@@ -146,7 +146,7 @@ def test_a_shared_cache_is_removed_once_all_its_readers_are_done(fake, tmp_path)
 
 def test_status_of_submitted_jobs_comes_from_the_queue_then_the_run_folder(fake, tmp_path):
     job = fake("job")
-    err = run_folder(job) / "slurm" / "12_0_log.err"
+    err = job.folder / "slurm" / "12_0_log.err"
     err.parent.mkdir(parents=True)
     err.write_text("loading\nslurmstepd: error: *** JOB 12 CANCELLED DUE TO TIME LIMIT ***\n"
                    "srun: error: node1: task 0: Exited with exit code 1\n")
@@ -162,7 +162,7 @@ def test_status_of_submitted_jobs_comes_from_the_queue_then_the_run_folder(fake,
     assert status(queued("RUNNING")) == ("running", "Slurm job 12 (RUNNING)", "12")
     assert status(queued("PENDING", "Dependency")) == (
         "pending", "Slurm job 12 (PENDING: Dependency)", "12")
-    assert status(queued("PENDING", "DependencyNeverSatisfied"))[::2] == ("failed", "12")
+    assert status(queued("PENDING", "DependencyNeverSatisfied"))[::2] == ("blocked", "12")
     assert status(None) == ("pending", "Slurm job 12 (squeue is not available here to say "
                                        "more)", "12")
     killed = ("failed", f"Slurm job 12 left the queue without {job.output}: slurmstepd: error: "
@@ -186,10 +186,10 @@ def test_status_of_local_jobs(fake, tmp_path):
     assert job_status(job, {}).detail == "stopped before finishing (its executor was interrupted)"
     write_record(job, **record, pid=os.getpid(), exit_code=None)
     assert job_status(job, {}).state == "running"
-    with RunFolderLock(run_folder(job)):
+    with RunFolderLock(job.folder):
         found = job_status(job, {})
     assert found.state == "running" and f"being written by pid {os.getpid()}" in found.detail
-    train = tables.train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
+    train = train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
     (train.output.parent).mkdir(parents=True)
     (train.output.parent / "last.pt").touch()
     assert job_status(train, {}).detail == (f"not started; continues from "
@@ -247,4 +247,5 @@ def test_two_real_training_jobs_at_once_then_their_status(synthetic_root, tmp_pa
         log = (tmp_path / "runs" / name / LOG_FILE).read_text()
         assert "trained 2 steps" in log
     assert reproduce.main(argv[:-4] + ["--status"]) == 0
-    assert capsys.readouterr().out.endswith("2 jobs: 2 done, 0 running, 0 pending, 0 failed\n")
+    assert capsys.readouterr().out.endswith(
+        "2 jobs: 2 done, 0 changed, 0 running, 0 pending, 0 blocked, 0 failed\n")

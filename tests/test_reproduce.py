@@ -12,24 +12,34 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import load_script
-from panet import reproduce as tables
-from panet.report.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
-                            prototype_distances, query_masks, read_training_curves)
+from conftest import load_experiment, load_script
+from panet.base.safe_load import file_sha256
 from panet.data.transforms import normalize
-from conftest import load_experiment
-from panet.reproduce import (TABLES, Provenance, Scale, Setting, Variant, render_latex,
-                          render_markdown, table_report)
+from panet.report.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
+                                   prototype_distances, query_masks, read_training_curves)
 from panet.report.figures import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
-                             captioned_tiles, denormalize, episode_figure, moving_average, overlay,
-                             plot_loss_curves, save_qualitative, wrap)
+                                  captioned_tiles, denormalize, episode_figure, moving_average,
+                                  overlay, plot_loss_curves, save_qualitative, wrap)
+from panet.reproduce import (TABLES, Scale, Setting, Variant, grid, jobs_for, render_latex,
+                             render_markdown, specs)
+from panet.reproduce import jobs as planning
+from panet.reproduce.executors import LocalExecutor
+from panet.reproduce.grid import Provenance, table_report
+from panet.reproduce.outputs import composition
+from panet.run import identity
+from panet.weights.released import panet_to_released, panet_vgg16_shapes
 
 reproduce = load_script("reproduce")
-PAPER = tables.load_paper_results()
+PAPER = specs.load_paper_results()
 
 
 def fail_if_run(argv):
     raise AssertionError(f"no job should run: {argv}")
+
+
+def run_jobs(jobs, run):
+    """Run `jobs` one after another, each argv through `run` (scripts/reproduce.py's default)."""
+    return LocalExecutor(run=run).run(jobs)
 
 
 def table_rows(markdown):
@@ -53,7 +63,7 @@ def table_row(markdown, label):
 # ---------------------------------------------------------------- specs and commands
 
 def test_table_1_jobs_and_hand_checked_commands(tmp_path):
-    jobs = tables.jobs_for(TABLES[1].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES[1].settings(), Scale(tmp_path))
     names = [job.name for job in jobs]
     assert len(names) == len(set(names)) == 8 + 8 + 8  # init tests, trains, trained tests
     by_name = {job.name: job for job in jobs}
@@ -77,7 +87,7 @@ def test_table_1_jobs_and_hand_checked_commands(tmp_path):
 
 @pytest.mark.parametrize("number", sorted(TABLES))
 def test_every_train_job_precedes_the_tests_of_its_checkpoint(number, tmp_path):
-    jobs = tables.jobs_for(TABLES[number].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES[number].settings(), Scale(tmp_path))
     position = {job.name: index for index, job in enumerate(jobs)}
     for job in jobs:
         for needed in job.needs:
@@ -89,7 +99,7 @@ def test_every_train_job_precedes_the_tests_of_its_checkpoint(number, tmp_path):
 
 
 def test_tests_of_one_checkpoint_run_together_and_share_a_feature_cache(tmp_path):
-    jobs = tables.jobs_for(TABLES[6].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES[6].settings(), Scale(tmp_path))
     names = [job.name for job in jobs]
     train = "train-voc-fold1-1way-5shot-align"
     start = names.index(train)
@@ -100,17 +110,17 @@ def test_tests_of_one_checkpoint_run_together_and_share_a_feature_cache(tmp_path
     for job in jobs[start + 1:start + 4]:
         assert f"test.cache_dir={cache}" in job.argv and "test.cache_gb=32.0" in job.argv
     assert [job.cleanup for job in jobs[start + 1:start + 4]] == [(), (), (cache,)]
-    alone = tables.jobs_for(TABLES[1].settings(), Scale(tmp_path))  # one test per checkpoint
+    alone = jobs_for(TABLES[1].settings(), Scale(tmp_path))  # one test per checkpoint
     assert not any("test.cache_dir" in arg for job in alone if "align" in job.name
                    for arg in job.argv)
-    no_cache = tables.jobs_for(TABLES[6].settings(), Scale(tmp_path, feature_cache_gb=0))
+    no_cache = jobs_for(TABLES[6].settings(), Scale(tmp_path, feature_cache_gb=0))
     assert not any(job.cleanup or any(arg.startswith("test.cache") for arg in job.argv)
                    for job in no_cache)
 
 
 def test_a_feature_cache_is_removed_once_its_last_test_is_done(tmp_path):
     settings = [Setting("voc", 0, 1, 1, Variant(weak=weak)) for weak in ("dense", "bbox")]
-    train, dense, bbox = tables.jobs_for(settings, Scale(tmp_path))
+    train, dense, bbox = jobs_for(settings, Scale(tmp_path))
     (cache,) = bbox.cleanup
     train.output.parent.mkdir(parents=True)
     train.output.touch()
@@ -123,10 +133,10 @@ def test_a_feature_cache_is_removed_once_its_last_test_is_done(tmp_path):
             job.output.touch()
         return 0
 
-    assert reproduce.run_jobs([train, dense, bbox], fake_run) == [bbox.name]
+    assert run_jobs([train, dense, bbox], fake_run) == [bbox.name]
     assert cache.is_dir()  # the box test failed: its rerun reads the features kept
     bbox.output.touch()
-    assert reproduce.run_jobs([train, dense, bbox], fail_if_run) == []
+    assert run_jobs([train, dense, bbox], fail_if_run) == []
     assert not cache.exists()
 
 
@@ -134,7 +144,7 @@ def test_tables_share_jobs(tmp_path):
     scale = Scale(tmp_path)
 
     def names(number, trains=None):
-        return {job.name for job in tables.jobs_for(TABLES[number].settings(), scale)
+        return {job.name for job in jobs_for(TABLES[number].settings(), scale)
                 if trains is None or job.trains == trains}
 
     assert names(2) == names(1)  # Table 2 reads Table 1's results
@@ -153,19 +163,19 @@ def test_synthetic_scale_commands(tmp_path):
     scale = Scale(tmp_path / "out", synthetic=True, data_root=tmp_path / "syn", steps=3,
                   test_runs=2, test_episodes=7, size=65)
     coco = Setting("coco", 1, 1, 5)
-    train = tables.train_job(coco, scale)
+    train = planning.train_job(coco, scale)
     run = tmp_path / "out" / "runs" / "train-coco-fold1-1way-5shot-align"
     assert train.argv[3:] == ("coco", "small", "1way", "5shot", "align",
                               f"data.root={tmp_path / 'syn' / 'coco'}", "data.size=65",
                               "data.fold=1", "train.steps=3", f"train.output_dir={run}")
-    scribble = tables.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
+    scribble = planning.test_job(Setting("voc", 0, 1, 1, Variant(weak="scribble")), scale)
     assert scribble.argv[3:] == (
         "scribble", f"data.root={tmp_path / 'syn'}",
         f"test.checkpoint={tmp_path}/out/runs/train-voc-fold0-1way-1shot-align/checkpoints/"
         "final.pt",
         "test.runs=2", "test.episodes=7",
         f"test.output_dir={tmp_path}/out/runs/test-voc-fold0-1way-1shot-align-scribble")
-    init = tables.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
+    init = planning.test_job(Setting("voc", 3, 2, 1, Variant(init=True)), scale)
     assert init.argv[3:7] == ("synthetic", "small", "notrain", "2way")
     assert "data.test_split=trainaug" in init.argv  # the paper's (released) test split
     assert train.images == 3 * (5 + 1) and scribble.images == 2 * 7 * (1 + 1)
@@ -173,7 +183,7 @@ def test_synthetic_scale_commands(tmp_path):
 
 def test_paper_scale_data_root_and_toy_knobs(tmp_path):
     scale = Scale(tmp_path, data_root=tmp_path / "data")
-    assert f"data.root={tmp_path / 'data' / 'COCO'}" in tables.train_job(
+    assert f"data.root={tmp_path / 'data' / 'COCO'}" in planning.train_job(
         Setting("coco", 0, 1, 1), scale).argv
     with pytest.raises(ValueError, match="toy-scale knobs"):
         Scale(tmp_path, steps=10)
@@ -188,7 +198,7 @@ def test_paper_scale_data_root_and_toy_knobs(tmp_path):
 
 
 def test_encoder_parameters_are_counted_on_the_model():
-    assert tables.encoder_parameters(synthetic_scale=False) == 14_714_688
+    assert specs.encoder_parameters(synthetic_scale=False) == 14_714_688
 
 
 # ---------------------------------------------------------------- dry run and job running
@@ -198,7 +208,7 @@ def test_dry_run_lists_every_command_with_status_and_estimate(tmp_path, capsys):
     argv = ["--table", "1", "--dry-run", "--out", str(out), "--gpu-seconds-per-image", "0.06"]
     assert reproduce.main(argv, run=fail_if_run) == 0
     printed = capsys.readouterr().out
-    jobs = tables.jobs_for(TABLES[1].settings(), Scale(out))
+    jobs = jobs_for(TABLES[1].settings(), Scale(out))
     commands = [line.strip() for line in printed.splitlines() if line.startswith("    python")]
     assert commands == [job.command for job in jobs]
     assert printed.count("[pending") == 24 and "14,714,688" in printed
@@ -208,18 +218,25 @@ def test_dry_run_lists_every_command_with_status_and_estimate(tmp_path, capsys):
     assert f"{hours:.2f} GPU hours pending" in printed and "an estimate" in printed
     assert not out.exists()  # nothing written
 
-    final = out / "runs" / "train-voc-fold0-1way-1shot-align" / "checkpoints" / "final.pt"
-    final.parent.mkdir(parents=True)
-    final.touch()
-    (final.parent.parent.parent / "train-voc-fold1-1way-1shot-align" / "checkpoints").mkdir(
-        parents=True)
-    last = out / "runs" / "train-voc-fold1-1way-1shot-align" / "checkpoints" / "last.pt"
-    last.touch()
-    reproduce.main(argv, run=fail_if_run)
+
+def test_dry_run_counts_only_the_jobs_not_done(synthetic_table1, tmp_path, capsys):
+    """A done job is listed as done and left out of the pending hours; an unfinished training
+    run resumes from its last.pt, and the tests of its checkpoint are changed (it runs again)."""
+    out, argv = copied(synthetic_table1, tmp_path)
+    train = out / "runs" / "train-voc-fold1-1way-1shot-align" / "checkpoints"
+    (train / "final.pt").rename(train / "last.pt")
+    assert reproduce.main([*argv, "--dry-run", "--gpu-seconds-per-image", "3600"],
+                          run=fail_if_run) == 0
     printed = capsys.readouterr().out
-    assert "[done, ~1.00 GPU h] train-voc-fold0-1way-1shot-align" in printed
-    assert f"resumes from {last}" in printed
-    assert f"{hours - 30000 * 2 * 0.06 / 3600:.2f} GPU hours pending" in printed
+    # 1 step x (1 + 1) images x 1 h; a test: 1 x 1 episode x 2 images x 1/3 h
+    assert "[done, ~2.00 GPU h] train-voc-fold0-1way-1shot-align\n" in printed
+    assert (f"[pending, ~2.00 GPU h, resumes from {train / 'last.pt'}] "
+            "train-voc-fold1-1way-1shot-align\n") in printed
+    assert "[changed, ~0.67 GPU h] test-voc-fold1-1way-1shot-align-dense\n" in printed
+    assert f"{2 + 2 / 3:.2f} GPU hours pending" in printed
+    assert ("test-voc-fold1-1way-1shot-align-dense: it tests the checkpoint of "
+            "train-voc-fold1-1way-1shot-align, which is not done") in printed
+    assert "40 jobs: 38 done, 1 changed, 0 running, 1 pending, 0 blocked, 0 failed" in printed
 
 
 def test_dry_run_of_the_analysis_on_absent_synthetic_data(tmp_path, capsys):
@@ -247,7 +264,7 @@ def test_interrupting_the_jobs_explains_how_to_continue(tmp_path, capsys):
 def test_run_jobs_skips_done_resumes_partial_and_blocks_dependents(tmp_path):
     scale = Scale(tmp_path)
     settings = [Setting("voc", fold, 1, 1) for fold in (0, 1, 2)]
-    jobs = tables.jobs_for(settings, scale)  # train, test per fold
+    jobs = jobs_for(settings, scale)  # train, test per fold
     done_train, partial_train, failing_train = (job for job in jobs if job.trains)
     done_train.output.parent.mkdir(parents=True)
     done_train.output.touch()
@@ -264,17 +281,17 @@ def test_run_jobs_skips_done_resumes_partial_and_blocks_dependents(tmp_path):
         job.output.touch()
         return 0
 
-    failed = reproduce.run_jobs(jobs, fake_run)
+    failed = run_jobs(jobs, fake_run)
     assert failed == [failing_train.name, "test-voc-fold2-1way-1shot-align-dense"]
     assert ran == [list(jobs[1].argv), list(partial_train.argv) + [
         f"train.resume={partial_train.output.parent / 'last.pt'}"], list(jobs[3].argv),
         list(failing_train.argv)]
-    assert reproduce.run_jobs(jobs[:4], fail_if_run) == []  # everything done now
+    assert run_jobs(jobs[:4], fail_if_run) == []  # everything done now
 
 
 def test_a_job_that_exits_0_without_its_output_counts_as_failed(tmp_path):
-    job = tables.train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
-    assert reproduce.run_jobs([job], lambda argv: 0) == [job.name]
+    job = planning.train_job(Setting("voc", 0, 1, 1), Scale(tmp_path))
+    assert run_jobs([job], lambda argv: 0) == [job.name]
 
 
 # ---------------------------------------------------------------- markdown
@@ -304,10 +321,10 @@ def test_markdown_puts_our_numbers_beside_the_papers(tmp_path):
     for fold in range(4):
         for shots in (1, 5):
             for align in (True, False):
-                job = tables.test_job(Setting("voc", fold, 1, shots, Variant(align=align)), scale)
+                job = planning.test_job(Setting("voc", fold, 1, shots, Variant(align=align)), scale)
                 fake_result(job.output, mean_iou=0.40 + 0.01 * fold + 0.1 * (shots == 5)
                             + 0.05 * align, binary_iou=0.7)
-    results = tables.read_results(tables.jobs_for(spec.settings(), scale))
+    results = grid.read_results(jobs_for(spec.settings(), scale))
     markdown = render_table(spec, results, PAPER, commit="abc123", synthetic_scale=False)
     # no PAR 1-shot: folds 40, 41, 42, 43 -> 41.5 vs the paper's 47.2
     assert table_row(markdown, "PANet w/o PAR (ours)") == ["41.5", "51.5"]
@@ -323,9 +340,9 @@ def test_markdown_puts_our_numbers_beside_the_papers(tmp_path):
 def test_markdown_per_fold_cells_pending_cells_and_paper_only_rows(tmp_path):
     scale = Scale(tmp_path)
     for fold in (0, 1, 2):  # fold 3 still missing
-        job = tables.test_job(Setting("voc", fold, 1, 1), scale)
+        job = planning.test_job(Setting("voc", fold, 1, 1), scale)
         fake_result(job.output, mean_iou=[0.423, 0.5, 0.6][fold], binary_iou=0.6)
-    results = tables.read_results(tables.jobs_for(TABLES[1].settings(), scale))
+    results = grid.read_results(jobs_for(TABLES[1].settings(), scale))
     markdown = render_table(TABLES[1], results, PAPER, commit="c", synthetic_scale=True,
                             parameters=582_176)
     ours = table_row(markdown, "PANet (ours)")
@@ -345,9 +362,9 @@ def test_markdown_binary_iou_and_two_way_columns(tmp_path):
     scale = Scale(tmp_path)
     for fold in range(4):
         for shots in (1, 5):
-            job = tables.test_job(Setting("voc", fold, 2, shots), scale)
+            job = planning.test_job(Setting("voc", fold, 2, shots), scale)
             fake_result(job.output, mean_iou=0.45, binary_iou=0.60 + 0.02 * fold)
-    results = tables.read_results(tables.jobs_for(TABLES[3].settings(), scale))
+    results = grid.read_results(jobs_for(TABLES[3].settings(), scale))
     markdown = render_table(TABLES[3], results, PAPER, commit="c", synthetic_scale=False)
     assert table_row(markdown, "PANet (ours)") == ["45.0", "45.0", "63.0", "63.0"]
     assert table_row(markdown, "PANet (paper)") == ["45.1", "53.1", "64.2", "67.9"]
@@ -359,16 +376,16 @@ def test_bad_result_and_paper_files_are_named(tmp_path):
     broken = tmp_path / "results.json"
     broken.write_text("{not json")
     with pytest.raises(ValueError, match=r"results\.json is not valid JSON.*delete it"):
-        tables.read_result(broken)
+        grid.read_result(broken)
     broken.write_text(json.dumps({"mean_iou": 0.5}))
     with pytest.raises(ValueError, match=r"lacks \['binary_iou', 'setting'\]"):
-        tables.read_result(broken)
-    assert tables.read_result(tmp_path / "absent.json") is None
+        grid.read_result(broken)
+    assert grid.read_result(tmp_path / "absent.json") is None
     with pytest.raises(ValueError, match="no number at table1_pascal_1way_mean_iou / PANet"):
         render_table(TABLES[1], {}, {"table1_pascal_1way_mean_iou": {}}, commit="c",
                      synthetic_scale=False)
     with pytest.raises(ValueError, match="cannot read the paper's numbers"):
-        tables.load_paper_results(tmp_path / "absent.json")
+        specs.load_paper_results(tmp_path / "absent.json")
 
 
 # ---------------------------------------------------------------- prototype distance
@@ -508,11 +525,20 @@ SMALLEST = ["--steps", "1", "--test-runs", "1", "--test-episodes", "1", "--size"
 
 @pytest.fixture(scope="module")
 def synthetic_table1(synthetic_root, tmp_path_factory):
+    """(out, argv) of the synthetic Table 1 with two seeds, on its own copy of the data."""
     out = tmp_path_factory.mktemp("reproduce")
-    argv = ["--table", "1", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
+    data = shutil.copytree(synthetic_root, out.parent / f"{out.name}-data")
+    argv = ["--table", "1", "--synthetic", "--data-root", str(data), "--out", str(out),
             "--seeds", "2", *SMALLEST]
     assert reproduce.main(argv) == 0
     return out, argv
+
+
+def copied(synthetic_table1, tmp_path):
+    """A copy of the synthetic Table 1's outputs, and the argv writing there."""
+    out, argv = synthetic_table1
+    copy = shutil.copytree(out, tmp_path / "results")
+    return copy, [*argv[:argv.index("--out")], "--out", str(copy), *argv[argv.index("--out") + 2:]]
 
 
 def test_synthetic_table_1_end_to_end(synthetic_table1):
@@ -525,7 +551,7 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
     assert "All 24 test jobs done" in markdown and "2 training seeds (1234, 1235)" in markdown
     rows = table_rows(markdown)
     labels = [label for label, _ in rows]
-    small_encoder = tables.encoder_parameters(synthetic_scale=True) / 1e6
+    small_encoder = specs.encoder_parameters(synthetic_scale=True) / 1e6
 
     def result(job, fold, shots):
         return json.loads((out / "runs" / f"test-voc-fold{fold}-1way-{shots}shot-{job}"
@@ -580,13 +606,8 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(synthetic_table1
     """A job is done only when its output records the settings the job asks for: more test
     episodes than before, or a test run by hand into a job's folder, are found and named; the
     jobs run again only with --rerun-changed, which keeps the old folders."""
-    out, argv = synthetic_table1
-    copy = tmp_path / "results"
-    shutil.copytree(out, copy)
-    argv = [*argv[:argv.index("--out")], "--out", str(copy), *argv[argv.index("--out") + 2:]]
-    more_episodes = [*argv[:argv.index("--test-episodes") + 1], "2",
-                     *argv[argv.index("--test-episodes") + 2:]]
-    assert reproduce.main(more_episodes, run=fail_if_run) == 2
+    copy, argv = copied(synthetic_table1, tmp_path)
+    assert reproduce.main(more_episodes(argv), run=fail_if_run) == 2
     refused = capsys.readouterr().err
     assert refused.count("test.episodes: 1 -> 2") == 24 and "nothing was started" in refused
     assert "train-" not in refused  # the trained models are what the jobs ask for
@@ -615,6 +636,101 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(synthetic_table1
 
     assert reproduce.main([*argv, "--rerun-changed"], run=fake_run) == 0
     assert len(ran) == 1 and (dense.parent / f"{dense.name}.replaced-1" / "results.json").is_file()
+
+
+def more_episodes(argv):
+    return [*argv[:argv.index("--test-episodes") + 1], "2",
+            *argv[argv.index("--test-episodes") + 2:]]
+
+
+def test_status_says_changed_where_a_plain_run_refuses(synthetic_table1, tmp_path, capsys):
+    _, argv = copied(synthetic_table1, tmp_path)
+    assert reproduce.main([*more_episodes(argv), "--status"]) == 0
+    printed = capsys.readouterr().out
+    changed = [line for line in printed.splitlines() if line.startswith("[changed] test-")]
+    assert len(changed) == 24 and all(line.endswith("test.episodes: 1 -> 2") for line in changed)
+    assert printed.endswith(
+        "40 jobs: 16 done, 24 changed, 0 running, 0 pending, 0 blocked, 0 failed\n")
+    assert reproduce.main(more_episodes(argv), run=fail_if_run) == 2  # refused: those 24
+
+
+def test_results_of_another_commit_are_reused_and_keep_their_commit(synthetic_table1, tmp_path,
+                                                                    capsys):
+    """A result made by another commit is reused (its identity holds no commit); the table's
+    header names that commit, and the provenance names each result's own commit."""
+    out, argv = copied(synthetic_table1, tmp_path)
+    other, dense = "0" * 40, "test-voc-fold0-1way-1shot-align-dense"
+    path = out / "runs" / dense / "results.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "code": {"commit": other, "dirty": True}}))
+    current = grid.code_label(identity.code_version())
+    assert reproduce.main(argv, run=fail_if_run) == 0
+    markdown = (out / "table1.md").read_text()
+    note = f"results from other commits than the current {current}: {other} (dirty) (1 test)"
+    assert f"- {note}\n" in markdown
+    assert f"- results of commit {other} (dirty): {dense}\n" in markdown
+    ours = next(line for line in markdown.splitlines()
+                if line.startswith(f"- results of commit {current}: "))
+    assert len(ours.split(": ", 1)[1].split(", ")) == 23 and dense not in ours
+    assert (out / "table1.tex").read_text().startswith(f"% {note}\n")
+
+
+def test_edited_class_lists_change_the_training_jobs_and_their_tests(synthetic_table1, tmp_path,
+                                                                     capsys):
+    """The data identity (the per-class image lists) is part of a train job's: one edited list
+    makes every train job on that data changed, and the tests of their checkpoints; PANet-init
+    tests read no trained model and stay done."""
+    _, argv = copied(synthetic_table1, tmp_path)
+    lists = (Path(argv[argv.index("--data-root") + 1]) / "VOC2012" / "ImageSets" / "Segmentation"
+             / "trainaug" / "class1.txt")
+    kept = lists.read_text()
+    lists.write_text("\n".join(kept.split()[1:]) + "\n")
+    try:
+        assert reproduce.main([*argv, "--status"]) == 0
+        printed = capsys.readouterr().out
+        assert reproduce.main(argv, run=fail_if_run) == 2
+        refused = capsys.readouterr().err
+    finally:
+        lists.write_text(kept)
+    states = {line.split()[1][:-1]: line.split()[0] for line in printed.splitlines()
+              if line.startswith("[")}
+    assert {name for name, state in states.items() if state == "[changed]"} == {
+        name for name in states if not name.endswith("-init")}
+    assert refused.count(": data: '") == 16  # "data: '<recorded>' -> '<now>'" per train job
+    assert refused.count("which is not done") == 16
+
+
+def released_snapshot(folder, value):
+    """A released snapshot of fold 0, 1-way 5-shot PASCAL under `folder`, every weight `value`
+    (each tensor one stored number, expanded: a small file)."""
+    state = panet_to_released({name: torch.full((1,), value).expand(shape)
+                               for name, shape in panet_vgg16_shapes().items()})
+    path = folder / "PANet_VOC_align_sets_0_1way_5shot_[train]" / "1" / "snapshots" / "30000.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    return path
+
+
+def test_another_released_folder_changes_the_tests_of_its_snapshots(tmp_path, capsys):
+    """Two --released folders of the same layout, other bytes: the test of a snapshot recorded
+    its SHA-256, so switching folders makes it changed."""
+    first, second = (released_snapshot(tmp_path / name, value)
+                     for name, value in (("first", 0.0), ("second", 1.0)))
+    out = tmp_path / "out"
+    argv = ["--table", "1", "--out", str(out), "--released"]
+    (job,) = [job for job in jobs_for(TABLES[1].settings(), Scale(out, released=tmp_path / "first"))
+              if "test.checkpoint" in job.command]
+    job.output.parent.mkdir(parents=True)
+    job.output.write_text(json.dumps({"identity": identity.test_identity(
+        composition(job).config, file_sha256(first), "auto")}))  # what test.py records
+    assert reproduce.main([*argv, str(tmp_path / "first"), "--status"]) == 0
+    assert f"[done] {job.name}: {job.output}" in capsys.readouterr().out
+    assert reproduce.main([*argv, str(tmp_path / "second"), "--status"]) == 0
+    assert (f"[changed] {job.name}: its output records other settings, data or code: "
+            f"checkpoint_sha256: '{file_sha256(first)}' -> '{file_sha256(second)}'\n"
+            in capsys.readouterr().out)
+    assert reproduce.main([*argv, str(tmp_path / "second")], run=fail_if_run) == 2
+    assert f"{job.name}: checkpoint_sha256: " in capsys.readouterr().err
 
 
 def test_checkpoints_of_the_run_feed_the_figures_and_the_analysis(synthetic_table1, tmp_path):

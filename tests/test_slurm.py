@@ -1,4 +1,4 @@
-"""The Slurm executor (panet/cluster/slurm.py) against a real one-node Slurm started by the suite
+"""The Slurm executor (panet/reproduce/slurm.py) against a real one-node Slurm started by the suite
 (tests/slurm_cluster.py; skipped, saying why, where Slurm cannot run): the synthetic Table 1
 through Slurm, a training job interrupted twice (the signal before a time limit, then
 `scontrol requeue`) ending with the weights of an uninterrupted run, a failed job reported and
@@ -13,13 +13,13 @@ import time
 import torch
 
 from conftest import REPO_ROOT, load_script
-from fake_jobs import fake  # noqa: F401  (fixture)
-from panet import reproduce as tables
+from panet.reproduce import Scale, Setting, train_job
+from panet.reproduce.jobrun import python_command, read_record, report
+from panet.reproduce.slurm import (SLURM_FOLDER, SlurmOptions, current_statuses, scheduler_queue,
+                                   submit, submit_job, wait)
 from panet.weights.checkpoint import load_checkpoint, load_checkpoint_header
-from panet.reproduce.executors import status_report
-from panet.reproduce.jobrun import python_command, read_record, run_folder
-from panet.reproduce.slurm import SLURM_FOLDER, SlurmOptions, scheduler_queue, submit, submit_job, wait
-from panet.reproduce import Scale, Setting
+
+pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 
 reproduce = load_script("reproduce")
 CPU_ONLY = SlurmOptions(gpus_per_job=0)
@@ -60,35 +60,35 @@ def test_synthetic_table_1_through_slurm(slurm_cluster, synthetic_root, tmp_path
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=1800, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "24 jobs: 24 done, 0 running, 0 pending, 0 failed" in result.stdout
+    assert "24 jobs: 24 done, 0 changed, 0 running, 0 pending, 0 blocked, 0 failed" in result.stdout
     assert "All 16 test jobs done" in (out / "table1.md").read_text()
 
-    args = reproduce.parse_args(options)
-    jobs = reproduce.target_jobs(args, reproduce.make_scale(args))
+    jobs = reproduce.parse_args(options).target.jobs
     ids = {job.name: read_record(job)["slurm_job_id"] for job in jobs}
     assert len(set(ids.values())) == len(jobs) == 24
     for job in jobs:  # Slurm ran every job, the tests behind their checkpoint's training
         assert ended(slurm_cluster, ids[job.name]) == "COMPLETED"
         assert slurm_cluster.job_field(ids[job.name], "JobName") == job.name
-        script = (run_folder(job) / SLURM_FOLDER / f"{ids[job.name]}_submission.sh").read_text()
+        script = (job.folder / SLURM_FOLDER / f"{ids[job.name]}_submission.sh").read_text()
         for need in job.needs:
             assert f"#SBATCH --dependency=afterok:{ids[need]}\n" in script
-        assert (run_folder(job) / SLURM_FOLDER / f"{ids[job.name]}_0_log.out").is_file()
+        assert (job.folder / SLURM_FOLDER / f"{ids[job.name]}_0_log.out").is_file()
     assert reproduce.main([*options, "--status"]) == 0
-    assert capsys.readouterr().out.endswith("24 jobs: 24 done, 0 running, 0 pending, 0 failed\n")
+    assert capsys.readouterr().out.endswith(
+        "24 jobs: 24 done, 0 changed, 0 running, 0 pending, 0 blocked, 0 failed\n")
 
 
 def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_run(
         slurm_cluster, synthetic_root, tmp_path):
     steps = 40
 
-    def train_job(out):
+    def job_in(out):
         scale = Scale(out, synthetic=True, data_root=synthetic_root, steps=steps, size=65)
-        job = tables.train_job(Setting("voc", 0, 1, 1), scale)
+        job = train_job(Setting("voc", 0, 1, 1), scale)
         return dataclasses.replace(job, argv=(*job.argv, "train.checkpoint_every=1",
                                               "data.workers=0", "device=cpu"))  # bits: CPU
 
-    job, reference = train_job(tmp_path / "slurm"), train_job(tmp_path / "straight")
+    job, reference = job_in(tmp_path / "slurm"), job_in(tmp_path / "straight")
     straight = subprocess.Popen(python_command(reference.argv), cwd=REPO_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -110,10 +110,10 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
     assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
     wait_until_requeued(job_id)
     start_now(slurm_cluster, job_id)
-    wait_for(job.done, "the job to finish")
+    wait_for(job.has_output, "the job to finish")
     assert straight.wait(timeout=TIMEOUT) == 0, straight.stderr.read()[-3000:]
 
-    log = (run_folder(job) / SLURM_FOLDER / f"{job_id}_0_log.out").read_text()
+    log = (job.folder / SLURM_FOLDER / f"{job_id}_0_log.out").read_text()
     resumed_at = [int(line.split(" at step ")[1].split()[0]) for line in log.splitlines()
                   if line.startswith("resuming ")]
     assert log.count("interrupted: saved") == 2 and len(resumed_at) == 2
@@ -136,15 +136,15 @@ def test_a_failed_job_is_reported_and_submitted_again(slurm_cluster, fake, tmp_p
     jobs = [failing, dependent]
     assert submit(jobs, CPU_ONLY) == ["failing", "dependent"]
     first = {job.name: read_record(job)["slurm_job_id"] for job in jobs}
-    assert [status.state for status in wait(jobs, poll_seconds=0.5)] == ["failed", "failed"]
-    err = run_folder(failing) / SLURM_FOLDER / f"{first['failing']}_0_log.err"
-    assert status_report(jobs).splitlines() == [
+    assert [status.state for status in wait(jobs, poll_seconds=0.5)] == ["failed", "blocked"]
+    err = failing.folder / SLURM_FOLDER / f"{first['failing']}_0_log.err"
+    assert report(current_statuses(jobs)).splitlines() == [
         f"[failed] failing: Slurm job {first['failing']} left the queue without "
         f"{failing.output}: failing: exit code 1: boom: {flag} is missing",
         f"    log: {err}",
-        f"[failed] dependent: Slurm job {first['dependent']} can never start: a job it needs "
+        f"[blocked] dependent: Slurm job {first['dependent']} can never start: a job it needs "
         "failed (submitting again replaces both)",
-        "2 jobs: 0 done, 0 running, 0 pending, 2 failed"]
+        "2 jobs: 0 done, 0 changed, 0 running, 0 pending, 1 blocked, 1 failed"]
     assert ended(slurm_cluster, first["failing"]) == "FAILED"
 
     flag.touch()

@@ -1,113 +1,184 @@
-"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), and where they stand:
+"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), as `Options` say:
 
-- default (`--executor local`, `--parallel 1`): one after another, their output streaming
-  through this process (scripts/reproduce.py's run_jobs);
-- `--executor local --parallel K`: K at a time on this machine, one per GPU where there are GPUs
-  (panet/parallel.py);
-- `--executor slurm`: one Slurm job per pending job, submitted with their dependencies, and the
-  command returns at once, or with `--wait` once every job is done or failed (panet/slurm.py);
-- `--status`: each job done / running / pending / failed, from the run folders and squeue
-  (panet/jobstatus.py).
+- `Options()`: here, one after another, each job's output streaming through this process;
+- `Options(parallel=K)`: K at a time here, each job's output appended to <run folder>/job.log,
+  one GPU per job where there are GPUs (CUDA_VISIBLE_DEVICES one of those this process sees);
+  on a CPU each job keeps the threads it has alone, so its results are bit for bit the same;
+- `Options(executor="slurm", slurm=SlurmOptions(...))`: a Slurm job per job, with its
+  dependencies (`panet.reproduce.slurm`); `wait=True` returns once all have finished.
+
+Changed outputs are set aside before (`panet.reproduce.outputs`): an output present is done.
+Locally a job starts once its prerequisites are met (`jobrun.prerequisites`), is skipped when
+a job it needs failed, and has each attempt recorded in job.json; Ctrl-C stops the running jobs
+with SIGTERM (a train job saves last.pt) and the same command continues.
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import List, Optional, Sequence
+import datetime
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
-from panet.reproduce.jobstatus import FAILED, report
-from panet.reproduce.parallel import run_parallel
-from panet.reproduce.slurm import DEFAULT_TIME, SlurmOptions, current_statuses, submit, time_minutes, wait
+import torch
 
-EXECUTORS = ("local", "slurm")
-SLURM_ONLY = ("slurm_partition", "slurm_time", "gpus_per_job", "cpus_per_job", "slurm_mem",
-              "slurm_extra", "wait")
+from panet.reproduce.jobrun import (DONE, failure, last_line, prerequisites, python_command,
+                                    remove_finished_caches, write_record)
+from panet.reproduce.jobs import REPO_ROOT, Job
+from panet.reproduce.slurm import SlurmOptions, current_statuses, submit, wait
 
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """The executor options of scripts/reproduce.py."""
-    group = parser.add_argument_group("where jobs run (docs/cluster.md)")
-    group.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="local: on this machine (default); slurm: one Slurm job per pending "
-                            "job, submitted through submitit, logs in <run folder>/slurm/")
-    group.add_argument("--parallel", type=int, default=1, metavar="K",
-                       help="local: K jobs at a time, each on its own GPU where there are GPUs, "
-                            "output in <run folder>/job.log (default 1: one after another, "
-                            "output here)")
-    group.add_argument("--status", action="store_true",
-                       help="say where each job stands (done / running / pending / failed, "
-                            "with the log of a failed one) and run nothing")
-    group.add_argument("--wait", action="store_true",
-                       help="slurm: return once every job is done or failed (then write the "
-                            "table), instead of right after submitting")
-    group.add_argument("--slurm-partition", help="slurm: the partition (default: Slurm's)")
-    group.add_argument("--slurm-time",
-                       help=f"slurm: time limit per job, e.g. 4:00:00 (default {DEFAULT_TIME}); "
-                            "a train job reaching it saves last.pt and is requeued to continue")
-    group.add_argument("--gpus-per-job", type=int, help="slurm: GPUs per job (default 1)")
-    group.add_argument("--cpus-per-job", type=int,
-                       help="slurm: CPUs per job (default: Slurm's; data.workers + 1 is enough)")
-    group.add_argument("--slurm-mem", help="slurm: memory per job, e.g. 32G (default: Slurm's)")
-    group.add_argument("--slurm-extra", action="append", metavar="KEY=VALUE",
-                       help="slurm: any other sbatch option, e.g. qos=high or account=lab "
-                            "(repeatable)")
+LOG_FILE = "job.log"
+POLL_SECONDS = 0.2
+Run = Callable[[Sequence[str]], int]  # runs a job's argv to its end, returns its exit code
 
 
-def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse (parser.error) executor options that do not go together."""
-    if args.parallel < 1:
-        parser.error(f"--parallel must be at least 1, got {args.parallel}")
-    if args.executor == "slurm" and args.parallel != 1:
-        parser.error("--parallel K is for --executor local; Slurm runs as many jobs at once "
-                     "as the cluster gives")
-    given = [name for name in SLURM_ONLY if getattr(args, name) not in (None, False)]
-    if given and args.executor != "slurm":
-        parser.error(f"{', '.join('--' + name.replace('_', '-') for name in given)}: Slurm "
-                     "options, add --executor slurm")
-    if args.status and args.dry_run:
-        parser.error("--status and --dry-run: choose one")
-    for flag, value, least in (("--gpus-per-job", args.gpus_per_job, 0),
-                               ("--cpus-per-job", args.cpus_per_job, 1)):
-        if value is not None and value < least:
-            parser.error(f"{flag} must be at least {least}, got {value}")
-    try:
-        if args.slurm_time is not None:
-            time_minutes(args.slurm_time)
-    except ValueError as error:
-        parser.error(f"--slurm-time {error}")
-    for item in args.slurm_extra or ():
-        key, equals, _ = item.partition("=")
-        if not equals or not key.strip():
-            parser.error(f"--slurm-extra {item!r}: expected KEY=VALUE, e.g. qos=high")
+@dataclass(frozen=True)
+class Options:
+    """`executor` "local" or "slurm"; `parallel` jobs at a time (local); `wait` for submitted
+    Slurm jobs to finish; `slurm` their resources."""
+
+    executor: str = "local"
+    parallel: int = 1
+    wait: bool = False
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
-def slurm_options(args: argparse.Namespace) -> SlurmOptions:
-    extra = tuple(tuple(item.split("=", 1)) for item in args.slurm_extra or ())
-    return SlurmOptions(partition=args.slurm_partition, time=args.slurm_time or DEFAULT_TIME,
-                        gpus_per_job=1 if args.gpus_per_job is None else args.gpus_per_job,
-                        cpus_per_job=args.cpus_per_job, mem=args.slurm_mem, extra=extra)
+def visible_gpus() -> List[str]:
+    """The GPUs jobs may use as CUDA_VISIBLE_DEVICES names them (this process's own list)."""
+    count, listed = torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    return ([str(index) for index in range(count)] if listed is None
+            else [name.strip() for name in listed.split(",")][:count])
 
 
-def runs_here(args: argparse.Namespace) -> bool:
-    """Whether the jobs run the default way: one after another in this process."""
-    return args.executor == "local" and args.parallel == 1
+class _Ended(NamedTuple):
+    """A job that a function ran (tests) rather than a process."""
+
+    returncode: int
+
+    def poll(self) -> int:
+        return self.returncode
+
+    wait = poll
 
 
-def status_report(jobs: Sequence) -> str:
-    """--status: every job's line and the counts."""
-    return report(current_statuses(jobs))
+class _Running(NamedTuple):
+    job: Job
+    process: subprocess.Popen
+    gpu: Optional[str]
+    record: dict
 
 
-def execute(jobs: Sequence, args: argparse.Namespace) -> Optional[List[str]]:
-    """Run or submit the jobs as the options say. Returns the names of the jobs that failed
-    (or were skipped because a job they need failed) once every job has ended, or None when
-    jobs submitted to Slurm are still queued (the command returns without waiting)."""
-    if args.executor == "local":
-        return run_parallel(jobs, args.parallel)
-    submit(jobs, slurm_options(args))
-    statuses = wait(jobs) if args.wait else current_statuses(jobs)
+class LocalExecutor:
+    """Runs jobs `parallel` at a time, one per GPU of `gpus` when there are any; one at a time
+    their output streams here, or each job's argv goes to `run` (tests)."""
+
+    def __init__(self, parallel: int = 1, gpus: Sequence[str] = (), run: Optional[Run] = None):
+        if parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
+        self.stream, self.run_argv = parallel == 1, run
+        self.slots = min(parallel, len(gpus)) if gpus else parallel
+        self.free_gpus = [] if self.stream else list(gpus)
+        if gpus and parallel > len(gpus):
+            print(f"{len(gpus)} GPU(s): {self.slots} jobs at a time, one per GPU", flush=True)
+
+    def run(self, jobs: Sequence[Job]) -> List[str]:
+        """Run the jobs without output; returns those that failed or were skipped for that."""
+        order, ended = prerequisites(jobs), {}  # name -> succeeded
+        for job in (job for job in jobs if job.has_output()):
+            print(f"[done] {job.name}: {job.output}", flush=True)
+            ended[job.name] = True
+        remove_finished_caches(jobs)
+        waiting, running = [job for job in jobs if job.name not in ended], {}
+        try:
+            while waiting or running:
+                for name, run in list(running.items()):
+                    if run.process.poll() is not None:
+                        ended[name] = self._finish(running.pop(name), run.process.poll())
+                        remove_finished_caches(jobs)
+                for job in list(waiting):
+                    after_ok, after_any = order[job.name]
+                    failed = [name for name in after_ok if ended.get(name) is False]
+                    if failed:
+                        print(f"[skipped] {job.name}: needs the failed job(s) "
+                              f"{', '.join(failed)}", flush=True)
+                        ended[job.name] = False
+                    elif (all(ended.get(name) for name in after_ok) and len(running) < self.slots
+                          and all(name in ended for name in after_any)):
+                        running[job.name] = self._start(job)
+                    else:
+                        continue
+                    waiting.remove(job)
+                if running and all(run.process.poll() is None for run in running.values()):
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._stop(running.values())
+            raise
+        return [name for name, succeeded in ended.items() if not succeeded]
+
+    def _start(self, job: Job) -> _Running:
+        argv, gpu = job.command_now(), self.free_gpus.pop(0) if self.free_gpus else None
+        log = None if self.stream else job.folder / LOG_FILE
+        record = dict(executor="local", host=socket.gethostname(), command=shlex.join(argv),
+                      log=log and str(log), gpu=gpu, pid=None)
+        print(f"[run] {job.name}" + (f" on GPU {gpu}" if gpu else "") + f"\n      "
+              f"{record['command']}" + (f"\n      log: {log}" if log else ""), flush=True)
+        job.folder.mkdir(parents=True, exist_ok=True)
+        write_record(job, **record, exit_code=None)
+        if self.run_argv is not None:
+            return _Running(job, _Ended(self.run_argv(argv)), gpu, record)
+        with open(log or os.devnull, "a") as file:
+            if log:  # each attempt's output after a line saying when, where and what
+                file.write(f"==> {datetime.datetime.now().isoformat(timespec='seconds')} on "
+                           f"{socket.gethostname()}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu
+                                                        else "") + f": {record['command']}\n")
+                file.flush()
+            process = subprocess.Popen(
+                python_command(argv), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                stdout=log and file, stderr=log and subprocess.STDOUT, start_new_session=bool(log),
+                env={**os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {})})
+        record["pid"] = process.pid
+        write_record(job, **record, exit_code=None)
+        return _Running(job, process, gpu, record)
+
+    def _finish(self, run: _Running, code: int) -> bool:
+        """Record how a job ended and say it; True if it succeeded."""
+        self.free_gpus += [run.gpu] if run.gpu is not None else []
+        write_record(run.job, **run.record, exit_code=code)
+        if code == 0 and run.job.has_output():
+            print(f"[done] {run.job.name}: {run.job.output}", flush=True)
+            return True
+        log = run.record["log"]
+        print(f"[failed] {failure(run.job, code, last_line(log))}"
+              + (f"\n      log: {log}" if log else ""), flush=True)
+        return False
+
+    def _stop(self, running: Sequence[_Running]) -> None:
+        """Stop the running jobs with SIGTERM (streaming here, a job had the terminal's Ctrl-C
+        itself), wait for them and record how they ended."""
+        for run in running:
+            if run.process.poll() is None and not self.stream:
+                run.process.send_signal(signal.SIGTERM)
+        for run in running:
+            write_record(run.job, **run.record, exit_code=run.process.wait())
+            print(f"[stopped] {run.job.name} (exit code {run.process.poll()})", flush=True)
+
+
+def execute(jobs: Sequence[Job], options: Options, run: Optional[Run] = None
+            ) -> Optional[List[str]]:
+    """Run or submit the jobs as `options` say (`run`: see `LocalExecutor`). Returns the jobs
+    that failed or were skipped or blocked once all have ended; None while jobs are queued."""
+    if options.executor == "local":
+        gpus = visible_gpus() if run is None else ()
+        return LocalExecutor(options.parallel, gpus, run).run(jobs)
+    submit(jobs, options.slurm)
+    statuses = wait(jobs) if options.wait else current_statuses(jobs)
     if not all(status.finished for status in statuses):
         print("submitted. Follow them with --status (the same options); once they are done, "
               "the same command writes the outputs (or add --wait)", flush=True)
         return None
-    return [status.name for status in statuses if status.state == FAILED]
+    return [status.name for status in statuses if status.state != DONE]

@@ -1,13 +1,18 @@
-"""The cells of a table computed from the test jobs' results, set beside the paper's numbers:
-`table_report(spec, results, paper, provenance)` gives the `Report` the renderers print.
+"""The cells of a table computed from the test jobs' results, beside the paper's numbers:
+`table_report(spec, results, paper, provenance, resampled)` gives the `Report` the renderers
+print.
 
-Reading results: a test job's results.json (test.py's record of the settings actually read,
-which the table's header states) and its episodes.npz (for the bootstrap intervals).
+`results`: test job name -> its results.json (test.py's record: "mean_iou", "binary_iou",
+"setting" as read, "code" {"commit", "dirty"} of the checkout that made it); `resampled`: test
+job name -> {"mean_iou", "binary_iou": bootstrap resamples (fractions)}, from episodes.npz. A
+reused result keeps the commit that made it: the header says when results come from other
+commits than the current one, and the provenance names each result's commit.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -15,13 +20,12 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from panet.models.factory import DEFAULT_FACTORY
-from panet.run.folder import RunFolder
-from panet.report.statistics import (EpisodeRecords, bootstrap_seed, percentile_interval,
-                              resampled_run_means)
-
-from panet.reproduce.jobs import PAPER_SEED, Job, Variant
 from panet.report.render import MISSING, Measured, Number, Report
+from panet.report.statistics import (EpisodeRecords, bootstrap_seed, percentile_interval,
+                                     resampled_run_means)
+from panet.reproduce.jobs import PAPER_SEED, Job, Variant
 from panet.reproduce.specs import METRIC_NAMES, PAPER_RESULTS, Column, TableSpec, paper_value
+from panet.run.folder import RunFolder
 
 BOOTSTRAP_RESAMPLES = 1000  # test.py's default test.bootstrap
 RESULT_KEYS = ("mean_iou", "binary_iou", "setting")
@@ -55,25 +59,48 @@ def read_results(jobs: Iterable[Job]) -> Dict[str, dict]:
 def resampled_results(jobs: Iterable[Job], results: Mapping[str, dict],
                       n_resamples: int = BOOTSTRAP_RESAMPLES) -> Dict[str, Dict[str, np.ndarray]]:
     """Per finished test job with per-episode records: its bootstrap resamples of mean- and
-    binary-IoU (fractions; `panet.report.statistics.resampled_run_means`, drawn from the fold's seed)."""
+    binary-IoU (`panet.report.statistics.resampled_run_means`, drawn from the fold's seed)."""
     resampled = {}
-    for job in jobs:
-        records = RunFolder(job.output.parent).records
-        if job.trains or job.name not in results or not records.is_file():
-            continue
-        result = results[job.name]
-        classes = sorted(int(class_id) for class_id in result["class_iou"])
-        resampled[job.name] = resampled_run_means(
-            EpisodeRecords.load(records), classes, n_resamples,
-            bootstrap_seed(result["setting"]["data"]["fold"]))
+    for job in (job for job in jobs if job.name in results):
+        records, result = RunFolder(job.folder).records, results[job.name]
+        if records.is_file():
+            classes = sorted(int(class_id) for class_id in result["class_iou"])
+            resampled[job.name] = resampled_run_means(
+                EpisodeRecords.load(records), classes, n_resamples,
+                bootstrap_seed(result["setting"]["data"]["fold"]))
     return resampled
+
+
+def code_label(code: Optional[Mapping]) -> str:
+    """'<commit>' of a recorded {"commit", "dirty"}, '<commit> (dirty)' when it was modified."""
+    if not code or not code.get("commit"):
+        return "unknown (not recorded, or not a git checkout)"
+    return code["commit"] + (" (dirty)" if code.get("dirty") else "")
+
+
+def result_commits(results: Mapping[str, dict]) -> Dict[str, List[str]]:
+    """The commits that made the results: label (`code_label`) -> test job names."""
+    found = defaultdict(list)
+    for name, result in sorted(results.items()):
+        found[code_label(result.get("code"))].append(name)
+    return dict(found)
+
+
+def commit_note(results: Mapping[str, dict], current: str) -> Optional[str]:
+    """The header's line when some results come from other commits than `current`, else None."""
+    others = {label: names for label, names in result_commits(results).items()
+              if label != current}
+    return None if not others else (
+        f"results from other commits than the current {current}: " + ", ".join(
+            f"{label} ({len(names)} test{'s' * (len(names) > 1)})" for label, names in
+            others.items()))
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """How a table's numbers were made: the commit, whether the scale was the toy one, the
-    training seeds, the encoder (None: the scale's) and its parameter count (Table 1), the jobs
-    (their commands, in the order run)."""
+    """How a table's numbers were made: the current commit (`code_label`), whether the scale
+    was the toy one, the training seeds, the encoder (None: the scale's), its parameter count
+    (Table 1), the jobs (their commands, in the order run)."""
 
     commit: str
     synthetic_scale: bool = False
@@ -139,21 +166,20 @@ def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tupl
         groups.append(len(rows))
         paper_cells = [paper_value(paper, spec, method.name, column.paper)
                        for column in spec.columns]
-        if spec.params:
-            paper_cells.append(paper_value(paper, spec, method.name, ("params_M",)))
+        paper_cells += [paper_value(paper, spec, method.name, ("params_M",))] if spec.params \
+            else []
+        paper_row = [f"{method.name} (paper)"] + [Number(v) for v in paper_cells]
         if method.variant is None:
-            rows.append([f"{method.name} (paper)"] + [Number(v) for v in paper_cells])
+            rows.append(paper_row)
             continue
         ours = [cell(spec, method.variant, column, results, resampled, provenance)
                 for column in spec.columns]
         if spec.params:
             count = provenance.parameters
             ours.append(Measured(None if count is None else count / 1e6))
-        label = method.name
-        if provenance.synthetic_scale and method.variant.init:
-            label += ", random-init small encoder"
-        rows += [[f"{label} (ours)", *ours],
-                 [f"{method.name} (paper)"] + [Number(v) for v in paper_cells],
+        toy_init = provenance.synthetic_scale and method.variant.init
+        rows += [[f"{method.name}{', random-init small encoder' * toy_init} (ours)", *ours],
+                 paper_row,
                  ["difference (ours - paper)"] + [
                      Number(None if c.value is None or p is None else c.value - p, signed=True)
                      for c, p in zip(ours, paper_cells)],
@@ -167,7 +193,7 @@ def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
     """tableN: for each method we run, our row (mean over training seeds ± their std, and the
     95% bootstrap interval over test episodes), the paper's row, their difference (ours minus
     paper, percentage points) and whether the paper's number lies in our interval; other
-    methods' rows from the paper. Ends with how the numbers were made (commit, seeds, the exact
+    methods' rows from the paper. Ends with how the numbers were made (commits, seeds, the exact
     commands) and how to cite them."""
     seeds = provenance.seeds
     warning = None
@@ -177,12 +203,12 @@ def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
             " PANet-init here is the randomly initialised small encoder." if has_init else ""))
     seed_text = (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}); cells are mean "
                  "± sample std over seeds" if len(seeds) > 1 else f"training seed {seeds[0]}")
+    other_commits = commit_note(results, provenance.commit)
     notes = [*describe_results(results), f"{seed_text}; [low, high]: 95% bootstrap interval "
-             "over the test episodes (panet/statistics.py)", f"commit: {provenance.commit}",
+             "over the test episodes (panet/report/statistics.py)",
+             f"commit: {provenance.commit}", *([other_commits] if other_commits else []),
              f"paper: results/{PAPER_RESULTS.name} ({spec.paper_key})"]
-    header = ["method"] + [column.title for column in spec.columns]
-    if spec.params:
-        header.append("params (M)")
+    header = ["method"] + [column.title for column in spec.columns] + ["params (M)"] * spec.params
     rows, groups = _method_rows(spec, results, paper, resampled or {}, provenance)
     expected = {setting.test_name for setting in spec.settings(seeds, provenance.encoder)}
     pending = sorted(expected - set(results))
@@ -196,19 +222,23 @@ def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
 
 def _citation(spec: TableSpec, results: Mapping[str, dict], provenance: Provenance) -> tuple:
     """(how the numbers were made, how to cite one of them)."""
-    commit, seeds = provenance.commit, provenance.seeds
+    seeds, commits = provenance.seeds, result_commits(results) or {provenance.commit: []}
     protocol = _distinct(results.values(), lambda s: (
         f"{s['data']['name']} test split {s['data']['test_split']}, {s['runs']} runs x "
         f"{s['episodes']} episodes from seed {PAPER_SEED} + run, metric rule {s['rule']}, "
         f"{s['resolution']} resolution ({s['data']['size']} px)"))
     column = spec.columns[-1]
     method = next(m.name for m in spec.methods if m.variant is not None and not m.variant.init)
+    commit = next(iter(commits)) if len(commits) == 1 else "<the commit of its results>"
     example = (f"{method} (PANet), {column.title} {METRIC_NAMES[column.metric]}: <value> % "
                f"(95% bootstrap interval over test episodes [<low>, <high>]"
                + (f"; ± std over {len(seeds)} training seeds" if len(seeds) > 1 else "")
-               + f"), panet-repro commit {commit[:12]}, {protocol}")
-    lines = [f"commit {commit}; training seeds {', '.join(map(str, seeds))}; test episodes from "
-             f"seed {PAPER_SEED} + run (the same episodes for every model and seed)",
+               + f"), panet-repro commit {commit}, {protocol}")
+    made_by = ([f"commit {provenance.commit}"] if list(commits) == [provenance.commit] else
+               [f"results of commit {label}: {', '.join(names)}"
+                for label, names in commits.items()])
+    lines = [*made_by, f"training seeds {', '.join(map(str, seeds))}; test episodes from seed "
+             f"{PAPER_SEED} + run (the same episodes for every model and seed)",
              f"protocol: {protocol}",
              "the interval covers the sampling of test episodes given the trained models, not "
              "the randomness of training (that is the ± over seeds)"]

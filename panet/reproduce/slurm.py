@@ -1,22 +1,17 @@
-"""The Slurm executor (`scripts/reproduce.py --executor slurm`): one Slurm job per pending job,
-submitted through submitit, each test job `afterok` on its train job, so that the command returns
-as soon as everything is submitted.
+"""The Slurm executor (`--executor slurm`): one Slurm job per job not done, submitted through
+submitit `afterok` on the jobs it needs (`afterany` on the earlier tests sharing its feature
+cache); the command returns once all are submitted.
 
-- **Where things go.** submitit's files for a job, its batch script and its logs
-  (`<slurm id>_0_log.out` / `.err`) go to `<run folder>/slurm/`; `<run folder>/job.json` records
-  the last submission (Slurm job id, log paths), which `--status` and a rerun read.
-- **What a job runs.** `SlurmTask`: the job's command, decided when the job starts (a train job
-  with a last.pt continues from it), run as a child process writing to the job's logs; a
-  failure is added to job.json with the last line of its error output.
-- **Time limits and preemption.** submitit asks Slurm for a signal (USR2) 90 s before the time
-  limit; `SlurmTask.checkpoint` then stops train.py with SIGTERM (it saves last.pt), and
-  submitit requeues the job, which continues from last.pt (up to `TIMEOUT_REQUEUES` times).
-  The child ignores USR2 itself. A job preempted or requeued (`scontrol requeue`) gets SIGTERM
-  from Slurm: train.py saves last.pt, and the job, back in the queue under the same id, continues
-  from it. An interrupted test job simply runs again.
-- **Submitting again.** Done jobs and jobs still queued are left alone; failed ones are submitted
-  again, and a queued job that waits on one of those (or can never start because it failed) is
-  cancelled and submitted again behind it.
+- submitit's files, the batch script and the logs (`<id>_0_log.out`, `.err`) go to
+  `<run folder>/slurm/`; job.json records the submission (`panet.reproduce.jobrun`).
+- `SlurmTask` runs the job's command as it is when the job starts (continuing from last.pt) as a
+  child process appending to the logs; a failure is added to job.json with its last line.
+- 90 s before the time limit Slurm sends USR2 (the child ignores it): `SlurmTask.checkpoint`
+  stops train.py with SIGTERM (it saves last.pt) and submitit requeues the job, which continues
+  from last.pt (at most `TIMEOUT_REQUEUES` times). A job preempted or requeued gets SIGTERM:
+  train.py saves last.pt and the job continues when it runs again; a test simply runs again.
+- Submitting again leaves done and queued jobs alone, submits failed ones again and cancels and
+  resubmits a queued job that waits on one of those (or can never start).
 """
 
 from __future__ import annotations
@@ -37,11 +32,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-from panet.reproduce.jobrun import (command_now, failure, last_line, prerequisites, python_command, read_record,
-                     remove_finished_caches, run_folder, shared_cache, write_record)
-from panet.reproduce.jobstatus import (DONE, PENDING, RUNNING, SCHEDULER_LINES, JobStatus, QueueEntry,
-                        job_statuses, slurm_ids, summary)
-from panet.reproduce.jobs import REPO_ROOT
+from panet.reproduce.jobrun import (DONE, PENDING, RUNNING, SCHEDULER_LINES, JobStatus,
+                                    QueueEntry, failure, last_line, prerequisites,
+                                    python_command, read_record, remove_finished_caches,
+                                    summary, survey, write_record)
+from panet.reproduce.jobs import REPO_ROOT, Job
 
 SLURM_FOLDER = "slurm"  # <run folder>/slurm/: submitit's files and the job's logs
 DEFAULT_TIME = "4:00:00"  # per job; a train job that reaches it is requeued and continues
@@ -65,11 +60,10 @@ def time_minutes(text: str) -> int:
     days, *fields = match.groups()
     numbers = [int(field) for field in fields if field is not None]
     if days is not None:
-        hours, minutes, seconds = (numbers + [0, 0])[:3]
-        total = ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+        numbers, units = [int(days) * 24 + numbers[0], *numbers[1:]], (3600, 60, 1)
     else:
         units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
-        total = sum(number * unit for number, unit in zip(numbers, units))
+    total = sum(number * unit for number, unit in zip(numbers, units))
     if total <= 0:
         raise ValueError(f"{text!r}: a time limit must be positive")
     return -(-total // 60)
@@ -90,10 +84,9 @@ class SlurmOptions:
         """submitit.SlurmExecutor.update_parameters arguments of job `name`."""
         optional = {"partition": self.partition, "gpus_per_node": self.gpus_per_job or None,
                     "cpus_per_task": self.cpus_per_job, "dependency": dependency}
-        additional = {"mem": self.mem} if self.mem else {}
-        additional.update(self.extra)
         return {"job_name": name, "time": time_minutes(self.time),
-                "additional_parameters": additional,
+                "additional_parameters": {**({"mem": self.mem} if self.mem else {}),
+                                          **dict(self.extra)},
                 **{key: value for key, value in optional.items() if value is not None}}
 
 
@@ -107,13 +100,13 @@ class SlurmTask(submitit.helpers.Checkpointable):
     """What the Slurm job of `job` runs; after success it removes the feature cache of
     `cache_group` (the tests sharing the job's cache) once all of them are done."""
 
-    def __init__(self, job, cache_group: Sequence = ()):
+    def __init__(self, job: Job, cache_group: Sequence[Job] = ()):
         self.job = job
         self.cache_group = tuple(cache_group)
         self._process: Optional[subprocess.Popen] = None
 
     def __call__(self) -> str:
-        argv = command_now(self.job)
+        argv = self.job.command_now()
         logs = submitit.JobEnvironment().paths
         print(f"[run] {self.job.name} on {socket.gethostname()}: {shlex.join(argv)}", flush=True)
         # The child appends to the job's logs itself, so that what it prints while Slurm tears
@@ -128,13 +121,13 @@ class SlurmTask(submitit.helpers.Checkpointable):
         threading.Thread(target=process.wait, daemon=True).start()
         while process.returncode is None:
             time.sleep(POLL_SECONDS)
-        if process.returncode == 0 and self.job.done():
+        if process.returncode == 0 and self.job.has_output():
             remove_finished_caches(self.cache_group)
             return str(self.job.output)
-        error = failure(self.job, process.returncode,
-                        last_line(str(logs.stderr), ignore=SCHEDULER_LINES))
-        write_record(self.job, **{**(read_record(self.job) or {}),
-                                  "exit_code": process.returncode, "error": str(error)})
+        error = failure(self.job, process.returncode, last_line(str(logs.stderr),
+                                                                SCHEDULER_LINES))
+        write_record(self.job, **{**read_record(self.job), "exit_code": process.returncode,
+                                  "error": str(error)})
         raise error
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -150,12 +143,6 @@ class SlurmTask(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(SlurmTask(self.job, self.cache_group))
 
 
-def _require(command: str) -> None:
-    if shutil.which(command) is None:
-        raise SlurmError(f"{command} not found: --executor slurm needs Slurm's client commands "
-                         "(sbatch, squeue, scancel) on this machine")
-
-
 def scheduler_queue(ids: Sequence[str]) -> Optional[Dict[str, QueueEntry]]:
     """squeue's view of the Slurm jobs `ids` (those it still knows), or None without squeue."""
     if not ids:
@@ -169,35 +156,30 @@ def scheduler_queue(ids: Sequence[str]) -> Optional[Dict[str, QueueEntry]]:
         if "Invalid job id" in result.stderr:  # none of them is known any more
             return {}
         raise SlurmError(f"squeue failed: {result.stderr.strip()}")
-    entries = {}
-    for line in result.stdout.splitlines():
-        if line.strip():
-            job_id, state, reason = line.strip().split("|", 2)
-            entries[job_id] = QueueEntry(state, reason)
-    return entries
+    lines = (line.strip().split("|", 2) for line in result.stdout.splitlines() if line.strip())
+    return {job_id: QueueEntry(state, reason) for job_id, state, reason in lines}
 
 
-def current_statuses(jobs: Sequence) -> List[JobStatus]:
-    """Every job's status, the queue read first (see panet/jobstatus.py)."""
-    return job_statuses(jobs, scheduler_queue(slurm_ids(jobs)))
+def current_statuses(jobs: Sequence[Job]) -> List[JobStatus]:
+    """Every job's status (`panet.reproduce.jobrun.survey`), the queue read first."""
+    ids = [record["slurm_job_id"] for record in map(read_record, jobs) if "slurm_job_id" in record]
+    return survey(jobs, scheduler_queue(ids))
 
 
 def dependency_of(after_ok: Sequence[str], after_any: Sequence[str],
                   ids: Mapping[str, str]) -> Optional[str]:
     """Slurm's --dependency for jobs that must succeed / end first, by the Slurm ids they have
     (jobs already done have none and impose nothing)."""
-    parts = []
-    for kind, names in (("afterok", after_ok), ("afterany", after_any)):
-        queued = [ids[name] for name in names if name in ids]
-        if queued:
-            parts.append(f"{kind}:" + ":".join(queued))
+    parts = [f"{kind}:" + ":".join(ids[name] for name in names if name in ids)
+             for kind, names in (("afterok", after_ok), ("afterany", after_any))
+             if any(name in ids for name in names)]
     return ",".join(parts) or None
 
 
-def submit_job(job, options: SlurmOptions, dependency: Optional[str],
-               cache_group: Sequence = ()) -> str:
+def submit_job(job: Job, options: SlurmOptions, dependency: Optional[str],
+               cache_group: Sequence[Job] = ()) -> str:
     """Submit `job` (returns its Slurm id) and record the submission in its run folder."""
-    executor = submitit.SlurmExecutor(folder=run_folder(job) / SLURM_FOLDER,
+    executor = submitit.SlurmExecutor(folder=job.folder / SLURM_FOLDER,
                                       max_num_timeout=TIMEOUT_REQUEUES)
     executor.update_parameters(**options.parameters(job.name, dependency))
     try:
@@ -207,52 +189,49 @@ def submit_job(job, options: SlurmOptions, dependency: Optional[str],
         raise SlurmError(f"sbatch refused {job.name}: {lines[-1]}") from None
     write_record(job, executor="slurm", slurm_job_id=submitted.job_id,
                  submitted=datetime.datetime.now().isoformat(timespec="seconds"),
-                 command=shlex.join(job.argv), stdout=str(submitted.paths.stdout),
+                 command=job.command, stdout=str(submitted.paths.stdout),
                  stderr=str(submitted.paths.stderr))
     return submitted.job_id
 
 
-def submit(jobs: Sequence, options: SlurmOptions) -> List[str]:
-    """Submit every job that is neither done nor queued (see the module docstring); returns
-    the names submitted."""
-    _require("sbatch")
+def submit(jobs: Sequence[Job], options: SlurmOptions) -> List[str]:
+    """Submit every job that is neither done nor queued (module docstring); returns the names
+    submitted."""
+    if shutil.which("sbatch") is None:
+        raise SlurmError("sbatch not found: --executor slurm needs Slurm's client commands "
+                         "(sbatch, squeue, scancel) on this machine")
     statuses = {status.name: status for status in current_statuses(jobs)}
-    elsewhere = [status for status in statuses.values()
+    elsewhere = [status.detail for status in statuses.values()
                  if status.state == RUNNING and status.slurm_id is None]
     if elsewhere:
         raise SlurmError("these jobs are running outside Slurm; wait for them to end, then "
-                         "submit: " + "; ".join(status.detail for status in elsewhere))
+                         "submit: " + "; ".join(elsewhere))
     remove_finished_caches(jobs)
-    order = prerequisites(jobs)
-    ids: Dict[str, str] = {}
-    submitted: List[str] = []
+    order, ids, submitted = prerequisites(jobs), {}, []
     for job in jobs:
-        status = statuses[job.name]
-        if status.state == DONE:
-            print(f"[done] {job.name}: {job.output}", flush=True)
-            continue
-        after_ok, after_any = order[job.name]
-        replaced = [name for name in (*after_ok, *after_any) if name in submitted]
-        if status.state in (RUNNING, PENDING) and status.slurm_id is not None \
-                and not (status.state == PENDING and replaced):
-            ids[job.name] = status.slurm_id
-            print(f"[{status.state}] {job.name}: {status.detail}", flush=True)
+        status, (after_ok, after_any) = statuses[job.name], order[job.name]
+        replaced = any(name in submitted for name in (*after_ok, *after_any))
+        if status.state == DONE or (status.state in (RUNNING, PENDING) and status.slurm_id
+                                    and not (status.state == PENDING and replaced)):
+            ids.update({job.name: status.slurm_id} if status.slurm_id else {})
+            print(status.line(), flush=True)
             continue
         if status.slurm_id is not None:  # queued, but can never start or waits on a replaced job
             subprocess.run(["scancel", status.slurm_id], check=False)
         dependency = dependency_of(after_ok, after_any, ids)
-        cache = shared_cache(job)
-        group = [other for other in jobs if cache is not None and shared_cache(other) == cache]
+        group = [other for other in jobs
+                 if job.shared_cache is not None and other.shared_cache == job.shared_cache]
         ids[job.name] = submit_job(job, options, dependency, group)
         submitted.append(job.name)
         print(f"[submitted] {job.name}: Slurm job {ids[job.name]}"
               + (f" ({dependency})" if dependency else "")
-              + f"\n      logs: {run_folder(job) / SLURM_FOLDER}", flush=True)
+              + f"\n      logs: {job.folder / SLURM_FOLDER}", flush=True)
     return submitted
 
 
-def wait(jobs: Sequence, poll_seconds: float = WAIT_SECONDS) -> List[JobStatus]:
-    """Block until every job is done or failed, printing each change; returns the statuses."""
+def wait(jobs: Sequence[Job], poll_seconds: float = WAIT_SECONDS) -> List[JobStatus]:
+    """Block until every job is finished (done, failed or blocked), printing each change;
+    returns the statuses."""
     seen = {status.name: status.state for status in current_statuses(jobs)}
     while True:
         statuses = current_statuses(jobs)
@@ -264,3 +243,4 @@ def wait(jobs: Sequence, poll_seconds: float = WAIT_SECONDS) -> List[JobStatus]:
             print(summary(statuses), flush=True)
             return statuses
         time.sleep(poll_seconds)
+

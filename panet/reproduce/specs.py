@@ -4,7 +4,8 @@ A table is a grid. Its rows are methods: a method we run has a `Variant` (PAR on
 support annotation, PANet-init), the other methods' rows are printed from the paper file only.
 Its columns are cells of one metric at one shot count over one fold, or over all four folds (then
 the mean over folds, as the paper reports it). Each (variant, shots, fold) is one `Setting`: one
-test job, plus the train job that makes its checkpoint (none for PANet-init; `panet.reproduce.jobs`).
+test job, plus the train job that makes its checkpoint (none for PANet-init;
+`panet.reproduce.jobs`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from panet.models import build_encoder
-
 from panet.reproduce.jobs import FOLDS, PAPER_ENCODER, PAPER_SEED, REPO_ROOT, Setting, Variant
 
 PAPER_RESULTS = REPO_ROOT / "results" / "paper_results.json"
@@ -42,9 +42,11 @@ class Method:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A table: its number, title, key in paper_results.json, benchmark, ways, columns, rows."""
+
     number: int
     title: str
-    paper_key: str  # the table's key in paper_results.json
+    paper_key: str
     dataset: str
     ways: int
     columns: Tuple[Column, ...]
@@ -123,6 +125,7 @@ def loss_curve_models(fold: int = 0, encoder: Optional[str] = None
 
 
 def load_paper_results(path: Path = PAPER_RESULTS) -> dict:
+    """results/paper_results.json (ValueError saying how to restore it)."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -141,7 +144,6 @@ def paper_value(paper: Mapping, spec: TableSpec, method: str,
         raise ValueError(f"{PAPER_RESULTS} has no number at {spec.paper_key} / {method} / "
                          f"{' / '.join(map(str, path))}; restore the file from git") from None
     return value
-
 
 
 def encoder_parameters(synthetic_scale: bool, encoder: Optional[str] = None) -> int:
