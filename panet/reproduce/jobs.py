@@ -260,6 +260,8 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
         named = [] if setting.variant.weak == "dense" else [setting.variant.weak]
         root = scale.data_root_of(setting.dataset)
         updates = [] if root is None else [f"data.root={root}"]
+        if scale.factory is not None:  # a checkpoint names no code: the command line does
+            updates.append(f"model.factory={scale.factory}")
         checkpoint = scale.released_snapshot(setting)
         if scale.released is None:
             trained = train_job(setting, scale)
