@@ -32,6 +32,7 @@ from panet.data import make_episode_dataset
 from panet.evaluation import encode_path, evaluate_runs
 from panet.evaluation.metrics import IoUMeter
 from panet.models.builder import build_model, model_with_weights
+from panet.models.factory import with_numerics
 from panet.report.results import TestFacts, format_table, test_record, write_json
 from panet.report.statistics import bootstrap_intervals, bootstrap_seed, records_of_test
 from panet.run.experiments import announce_device, experiment, run_folder, script_main
@@ -75,7 +76,7 @@ def main(_run, _config):
         if slow and context.is_main:
             print(slow, file=sys.stderr, flush=True)
         net, model_file = load_model(settings, composition, context.is_main)
-        net = net.to(context.device).use_numerics(settings.run.numerics())
+        net = with_numerics(net.to(context.device), settings.run.numerics())
         folder = run_folder(_run, ex, context)
         source = opened_source(data, train=False)  # read once, shared by the runs
         datasets = [make_episode_dataset(data, test.episodes, settings.run.seed + run,

@@ -28,6 +28,7 @@ from panet.base.monitor import Progress, ScalarLog
 from panet.data import make_episode_dataset
 from panet.data.episodes import episode_loader
 from panet.models.builder import build_model
+from panet.models.factory import with_numerics
 from panet.run.experiments import (STOPPED, announce_device, experiment, run_folder,
                                    script_main)
 from panet.run.folder import Checkpointer, CheckpointRef
@@ -64,7 +65,7 @@ def main(_run, _config):
         announce_device(_run, context, settings.run.tf32)
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
         model = settings.model.replace(weights=None) if resume else settings.model
-        net = build_model(model).to(context.device).use_numerics(settings.run.numerics())
+        net = with_numerics(build_model(model).to(context.device), settings.run.numerics())
         optimization = build_optimization(net.parameters(), train, context.device,
                                           settings.run.precision)
         start, trained_on = restore(resume, net, optimization) if resume else (0, None)

@@ -50,7 +50,7 @@ from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, t
 from panet.base.device import precision_problem, use_device
 from panet.run.folder import checkpoint_file
 from panet.weights.model_files import build_trained, model_input_size, read_model_file
-from panet.models.factory import fast_path_problem, query_logits
+from panet.models.factory import fast_path_problem, query_logits, with_numerics
 from panet.models.builder import build_model
 from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
@@ -227,7 +227,7 @@ class Segmenter:
             raise ValueError("; ".join(refused))
         numerics = Numerics(precision, memory_format)
         self.device = use_device(str(device))
-        self.model = model.to(self.device).use_numerics(numerics).eval()
+        self.model = with_numerics(model.to(self.device), numerics).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
         self.through_forward = fast_path_problem(model, "parts")

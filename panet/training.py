@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader, Sampler
 from panet.base.constants import IGNORE_INDEX
 from panet.base.distributed import Context, all_reduce_sum
 from panet.data.episodes import to_device
-from panet.models.factory import MODEL_INPUTS, checked_output, own_loss
-from panet.models.losses import Loss, panet_loss
+from panet.models.factory import MODEL_INPUTS, own_loss, query_logits
+from panet.models.losses import Loss, panet_loss, segmentation_loss
+from panet.models.panet import PANetOutput
+from panet.models.prototypes import upsample
 
 
 def build_optimizer(parameters, train) -> torch.optim.Optimizer:
@@ -103,12 +105,19 @@ def stop_requests() -> Iterator[Callable[[], bool]]:
 def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float) -> Loss:
     """The objective of one step: the model's own `loss(out, query_labels, support_fg,
     support_bg)` when it defines one (a `Loss`, or a dict of named terms whose sum is
-    minimised), else PANet's L_seg + align_weight * L_PAR."""
+    minimised), else PANet's L_seg + align_weight * L_PAR, PAR scoring with the model's
+    `score`; a model without PAR (no `score`, or a forward that returns no PANetOutput) trains
+    on L_seg alone."""
     targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
     method_loss = own_loss(model)
-    if method_loss is None:
-        head = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        return panet_loss(checked_output(out, model), *targets, head.score, align_weight)
+    head = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if method_loss is None and isinstance(out, PANetOutput) and callable(getattr(head, "score",
+                                                                                 None)):
+        return panet_loss(out, *targets, head.score, align_weight)
+    if method_loss is None:  # no PAR to score with: L_seg alone, on the upsampled logits
+        logits = query_logits(out, head)
+        seg = segmentation_loss(upsample(logits, targets[0].shape[-2:]), targets[0])
+        return Loss(seg, {"seg": seg}, pixel_means=("seg",))
     loss = method_loss(out, *targets)
     if isinstance(loss, Mapping) and loss and all(torch.is_tensor(v) for v in loss.values()):
         return Loss(sum(loss.values()), dict(loss))

@@ -22,6 +22,7 @@ from panet.inference import Segmenter
 from panet.models.losses import panet_loss
 from panet.models import PANet, build_encoder
 from panet.models.builder import build_model, model_with_weights
+from panet.models.factory import MODEL_INPUTS
 from panet.models.factory import (FactoryError, check_model, import_factory, make_model,
                                   fast_path_problem)
 from panet.run.identity import method_sha256
@@ -257,12 +258,23 @@ def test_train_step_minimises_the_models_own_loss(monkeypatch):
         torch.testing.assert_close(after, before - 0.1 * gradient, rtol=1e-4, atol=1e-6)
 
 
-def test_a_forward_or_loss_outside_the_interface_stops_with_one_line():
+def test_a_forward_of_logits_alone_trains_on_l_seg():
+    """A forward that returns the logits tensor has no PAR: the step minimises L_seg, the
+    cross-entropy of its logits upsampled to the labels, and logs it alone."""
     batch = episode_batch()
     model = make_model("toy_methods:tensor_forward", build_encoder("small"), 20.0)
-    with pytest.raises(TypeError, match="forward returned a Tensor: models return a "
-                                        "panet.models.PANetOutput"):
-        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
+    reference = make_model("toy_methods:tensor_forward", build_encoder("small"), 20.0)
+    reference.load_state_dict(model.state_dict())
+    logits = reference(*(batch[key] for key in MODEL_INPUTS))
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                 batch["query_labels"].flatten(0, 1))
+    losses = train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 1.0)
+    assert losses.keys() == {"loss", "seg_loss"}
+    assert losses["seg_loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_loss_outside_the_interface_stops_with_one_line():
+    batch = episode_batch()
 
     class TensorLoss(PANet):
         def loss(self, out, *targets):
@@ -281,9 +293,8 @@ BAD_FACTORIES = [
     ("model.factory=no_such_package.module:Model", "cannot import module 'no_such_package"),
     ("model.factory=toy_methods:Missing", "has no 'Missing'"),
     ("model.factory=toy_methods:NOT_CALLABLE", "is a int, not a callable"),
-    ("model.factory=toy_methods:not_a_model", "returned a Linear without an `encoder` module, "
-                                              "the methods `use_numerics`, `encode`, "
-                                              "`prototypes`, `score`"),
+    ("model.factory=toy_methods:not_a_model", "its forward on a 1-way 1-shot episode raised "
+                                              "TypeError"),
     ("model.factory=toy_methods:raising", "raised RuntimeError: this factory always fails"),
 ]
 
@@ -324,10 +335,21 @@ def test_factories_are_checked_and_imported_from_the_current_folder(tmp_path, mo
     assert import_factory("panet.models:PANet") is PANet
     with pytest.raises(FactoryError, match="not a torch.nn.Module"):
         check_model(object(), "x:y")
-    with pytest.raises(FactoryError, match="`loss` as a method"):
+    with pytest.raises(FactoryError, match="`loss` is a int, not a method"):
         model = small_model()
         model.loss = 3
         check_model(model, "x:y")
+
+    class NoParts(nn.Module):  # declares a fast path without its methods
+        fast_paths = ("parts",)
+
+    with pytest.raises(FactoryError, match="fast path 'parts' declared without encode, "
+                                           "prototypes, score"):
+        check_model(NoParts(), "x:y")
+
+    with pytest.raises(FactoryError, match=r"feature_levels \['conv9'\] are not levels of its "
+                                           "encoder \(conv1, conv2, conv3, conv4\)"):
+        make_model("toy_methods:DeepLevelsPANet", build_encoder("small"), 20.0)
 
 
 def test_reproduce_gives_the_factory_to_every_model_it_makes(tmp_path):

@@ -58,6 +58,12 @@ class DoubledEncodePANet(PANet):
         return 2 * super().encode(images)
 
 
+class DeepLevelsPANet(PANet):
+    """Asks for an encoder level the small encoder does not have."""
+
+    feature_levels = ("conv4", "conv9")
+
+
 class OwnLossPANet(PANet):
     """PANet trained on its own objective: the mean query logit of the true labels, negated."""
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from panet.models.encoders import ENCODERS, build_encoder
-from panet.models.factory import make_model
+from panet.models.factory import factory_levels, make_model
 from panet.base.errors import one_line
 
 
@@ -21,7 +21,7 @@ def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Modul
     the setting `weights_key`; a factory that cannot make a model, a one-line FactoryError."""
     path = model.weights_path
     try:
-        encoder = build_encoder(model.encoder, path)
+        encoder = build_encoder(model.encoder, path, factory_levels(model.factory))
     except (FileNotFoundError, ValueError) as error:
         if path is None or weights_key is None:
             raise

@@ -2,31 +2,36 @@
 
 `model.factory` names a callable as "package.module:callable" (default "panet.models:PANet").
 It is called as `factory(encoder, alpha=alpha)` with the configured encoder (built from the
-registry, `panet.models.encoders`, from ImageNet weights or at random) and the cosine scale
-`model.alpha`, and returns the model. The model follows PANet's interface (B episodes, W ways,
-S shots, Q queries, P prototypes, C channels, H x W images, h x w features):
+registry, `panet.models.encoders`, from ImageNet weights or at random, with the levels the
+factory's `feature_levels` asks for) and the cosine scale `model.alpha`, and returns the model,
+an nn.Module (B episodes, W ways, S shots, Q queries, P prototypes, C channels, H x W images,
+h x w features). A method needs one method:
 
-    encoder                       an nn.Module mapping N x 3 x H x W to N x C x h x w
-    use_numerics(numerics) -> the model, which then encodes in that precision and memory format
-    encode(images) -> N x C x h x w float32 features, the encoder run as `use_numerics` said
-    forward(support_images, support_fg, support_bg, query_images) -> PANetOutput
+    forward(support_images, support_fg, support_bg, query_images) -> logits
+        B x Q x (1 + W) x H' x W' (channel 0 background; any resolution, upsampled where
+        compared), or an object holding them as `logits` (and `logits_low`), e.g. PANetOutput
+
+and may define, each used where it exists:
+
+    loss(out, query_labels, support_fg, support_bg) -> {"name": scalar, ...} or a Loss
+        its training objective (the sum of the named terms, each logged by name); without it,
+        L_seg (+ train.align_weight * L_PAR when it has PAR: a `score` and a PANetOutput)
+    score(query_features, prototypes) -> B x Q x P x h x w: its head, which PAR scores with
+    use_numerics(numerics) -> the model; encode(images[, levels]) -> N x C x h x w features
+        (a dict of named levels with `levels`): the precision and memory format it runs in;
+        without them only fp32, contiguous
     prototypes(support_features, support_fg, support_bg) -> B x P x C
-    score(query_features, prototypes) -> B x Q x (1 + W) x h x w logits
+    prototypes_from_pools(fg_pools, bg_pools: B x W x S x C) -> B x P x C
+    fast_paths = ("parts", "pools"): the paths that compute forward's logits from these parts
+        (`fast_path_problem`; PANet declares both)
+    feature_levels = ("conv4", "conv5"): the encoder levels it reads (`encode(images, levels)`)
+    param_groups(train) -> torch parameter groups (own learning rates, weight decay)
 
-(a subclass of `panet.models.PANet` inherits all of these), and may define
-
-    prototypes_from_pools(fg_pools, bg_pools) -> B x P x C
-        the prototypes as a function of each support's masked average pools (B x W x S x C of
-        foreground and of background): test.py's encode-once path then pools each support once
-        (`prototypes_decompose`); PANet defines it and its `prototypes` calls it
-    loss(out, query_labels, support_fg, support_bg) -> panet.models.losses.PANetLoss
-        the training objective, instead of PANet's L_seg + train.align_weight * L_PAR
-
-Every model is made here (`make_model`, through `panet.models.builder`), so train.py, test.py,
-predict.py and the Segmenter run any factory alike, and a checkpoint names its factory in its
-stored config. Importing a factory runs its module's code, on purpose: it is a config value the
-user wrote, like a script they run. A checkpoint stays data (its tensors are read with
-`weights_only=True`; the code is the factory's, imported by name).
+(a subclass of `panet.models.PANet` inherits PANet's). Every model is made here (`make_model`,
+through `panet.models.builder`), so train.py, test.py, predict.py and the Segmenter run any
+factory alike, and a checkpoint names its factory in its stored config. Importing a factory runs
+its module's code, on purpose: it is a config value the user wrote, like a script they run. A
+checkpoint stays data: it supplies settings, never code (`panet.run.compose`).
 """
 
 from __future__ import annotations
@@ -36,14 +41,13 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from panet.base.errors import one_line
 from panet.models.encoders import build_encoder
-from panet.models.panet import PANetOutput
 
 DEFAULT_FACTORY = "panet.models:PANet"
 MODEL_INPUTS = ("support_images", "support_fg", "support_bg", "query_images")  # forward's
@@ -106,25 +110,49 @@ def import_factory(spec: str) -> Callable[..., Any]:
     return found
 
 
-def check_model(model: Any, spec: str) -> nn.Module:
-    """`model` when it follows PANet's interface (module docstring), else FactoryError naming
-    what it lacks."""
+OPTIONAL_METHODS = ("loss", "score", "use_numerics", "encode", "prototypes",
+                    "prototypes_from_pools", "param_groups")
+FAST_PATH_METHODS = {"parts": ("encode", "prototypes", "score"),
+                     "pools": ("encode", "prototypes_from_pools", "score")}
+
+
+def check_model(model: Any, spec: str, levels: Sequence[str] = ()) -> nn.Module:
+    """`model` when it follows the method interface (module docstring), else FactoryError
+    naming what is wrong: no nn.Module, an optional method that is not callable, a fast path
+    declared without its methods, feature levels the encoder does not have (`levels`: the
+    encoder's)."""
     made = f"{spec} returned a {type(model).__name__}"
     if not isinstance(model, nn.Module):
-        raise FactoryError(f"{made}, not a torch.nn.Module following PANet's interface "
-                           f"({INTERFACE_DOC})")
-    lacks = [] if isinstance(getattr(model, "encoder", None), nn.Module) else [
-        "an `encoder` module"]
-    methods = [f"`{name}`" for name in ("use_numerics", "encode", "prototypes", "score")
-               if not callable(getattr(model, name, None))]
-    lacks += [f"the method{'s' * (len(methods) > 1)} {', '.join(methods)}"] if methods else []
-    lacks += [f"`{name}` as a method (it is a {type(getattr(model, name)).__name__})"
-              for name in ("prototypes_from_pools", "loss")
-              if getattr(model, name, None) is not None and not callable(getattr(model, name))]
-    if lacks:
-        raise FactoryError(f"{made} without {', '.join(lacks)}: models follow PANet's interface "
-                           f"({INTERFACE_DOC})")
+        raise FactoryError(f"{made}, not a torch.nn.Module with a forward ({INTERFACE_DOC})")
+    wrong = [f"`{name}` is a {type(getattr(model, name)).__name__}, not a method"
+             for name in OPTIONAL_METHODS
+             if getattr(model, name, None) is not None and not callable(getattr(model, name))]
+    for path in getattr(model, "fast_paths", ()):
+        lacks = [name for name in FAST_PATH_METHODS.get(path, ())
+                 if not callable(getattr(model, name, None))]
+        if path not in FAST_PATH_METHODS or lacks:
+            wrong.append(f"fast path {path!r} declared without {', '.join(lacks)}" if lacks else
+                         f"unknown fast path {path!r} (the fast paths: {', '.join(FAST_PATHS)})")
+    unknown = [level for level in getattr(model, "feature_levels", ()) if level not in levels]
+    if unknown:
+        wrong.append(f"feature_levels {unknown} are not levels of its encoder "
+                     f"({', '.join(levels)})")
+    if wrong:
+        raise FactoryError(f"{made} that does not follow the method interface ({INTERFACE_DOC})"
+                           f": {'; '.join(wrong)}")
     return model
+
+
+def factory_levels(spec: str) -> Tuple[str, ...]:
+    """The encoder levels the factory's models read (its `feature_levels`; () for none)."""
+    return tuple(getattr(import_factory(spec), "feature_levels", ()))
+
+
+def with_numerics(model: nn.Module, numerics) -> nn.Module:
+    """The model set to compute in `numerics` (`use_numerics`); a model without it computes in
+    the default numerics only (the settings refuse others for it)."""
+    return model.use_numerics(numerics) if callable(getattr(model, "use_numerics", None)) \
+        else model
 
 
 def make_model(spec: str, encoder: nn.Module, alpha: float) -> nn.Module:
@@ -136,14 +164,14 @@ def make_model(spec: str, encoder: nn.Module, alpha: float) -> nn.Module:
     except Exception as error:
         raise FactoryError(f"{spec}(encoder, alpha={alpha!r}) raised {_one_line(error)}"
                            ) from error
-    return check_model(model, spec)
+    return check_model(model, spec, tuple(getattr(encoder, "levels", {})))
 
 
 def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
     """The model `spec` makes around the registry's `encoder`, built on the meta device: shapes
     without memory or arithmetic, to check a factory before a run does any work."""
     with torch.device("meta"):
-        return make_model(spec, build_encoder(encoder, None), alpha)
+        return make_model(spec, build_encoder(encoder, None, factory_levels(spec)), alpha)
 
 
 PART_METHODS = ("forward", "encode", "prototypes", "score", "prototypes_from_pools")
@@ -190,14 +218,6 @@ def own_loss(model: nn.Module) -> Optional[Callable[..., Any]]:
         model = model.module
     loss = getattr(model, "loss", None)
     return loss if callable(loss) else None
-
-
-def checked_output(out: Any, model: nn.Module) -> PANetOutput:
-    """`out` when the model's forward returned a PANetOutput, else a one-line TypeError."""
-    if not isinstance(out, PANetOutput):
-        raise TypeError(f"{type(model).__name__}.forward returned a {type(out).__name__}: models "
-                        f"return a panet.models.PANetOutput ({INTERFACE_DOC})")
-    return out
 
 
 def query_logits(out: Any, model: nn.Module) -> torch.Tensor:

@@ -31,8 +31,9 @@ In the default (fp32, contiguous) `Numerics.encode` calls the encoder on its inp
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -69,13 +70,17 @@ class Numerics:
         """Lay the encoder's 4-D weights out in this memory format (in place); returns it."""
         return encoder.to(memory_format=self.layout)
 
-    def encode(self, encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """The encoder's N x C x h x w features of N x 3 x H x W `images`: the input laid out
-        in this memory format, the encoder run under autocast in this precision, the output
-        contiguous and in the images' dtype (float32; float64 for a model run in double, as
-        some tests do)."""
+    def encode(self, encoder: nn.Module, images: torch.Tensor,
+               levels: Optional[Sequence[str]] = None):
+        """The encoder's N x C x h x w features of N x 3 x H x W `images` (with `levels`: the
+        dict of those levels' features): the input laid out in this memory format, the encoder
+        run under autocast in this precision, each output contiguous and in the images' dtype
+        (float32; float64 for a model run in double, as some tests do)."""
         images = images.contiguous(memory_format=self.layout)
         dtype = self.autocast_dtype
-        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-            features = encoder(images)
-        return features.to(images.dtype).contiguous()
+        with (torch.autocast(images.device.type, dtype=dtype) if dtype is not None
+              else contextlib.nullcontext()):  # fp32: no autocast (nor its device check)
+            features = encoder(images) if levels is None else encoder(images, levels)
+        if levels is None:
+            return features.to(images.dtype).contiguous()
+        return {name: value.to(images.dtype).contiguous() for name, value in features.items()}

@@ -8,6 +8,7 @@ h x w feature size. The network holds no loss: `PANetOutput` carries what the lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -58,10 +59,11 @@ class PANet(nn.Module):
         numerics.apply_layout(self.encoder)
         return self
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, levels: Optional[Sequence[str]] = None):
         """N x 3 x H x W images -> N x C x h x w float32 features (contiguous), computed in the
-        model's precision and memory format (`Numerics.encode`)."""
-        return self.numerics.encode(self.encoder, images)
+        model's precision and memory format (`Numerics.encode`); with `levels` (names of
+        `encoder.levels`, e.g. conv4, conv5), the dict of those levels' features."""
+        return self.numerics.encode(self.encoder, images, levels)
 
     def forward(self, support_images: torch.Tensor, support_fg: torch.Tensor,
                 support_bg: torch.Tensor, query_images: torch.Tensor) -> PANetOutput:

@@ -38,12 +38,13 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from panet.models.vgg import run_levels
 from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
                                   read_state_dict, resnet_layout)
 
@@ -135,8 +136,20 @@ class DilatedResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w, h = ceil(H / 8)."""
+    @property
+    def levels(self) -> Dict[str, nn.Module]:
+        """The named levels, shallow to deep: layer1 (with the stem: conv1, bn1, maxpool),
+        layer2, layer3 and, when built, layer4."""
+        stem = nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool, self.layer1)
+        found = {"layer1": stem, "layer2": self.layer2, "layer3": self.layer3}
+        return found if self.layer4 is None else {**found, "layer4": self.layer4}
+
+    def forward(self, images: torch.Tensor, levels: Optional[Sequence[str]] = None):
+        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w, h = ceil(H / 8) (layer3's or
+        layer4's output); with `levels`, the dict of those levels' outputs (layer1: C = 256 at
+        H / 4, layer2: 512, layer3: 1024, layer4: 2048, all three at H / 8)."""
+        if levels is not None:
+            return run_levels(self.levels, images, levels)
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # N x 64 x H/4 x W/4
         x = self.layer3(self.layer2(self.layer1(x)))  # N x 1024 x h x w
         return x if self.layer4 is None else self.layer4(x)  # N x 2048 x h x w

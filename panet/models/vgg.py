@@ -8,7 +8,7 @@ Shapes: N images, 3 x H x W in, C x h x w out. For VGG-16, C = 512 and h = ceil(
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -83,13 +83,36 @@ class DilatedVGG(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w."""
-        return self.stages(images)
+    @property
+    def levels(self) -> Dict[str, nn.Module]:
+        """The named levels, shallow to deep: conv1 ... conv5 for VGG-16, each a stage (its
+        convs, then its pool)."""
+        return {f"conv{i + 1}": stage for i, stage in enumerate(self.stages)}
+
+    def forward(self, images: torch.Tensor, levels: Optional[Sequence[str]] = None):
+        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w, the last stage's output; with
+        `levels` (names of `self.levels`), the dict of those stages' outputs, N x C_l x h_l x w_l
+        each, computed up to the deepest one asked."""
+        if levels is None:
+            return self.stages(images)
+        return run_levels(self.levels, images, levels)
 
     def convs(self) -> List[nn.Conv2d]:
         """The convolutions in order (13 for VGG-16)."""
         return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+
+
+def run_levels(named: Dict[str, nn.Module], x: torch.Tensor, levels: Sequence[str]
+               ) -> Dict[str, torch.Tensor]:
+    """Run the modules of `named` in order on `x`, up to the deepest of `levels`; returns the
+    outputs of `levels`, by name."""
+    deepest = max(list(named).index(level) for level in levels)
+    found = {}
+    for name, module in list(named.items())[:deepest + 1]:
+        x = module(x)
+        if name in levels:
+            found[name] = x
+    return found
 
 
 def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:

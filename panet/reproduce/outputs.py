@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from sacred.arg_parser import get_config_updates
 
 from panet.base.errors import ConfigError, one_line
-from panet.base.safe_load import file_sha256
+from panet.base.files import file_sha256
 from panet.data.builder import make_source
 from panet.reproduce.jobs import Job
 from panet.run.compose import Composition, flatten

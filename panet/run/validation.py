@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import torch
+
 from panet.base.device import (is_device_name, launched_processes, precision_problem,
                                resolve_device, torchrun_problem)
 from panet.base.errors import one_line
 from panet.base.rules import problem
-from panet.models.factory import DEFAULT_FACTORY, FactoryError, own_loss, trial_model
+from panet.models.factory import (DEFAULT_FACTORY, FactoryError, own_loss, query_logits,
+                                  trial_model)
+from panet.models.numerics import Numerics
 from panet.settings import (MAX_SEED, SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings,
                             describe_setting, plain)
 
@@ -76,8 +80,14 @@ def model_problems(settings: Settings, script: str) -> List[str]:
         return []
     try:
         made = trial_model(model.factory, model.encoder, model.alpha)
+        trial_forward(made, settings.data)
     except FactoryError as error:
         return [problem("model.factory", model.factory, str(error))]
+    run = settings.run
+    if not callable(getattr(made, "use_numerics", None)) and run.numerics() != Numerics():
+        return [problem("precision", run.precision,
+                        f"the model of model.factory={model.factory!r} has no `use_numerics`: "
+                        "it computes in fp32, contiguous (add one to run in others)")]
     weight = settings.train.align_weight
     if script == "train" and weight != TrainSettings().align_weight and own_loss(made):
         return [problem("train.align_weight", weight,
@@ -85,6 +95,25 @@ def model_problems(settings: Settings, script: str) -> List[str]:
                         "which replaces PANet's L_seg + align_weight * L_PAR: drop it (and "
                         "`noalign`)")]
     return []
+
+
+def trial_forward(model, data: EpisodeSetting) -> None:
+    """Run `model` (built on the meta device) on one episode of the run's shapes, no memory,
+    no arithmetic; FactoryError (one line) unless it gives B x Q x (1 + W) x h x w logits."""
+    height, width = (data.size, data.size) if isinstance(data.size, int) else data.size
+    with torch.device("meta"):
+        support_fg = torch.empty(1, data.ways, data.shots, height, width)
+        inputs = (torch.empty(1, data.ways, data.shots, 3, height, width), support_fg,
+                  support_fg, torch.empty(1, data.queries, 3, height, width))
+        try:
+            logits = query_logits(model(*inputs), model)
+        except Exception as error:  # the user's code: any error is a reason to stop
+            raise FactoryError(f"its forward on a {data.ways}-way {data.shots}-shot episode "
+                               f"raised {type(error).__name__}: {one_line(error)}") from error
+    expected = (1, data.queries, 1 + data.ways)
+    if tuple(logits.shape[:3]) != expected:
+        raise FactoryError(f"its forward gives logits of shape {tuple(logits.shape)}, not "
+                           f"B x Q x (1 + W) x h x w = {expected} x h x w")
 
 
 def _train_problems(settings: Settings, composition) -> List[str]:
