@@ -66,7 +66,7 @@ def main(_run, _config):
         # resuming: the weights come from the checkpoint (no ImageNet file needed)
         model = settings.model.replace(weights=None) if resume else settings.model
         net = with_numerics(build_model(model).to(context.device), settings.run.numerics())
-        optimization = build_optimization(net.parameters(), train, context.device,
+        optimization = build_optimization(net, train, context.device,
                                           settings.run.precision)
         start, trained_on = restore(resume, net, optimization) if resume else (0, None)
         dataset = make_episode_dataset(settings.data, train.steps * train.batch_size,
@@ -128,7 +128,8 @@ def run_steps(net, optimization, loader, settings, checkpointer, run, context) -
     try:
         with progress:
             return training.train(ddp, optimization, loader, align_weight=train.align_weight,
-                                  on_step=on_step, on_interrupt=on_interrupt, context=context)
+                                  grad_clip=train.grad_clip, on_step=on_step,
+                                  on_interrupt=on_interrupt, context=context)
     except NonFiniteLossError as error:
         raise NonFiniteLossError(f"{error}. Training stopped without applying that update; "
                                  f"{checkpointer.last_good()}") from None

@@ -33,13 +33,13 @@ from panet.models.encoders import ENCODERS, imagenet_weights
 from panet.models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
                              is_factory_spec)
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
+from panet.training import OPTIMIZERS, SCHEDULES
 from panet.base.rules import (Rule, class_list, device, flag, integer, is_int, milestones, number,
                               one_of, optional, optional_path, problem, size, text)
 
 MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2**32
 MAX_EPISODES = 10 ** 6  # per test run: the plan of the encode-once path keeps ~1 KB per image
 IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
-OPTIMIZERS = ("sgd", "adam")
 
 
 def setting(default: Any, rule: Rule, doc: str) -> Any:
@@ -236,13 +236,21 @@ class TrainSettings(Section):
     batch_size: int = setting(1, integer(1), "episodes per step, split over processes "
                                              "under torchrun")
     optimizer: str = setting("sgd", one_of(OPTIMIZERS),
-                             "sgd (PANet) | adam (CPU demos: a from-scratch encoder)")
+                             "sgd (PANet) | adam (CPU demos: a from-scratch encoder) | adamw")
     lr: float = setting(1e-3, number(0, inclusive=False), "learning rate")
     momentum: float = setting(0.9, number(0, maximum=1), "sgd only")
     weight_decay: float = setting(5e-4, number(0), "L2 weight decay on every parameter")
     milestones: Tuple[int, ...] = setting((10000, 20000, 30000), milestones(),
                                           "lr x gamma at each")
     gamma: float = setting(0.1, number(0, inclusive=False), "lr factor at each milestone")
+    schedule: str = setting("multistep", one_of(SCHEDULES),
+                            "multistep (PANet: lr x gamma at each milestone) | poly (lr x (1 - "
+                            "t / steps)^0.9) | cosine (to 0 over the steps)")
+    freeze_encoder: str = setting("none", text(), "none | all | an encoder level (e.g. conv3, "
+                                                  "layer2): its parameters and those before it "
+                                                  "stay fixed")
+    grad_clip: float = setting(0.0, number(0), "clip the gradients' global norm to this (0: "
+                                               "never)")
     align_weight: float = setting(1.0, number(0), "lambda of L_PAR; 0: PANet w/o PAR "
                                                   "(`with noalign`)")
     checkpoint_every: int = setting(1000, integer(0), "steps between rewrites of "

@@ -27,15 +27,49 @@ from panet.models.panet import PANetOutput
 from panet.models.prototypes import upsample
 
 
-def build_optimizer(parameters, train) -> torch.optim.Optimizer:
-    """SGD with momentum (PROTOCOL §5), or Adam; both with L2 weight decay on every parameter.
-    `train`: `panet.settings.TrainSettings` (optimizer, lr, momentum, weight_decay)."""
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
-                               weight_decay=train.weight_decay)
-    if train.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {train.optimizer!r}")
+OPTIMIZERS = {  # name -> (parameter groups, train settings) -> optimizer
+    "sgd": lambda groups, train: torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum,
+                                                 weight_decay=train.weight_decay),
+    "adam": lambda groups, train: torch.optim.Adam(groups, lr=train.lr,
+                                                   weight_decay=train.weight_decay),
+    "adamw": lambda groups, train: torch.optim.AdamW(groups, lr=train.lr,
+                                                     weight_decay=train.weight_decay),
+}
+POLY_POWER = 0.9  # lr x (1 - t / steps)^0.9: the poly schedule of PFENet, HSNet, BAM
+SCHEDULES = {  # name -> (optimizer, train settings) -> schedule, stepped once per step
+    "multistep": lambda optimizer, train: torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, list(train.milestones), train.gamma),
+    "poly": lambda optimizer, train: torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(0.0, 1 - step / train.steps) ** POLY_POWER),
+    "cosine": lambda optimizer, train: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=train.steps),
+}
+FREEZE_CHOICES = ("none", "all")  # train.freeze_encoder, or the name of an encoder level
+
+
+def frozen_parameters(model: nn.Module, freeze: str) -> List[nn.Parameter]:
+    """The encoder parameters `freeze` keeps fixed: none, all of them, or those of its levels
+    up to and including the one named (`encoder.levels`: e.g. conv3 of VGG-16)."""
+    if freeze == "none":
+        return []
+    encoder = model.encoder
+    if freeze == "all":
+        return list(encoder.parameters())
+    levels = list(encoder.levels)
+    return [parameter for name in levels[:levels.index(freeze) + 1]
+            for parameter in encoder.levels[name].parameters()]
+
+
+def parameter_groups(model: nn.Module, train) -> list:
+    """The parameter groups the optimizer updates: the model's own `param_groups(train)` (its
+    learning rates, weight decay) when it defines them, else one group of every parameter that
+    is not frozen (`train.freeze_encoder`; frozen ones stop requiring gradients)."""
+    for parameter in frozen_parameters(model, train.freeze_encoder):
+        parameter.requires_grad_(False)
+    if callable(getattr(model, "param_groups", None)):
+        return model.param_groups(train)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    return trainable if train.freeze_encoder == "none" else [{"params": trainable}]
 
 
 class Optimization(NamedTuple):
@@ -47,14 +81,15 @@ class Optimization(NamedTuple):
     scaler: Optional[torch.amp.GradScaler] = None
 
 
-def build_optimization(parameters, train, device: torch.device = torch.device("cpu"),
+def build_optimization(model: nn.Module, train, device: torch.device = torch.device("cpu"),
                        precision: str = "fp32") -> Optimization:
-    """`build_optimizer`, PROTOCOL §5's schedule (the learning rate times train.gamma at each
-    of train.milestones) and, for precision fp16, a loss scaler on `device`, so that small
-    float16 gradients do not underflow. `train`: `panet.settings.TrainSettings`."""
-    optimizer = build_optimizer(parameters, train)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones),
-                                                     train.gamma)
+    """The optimizer of `train.optimizer` over the model's parameter groups
+    (`parameter_groups`: frozen encoder levels left out), the schedule of `train.schedule`
+    and, for precision fp16, a loss scaler on `device`, so that small float16 gradients do not
+    underflow. `train`: `panet.settings.TrainSettings`; its defaults are PROTOCOL §5's (SGD,
+    the learning rate times train.gamma at each of train.milestones)."""
+    optimizer = OPTIMIZERS[train.optimizer](parameter_groups(model, train), train)
+    scheduler = SCHEDULES[train.schedule](optimizer, train)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     return Optimization(optimizer, scheduler, scaler)
 
@@ -147,7 +182,8 @@ def batch_values(loss: Loss, labelled: torch.Tensor, context: Context
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Dict,
                align_weight: float, context: Context = Context(),
-               scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
+               scaler: Optional[torch.amp.GradScaler] = None,
+               grad_clip: float = 0.0) -> Dict[str, float]:
     """One optimizer step on a batch of episodes (`step_loss`); returns the batch's losses
     (`batch_values`: "loss" and "<term>_loss" of each named term).
 
@@ -156,7 +192,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     by its share of the batch's labelled pixels; the other terms (L_PAR, a mean over episodes)
     are averaged as they are. Raises NonFiniteLossError, before any update, if a loss is not
     finite. `scaler` (precision fp16): the objective is scaled before backward and the step
-    unscaled, or skipped when a gradient overflowed (`torch.amp.GradScaler`).
+    unscaled, or skipped when a gradient overflowed (`torch.amp.GradScaler`). `grad_clip` > 0:
+    the gradients' global norm (every parameter the optimizer updates) is clipped to it.
     """
     optimizer.zero_grad(set_to_none=True)
     loss = step_loss(model, model(*(batch[key] for key in MODEL_INPUTS)), batch, align_weight)
@@ -169,18 +206,23 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     if context.distributed and loss.pixel_means:
         share = labelled * context.world_size / all_reduce_sum(labelled.clone(), context)
         objective = objective + sum(loss.terms[name] * (share - 1) for name in loss.pixel_means)
+    (objective if scaler is None else scaler.scale(objective)).backward()
+    if grad_clip:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups
+                                        for p in group["params"]], grad_clip)
     if scaler is None:
-        objective.backward()
         optimizer.step()
     else:
-        scaler.scale(objective).backward()
         scaler.step(optimizer)
         scaler.update()
     return values
 
 
 def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader, *,
-          align_weight: float, on_step: Callable[[int, Dict[str, float]], None],
+          align_weight: float, grad_clip: float = 0.0,
+          on_step: Callable[[int, Dict[str, float]], None],
           on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
     """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step), with
     loss scaling when `optimization` has a scaler (`train_step`).
@@ -196,7 +238,7 @@ def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader
     with stop_requests() as stop_requested:
         for batch in loader:
             losses = train_step(model, optimization.optimizer, to_device(batch, context.device),
-                                align_weight, context, optimization.scaler)
+                                align_weight, context, optimization.scaler, grad_clip)
             lr = optimization.optimizer.param_groups[0]["lr"]
             optimization.scheduler.step()
             step += 1

@@ -104,8 +104,7 @@ def to_panet(model_file: ModelFile, out: Path, args: argparse.Namespace) -> str:
         raise ValueError(f"'{model_file.path}' is not named <step>.pth: give --step")
     config = training_config(setting)
     net = build_trained(model_file)
-    optimization = build_optimization(net.parameters(),
-                                      TrainSettings.from_config(config["train"]))
+    optimization = build_optimization(net, TrainSettings.from_config(config["train"]))
     with warnings.catch_warnings():  # stepping the schedule without optimizer steps is the aim
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         for _ in range(step):

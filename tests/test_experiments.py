@@ -234,17 +234,3 @@ def test_episode_records_recompute_the_results_and_compare_models(trained, tmp_p
     assert other["setting"]["data"]["ways"] == 2
     assert compare.main([str(tmp_path / "image" / "results.json"), str(tmp_path / "fold1")]) == 2
     assert "data.ways: 1 (A1), 2 (B1)" in capsys.readouterr().err
-
-
-def test_optimizer_choice():
-    from panet.training import build_optimizer
-    from panet.settings import TrainSettings
-
-    params = [torch.nn.Parameter(torch.zeros(3))]
-    config = TrainSettings(lr=0.1, momentum=0.9, weight_decay=5e-4)
-    sgd = build_optimizer(params, config.replace(optimizer="sgd"))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
-    assert sgd.defaults["weight_decay"] == 5e-4
-    assert isinstance(build_optimizer(params, config.replace(optimizer="adam")), torch.optim.Adam)
-    with pytest.raises(ValueError, match="sgd' or 'adam"):
-        build_optimizer(params, config.replace(optimizer="lbfgs"))

@@ -23,9 +23,11 @@ from panet.base.device import (is_device_name, launched_processes, precision_pro
                                resolve_device, torchrun_problem)
 from panet.base.errors import one_line
 from panet.base.rules import problem
-from panet.models.factory import (DEFAULT_FACTORY, FactoryError, own_loss, query_logits,
-                                  trial_model)
+from panet.models.encoders import build_encoder
+from panet.models.factory import (DEFAULT_FACTORY, FactoryError, factory_levels, own_loss,
+                                  query_logits, trial_model)
 from panet.models.numerics import Numerics
+from panet.training import FREEZE_CHOICES
 from panet.settings import (MAX_SEED, SCRIPT_SECTIONS, EpisodeSetting, Settings, TrainSettings,
                             describe_setting, plain)
 
@@ -116,8 +118,20 @@ def trial_forward(model, data: EpisodeSetting) -> None:
                            f"B x Q x (1 + W) x h x w = {expected} x h x w")
 
 
+def encoder_levels(model) -> List[str]:
+    """The level names of the encoder `model` (settings) makes, built on the meta device."""
+    with torch.device("meta"):
+        return list(build_encoder(model.encoder, None, factory_levels(model.factory)).levels)
+
+
 def _train_problems(settings: Settings, composition) -> List[str]:
     problems = []
+    freeze = settings.train.freeze_encoder
+    if freeze not in FREEZE_CHOICES and freeze not in encoder_levels(settings.model):
+        problems.append(problem("train.freeze_encoder", freeze,
+                                f"must be {' or '.join(FREEZE_CHOICES)} or a level of the "
+                                f"{settings.model.encoder} encoder "
+                                f"({', '.join(encoder_levels(settings.model))})"))
     if settings.data.weak != "dense":
         problems.append(problem("data.weak", settings.data.weak,
                                 "must be 'dense' for training: weak supports are a test-time "
