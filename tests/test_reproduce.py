@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import load_experiment, load_script
-from panet.base.safe_load import file_sha256
+from panet.base.files import file_sha256
 from panet.data.transforms import normalize
 from panet.report.analysis import (evaluation_episodes, load_trained, measure_prototype_distance,
                                    prototype_distances, query_masks, read_training_curves)
