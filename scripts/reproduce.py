@@ -5,9 +5,9 @@ write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
     python scripts/reproduce.py --table 1                 # run what is not done, write table1.md
     python scripts/reproduce.py --table 6 --data-root /data   # /data/VOC2012, /data/COCO
     python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
-    python scripts/reproduce.py --figure loss-curves [--run runs/3]   # Fig. 5, or any run folders
-    python scripts/reproduce.py --figure qualitative [--checkpoint PATH]   # Figs. 3, 4, 6 style
+    python scripts/reproduce.py --figure loss-curves|qualitative   # Fig. 5; Figs. 3, 4, 6
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
+    python scripts/reproduce.py --table 1 --factory M:C --name Ours --also PANet=results
     python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # what a plain run would do with each job
@@ -46,16 +46,15 @@ from panet.run import identity
 from panet.run.folder import RunFolder, checkpoint_file, resolve_checkpoint
 
 TOY = {"steps": 5, "test_runs": 1, "test_episodes": 8}  # Table 1 in ~3 minutes on 2 cores
-# --dry-run's assumption: VGG-16 at 417 x 417 costs 69 GMAC per image forward, forward +
-# backward ~3x that = 414 GFLOP; at ~7 TFLOP/s sustained FP32 (half a V100's peak), 0.06 s.
+# --dry-run: VGG-16 at 417 px, forward + backward ~414 GFLOP at ~7 TFLOP/s (half a V100's peak)
 GPU_SECONDS_PER_IMAGE = 0.06
 SLURM_ONLY = ("slurm_partition", "slurm_time", "gpus_per_job", "cpus_per_job", "slurm_mem",
               "slurm_extra", "wait")
 
 
 class Target(NamedTuple):
-    """What was asked: the jobs whose outputs it reads, what this process then does (said by
-    --dry-run), and `write`, which does it and returns the file written."""
+    """What was asked: the jobs it reads, what this process then does (--dry-run says it), and
+    `write`, which does it and returns the file written."""
 
     jobs: List[Job]
     then: str
@@ -71,15 +70,28 @@ def write_report(report, stem: Path, comment: Optional[str] = None) -> Path:
     return stem.with_suffix(".md")
 
 
-def table_target(number: int, scale: Scale) -> Target:
+def method_name(scale: Scale, name: Optional[str]) -> Optional[str]:
+    """Our runs' method: --name, else the --factory's callable, else None (PANet)."""
+    return name or (scale.factory.rpartition(":")[2] if scale.factory else None)
+
+
+def table_target(number: int, scale: Scale, name: Optional[str] = None,
+                 also: Sequence[tuple] = ()) -> Target:
     spec = specs.TABLES[number]
     jobs = jobs_for(spec.settings(scale.training_seeds, scale.encoder), scale)
 
     def write() -> Path:
         results, commit = grid.read_results(jobs), grid.code_label(identity.code_version())
         parameters = specs.encoder_parameters(scale.synthetic, scale.encoder)
+        others = {}
+        for other, folder in also:  # another method's runs of the same jobs
+            their_jobs = jobs_for(spec.settings(scale.training_seeds, scale.encoder),
+                                  replace(scale, out=folder, factory=None))
+            their_results = grid.read_results(their_jobs)
+            others[other] = (their_results, grid.resampled_results(their_jobs, their_results))
         provenance = grid.Provenance(commit, scale.synthetic, scale.training_seeds,
-                                     scale.encoder, parameters if spec.params else None, jobs)
+                                     scale.encoder, parameters if spec.params else None, jobs,
+                                     method_name(scale, name), others)
         report = grid.table_report(spec, results, specs.load_paper_results(), provenance,
                                    grid.resampled_results(jobs, results))
         return write_report(report, scale.out / f"table{number}",
@@ -154,7 +166,7 @@ def qualitative_target(args: argparse.Namespace, scale: Scale) -> Target:
 
 
 def data_root(scale: Scale, dataset: str) -> dict:
-    """data.* overrides of an evaluation in this process: the data root of --data-root."""
+    """data.* overrides of an evaluation in this process: --data-root's."""
     root = scale.data_root_of(dataset)
     return {} if root is None else {"root": str(root)}
 
@@ -217,6 +229,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     add("--released", type=Path, metavar="DIR", help="test the authors' snapshots in DIR")
     add("--encoder", choices=list(ENCODERS), help="train and test with this encoder")
     add("--factory", metavar="MODULE:CALLABLE", help="your own method (model.factory)")
+    add("--name", help="the name of the method the rows of our runs are (default: PANet, or "
+                       "the --factory's callable)")
+    add("--also", action="append", metavar="NAME=DIR", default=[],
+        help="tables: add the rows of another method, its runs under DIR (that method's --out, "
+             "at the same scale), named NAME")
     add("--precision", choices=list(PRECISIONS), help="add precision=<this> to every job")
     add("--memory-format", choices=list(MEMORY_FORMATS), help="add memory_format=<this>")
     add("--fold", type=int, default=0, choices=FOLDS, help="figures: the models' fold")
@@ -249,6 +266,10 @@ def option_problems(args: argparse.Namespace) -> List[str]:
         (args.released is not None and not args.released.is_dir(),
          f"--released {args.released}: no such folder"),
         (args.run and args.figure != "loss-curves", "--run: with --figure loss-curves"),
+        (args.also and not args.table, "--also: with a --table"),
+        *((not name.strip() or not Path(folder).is_dir(), f"--also {item}: expected NAME=DIR, "
+           "DIR a method's --out folder") for item in args.also
+          for name, _, folder in [item.partition("=")]),
         *((not (run / "metrics.json").is_file(),
            f"--run {run}: not a train.py run folder (no metrics.json)") for run in args.run or ())]
     return [message for failed, message in checks if failed]
@@ -298,7 +319,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.checkpoint = args.checkpoint and checkpoint_file(args.checkpoint)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    args.target = (table_target(args.table, args.scale) if args.table else
+    also = [(name.strip(), Path(folder).resolve())
+            for name, _, folder in (item.partition("=") for item in args.also)]
+    args.target = (table_target(args.table, args.scale, args.name, also) if args.table else
                    analysis_target(args.scale, args.device) if args.analysis else
                    loss_curves_target(args.scale, args.fold, args.run)
                    if args.figure == "loss-curves" else qualitative_target(args, args.scale))

@@ -113,5 +113,14 @@ def test_a_forward_only_method_reproduces_a_table(synthetic_root, tmp_path):
         ["--table", "3", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
          "--steps", "1", "--test-episodes", "2", "--factory", METHODS["prior_decoder"]])
     assert status == 0
-    table = (out / "table3.md").read_text()
-    assert "—" not in table.split("(ours)")[1].splitlines()[0] if "(ours)" in table else table
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+            for line in (out / "table3.md").read_text().splitlines() if line.startswith("| ")}
+    assert all(cell.strip() != "—" for cell in rows["PriorDecoder (ours)"])  # named, filled
+    # the same runs, named, beside another method's rows (here: the same folder's)
+    assert load_script("reproduce").main(
+        ["--table", "3", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
+         "--steps", "1", "--test-episodes", "2", "--factory", METHODS["prior_decoder"],
+         "--name", "Prior", "--also", f"Again={out}"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+            for line in (out / "table3.md").read_text().splitlines() if line.startswith("| ")}
+    assert rows["Prior (ours)"] == rows["Again (ours)"] and "PANet (paper)" in rows

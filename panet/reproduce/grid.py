@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -108,6 +108,16 @@ class Provenance:
     encoder: Optional[str] = None
     parameters: Optional[int] = None
     jobs: Sequence[Job] = ()
+    method: Optional[str] = None  # the name of the method our runs are (None: PANet)
+    # other methods' runs of the same table: name -> (their results, their resampled values)
+    others: Mapping[str, tuple] = field(default_factory=dict)
+
+
+def method_label(row: str, method: Optional[str]) -> str:
+    """A row of the paper's table named for `method` ("PANet w/o PAR" -> "Ours w/o PAR")."""
+    if method is None:
+        return row
+    return row.replace("PANet", method) if "PANet" in row else f"{method} ({row})"
 
 
 def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str, dict],
@@ -178,8 +188,14 @@ def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tupl
             count = provenance.parameters
             ours.append(Measured(None if count is None else count / 1e6))
         toy_init = provenance.synthetic_scale and method.variant.init
-        rows += [[f"{method.name}{', random-init small encoder' * toy_init} (ours)", *ours],
-                 paper_row,
+        label = method_label(method.name, provenance.method)
+        others = [[f"{method_label(method.name, name)} (ours)",
+                   *(cell(spec, method.variant, column, their_results, their_resampled,
+                          provenance) for column in spec.columns),
+                   *([Measured(None)] if spec.params else [])]
+                  for name, (their_results, their_resampled) in provenance.others.items()]
+        rows += [[f"{label}{', random-init small encoder' * toy_init} (ours)", *ours],
+                 *others, paper_row,
                  ["difference (ours - paper)"] + [
                      Number(None if c.value is None or p is None else c.value - p, signed=True)
                      for c, p in zip(ours, paper_cells)],
