@@ -3,7 +3,6 @@ write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
 
     python scripts/reproduce.py --table 1 --dry-run       # the commands, their state, GPU hours
     python scripts/reproduce.py --table 1                 # run what is not done, write table1.md
-    python scripts/reproduce.py --table 6 --data-root /data   # /data/VOC2012, /data/COCO
     python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
     python scripts/reproduce.py --figure loss-curves|qualitative   # Fig. 5; Figs. 3, 4, 6
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
