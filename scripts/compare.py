@@ -3,6 +3,7 @@
     python scripts/compare.py RESULTS_A RESULTS_B                 # one test each
     python scripts/compare.py A1 A2 A3 --vs B1 B2 B3              # one test per training seed
     python scripts/compare.py A1 A2 --vs B1 B2 --json out.json --markdown out.md --latex out.tex
+    python scripts/compare.py OURS_F0 OURS_F1 --vs PANET_F0 PANET_F1 --names Ours PANet  # folds
 
 Each argument is a results.json of test.py or its run folder (with episodes.npz); a side of
 several tests holds one method trained with different seeds. Tests of another protocol or
@@ -11,7 +12,9 @@ model on both sides, except as a comparison of numerics: the same models, each s
 precision, memory format or evaluation path. Prints A, B and A - B (mean-IoU and binary-IoU,
 overall and per run, each class's IoU) with 95% bootstrap intervals, p-values, each side's
 numerics and each test's provenance (docs/reporting.md); --json, --markdown and --latex write
-it to files as well ('-': to standard output, instead of the Markdown).
+it to files as well ('-': to standard output, instead of the Markdown). Tests of several folds
+(the rest of their protocol shared) give each fold's comparison and the mean over folds, the
+folds resampled independently. --names calls the sides other than A and B.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from panet.base.files import atomic_write
-from panet.report.comparison import (comparison_document, comparison_problems,
-                                     comparison_report, load_test)
+from panet.report.comparison import (by_fold, comparison_document, comparison_report,
+                                     folds_problems, folds_report, load_test)
 from panet.report.render import render_latex, render_markdown
 from panet.report.results import json_text
-from panet.report.statistics import paired_comparison
+from panet.report.statistics import (bootstrap_seed, fold_averaged_comparison,
+                                     paired_comparison)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -39,6 +43,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--vs", type=Path, nargs="+", metavar="TEST",
                         help="results.json (or its folder) of B's tests")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    parser.add_argument("--names", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"),
+                        help="what to call the two sides (default: A B)")
     for name in ("json", "markdown", "latex"):
         parser.add_argument(f"--{name}", metavar="FILE",
                             help=f"also write the comparison as {name.capitalize()} to FILE "
@@ -67,19 +73,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         a = [load_test(path, f"A{index + 1}") for index, path in enumerate(args.tests)]
         b = [load_test(path, f"B{index + 1}") for index, path in enumerate(args.vs)]
-        problems = comparison_problems(a, b)
+        problems = folds_problems(a, b)
         if problems:
             raise ValueError("\n  ".join(["these tests cannot be compared:", *problems]))
-        classes = sorted(int(c) for c in a[0].record["class_iou"])
-        result = paired_comparison([t.records for t in a], [t.records for t in b], classes,
-                                   args.resamples)
+        folds = {fold: [[t.records for t in x], [t.records for t in y],
+                        sorted(int(c) for c in x[0].record["class_iou"]), bootstrap_seed(fold)]
+                 for fold, (x, y) in by_fold(a, b).items()}
+        results = {fold: paired_comparison(*sides, args.resamples, seed)
+                   for fold, (*sides, seed) in folds.items()}
     except ValueError as error:
         print(f"cannot compare: {error}", file=sys.stderr)
         return 2
-
-    report = comparison_report(a, b, result, args.resamples)
-    texts = {"json": json_text(comparison_document(a, b, result, args.resamples)),
-             "markdown": render_markdown(report), "latex": render_latex(report)}
+    if len(results) == 1:
+        result = next(iter(results.values()))
+        report = comparison_report(a, b, result, args.resamples, args.names)
+        document = comparison_document(a, b, result, args.resamples)
+    else:
+        averaged = fold_averaged_comparison(list(folds.values()), args.resamples)
+        report = folds_report(a, b, results, averaged, args.resamples, args.names)
+        document = {**comparison_document(a, b, None, args.resamples),
+                    "folds": results, "mean_over_folds": averaged}
+    document["names"] = list(args.names)
+    texts = {"json": json_text(document), "markdown": render_markdown(report),
+             "latex": render_latex(report)}
     chosen = {name: getattr(args, name) for name in texts if getattr(args, name)}
     if "-" not in chosen.values():
         sys.stdout.write(texts["markdown"])

@@ -88,8 +88,9 @@ def test_every_named_protocol_key_is_checked():
     assert set(NAMED) <= set(PROTOCOL_KEYS)
 
 
-@pytest.mark.parametrize("key", list(PROTOCOL_KEYS))
+@pytest.mark.parametrize("key", [key for key in PROTOCOL_KEYS if key != "data.fold"])
 def test_tests_of_another_protocol_are_refused_naming_the_setting(tmp_path, capsys, key):
+    """(Other folds make a comparison over folds: test_a_comparison_over_folds_...)"""
     a = write_test(tmp_path / "a")
     where = ".".join(setting_path(key))
     node = json.loads((a / "results.json").read_text())["setting"]
@@ -209,11 +210,11 @@ def test_old_results_without_records_are_refused(tmp_path, capsys):
 
 def test_the_recorded_identity_gives_the_protocol(tmp_path, capsys):
     """A results.json holding its identity: the protocol is read from its settings fingerprint."""
-    a = write_test(tmp_path / "a", identity={"settings": {"data.fold": 0, "test.runs": 2}})
-    b = write_test(tmp_path / "b", identity={"settings": {"data.fold": 1, "test.runs": 2}})
+    a = write_test(tmp_path / "a", identity={"settings": {"data.shots": 1, "test.runs": 2}})
+    b = write_test(tmp_path / "b", identity={"settings": {"data.shots": 5, "test.runs": 2}})
     assert COMPARE.main([str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    assert "data.fold: 0 (A1), 1 (B1)" in err and "test.runs" not in err
+    assert "data.shots: 1 (A1), 5 (B1)" in err and "test.runs" not in err
 
 
 # ---- the same model on both sides: refused, unless a comparison of numerics ----------------
@@ -283,3 +284,40 @@ def test_a_side_with_the_same_model_twice_is_refused(tmp_path, capsys):
     a2 = write_test(tmp_path / "a2", model_sha="3" * 64, training_seed=1235, precision="bf16")
     assert COMPARE.main([str(a1), str(a2), "--vs", str(write_test(tmp_path / "b"))]) == 2
     assert "A1 and A2 test the same trained model" in capsys.readouterr().err
+
+
+def test_a_comparison_over_folds_gives_each_fold_and_the_mean_over_folds(tmp_path, capsys):
+    """Two folds, two seeds per side in each, named sides: each fold's row is that fold's own
+    comparison, the mean over folds the mean of the folds' differences; a fold without one
+    side, or folds differing beyond the fold, are refused."""
+    tests = {(side, fold, seed): write_test(
+        tmp_path / f"{side}{fold}-{seed}", tp, seed, sha=f"{side}{fold}{seed}".ljust(64, "0"),
+        **{"data.fold": fold})
+        for side, tps in (("a", [(30, 20, 12), (25, 28, 10)]), ("b", [(15, 15, 15), (9, 9, 9)]))
+        for fold in (0, 1) for seed, tp in zip((1234, 1235), tps)}
+    a = [str(path) for (side, _, _), path in tests.items() if side == "a"]
+    b = [str(path) for (side, _, _), path in tests.items() if side == "b"]
+    out = tmp_path / "folds.json"
+    assert COMPARE.main([*a, "--vs", *b, "--names", "Ours", "PANet", "--resamples", "200",
+                         "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Ours vs PANet over folds" in printed and "| Ours - PANet |" in printed
+    assert "mean-IoU, fold 0" in printed and "mean-IoU, mean over 2 folds" in printed
+    document = json.loads(out.read_text())
+    for fold in (0, 1):  # each fold's row: that fold's comparison alone
+        single = tmp_path / f"fold{fold}.json"
+        assert COMPARE.main([*(p for p in a if f"/a{fold}-" in p), "--vs",
+                             *(p for p in b if f"/b{fold}-" in p), "--resamples", "200",
+                             "--json", str(single)]) == 0
+        alone = json.loads(single.read_text())["comparison"]["overall"]["mean_iou"]
+        assert document["folds"][str(fold)]["overall"]["mean_iou"] == alone
+    differences = [document["folds"][str(f)]["overall"]["mean_iou"]["difference"] for f in (0, 1)]
+    assert document["mean_over_folds"]["mean_iou"]["difference"] == pytest.approx(
+        sum(differences) / 2)
+    capsys.readouterr()
+    assert COMPARE.main([*a, "--vs", *b[:2]]) == 2
+    assert "fold 1 has no test of B" in capsys.readouterr().err
+    other = write_test(tmp_path / "other", (9, 9, 9), 1236, **{"data.fold": 1,
+                                                                 "data.shots": 5})
+    assert COMPARE.main([*a, "--vs", *b, str(other)]) == 2
+    assert "differ beyond the fold: data.shots" in capsys.readouterr().err

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from panet.evaluation.metrics import IoUMeter, episode_counts, iou_from_counts
-from panet.report.statistics import (SEED_DRAWS, EpisodeRecords, bootstrap_intervals, mismatch,
-                              paired_comparison, resample_weights)
+from panet.report.statistics import (SEED_DRAWS, EpisodeRecords, bootstrap_intervals,
+                                     bootstrap_seed, fold_averaged_comparison, mismatch,
+                                     paired_comparison, resample_weights)
 
 CLASSES = [1, 2, 3]
 
@@ -168,24 +169,26 @@ def test_seed_and_episode_interval_matches_the_exact_distribution():
     assert result["ci_episodes"][1] - result["ci_episodes"][0] < high - low  # seeds add width
 
 
-def test_seed_and_episode_interval_follows_its_documented_draws():
-    """Every statistic of every resample (overall, per run, per class) recomputed by loops from
-    the draws the docstring names: episodes from resample_weights(seed), models from
-    default_rng((seed, SEED_DRAWS))."""
-    rng = np.random.default_rng(4)
-    classes = [1, 2, 2, 1]
+EPISODE_CLASSES = [1, 2, 2, 1]  # two runs of two episodes, the class of each
 
-    def random_model():  # 4 episodes: background and foreground TP, FP, FN
-        return [[rng.integers(1, 40, 3).tolist(), rng.integers(0, 40, 3).tolist()]
-                for _ in range(4)]
 
-    sides = [[random_model() for _ in range(3)], [random_model() for _ in range(2)]]
-    records = [[EpisodeRecords.from_rows(  # two runs of two episodes each
-        record_rows([np.array(c) for c in m[:2]], classes[:2])
-        + record_rows([np.array(c) for c in m[2:]], classes[2:], run=1)) for m in side]
-        for side in sides]
-    n, seed = 300, 7
-    result = paired_comparison(records[0], records[1], [1, 2], n, seed)
+def random_side(rng, n_models):
+    """`n_models` models' counts: 4 episodes, background and foreground TP, FP, FN each."""
+    return [[[rng.integers(1, 40, 3).tolist(), rng.integers(0, 40, 3).tolist()]
+             for _ in range(4)] for _ in range(n_models)]
+
+
+def side_records(side):
+    return [EpisodeRecords.from_rows(
+        record_rows([np.array(c) for c in m[:2]], EPISODE_CLASSES[:2])
+        + record_rows([np.array(c) for c in m[2:]], EPISODE_CLASSES[2:], run=1)) for m in side]
+
+
+def loop_differences(sides, n, seed):
+    """n x 4 resampled A - B of [overall binary-IoU, each run's, ..., class 1, class 2],
+    recomputed by loops from the draws the docstring names: episodes from
+    resample_weights(seed), models from default_rng((seed, SEED_DRAWS))."""
+    classes = EPISODE_CLASSES
 
     def run_ious(model, run, drawn):
         """[binary-IoU, IoU of class 1, IoU of class 2] of one run's drawn episodes."""
@@ -212,12 +215,47 @@ def test_seed_and_episode_interval_follows_its_documented_draws():
         value = [np.mean([statistics(side[m], drawn) for m in picks[s][i]], axis=0)
                  for s, side in enumerate(sides)]
         differences.append(value[0] - value[1])
+    return np.array(differences)
+
+
+def test_seed_and_episode_interval_follows_its_documented_draws():
+    """Every statistic of every resample (overall, per run, per class) recomputed by loops."""
+    rng = np.random.default_rng(4)
+    sides = [random_side(rng, 3), random_side(rng, 2)]
+    n, seed = 300, 7
+    result = paired_comparison(*map(side_records, sides), [1, 2], n, seed)
+    differences = loop_differences(sides, n, seed)
     expected = np.nanpercentile(differences, [2.5, 97.5], axis=0).T
     entries = [result["overall"]["binary_iou"], *(run["binary_iou"] for run in result["runs"]),
                result["classes"][1], result["classes"][2]]
     assert np.isnan(differences).any()  # some resample holds no episode of a class
     for entry, interval in zip(entries, expected):
         assert entry["ci"] == pytest.approx(interval.tolist())
+
+
+def test_the_mean_over_folds_averages_each_folds_own_draws():
+    """Two folds, each resampled with its own seed (bootstrap_seed(fold)): the fold-averaged
+    difference is the mean of the folds' differences, its interval the percentiles of the mean
+    of the folds' loop-recomputed resampled differences; one fold gives paired_comparison's."""
+    rng = np.random.default_rng(11)
+    folds = {fold: [random_side(rng, 2), random_side(rng, 2)] for fold in (0, 3)}
+    n = 200
+    averaged = fold_averaged_comparison(
+        [(*map(side_records, sides), [1, 2], bootstrap_seed(fold))
+         for fold, sides in folds.items()], n)["binary_iou"]
+    singles = {fold: paired_comparison(*map(side_records, sides), [1, 2], n,
+                                       bootstrap_seed(fold))["overall"]["binary_iou"]
+               for fold, sides in folds.items()}
+    assert averaged["difference"] == pytest.approx(
+        np.mean([entry["difference"] for entry in singles.values()]))
+    assert averaged["a_models"] == pytest.approx([entry["a"] for entry in singles.values()])
+    mean_draws = np.mean([loop_differences(sides, n, bootstrap_seed(fold))[:, 0]
+                          for fold, sides in folds.items()], axis=0)
+    assert averaged["ci"] == pytest.approx(np.percentile(mean_draws, [2.5, 97.5]).tolist())
+    one = fold_averaged_comparison([(*map(side_records, folds[3]), [1, 2], bootstrap_seed(3))],
+                                   n)["binary_iou"]
+    assert one["ci"] == pytest.approx(singles[3]["ci"])
+    assert one["p_value"] == pytest.approx(singles[3]["p_value"])
 
 
 def test_identical_models_add_nothing_over_seeds_and_sides_refuse_other_episodes():

@@ -25,8 +25,13 @@ from panet.run.identity import PROTOCOL_KEYS, protocol, recorded_model, recorded
 METRIC_TITLES = {"mean_iou": "mean-IoU", "binary_iou": "binary-IoU"}
 # what may differ between the models of one side: the training seed and where the data was read
 SEED_KEYS = ("seed", "data.root")
-HEADER = ["(IoU in %)", "A", "B", "A - B", "95% interval (seeds and episodes)", "p-value",
-          "95% interval (episodes only)"]
+FOLD_KEYS = ("data.fold", "data.test_classes")  # what may differ between the folds compared
+
+
+def header(names: Sequence[str] = ("A", "B")) -> List[str]:
+    a, b = names
+    return ["(IoU in %)", a, b, f"{a} - {b}", "95% interval (seeds and episodes)", "p-value",
+            "95% interval (episodes only)"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,30 @@ def comparison_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> Lis
     return problems + side_problems(a) + side_problems(b) + shared_model_problems(a, b)
 
 
+def by_fold(a: Sequence[TestResult], b: Sequence[TestResult]
+            ) -> Dict[Any, Tuple[List[TestResult], List[TestResult]]]:
+    """The tests of each fold: fold -> (A's, B's), folds in order."""
+    groups: Dict[Any, Tuple[List[TestResult], List[TestResult]]] = {}
+    for side, tests in enumerate((a, b)):
+        for test in tests:
+            groups.setdefault(test.protocol()["data.fold"], ([], []))[side].append(test)
+    return dict(sorted(groups.items(), key=lambda item: str(item[0])))
+
+
+def folds_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
+    """`comparison_problems` of each fold's tests, when the tests are of several folds that
+    share the rest of their protocol and hold tests of both sides."""
+    groups = by_fold(a, b)
+    if len(groups) == 1:
+        return comparison_problems(a, b)
+    beyond = [line for line in protocol_differences([*a, *b]) if not line.startswith(FOLD_KEYS)]
+    problems = [f"the protocols differ beyond the fold: {line}" for line in beyond]
+    problems += [f"fold {fold} has no test of {'A' if not x else 'B'}"
+                 for fold, (x, y) in groups.items() if not (x and y)]
+    return problems or [f"fold {fold}: {line}" for fold, (x, y) in groups.items()
+                        for line in comparison_problems(x, y)]
+
+
 def _percent_interval(interval: Sequence[Optional[float]]) -> str:
     if any(v is None or v != v for v in interval):  # NaN: a class no test evaluated
         return MISSING
@@ -262,25 +291,50 @@ def _protocol_note(test: TestResult) -> str:
             f"px, metric rule {found['test.rule']} at {found['test.resolution']} resolution")
 
 
+def folds_report(a: Sequence[TestResult], b: Sequence[TestResult],
+                 results: Dict[Any, Dict[str, Any]], averaged: Dict[str, Dict[str, Any]],
+                 n_resamples: int, names: Sequence[str] = ("A", "B")) -> Report:
+    """A comparison over folds as a `Report`: per metric, each fold's row (its
+    `paired_comparison`) and the row of the mean over folds (`fold_averaged_comparison`)."""
+    rows, groups = [], []
+    for name in METRICS:
+        groups.append(len(rows))
+        rows += [_row(f"{METRIC_TITLES[name]}, fold {fold}", result["overall"][name])
+                 for fold, result in results.items()]
+        rows.append(_row(f"{METRIC_TITLES[name]}, mean over {len(results)} folds",
+                         averaged[name]))
+    notes = [f"{names[0]}: {_describe_side(a)}", f"{names[1]}: {_describe_side(b)}",
+             _protocol_note(a[0]).replace(f"fold {a[0].protocol()['data.fold']}",
+                                          f"folds {', '.join(map(str, results))}"),
+             interval_coverage(len(a) // len(results), len(b) // len(results), n_resamples),
+             "The mean over folds treats the folds as independent: each fold's episodes and "
+             "models are drawn with its own seed, and the resampled differences are averaged "
+             "over the folds; its A and B columns are ± over folds."]
+    return Report(f"{names[0]} vs {names[1]} over folds", header(names), rows, notes=notes,
+                  groups=groups, provenance=[_provenance_line(test) for test in (*a, *b)],
+                  made_by="scripts/compare.py")
+
+
 def comparison_report(a: Sequence[TestResult], b: Sequence[TestResult], result: Dict[str, Any],
-                      n_resamples: int) -> Report:
+                      n_resamples: int, names: Sequence[str] = ("A", "B")) -> Report:
     """The comparison as a `Report`: rows for mean- and binary-IoU (and each run's, with
     several runs) and each class; A and B as mean ± std over their models, A - B with the
     interval over seeds and episodes, its p-value, and the interval over episodes only. A
     comparison of numerics says so in its title and first note, naming each side's."""
     rows, groups = _rows(result)
     records = a[0].records
-    notes = [f"A: {_describe_side(a)}", f"B: {_describe_side(b)}", _protocol_note(a[0]),
+    notes = [f"{names[0]}: {_describe_side(a)}", f"{names[1]}: {_describe_side(b)}",
+             _protocol_note(a[0]),
              f"identical episodes in every test: {records.n_runs} run(s), {len(records.run)} "
              f"queries (their class and image ids checked); {n_resamples} bootstrap resamples",
              interval_coverage(len(a), len(b), n_resamples)]
-    title = "A vs B"
+    title = f"{names[0]} vs {names[1]}"
     if compares_numerics(a, b):
         title += f": numerics ({side_numerics(a)} vs {side_numerics(b)})"
         notes.insert(0, f"a comparison of numerics: the same model(s) on both sides, A in "
                         f"{side_numerics(a)}; B in {side_numerics(b)}. A - B is what the "
                         "numerics change, not a difference between models")
-    return Report(title, HEADER, rows, notes=notes, groups=groups,
+    return Report(title, header(names), rows, notes=notes, groups=groups,
                   provenance=[_provenance_line(test) for test in (*a, *b)],
                   made_by="scripts/compare.py")
 

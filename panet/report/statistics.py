@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -236,6 +236,44 @@ def _entries(a: np.ndarray, b: np.ndarray, drawn: np.ndarray, fixed: np.ndarray
             for s in range(a.shape[1])]
 
 
+def _resampled_differences(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
+                           seed: int) -> Tuple[List[np.ndarray], np.ndarray, np.ndarray]:
+    """(each side's observed statistics, models x T; the n x T resampled differences A - B of
+    the drawn models' means; the n x T differences with every model) of `paired_comparison`."""
+    models = [_side(a), _side(b)]
+    _check_episodes(models)
+    counts = [np.stack([records.class_counts(class_ids) for records in side])
+              for side in models]  # per side M x R x E x (1 + K) x 3
+    n_runs, n_episodes = counts[0].shape[1:3]
+    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
+    rng = np.random.default_rng((seed, SEED_DRAWS))
+    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
+    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = [_statistics(iou_from_counts(c.sum(axis=2))) for c in counts]  # M x T
+        resampled = [_statistics(resampled_ious(c, weights)) for c in counts]  # M x n x T
+    drawn = [r[p, np.arange(n_resamples)[:, None]].mean(axis=1)  # n x T
+             for r, p in zip(resampled, picks)]
+    return observed, drawn[0] - drawn[1], resampled[0].mean(axis=0) - resampled[1].mean(axis=0)
+
+
+def fold_averaged_comparison(folds: Sequence[Tuple[Side, Side, Sequence[int], int]],
+                             n_resamples: int) -> Dict[str, Dict[str, Any]]:
+    """A - B of the mean over folds (overall mean- and binary-IoU), `folds` one (a, b, class
+    ids, bootstrap seed) per fold, the folds treated as independent: each resampled with its
+    own draws (`bootstrap_seed(fold)`), the resampled differences averaged over the folds.
+    Returns {metric: entry} with `paired_comparison`'s entry keys, `a_models` / `b_models`
+    holding each fold's mean over its models."""
+    per_fold = [_resampled_differences(a, b, classes, n_resamples, seed)
+                for a, b, classes, seed in folds]
+    means = [np.array([[o.mean(axis=0)[:2] for o in observed] for observed, _, _ in per_fold])
+             [:, side] for side in (0, 1)]  # per side: folds x 2
+    drawn = np.mean([d[:, :2] for _, d, _ in per_fold], axis=0)  # n x 2
+    fixed = np.mean([f[:, :2] for _, _, f in per_fold], axis=0)
+    entries = _entries(means[0], means[1], drawn, fixed)
+    return dict(zip(METRICS, entries))
+
+
 def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
                       seed: int = BOOTSTRAP_SEED) -> Dict[str, Any]:
     """Differences A - B over identical episodes (a side: one test, or one per training seed,
@@ -249,22 +287,11 @@ def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: i
     "p_value", "ci_episodes", "a_models", "b_models"} (fractions; a_models: each of A's models'
     value). Raises ValueError when a side is empty or the episodes differ.
     """
-    models = [_side(a), _side(b)]
-    _check_episodes(models)
-    counts = [np.stack([records.class_counts(class_ids) for records in side])
-              for side in models]  # per side M x R x E x (1 + K) x 3
-    n_runs, n_episodes = counts[0].shape[1:3]
-    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
-    rng = np.random.default_rng((seed, SEED_DRAWS))
-    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
+    observed, drawn, fixed = _resampled_differences(a, b, class_ids, n_resamples, seed)
+    n_runs = (observed[0].shape[1] - 2 - len(class_ids)) // 2
     with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
         warnings.simplefilter("ignore", RuntimeWarning)
-        observed = [_statistics(iou_from_counts(c.sum(axis=2))) for c in counts]  # M x T
-        resampled = [_statistics(resampled_ious(c, weights)) for c in counts]  # M x n x T
-        drawn = [r[p, np.arange(n_resamples)[:, None]].mean(axis=1)  # n x T
-                 for r, p in zip(resampled, picks)]
-        entries = _entries(*observed, drawn[0] - drawn[1],
-                           resampled[0].mean(axis=0) - resampled[1].mean(axis=0))
+        entries = _entries(*observed, drawn, fixed)
     overall, runs = entries[:2], entries[2:2 + 2 * n_runs]
     return {"overall": dict(zip(METRICS, overall)),
             "runs": [{name: runs[m * n_runs + r] for m, name in enumerate(METRICS)}
