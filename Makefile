@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo slurm-tools
+.PHONY: setup test demo slurm-tools latex-tools
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: $(STAMP) slurm-tools
+test: $(STAMP) slurm-tools latex-tools
 	$(PY) -m pytest -q
 
 # tests/test_slurm.py starts a one-node cluster from Debian's slurm-wlm and munge: installed
@@ -29,6 +29,18 @@ slurm-tools:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      slurm-wlm munge; } >/dev/null 2>&1 \
 	      || echo "could not install slurm-wlm and munge: the Slurm tests will skip"; \
+	  fi; \
+	fi
+
+# tests/test_compare.py compiles the LaTeX tables with pdflatex (booktabs): Debian's TeX Live
+# base and recommended packages, installed the same way (elsewhere that test skips).
+latex-tools:
+	@if ! command -v pdflatex >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing texlive-latex-base and texlive-latex-recommended for the LaTeX test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends texlive-latex-base texlive-latex-recommended; } \
+	      >/dev/null 2>&1 || echo "could not install TeX Live: the LaTeX test will skip"; \
 	  fi; \
 	fi
 

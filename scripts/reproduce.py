@@ -28,11 +28,10 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 
 from panet.base.device import use_device
 from panet.base.errors import OneLineParser
-from panet.base.files import atomic_write
 from panet.data import synthetic
 from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
-from panet.report.render import render_latex, render_markdown
+from panet.report.render import write_report
 from panet.reproduce import grid, specs
 from panet.reproduce.executors import Options, Run, execute
 from panet.reproduce.jobrun import CHANGED, DONE, JobStatus, report, summary
@@ -58,15 +57,6 @@ class Target(NamedTuple):
     jobs: List[Job]
     then: str
     write: Callable[[], Path]
-
-
-def write_report(report, stem: Path, comment: Optional[str] = None) -> Path:
-    """`stem`.md and `stem`.tex (`comment`: a LaTeX comment above the table)."""
-    with atomic_write(stem.with_suffix(".tex"), "w") as file:
-        file.write((f"% {comment}\n" if comment else "") + render_latex(report))
-    with atomic_write(stem.with_suffix(".md"), "w") as file:
-        file.write(render_markdown(report))
-    return stem.with_suffix(".md")
 
 
 def method_name(scale: Scale, name: Optional[str]) -> Optional[str]:

@@ -6,11 +6,14 @@ Markdown and LaTeX with each side's numerics and each test's provenance."""
 
 import copy
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 from conftest import load_script
+from panet.report.render import Measured, Number, Report, write_report
 from panet.report.statistics import EpisodeRecords
 from panet.run.identity import PROTOCOL_KEYS
 from panet.settings import EpisodeSetting
@@ -178,7 +181,7 @@ def test_several_seeds_per_side_in_json_markdown_and_latex(tmp_path, capsys):
     latex = out["latex"].read_text()
     assert latex.startswith("% A vs B -- written by panet-repro's scripts/compare.py\n")
     assert r"\begin{tabular}{lrrrrrr}" in latex and r"95\% interval" in latex
-    assert f"mean-IoU & {mean:.1f} $\\pm$ {std:.1f} &" in latex
+    assert f"mean-IoU & ${mean:.1f} \\pm {std:.1f}$ &" in latex
 
     assert COMPARE.main([*map(str, a), "--vs", *map(str, b), "--resamples", "200",
                          "--json", "-"]) == 0
@@ -321,3 +324,37 @@ def test_a_comparison_over_folds_gives_each_fold_and_the_mean_over_folds(tmp_pat
                                                                  "data.shots": 5})
     assert COMPARE.main([*a, "--vs", *b, str(other)]) == 2
     assert "differ beyond the fold: data.shots" in capsys.readouterr().err
+
+
+def test_the_latex_tables_compile_with_pdflatex(tmp_path, capsys):
+    """A comparison's LaTeX and a table's (full and compact: special characters, missing
+    cells, signed numbers, intervals) compile in an article with booktabs; the caption says no
+    "Table N" (LaTeX numbers it) and the notes are comments outside the table."""
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex is not installed (make test installs Debian's TeX Live)")
+    a = write_test(tmp_path / "a", (30, 20, 12))
+    b = write_test(tmp_path / "b", (15, 15, 15), **{"model.factory": "examples.x:Y_z"})
+    compared = tmp_path / "compare.tex"
+    assert COMPARE.main([str(a), str(b), "--resamples", "50", "--latex", str(compared)]) == 0
+    report = Report("Table 5: PAR ablation, 1-way & 5-shot (50% of runs_done)",
+                    ["method", "mean-IoU 1-shot", "5-shot"],
+                    [["PANet w/o PAR (ours)", Measured(47.1, 0.4, (46.5, 47.6)), Measured(None)],
+                     ["difference (ours - paper)", Number(-1.2, signed=True), Number(None)]],
+                    notes=["commit 0123abc; 100% toy", "cite: [low, high] $x$ ~ {y}"],
+                    commands=["python train.py with voc noalign data.fold=0"])
+    stem = tmp_path / "table5"
+    write_report(report, stem)
+    for tex in (compared, stem.parent / "table5.tex", stem.parent / "table5-compact.tex"):
+        text = tex.read_text()
+        assert r"\label{tab:" in text and r"\caption{Table" not in text
+        assert "%" not in text[text.index(r"\begin{table}"):].replace(r"\%", "")
+        document = tmp_path / f"{tex.stem}-doc.tex"
+        document.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+                            f"\\begin{{document}}\n\\input{{{tex}}}\n\\end{{document}}\n")
+        built = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error",
+                                document.name], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+        assert built.returncode == 0, built.stdout[-2000:]
+    assert "[46.5, 47.6]" in (stem.parent / "table5.tex").read_text()
+    assert "[46.5, 47.6]" not in (stem.parent / "table5-compact.tex").read_text()

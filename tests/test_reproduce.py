@@ -583,9 +583,12 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
     assert r"\begin{tabular}{l" + "r" * 11 + "}" in latex and r"\toprule" in latex
     ours = next(line for line in latex.splitlines() if line.startswith("PANet (ours) & "))
     mean_and_std, interval = cells_of(rows, "PANet (ours)")[0].split(" [")
-    assert ours.split(" & ")[1] == (mean_and_std.replace(" ± ", r" $\pm$ ")
-                                    + r" {\scriptsize [" + interval + "}")
-    assert r"\texttt{python train.py with synthetic small 1way 1shot align" in latex
+    assert ours.split(" & ")[1] == ("$" + mean_and_std.replace(" ± ", r" \pm ") + "$"
+                                    + r" {\scriptsize $[" + interval.rstrip("]") + "]$}")
+    assert r"\caption{PASCAL-5i" in latex and r"\label{tab:table1-" in latex  # no "Table 1:"
+    assert "% python train.py with synthetic small 1way 1shot align" in latex  # commands: notes
+    table = latex[latex.index(r"\begin{table}"):]
+    assert "python train.py" not in table and "%" not in table.replace(r"\%", "")
 
 
 def cells_of(rows, label):

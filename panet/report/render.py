@@ -3,14 +3,19 @@ Markdown (tableN.md) and LaTeX (tableN.tex: a booktabs table for a paper).
 
 Entries of a row are text, a `Number` (the paper's, a difference) or a `Measured` value of ours:
 mean ± std over training seeds with the 95% bootstrap interval over test episodes. The LaTeX
-table ends with a footnote holding the notes, the provenance and the commands.
+file holds the table alone, ready for a paper (its caption, label, numbers in math mode), with
+the notes, the provenance and the commands as comments above it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+from panet.base.files import atomic_write
 
 MISSING = "—"  # an entry without a number (job not run yet, or not reported by the paper)
 
@@ -84,22 +89,15 @@ def format_number(value, signed: bool = False) -> str:
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
-def _measured_text(entry: Measured, plus_minus: str, interval: str) -> str:
-    """`entry` (with a value) as 'value plus_minus std interval', each part when known;
-    `interval` formats the interval's two ends."""
-    shown = format_number(entry.value)
-    if entry.std is not None:
-        shown += f" {plus_minus} {entry.std:.1f}"
-    if entry.interval is not None:
-        shown += " " + interval.format(*entry.interval)
-    return shown
-
-
 def markdown_entry(entry: Entry) -> str:
     if isinstance(entry, Number):
         return format_number(entry.value, entry.signed)
     if isinstance(entry, Measured):
-        return MISSING if entry.value is None else _measured_text(entry, "±", "[{:.1f}, {:.1f}]")
+        if entry.value is None:
+            return MISSING
+        std = "" if entry.std is None else f" ± {entry.std:.1f}"
+        interval = "" if entry.interval is None else " [{:.1f}, {:.1f}]".format(*entry.interval)
+        return format_number(entry.value) + std + interval
     return entry
 
 
@@ -141,35 +139,60 @@ def latex_text(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(character, character) for character in text)
 
 
-def latex_entry(entry: Entry) -> str:
+def latex_entry(entry: Entry, compact: bool = False) -> str:
+    """A cell in LaTeX: numbers in math mode ($45.1 \\pm 0.3$, intervals small and dropped when
+    `compact`), text escaped, a missing value as --."""
     if isinstance(entry, str):
-        return latex_text(entry)
+        return latex_text(entry) if entry != MISSING else "--"
     if isinstance(entry, Number) and not entry.missing:
         return f"${format_number(entry.value, entry.signed)}$"
     if isinstance(entry, Measured) and entry.value is not None:
-        return _measured_text(entry, r"$\pm$", r"{{\scriptsize [{:.1f}, {:.1f}]}}")
+        shown = format_number(entry.value)
+        if entry.std is not None:
+            shown += rf" \pm {entry.std:.1f}"
+        interval = entry.interval if not compact else None
+        low_high = "" if interval is None else \
+            r" {{\scriptsize $[{:.1f}, {:.1f}]$}}".format(*interval)
+        return f"${shown}${low_high}"
     return "--"
 
 
-def render_latex(report: Report) -> str:
-    """A booktabs `table` environment (needs \\usepackage{booktabs}); the notes, provenance and
-    commands go into a footnote-size paragraph under the tabular."""
+def latex_label(title: str) -> str:
+    """tab:<words of the title>, e.g. 'Table 1: PASCAL-5i ...' -> tab:table1-pascal-5i-..."""
+    words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", title.lower().replace("table ", "table"))
+    return "tab:" + "-".join(words)[:48].rstrip("-")
+
+
+def render_latex(report: Report, compact: bool = False) -> str:
+    """A booktabs `table` ready for a paper (needs \\usepackage{booktabs}): its caption the
+    title without its "Table N:" (LaTeX numbers tables), a \\label, numbers in math mode; the
+    notes, provenance and commands as LaTeX comments above it, outside the table. `compact`:
+    mean ± std only, without the intervals."""
     columns = "l" + "r" * (len(report.header) - 1)
-    lines = [f"% {latex_text(report.title)} -- written by panet-repro's {report.made_by}",
-             r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{latex_text(report.title)}}}", rf"\begin{{tabular}}{{{columns}}}",
-             r"\toprule", " & ".join(latex_text(title) for title in report.header) + r" \\",
-             r"\midrule"]
+    said = ([f"{report.warning[0]}{report.warning[1]}"] if report.warning else [])
+    said += [*report.notes, *report.after, *report.provenance]
+    if report.commands:
+        said += [COMMANDS_INTRO, *report.commands]
+    caption = re.sub(r"^Table \w+: ", "", report.title)
+    lines = [f"% {report.title} -- written by panet-repro's {report.made_by}",
+             *(f"% {line}" for text in said for line in text.splitlines()),
+             r"\begin{table}[t]", r"\centering", r"\small",
+             rf"\caption{{{latex_text(caption)}}}", rf"\label{{{latex_label(report.title)}}}",
+             rf"\begin{{tabular}}{{{columns}}}", r"\toprule",
+             " & ".join(latex_text(title) for title in report.header) + r" \\", r"\midrule"]
     for index, row in enumerate(report.rows):
         if index in report.groups and index > 0:
             lines.append(r"\midrule")
-        lines.append(" & ".join(latex_entry(entry) for entry in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", "", r"\par\smallskip\footnotesize"]
-    said = ([f"{report.warning[0]}{report.warning[1]}"] if report.warning else [])
-    said += [*report.notes, *report.after, *report.provenance]
-    lines += [latex_text(line) + r"\\" for line in said]
-    if report.commands:
-        lines.append(latex_text(COMMANDS_INTRO) + r"\\")
-        lines += [r"\texttt{" + latex_text(command) + r"}\\" for command in report.commands]
-    lines.append(r"\end{table}")
+        lines.append(" & ".join(latex_entry(entry, compact) for entry in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, stem: Path, comment: Optional[str] = None) -> Path:
+    """`stem`.md, `stem`.tex, `stem`-compact.tex (no intervals), `comment` atop the LaTeX."""
+    for suffix, compact in ((".tex", False), ("-compact.tex", True)):
+        with atomic_write(stem.parent / (stem.name + suffix), "w") as file:
+            file.write((f"% {comment}\n" if comment else "") + render_latex(report, compact))
+    with atomic_write(stem.with_suffix(".md"), "w") as file:
+        file.write(render_markdown(report))
+    return stem.with_suffix(".md")
