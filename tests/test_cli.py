@@ -241,6 +241,9 @@ BAD_VALUES = [
     ("train", ["train.weight_decay=-1"], "train.weight_decay"),
     ("train", ["train.milestones=[20,10]"], "train.milestones"),
     ("train", ["train.gamma=0"], "train.gamma"),
+    ("train", ["train.schedule=step"], "train.schedule"),
+    ("train", ["train.freeze_encoder=conv9"], "train.freeze_encoder"),
+    ("train", ["train.grad_clip=-1"], "train.grad_clip"),
     ("train", ["train.align_weight=-1"], "train.align_weight"),
     ("train", ["train.checkpoint_every=-1"], "train.checkpoint_every"),
     ("train", ["train.snapshot_every=-1"], "train.snapshot_every"),
@@ -262,6 +265,13 @@ BAD_VALUES = [
     ("test", ["test.cache_gb=-1"], "test.cache_gb"),
     ("test", ["notrain", f"test.cache_dir={NOT_WRITABLE}"], "test.cache_dir"),
     ("test", ["notrain", "test.overwrite=1"], "test.overwrite"),
+    # values that only the data, the hardware or numpy can refuse: found before any work too
+    ("train", ["data.ways=50"], "data.ways"),  # more ways than the fold's training classes
+    ("test", ["notrain", "data.ways=6"], "data.ways"),  # than its 5 test classes
+    ("train", ["data.queries=1000000"], "data.queries"),
+    ("train", [f"seed={2 ** 40}"], "seed"),
+    ("train", ["device=cuda:99"], "device"),
+    ("test", ["notrain", f"test.episodes={10 ** 12}"], "test.episodes"),
 ]
 
 
@@ -332,6 +342,40 @@ def test_bad_values_leave_nothing_behind(fold0_run, tmp_path, capsys):
     assert command("train", "synthetic", "fast", "data.root=/nonexistent",
                    f"train.output_dir={tmp_path / 'a' / 'b' / 'c'}", cwd=tmp_path) != 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_root_missing_its_parts_is_refused_naming_them(tmp_path, capsys):
+    """An existing but empty PASCAL root: one line naming the folder expected and where the
+    official files come from, and nothing made."""
+    root = tmp_path / "VOC2012"
+    root.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert command("test", "voc", "notrain", "model.encoder=small", "model.weights=None",
+                   f"data.root={root}", cwd=cwd) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"data.root='{root}': expected folder" in error
+    assert "host.robots.ox.ac.uk" in error and list(cwd.iterdir()) == []
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_is_refused_before_work(fold0_run, tmp_path,
+                                                                      capsys):
+    """A checkpoint with a tensor of another shape, of another dtype, or holding NaN: one line
+    naming it, before any folder is made."""
+    state = load_checkpoint(fold0_run / "checkpoints" / "final.pt")
+    name = next(iter(state["model"]))
+    for index, (change, said) in enumerate(((lambda t: t[:1], "is torch.float32 (1,"),
+                                            (lambda t: t.long(), "is torch.int64"),
+                                            (lambda t: t * float("nan"), "holds NaN or"))):
+        broken = tmp_path / f"broken-{index}.pt"
+        torch.save({**state, "model": {**state["model"], name: change(state["model"][name])}},
+                   broken)
+        cwd = tmp_path / f"cwd-{index}"
+        cwd.mkdir()
+        assert command("test", "fast", f"test.checkpoint={broken}", cwd=cwd) != 0
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and f"{name} {said}" in error, error
+        assert list(cwd.iterdir()) == []
 
 
 def test_a_wrong_weights_file_is_named_with_its_key(tmp_path, capsys):

@@ -182,7 +182,7 @@ def counted(model, plan, **options):
         lambda m, i, output: calls.append(len(output) * (output.device.type != "meta")))
     try:
         meter = IoUMeter(fold_classes(20, 0, train=False), n_runs=RUNS)
-        key = model_identity(model)["model_sha256"]  # as test.py keys the cache
+        key = model_identity(model, ModelSettings(encoder="small"))["model_sha256"]  # as test.py
         followed = evaluate_images(model, plan, meter, EvalOptions(cache_key=key, **options),
                                    progress=False)
     finally:

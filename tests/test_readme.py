@@ -8,7 +8,8 @@ root of a fresh clone: `data/synthetic` is a small generated set, `data/VOC2012`
 `data/COCO` the PASCAL-layout and COCO-layout halves of a smaller one (tests have no PASCAL or
 COCO), `data/snapshots` a snapshot of the authors' released code (random weights), `examples/`
 a copy of the repository's (the methods of docs/your-own-method.md, imported from the folder a
-command runs in).
+command runs in), `results` the folder of PANet's tables (which their `--dry-run` leaves
+unwritten) that `--also PANet=results` names.
 What runs, for each command (`runnable`):
 
 - train.py / test.py / torchrun naming the real datasets (`voc`, `coco` named configs) need
@@ -180,6 +181,7 @@ def clone(tmp_path_factory) -> Path:
     torch.save(panet_to_released(PANet(vgg16_encoder()).state_dict()), snapshot)
     shutil.copytree(REPO_ROOT / "examples", root / "examples",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "results").mkdir()
     return root
 
 
