@@ -94,7 +94,8 @@ def main(_run, _config):
         loader = episode_loader(dataset, StepBatches(start, train.steps, train.batch_size,
                                                      context), settings.data.workers,
                                 context.device)
-        steps = run_steps(net, optimization, loader, settings, checkpointer, _run, context)
+        steps = run_steps(net, optimization, loader, settings, checkpointer, _run, context,
+                          identity["loss_terms"])
         if context.is_main:
             final = checkpointer.save(steps, folder.final)
             print(f"trained {steps} steps: {final}")
@@ -103,9 +104,11 @@ def main(_run, _config):
         distributed.teardown(context)
 
 
-def run_steps(net, optimization, loader, settings, checkpointer, run, context) -> int:
+def run_steps(net, optimization, loader, settings, checkpointer, run, context,
+              loss_terms: list) -> int:
     """Train through `loader`'s steps (`panet.training.train`), showing progress and logging
-    the losses on rank 0, which also saves the checkpoints; returns the steps done."""
+    the losses on rank 0, which also saves the checkpoints; returns the steps done.
+    `loss_terms` (empty) receives the names of the terms the first step reports."""
     train, start = settings.train, checkpointer.start
     ddp = net if not context.distributed else DistributedDataParallel(
         net, device_ids=[context.device.index] if context.device.type == "cuda" else None)
@@ -115,6 +118,8 @@ def run_steps(net, optimization, loader, settings, checkpointer, run, context) -
                         enabled=context.is_main)
 
     def on_step(step: int, values: dict) -> None:
+        if not loss_terms:
+            loss_terms.extend(key[:-len("_loss")] for key in values if key.endswith("_loss"))
         progress.update(values)
         if context.is_main:
             scalars.log(values, step)

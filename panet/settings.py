@@ -151,6 +151,12 @@ class EpisodeSetting(Section):
         spec = DATASETS[self.name]
         return chosen if chosen is not None else (spec.train_split if train else spec.test_split)
 
+    def source_key(self, train: bool) -> tuple:
+        """What opens the source of its training (`train`) or test split (`panet.data.
+        make_source`): two settings with equal keys read the same images and masks."""
+        return (self.name, str(self.root_path), str(self.lists_dir), self.year,
+                str(self.cache_dir), self.split(train))
+
     def classes(self, source, train: bool) -> List[int]:
         """The training (`train`) or test classes of this setting on `source` (a
         `panet.data.sources.Source`: `panet.data.folds.split_classes`)."""

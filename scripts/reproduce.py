@@ -11,11 +11,12 @@ write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # what a plain run would do with each job
 
-Every job's configuration is checked before the first one starts; each job writes its run folder
-<out>/runs/<job>/. A job is done when its output records what it would make now (settings, data,
-code); done jobs are skipped, unfinished training resumes from last.pt, jobs needing a failed one
-are skipped, and "changed" outputs stop the command unless --rerun-changed. Tables are written
-even with cells missing; each result keeps the commit that made it.
+Every job's configuration, data, weights and folders are checked before the first one starts
+(--dry-run lists what would stop them here); each job writes its run folder <out>/runs/<job>/.
+A job is done when its output records what it would make now (settings, data, code); done jobs
+are skipped, unfinished training resumes from last.pt, jobs needing a failed one are skipped,
+and "changed" outputs stop the command unless --rerun-changed. Tables are written with cells
+missing once a test has its result; each result keeps the commit that made it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from panet.reproduce.executors import Options, Run, execute
 from panet.reproduce.jobrun import CHANGED, DONE, JobStatus, report, summary
 from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, Job, Scale, Variant,
                                   jobs_for, train_job)
-from panet.reproduce.outputs import config_problems, set_aside
+from panet.reproduce.outputs import job_problems, set_aside
 from panet.reproduce.slurm import (DEFAULT_TIME, SlurmError, SlurmOptions, current_statuses,
                                    time_minutes)
 from panet.run import identity
@@ -317,26 +318,29 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def prepare(args: argparse.Namespace) -> Optional[int]:
-    """Before running: --status, the configurations' check, --dry-run, the changed jobs
-    (refused, or set aside with --rerun-changed). Returns the exit code when nothing runs."""
+def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
+    """Before running: --status, the configurations' check, --dry-run (listing what stops the
+    jobs here), the changed jobs (refused, or set aside with --rerun-changed), the check of
+    their data, weights and folders (not when `data_absent`: synthetic data a run generates).
+    Returns the exit code when nothing runs."""
     jobs = args.target.jobs
     statuses = current_statuses(jobs)
     if args.status:
         print(report(statuses))
         return 0
-    problems = config_problems(jobs, [status.name for status in statuses if status.state == DONE])
+    done = [status.name for status in statuses if status.state == DONE]
+    problems = job_problems(jobs, done)
     if problems:
-        print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
-              file=sys.stderr)
-        return 2
+        return cannot_run(problems)
+    on_disk = [] if data_absent else job_problems(jobs, done, disk=True)
     changed = "\n".join(f"  {status.name}: {change}" for status in statuses
                         if status.state == CHANGED for change in status.changes)
     if args.dry_run:
         print(describe_plan(jobs, statuses, args.gpu_seconds_per_image) + (
             f"\nThen: {args.target.then}.") + (
             "\nMade otherwise than their jobs would make them now (recorded -> wanted; "
-            f"--rerun-changed runs them again):\n{changed}" if changed else ""))
+            f"--rerun-changed runs them again):\n{changed}" if changed else "") + (
+            "\nHere, these jobs could not run:\n  " + "\n  ".join(on_disk) if on_disk else ""))
         return 0
     if changed and not args.rerun_changed:
         print("These jobs' outputs record other settings, data or code than the jobs would "
@@ -344,9 +348,17 @@ def prepare(args: argparse.Namespace) -> Optional[int]:
               "with --rerun-changed (their run folders are kept as <name>.replaced-<n>), or "
               "give the settings they were made with.", file=sys.stderr)
         return 2
+    if on_disk:
+        return cannot_run(on_disk)
     for job in (job for job, status in zip(jobs, statuses) if status.state == CHANGED):
         print(f"[changed] {job.name}: kept as {set_aside(job)}; it runs again", flush=True)
     return None
+
+
+def cannot_run(problems: Sequence[str]) -> int:
+    print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
+          file=sys.stderr)
+    return 2
 
 
 def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int:
@@ -358,15 +370,15 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
         name = scale.encoder or ("small" if scale.synthetic else "vgg16")
         print(f"encoder parameters ({name}): {count:,} = {count / 1e6:.1f}M", flush=True)
     root = scale.data_root
-    if scale.synthetic and not all(marker.is_file() for marker in (
-            root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-            root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json")):
-        if args.dry_run or args.status:
-            print(f"The synthetic dataset is absent: it would be generated into {root}.")
-        else:
-            print(f"generating the synthetic dataset into {root}", flush=True)
-            synthetic.generate(root, coco=True)
-    code = prepare(args)
+    absent = scale.synthetic and not all(marker.is_file() for marker in (
+        root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
+        root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json"))
+    if absent and (args.dry_run or args.status):
+        print(f"The synthetic dataset is absent: it would be generated into {root}.")
+    elif absent:
+        print(f"generating the synthetic dataset into {root}", flush=True)
+        synthetic.generate(root, coco=True)
+    code = prepare(args, data_absent=absent and args.dry_run)
     if code is not None:
         return code
     scale.out.mkdir(parents=True, exist_ok=True)
@@ -381,8 +393,9 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
         return 2
     if failed is None:  # submitted to Slurm, still queued: the outputs come with a later run
         return 0
-    print(f"not written: the jobs {', '.join(failed)} failed" if failed and not args.table
-          else f"wrote {args.target.write()}")
+    tested = any(job.has_output() for job in args.target.jobs if not job.trains)
+    print(f"not written: the jobs {', '.join(failed)} failed"
+          if failed and not (args.table and tested) else f"wrote {args.target.write()}")
     return 1 if failed else 0
 
 

@@ -58,10 +58,16 @@ def test_each_method_trains_tests_and_compares_with_panet(runs, name, tmp_path, 
     assert state["config"]["model"]["factory"] == factory
     assert state["identity"]["code"]["method_sha256"] is not None  # its source, recorded
     losses = json.loads((runs[factory, SEEDS[0]] / "metrics.json").read_text())
-    if name == "prior_decoder":  # its named terms, logged by name
-        assert {"seg_loss", "aux_loss"} <= set(losses)
+    terms = {"prior_decoder": ["seg", "aux"], "multi_prototype": ["seg"]}.get(
+        name, ["seg", "align"])  # the terms of the method's loss (PANet's: its own)
+    assert {f"{term}_loss" for term in terms} <= set(losses)  # logged by name
     mine = [evaluated(runs, factory, seed, tmp_path) for seed in SEEDS]
     record = json.loads((mine[0] / "results.json").read_text())
+    # the method's training recipe and loss terms, in the checkpoint and in results.json
+    for trained in (state["identity"], record["setting"]["trained"]):
+        assert trained["loss_terms"] == terms
+        assert (trained["training"]["train.optimizer"],
+                trained["training"]["train.schedule"]) == ("adam", "multistep")
     declares_pools = name == "temperature"
     assert record["setting"]["encode_used"] == ("image" if declares_pools else "episode")
     if declares_pools:  # both paths where it declares the fast one

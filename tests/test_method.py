@@ -348,7 +348,7 @@ def test_factories_are_checked_and_imported_from_the_current_folder(tmp_path, mo
         check_model(NoParts(), "x:y")
 
     with pytest.raises(FactoryError, match=r"feature_levels \['conv9'\] are not levels of its "
-                                           "encoder \(conv1, conv2, conv3, conv4\)"):
+                                           r"encoder \(conv1, conv2, conv3, conv4\)"):
         make_model("toy_methods:DeepLevelsPANet", build_encoder("small"), 20.0)
 
 

@@ -19,7 +19,7 @@ from panet.report.analysis import (evaluation_episodes, load_trained, measure_pr
                                    prototype_distances, query_masks, read_training_curves)
 from panet.report.figures import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
                                   captioned_tiles, denormalize, episode_figure, moving_average,
-                                  overlay, plot_loss_curves, save_qualitative, wrap)
+                                  loss_terms, overlay, plot_loss_curves, save_qualitative, wrap)
 from panet.reproduce import (TABLES, Scale, Setting, Variant, grid, jobs_for, render_latex,
                              render_markdown, specs)
 from panet.reproduce import jobs as planning
@@ -253,11 +253,46 @@ def test_dry_run_of_the_analysis_on_absent_synthetic_data(tmp_path, capsys):
     assert "over 3 episodes per model" in printed
 
 
-def test_interrupting_the_jobs_explains_how_to_continue(tmp_path, capsys):
+def test_jobs_that_cannot_run_here_stop_the_command_before_the_first(tmp_path, capsys):
+    """`--table 6 --data-root DIR` without the datasets nor the ImageNet file: each problem
+    once, naming the first job it stops and how many more; nothing runs, nothing is written.
+    --dry-run lists the same problems after its plan, and exits 0."""
+    out, data = tmp_path / "results", tmp_path / "data"
+    argv = ["--table", "6", "--data-root", str(data), "--out", str(out)]
+    assert reproduce.main(argv, run=fail_if_run) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "These jobs cannot run; nothing was started:" and not out.exists()
+    jobs = jobs_for(TABLES[6].settings(), Scale(out, data_root=data))
+    # every job reads the missing VOC root; the train jobs (and PANet-init tests, if any) need
+    # the missing ImageNet file
+    weights = [job for job in jobs if "notrain" in job.argv or job.trains]
+    by_problem = {line.split(": ", 1)[1].split("=")[0]: line for line in lines[1:]}
+    assert set(by_problem) == {"data.root", "model.weights"}, lines
+    assert by_problem["data.root"].startswith(f"  {jobs[0].name} and {len(jobs) - 1} more: ")
+    assert str(data / "VOC2012") in by_problem["data.root"]
+    assert by_problem["model.weights"].startswith(
+        f"  {weights[0].name} and {len(weights) - 1} more: ")
+    assert reproduce.main([*argv, "--dry-run"], run=fail_if_run) == 0
+    listed = capsys.readouterr().out.split("Here, these jobs could not run:\n")[1].splitlines()
+    assert listed == lines[1:]
+
+
+def test_no_table_is_written_when_no_test_ran(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["--table", "1", "--synthetic", "--data-root", str(synthetic_root), "--out", str(out),
+            *SMALLEST]
+    assert reproduce.main(argv, run=lambda job_argv: 1) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("not written: the jobs test-voc-fold0-1way-1shot-init, ")
+    assert not (out / "table1.md").exists() and not (out / "table1.tex").exists()
+
+
+def test_interrupting_the_jobs_explains_how_to_continue(synthetic_root, tmp_path, capsys):
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    assert reproduce.main(["--table", "5", "--out", str(tmp_path)], run=interrupted) == 130
+    assert reproduce.main(["--table", "5", "--synthetic", "--data-root", str(synthetic_root),
+                           "--out", str(tmp_path), *SMALLEST], run=interrupted) == 130
     assert "run the same command again" in capsys.readouterr().out
 
 
@@ -513,7 +548,11 @@ def test_moving_average_matches_a_loop_and_plot_writes_a_png(tmp_path):
     values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0]
     expected = [np.mean(values[max(0, i - 2):i + 1]) for i in range(len(values))]
     np.testing.assert_allclose(moving_average(values, 3), expected)
-    curves = {"loss": ([1, 2, 3], [3.0, 2.0, 1.0]), "align_loss": ([1, 2, 3], [0.0, 0.0, 0.0])}
+    curves = {"lr": ([1, 2, 3], [1e-3] * 3), "seg_loss": ([1, 2, 3], [2.0, 1.5, 1.0]),
+              "align_loss": ([1, 2, 3], [0.0, 0.0, 0.0]), "loss": ([1, 2, 3], [3.0, 2.0, 1.0]),
+              "aux_loss": ([1, 2, 3], [1.0, 0.5, 0.0])}
+    # the total first, then every named term a method logged but those identically 0
+    assert loss_terms(curves) == ["loss", "seg_loss", "aux_loss"]
     path = plot_loss_curves({"1-shot": {"PANet": curves}}, tmp_path / "curves.png")
     assert Image.open(path).format == "PNG"
 

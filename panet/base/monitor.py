@@ -2,7 +2,9 @@
 
 On a terminal, progress is a tqdm bar. Under nohup, a cluster job or any redirected output, a bar
 would fill the log with carriage-return redraws, so a plain line is printed instead every
-`every` steps (and at the last one), easy to grep and to read:
+`every` steps (callers pass a tenth of the loop, or train.log_every), at the last one, and after
+any step that ends `QUIET_SECONDS` or more after the previous line (a slow loop shows it is
+alive), easy to grep and to read:
 
     train step 1200/30000  loss 0.4121  seg_loss 0.3013  align_loss 0.1108  lr 0.001  \
         0.351 s/step  ETA 2:48:31      (one line; broken here to fit)
@@ -22,6 +24,7 @@ from typing import Mapping, Optional
 from tqdm import tqdm
 
 INTERACTIVE = sys.stderr.isatty()
+QUIET_SECONDS = 60.0  # the longest silence off a terminal, but within a step
 
 
 def format_value(value: float) -> str:
@@ -34,11 +37,14 @@ class Progress:
     each step with the numbers to show (losses, lr, ...)."""
 
     def __init__(self, total: int, *, desc: str, every: int, initial: int = 0,
-                 enabled: bool = True, interactive: bool = INTERACTIVE):
+                 enabled: bool = True, interactive: bool = INTERACTIVE,
+                 clock=time.perf_counter):
         self.total, self.desc, self.every = total, desc, max(1, every)
         self.step = initial
         self.enabled = enabled
-        self._start, self._start_step = time.perf_counter(), initial
+        self.clock = clock
+        self._start, self._start_step = clock(), initial
+        self._printed = self._start
         self._bar = None
         if enabled and interactive:
             self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
@@ -49,13 +55,15 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix({k: format_value(v) for k, v in values.items()}, refresh=False)
             self._bar.update()
-        elif self.enabled and (self.step % self.every == 0 or self.step == self.total):
+        elif self.enabled and (self.step % self.every == 0 or self.step == self.total
+                               or self.clock() - self._printed >= QUIET_SECONDS):
             print(self.line(values), flush=True)
+            self._printed = self.clock()
 
     def line(self, values: Mapping[str, float]) -> str:
         """The plain report of the current step."""
         done = self.step - self._start_step
-        seconds = (time.perf_counter() - self._start) / max(done, 1)
+        seconds = (self.clock() - self._start) / max(done, 1)
         remaining = datetime.timedelta(seconds=round(seconds * (self.total - self.step)))
         shown = "  ".join(f"{key} {format_value(value)}" for key, value in values.items())
         return (f"{self.desc} {self.step}/{self.total}  {shown + '  ' if shown else ''}"

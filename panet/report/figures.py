@@ -229,13 +229,25 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return (totals[ends] - totals[starts]) / (ends - starts)
 
 
+TERM_STYLES = ("-", "--", ":", "-.") * 4  # the total, then each term
+
+
+def loss_terms(curves: Mapping[str, Curve]) -> List[str]:
+    """The losses a run's curves hold, as `plot_loss_curves` draws them: the total ("loss")
+    first, then each named term (`<name>_loss`, e.g. `seg_loss`, `align_loss`, a method's
+    `aux_loss`) in the order logged, leaving out those identically 0 (no PAR: align = 0)."""
+    names = [name for name in curves if name.endswith("_loss")]
+    return [name for name in ["loss", *names] if any(curves.get(name, ([], []))[1])]
+
+
 def plot_loss_curves(panels: Mapping[str, Mapping[str, Dict[str, Curve]]], path: PathLike,
                      smoothing: int = 0) -> Path:
     """Fig. 5: training loss vs step, one panel per entry of `panels` (e.g. "1-shot").
 
     panels[title][run label] = that run's curves (`analysis.read_training_curves`). Each
-    run draws its total loss (solid) and, where it is not identically 0, its alignment term
-    L_PAR (dashed), smoothed by a moving average of `smoothing` steps (0: 1/50 of the run).
+    run draws its total loss (solid) and each named term its method logged (`loss_terms`:
+    PANet's seg and align, a method's own), dashed or dotted, each smoothed by a moving
+    average of `smoothing` steps (0: 1/50 of the run).
     """
     import matplotlib  # only the figure commands need it
 
@@ -245,10 +257,9 @@ def plot_loss_curves(panels: Mapping[str, Mapping[str, Dict[str, Curve]]], path:
     figure, axes = pyplot.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for axis, (title, runs) in zip(axes[0], panels.items()):
         for colour, (label, curves) in enumerate(runs.items()):
-            for key, style, name in (("loss", "-", "loss"), ("align_loss", "--", "align term")):
-                steps, values = curves.get(key, ([], []))
-                if not any(values):
-                    continue
+            for key, style in zip(loss_terms(curves), TERM_STYLES):
+                steps, values = curves[key]
+                name = "loss" if key == "loss" else f"{key[:-len('_loss')]} term"
                 window = smoothing or max(1, len(values) // 50)
                 axis.plot(steps, moving_average(values, window), style, color=f"C{colour}",
                           label=f"{label}: {name}")

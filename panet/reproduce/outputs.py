@@ -26,6 +26,7 @@ from panet.base.files import file_sha256
 from panet.data.builder import make_source
 from panet.reproduce.jobs import Job
 from panet.run.compose import Composition, flatten
+from panet.run.disk import planned_problems
 from panet.run.experiments import compose_command
 from panet.run.folder import CheckpointRef
 from panet.run.identity import differences, fingerprint, method_sha256
@@ -44,10 +45,13 @@ def composition(job: Job, checkpoint: Optional[CheckpointRef] = None) -> Composi
     return composed
 
 
-def config_problems(jobs: Sequence[Job], done: Sequence[str] = ()) -> List[str]:
+def job_problems(jobs: Sequence[Job], done: Sequence[str] = (), disk: bool = False
+                 ) -> List[str]:
     """"job: problem" for the configurations of the jobs not `done`, checked before anything
-    runs; the test of a train job that will run is checked against the checkpoint it writes."""
-    problems, planned = [], {}
+    runs; the test of a train job that will run is checked against the checkpoint it writes.
+    With `disk`, also what they read and write (their data, weights, checkpoints and folders:
+    `panet.run.disk.planned_problems`), each such problem once, naming the jobs it stops."""
+    problems, planned, stopped = [], {}, {}
     for job in (job for job in jobs if job.name not in done):
         given = [planned[name] for name in job.needs if name in planned]
         try:
@@ -59,7 +63,10 @@ def config_problems(jobs: Sequence[Job], done: Sequence[str] = ()) -> List[str]:
             planned[job.name] = CheckpointRef(str(job.output), job.output, "panet",
                                               composed.settings.train.steps, composed.config,
                                               None)
-    return problems
+        for line in planned_problems(composed, checkpoint_planned=bool(given)) if disk else ():
+            stopped.setdefault(line, []).append(job.name)
+    return problems + [f"{names[0]}{f' and {len(names) - 1} more' if len(names) > 1 else ''}: "
+                       f"{line}" for line, names in stopped.items()]
 
 
 def _once(memo: Dict[tuple, str], key: tuple, compute: Callable[[], str]) -> str:
@@ -86,10 +93,9 @@ def wanted_identity(job: Job, memo: Dict[tuple, str]) -> Dict[str, Any]:
     method = method_sha256(composed.settings.model.factory)
     if job.trains:
         data = composed.settings.data
-        key = (data.name, str(data.root_path), str(data.lists_dir), data.year,
-               str(data.cache_dir), data.split(train=True))
         return {**fingerprint(composed.config, "train"), "method_sha256": method,
-                "data": _once(memo, key, lambda: make_source(data, train=True).identity())}
+                "data": _once(memo, data.source_key(train=True),
+                              lambda: make_source(data, train=True).identity())}
     path: Optional[Path] = composed.checkpoint and composed.checkpoint.path
     stat = path and path.stat()
     return {**fingerprint(composed.config, "test"), "method_sha256": method,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from panet.base.errors import one_line
 from panet.base.files import format_size, free_space, writable_problem
@@ -53,6 +53,28 @@ def path_problems(composition) -> List[str]:
     return _test_path_problems(settings, composition) or space_problems(composition)
 
 
+def planned_problems(composition, checkpoint_planned: bool) -> List[str]:
+    """What a run planned ahead (a job of scripts/reproduce.py, checked before the first job
+    starts) would find on disk: as `path_problems`, but the checkpoint an earlier job writes
+    (`checkpoint_planned`) is not there to read yet, and the output folder may hold the job's
+    own unfinished run (which it continues) or outputs it replaces."""
+    settings = composition.settings
+    if composition.script == "train":
+        problems = (_weights_problems(settings) + data_problems(settings, train=True)
+                    + _writable("train.output_dir", settings.train.output_dir))
+    else:
+        if settings.test.notrain:
+            problems = _weights_problems(settings)
+        else:
+            problems = [] if checkpoint_planned else (
+                _released_setting_problems(composition)
+                or checkpoint_problems(settings, composition))
+        problems += (data_problems(settings, train=False)
+                     + _writable("test.output_dir", settings.test.output_dir)
+                     + _writable("test.cache_dir", settings.test.cache_dir))
+    return problems or space_problems(composition)
+
+
 def space_problems(composition) -> List[str]:
     """The run folder's file system must have `MIN_FREE_BYTES` free before sacred writes the
     run's record there (a full disk then says so in one line, leaving nothing half-written)."""
@@ -77,11 +99,20 @@ def _weights_problems(settings: Settings) -> List[str]:
                     f"{model.encoder!r}, or None to start from random weights")]
 
 
-@functools.lru_cache(maxsize=4)
+_OPENED: Dict[tuple, Source] = {}  # by `EpisodeSetting.source_key`, the oldest dropped first
+KEEP_OPENED = 4
+
+
 def opened_source(data: EpisodeSetting, train: bool) -> Source:
     """The training (`train`) or test split a run reads (`panet.data.make_source`), opened once
-    per process: the checks below and the run share it."""
-    return make_source(data, train)
+    per process for each `EpisodeSetting.source_key`: the checks below and the run share it, and
+    so do the jobs scripts/reproduce.py checks (the last `KEEP_OPENED` sources are kept)."""
+    key = data.source_key(train)
+    if key not in _OPENED:
+        if len(_OPENED) >= KEEP_OPENED:
+            del _OPENED[next(iter(_OPENED))]
+        _OPENED[key] = make_source(data, train)
+    return _OPENED[key]
 
 
 def data_problems(settings: Settings, train: bool) -> List[str]:

@@ -12,6 +12,9 @@ How a trained model came to be (`training_identity`, stored in its checkpoint):
     training        the settings that determined its training (`fingerprint(config, "train")`)
     data            the data it trained on (`Source.identity`: the per-class image lists)
     code            the commit and dirty state of this checkout, and the method's source SHA-256
+    loss_terms      the names of the loss terms the method reported (PANet: seg, align), filled
+                    in by train.py as its first step logs them (its optimizer and schedule are
+                    in `training`)
 A **test** is identified by its model (the checkpoint's SHA-256 or PANet-init's settings, and the
 method source), its protocol (`fingerprint(config, "test")`: episodes, metric, model settings)
 and its numerics (precision, memory format, the evaluation path that ran) (`test_identity`).
@@ -149,7 +152,8 @@ def training_identity(config: Mapping[str, Any], data: Optional[str]) -> Dict[st
     """How a trained model came to be (module docstring): stored in its checkpoints."""
     factory = config.get("model", {}).get("factory", DEFAULT_FACTORY)
     return {"training": fingerprint(config, "train"), "data": data,
-            "code": {**code_version(), "method_sha256": method_sha256(factory)}}
+            "code": {**code_version(), "method_sha256": method_sha256(factory)},
+            "loss_terms": []}
 
 
 def test_identity(config: Mapping[str, Any], checkpoint_sha256: Optional[str],
