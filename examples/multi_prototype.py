@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from panet.models import PANet
 from panet.models.losses import segmentation_loss
