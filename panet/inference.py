@@ -45,8 +45,8 @@ from torch import nn
 from PIL import Image, UnidentifiedImageError
 
 from panet.base.constants import IGNORE_INDEX
-from panet.base.errors import one_line
-from panet.data.transforms import Size, as_size, image_tensor, resize_nearest, to_rgb, upright
+from panet.data.transforms import (Size, as_size, image_tensor, resize_nearest, to_rgb, too_large,
+                                   upright)
 from panet.base.device import precision_problem, use_device
 from panet.run.folder import checkpoint_file
 from panet.weights.model_files import build_trained, model_input_size, read_model_file
@@ -83,7 +83,7 @@ def _open(path: Union[str, Path], what: str) -> Image.Image:
     try:
         return Image.open(path)
     except Image.DecompressionBombError as error:
-        raise ValueError(f"{what}: refused, {one_line(error)}") from None
+        raise ValueError(too_large(what, error)) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise ValueError(f"{what}: not a readable image ({error})") from None
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -35,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from panet.base.device import precision_reason
+from panet.base.errors import one_line
 from panet.base.process_memory import peak_resident_bytes, resident_bytes
 from panet.data import collate_episodes, make_episode_dataset
 from panet.models import ENCODERS, PANet, build_encoder
@@ -202,10 +204,10 @@ def numerics_setup(args: argparse.Namespace) -> Tuple[PANet, str, List[torch.Ten
             episode)
 
 
-def compare_numerics(args: argparse.Namespace) -> Dict[str, object]:
-    """The --precision / --memory-format comparison (module docstring): its setting, the
-    ratio rows and the logits' agreement."""
-    model, encoder, episode = numerics_setup(args)
+def compare_numerics(args: argparse.Namespace, setup: tuple) -> Dict[str, object]:
+    """The --precision / --memory-format comparison (module docstring) of `numerics_setup`'s
+    model, encoder and episode: its setting, the ratio rows and the logits' agreement."""
+    model, encoder, episode = setup
     reference = Workloads(copy.deepcopy(model), episode)
     candidate = Workloads(model, episode, args.numerics)
     expected, got = reference.logits(), candidate.logits()  # the same weights: before training
@@ -278,23 +280,30 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_probe:
-        return memory_probe(args.memory_probe, args.shots[0], args.size, args.encoder,
-                            args.numerics)
+        memory_probe(args.memory_probe, args.shots[0], args.size, args.encoder, args.numerics)
+        return 0
     print(f"{args.encoder if args.checkpoint is None else args.checkpoint}, device "
           f"{args.device}, {args.threads} threads, {args.size} x {args.size}, 1 way, 1 query, "
           f"medians of {args.repeats} runs; torch {torch.__version__}")
     if args.numerics != Numerics():
-        found = compare_numerics(args)
+        try:
+            setup = numerics_setup(args)
+        except (ValueError, OSError) as error:  # the checkpoint or data given: one line
+            print(f"bench_model.py: error: {one_line(error)}", file=sys.stderr)
+            return 1
+        found = compare_numerics(args, setup)
         print_comparison(found)
     else:
         found = {"rows": overhead_rows(args)}
         print("\n".join(ratio_table(found["rows"], ("PANet", "encoder"))))
     if args.json:
         print(json.dumps({**found, "rows": [row.as_dict() for row in found["rows"]]}))
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

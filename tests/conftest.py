@@ -9,8 +9,10 @@ import importlib.util
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -165,6 +167,19 @@ def write_jpeg(path: Path, height: int, width: int, seed: int = 0) -> None:
     """A random-noise RGB JPEG of the given size."""
     pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, quality=90)
+
+
+def write_bomb_png(path: Path, side: int = 60000) -> Path:
+    """A valid PNG whose header claims side x side 8-bit grey pixels (a decompression bomb:
+    more than PIL's Image.MAX_IMAGE_PIXELS) and whose data is one empty row."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    return path
 
 
 VocTreeFactory = Callable[..., Path]

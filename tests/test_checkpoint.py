@@ -242,6 +242,8 @@ def test_command_lines_refuse_a_crafted_checkpoint_and_run_nothing(tmp_path):
         "compare.py": [REPO_ROOT / "scripts" / "compare.py", "results.json", "results.json"],
         "convert_checkpoint.py": [REPO_ROOT / "scripts" / "convert_checkpoint.py", "--to",
                                   "released", "evil.pt", "out.pth"],
+        "bench_model.py": [REPO_ROOT / "scripts" / "bench_model.py", "--device", "cpu",
+                           "--memory-format", "channels_last", "--checkpoint", "evil.pt"],
     }
     for name, command in commands.items():
         result = run_command(tmp_path, *command)

@@ -204,6 +204,11 @@ def test_old_results_without_records_are_refused(tmp_path, capsys):
     (b / "episodes.npz").unlink()
     assert COMPARE.main([str(a), str(b)]) == 2
     assert "no episodes.npz beside it" in capsys.readouterr().err
+    (b / "episodes.npz").write_bytes(b"")  # a zero-byte file (a full disk, a killed copy)
+    assert COMPARE.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "episodes.npz is not an episode-records file of test.py (empty)" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     broken = copy.deepcopy(json.loads((a / "results.json").read_text()))
     del broken["setting"]
     (b / "results.json").write_text(json.dumps(broken))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_script
+from conftest import load_script, write_bomb_png
 from panet.data import make_episode_dataset
 from panet.data.folder import ALL_SPLIT, FolderSource
 from panet.data.label_png import save_label_png
@@ -159,6 +159,9 @@ def test_prepare_lists_every_problem_and_writes_nothing(tmp_path, capsys):
     Image.fromarray(pixels()).save(root / "images" / "colour.jpg")
     save_label_png(root / "masks" / "orphan.png", blobs())
     (root / "images" / "notes.txt").write_text("my notes")
+    write_bomb_png(root / "images" / "bomb.png")
+    save_label_png(root / "masks" / "bomb.png", blobs())
+    (root / "images" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"")  # a Latin-1 name
     (root / "splits").mkdir()
     (root / "splits" / "test.txt").write_text("ok\nghost\n")
     (root / "splits" / "all.txt").write_text("ok\n")
@@ -169,7 +172,9 @@ def test_prepare_lists_every_problem_and_writes_nothing(tmp_path, capsys):
         "missing mask": ["masks/nomask.png does not exist"],
         "mask size": ["small_mask.png is 10 x 10 (H x W) but its image small_mask.jpg is 20 x 30"],
         "bad mask": ["label_7.png holds labels [7] outside 0..2", "colour.png: mode RGB"],
-        "bad image": ["deep.png: I;16 image", "cannot decode image", "corrupt.jpg"],
+        "bad image": ["deep.png: I;16 image", "cannot decode image", "corrupt.jpg",
+                      "bomb.png refused: Image size (3600000000 pixels) exceeds limit"],
+        "file name": ["b'caf\\xe9.jpg' in", "is not a UTF-8 name"],
         "duplicate id": ["dup.jpg and", "dup.png share the id 'dup'"],
         "orphan mask": ["masks/orphan.png has no image"],
         "stray file": ["images/notes.txt is not a"],
@@ -181,7 +186,7 @@ def test_prepare_lists_every_problem_and_writes_nothing(tmp_path, capsys):
         assert lines, kind
         for fragment in fragments:
             assert any(fragment in line for line in lines), (kind, fragment, out)
-    assert "11 problems:" in out and "2 bad mask" in out and "Nothing was written" in out
+    assert "13 problems:" in out and "2 bad mask" in out and "Nothing was written" in out
     assert "/ok." not in out and "/gray." not in out
     assert "Traceback" not in out and not (root / "lists").exists()
 

@@ -12,6 +12,7 @@ import torch
 
 from conftest import REPO_ROOT
 from panet.base.files import DiskFullError, format_size
+from panet.base.lock import RunFolderLock
 from panet.run.folder import Checkpointer, RunFolder
 from panet.settings import TrainSettings
 from panet.weights.checkpoint import load_checkpoint
@@ -162,6 +163,43 @@ def test_the_space_warning_compares_the_free_space_with_the_tensors(tmp_path, ca
         f"warning: {tmp_path / 'checkpoints'} has {format_size(2 * size - 1)} free, but this "
         f"run's checkpoints need about {format_size(2 * size)} (2 files of {format_size(size)}): "
         "the first save that does not fit will stop it, keeping the previous checkpoint\n")
+
+
+def fill(disk, leave: int) -> None:
+    """Fill `disk` up to `leave` free bytes (a page or so more, tmpfs counts pages)."""
+    free = shutil.disk_usage(disk).free
+    if free > leave:
+        (disk / "filler").write_bytes(b"\0" * (free - leave))
+
+
+@pytest.mark.parametrize("leave", [0, 100_000])
+def test_a_nearly_full_disk_at_start_up_says_so_in_one_line_and_leaves_nothing(
+        small_disk, synthetic_root, leave):
+    """test.py and train.py with their run folder on a disk with 0 or about 100 KB free: one
+    line naming the key and the space needed, no record (run.json, config.json) begun."""
+    fill(small_disk, leave)
+    for script, key in (("test.py", "test.output_dir"), ("train.py", "train.output_dir")):
+        out = small_disk / script
+        result = subprocess.run(
+            [sys.executable, str(REPO_ROOT / script), "with", "synthetic", "fast",
+             f"data.root={synthetic_root}", "data.workers=0", f"{key}={out}",
+             *(["test.notrain=True"] if script == "test.py" else [])],
+            cwd=small_disk.parent, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode != 0 and len(errors) == 1, result.stderr
+        assert errors[0].startswith(f"{key}=") and "free there, and a run needs 512.0 KiB" in \
+            errors[0], errors[0]
+        assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_a_lock_on_a_full_disk_says_so_in_one_line(small_disk):
+    folder = small_disk / "run"
+    folder.mkdir()
+    fill(small_disk, 0)
+    with pytest.raises(DiskFullError, match=r"cannot write .*run/\.lock, which says who writes "
+                                            r"the run folder: no space left on the device"):
+        RunFolderLock(folder).acquire()
 
 
 def test_format_size():

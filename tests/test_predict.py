@@ -2,15 +2,13 @@
 exit for every bad input."""
 
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import load_script
+from conftest import load_script, write_bomb_png
 from panet.weights.checkpoint import save_checkpoint
 from panet.inference import Segmenter
 from panet.models import PANet
@@ -154,14 +152,7 @@ def test_nothing_is_written_over_an_input_or_an_existing_file(checkpoint, exampl
 
 def test_a_decompression_bomb_is_refused_in_one_line(checkpoint, examples, tmp_path, capsys):
     """A PNG whose header says 60000 x 60000 pixels: one line, nothing written."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    bomb = tmp_path / "bomb.png"  # a valid header and an empty image: 60000 x 60000 8-bit grey
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000,
-                                                                       8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    bomb = write_bomb_png(tmp_path / "bomb.png")
     out = tmp_path / "out"
     assert PREDICT.main(["--checkpoint", str(checkpoint), "--way", str(examples / "support.jpg"),
                          str(examples / "support_mask.png"), "--query", str(bomb), "--out",

@@ -19,7 +19,8 @@ from panet.report.analysis import (evaluation_episodes, load_trained, measure_pr
                                    prototype_distances, query_masks, read_training_curves)
 from panet.report.figures import (FONT_SHARE, MIN_FONT_SIZE, WAY_COLOURS, caption_font,
                                   captioned_tiles, denormalize, episode_figure, moving_average,
-                                  loss_terms, overlay, plot_loss_curves, save_qualitative, wrap)
+                                  loss_terms, outlined, overlay, plot_loss_curves, save_qualitative,
+                                  wrap)
 from panet.reproduce import (TABLES, Scale, Setting, Variant, grid, jobs_for, render_latex,
                              render_markdown, specs)
 from panet.reproduce import jobs as planning
@@ -393,6 +394,23 @@ def test_markdown_per_fold_cells_pending_cells_and_paper_only_rows(tmp_path):
     assert table_row(table2, "PANet (ours)") == ["—", "—"]
 
 
+def test_cells_from_tests_with_unevaluated_classes_are_marked(tmp_path):
+    scale = Scale(tmp_path)
+    for fold in range(4):
+        for shots in (1, 5):
+            job = planning.test_job(Setting("voc", fold, 1, shots, Variant(align=True)), scale)
+            fake_result(job.output, mean_iou=0.5, binary_iou=0.7)
+            if (fold, shots) == (2, 5):  # its run 0 never drew class 12
+                record = json.loads(job.output.read_text())
+                job.output.write_text(json.dumps({**record, "unevaluated": {"0": [12]}}))
+    results = grid.read_results(jobs_for(TABLES[5].settings(), scale))
+    report = table_report(TABLES[5], results, PAPER, Provenance("c"))
+    markdown = render_markdown(report)
+    assert table_row(markdown, "PANet (ours)") == ["50.0", "50.0†"]
+    assert "†: a test of this cell left classes unevaluated" in markdown
+    assert r"$50.0^\dagger$" in render_latex(report) and "$50.0$" in render_latex(report)
+
+
 def test_markdown_binary_iou_and_two_way_columns(tmp_path):
     scale = Scale(tmp_path)
     for fold in range(4):
@@ -487,6 +505,19 @@ def test_overlay_colours_mask_pixels_and_dims_the_rest():
         WAY_COLOURS[1])
     with pytest.raises(ValueError, match="labels are"):
         overlay(image, labels[:5])
+
+
+def test_outlines_draw_each_way_region_border_in_its_colour():
+    picture = np.zeros((7, 7, 3), dtype=np.uint8)
+    labels = np.zeros((7, 7), dtype=np.int64)
+    labels[1:4, 1:4], labels[5, 5], labels[6, 0] = 1, 2, 255  # a 3 x 3 square, a dot, void
+    drawn = outlined(picture, labels)  # 7 px: 1-pixel outlines
+    border = {(y, x) for y in range(1, 4) for x in range(1, 4)} - {(2, 2)}
+    for y, x in np.ndindex(7, 7):
+        expected = (WAY_COLOURS[0] if (y, x) in border else
+                    WAY_COLOURS[1] if (y, x) == (5, 5) else (0, 0, 0))
+        assert drawn[y, x].tolist() == list(expected), (y, x)
+    assert not picture.any()  # a new array
 
 
 def test_denormalize_inverts_the_input_normalisation():

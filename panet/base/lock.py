@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from panet.base.errors import OneLineError
+from panet.base.files import FULL_DISK_ERRORS, DiskFullError, format_size, free_space
 
 LOCK_FILE = ".lock"
 # A writer that finds the lock taken tries again for this long before giving up: `writer_of`
@@ -126,8 +127,17 @@ class RunFolderLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(Holder.of_this_process())).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(asdict(Holder.of_this_process())).encode(), 0)
+        except OSError as error:
+            os.close(fd)
+            if error.errno not in FULL_DISK_ERRORS:
+                raise
+            raise DiskFullError(f"cannot write {self.folder / LOCK_FILE}, which says who writes "
+                                f"the run folder: {FULL_DISK_ERRORS[error.errno]} ("
+                                f"{format_size(free_space(self.folder))} free); free some space "
+                                "or choose another folder") from None
         self._fd = fd
         return self
 

@@ -43,7 +43,7 @@ from pycocotools import mask as rle_ops
 
 from panet.base.files import PathLike, atomic_write, user_cache_dir
 from panet.data.sources import Source
-from panet.data.transforms import displayed_size, to_rgb
+from panet.data.transforms import displayed_size, to_rgb, too_large
 
 SPLITS = ("train", "val")
 DOWNLOAD_URL = "http://images.cocodataset.org"
@@ -363,6 +363,8 @@ class CocoSource(Source):
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{path} (listed in {self.annotation_file}) is missing: "
                                     f"{self.fix}") from err
+        except Image.DecompressionBombError as error:
+            raise ValueError(too_large(path, error)) from None
         except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
             raise ValueError(f"{path} is not a readable image ({err}): {self.fix}") from err
 

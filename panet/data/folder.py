@@ -80,15 +80,29 @@ def parse_classes(path: Path) -> Tuple[Dict[int, str], List[str]]:
     return names, problems
 
 
+def is_utf8(name: str) -> bool:
+    """Whether a file name (as os.listdir gives it) is UTF-8: ids are written to UTF-8 lists."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by os.listdir as surrogates
+        return False
+    return True
+
+
+def shown_name(name: str) -> str:
+    """A file name as it can be printed: undecodable bytes escaped (b'caf\\xe9.jpg')."""
+    return name if is_utf8(name) else str(os.fsencode(name))
+
+
 def image_files(folder: Path) -> Tuple[Dict[str, str], List[str]]:
     """(id -> file name, problems) of the images in ``folder``: files with a suffix of
-    ``IMAGE_SUFFIXES``; two files with one stem (a.jpg, a.png) are a problem. Other files are
-    left out (``panet.data.folder_prepare`` reports them)."""
+    ``IMAGE_SUFFIXES``; two files with one stem (a.jpg, a.png) are a problem. Other files, and
+    names that are not UTF-8, are left out (``panet.data.folder_prepare`` reports them)."""
     files: Dict[str, str] = {}
     problems = []
     for name in sorted(os.listdir(folder)):
         stem, suffix = os.path.splitext(name)
-        if suffix.lower() not in IMAGE_SUFFIXES:
+        if suffix.lower() not in IMAGE_SUFFIXES or not is_utf8(name):
             continue
         if stem in files:
             problems.append(f"{folder / files[stem]} and {folder / name} share the id {stem!r}; "

@@ -22,8 +22,8 @@ from typing import Dict, List, Tuple
 from panet.base.files import PathLike
 from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
                                MASK_DIR, MASK_ORIGIN, MASK_SUFFIX, MAX_CLASSES, SOURCES_FILE,
-                               SPLIT_DIR, image_files, list_sources, parse_classes,
-                               write_list_sources)
+                               SPLIT_DIR, image_files, is_utf8, list_sources, parse_classes,
+                               shown_name, write_list_sources)
 from panet.data.label_png import classes_present, load_class_mask
 from panet.data.sources import read_id_list, read_image
 from panet.data.voc_prepare import group_by_class, save_class_lists
@@ -92,14 +92,18 @@ def _check_pair(root: Path, image_id: str, image_file: str,
 
 
 def _stray_files(root: Path, image_ids: List[str]) -> List[Problem]:
-    """Files of images/ and masks/ that are not images / masks of an image."""
-    problems = []
-    for name in sorted(os.listdir(root / IMAGE_DIR)):
+    """Files of images/ and masks/ that are not images / masks of an image, or whose names
+    are not UTF-8 (shown escaped)."""
+    problems = [Problem("file name", f"{shown_name(name)} in {root / folder} is not a UTF-8 "
+                                     "name (the per-class lists are UTF-8 text): rename it")
+                for folder in (IMAGE_DIR, MASK_DIR) for name in sorted(os.listdir(root / folder))
+                if not is_utf8(name)]
+    for name in sorted(filter(is_utf8, os.listdir(root / IMAGE_DIR))):
         if not name.startswith(".") and os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
             problems.append(Problem("stray file", f"{root / IMAGE_DIR / name} is not a "
                                                   f"{'/'.join(IMAGE_SUFFIXES)} image"))
     known = set(image_ids)
-    for name in sorted(os.listdir(root / MASK_DIR)):
+    for name in sorted(filter(is_utf8, os.listdir(root / MASK_DIR))):
         stem, suffix = os.path.splitext(name)
         if name.startswith("."):
             continue

@@ -14,7 +14,7 @@ from PIL import Image
 
 from panet.base.constants import IGNORE_INDEX
 from panet.base.files import PathLike
-from panet.data.transforms import upright
+from panet.data.transforms import too_large, upright
 
 
 def voc_palette() -> List[int]:
@@ -61,6 +61,8 @@ def load_label_png(path: PathLike, origin: str = "the original archive") -> np.n
                                  "or grayscale (L) images holding class ids; an RGB-coloured "
                                  "mask must first be mapped back to ids")
             return np.array(upright(image), dtype=np.uint8)
+    except Image.DecompressionBombError as error:
+        raise ValueError(too_large(path, error)) from None
     except (OSError, SyntaxError) as error:
         raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, get "
                          f"it again from {origin}") from error

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from panet.base.constants import IGNORE_INDEX
 from panet.data.label_png import load_class_mask
-from panet.data.transforms import to_rgb
+from panet.data.transforms import to_rgb, too_large
 from panet.data.weak import build_scribble_map
 
 
@@ -145,6 +145,8 @@ def read_image(path: Path, missing: str, corrupt: str) -> Image.Image:
             return to_rgb(image, str(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(too_large(path, error)) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
                          f"truncated: {corrupt}") from error

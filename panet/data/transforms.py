@@ -39,6 +39,13 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def too_large(path: object, error: Image.DecompressionBombError) -> str:
+    """The one line refusing an image whose header claims more pixels than PIL opens (a
+    decompression bomb, or an image to shrink first)."""
+    return (f"{path} refused: {' '.join(str(error).split())} (PIL's Image.MAX_IMAGE_PIXELS): "
+            "shrink the image first")
+
+
 def displayed_size(image: Image.Image) -> Tuple[int, int]:
     """(W, H) of the image as displayed (``upright``), read from its header."""
     turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)  # quarter turns

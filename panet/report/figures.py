@@ -74,6 +74,20 @@ def overlay(image: np.ndarray, labels: Union[np.ndarray, torch.Tensor],
     return np.round(blended).astype(np.uint8)
 
 
+def outlined(picture: np.ndarray, labels: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
+    """`picture` (H x W x 3 uint8, e.g. an `overlay`) with the border of each way's region of
+    `labels` (H x W) drawn in the way's colour, OUTLINE_WIDTH of the short side thick (at least
+    1 pixel): a mask stays visible on any image. Returns a new array."""
+    labels = torch.as_tensor(labels).cpu().numpy()
+    thickness = max(1, round(min(labels.shape) * OUTLINE_WIDTH))
+    picture = picture.copy()
+    for way in (int(v) for v in np.unique(labels) if v not in (0, 255)):
+        region = labels == way
+        picture[region & ~ndimage.binary_erosion(region, iterations=thickness,
+                                                 border_value=1)] = way_colour(way)
+    return picture
+
+
 def caption_font(width: int) -> ImageFont.FreeTypeFont:
     """The caption font for tiles `width` pixels wide: grows with the tile, never below
     MIN_FONT_SIZE, so that text stays legible on small and on large images."""
@@ -135,14 +149,8 @@ def prediction_overlay(image: np.ndarray, labels: np.ndarray, names: Sequence[st
     factor = max(1, -(-MIN_OVERLAY_SIDE // min(image.shape[:2])))
     image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
     labels = np.repeat(np.repeat(np.asarray(labels), factor, axis=0), factor, axis=1)
-    picture = overlay(image, labels)
+    picture = outlined(overlay(image, labels), labels)
     height, width = labels.shape
-    thickness = max(1, round(min(height, width) * OUTLINE_WIDTH))
-    for way in range(1, len(names) + 1):
-        region = labels == way
-        outline = region & ~ndimage.binary_erosion(region, iterations=thickness,
-                                                   border_value=1)
-        picture[outline] = way_colour(way)
     font_size = max(MIN_FONT_SIZE, round(width * LEGEND_FONT_WIDTH))
     font = _font(font_size)
     line = round(font_size * 1.5)
@@ -182,7 +190,7 @@ def stack(images: Sequence[Image.Image], across: bool = False) -> Image.Image:
 def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: int) -> Image.Image:
     """One episode of a collated batch as a row of captioned tiles: each support with its
     foreground mask (as given: dense, scribble or box), then each query with the prediction and
-    with the ground truth, coloured per way.
+    with the ground truth, tinted and outlined per way (`outlined`).
 
     batch: `collate_episodes` output (support_images B x W x S x 3 x H x W, support_fg
     B x W x S x H x W, query_images B x Q x 3 x H x W, query_labels B x Q x H x W, class_ids
@@ -195,12 +203,13 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
     for way in range(ways):
         for shot in range(shots):
             labels = support_fg[way, shot].round().long() * (way + 1)
-            tiles.append(overlay(denormalize(support_images[way, shot]), labels))
+            tiles.append(outlined(overlay(denormalize(support_images[way, shot]), labels),
+                                  labels))
             captions.append(f"support w{way + 1} s{shot + 1} (class {class_ids[way]})")
     for query, image in enumerate(batch["query_images"][index]):
         rgb = denormalize(image)
-        tiles += [overlay(rgb, predictions[index, query]),
-                  overlay(rgb, batch["query_labels"][index, query])]
+        tiles += [outlined(overlay(rgb, labels), labels) for labels in (
+            predictions[index, query], batch["query_labels"][index, query])]
         captions += [f"query {query + 1}: prediction", f"query {query + 1}: ground truth"]
     return stack(captioned_tiles(tiles, captions), across=True)
 

@@ -18,6 +18,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 from panet.base.files import atomic_write
 
 MISSING = "—"  # an entry without a number (job not run yet, or not reported by the paper)
+PARTIAL = "†"  # marks a number whose tests left classes unevaluated
+PARTIAL_NOTE = (f"{PARTIAL}: a test of this cell left classes unevaluated (its episodes never "
+                "drew them; results.json lists them under \"unevaluated\"), so its mean is over "
+                "the other classes: run more episodes")
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,14 @@ class Number:
 class Measured:
     """Our number of a table cell, in percent: `value` is the mean over training seeds, `std`
     the sample standard deviation over seeds (None with one seed), `interval` the 95% bootstrap
-    interval over the test episodes (None without per-episode records)."""
+    interval over the test episodes (None without per-episode records). `partial`: a test of
+    the cell left some of its classes unevaluated (no episode drew them), so its mean is over
+    the others: shown with `PARTIAL`."""
 
     value: Optional[float]
     std: Optional[float] = None
     interval: Optional[Tuple[float, float]] = None
+    partial: bool = False
 
     def holds(self, paper: Optional[float]) -> str:
         """Whether the paper's number lies in our interval: yes | no | MISSING."""
@@ -97,7 +104,7 @@ def markdown_entry(entry: Entry) -> str:
             return MISSING
         std = "" if entry.std is None else f" ± {entry.std:.1f}"
         interval = "" if entry.interval is None else " [{:.1f}, {:.1f}]".format(*entry.interval)
-        return format_number(entry.value) + std + interval
+        return format_number(entry.value) + PARTIAL * entry.partial + std + interval
     return entry
 
 
@@ -147,7 +154,7 @@ def latex_entry(entry: Entry, compact: bool = False) -> str:
     if isinstance(entry, Number) and not entry.missing:
         return f"${format_number(entry.value, entry.signed)}$"
     if isinstance(entry, Measured) and entry.value is not None:
-        shown = format_number(entry.value)
+        shown = format_number(entry.value) + r"^\dagger" * entry.partial
         if entry.std is not None:
             shown += rf" \pm {entry.std:.1f}"
         interval = entry.interval if not compact else None

@@ -19,6 +19,7 @@ capped at 1 (docs/reporting.md; `interval_coverage` says it in words).
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -80,9 +81,10 @@ class EpisodeRecords:
         try:
             with np.load(path, allow_pickle=False) as stored:
                 return cls(**{f.name: stored[f.name] for f in fields(cls)})
-        except (OSError, KeyError, ValueError) as error:
-            raise ValueError(f"{path} is not an episode-records file of test.py ({error})"
-                             ) from None
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as error:
+            why = "empty" if isinstance(error, EOFError) else str(error)
+            raise ValueError(f"{path} is not an episode-records file of test.py ({why}): run "
+                             "its test again") from None
 
     @property
     def n_runs(self) -> int:

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from panet.models.factory import DEFAULT_FACTORY
-from panet.report.render import MISSING, Measured, Number, Report
+from panet.report.render import MISSING, PARTIAL_NOTE, Measured, Number, Report
 from panet.report.statistics import (EpisodeRecords, bootstrap_seed, percentile_interval,
                                      resampled_run_means)
 from panet.reproduce.jobs import PAPER_SEED, Job, Variant
@@ -125,7 +125,7 @@ def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str
     """Our entry of a column for a method. A training seed's value is the fold's, or the mean
     over the column's folds; the interval resamples each fold's episodes (the seeds' tests of a
     fold share their episodes and their draws) and averages like the value. Value None while
-    any test is missing."""
+    any test is missing; partial when a test left classes unevaluated."""
     seeds = provenance.seeds[:1] if variant.init else provenance.seeds
     names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder).test_name
               for fold in column.folds] for seed in seeds]  # seed x fold
@@ -139,7 +139,8 @@ def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str
         draws = np.mean([[resampled[name][column.metric] for name in row] for row in names],
                         axis=(0, 1))  # mean over seeds and folds, per resample
         interval = tuple(percentile_interval(100 * draws))
-    return Measured(float(np.mean(per_seed)), std, interval)
+    partial = any(results[name].get("unevaluated") for row in names for name in row)
+    return Measured(float(np.mean(per_seed)), std, interval, partial)
 
 
 def _distinct(results: Iterable[dict], describe: Callable[[dict], str]) -> str:
@@ -231,6 +232,8 @@ def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
     after = [f"{len(pending)} of {len(expected)} test jobs have no results yet ({MISSING}): "
              f"{', '.join(pending)}" if pending else
              f"All {len(expected)} test jobs done; their results.json are under runs/."]
+    if any(isinstance(entry, Measured) and entry.partial for row in rows for entry in row):
+        after.append(PARTIAL_NOTE)
     provenance_lines, citation = _citation(spec, results, provenance)
     return Report(f"Table {spec.number}: {spec.title}", header, rows, notes, warning, groups,
                   after, provenance_lines, [job.command for job in provenance.jobs], citation)
