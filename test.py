@@ -29,8 +29,9 @@ import warnings
 from panet.base import distributed
 from panet.base.monitor import ScalarLog
 from panet.data import make_episode_dataset
+from panet.data.protocols import REFERENCE, relative_path
 from panet.evaluation import encode_path, evaluate_runs
-from panet.evaluation.metrics import IoUMeter
+from panet.evaluation.metrics import IoUMeter, reference_scores
 from panet.models.builder import build_model, model_with_weights
 from panet.models.factory import with_numerics
 from panet.report.results import TestFacts, format_table, test_record, write_json
@@ -81,7 +82,8 @@ def main(_run, _config):
         source = opened_source(data, train=False)  # read once, shared by the runs
         datasets = [make_episode_dataset(data, test.episodes, settings.run.seed + run,
                                          train=False, source=source,
-                                         keep_original_labels=test.resolution == "original")
+                                         keep_original_labels=test.resolution == "original",
+                                         episodes_file=test.episodes_file)
                     for run in range(test.runs)]
         classes = data.classes(source, train=False)
         seen = classes_seen_in_training(composition, source)
@@ -99,7 +101,11 @@ def main(_run, _config):
         if not context.is_main:
             return None
         summary = meter.summary()
-        records = records_of_test(meter.records, [dataset.episodes for dataset in datasets])
+        if data.episode_rule in REFERENCE:
+            summary["reference"] = {"protocol": data.episode_rule,
+                                    **reference_scores(meter.counts)}
+        records = records_of_test(meter.records, [dataset.episodes for dataset in datasets],
+                                  lambda image_id: relative_path(source, image_id))
         if test.bootstrap:
             summary.update(bootstrap_intervals(records, classes, test.bootstrap,
                                                seed=bootstrap_seed(data.fold)))

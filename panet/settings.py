@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 from panet.data.datasets import DATASETS
 from panet.data.episodes import COCO_LABELS, WEAK_KINDS
 from panet.data.folds import FOLD_STYLES, split_classes
+from panet.data.protocols import PROTOCOLS, REFERENCE
 from panet.data.weak import BOX_CHOICES
 from panet.evaluation.options import ENCODINGS, RESOLUTIONS, EvalOptions
 from panet.evaluation.metrics import RULES as METRIC_RULES
@@ -137,6 +138,10 @@ class EpisodeSetting(Section):
     bbox_instance: str = setting("largest", one_of(BOX_CHOICES),
                                  "released code: largest; paper text: random")
     scribble_dilation: int = setting(0, integer(0), "pixels of dilation applied to scribbles")
+    protocol: Optional[str] = setting(None, optional(one_of(PROTOCOLS)),
+                                      "episode rule: None (the dataset's: panet; patnet for the "
+                                      "cross-domain targets) | panet | patnet | hsnet "
+                                      "(panet/data/protocols.py)")
     coco_labels: str = setting("class", one_of(COCO_LABELS),
                                "coco, W > 1: class (released: an image is labelled for its own "
                                "way's class only) | episode (all the episode's classes)")
@@ -144,6 +149,11 @@ class EpisodeSetting(Section):
     @property
     def root_path(self) -> Path:
         return Path(self.root).expanduser()
+
+    @property
+    def episode_rule(self) -> str:
+        """The protocol the episodes follow (`protocol`, else the dataset's)."""
+        return self.protocol if self.protocol is not None else DATASETS[self.name].protocol
 
     def split(self, train: bool) -> str:
         """The training or test split, the dataset's default where the setting says None."""
@@ -178,6 +188,15 @@ class EpisodeSetting(Section):
             found.append(problem("data.fold_style", self.fold_style,
                                  f"{self.name} has the {' / '.join(spec.fold_styles)} split "
                                  "only; 'interleaved' is a COCO-20i (or folder dataset) split"))
+        if self.episode_rule not in spec.protocols:
+            found.append(problem("data.protocol", self.protocol,
+                                 f"{self.name} has the {' / '.join(spec.protocols)} episode "
+                                 "rules (panet/data/protocols.py)"))
+        elif self.episode_rule in REFERENCE:
+            found += [problem(f"data.{key}", getattr(self, key),
+                              f"must be 1 with data.protocol={self.episode_rule} (its episodes "
+                              "are 1-way, 1 query)")
+                      for key in ("ways", "queries") if getattr(self, key) != 1]
         if not spec.lists and self.lists_dir is not None:
             found.append(problem("data.lists_dir", self.lists_dir,
                                  f"must be None for {self.name} (its image lists come from its "
@@ -205,7 +224,9 @@ class ModelSettings(Section):
     weights: Optional[str] = setting(
         IMAGENET, optional_path(),
         f"'{IMAGENET}': torchvision's ImageNet file of the encoder in torchvision's cache "
-        "(~/.cache/torch/hub/checkpoints/); a path to such a file; None: random init")
+        "(torch.hub.get_dir()/checkpoints, i.e. $TORCH_HOME/hub/checkpoints), downloaded there "
+        "when absent (from $PANET_TORCHVISION_URL when set); a path to such a file; None: "
+        "random init")
     alpha: float = setting(20.0, number(0, inclusive=False),
                            "scale of the cosine logits (PROTOCOL §3)")
     factory: str = setting(DEFAULT_FACTORY, Rule(is_factory_spec, FACTORY_FORM),
@@ -296,6 +317,10 @@ class TestSettings(Section):
     cache_dir: Optional[str] = setting(None, optional_path(),
                                        "image: keep features as files here (later tests of the "
                                        "same weights and size reuse them)")
+    episodes_file: Optional[str] = setting(None, optional_path(),
+                                           "a file of episodes (.csv / .jsonl: scripts/"
+                                           "episodes.py) to evaluate, all of them, instead of "
+                                           "drawing test.episodes")
     rule: str = setting("released", one_of(METRIC_RULES), "released | corrected (PROTOCOL §9)")
     resolution: str = setting("label", one_of(RESOLUTIONS),
                               "label (417 x 417, PANet) | original (later FSS papers)")

@@ -226,6 +226,9 @@ BAD_VALUES = [
     ("test", ["data.bbox_instance=smallest"], "data.bbox_instance"),
     ("test", ["data.scribble_dilation=-2"], "data.scribble_dilation"),
     ("test", ["data.coco_labels=all"], "data.coco_labels"),
+    ("train", ["data.protocol=pascal"], "data.protocol"),
+    ("test", ["notrain", "data.protocol=patnet"], "data.protocol"),  # PASCAL has panet's only
+    ("test", ["notrain", "test.episodes_file=/nonexistent/episodes.csv"], "test.episodes_file"),
     ("train", ["model.encoder=alexnet"], "model.encoder"),
     ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
      "model.weights"),

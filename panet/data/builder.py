@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
+from panet.base.files import PathLike
 from panet.data.datasets import DATASETS
 from panet.data.episodes import EpisodeDataset
-from panet.data.folds import split_classes
+from panet.data.protocols import REFERENCE, read_episode_file, reference_episodes
 from panet.data.sampling import sample_episodes
 from panet.data.sources import Source
 
@@ -19,30 +21,38 @@ def make_source(setting, train: bool) -> Source:
 
 def make_episode_dataset(setting, n_episodes: int, seed: int, train: bool, *,
                          keep_original_labels: bool = False,
-                         source: Optional[Source] = None) -> EpisodeDataset:
+                         source: Optional[Source] = None,
+                         episodes_file: Optional[PathLike] = None) -> EpisodeDataset:
     """Episodes of ``setting`` (``panet.settings.EpisodeSetting``; items: see
     ``panet.data.episodes``).
 
     ``train`` selects the training classes on the training split (and random flips, dense
     supports), otherwise the test classes on the test split (``panet.data.folds.split_classes``:
     fold ``setting.fold`` of ``setting.n_folds``, or ``setting.test_classes``). The episode list
-    is drawn here, up front, from ``seed`` (PROTOCOL §8). The setting follows its rules
+    is drawn here, up front, from ``seed`` (PROTOCOL §8; at test time under a reference
+    protocol, ``panet.data.protocols.reference_episodes``), or read from ``episodes_file``
+    (every episode it lists; ``n_episodes`` unused). The setting follows its rules
     (``EpisodeSetting.problems``, checked where settings are read). ``keep_original_labels``
     adds the queries' original-size labels; ``source``: that split's ``make_source`` when one
     is already built, to share it between datasets (the runs of a test).
     """
     return episode_dataset(source if source is not None else make_source(setting, train),
-                           setting, n_episodes, seed, train, keep_original_labels)
+                           setting, n_episodes, seed, train, keep_original_labels, episodes_file)
 
 
 def episode_dataset(source: Source, setting, n_episodes: int, seed: int, train: bool,
-                    keep_original_labels: bool = False) -> EpisodeDataset:
+                    keep_original_labels: bool = False,
+                    episodes_file: Optional[PathLike] = None) -> EpisodeDataset:
     """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
     or a masks-only ``VocSource``)."""
-    classes = split_classes(source, train, setting.fold, n_folds=setting.n_folds,
-                            fold_style=setting.fold_style, test_classes=setting.test_classes)
-    episodes = sample_episodes(source.class_images(), classes, setting.ways, setting.shots,
-                               setting.queries, n_episodes, seed, describe=source.class_name)
+    if episodes_file is not None:
+        episodes = read_episode_file(Path(episodes_file).expanduser(), source)
+    elif setting.episode_rule in REFERENCE and not train:
+        episodes = reference_episodes(source, setting.shots, n_episodes, seed)
+    else:
+        classes = setting.classes(source, train)
+        episodes = sample_episodes(source.class_images(), classes, setting.ways, setting.shots,
+                                   setting.queries, n_episodes, seed, describe=source.class_name)
     if train:
         setting = setting.replace(weak="dense")  # weak supports are a test-time setting
     return EpisodeDataset(source, episodes, setting, seed, train, keep_original_labels)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from panet.data import synthetic
+from panet.data import cdfss, synthetic
 from panet.data.folder import ALL_SPLIT, FolderSource
 from panet.data.folds import FOLD_STYLES, N_FOLDS
 from panet.data.sources import Source
@@ -25,16 +25,21 @@ class DatasetSpec:
     the episode setting (`panet.settings.EpisodeSetting`: root, lists_dir, year, cache_dir).
     `train_split` / `test_split`: the splits used when data.train_split / data.test_split are
     None (the released protocol tests on the training split). `n_folds`: the fold count the
-    benchmark defines (None: any, for your own data); `fold_styles`: the class splits it has;
-    `lists`: whether it reads per-class list files (data.lists_dir); `root`: what data.root is."""
+    benchmark defines (None: any, for your own data); `fold_styles`: the class splits it has
+    (`all`: every class both trains and tests, as a cross-domain source or target does);
+    `lists`: whether it reads list files (data.lists_dir); `root`: what data.root is;
+    `protocol`: the episode rule when data.protocol is None (`panet.data.protocols`), and
+    `protocols` the ones it has."""
 
     source: Callable[[Any, str], Source]
     root: str
     train_split: str
     test_split: str
     n_folds: Optional[int] = N_FOLDS
-    fold_styles: Tuple[str, ...] = ("contiguous",)
+    fold_styles: Tuple[str, ...] = ("contiguous", "all")
     lists: bool = True
+    protocol: str = "panet"
+    protocols: Tuple[str, ...] = ("panet",)
 
 
 def _pascal(setting: Any, split: str) -> Source:
@@ -56,11 +61,27 @@ def _folder(setting: Any, split: str) -> Source:
     return FolderSource(setting.root_path, split)
 
 
+def _cross_domain(source_class: type) -> Callable[[Any, str], Source]:
+    def open_split(setting: Any, split: str) -> Source:
+        if source_class is cdfss.Fss1000Source:
+            return source_class(setting.root_path, split, setting.lists_dir)
+        return source_class(setting.root_path, split)
+    return open_split
+
+
+def _target(source_class: type, root: str, **kwargs) -> DatasetSpec:
+    """A cross-domain target (panet.data.cdfss): one test split, every class tested."""
+    defaults = dict(train_split="test", test_split="test", n_folds=None, fold_styles=("all",),
+                    lists=False, protocol="patnet", protocols=("patnet", "panet"))
+    return DatasetSpec(_cross_domain(source_class), root, **{**defaults, **kwargs})
+
+
 DATASETS: Dict[str, DatasetSpec] = {
     "pascal": DatasetSpec(_pascal, "the VOC2012 folder (JPEGImages/, SegmentationClassAug/, "
                                    "ImageSets/)", train_split="trainaug", test_split="trainaug"),
     "coco": DatasetSpec(_coco, "the COCO folder (annotations/, train2014/, val2014/)",
-                        train_split="train", test_split="train", fold_styles=FOLD_STYLES,
+                        train_split="train", test_split="train",
+                        fold_styles=FOLD_STYLES,
                         lists=False),
     "synthetic": DatasetSpec(_synthetic, "the folder written by scripts/make_synthetic.py "
                                          "(VOC2012/, coco/)",
@@ -68,6 +89,12 @@ DATASETS: Dict[str, DatasetSpec] = {
     "folder": DatasetSpec(_folder, "your dataset folder (images/, masks/, classes.txt; see the "
                                    "README)", train_split=ALL_SPLIT, test_split=ALL_SPLIT,
                           n_folds=None, fold_styles=FOLD_STYLES),
+    "deepglobe": _target(cdfss.DeepglobeSource, cdfss.DeepglobeSource.LAYOUT),
+    "isic2018": _target(cdfss.IsicSource, cdfss.IsicSource.LAYOUT),
+    "chestxray": _target(cdfss.ChestXraySource, cdfss.ChestXraySource.LAYOUT),
+    "fss1000": _target(cdfss.Fss1000Source, cdfss.Fss1000Source.LAYOUT + "; class lists in "
+                       "data.lists_dir (default <root>/splits/{trn,val,test}.txt)",
+                       lists=True, train_split="trn", protocols=("patnet", "hsnet", "panet")),
 }
 
 

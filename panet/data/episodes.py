@@ -26,10 +26,12 @@ maps (PASCAL, whose released loader paints every episode class) are the same und
 ``ds[i]`` is a pure function of i: the flips (training only, per image) and random box / scribble
 choices come from a generator seeded with (seed, i), never from worker or global state.
 
-A support whose class vanishes from its resized mask (a tiny object) is replaced, to keep every
-support mask non-empty: the dataset draws, with that item's generator, other images of the class
-not yet in the way (not its supports, not its queries) until one keeps a non-empty mask
-(``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). ``support_ids`` reports the
+Under a reference protocol (``panet.data.protocols``: PATNet's, HSNet's) supports are kept as
+drawn, an empty mask included, and label maps are resized as PyTorch's nearest mode does, as
+their code does. Otherwise a support whose class vanishes from its resized mask (a tiny object)
+is replaced, to keep every support mask non-empty: the dataset draws, with that item's
+generator, other images of the class not yet in the way (not its supports, not its queries)
+until one keeps a non-empty mask (``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). ``support_ids`` reports the
 images actually used. A query keeps its label even if its class vanished: the metric counts a
 class only where the ground truth holds it.
 
@@ -51,9 +53,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from panet.base.constants import IGNORE_INDEX
+from panet.data.protocols import REFERENCE
 from panet.data.sampling import Episode
 from panet.data.sources import Source
-from panet.data.transforms import as_size, hflip, image_tensor, resize_nearest
+from panet.data.transforms import (as_size, hflip, image_tensor, resize_nearest,
+                                   resize_nearest_torch)
 from panet.data.weak import Masks, box_masks, dense_masks, scribble_masks
 
 WEAK_KINDS = ("dense", "scribble", "bbox")
@@ -103,8 +107,10 @@ class EpisodeLayout:
 
 
 def episode_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
-    """Global label map -> episode-local int64 map: way c's class -> c + 1, 255 stays, else 0."""
-    lookup = np.zeros(256, dtype=np.int64)
+    """Global label map (uint8, or uint16 for a split of more than 254 classes) -> episode-local
+    int64 map: way c's class -> c + 1, 255 stays (unless a way's class), else 0."""
+    lookup = np.zeros(max(256, int(labels.max(initial=0)) + 1, max(class_ids) + 1),
+                      dtype=np.int64)
     lookup[IGNORE_INDEX] = IGNORE_INDEX
     lookup[np.asarray(class_ids)] = np.arange(1, len(class_ids) + 1)
     return lookup[labels]
@@ -133,6 +139,10 @@ class EpisodeDataset(Dataset):
         self.train = train
         self.keep_original_labels = keep_original_labels
         self._class_images = source.class_images()
+        # the reference protocols (panet.data.protocols) keep an empty support as drawn and
+        # resize labels as their code does
+        self.reference = setting.episode_rule in REFERENCE
+        self._resize = resize_nearest_torch if self.reference else resize_nearest
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -218,7 +228,7 @@ class EpisodeDataset(Dataset):
         """The image's label map painted for ``class_ids``, resized (and flipped)."""
         labels = self.source.label_map(image_id, class_ids)
         flipped = self.train and bool(rng.random() < 0.5)
-        resized = resize_nearest(labels, self.size)
+        resized = self._resize(labels, self.size)
         if flipped:
             resized, labels = hflip(resized), hflip(labels)
         return _View(image_id, resized, labels, flipped)
@@ -236,7 +246,7 @@ class EpisodeDataset(Dataset):
         state = rng.bit_generator.state
         class_id = class_ids[way]
         view = self._view(image_id, self._label_classes(class_ids, way), rng)
-        if not (view.labels == class_id).any():
+        if not (self.reference or (view.labels == class_id).any()):
             return None
         fg, bg = self._support_masks(view, class_id, class_ids, rng)
         return DrawnSupport(view, fg, bg, state)
@@ -268,7 +278,7 @@ class EpisodeDataset(Dataset):
         if array.shape != view.full_labels.shape:
             raise ValueError(f"{self.source.location(view.image_id)}: its {what} is {array.shape} "
                              f"but its label map is {view.full_labels.shape}; they must match")
-        array = resize_nearest(array, self.size)
+        array = self._resize(array, self.size)
         return hflip(array) if view.flipped else array
 
     def _support_masks(self, view: _View, class_id: int, class_ids: Sequence[int],

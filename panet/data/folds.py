@@ -6,7 +6,9 @@ classes and trains on the other three quarters:
 
 - ``contiguous`` (PASCAL-5i, and PANet's COCO-20i): test classes {b*i + 1, ..., b*i + b} with
   b = n_classes / 4, i.e. {5i+1..5i+5} for PASCAL and {20i+1..20i+20} for COCO;
-- ``interleaved`` (the COCO-20i split of later papers): test classes {4k + i + 1, k = 0..b-1}.
+- ``interleaved`` (the COCO-20i split of later papers): test classes {4k + i + 1, k = 0..b-1};
+- ``all`` (the cross-domain benchmark, docs/cross-domain.md): no class is held out, every class
+  trains (PASCAL VOC's 20, as PATNet trains PANet) and every class tests (a target dataset's).
 
 Other datasets may use another number of folds n (``n_folds``): contiguous blocks then differ in
 size by at most one class, the larger blocks first (10 classes in 4 folds: 1-3, 4-6, 7-8, 9-10);
@@ -22,7 +24,7 @@ from typing import List, Optional, Sequence, Union
 from panet.data.sources import Source
 
 N_FOLDS = 4
-FOLD_STYLES = ("contiguous", "interleaved")
+FOLD_STYLES = ("contiguous", "interleaved", "all")
 
 #: PASCAL VOC class names, index 0 = class id 1 (PROTOCOL §6 order)
 PASCAL_CLASS_NAMES = (
@@ -39,6 +41,8 @@ def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",
     ``style`` (one of ``FOLD_STYLES``) among 1..n_classes, ascending: the config keys
     data.fold, data.n_folds and data.fold_style are checked where settings are read; the
     number of classes, a dataset's, here."""
+    if style == "all":
+        return list(range(1, n_classes + 1))
     if n_classes < n_folds:
         raise ValueError(f"{n_classes} classes cannot be split into {n_folds} folds; use fewer "
                          f"folds or explicit test classes")
@@ -53,7 +57,7 @@ def fold_classes(n_classes: int, fold: int, train: bool, style: str = "contiguou
                  n_folds: int = N_FOLDS) -> List[int]:
     """Class ids an episode of ``fold`` draws from: its training classes or its test classes."""
     held_out = held_out_classes(n_classes, fold, style, n_folds)
-    if not train:
+    if not train or style == "all":
         return held_out
     return [c for c in range(1, n_classes + 1) if c not in held_out]
 

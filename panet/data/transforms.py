@@ -97,6 +97,15 @@ def resize_nearest(labels: np.ndarray, size: Size) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
+def resize_nearest_torch(labels: np.ndarray, size: Size) -> np.ndarray:
+    """``resize_nearest`` as PyTorch's ``interpolate(mode="nearest")`` picks pixels (source index
+    floor(i * n_in / n_out) in float32), which PATNet and HSNet apply to masks (PATNet
+    data/deepglobe.py:36, 41-44): the reference protocols' labels, pixel for pixel."""
+    pixels = torch.from_numpy(labels.astype(np.float32))[None, None]
+    resized = torch.nn.functional.interpolate(pixels, size=tuple(size), mode="nearest")
+    return resized[0, 0].numpy().astype(labels.dtype)
+
+
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
     index = ((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64)
     return np.minimum(index, n_in - 1)

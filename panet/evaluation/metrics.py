@@ -180,3 +180,21 @@ class IoUMeter:
             "unevaluated": unevaluated,
             "rule": self.rule,
         }
+
+
+def reference_scores(counts: np.ndarray) -> Dict[str, List[float]]:
+    """PATNet's and HSNet's mIoU and FB-IoU, in percent, per run, from an ``IoUMeter``'s counts
+    under rule "corrected" (every label of every query counted) of 1-way episodes: n_runs x
+    (1 + K) x 3 (TP, FP, FN; slot 0 background).
+
+    As their AverageMeter (PATNet common/logger.py:40-56): per class k, I = TP and U = TP + FP +
+    FN summed over its episodes; mIoU = 100 x mean over the K classes of I / max(U, 1) (a class
+    never drawn counts 0); FB-IoU = 100 x (I_bg / U_bg + I_fg / U_fg) / 2 with the background
+    and foreground counts summed over every class's episodes.
+    """
+    tp, fp, fn = np.moveaxis(np.asarray(counts, dtype=np.float64), -1, 0)  # each R x (1 + K)
+    union = tp + fp + fn
+    miou = (tp[:, 1:] / np.maximum(union[:, 1:], 1)).mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fb_iou = (tp[:, 0] / union[:, 0] + tp[:, 1:].sum(1) / union[:, 1:].sum(1)) / 2
+    return {"miou": (100 * miou).tolist(), "fb_iou": (100 * fb_iou).tolist()}

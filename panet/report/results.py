@@ -97,6 +97,10 @@ def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], titl
                       ("background_iou", "  background IoU"),
                       ("foreground_iou", "  foreground IoU")):
         lines.append(f"{name:28s} {cell(summary[key], summary[key + '_std'])}{interval(key)}")
+    if "reference" in summary:
+        reference = summary["reference"]
+        lines.append(f"{reference['protocol']}'s metric: mIoU {reference['miou'][0]:.1f}, "
+                     f"FB-IoU {reference['fb_iou'][0]:.1f} (first run)")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -42,8 +42,11 @@ class EpisodeRecords:
     run, episode, query: N int64 (episode index within its run, query index within its
     episode); class_ids: N x W int64 global ids of the episode's ways; counts: N x (1 + W) x 3
     int64 TP, FP, FN of labels [background, way 1, ..., way W]; query_ids: N str;
-    support_ids: N x W x S str. Image ids are those the episode list sampled (a support whose
-    mask vanishes at the input size is replaced by a deterministic draw from them).
+    support_ids: N x W x S str; query_paths, support_paths: the same images as file paths
+    relative to data.root, in the order drawn (what scripts/episodes.py exports; records
+    written before they existed give the ids). Image ids are those the episode list sampled (a
+    support whose mask vanishes at the input size is replaced by a deterministic draw from
+    them).
     """
 
     run: np.ndarray
@@ -53,6 +56,8 @@ class EpisodeRecords:
     counts: np.ndarray
     query_ids: np.ndarray
     support_ids: np.ndarray
+    query_paths: np.ndarray
+    support_paths: np.ndarray
 
     def __post_init__(self):
         n = len(self.run)
@@ -61,8 +66,9 @@ class EpisodeRecords:
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict]) -> "EpisodeRecords":
-        """From dicts with the field names as keys (one per query)."""
-        return cls(**{f.name: np.asarray([row[f.name] for row in rows]) for f in fields(cls)})
+        """From dicts with the field names as keys (one per query; paths default to ids)."""
+        return cls(**{f.name: np.asarray([row.get(f.name, row.get(_ids_of(f.name)))
+                                          for row in rows]) for f in fields(cls)})
 
     def sorted(self) -> "EpisodeRecords":
         """The records in (run, episode, query) order (DDP ranks record them interleaved)."""
@@ -80,7 +86,8 @@ class EpisodeRecords:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return cls(**{f.name: stored[f.name] for f in fields(cls)})
+                return cls(**{f.name: stored[f.name if f.name in stored else _ids_of(f.name)]
+                              for f in fields(cls)})
         except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as error:
             why = "empty" if isinstance(error, EOFError) else str(error)
             raise ValueError(f"{path} is not an episode-records file of test.py ({why}): run "
@@ -111,18 +118,27 @@ class EpisodeRecords:
                         map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
 
 
+def _ids_of(field: str) -> str:
+    """The id field standing in for a path field that older records lack."""
+    return field.replace("_paths", "_ids")
+
+
 Side = Union[EpisodeRecords, Sequence[EpisodeRecords]]  # one test, or one per training seed
 
 
-def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence]) -> EpisodeRecords:
+def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence],
+                    path_of: Callable[[str], str] = str) -> EpisodeRecords:
     """EpisodeRecords from an `IoUMeter`'s kept `records` (run, episode, query, class ids,
-    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids)."""
+    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids);
+    `path_of`: an image id's file relative to data.root (`panet.data.protocols.relative_path`)."""
     rows = []
     for run, episode, query, class_ids, counts in query_records:
         sampled = episode_lists[run][episode]
+        query_id = sampled.queries()[query][1]
         rows.append({"run": run, "episode": episode, "query": query, "class_ids": class_ids,
-                     "counts": counts, "query_ids": sampled.queries()[query][1],
-                     "support_ids": sampled.support_ids})
+                     "counts": counts, "query_ids": query_id, "support_ids": sampled.support_ids,
+                     "query_paths": path_of(query_id),
+                     "support_paths": [[path_of(i) for i in way] for way in sampled.support_ids]})
     return EpisodeRecords.from_rows(rows).sorted()
 
 

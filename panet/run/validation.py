@@ -15,6 +15,7 @@ before a run's main function; any problem stops the run with a `ConfigError` (on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -23,6 +24,7 @@ from panet.base.device import (is_device_name, launched_processes, precision_pro
                                resolve_device, torchrun_problem)
 from panet.base.errors import one_line
 from panet.base.rules import problem
+from panet.data.protocols import REFERENCE
 from panet.models.encoders import build_encoder
 from panet.models.factory import (DEFAULT_FACTORY, FactoryError, factory_levels, own_loss,
                                   query_logits, trial_model)
@@ -175,6 +177,19 @@ def _test_problems(settings: Settings, composition) -> List[str]:
         return [problem("seed", settings.run.seed, f"test run r draws its episodes from seed + r:"
                                                    f" must be at most {MAX_SEED - test.runs + 1} "
                                                    f"with test.runs={test.runs}")]
+    if test.episodes_file is not None:
+        path = Path(test.episodes_file).expanduser()
+        if not path.is_file():
+            return [problem("test.episodes_file", test.episodes_file,
+                            "no such file: it must be an episode file of scripts/episodes.py")]
+        if test.runs != 1:
+            return [problem("test.runs", test.runs, "must be 1 with test.episodes_file (the file "
+                                                    "is the one run's episodes)")]
+    if settings.data.episode_rule in REFERENCE and test.rule != "corrected":
+        return [problem("test.rule", test.rule,
+                        f"must be corrected with data.protocol={settings.data.episode_rule} (its "
+                        "metric counts every label of every query; the named configs of the "
+                        "cross-domain datasets set it)")]
     if test.notrain and test.checkpoint:
         return [problem("test.checkpoint", test.checkpoint,
                         "must be None with test.notrain=True (PANet-init evaluates the "
