@@ -1,12 +1,16 @@
 """Generate the synthetic few-shot dataset (see panet/data/synthetic.py and data/README.md).
 
     python scripts/make_synthetic.py [--out data/synthetic] [--n-images 400] [--size 375 500]
-                                     [--seed 0] [--coco] [--year 2014] [--layout voc|folder]
+                                     [--seed 0] [--coco] [--year 2014]
+                                     [--layout voc|folder|cdfss]
 
 Writes OUT/VOC2012 (PASCAL layout: dataset name "synthetic", or "pascal" on OUT/VOC2012) and,
 with --coco, OUT/coco (COCO layout, year --year); with --layout folder, the folder layout of
 your own datasets into OUT instead (dataset name "folder" after scripts/prepare_folder.py), plus
-OUT/examples/ (a support image, its 0/255 mask, query images) for scripts/predict.py.
+OUT/examples/ (a support image, its 0/255 mask, query images) for scripts/predict.py. With
+--layout cdfss, the four cross-domain test sets of PATNet in their real layouts instead:
+OUT/Deepglobe, OUT/ISIC, OUT/LungSegmentation and OUT/FSS-1000 (fixed counts, --size default
+96 x 96; see panet/data/synthetic_cdfss.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import time
 from pathlib import Path
 
 from panet.data.synthetic import DEFAULT_N_IMAGES, generate, generate_folder
+from panet.data.synthetic_cdfss import DEEPGLOBE_DIR, FSS_DIR, ISIC_DIR, LUNG_DIR, generate_cdfss
+
+SIZES = {"voc": (375, 500), "folder": (375, 500), "cdfss": (96, 96)}  # default --size per layout
 
 
 def main(argv=None) -> int:
@@ -24,25 +31,37 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data", "synthetic"),
                         help="output folder (default data/synthetic, where configs/synthetic.yaml "
                              "reads it)")
-    parser.add_argument("--n-images", type=int, default=DEFAULT_N_IMAGES)
-    parser.add_argument("--size", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    parser.add_argument("--n-images", type=int, default=None,
+                        help=f"images of the voc and folder layouts (default {DEFAULT_N_IMAGES})")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="image size (default 375 500; 96 96 for cdfss)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--coco", action="store_true", help="also write the COCO-json variant")
     parser.add_argument("--year", type=int, default=2014, help="year in the COCO file names")
-    parser.add_argument("--layout", choices=("voc", "folder"), default="voc",
-                        help="voc: OUT/VOC2012 (+ OUT/coco); folder: the folder layout in OUT")
+    parser.add_argument("--layout", choices=tuple(SIZES), default="voc",
+                        help="voc: OUT/VOC2012 (+ OUT/coco); folder: the folder layout in OUT; "
+                             "cdfss: the four cross-domain test sets in OUT")
     args = parser.parse_args(argv)
-    if args.layout == "folder" and args.coco:
+    if args.layout != "voc" and args.coco:
         parser.error("--coco belongs to the voc layout")
+    if args.layout == "cdfss" and args.n_images is not None:
+        parser.error("--n-images belongs to the voc and folder layouts (cdfss has fixed counts)")
+    n_images = DEFAULT_N_IMAGES if args.n_images is None else args.n_images
+    size = tuple(args.size or SIZES[args.layout])
     start = time.perf_counter()
-    if args.layout == "folder":
-        generate_folder(args.out, n_images=args.n_images, size=tuple(args.size), seed=args.seed,
+    if args.layout == "cdfss":
+        generate_cdfss(args.out, seed=args.seed, size=size)
+        written = f"{DEEPGLOBE_DIR}, {ISIC_DIR}, {LUNG_DIR} and {FSS_DIR}"
+    elif args.layout == "folder":
+        generate_folder(args.out, n_images=n_images, size=size, seed=args.seed,
                         val_fraction=args.val_fraction)
+        written = f"{n_images} images"
     else:
-        generate(args.out, n_images=args.n_images, size=tuple(args.size), seed=args.seed,
+        generate(args.out, n_images=n_images, size=size, seed=args.seed,
                  val_fraction=args.val_fraction, coco=args.coco, coco_year=args.year)
-    print(f"wrote {args.n_images} images ({args.size[0]} x {args.size[1]}) to {args.out} in "
+        written = f"{n_images} images"
+    print(f"wrote {written} ({size[0]} x {size[1]}) to {args.out} in "
           f"{time.perf_counter() - start:.1f} s")
     return 0
 

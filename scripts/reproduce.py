@@ -6,6 +6,7 @@ write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
     python scripts/reproduce.py --analysis prototype-distance   # Sec. 4.3
     python scripts/reproduce.py --figure loss-curves|qualitative   # Fig. 5; Figs. 3, 4, 6
     python scripts/reproduce.py --table 1 --synthetic     # toy scale on generated data (CI)
+    python scripts/reproduce.py --table cdfss --dry-run   # cross-domain: docs/cross-domain.md
     python scripts/reproduce.py --table 1 --factory M:C --name Ours --also PANet=results
     python scripts/reproduce.py --table 1 --executor local --parallel 8   # 8 GPUs, a job each
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
@@ -29,15 +30,15 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 
 from panet.base.device import use_device
 from panet.base.errors import OneLineParser
-from panet.data import synthetic
+from panet.data import synthetic, synthetic_cdfss
 from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.report.render import write_report
 from panet.reproduce import grid, specs
 from panet.reproduce.executors import Options, Run, execute
 from panet.reproduce.jobrun import CHANGED, DONE, JobStatus, report, summary
-from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, Job, Scale, Variant,
-                                  jobs_for, train_job)
+from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, TOY_CDFSS_DIR, Job, Scale,
+                                  Variant, jobs_for, train_job)
 from panet.reproduce.outputs import job_problems, set_aside
 from panet.reproduce.slurm import (DEFAULT_TIME, SlurmError, SlurmOptions, current_statuses,
                                    time_minutes)
@@ -65,7 +66,7 @@ def method_name(scale: Scale, name: Optional[str]) -> Optional[str]:
     return name or (scale.factory.rpartition(":")[2] if scale.factory else None)
 
 
-def table_target(number: int, scale: Scale, name: Optional[str] = None,
+def table_target(number: str, scale: Scale, name: Optional[str] = None,
                  also: Sequence[tuple] = ()) -> Target:
     spec = specs.TABLES[number]
     jobs = jobs_for(spec.settings(scale.training_seeds, scale.encoder), scale)
@@ -84,10 +85,9 @@ def table_target(number: int, scale: Scale, name: Optional[str] = None,
                                      method_name(scale, name), others)
         report = grid.table_report(spec, results, specs.load_paper_results(), provenance,
                                    grid.resampled_results(jobs, results))
-        return write_report(report, scale.out / f"table{number}",
-                            grid.commit_note(results, commit))
+        return write_report(report, scale.out / spec.stem, grid.commit_note(results, commit))
 
-    return Target(jobs, f"write {scale.out}/table{number}.md (and .tex) from the results", write)
+    return Target(jobs, f"write {scale.out}/{spec.stem}.md (and .tex) from the results", write)
 
 
 def analysis_target(scale: Scale, device: str) -> Target:
@@ -140,7 +140,7 @@ def qualitative_target(args: argparse.Namespace, scale: Scale) -> Target:
     of the model shown; --data-root replaces the data root either reads."""
     from panet.report.figures import save_qualitative
 
-    setting = specs.TABLES[1].setting(Variant(), 1, args.fold, encoder=scale.encoder)
+    setting = specs.TABLES["1"].setting(Variant(), 1, args.fold, encoder=scale.encoder)
     jobs = [] if args.checkpoint else [train_job(setting, scale)]
     checkpoint = args.checkpoint or jobs[0].output
     folder = RunFolder.of_checkpoint(checkpoint)
@@ -195,7 +195,8 @@ def at_least(least: int) -> Callable[[str], int]:
 def add_options(parser: argparse.ArgumentParser) -> None:
     """What to reproduce, at what scale, and where jobs run."""
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--table", type=int, choices=sorted(specs.TABLES))
+    what.add_argument("--table", choices=list(specs.TABLES),
+                      help="the paper's Tables 1-6, or cdfss: the cross-domain benchmark")
     what.add_argument("--analysis", choices=["prototype-distance"])
     what.add_argument("--figure", choices=["loss-curves", "qualitative"])
     mode = parser.add_mutually_exclusive_group()
@@ -321,7 +322,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     """Before running: --status, the configurations' check, --dry-run (listing what stops the
     jobs here), the changed jobs (refused, or set aside with --rerun-changed), the check of
-    their data, weights and folders (not when `data_absent`: synthetic data a run generates).
+    their data, weights (torchvision's ImageNet file downloaded when absent, but not for
+    --dry-run) and folders (not when `data_absent`: synthetic data a run generates).
     Returns the exit code when nothing runs."""
     jobs = args.target.jobs
     statuses = current_statuses(jobs)
@@ -332,7 +334,8 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     problems = job_problems(jobs, done)
     if problems:
         return cannot_run(problems)
-    on_disk = [] if data_absent else job_problems(jobs, done, disk=True)
+    on_disk = [] if data_absent else job_problems(jobs, done, disk=True,
+                                                  fetch=not args.dry_run)
     changed = "\n".join(f"  {status.name}: {change}" for status in statuses
                         if status.state == CHANGED for change in status.changes)
     if args.dry_run:
@@ -372,12 +375,14 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
     root = scale.data_root
     absent = scale.synthetic and not all(marker.is_file() for marker in (
         root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-        root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json"))
+        root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json",
+        root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt"))
     if absent and (args.dry_run or args.status):
         print(f"The synthetic dataset is absent: it would be generated into {root}.")
     elif absent:
         print(f"generating the synthetic dataset into {root}", flush=True)
         synthetic.generate(root, coco=True)
+        synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)
     code = prepare(args, data_absent=absent and args.dry_run)
     if code is not None:
         return code

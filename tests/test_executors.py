@@ -104,7 +104,7 @@ def test_tests_sharing_a_feature_cache_run_one_after_another_and_it_goes_last(fa
 # ---------------------------------------------------------------- order, commands, caches
 
 def test_prerequisites_keep_needs_and_the_order_of_a_shared_cache(tmp_path):
-    jobs = jobs_for(TABLES[6].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES["6"].settings(), Scale(tmp_path))
     order = prerequisites(jobs)
     train = "train-voc-fold1-1way-5shot-align"
     dense, scribble, bbox = (f"test-voc-fold1-1way-5shot-align-{weak}"
@@ -113,7 +113,7 @@ def test_prerequisites_keep_needs_and_the_order_of_a_shared_cache(tmp_path):
     assert order[dense] == ((train,), ())
     assert order[scribble] == ((train,), (dense,))
     assert order[bbox] == ((train,), (dense, scribble))
-    init = prerequisites(jobs_for(TABLES[1].settings(), Scale(tmp_path)))
+    init = prerequisites(jobs_for(TABLES["1"].settings(), Scale(tmp_path)))
     assert init["test-voc-fold2-1way-5shot-init"] == ((), ("test-voc-fold2-1way-1shot-init",))
 
 

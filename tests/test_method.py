@@ -354,7 +354,7 @@ def test_factories_are_checked_and_imported_from_the_current_folder(tmp_path, mo
 
 def test_reproduce_gives_the_factory_to_every_model_it_makes(tmp_path):
     scale = Scale(tmp_path, synthetic=True, data_root=tmp_path, seeds=2, factory=TEMPERATURE)
-    jobs = jobs_for(TABLES[1].settings(scale.training_seeds, None), scale)
+    jobs = jobs_for(TABLES["1"].settings(scale.training_seeds, None), scale)
     assert any(job.trains for job in jobs) and any("notrain" in job.argv for job in jobs)
     for job in jobs:  # every job names it: a checkpoint supplies settings, never code
         assert f"model.factory={TEMPERATURE}" in job.argv

@@ -64,7 +64,7 @@ def table_row(markdown, label):
 # ---------------------------------------------------------------- specs and commands
 
 def test_table_1_jobs_and_hand_checked_commands(tmp_path):
-    jobs = jobs_for(TABLES[1].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES["1"].settings(), Scale(tmp_path))
     names = [job.name for job in jobs]
     assert len(names) == len(set(names)) == 8 + 8 + 8  # init tests, trains, trained tests
     by_name = {job.name: job for job in jobs}
@@ -100,7 +100,7 @@ def test_every_train_job_precedes_the_tests_of_its_checkpoint(number, tmp_path):
 
 
 def test_tests_of_one_checkpoint_run_together_and_share_a_feature_cache(tmp_path):
-    jobs = jobs_for(TABLES[6].settings(), Scale(tmp_path))
+    jobs = jobs_for(TABLES["6"].settings(), Scale(tmp_path))
     names = [job.name for job in jobs]
     train = "train-voc-fold1-1way-5shot-align"
     start = names.index(train)
@@ -111,10 +111,10 @@ def test_tests_of_one_checkpoint_run_together_and_share_a_feature_cache(tmp_path
     for job in jobs[start + 1:start + 4]:
         assert f"test.cache_dir={cache}" in job.argv and "test.cache_gb=32.0" in job.argv
     assert [job.cleanup for job in jobs[start + 1:start + 4]] == [(), (), (cache,)]
-    alone = jobs_for(TABLES[1].settings(), Scale(tmp_path))  # one test per checkpoint
+    alone = jobs_for(TABLES["1"].settings(), Scale(tmp_path))  # one test per checkpoint
     assert not any("test.cache_dir" in arg for job in alone if "align" in job.name
                    for arg in job.argv)
-    no_cache = jobs_for(TABLES[6].settings(), Scale(tmp_path, feature_cache_gb=0))
+    no_cache = jobs_for(TABLES["6"].settings(), Scale(tmp_path, feature_cache_gb=0))
     assert not any(job.cleanup or any(arg.startswith("test.cache") for arg in job.argv)
                    for job in no_cache)
 
@@ -209,7 +209,7 @@ def test_dry_run_lists_every_command_with_status_and_estimate(tmp_path, capsys):
     argv = ["--table", "1", "--dry-run", "--out", str(out), "--gpu-seconds-per-image", "0.06"]
     assert reproduce.main(argv, run=fail_if_run) == 0
     printed = capsys.readouterr().out
-    jobs = jobs_for(TABLES[1].settings(), Scale(out))
+    jobs = jobs_for(TABLES["1"].settings(), Scale(out))
     commands = [line.strip() for line in printed.splitlines() if line.startswith("    python")]
     assert commands == [job.command for job in jobs]
     assert printed.count("[pending") == 24 and "14,714,688" in printed
@@ -263,7 +263,7 @@ def test_jobs_that_cannot_run_here_stop_the_command_before_the_first(tmp_path, c
     assert reproduce.main(argv, run=fail_if_run) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "These jobs cannot run; nothing was started:" and not out.exists()
-    jobs = jobs_for(TABLES[6].settings(), Scale(out, data_root=data))
+    jobs = jobs_for(TABLES["6"].settings(), Scale(out, data_root=data))
     # every job reads the missing VOC root; the train jobs (and PANet-init tests, if any) need
     # the missing ImageNet file
     weights = [job for job in jobs if "notrain" in job.argv or job.trains]
@@ -353,7 +353,7 @@ def fake_result(path, mean_iou, binary_iou, steps=30000, **setting):
 
 def test_markdown_puts_our_numbers_beside_the_papers(tmp_path):
     scale = Scale(tmp_path)
-    spec = TABLES[5]
+    spec = TABLES["5"]
     for fold in range(4):
         for shots in (1, 5):
             for align in (True, False):
@@ -378,8 +378,8 @@ def test_markdown_per_fold_cells_pending_cells_and_paper_only_rows(tmp_path):
     for fold in (0, 1, 2):  # fold 3 still missing
         job = planning.test_job(Setting("voc", fold, 1, 1), scale)
         fake_result(job.output, mean_iou=[0.423, 0.5, 0.6][fold], binary_iou=0.6)
-    results = grid.read_results(jobs_for(TABLES[1].settings(), scale))
-    markdown = render_table(TABLES[1], results, PAPER, commit="c", synthetic_scale=True,
+    results = grid.read_results(jobs_for(TABLES["1"].settings(), scale))
+    markdown = render_table(TABLES["1"], results, PAPER, commit="c", synthetic_scale=True,
                             parameters=582_176)
     ours = table_row(markdown, "PANet (ours)")
     assert ours[:5] == ["42.3", "50.0", "60.0", "—", "—"]  # no mean while fold 3 is missing
@@ -389,7 +389,7 @@ def test_markdown_per_fold_cells_pending_cells_and_paper_only_rows(tmp_path):
     assert table_row(markdown, "SG-One (paper)")[:5] == ["40.2", "58.4", "48.4", "38.4", "46.3"]
     assert "13 of 16 test jobs have no results yet" in markdown
     assert "NOT comparable" in markdown
-    table2 = render_table(TABLES[2], {}, PAPER, commit="c", synthetic_scale=False)
+    table2 = render_table(TABLES["2"], {}, PAPER, commit="c", synthetic_scale=False)
     assert table_row(table2, "FG-BG (paper)") == ["55.0", "—"]  # the paper reports no 5-shot
     assert table_row(table2, "PANet (ours)") == ["—", "—"]
 
@@ -403,8 +403,8 @@ def test_cells_from_tests_with_unevaluated_classes_are_marked(tmp_path):
             if (fold, shots) == (2, 5):  # its run 0 never drew class 12
                 record = json.loads(job.output.read_text())
                 job.output.write_text(json.dumps({**record, "unevaluated": {"0": [12]}}))
-    results = grid.read_results(jobs_for(TABLES[5].settings(), scale))
-    report = table_report(TABLES[5], results, PAPER, Provenance("c"))
+    results = grid.read_results(jobs_for(TABLES["5"].settings(), scale))
+    report = table_report(TABLES["5"], results, PAPER, Provenance("c"))
     markdown = render_markdown(report)
     assert table_row(markdown, "PANet (ours)") == ["50.0", "50.0†"]
     assert "†: a test of this cell left classes unevaluated" in markdown
@@ -417,8 +417,8 @@ def test_markdown_binary_iou_and_two_way_columns(tmp_path):
         for shots in (1, 5):
             job = planning.test_job(Setting("voc", fold, 2, shots), scale)
             fake_result(job.output, mean_iou=0.45, binary_iou=0.60 + 0.02 * fold)
-    results = grid.read_results(jobs_for(TABLES[3].settings(), scale))
-    markdown = render_table(TABLES[3], results, PAPER, commit="c", synthetic_scale=False)
+    results = grid.read_results(jobs_for(TABLES["3"].settings(), scale))
+    markdown = render_table(TABLES["3"], results, PAPER, commit="c", synthetic_scale=False)
     assert table_row(markdown, "PANet (ours)") == ["45.0", "45.0", "63.0", "63.0"]
     assert table_row(markdown, "PANet (paper)") == ["45.1", "53.1", "64.2", "67.9"]
     assert table_row(markdown, "difference (ours - paper)") == ["-0.1", "-8.1", "-1.2", "-4.9"]
@@ -435,7 +435,7 @@ def test_bad_result_and_paper_files_are_named(tmp_path):
         grid.read_result(broken)
     assert grid.read_result(tmp_path / "absent.json") is None
     with pytest.raises(ValueError, match="no number at table1_pascal_1way_mean_iou / PANet"):
-        render_table(TABLES[1], {}, {"table1_pascal_1way_mean_iou": {}}, commit="c",
+        render_table(TABLES["1"], {}, {"table1_pascal_1way_mean_iou": {}}, commit="c",
                      synthetic_scale=False)
     with pytest.raises(ValueError, match="cannot read the paper's numbers"):
         specs.load_paper_results(tmp_path / "absent.json")
@@ -791,7 +791,7 @@ def test_another_released_folder_changes_the_tests_of_its_snapshots(tmp_path, ca
                      for name, value in (("first", 0.0), ("second", 1.0)))
     out = tmp_path / "out"
     argv = ["--table", "1", "--out", str(out), "--released"]
-    (job,) = [job for job in jobs_for(TABLES[1].settings(), Scale(out, released=tmp_path / "first"))
+    (job,) = [job for job in jobs_for(TABLES["1"].settings(), Scale(out, released=tmp_path / "first"))
               if "test.checkpoint" in job.command]
     job.output.parent.mkdir(parents=True)
     job.output.write_text(json.dumps({"identity": identity.test_identity(

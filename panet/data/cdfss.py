@@ -83,6 +83,7 @@ class OneClassSource(Source):
     ``mask_path``."""
 
     name: str  # the data.name, for messages
+    every_query = False  # the reference rule: every image is a query in turn (FSS-1000)
 
     def __init__(self, root: Path, split: str):
         self.root, self.split = Path(root), split
@@ -222,6 +223,7 @@ class Fss1000Source(OneClassSource):
     split is line k of the split's sorted list (HSNet data/fss.py:22-24)."""
 
     name = "fss1000"
+    every_query = True
     LAYOUT = "<root>/<class>/<n>.jpg and <n>.png, n = 1..10"
 
     def __init__(self, root: Path, split: str, lists_dir: Optional[Path] = None):

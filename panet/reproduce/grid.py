@@ -123,12 +123,14 @@ def method_label(row: str, method: Optional[str]) -> str:
 def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str, dict],
          resampled: Mapping[str, Mapping[str, np.ndarray]], provenance: Provenance) -> Measured:
     """Our entry of a column for a method. A training seed's value is the fold's, or the mean
-    over the column's folds; the interval resamples each fold's episodes (the seeds' tests of a
+    over the column's folds (and cross-domain targets); the interval resamples each fold's episodes (the seeds' tests of a
     fold share their episodes and their draws) and averages like the value. Value None while
     any test is missing; partial when a test left classes unevaluated."""
     seeds = provenance.seeds[:1] if variant.init else provenance.seeds
-    names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder).test_name
-              for fold in column.folds] for seed in seeds]  # seed x fold
+    names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder,
+                           target).test_name
+              for fold in column.folds for target in column.targets]
+             for seed in seeds]  # seed x (fold, target)
     if any(results.get(name, {}).get(column.metric) is None for row in names for name in row):
         return Measured(None)
     per_seed = [float(np.mean([100 * results[name][column.metric] for name in row]))
@@ -235,7 +237,7 @@ def table_report(spec: TableSpec, results: Mapping[str, dict], paper: Mapping,
     if any(isinstance(entry, Measured) and entry.partial for row in rows for entry in row):
         after.append(PARTIAL_NOTE)
     provenance_lines, citation = _citation(spec, results, provenance)
-    return Report(f"Table {spec.number}: {spec.title}", header, rows, notes, warning, groups,
+    return Report(f"{spec.heading}: {spec.title}", header, rows, notes, warning, groups,
                   after, provenance_lines, [job.command for job in provenance.jobs], citation)
 
 
@@ -244,7 +246,8 @@ def _citation(spec: TableSpec, results: Mapping[str, dict], provenance: Provenan
     seeds, commits = provenance.seeds, result_commits(results) or {provenance.commit: []}
     protocol = _distinct(results.values(), lambda s: (
         f"{s['data']['name']} test split {s['data']['test_split']}, {s['runs']} runs x "
-        f"{s['episodes']} episodes from seed {PAPER_SEED} + run, metric rule {s['rule']}, "
+        f"{s['episodes']} episodes from seed {s.get('seed', PAPER_SEED)} + run, metric rule "
+        f"{s['rule']}, "
         f"{s['resolution']} resolution ({s['data']['size']} px)"))
     column = spec.columns[-1]
     method = next(m.name for m in spec.methods if m.variant is not None and not m.variant.init)
@@ -256,8 +259,9 @@ def _citation(spec: TableSpec, results: Mapping[str, dict], provenance: Provenan
     made_by = ([f"commit {provenance.commit}"] if list(commits) == [provenance.commit] else
                [f"results of commit {label}: {', '.join(names)}"
                 for label, names in commits.items()])
+    episode_seeds = _distinct(results.values(), lambda s: str(s.get("seed", PAPER_SEED)))
     lines = [*made_by, f"training seeds {', '.join(map(str, seeds))}; test episodes from seed "
-             f"{PAPER_SEED} + run (the same episodes for every model and seed)",
+             f"{episode_seeds} + run (the same episodes for every model and seed)",
              f"protocol: {protocol}",
              "the interval covers the sampling of test episodes given the trained models, not "
              "the randomness of training (that is the ± over seeds)"]

@@ -7,6 +7,13 @@
         checkpoints/final.pt test.output_dir=<out>/runs/test-voc-fold2-1way-1shot-align-bbox
     python test.py with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
 
+The cross-domain table trains on PASCAL VOC's 20 classes (named config `cdfss`) and tests each
+checkpoint on every target with the target's named config (e.g. `deepglobe`), its episodes
+PATNet's:
+
+    python test.py with deepglobe data.root=<root>/CDFSS/Deepglobe \
+        test.checkpoint=<out>/runs/train-cdfss-1way-1shot-align/checkpoints/final.pt ...
+
 Jobs are named after their setting, so tables share them (Table 6 tests Table 1's checkpoints
 with weak supports); test.py reads a trained model's setting from its checkpoint. The tests of
 one set of weights run one after another and share one feature cache (`test.cache_dir`). A job
@@ -22,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from panet.data import synthetic
+from panet.data import synthetic, synthetic_cdfss
 from panet.run.folder import RunFolder
 from panet.weights.released import ReleasedSetting, parse_released_path, released_step
 
@@ -33,8 +40,19 @@ QUERIES = 1  # one query per episode in every experiment (PROTOCOL §8)
 PAPER_STEPS, PAPER_TEST_RUNS, PAPER_TEST_EPISODES, PAPER_SEED = 30000, 5, 1000, 1234
 PAPER_ENCODER = "vgg16"
 # each benchmark's folder under the data root: paper scale (False), synthetic (True)
-DATA_DIRS = {False: {"voc": "VOC2012", "coco": "COCO"},
-             True: {"voc": ".", "coco": synthetic.COCO_DIR}}
+TARGETS = ("deepglobe", "isic2018", "chestxray", "fss1000")  # the cross-domain benchmark
+TARGET_DIRS = (synthetic_cdfss.DEEPGLOBE_DIR, synthetic_cdfss.ISIC_DIR, synthetic_cdfss.LUNG_DIR,
+               synthetic_cdfss.FSS_DIR)  # each under CDFSS/ (toy scale: the synthetic cdfss/)
+TOY_CDFSS_DIR = "cdfss"  # in the synthetic dataset's folder: synthetic_cdfss.generate_cdfss's
+# test episodes per target: PATNet's 600, FSS-1000's 2,400 test images (configs/<target>.yaml);
+# at toy scale at most the generated FSS-1000 test images
+TARGET_EPISODES = {"deepglobe": 600, "isic2018": 600, "chestxray": 600, "fss1000": 2400}
+TOY_FSS_EPISODES = synthetic_cdfss.FSS_SPLITS["test"] * synthetic_cdfss.FSS_IMAGES
+DATA_DIRS = {False: {"voc": "VOC2012", "coco": "COCO", "cdfss": "VOC2012",
+                     **{t: f"CDFSS/{d}" for t, d in zip(TARGETS, TARGET_DIRS)}},
+             True: {"voc": ".", "coco": synthetic.COCO_DIR, "cdfss": ".",
+                    **{t: f"{TOY_CDFSS_DIR}/{d}" for t, d in zip(TARGETS, TARGET_DIRS)}}}
+TOY_TARGET_SIZE = 129  # configs/small.yaml's data.size: a target's 400 px is paper scale
 FORWARD_SHARE_OF_TRAINING = 1 / 3  # a test image: a forward pass; a training image: ~three
 # test.cache_gb of the tests sharing features: VGG-16 features at 417 take 5.5 MiB per image,
 # one PASCAL-5i setting's 5 x 1,000 episodes at most 5,361 images (scripts/bench_eval.py --count)
@@ -54,20 +72,24 @@ class Variant:
 @dataclass(frozen=True)
 class Setting:
     """One evaluated configuration: benchmark, fold, episode shape, method variant, training
-    seed (tests always draw their episodes from PAPER_SEED) and encoder (None: the scale's)."""
+    seed (tests always draw their episodes from PAPER_SEED; a target's, from its named
+    config's), encoder (None: the scale's) and the cross-domain target tested (None: the
+    benchmark trained on)."""
 
-    dataset: str  # voc | coco (the named configs)
+    dataset: str  # voc | coco | cdfss (the named configs)
     fold: int
     ways: int
     shots: int
     variant: Variant = Variant()
     seed: int = PAPER_SEED
     encoder: Optional[str] = None
+    target: Optional[str] = None
 
     @property
     def episode(self) -> str:
         suffix = "" if self.encoder is None else f"-{self.encoder}"
-        return f"{self.dataset}-fold{self.fold}-{self.ways}way-{self.shots}shot{suffix}"
+        fold = "" if self.dataset == "cdfss" else f"-fold{self.fold}"  # no class is held out
+        return f"{self.dataset}{fold}-{self.ways}way-{self.shots}shot{suffix}"
 
     @property
     def train_name(self) -> str:
@@ -78,7 +100,8 @@ class Setting:
     def test_name(self) -> str:
         if self.variant.init:
             return f"test-{self.episode}-init"
-        return f"test-{self.train_name[len('train-'):]}-{self.variant.weak}"
+        target = "" if self.target is None else f"-{self.target}"
+        return f"test-{self.train_name[len('train-'):]}-{self.variant.weak}{target}"
 
     @property
     def weights_name(self) -> str:
@@ -95,6 +118,16 @@ class Setting:
     def images_per_episode(self) -> int:
         """Images one episode sends through the encoder: W * S supports and the queries."""
         return self.ways * self.shots + QUERIES
+
+    def test_episodes(self, scale: "Scale") -> int:
+        """Episodes per test run: the scale's; a target's (TARGET_EPISODES), at toy scale at
+        most the generated data holds (FSS-1000: one per test image)."""
+        if self.target is None:
+            return scale.test_episodes
+        if not scale.synthetic:
+            return TARGET_EPISODES[self.target]
+        return min(scale.test_episodes, TOY_FSS_EPISODES) if self.target == "fss1000" \
+            else scale.test_episodes
 
 
 @dataclass(frozen=True)
@@ -173,6 +206,8 @@ class Scale:
             updates.append(f"model.encoder={self.encoder}")
         if dataset == "voc":  # tested on the training split's images, as the released protocol
             return ["synthetic", "small"], updates + ["data.test_split=trainaug"]
+        if dataset == "cdfss":  # every class trains
+            return ["synthetic", "small"], updates + ["data.fold_style=all"]
         return ["coco", "small"], updates
 
 
@@ -240,7 +275,7 @@ def train_job(setting: Setting, scale: Scale) -> Job:
     named, updates = scale.dataset_config(setting.dataset)
     named += [f"{setting.ways}way", f"{setting.shots}shot",
               "align" if setting.variant.align else "noalign"]
-    updates += [f"data.fold={setting.fold}"]
+    updates += [] if setting.dataset == "cdfss" else [f"data.fold={setting.fold}"]
     updates += [] if setting.seed == PAPER_SEED else [f"seed={setting.seed}"]
     updates += [f"train.steps={scale.steps}"] if scale.synthetic else []
     return Job(setting.train_name, ("python", "train.py", "with", *named, *updates,
@@ -258,8 +293,12 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
         updates += [f"data.fold={setting.fold}"]
     else:
         named = [] if setting.variant.weak == "dense" else [setting.variant.weak]
-        root = scale.data_root_of(setting.dataset)
+        if setting.target is not None:
+            named.append(setting.target)
+        root = scale.data_root_of(setting.target or setting.dataset)
         updates = [] if root is None else [f"data.root={root}"]
+        if setting.target is not None and scale.synthetic:  # the toy model's input size
+            updates.append(f"data.size={scale.size or TOY_TARGET_SIZE}")
         if scale.factory is not None:  # a checkpoint names no code: the command line does
             updates.append(f"model.factory={scale.factory}")
         checkpoint = scale.released_snapshot(setting)
@@ -267,15 +306,16 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
             trained = train_job(setting, scale)
             checkpoint, needs = trained.output, (trained.name,)
         updates.append(f"test.checkpoint={checkpoint}")
+    episodes = setting.test_episodes(scale)
+    runs = scale.test_runs if setting.target is None or scale.synthetic else 1
     if scale.synthetic:
-        updates += [f"test.runs={scale.test_runs}", f"test.episodes={scale.test_episodes}"]
+        updates += [f"test.runs={runs}", f"test.episodes={episodes}"]
     if feature_cache is not None:
         updates += [f"{CACHE_KEY}{feature_cache}", f"test.cache_gb={scale.feature_cache_gb}"]
     run = scale.run_dir(setting.test_name)
     return Job(setting.test_name, ("python", "test.py", "with", *named, *updates,
                                    f"test.output_dir={run}", *scale.updates),
-               RunFolder(run).results, needs,
-               scale.test_runs * scale.test_episodes * setting.images_per_episode)
+               RunFolder(run).results, needs, runs * episodes * setting.images_per_episode)
 
 
 def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:

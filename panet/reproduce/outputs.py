@@ -45,12 +45,14 @@ def composition(job: Job, checkpoint: Optional[CheckpointRef] = None) -> Composi
     return composed
 
 
-def job_problems(jobs: Sequence[Job], done: Sequence[str] = (), disk: bool = False
-                 ) -> List[str]:
+def job_problems(jobs: Sequence[Job], done: Sequence[str] = (), disk: bool = False,
+                 fetch: bool = False) -> List[str]:
     """"job: problem" for the configurations of the jobs not `done`, checked before anything
     runs; the test of a train job that will run is checked against the checkpoint it writes.
     With `disk`, also what they read and write (their data, weights, checkpoints and folders:
-    `panet.run.disk.planned_problems`), each such problem once, naming the jobs it stops."""
+    `panet.run.disk.planned_problems`), each such problem once, naming the jobs it stops;
+    torchvision's ImageNet weights are then downloaded when absent if `fetch` (not in a dry
+    run)."""
     problems, planned, stopped = [], {}, {}
     for job in (job for job in jobs if job.name not in done):
         given = [planned[name] for name in job.needs if name in planned]
@@ -63,7 +65,7 @@ def job_problems(jobs: Sequence[Job], done: Sequence[str] = (), disk: bool = Fal
             planned[job.name] = CheckpointRef(str(job.output), job.output, "panet",
                                               composed.settings.train.steps, composed.config,
                                               None)
-        for line in planned_problems(composed, checkpoint_planned=bool(given)) if disk else ():
+        for line in planned_problems(composed, bool(given), fetch=fetch) if disk else ():
             stopped.setdefault(line, []).append(job.name)
     return problems + [f"{names[0]}{f' and {len(names) - 1} more' if len(names) > 1 else ''}: "
                        f"{line}" for line, names in stopped.items()]

@@ -1,9 +1,11 @@
-"""The paper's Tables 1-6 as declarative specs (PROTOCOL §9, §11), and the paper's numbers.
+"""The paper's Tables 1-6 and the cross-domain table (docs/cross-domain.md) as declarative specs
+(PROTOCOL §9, §11), and the papers' numbers.
 
 A table is a grid. Its rows are methods: a method we run has a `Variant` (PAR on or off, the
 support annotation, PANet-init), the other methods' rows are printed from the paper file only.
 Its columns are cells of one metric at one shot count over one fold, or over all four folds (then
-the mean over folds, as the paper reports it). Each (variant, shots, fold) is one `Setting`: one
+the mean over folds, as the paper reports it), tested on the training benchmark or on
+cross-domain targets (then the mean over targets). Each (variant, shots, fold) is one `Setting`: one
 test job, plus the train job that makes its checkpoint (none for PANet-init;
 `panet.reproduce.jobs`).
 """
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from panet.models import build_encoder
-from panet.reproduce.jobs import FOLDS, PAPER_ENCODER, PAPER_SEED, REPO_ROOT, Setting, Variant
+from panet.reproduce.jobs import (FOLDS, PAPER_ENCODER, PAPER_SEED, REPO_ROOT, TARGETS, Setting,
+                                  Variant)
 
 PAPER_RESULTS = REPO_ROOT / "results" / "paper_results.json"
 
@@ -30,6 +33,7 @@ class Column:
     shots: int
     folds: Tuple[int, ...]
     paper: Tuple[Union[str, int], ...]  # path to the paper's number inside a method's entry
+    targets: Tuple[Optional[str], ...] = (None,)  # cross-domain datasets tested (None: none)
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,10 @@ class Method:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its number, title, key in paper_results.json, benchmark, ways, columns, rows."""
+    """A table: its number (or name), title, key in paper_results.json, benchmark, ways,
+    columns, rows."""
 
-    number: int
+    number: str
     title: str
     paper_key: str
     dataset: str
@@ -53,18 +58,28 @@ class TableSpec:
     methods: Tuple[Method, ...]
     params: bool = False  # add the encoder's parameter count (Table 1)
 
+    @property
+    def heading(self) -> str:
+        return f"Table {self.number}" if self.number.isdigit() else "Table"
+
+    @property
+    def stem(self) -> str:
+        """Its files' name: table1, ..., table_cdfss."""
+        return f"table{self.number}" if self.number.isdigit() else f"table_{self.number}"
+
     def setting(self, variant: Variant, shots: int, fold: int, seed: int = PAPER_SEED,
-                encoder: Optional[str] = None) -> Setting:
-        return Setting(self.dataset, fold, self.ways, shots, variant, seed, encoder)
+                encoder: Optional[str] = None, target: Optional[str] = None) -> Setting:
+        return Setting(self.dataset, fold, self.ways, shots, variant, seed, encoder, target)
 
     def settings(self, seeds: Sequence[int] = (PAPER_SEED,),
                  encoder: Optional[str] = None) -> List[Setting]:
         """Every evaluated setting, for each training seed (PANet-init, untrained, once), with
         `encoder` (None: the scale's)."""
-        return [self.setting(method.variant, column.shots, fold, seed, encoder)
+        return [self.setting(method.variant, column.shots, fold, seed, encoder, target)
                 for method in self.methods if method.variant is not None
                 for seed in (seeds[:1] if method.variant.init else seeds)
-                for column in self.columns for fold in column.folds]
+                for column in self.columns for fold in column.folds
+                for target in column.targets]
 
 
 METRIC_NAMES = {"mean_iou": "mean-IoU", "binary_iou": "binary-IoU"}
@@ -84,8 +99,16 @@ PANET = Method("PANet", Variant())
 PANET_INIT = Method("PANet-init", Variant(init=True))
 BOTH_METRICS = _fold_means("mean_iou", by_metric=True) + _fold_means("binary_iou", by_metric=True)
 
-TABLES: Dict[int, TableSpec] = {spec.number: spec for spec in (
-    TableSpec(1, "PASCAL-5i, 1-way, mean-IoU (%) per fold", "table1_pascal_1way_mean_iou",
+TARGET_TITLES = {"deepglobe": "Deepglobe", "isic2018": "ISIC", "chestxray": "Chest X-ray",
+                 "fss1000": "FSS-1000"}
+CDFSS_COLUMNS = tuple(
+    Column(f"{TARGET_TITLES[target]} {shots}-shot", "mean_iou", shots, (0,),
+           (target, f"{shots}shot"), (target,)) for target in TARGETS for shots in (1, 5)) + tuple(
+    Column(f"mean {shots}-shot", "mean_iou", shots, (0,), ("mean", f"{shots}shot"), TARGETS)
+    for shots in (1, 5))
+
+TABLES: Dict[str, TableSpec] = {spec.number: spec for spec in (
+    TableSpec("1", "PASCAL-5i, 1-way, mean-IoU (%) per fold", "table1_pascal_1way_mean_iou",
               "voc", 1,
               tuple(column for shots in (1, 5) for column in (
                   *(Column(f"{shots}-shot split-{fold + 1}", "mean_iou", shots, (fold,),
@@ -93,22 +116,25 @@ TABLES: Dict[int, TableSpec] = {spec.number: spec for spec in (
                   Column(f"{shots}-shot mean", "mean_iou", shots, FOLDS, (f"{shots}shot_mean",)))),
               (PANET_INIT, PANET, Method("OSLSM"), Method("co-FCN"), Method("SG-One")),
               params=True),
-    TableSpec(2, "PASCAL-5i, 1-way, binary-IoU (%), mean over folds",
+    TableSpec("2", "PASCAL-5i, 1-way, binary-IoU (%), mean over folds",
               "table2_pascal_1way_binary_iou", "voc", 1, _fold_means("binary_iou"),
               (*(Method(name) for name in ("FG-BG", "Fine-tuning", "OSLSM", "co-FCN", "PL",
                                            "A-MCG", "SG-One")), PANET_INIT, PANET)),
-    TableSpec(3, "PASCAL-5i, 2-way (models trained 2-way), mean over folds",
+    TableSpec("3", "PASCAL-5i, 2-way (models trained 2-way), mean over folds",
               "table3_pascal_2way", "voc", 2, BOTH_METRICS, (Method("PL"), PANET)),
-    TableSpec(4, "COCO-20i, 1-way, mean over folds", "table4_coco_1way", "coco", 1,
+    TableSpec("4", "COCO-20i, 1-way, mean over folds", "table4_coco_1way", "coco", 1,
               BOTH_METRICS, (Method("A-MCG"), PANET)),
-    TableSpec(5, "PASCAL-5i, 1-way, PAR ablation, mean-IoU (%), mean over folds",
+    TableSpec("5", "PASCAL-5i, 1-way, PAR ablation, mean-IoU (%), mean over folds",
               "table5_pascal_par_ablation_mean_iou", "voc", 1, _fold_means("mean_iou"),
               (Method("PANet w/o PAR", Variant(align=False)), PANET)),
-    TableSpec(6, "PASCAL-5i, 1-way, weak support annotations at test time, mean-IoU (%), "
+    TableSpec("6", "PASCAL-5i, 1-way, weak support annotations at test time, mean-IoU (%), "
                  "mean over folds", "table6_pascal_weak_annotations_mean_iou", "voc", 1,
               _fold_means("mean_iou"),
               (Method("Dense", Variant()), Method("Scribble", Variant(weak="scribble")),
                Method("Bounding box", Variant(weak="bbox")))),
+    TableSpec("cdfss", "Cross-domain few-shot segmentation (PATNet's benchmark and episodes), "
+                       "trained on PASCAL VOC's 20 classes, 1-way, mIoU (%)",
+              "cdfss_patnet_table1", "cdfss", 1, CDFSS_COLUMNS, (PANET,)),
 )}
 
 # Sec. 4.3 (PROTOCOL §11): fold 0, 1-way 5-shot; the models with and without PAR (Table 5's).
