@@ -358,6 +358,19 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     return None
 
 
+def absent_synthetic(root: Path, table: Optional[str]) -> List[Callable[[], object]]:
+    """What of the synthetic dataset under `root` is absent, as the calls that generate it: the
+    PASCAL/COCO layouts, and the cross-domain targets for --table cdfss."""
+    parts = [(root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
+              lambda: synthetic.generate(root, coco=True)),
+             (root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json", None)]
+    if table == "cdfss":
+        parts.append((root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt",
+                      lambda: synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)))
+    calls = [generate or parts[0][1] for marker, generate in parts if not marker.is_file()]
+    return list(dict.fromkeys(calls))  # PASCAL and COCO come from one call
+
+
 def cannot_run(problems: Sequence[str]) -> int:
     print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
           file=sys.stderr)
@@ -373,17 +386,13 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
         name = scale.encoder or ("small" if scale.synthetic else "vgg16")
         print(f"encoder parameters ({name}): {count:,} = {count / 1e6:.1f}M", flush=True)
     root = scale.data_root
-    absent = scale.synthetic and not all(marker.is_file() for marker in (
-        root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-        root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json",
-        root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt"))
+    absent = absent_synthetic(root, args.table) if scale.synthetic else []
     if absent and (args.dry_run or args.status):
         print(f"The synthetic dataset is absent: it would be generated into {root}.")
-    elif absent:
+    for generate in () if args.dry_run or args.status else absent:
         print(f"generating the synthetic dataset into {root}", flush=True)
-        synthetic.generate(root, coco=True)
-        synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)
-    code = prepare(args, data_absent=absent and args.dry_run)
+        generate()
+    code = prepare(args, data_absent=bool(absent) and args.dry_run)
     if code is not None:
         return code
     scale.out.mkdir(parents=True, exist_ok=True)

@@ -229,6 +229,9 @@ BAD_VALUES = [
     ("train", ["data.protocol=pascal"], "data.protocol"),
     ("test", ["notrain", "data.protocol=patnet"], "data.protocol"),  # PASCAL has panet's only
     ("test", ["notrain", "test.episodes_file=/nonexistent/episodes.csv"], "test.episodes_file"),
+    ("test", ["notrain", "deepglobe", "test.rule=released"], "test.rule"),  # PATNet's metric
+    ("test", ["notrain", "deepglobe", "data.ways=2"], "data.ways"),  # PATNet's episodes: 1-way
+    ("test", ["notrain", "deepglobe", "data.fold_style=contiguous"], "data.fold_style"),
     ("train", ["model.encoder=alexnet"], "model.encoder"),
     ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
      "model.weights"),
