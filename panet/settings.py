@@ -209,7 +209,7 @@ def describe_setting(data: "EpisodeSetting") -> str:
     'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
     replace the fold: 'folder test classes [3, 7], ...')."""
     classes = (f"test classes {list(data.test_classes)}" if data.test_classes
-               else f"fold {data.fold}")
+               else "all classes" if data.fold_style == "all" else f"fold {data.fold}")
     return (f"{data.name} {classes}, {data.ways}-way {data.shots}-shot, "
             f"test split {data.split(False)}, {data.weak} supports")
 

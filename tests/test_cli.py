@@ -229,9 +229,12 @@ BAD_VALUES = [
     ("train", ["data.protocol=pascal"], "data.protocol"),
     ("test", ["notrain", "data.protocol=patnet"], "data.protocol"),  # PASCAL has panet's only
     ("test", ["notrain", "test.episodes_file=/nonexistent/episodes.csv"], "test.episodes_file"),
-    ("test", ["notrain", "deepglobe", "test.rule=released"], "test.rule"),  # PATNet's metric
-    ("test", ["notrain", "deepglobe", "data.ways=2"], "data.ways"),  # PATNet's episodes: 1-way
-    ("test", ["notrain", "deepglobe", "data.fold_style=contiguous"], "data.fold_style"),
+    ("test", ["notrain", "data.name=deepglobe", "data.fold_style=all", "test.rule=released"],
+     "test.rule"),  # PATNet's metric counts every label
+    ("test", ["notrain", "data.name=deepglobe", "data.fold_style=all", "test.rule=corrected",
+              "data.ways=2"], "data.ways"),  # PATNet's episodes are 1-way
+    ("test", ["notrain", "data.name=deepglobe", "test.rule=corrected"],
+     "data.fold_style"),  # every class of a target is tested
     ("train", ["model.encoder=alexnet"], "model.encoder"),
     ("train", ["model.weights=/nonexistent/vgg16-397923af.pth", "model.encoder=vgg16"],
      "model.weights"),
