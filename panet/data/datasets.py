@@ -71,6 +71,7 @@ def _cross_domain(source_class: type) -> Callable[[Any, str], Source]:
 
 def _target(source_class: type, root: str, **kwargs) -> DatasetSpec:
     """A cross-domain target (panet.data.cdfss): one test split, every class tested."""
+    root = f"{root} (download: {cdfss.DOWNLOADS[source_class.name]})"
     defaults = dict(train_split="test", test_split="test", n_folds=None, fold_styles=("all",),
                     lists=False, protocol="patnet", protocols=("patnet", "panet"))
     return DatasetSpec(_cross_domain(source_class), root, **{**defaults, **kwargs})
