@@ -26,7 +26,10 @@ images'. FSS-1000 lists, class by class in sorted class order, every ``.jpg`` of
 
 from __future__ import annotations
 
+import abc
 import csv
+import glob
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -56,9 +59,10 @@ DOWNLOADS = {
 
 
 def listed(folder: Path, extension: str) -> List[Path]:
-    """The files of ``folder`` as PATNet lists them: sorted paths whose name's first
-    dot-separated suffix is ``extension`` (``name.split('.')[1] == extension``)."""
-    names = sorted(str(p) for p in folder.glob("*"))
+    """The files of ``folder`` as PATNet lists them: ``sorted(glob(folder/*))`` (hidden files
+    left out, as glob does) kept to the names whose first dot-separated suffix is
+    ``extension`` (``name.split('.')[1] == extension``)."""
+    names = sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*")))
     return [Path(p) for p in names if Path(p).name.split(".")[1:2] == [extension]]
 
 
@@ -83,6 +87,7 @@ class OneClassSource(Source):
     ``mask_path``."""
 
     name: str  # the data.name, for messages
+    LAYOUT: str  # the files data.root holds, for messages
     every_query = False  # the reference rule: every image is a query in turn (FSS-1000)
 
     def __init__(self, root: Path, split: str):
@@ -118,8 +123,9 @@ class OneClassSource(Source):
     def image_path(self, image_id: str) -> Path:
         return self.root / image_id
 
+    @abc.abstractmethod
     def mask_path(self, image_id: str) -> Path:
-        raise NotImplementedError
+        """The image's binary mask."""
 
     def location(self, image_id: str) -> str:
         return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
