@@ -187,7 +187,8 @@ class EpisodeSetting(Section):
         if self.fold_style not in spec.fold_styles:
             found.append(problem("data.fold_style", self.fold_style,
                                  f"{self.name} has the {' / '.join(spec.fold_styles)} split "
-                                 "only; 'interleaved' is a COCO-20i (or folder dataset) split"))
+                                 "only (interleaved: COCO-20i's or a folder dataset's; all: "
+                                 "every class trains and tests, docs/cross-domain.md)"))
         if self.episode_rule not in spec.protocols:
             found.append(problem("data.protocol", self.protocol,
                                  f"{self.name} has the {' / '.join(spec.protocols)} episode "

@@ -173,7 +173,7 @@ def test_collate_stacks_tensors_and_keeps_lists(synthetic_root):
     ({"coco_labels": "all"}, "data.coco_labels='all': must be one of 'class'"),
     ({"scribble_dilation": -1}, "data.scribble_dilation=-1: must be an integer >= 0"),
     ({"fold_style": "interleaved"}, "data.fold_style='interleaved': synthetic has the "
-                                    "contiguous split only; 'interleaved' is a COCO-20i"),
+                                    "contiguous / all split only"),
     ({"name": "ade20k"}, "data.name='ade20k': must be one of 'pascal'"),
 ])
 def test_bad_options_are_refused_by_the_settings_the_builder_trusts(synthetic_root, values,

@@ -107,11 +107,13 @@ class EpisodeLayout:
 
 
 def episode_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
-    """Global label map (uint8, or uint16 for a split of more than 254 classes) -> episode-local
-    int64 map: way c's class -> c + 1, 255 stays (unless a way's class), else 0."""
+    """Global label map -> episode-local int64 map: way c's class -> c + 1, else 0, except 255
+    (void) in a uint8 map. A uint16 map (a split of more than 254 classes: panet.data.cdfss)
+    has no void: 255 is a class there."""
     lookup = np.zeros(max(256, int(labels.max(initial=0)) + 1, max(class_ids) + 1),
                       dtype=np.int64)
-    lookup[IGNORE_INDEX] = IGNORE_INDEX
+    if labels.dtype == np.uint8:
+        lookup[IGNORE_INDEX] = IGNORE_INDEX
     lookup[np.asarray(class_ids)] = np.arange(1, len(class_ids) + 1)
     return lookup[labels]
 

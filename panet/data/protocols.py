@@ -134,6 +134,8 @@ def read_episode_rows(path: Path) -> List[Dict]:
         if not lines or lines[0][:2] != ["class", "query"]:
             raise ValueError(f"{path}: the first line must be the header class,query,support_1,...")
         for number, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue  # a blank line
             if len(line) < 3:
                 raise ValueError(f"{path} line {number}: expected class,query,support_1,...")
             rows.append({"class": line[0], "query": line[1], "supports": line[2:]})
