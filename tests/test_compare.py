@@ -311,6 +311,7 @@ def test_a_comparison_over_folds_gives_each_fold_and_the_mean_over_folds(tmp_pat
     printed = capsys.readouterr().out
     assert "Ours vs PANet over folds" in printed and "| Ours - PANet |" in printed
     assert "mean-IoU, fold 0" in printed and "mean-IoU, mean over 2 folds" in printed
+    assert "2 trained models (training seeds 1234, 1235) per fold, over 2 folds" in printed
     document = json.loads(out.read_text())
     for fold in (0, 1):  # each fold's row: that fold's comparison alone
         single = tmp_path / f"fold{fold}.json"

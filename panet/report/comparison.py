@@ -263,13 +263,16 @@ def _rows(result: Dict[str, Any]) -> Tuple[List[List[Any]], List[int]]:
     return rows, groups
 
 
-def _describe_side(side: Sequence[TestResult]) -> str:
+def _describe_side(side: Sequence[TestResult], folds: int = 1) -> str:
+    """'<factory>, N trained models (training seeds ...)[ per fold, over F folds]; numerics'."""
     first = side[0].provenance()
-    seeds = ", ".join(str(t.provenance()["training_seed"]) for t in side)
+    seeds = list(dict.fromkeys(str(t.provenance()["training_seed"]) for t in side))
+    per_fold = len(side) // folds
     models = ("PANet-init (no training)" if first["init"] else
-              f"one trained model (training seed {seeds})" if len(side) == 1 else
-              f"{len(side)} trained models (training seeds {seeds})")
-    return f"{first['factory']}, {models}; {side_numerics(side)}"
+              f"one trained model (training seed {', '.join(seeds)})" if per_fold == 1 else
+              f"{per_fold} trained models (training seeds {', '.join(seeds)})")
+    over = f" per fold, over {folds} folds" if folds > 1 else ""
+    return f"{first['factory']}, {models}{over}; {side_numerics(side)}"
 
 
 def _provenance_line(test: TestResult) -> str:
@@ -303,7 +306,8 @@ def folds_report(a: Sequence[TestResult], b: Sequence[TestResult],
                  for fold, result in results.items()]
         rows.append(_row(f"{METRIC_TITLES[name]}, mean over {len(results)} folds",
                          averaged[name]))
-    notes = [f"{names[0]}: {_describe_side(a)}", f"{names[1]}: {_describe_side(b)}",
+    notes = [f"{names[0]}: {_describe_side(a, len(results))}",
+             f"{names[1]}: {_describe_side(b, len(results))}",
              _protocol_note(a[0]).replace(f"fold {a[0].protocol()['data.fold']}",
                                           f"folds {', '.join(map(str, results))}"),
              interval_coverage(len(a) // len(results), len(b) // len(results), n_resamples),
