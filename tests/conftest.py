@@ -28,6 +28,11 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (a one-node Slurm, sessio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# torchvision's ImageNet files are fetched from here when absent (panet.models.encoders): a
+# closed local port, so that no test (nor the train.py / test.py it starts, which inherit the
+# environment) downloads from the internet, and an absent file fails at once
+os.environ["PANET_TORCHVISION_URL"] = "http://127.0.0.1:9/"
+
 
 def shared_data_dir() -> Path:
     """The real-data folder: $PANET_SHARED_DATA, else ``<repo>/../shared/data``."""

@@ -4,22 +4,26 @@ holding the weights of a trained model (test, resume, predict). The one place a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-from panet.models.encoders import ENCODERS, build_encoder
+from panet.base.download import DownloadError
+from panet.models.encoders import ENCODERS, build_encoder, fetch_imagenet_weights
 from panet.models.factory import factory_levels, make_model
 from panet.base.errors import one_line
+from panet.settings import IMAGENET
 
 
 def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Module:
     """The model `model.factory` makes (`panet.settings.ModelSettings`; default PANet) around
-    `model`'s encoder, initialised from its ImageNet weights file (`model.weights_path`) or at
-    random. A missing or wrong file raises an error naming the file, where it comes from, and
-    the setting `weights_key`; a factory that cannot make a model, a one-line FactoryError."""
-    path = model.weights_path
+    `model`'s encoder, initialised from its ImageNet weights file (`model.weights_path`,
+    downloaded first when it is torchvision's and absent: `encoder_weights`) or at random. A
+    missing or wrong file raises an error naming the file, where it comes from, and the setting
+    `weights_key`; a factory that cannot make a model, a one-line FactoryError."""
+    path = encoder_weights(model, weights_key)
     try:
         encoder = build_encoder(model.encoder, path, factory_levels(model.factory))
     except (FileNotFoundError, ValueError) as error:
@@ -31,6 +35,20 @@ def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Modul
                           f"{model.encoder!r} ({url}), or set it to None to start from random "
                           "weights.") from None
     return make_model(model.factory, encoder, model.alpha)
+
+
+def encoder_weights(model, weights_key: Optional[str]) -> Optional[Path]:
+    """The weights file `model`'s encoder starts from (`model.weights_path`): with the ImageNet
+    default (model.weights='imagenet') of an encoder that has one, torchvision's file,
+    downloaded first when absent; a failed download is a one-line DownloadError naming the
+    setting `weights_key`."""
+    if model.weights != IMAGENET or model.weights_path is None:
+        return model.weights_path
+    try:
+        return fetch_imagenet_weights(model.encoder)
+    except DownloadError as error:
+        raise DownloadError(f"{weights_key}={model.weights!r}: {error}; or set "
+                            f"{weights_key}=None to start from random weights") from None
 
 
 def weights_problem(model, state: Dict[str, torch.Tensor]) -> Optional[str]:

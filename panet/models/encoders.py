@@ -8,17 +8,18 @@ module defining its builder plus one line here (README, "Layout").
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Union
 
+import torch.hub
 from torch import nn
 
+from panet.base.download import DownloadError, download
 from panet.models.resnet import RESNET_WEIGHTS, resnet_encoder
 from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, small_encoder, vgg16_encoder
-
-# where torchvision keeps the ImageNet files it downloads (torch.hub's checkpoint folder)
-TORCHVISION_CACHE = Path("~/.cache/torch/hub/checkpoints")
+from panet.models.weights import TORCHVISION_MODELS_URL, TORCHVISION_URL_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,47 @@ ENCODERS: Dict[str, EncoderSpec] = {
 }
 
 
+def torchvision_cache() -> Path:
+    """Where torchvision keeps the ImageNet files it downloads: torch.hub's checkpoint folder,
+    torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub/checkpoints, by default
+    ~/.cache/torch/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_base_url() -> str:
+    """Where the ImageNet files are fetched from: $PANET_TORCHVISION_URL when set (a mirror
+    holding torchvision's files under their names), else torchvision's own address."""
+    return os.environ.get(TORCHVISION_URL_VARIABLE) or TORCHVISION_MODELS_URL
+
+
 def imagenet_weights(name: str) -> Optional[Path]:
-    """torchvision's cached ImageNet file of encoder `name` (None when it has none)."""
+    """torchvision's cached ImageNet file of encoder `name`, there or not (None when the
+    encoder has none)."""
     spec = ENCODERS[name]
-    return None if spec.weights_file is None else (TORCHVISION_CACHE / spec.weights_file
-                                                   ).expanduser()
+    return None if spec.weights_file is None else torchvision_cache() / spec.weights_file
+
+
+def imagenet_url(name: str) -> str:
+    """The address the ImageNet file of encoder `name` is fetched from (`weights_base_url`)."""
+    return weights_base_url().rstrip("/") + "/" + ENCODERS[name].weights_file
+
+
+def fetch_imagenet_weights(name: str) -> Path:
+    """torchvision's cached ImageNet file of encoder `name`, downloaded first when absent
+    (`imagenet_url`). Raises a one-line DownloadError saying where to put the file when the
+    download fails, and ValueError for an encoder without ImageNet weights."""
+    path = imagenet_weights(name)
+    if path is None:
+        raise ValueError(f"the {name!r} encoder has no ImageNet weights: use model.weights=None")
+    if path.is_file():
+        return path
+    url = imagenet_url(name)
+    try:
+        return download(url, path)
+    except DownloadError as error:
+        raise DownloadError(f"{error}; put torchvision's file {path.name} at {path} (from "
+                            f"{url}), or set {TORCHVISION_URL_VARIABLE} to a base URL that "
+                            "holds it") from None
 
 
 def build_encoder(name: str, weights: Union[str, Path, None] = None,

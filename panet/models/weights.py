@@ -16,6 +16,7 @@ import torch
 from panet.base.safe_load import load_data
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+TORCHVISION_URL_VARIABLE = "PANET_TORCHVISION_URL"  # another base URL holding the same files
 
 # (bottleneck blocks?, blocks in layer1, layer2, layer3) -> name; layer4 is left out so that a
 # file without it (an encoder saved up to layer3) is still recognised
@@ -31,11 +32,13 @@ VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number
 
 def imagenet_hint(name: str, file_name: str, builder: str) -> str:
     """What an encoder loader's errors end with: the torchvision ImageNet file of `name` it
-    expects, where it is published and where torchvision caches it (after `builder`)."""
+    expects, where it is published and where torchvision caches it (after `builder`), which is
+    where model.weights='imagenet' downloads it."""
     return (f"Expected torchvision's ImageNet {name} weights, the file {file_name} (published at "
-            f"{TORCHVISION_MODELS_URL}{file_name}; torchvision caches it in "
-            f"~/.cache/torch/hub/checkpoints/ after `torchvision.models.{builder}"
-            "(weights='IMAGENET1K_V1')`).")
+            f"{TORCHVISION_MODELS_URL}{file_name}, or under ${TORCHVISION_URL_VARIABLE} when "
+            "set; torchvision caches it in torch.hub.get_dir()/checkpoints, i.e. "
+            f"$TORCH_HOME/hub/checkpoints, after `torchvision.models.{builder}"
+            "(weights='IMAGENET1K_V1')`, and model.weights='imagenet' downloads it there).")
 
 
 def read_state_dict(path: Path, expected: str, how_to_get: str,

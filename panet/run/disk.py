@@ -1,9 +1,10 @@
 """The checks of what a train.py / test.py run reads and writes on disk, made before its main
 function runs, so that nothing is trained or written first: its checkpoint (read as data only,
-its weights checked against the model), its weights file, its data (opened, its episodes drawn
-empty), its output folders and the space its record needs. Every problem is one line naming the
-key (`panet.run.validation` checks the values themselves). What these checks open, the run
-reuses (`opened_source`, `read_checkpoint`).
+its weights checked against the model), its weights file (torchvision's ImageNet file is
+downloaded when absent), its data (opened, its episodes drawn empty), its output folders and
+the space its record needs. Every problem is one line naming the key (`panet.run.validation`
+checks the values themselves). What these checks open, the run reuses (`opened_source`,
+`read_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from panet.base.download import DownloadError
 from panet.base.errors import one_line
 from panet.base.files import format_size, free_space, writable_problem
 from panet.base.rules import problem
@@ -21,9 +23,10 @@ from panet.data.datasets import dataset_root_problem
 from panet.data.sampling import sample_episodes
 from panet.data.sources import Source
 from panet.models.builder import weights_problem
+from panet.models.encoders import fetch_imagenet_weights, imagenet_url
 from panet.run.compose import CHECKPOINT_KEYS
 from panet.run.folder import RUNS_DIR, RunFolder
-from panet.settings import EpisodeSetting, Settings
+from panet.settings import IMAGENET, EpisodeSetting, Settings
 from panet.weights.model_files import ModelFile, read_model_file
 
 MIN_FREE_BYTES = 2 ** 19  # a run's record (config, run, sources) before its first file
@@ -53,18 +56,19 @@ def path_problems(composition) -> List[str]:
     return _test_path_problems(settings, composition) or space_problems(composition)
 
 
-def planned_problems(composition, checkpoint_planned: bool) -> List[str]:
+def planned_problems(composition, checkpoint_planned: bool, fetch: bool) -> List[str]:
     """What a run planned ahead (a job of scripts/reproduce.py, checked before the first job
     starts) would find on disk: as `path_problems`, but the checkpoint an earlier job writes
-    (`checkpoint_planned`) is not there to read yet, and the output folder may hold the job's
-    own unfinished run (which it continues) or outputs it replaces."""
+    (`checkpoint_planned`) is not there to read yet, the output folder may hold the job's own
+    unfinished run (which it continues) or outputs it replaces, and torchvision's ImageNet file
+    is downloaded only if `fetch` (not for a dry run, where its absence is no problem)."""
     settings = composition.settings
     if composition.script == "train":
-        problems = (_weights_problems(settings) + data_problems(settings, train=True)
+        problems = (_weights_problems(settings, fetch) + data_problems(settings, train=True)
                     + _writable("train.output_dir", settings.train.output_dir))
     else:
         if settings.test.notrain:
-            problems = _weights_problems(settings)
+            problems = _weights_problems(settings, fetch)
         else:
             problems = [] if checkpoint_planned else (
                 _released_setting_problems(composition)
@@ -89,14 +93,32 @@ def space_problems(composition) -> List[str]:
                     "folder")]
 
 
-def _weights_problems(settings: Settings) -> List[str]:
+def _weights_problems(settings: Settings, fetch: bool = True) -> List[str]:
+    """The weights file the encoder starts from must be there. torchvision's ImageNet file
+    (model.weights='imagenet') is downloaded when absent if `fetch` (its failure is the
+    problem), and is no problem without `fetch` (a dry run: the run downloads it)."""
     model = settings.model
     path = model.weights_path
     if path is None or path.is_file():
         return []
+    if model.weights == IMAGENET:
+        why = _fetch_problem(model.encoder, imagenet_url(model.encoder), path) if fetch else None
+        return [] if why is None else [problem("model.weights", model.weights, why)]
     return [problem("model.weights", model.weights,
                     f"no such file ({path}); it must be torchvision's ImageNet file of "
                     f"{model.encoder!r}, or None to start from random weights")]
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch_problem(encoder: str, url: str, path: Path) -> Optional[str]:
+    """Why torchvision's ImageNet file of `encoder` could not be downloaded from `url` to
+    `path`, or None: tried once per process for each (url, path), as scripts/reproduce.py checks
+    many jobs needing the same file and a network that drops packets takes a timeout each."""
+    try:
+        fetch_imagenet_weights(encoder)
+    except DownloadError as error:
+        return one_line(error)
+    return None
 
 
 _OPENED: Dict[tuple, Source] = {}  # by `EpisodeSetting.source_key`, the oldest dropped first
