@@ -30,7 +30,7 @@ from panet.data.protocols import PROTOCOLS, REFERENCE
 from panet.data.weak import BOX_CHOICES
 from panet.evaluation.options import ENCODINGS, RESOLUTIONS, EvalOptions
 from panet.evaluation.metrics import RULES as METRIC_RULES
-from panet.models.encoders import ENCODERS, imagenet_weights
+from panet.models.encoders import ENCODERS, IMAGENET, imagenet_weights
 from panet.models.factory import (DEFAULT_FACTORY, FACTORY_FORM, FactoryError, import_factory,
                              is_factory_spec)
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS, Numerics
@@ -40,7 +40,6 @@ from panet.base.rules import (Rule, class_list, device, flag, integer, is_int, m
 
 MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2**32
 MAX_EPISODES = 10 ** 6  # per test run: the plan of the encode-once path keeps ~1 KB per image
-IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
 
 
 def setting(default: Any, rule: Rule, doc: str) -> Any:

@@ -60,6 +60,7 @@ def write_checkpoint(path, **data_changes):
             "fold_style": "interleaved", "cache_dir": "/stored/cache",
             "lists_dir": "/stored/lists", "workers": 3, "weak": "bbox",
             "bbox_instance": "random", "scribble_dilation": 2, "coco_labels": "episode",
+            "protocol": "panet",
             **data_changes}
     model = {"encoder": "small", "weights": None, "alpha": 20.0}
     config = {"seed": 7, "device": "cpu", "tf32": False, "data": data, "model": model,

@@ -11,10 +11,9 @@ import torch
 from torch import nn
 
 from panet.base.download import DownloadError
-from panet.models.encoders import ENCODERS, build_encoder, fetch_imagenet_weights
+from panet.models.encoders import ENCODERS, IMAGENET, build_encoder, fetch_imagenet_weights
 from panet.models.factory import factory_levels, make_model
 from panet.base.errors import one_line
-from panet.settings import IMAGENET
 
 
 def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Module:

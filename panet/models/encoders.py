@@ -21,6 +21,7 @@ from panet.models.resnet import RESNET_WEIGHTS, resnet_encoder
 from panet.models.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, small_encoder, vgg16_encoder
 from panet.models.weights import TORCHVISION_MODELS_URL, TORCHVISION_URL_VARIABLE
 
+IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the configured encoder
 
 @dataclass(frozen=True)
 class EncoderSpec:

@@ -23,10 +23,10 @@ from panet.data.datasets import dataset_root_problem
 from panet.data.sampling import sample_episodes
 from panet.data.sources import Source
 from panet.models.builder import weights_problem
-from panet.models.encoders import fetch_imagenet_weights, imagenet_url
+from panet.models.encoders import IMAGENET, fetch_imagenet_weights, imagenet_url
 from panet.run.compose import CHECKPOINT_KEYS
 from panet.run.folder import RUNS_DIR, RunFolder
-from panet.settings import IMAGENET, EpisodeSetting, Settings
+from panet.settings import EpisodeSetting, Settings
 from panet.weights.model_files import ModelFile, read_model_file
 
 MIN_FREE_BYTES = 2 ** 19  # a run's record (config, run, sources) before its first file
