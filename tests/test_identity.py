@@ -223,6 +223,7 @@ def test_the_model_identity_tells_weights_methods_and_settings_apart():
 @pytest.mark.parametrize("observer", [["-u"], ["-F", "elsewhere"]])
 def test_a_second_writer_is_refused_whatever_the_observer(synthetic_root, tmp_path, observer):
     folder = tmp_path / "run"
+    observer = [str(tmp_path / arg) if arg == "elsewhere" else arg for arg in observer]
     with RunFolderLock(folder):  # this process writes the folder
         result = subprocess.run(
             [sys.executable, "train.py", *observer, "with", *toy(synthetic_root),
