@@ -124,7 +124,8 @@ class EpisodeSetting(Section):
                                         "split; synthetic: val); `with val`: the held-out split")
     year: int = setting(2014, integer(1), "coco annotation year")
     fold_style: str = setting("contiguous", one_of(FOLD_STYLES),
-                              "coco, folder: contiguous (PANet) | interleaved (later papers)")
+                              "contiguous (PANet) | interleaved (coco, folder: later papers) | all "
+                              "(every class trains and tests: cross-domain)")
     cache_dir: Optional[str] = setting(None, optional_path(),
                                        "coco mask cache; None: the user's cache "
                                        "($XDG_CACHE_HOME/panet or ~/.cache/panet), a folder "
@@ -138,9 +139,8 @@ class EpisodeSetting(Section):
                                  "released code: largest; paper text: random")
     scribble_dilation: int = setting(0, integer(0), "pixels of dilation applied to scribbles")
     protocol: Optional[str] = setting(None, optional(one_of(PROTOCOLS)),
-                                      "episode rule: None (the dataset's: panet; patnet for the "
-                                      "cross-domain targets) | panet | patnet | hsnet "
-                                      "(panet/data/protocols.py)")
+                                      "None (the dataset's) | panet | patnet | hsnet: the "
+                                      "episode rule (panet/data/protocols.py)")
     coco_labels: str = setting("class", one_of(COCO_LABELS),
                                "coco, W > 1: class (released: an image is labelled for its own "
                                "way's class only) | episode (all the episode's classes)")
@@ -150,8 +150,7 @@ class EpisodeSetting(Section):
         return Path(self.root).expanduser()
 
     @property
-    def episode_rule(self) -> str:
-        """The protocol the episodes follow (`protocol`, else the dataset's)."""
+    def episode_rule(self) -> str:  # `protocol`, else the dataset's
         return self.protocol if self.protocol is not None else DATASETS[self.name].protocol
 
     def split(self, train: bool) -> str:
@@ -167,8 +166,7 @@ class EpisodeSetting(Section):
                 str(self.cache_dir), self.split(train))
 
     def classes(self, source, train: bool) -> List[int]:
-        """The training (`train`) or test classes of this setting on `source` (a
-        `panet.data.sources.Source`: `panet.data.folds.split_classes`)."""
+        """The training (`train`) or test classes on `source` (`panet.data.folds`)."""
         return split_classes(source, train, self.fold, n_folds=self.n_folds,
                              fold_style=self.fold_style, test_classes=self.test_classes)
 
@@ -186,8 +184,7 @@ class EpisodeSetting(Section):
         if self.fold_style not in spec.fold_styles:
             found.append(problem("data.fold_style", self.fold_style,
                                  f"{self.name} has the {' / '.join(spec.fold_styles)} split "
-                                 "only (interleaved: COCO-20i's or a folder dataset's; all: "
-                                 "every class trains and tests, docs/cross-domain.md)"))
+                                 "only (see panet/data/folds.py)"))
         if self.episode_rule not in spec.protocols:
             found.append(problem("data.protocol", self.protocol,
                                  f"{self.name} has the {' / '.join(spec.protocols)} episode "
@@ -223,10 +220,8 @@ class ModelSettings(Section):
                            f"{' | '.join(ENCODERS)} (panet/models/encoders.py)")
     weights: Optional[str] = setting(
         IMAGENET, optional_path(),
-        f"'{IMAGENET}': torchvision's ImageNet file of the encoder in torchvision's cache "
-        "(torch.hub.get_dir()/checkpoints, i.e. $TORCH_HOME/hub/checkpoints), downloaded there "
-        "when absent (from $PANET_TORCHVISION_URL when set); a path to such a file; None: "
-        "random init")
+        f"'{IMAGENET}': torchvision's ImageNet file of the encoder, in $TORCH_HOME/hub/"
+        "checkpoints (downloaded when absent; $PANET_TORCHVISION_URL); a path to one; None: random")
     alpha: float = setting(20.0, number(0, inclusive=False),
                            "scale of the cosine logits (PROTOCOL §3)")
     factory: str = setting(DEFAULT_FACTORY, Rule(is_factory_spec, FACTORY_FORM),
@@ -317,10 +312,8 @@ class TestSettings(Section):
     cache_dir: Optional[str] = setting(None, optional_path(),
                                        "image: keep features as files here (later tests of the "
                                        "same weights and size reuse them)")
-    episodes_file: Optional[str] = setting(None, optional_path(),
-                                           "a file of episodes (.csv / .jsonl: scripts/"
-                                           "episodes.py) to evaluate, all of them, instead of "
-                                           "drawing test.episodes")
+    episodes_file: Optional[str] = setting(None, optional_path(), "the episodes to evaluate, "
+                                           "all of them, in a .csv / .jsonl (scripts/episodes.py)")
     rule: str = setting("released", one_of(METRIC_RULES), "released | corrected (PROTOCOL §9)")
     resolution: str = setting("label", one_of(RESOLUTIONS),
                               "label (417 x 417, PANet) | original (later FSS papers)")

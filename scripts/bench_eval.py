@@ -18,6 +18,18 @@ encoding every episode's images (test.encode=episode, the released behaviour).
     Each path runs in a fresh process (its peak resident size is its own); with --repeats N the
     paths alternate N times and the fastest counts. Targets: new/old wall time <= 1.15 x
     new/old calls; the image path's peak <= 1.5 GiB above the episode path's.
+
+(c) Encoder calls of a cross-domain target's reference episodes (PATNet's test, and HSNet's on
+    FSS-1000: docs/cross-domain.md), counted by the same planning code on the dataset's files
+    (masks only), with the values of its named config (configs/<dataset>.yaml: data.root,
+    data.size, seed, test.episodes; FSS-1000: every image of the test split once):
+
+        python scripts/bench_eval.py --dataset fss1000 [--data-root DIR] [--lists-dir DIR]
+                                     [--shots 1 5] [--episodes N] [--encoder vgg16] [--json]
+
+    Per shot count: calls_episode = S + 1 per episode (1-way, 1 query); calls_new = the image
+    path's with the default feature cache; distinct_images = its calls when every feature
+    fits (test.cache_dir); ratio = calls_episode / distinct_images.
 """
 
 from __future__ import annotations
@@ -33,8 +45,9 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import torch
+import yaml
 
-from panet.data import episode_dataset, make_episode_dataset
+from panet.data import episode_dataset, make_episode_dataset, make_source
 from panet.data.folds import fold_classes
 from panet.data.synthetic import generate
 from panet.data.voc import VocSource
@@ -45,6 +58,7 @@ from panet.evaluation.metrics import IoUMeter
 from panet.models import ENCODERS, PANet, build_encoder
 from panet.base.process_memory import peak_resident_bytes, resident_bytes
 from panet.report.benchmarks import json_of_run, verdict
+from panet.reproduce.jobs import TARGETS as CROSS_DOMAIN_TARGETS
 from panet.settings import EpisodeSetting, TestSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +80,20 @@ def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
     setting = EpisodeSetting(fold=fold, ways=ways, shots=shots, size=PAPER_SIZE)
     datasets = (episode_dataset(source, setting, episodes, PAPER_SEED + run, train=False)
                 for run in range(PAPER_RUNS))
-    plan = plan_runs(datasets, workers)
-    channels, height, width = feature_shape(build_encoder("vgg16"), (PAPER_SIZE, PAPER_SIZE))
+    return {"fold": fold, "ways": ways, "shots": shots,
+            **plan_counts(plan_runs(datasets, workers), "vgg16", PAPER_SIZE, cache_gb)}
+
+
+def plan_counts(plan, encoder: str, size: int, cache_gb: float) -> Dict[str, int]:
+    """Encoder calls of a plan (``panet.evaluation.images.plan_runs``): the per-episode path's,
+    the image path's with a feature cache of ``cache_gb`` GiB (features of ``encoder`` at
+    ``size``), and its distinct images, support images and query images."""
+    channels, height, width = feature_shape(build_encoder(encoder), (size, size))
     capacity = int(cache_gb * GIB) // (4 * channels * height * width)
-    cells = schedule(plan, capacity)
-    return {"fold": fold, "ways": ways, "shots": shots, "calls_episode": plan.episode_calls,
-            "calls_new": cells.encoder_calls(), "distinct_images": len(plan.images()),
-            "support_images": len(plan.supports), "query_images": len(plan.queries)}
+    return {"calls_episode": plan.episode_calls,
+            "calls_new": schedule(plan, capacity).encoder_calls(),
+            "distinct_images": len(plan.images()), "support_images": len(plan.supports),
+            "query_images": len(plan.queries)}
 
 
 def count_main(args: argparse.Namespace) -> int:
@@ -97,6 +118,73 @@ def count_main(args: argparse.Namespace) -> int:
             print(f"| {fold} | {ways}-way {shots}-shot | {row['calls_episode']:,} | "
                   f"{row['calls_new']:,} | {row['distinct_images']:,} | "
                   f"{row['support_images'] + row['query_images']:,} |", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def target_config(dataset: str) -> dict:
+    """The named config of a cross-domain target (configs/<dataset>.yaml) as a dict."""
+    return yaml.safe_load((REPO_ROOT / "configs" / f"{dataset}.yaml").read_text())
+
+
+def target_setting(dataset: str, shots: int, root: Optional[Path] = None,
+                   lists_dir: Optional[Path] = None) -> EpisodeSetting:
+    """The test setting of a cross-domain target's named config, ``shots``-shot (1-way, 1
+    query), on ``root`` (None: the config's data.root); ValueError naming what is wrong."""
+    data = target_config(dataset)["data"]
+    setting = EpisodeSetting(name=dataset, root=str(root or data["root"]), fold_style="all",
+                             shots=shots, size=data["size"],
+                             lists_dir=None if lists_dir is None else str(lists_dir))
+    problems = setting.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return setting
+
+
+def count_target(dataset: str, shots: int, root: Optional[Path] = None,
+                 episodes: Optional[int] = None, lists_dir: Optional[Path] = None,
+                 encoder: str = "vgg16", workers: int = 2,
+                 cache_gb: float = DEFAULT_CACHE_GB) -> Dict:
+    """(c): encoder calls of the target's reference test episodes (module docstring): those
+    ``make_episode_dataset`` draws with the named config's seed, ``episodes`` of them (None:
+    the config's test.episodes, or on FSS-1000 every image of the test split)."""
+    config = target_config(dataset)
+    setting = target_setting(dataset, shots, root, lists_dir)
+    source = make_source(setting, train=False)
+    if episodes is None:
+        episodes = (sum(map(len, source.class_images().values()))
+                    if getattr(source, "every_query", False) else config["test"]["episodes"])
+    drawn = make_episode_dataset(setting, episodes, config["seed"], train=False, source=source)
+    counts = plan_counts(plan_runs([drawn], workers), encoder, setting.size, cache_gb)
+    return {"dataset": dataset, "protocol": setting.episode_rule, "shots": shots,
+            "episodes": len(drawn), "seed": config["seed"], "size": setting.size, **counts,
+            "ratio": counts["calls_episode"] / counts["distinct_images"]}
+
+
+def target_main(args: argparse.Namespace) -> int:
+    """(c): one row per shot count, printed as counted (or all as JSON)."""
+    rows = []
+    for shots in args.shots:
+        try:
+            rows.append(count_target(args.dataset, shots, args.data_root, args.episodes,
+                                     args.lists_dir, args.encoder, args.workers))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"cannot count {args.dataset}: {error}", file=sys.stderr)
+            return 2
+        row = rows[-1]
+        if not args.json and len(rows) == 1:
+            print(f"{args.dataset} ({row['protocol']} episodes, seed {row['seed']}, "
+                  f"{row['size']} px), 1-way 1 query; calls new: default feature cache "
+                  f"({DEFAULT_CACHE_GB} GiB of {args.encoder} features)\n"
+                  "| shots | episodes | calls per-episode path (S + 1 each) | calls new | "
+                  "distinct images | distinct support + distinct query imgs | "
+                  "per-episode / distinct |\n|---|---|---|---|---|---|---|")
+        if not args.json:
+            print(f"| {shots} | {row['episodes']:,} | {row['calls_episode']:,} | "
+                  f"{row['calls_new']:,} | {row['distinct_images']:,} | "
+                  f"{row['support_images'] + row['query_images']:,} | {row['ratio']:.2f} |",
+                  flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
@@ -188,18 +276,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="(a): count encoder calls of the paper protocol on this VOC root")
     parser.add_argument("--lists-dir", type=Path,
                         help="(a): the folder of the split and per-class lists, when not "
-                             "VOC_ROOT/ImageSets/Segmentation")
+                             "VOC_ROOT/ImageSets/Segmentation; (c) fss1000: the folder of "
+                             "trn/val/test.txt, when not DATA_ROOT/splits")
+    parser.add_argument("--dataset", choices=CROSS_DOMAIN_TARGETS,
+                        help="(c): count encoder calls of this cross-domain target's "
+                             "reference episodes")
+    parser.add_argument("--data-root", type=Path,
+                        help="(c): the dataset's folder (default: its named config's data.root)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS), choices=FOLDS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="(a): WAYSxSHOTS cells")
-    parser.add_argument("--workers", type=int, default=2, help="(a): processes reading masks")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="(a), (c): processes reading masks")
     parser.add_argument("--episodes", type=int,
                         help=f"episodes per run (default: (a) {PAPER_EPISODES}, (b) "
-                             f"{TIME_EPISODES})")
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="(b)")
-    parser.add_argument("--encoder", default="vgg16", choices=list(ENCODERS), help="(b)")
-    parser.add_argument("--size", type=int, default=PAPER_SIZE, help="(b): input size")
+                             f"{TIME_EPISODES}, (c) the named config's)")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="(b), (c)")
+    parser.add_argument("--encoder", default="vgg16", choices=list(ENCODERS),
+                        help="(b); (c): whose features size the default cache")
+    parser.add_argument("--size", type=int, help=f"(b): input size (default {PAPER_SIZE})")
     parser.add_argument("--threads", type=int, default=2, help="(b): torch threads")
     parser.add_argument("--repeats", type=int, default=1,
                         help="(b): runs of each path, alternating; the fastest counts")
@@ -211,6 +307,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     episodes = 1 if args.episodes is None else args.episodes
     if min(episodes, args.threads, args.repeats, *args.shots) < 1 or args.workers < 0:
         parser.error("--episodes, --shots, --threads and --repeats must be >= 1, --workers >= 0")
+    if args.dataset and args.count:
+        parser.error("--dataset (c) and --count (a) count different benchmarks: give one")
+    if args.data_root and not args.dataset:
+        parser.error("--data-root belongs to --dataset")
+    args.size = PAPER_SIZE if args.size is None else args.size
     return args
 
 
@@ -220,6 +321,8 @@ def main(argv: Sequence[str] = None) -> int:
         return measure(args)
     if args.count:
         return count_main(args)
+    if args.dataset:
+        return target_main(args)
     return time_main(args)
 
 

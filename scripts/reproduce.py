@@ -30,15 +30,14 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 
 from panet.base.device import use_device
 from panet.base.errors import OneLineParser
-from panet.data import synthetic, synthetic_cdfss
 from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.report.render import write_report
 from panet.reproduce import grid, specs
 from panet.reproduce.executors import Options, Run, execute
 from panet.reproduce.jobrun import CHANGED, DONE, JobStatus, report, summary
-from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, TOY_CDFSS_DIR, Job, Scale,
-                                  Variant, jobs_for, train_job)
+from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, Job, Scale, Variant,
+                                  absent_synthetic, jobs_for, train_job)
 from panet.reproduce.outputs import job_problems, set_aside
 from panet.reproduce.slurm import (DEFAULT_TIME, SlurmError, SlurmOptions, current_statuses,
                                    time_minutes)
@@ -195,8 +194,7 @@ def at_least(least: int) -> Callable[[str], int]:
 def add_options(parser: argparse.ArgumentParser) -> None:
     """What to reproduce, at what scale, and where jobs run."""
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--table", choices=list(specs.TABLES),
-                      help="the paper's Tables 1-6, or cdfss: the cross-domain benchmark")
+    what.add_argument("--table", choices=list(specs.TABLES), help="1-6, or cdfss (cross-domain)")
     what.add_argument("--analysis", choices=["prototype-distance"])
     what.add_argument("--figure", choices=["loss-curves", "qualitative"])
     mode = parser.add_mutually_exclusive_group()
@@ -322,9 +320,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     """Before running: --status, the configurations' check, --dry-run (listing what stops the
     jobs here), the changed jobs (refused, or set aside with --rerun-changed), the check of
-    their data, weights (torchvision's ImageNet file downloaded when absent, but not for
-    --dry-run) and folders (not when `data_absent`: synthetic data a run generates).
-    Returns the exit code when nothing runs."""
+    their data, weights (the ImageNet file fetched, not by --dry-run) and folders (not when
+    `data_absent`: synthetic data a run generates). Returns the exit code when nothing runs."""
     jobs = args.target.jobs
     statuses = current_statuses(jobs)
     if args.status:
@@ -356,19 +353,6 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     for job in (job for job, status in zip(jobs, statuses) if status.state == CHANGED):
         print(f"[changed] {job.name}: kept as {set_aside(job)}; it runs again", flush=True)
     return None
-
-
-def absent_synthetic(root: Path, table: Optional[str]) -> List[Callable[[], object]]:
-    """What of the synthetic dataset under `root` is absent, as the calls that generate it: the
-    PASCAL/COCO layouts, and the cross-domain targets for --table cdfss."""
-    parts = [(root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-              lambda: synthetic.generate(root, coco=True)),
-             (root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json", None)]
-    if table == "cdfss":
-        parts.append((root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt",
-                      lambda: synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)))
-    calls = [generate or parts[0][1] for marker, generate in parts if not marker.is_file()]
-    return list(dict.fromkeys(calls))  # PASCAL and COCO come from one call
 
 
 def cannot_run(problems: Sequence[str]) -> int:

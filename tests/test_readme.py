@@ -12,8 +12,9 @@ command runs in), `results` the folder of PANet's tables (which their `--dry-run
 unwritten) that `--also PANet=results` names.
 What runs, for each command (`runnable`):
 
-- train.py / test.py / torchrun naming the real datasets (`voc`, `coco` named configs) need
-  their images, ImageNet weights and a GPU: they run as `print_config` with the same arguments;
+- train.py / test.py / torchrun naming the real datasets (`voc`, `coco`, `cdfss` named
+  configs, or a cross-domain target's without `data.root=`) need their images, ImageNet
+  weights and a GPU: they run as `print_config` with the same arguments;
 - other train.py / test.py commands run as written, then the script's `TOY_UPDATES` (a 65 px
   input, no loader processes, 1 x 2 test episodes) and `train.steps=N` divided by
   `STEP_DIVISOR`;
@@ -49,12 +50,13 @@ from panet.weights.released import panet_to_released
 README = REPO_ROOT / "README.md"
 PAGES = [README] + [REPO_ROOT / "docs" / f"{name}.md" for name in (
     "training-and-testing", "data", "reproducing", "cluster", "reporting", "own-data", "api",
-    "performance", "precision", "your-own-method", "paper-vs-released", "development",
-    "PROTOCOL")]
+    "performance", "precision", "your-own-method", "paper-vs-released", "cross-domain",
+    "development", "PROTOCOL")]
 # a command may start with environment variables: `VAR=value python ...`
 COMMAND_START = re.compile(r"(?:[A-Z][A-Z0-9_]*=\S+ +)*(?:python|torchrun|make) ")
 ASSIGNMENT = re.compile(r"[A-Z][A-Z0-9_]*=")
-REAL_DATASETS = {"voc", "coco"}
+REAL_DATASETS = {"voc", "coco", "cdfss"}
+TARGETS = {"deepglobe", "isic2018", "chestxray", "fss1000"}  # real unless data.root= is given
 TOY_UPDATES = {"train.py": ["data.size=65", "data.workers=0"],
                "test.py": ["data.size=65", "data.workers=0", "test.runs=1", "test.episodes=2"]}
 STEP_DIVISOR = 100
@@ -121,7 +123,9 @@ def runnable(command: str) -> Optional[List[str]]:
     script, arguments = words[1], words[2:]
     path = str(REPO_ROOT / script)
     if Path(script).name in ("train.py", "test.py"):
-        if REAL_DATASETS & set(arguments):
+        real_target = TARGETS & set(arguments) and not any(
+            a.startswith("data.root=") for a in arguments)
+        if REAL_DATASETS & set(arguments) or real_target:
             if "print_config" not in arguments:
                 arguments = ["print_config", *arguments]
             return [sys.executable, path, *arguments]

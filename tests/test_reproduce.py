@@ -145,7 +145,7 @@ def test_tables_share_jobs(tmp_path):
     scale = Scale(tmp_path)
 
     def names(number, trains=None):
-        return {job.name for job in jobs_for(TABLES[number].settings(), scale)
+        return {job.name for job in jobs_for(TABLES[str(number)].settings(), scale)
                 if trains is None or job.trains == trains}
 
     assert names(2) == names(1)  # Table 2 reads Table 1's results
@@ -257,7 +257,9 @@ def test_dry_run_of_the_analysis_on_absent_synthetic_data(tmp_path, capsys):
 def test_jobs_that_cannot_run_here_stop_the_command_before_the_first(tmp_path, capsys):
     """`--table 6 --data-root DIR` without the datasets nor the ImageNet file: each problem
     once, naming the first job it stops and how many more; nothing runs, nothing is written.
-    --dry-run lists the same problems after its plan, and exits 0."""
+    --dry-run lists the same problems after its plan, except the ImageNet file, which a run
+    downloads (here it cannot: tests/conftest.py points the download at a closed port), and
+    exits 0."""
     out, data = tmp_path / "results", tmp_path / "data"
     argv = ["--table", "6", "--data-root", str(data), "--out", str(out)]
     assert reproduce.main(argv, run=fail_if_run) == 2
@@ -275,7 +277,7 @@ def test_jobs_that_cannot_run_here_stop_the_command_before_the_first(tmp_path, c
         f"  {weights[0].name} and {len(weights) - 1} more: ")
     assert reproduce.main([*argv, "--dry-run"], run=fail_if_run) == 0
     listed = capsys.readouterr().out.split("Here, these jobs could not run:\n")[1].splitlines()
-    assert listed == lines[1:]
+    assert listed == [line for line in lines[1:] if "model.weights" not in line]
 
 
 def test_no_table_is_written_when_no_test_ran(synthetic_root, tmp_path, capsys):

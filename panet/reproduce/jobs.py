@@ -27,7 +27,7 @@ import functools
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from panet.data import synthetic, synthetic_cdfss
 from panet.run.folder import RunFolder
@@ -352,3 +352,16 @@ def released_snapshots(folder: Optional[Path]) -> Dict[ReleasedSetting, Path]:
         if named is not None and step is not None and step > found.get(named, (-1,))[0]:
             found[named] = (step, path)
     return {named: path for named, (_, path) in found.items()}
+
+
+def absent_synthetic(root: Path, table: Optional[str]) -> List[Callable[[], object]]:
+    """What of the synthetic dataset under `root` is absent, as the calls that generate it: the
+    PASCAL/COCO layouts, and the cross-domain targets for --table cdfss."""
+    parts = [(root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
+              lambda: synthetic.generate(root, coco=True)),
+             (root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json", None)]
+    if table == "cdfss":
+        parts.append((root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt",
+                      lambda: synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)))
+    calls = [generate or parts[0][1] for marker, generate in parts if not marker.is_file()]
+    return list(dict.fromkeys(calls))  # PASCAL and COCO come from one call
