@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from panet.base.constants import IMAGENET_MEAN, IMAGENET_STD
-from panet.data.transforms import as_size, hflip, normalize, resize_image, resize_nearest
+from panet.data.transforms import (as_size, hflip, normalize, resize_image, resize_nearest,
+                                   resize_nearest_torch)
 from panet.settings import EpisodeSetting
 
 
@@ -60,3 +61,17 @@ def test_as_size():
     for size in (0, (0, 5), (5, -1)):  # refused once, by the settings; as_size trusts them
         assert EpisodeSetting(size=size).problems() == [
             f"data.size={size!r}: must be an integer >= 1 or a pair [H, W] of them"]
+
+
+@pytest.mark.parametrize("n_in", [1, 7, 20, 96, 129, 375, 400, 408, 500, 2448])
+def test_torch_nearest_picks_the_pixels_torch_picks(n_in):
+    """The reference protocols' mask resize against torch.nn.functional.interpolate itself:
+    shrinking, growing, doubling and keeping the size, both axes."""
+    rng = np.random.default_rng(n_in)
+    labels = rng.integers(0, 256, size=(n_in, 13)).astype(np.uint8)
+    for n_out in (1, 33, 65, n_in, 2 * n_in, 129, 400, 417):
+        size = (n_out, 31)
+        expected = torch.nn.functional.interpolate(
+            torch.from_numpy(labels.astype(np.float32))[None, None], size=size,
+            mode="nearest")[0, 0].numpy().astype(np.uint8)
+        assert np.array_equal(resize_nearest_torch(labels, size), expected), (n_in, n_out)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from panet.base.files import PathLike
 from panet.data.datasets import DATASETS
 from panet.data.episodes import EpisodeDataset
 from panet.data.protocols import REFERENCE, read_episode_file, reference_episodes
-from panet.data.sampling import sample_episodes
+from panet.data.sampling import Episode, sample_episodes
 from panet.data.sources import Source
 
 
@@ -45,14 +45,20 @@ def episode_dataset(source: Source, setting, n_episodes: int, seed: int, train: 
                     episodes_file: Optional[PathLike] = None) -> EpisodeDataset:
     """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
     or a masks-only ``VocSource``)."""
-    if episodes_file is not None:
-        episodes = read_episode_file(Path(episodes_file).expanduser(), source)
-    elif setting.episode_rule in REFERENCE and not train:
-        episodes = reference_episodes(source, setting.shots, n_episodes, seed)
-    else:
-        classes = setting.classes(source, train)
-        episodes = sample_episodes(source.class_images(), classes, setting.ways, setting.shots,
-                                   setting.queries, n_episodes, seed, describe=source.class_name)
+    episodes = draw_episodes(source, setting, n_episodes, seed, train, episodes_file)
     if train:
         setting = setting.replace(weak="dense")  # weak supports are a test-time setting
     return EpisodeDataset(source, episodes, setting, seed, train, keep_original_labels)
+
+
+def draw_episodes(source: Source, setting, n_episodes: int, seed: int, train: bool,
+                  episodes_file: Optional[PathLike] = None) -> List[Episode]:
+    """The episode list of ``make_episode_dataset`` (its docstring), without the dataset: a
+    ValueError or FileNotFoundError says why it cannot be drawn (the checks before a run)."""
+    if episodes_file is not None:
+        return read_episode_file(Path(episodes_file).expanduser(), source)
+    if setting.episode_rule in REFERENCE and not train:
+        return reference_episodes(source, setting.shots, n_episodes, seed)
+    return sample_episodes(source.class_images(), setting.classes(source, train), setting.ways,
+                           setting.shots, setting.queries, n_episodes, seed,
+                           describe=source.class_name)

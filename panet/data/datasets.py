@@ -29,7 +29,8 @@ class DatasetSpec:
     (`all`: every class both trains and tests, as a cross-domain source or target does);
     `lists`: whether it reads list files (data.lists_dir); `root`: what data.root is;
     `protocol`: the episode rule when data.protocol is None (`panet.data.protocols`), and
-    `protocols` the ones it has."""
+    `protocols` the ones it has; `shared_classes`: class k is the same class in every split
+    (FSS-1000 numbers each split's classes apart)."""
 
     source: Callable[[Any, str], Source]
     root: str
@@ -40,6 +41,7 @@ class DatasetSpec:
     lists: bool = True
     protocol: str = "panet"
     protocols: Tuple[str, ...] = ("panet",)
+    shared_classes: bool = True
 
 
 def _pascal(setting: Any, split: str) -> Source:
@@ -95,7 +97,8 @@ DATASETS: Dict[str, DatasetSpec] = {
     "chestxray": _target(cdfss.ChestXraySource, cdfss.ChestXraySource.LAYOUT),
     "fss1000": _target(cdfss.Fss1000Source, cdfss.Fss1000Source.LAYOUT + "; class lists in "
                        "data.lists_dir (default <root>/splits/{trn,val,test}.txt)",
-                       lists=True, train_split="trn", protocols=("patnet", "hsnet", "panet")),
+                       lists=True, train_split="trn", protocols=("patnet", "hsnet", "panet"),
+                       shared_classes=False),
 }
 
 

@@ -56,8 +56,9 @@ def reference_episodes(source: Source, shots: int, n_episodes: int, seed: int = 
     if getattr(source, "every_query", False):
         queries = [(k, image_id) for k in source.class_ids for image_id in lists[k]]
         if n_episodes > len(queries):
-            raise ValueError(f"the {source.name} split has {len(queries)} images, each one "
-                             f"episode's query; test.episodes={n_episodes} asks for more")
+            raise ValueError(f"the {source.name} split has {len(queries)} images, each the "
+                             f"query of one episode: test.episodes must be at most "
+                             f"{len(queries)}")
         return [_episode(k, q, _fss_supports(q, shots, rng, set(lists[k])))
                 for k, q in queries[:n_episodes]]
     episodes = []

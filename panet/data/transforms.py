@@ -98,12 +98,22 @@ def resize_nearest(labels: np.ndarray, size: Size) -> np.ndarray:
 
 
 def resize_nearest_torch(labels: np.ndarray, size: Size) -> np.ndarray:
-    """``resize_nearest`` as PyTorch's ``interpolate(mode="nearest")`` picks pixels (source index
-    floor(i * n_in / n_out) in float32), which PATNet and HSNet apply to masks (PATNet
-    data/deepglobe.py:36, 41-44): the reference protocols' labels, pixel for pixel."""
-    pixels = torch.from_numpy(labels.astype(np.float32))[None, None]
-    resized = torch.nn.functional.interpolate(pixels, size=tuple(size), mode="nearest")
-    return resized[0, 0].numpy().astype(labels.dtype)
+    """``resize_nearest`` picking the pixels PyTorch's ``interpolate(mode="nearest")`` picks,
+    which PATNet and HSNet apply to masks (PATNet data/deepglobe.py:36, 41-44): the reference
+    protocols' labels, pixel for pixel (tests/test_data_transforms.py checks it against torch)."""
+    rows = _torch_nearest_index(labels.shape[0], size[0])
+    cols = _torch_nearest_index(labels.shape[1], size[1])
+    return labels[rows[:, None], cols[None, :]]
+
+
+def _torch_nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """PyTorch's source index of each output pixel: i when the size stays, i // 2 when it
+    doubles, else min(floor(i * (n_in / n_out)), n_in - 1) computed in float32."""
+    index = np.arange(n_out)
+    if n_out in (n_in, 2 * n_in):
+        return index // (n_out // n_in)
+    scale = np.float32(n_in) / np.float32(n_out)
+    return np.minimum(np.floor(index.astype(np.float32) * scale).astype(np.int64), n_in - 1)
 
 
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:

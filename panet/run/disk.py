@@ -20,7 +20,8 @@ from panet.base.files import format_size, free_space, writable_problem
 from panet.base.rules import problem
 from panet.data import make_source
 from panet.data.datasets import dataset_root_problem
-from panet.data.sampling import sample_episodes
+from panet.data.builder import draw_episodes
+from panet.data.protocols import REFERENCE
 from panet.data.sources import Source
 from panet.models.builder import weights_problem
 from panet.models.encoders import IMAGENET, fetch_imagenet_weights, imagenet_url
@@ -155,15 +156,23 @@ def data_problems(settings: Settings, train: bool) -> List[str]:
     except ValueError as error:
         key = "data.test_classes" if data.test_classes else "data.fold"
         return [problem(key, settings.value(key), one_line(error))]
-    runs = 1 if train else settings.test.runs
+    test = settings.test
+    if not train and test.episodes_file is not None:
+        try:
+            draw_episodes(source, data, 0, 0, train, test.episodes_file)
+        except (ValueError, FileNotFoundError) as error:
+            return [problem("test.episodes_file", test.episodes_file, one_line(error))]
+        return []
+    reference = not train and data.episode_rule in REFERENCE  # every episode drawn: cheap
     try:
         with warnings.catch_warnings():  # classes left out: said when the run draws episodes
             warnings.simplefilter("ignore")
-            for run in range(runs):
-                sample_episodes(source.class_images(), classes, data.ways, data.shots,
-                                data.queries, 0, settings.run.seed + run)
-    except ValueError as error:
-        return [f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}: "
+            for run in range(1 if train else test.runs):
+                draw_episodes(source, data, test.episodes if reference else 0,
+                              settings.run.seed + run, train)
+    except (ValueError, FileNotFoundError) as error:
+        return [f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}"
+                f"{f', test.episodes={test.episodes}' if reference else ''}: "
                 f"{one_line(error)} ({len(classes)} {'training' if train else 'test'} classes "
                 f"in {data.name}'s {data.split(train)} split)"]
     return []

@@ -24,6 +24,7 @@ from panet.base.device import (is_device_name, launched_processes, precision_pro
                                resolve_device, torchrun_problem)
 from panet.base.errors import one_line
 from panet.base.rules import problem
+from panet.data.datasets import DATASETS
 from panet.data.protocols import REFERENCE
 from panet.models.encoders import build_encoder
 from panet.models.factory import (DEFAULT_FACTORY, FactoryError, factory_levels, own_loss,
@@ -256,8 +257,9 @@ def classes_seen_in_training(composition, source) -> Optional[str]:
     """One line naming the test classes the tested checkpoint trained on (a fold or class
     override that tests classes the model has seen), or None. `source`: the test data."""
     data, trained = composition.settings.data, trained_setting(composition)
-    if trained is None or trained.name != data.name:
-        return None  # another dataset: its class ids mean other classes
+    if trained is None or trained.name != data.name or (
+            not DATASETS[data.name].shared_classes and trained.split(True) != data.split(False)):
+        return None  # another dataset or split: its class ids mean other classes
     seen = sorted(set(trained.classes(source, True)) & set(data.classes(source, False)))
     if not seen:
         return None
