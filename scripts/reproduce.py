@@ -356,8 +356,7 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
 
 
 def cannot_run(problems: Sequence[str]) -> int:
-    print("These jobs cannot run; nothing was started:\n  " + "\n  ".join(problems),
-          file=sys.stderr)
+    print("These jobs cannot run; nothing was started:", *problems, sep="\n  ", file=sys.stderr)
     return 2
 
 
