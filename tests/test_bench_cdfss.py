@@ -92,7 +92,7 @@ def test_refusals(cdfss, tmp_path, capsys):
     assert "splits/test.txt does not exist" in capsys.readouterr().err
     assert bench.main(["--dataset", "fss1000", "--data-root", str(cdfss / "FSS-1000"),
                        "--episodes", str(IMAGES["fss1000"] + 1), "--shots", "1"]) == 2
-    assert "asks for more" in capsys.readouterr().err
+    assert "must be at most 30" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--dataset", "deepglobe", "--count", str(tmp_path)])
     with pytest.raises(SystemExit):

@@ -135,7 +135,7 @@ def _object_mask(shape: int, size: Tuple[int, int], rng: np.random.Generator) ->
     return np.asarray(canvas, dtype=bool)
 
 
-def _pattern(texture: str, window: Tuple[slice, slice], period: float,
+def texture_pattern(texture: str, window: Tuple[slice, slice], period: float,
              rng: np.random.Generator) -> np.ndarray:
     """Bool pattern (True = first colour) of a texture over ``window`` of the image, in image
     coordinates (so stripes stay horizontal/vertical however the object is rotated)."""
@@ -168,7 +168,7 @@ def _paint(image: np.ndarray, mask: np.ndarray, texture: str, rng: np.random.Gen
         image[window][inside] = first
         return
     period = rng.uniform(*TEXTURE_PERIOD) * min(mask.shape)
-    pattern = _pattern(texture, window, period, rng)[inside]
+    pattern = texture_pattern(texture, window, period, rng)[inside]
     image[window][inside] = np.where(pattern[:, None], first, second)
 
 

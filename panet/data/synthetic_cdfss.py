@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from panet.base.files import PathLike
+from panet.data import synthetic
 
 DEEPGLOBE_DIR, ISIC_DIR, LUNG_DIR, FSS_DIR = "Deepglobe", "ISIC", "LungSegmentation", "FSS-1000"
 DEEPGLOBE_CLASSES = 6
@@ -83,20 +84,12 @@ def class_style(dataset: str, class_index: int) -> Tuple[np.ndarray, np.ndarray,
 
 
 def _pattern(kind: str, size: Size, rng: np.random.Generator) -> np.ndarray:
-    """H x W bool (True = first colour) of a fill pattern with a random phase."""
-    period = PATTERN_PERIOD * min(size)
-    phase = rng.uniform(0, period, size=2)[:, None, None]
-    y, x = np.mgrid[:size[0], :size[1]].astype(np.float32) + phase
-    half = period / 2
-    if kind == "hstripes":
-        return (y // half) % 2 == 0
-    if kind == "vstripes":
-        return (x // half) % 2 == 0
-    if kind == "checker":
-        return ((y // half) + (x // half)) % 2 == 0
-    if kind == "dots":
-        return ((y % period) - half) ** 2 + ((x % period) - half) ** 2 < (0.35 * period) ** 2
-    return np.ones(size, dtype=bool)
+    """H x W bool (True = first colour) of a fill pattern with a random phase: a texture of the
+    PASCAL-layout set (``panet.data.synthetic``), or solid."""
+    if kind == "solid":
+        return np.ones(size, dtype=bool)
+    return synthetic.texture_pattern(kind, (slice(0, size[0]), slice(0, size[1])),
+                                     PATTERN_PERIOD * min(size), rng)
 
 
 def _blob(size: Size, centre: Tuple[float, float], radius: float,
