@@ -556,12 +556,15 @@ def test_episode_figure_tiles(tmp_path):
     top = figure.shape[0] - H
     assert figure.shape[1:] == (6 * Wd + 5 * 4, 3)  # W*S supports + prediction + truth
     assert figure.shape[0] > H  # a caption band above the tiles
+    def tinted(image, labels):  # each tile: the overlay, its ways' borders outlined
+        return outlined(overlay(image, labels), labels)
+
     third_support = figure[top:, 2 * tile_width:2 * tile_width + Wd]  # way 2, shot 1
-    assert np.array_equal(third_support, overlay(images[2], fg[0, 1, 0].long() * 2))
+    assert np.array_equal(third_support, tinted(images[2], fg[0, 1, 0].long() * 2))
     prediction = figure[top:, 4 * tile_width:4 * tile_width + Wd]
-    assert np.array_equal(prediction, overlay(images[-1], predictions[0, 0]))
+    assert np.array_equal(prediction, tinted(images[-1], predictions[0, 0]))
     truth = figure[top:, 5 * tile_width:5 * tile_width + Wd]
-    assert np.array_equal(truth, overlay(images[-1], batch["query_labels"][0, 0]))
+    assert np.array_equal(truth, tinted(images[-1], batch["query_labels"][0, 0]))
 
 
 def test_training_curves_later_value_of_a_step_wins(tmp_path):
@@ -627,20 +630,24 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
 
     def result(job, fold, shots):
         return json.loads((out / "runs" / f"test-voc-fold{fold}-1way-{shots}shot-{job}"
-                           / "results.json").read_text())["mean_iou"]
+                           / "results.json").read_text())
 
     for method, label, jobs in (("PANet-init", "PANet-init, random-init small encoder (ours)",
                                  ["init"]), ("PANet", "PANet (ours)",
                                              ["align-dense", "align-seed1235-dense"])):
         cells = []
         for shots in (1, 5):
-            per_seed = np.array([[100 * result(job, fold, shots) for fold in range(4)]
+            per_seed = np.array([[100 * result(job, fold, shots)["mean_iou"] for fold in range(4)]
                                  for job in jobs])  # seed x fold
-            columns = [per_seed[:, fold] for fold in range(4)] + [per_seed.mean(axis=1)]
-            for values in columns:
+            # one episode tests one class of five: the cell is marked partial
+            partial = [[bool(result(job, fold, shots)["unevaluated"]) for fold in range(4)]
+                       for job in jobs]
+            columns = [(per_seed[:, fold], any(row[fold] for row in partial))
+                       for fold in range(4)] + [(per_seed.mean(axis=1), any(map(any, partial)))]
+            for values, marked in columns:
                 mean = values.mean()
                 spread = f" ± {values.std(ddof=1):.1f}" if len(jobs) > 1 else ""
-                cells.append(f"{mean:.1f}{spread} [{mean:.1f}, {mean:.1f}]")
+                cells.append(f"{mean:.1f}{'†' * marked}{spread} [{mean:.1f}, {mean:.1f}]")
         index = labels.index(label)
         assert rows[index][1] == cells + [f"{small_encoder:.1f}"]
         entry = PAPER["table1_pascal_1way_mean_iou"][method]
@@ -648,14 +655,16 @@ def test_synthetic_table_1_end_to_end(synthetic_table1):
         assert rows[index + 1][0] == f"{method} (paper)"
         assert rows[index + 2][0] == "difference (ours - paper)"
         assert rows[index + 3] == ("paper in our interval", [
-            "yes" if f"{p:.1f}" == c.split()[0] else "no" for p, c in zip(paper, cells)] + ["—"])
+            "yes" if f"{p:.1f}" == c.split()[0].rstrip("†") else "no"
+            for p, c in zip(paper, cells)] + ["—"])
     assert "## How these numbers were made" in markdown and "How to cite" in markdown
     assert "seed=1235" in markdown  # the exact command of a second-seed training job
     latex = (out / "table1.tex").read_text()  # the same table, booktabs, for a paper
     assert r"\begin{tabular}{l" + "r" * 11 + "}" in latex and r"\toprule" in latex
     ours = next(line for line in latex.splitlines() if line.startswith("PANet (ours) & "))
     mean_and_std, interval = cells_of(rows, "PANet (ours)")[0].split(" [")
-    assert ours.split(" & ")[1] == ("$" + mean_and_std.replace(" ± ", r" \pm ") + "$"
+    assert ours.split(" & ")[1] == ("$" + mean_and_std.replace(" ± ", r" \pm ").replace(
+        "†", r"^\dagger") + "$"
                                     + r" {\scriptsize $[" + interval.rstrip("]") + "]$}")
     assert r"\caption{PASCAL-5i" in latex and r"\label{tab:table1-" in latex  # no "Table 1:"
     assert "% python train.py with synthetic small 1way 1shot align" in latex  # commands: notes
