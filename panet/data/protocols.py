@@ -38,6 +38,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from panet.base.files import atomic_write
 from panet.data.sampling import Episode
 from panet.data.sources import Source
 
@@ -108,14 +109,14 @@ def write_episode_file(path: Path, rows: Sequence[Dict]) -> Path:
     """Write episodes (dicts with "class", "query", "supports") to a ``.csv`` or JSON-lines file
     (module docstring)."""
     path = Path(path)
-    if path.suffix == ".csv":
-        shots = max(len(row["supports"]) for row in rows)
-        with open(path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
+    with atomic_write(path, "w") as out:
+        if path.suffix == ".csv":
+            shots = max(len(row["supports"]) for row in rows)
+            writer = csv.writer(out, lineterminator="\n")
             writer.writerow(["class", "query"] + [f"support_{s}" for s in range(1, shots + 1)])
             writer.writerows([row["class"], row["query"], *row["supports"]] for row in rows)
-    else:
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        else:
+            out.write("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
