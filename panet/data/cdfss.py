@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.sources import Source, read_id_list, read_image
-from panet.data.transforms import too_large
+from panet.data.sources import Source, decode, read_id_list, read_image
 
 MASK_THRESHOLD = 128
 ISIC_CLASSES = ("nevus", "seborrheic_keratosis", "melanoma")  # folders 1, 2, 3
@@ -68,17 +67,8 @@ def listed(folder: Path, extension: str) -> List[Path]:
 
 def binary_mask(path: Path, what: str) -> np.ndarray:
     """H x W bool: the grayscale mask at ``path`` >= 128; one-line errors naming the file."""
-    try:
-        with Image.open(path) as mask:
-            return np.asarray(mask.convert("L")) >= MASK_THRESHOLD
-    except FileNotFoundError:
-        raise FileNotFoundError(f"mask {path} does not exist; every image of {what} needs "
-                                "its mask") from None
-    except Image.DecompressionBombError as error:
-        raise ValueError(too_large(path, error)) from None
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"cannot decode mask {path} ({error}); the file is corrupt or "
-                         "truncated: download it again") from error
+    return decode(path, lambda mask: np.asarray(mask.convert("L")) >= MASK_THRESHOLD,
+                  f"every image of {what} needs its mask", "download it again", kind="mask")
 
 
 class OneClassSource(Source):
@@ -148,7 +138,8 @@ class OneClassSource(Source):
 
 class DeepglobeSource(OneClassSource):
     name = "deepglobe"
-    LAYOUT = "<root>/<k>/test/origin/<stem>.jpg and <root>/<k>/test/groundtruth/<stem>.png, k = 1..6"
+    LAYOUT = ("<root>/<k>/test/origin/<stem>.jpg and <root>/<k>/test/groundtruth/<stem>.png, "
+              "k = 1..6")
 
     def __init__(self, root: Path, split: str):
         super().__init__(root, split)

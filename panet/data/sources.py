@@ -14,7 +14,7 @@ import abc
 import hashlib
 import json
 from pathlib import Path
-from typing import Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,6 +23,8 @@ from panet.base.constants import IGNORE_INDEX
 from panet.data.label_png import load_class_mask
 from panet.data.transforms import to_rgb, too_large
 from panet.data.weak import build_scribble_map
+
+T = TypeVar("T")
 
 
 class Source(abc.ABC):
@@ -140,15 +142,22 @@ def read_image(path: Path, missing: str, corrupt: str) -> Image.Image:
     """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`). A missing file raises
     FileNotFoundError, an undecodable one ValueError, naming the file and saying `missing` /
     `corrupt` (where the file comes from, how to check or replace it)."""
+    return decode(path, lambda image: to_rgb(image, str(path)), missing, corrupt)
+
+
+def decode(path: Path, read: Callable[[Image.Image], T], missing: str, corrupt: str,
+           kind: str = "image") -> T:
+    """`read` applied to the picture file at `path` (an image, or a mask: `kind`), with
+    `read_image`'s one-line errors."""
     try:
         with Image.open(path) as image:
-            return to_rgb(image, str(path))
+            return read(image)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} does not exist; {missing}") from None
+        raise FileNotFoundError(f"{kind} {path} does not exist; {missing}") from None
     except Image.DecompressionBombError as error:
         raise ValueError(too_large(path, error)) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"cannot decode image {path} ({error}); the file is corrupt or "
+        raise ValueError(f"cannot decode {kind} {path} ({error}); the file is corrupt or "
                          f"truncated: {corrupt}") from error
 
 

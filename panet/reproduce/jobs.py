@@ -356,12 +356,13 @@ def released_snapshots(folder: Optional[Path]) -> Dict[ReleasedSetting, Path]:
 
 def absent_synthetic(root: Path, table: Optional[str]) -> List[Callable[[], object]]:
     """What of the synthetic dataset under `root` is absent, as the calls that generate it: the
-    PASCAL/COCO layouts, and the cross-domain targets for --table cdfss."""
-    parts = [(root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt",
-              lambda: synthetic.generate(root, coco=True)),
-             (root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json", None)]
-    if table == "cdfss":
-        parts.append((root / TOY_CDFSS_DIR / synthetic_cdfss.FSS_DIR / "splits" / "test.txt",
-                      lambda: synthetic_cdfss.generate_cdfss(root / TOY_CDFSS_DIR)))
-    calls = [generate or parts[0][1] for marker, generate in parts if not marker.is_file()]
-    return list(dict.fromkeys(calls))  # PASCAL and COCO come from one call
+    PASCAL and COCO layouts (one call), and the cross-domain targets for --table cdfss."""
+    calls: List[Callable[[], object]] = []
+    if not ((root / synthetic.VOC_DIR / "ImageSets" / "Segmentation" / "trainaug.txt").is_file()
+            and (root / synthetic.COCO_DIR / "annotations" / "instances_train2014.json").is_file()):
+        calls.append(lambda: synthetic.generate(root, coco=True))
+    targets = root / TOY_CDFSS_DIR
+    if table == "cdfss" and not (targets / synthetic_cdfss.FSS_DIR / "splits" /
+                                 "test.txt").is_file():
+        calls.append(lambda: synthetic_cdfss.generate_cdfss(targets))
+    return calls
