@@ -1,10 +1,8 @@
 """The checks of what a train.py / test.py run reads and writes on disk, made before its main
-function runs, so that nothing is trained or written first: its checkpoint (read as data only,
-its weights checked against the model), its weights file (torchvision's ImageNet file is
-downloaded when absent), its data (opened, its episodes drawn empty), its output folders and
-the space its record needs. Every problem is one line naming the key (`panet.run.validation`
-checks the values themselves). What these checks open, the run reuses (`opened_source`,
-`read_checkpoint`).
+function runs: its checkpoint (read as data only, its weights checked against the model), its
+weights file (torchvision's ImageNet file downloaded when absent), its data (opened, episodes
+drawn empty), its output folders and free space. One line per problem, naming the key; the run
+reuses what these checks open (`opened_source`, `read_checkpoint`).
 """
 
 from __future__ import annotations
@@ -48,21 +46,16 @@ def planned_run_folder(composition) -> Optional[RunFolder]:
 
 
 def path_problems(composition) -> List[str]:
-    """What a run would find missing, unreadable or unwritable on disk: checkpoints, weights,
-    data, output folders and the space its record needs. Run before a run's main function, so
-    nothing is trained or written first."""
-    settings = composition.settings
-    if composition.script == "train":
-        return _train_path_problems(settings, composition) or space_problems(composition)
-    return _test_path_problems(settings, composition) or space_problems(composition)
+    """What a run would find missing, unreadable or unwritable on disk (module docstring)."""
+    check = _train_path_problems if composition.script == "train" else _test_path_problems
+    return check(composition.settings, composition) or space_problems(composition)
 
 
 def planned_problems(composition, checkpoint_planned: bool, fetch: bool) -> List[str]:
-    """What a run planned ahead (a job of scripts/reproduce.py, checked before the first job
-    starts) would find on disk: as `path_problems`, but the checkpoint an earlier job writes
-    (`checkpoint_planned`) is not there to read yet, the output folder may hold the job's own
-    unfinished run (which it continues) or outputs it replaces, and torchvision's ImageNet file
-    is downloaded only if `fetch` (not for a dry run, where its absence is no problem)."""
+    """`path_problems` of a job of scripts/reproduce.py, checked before the first job starts:
+    the checkpoint an earlier job writes (`checkpoint_planned`) is not there yet, the output
+    folder may hold the job's own unfinished run or outputs it replaces, and torchvision's
+    ImageNet file is downloaded only if `fetch` (not for a dry run)."""
     settings = composition.settings
     if composition.script == "train":
         problems = (_weights_problems(settings, fetch) + data_problems(settings, train=True)
@@ -82,7 +75,7 @@ def planned_problems(composition, checkpoint_planned: bool, fetch: bool) -> List
 
 def space_problems(composition) -> List[str]:
     """The run folder's file system must have `MIN_FREE_BYTES` free before sacred writes the
-    run's record there (a full disk then says so in one line, leaving nothing half-written)."""
+    run's record there."""
     folder = planned_run_folder(composition)
     where = folder.path if folder is not None else Path(RUNS_DIR)
     free = free_space(where)
@@ -95,9 +88,8 @@ def space_problems(composition) -> List[str]:
 
 
 def _weights_problems(settings: Settings, fetch: bool = True) -> List[str]:
-    """The weights file the encoder starts from must be there. torchvision's ImageNet file
-    (model.weights='imagenet') is downloaded when absent if `fetch` (its failure is the
-    problem), and is no problem without `fetch` (a dry run: the run downloads it)."""
+    """The weights file the encoder starts from must be there; torchvision's ImageNet file is
+    downloaded when absent if `fetch` (its failure is the problem), else left to the run."""
     model = settings.model
     path = model.weights_path
     if path is None or path.is_file():
@@ -113,8 +105,7 @@ def _weights_problems(settings: Settings, fetch: bool = True) -> List[str]:
 @functools.lru_cache(maxsize=None)
 def _fetch_problem(encoder: str, url: str, path: Path) -> Optional[str]:
     """Why torchvision's ImageNet file of `encoder` could not be downloaded from `url` to
-    `path`, or None: tried once per process for each (url, path), as scripts/reproduce.py checks
-    many jobs needing the same file and a network that drops packets takes a timeout each."""
+    `path`, or None: tried once per process (scripts/reproduce.py checks many jobs)."""
     try:
         fetch_imagenet_weights(encoder)
     except DownloadError as error:
@@ -128,8 +119,8 @@ KEEP_OPENED = 4
 
 def opened_source(data: EpisodeSetting, train: bool) -> Source:
     """The training (`train`) or test split a run reads (`panet.data.make_source`), opened once
-    per process for each `EpisodeSetting.source_key`: the checks below and the run share it, and
-    so do the jobs scripts/reproduce.py checks (the last `KEEP_OPENED` sources are kept)."""
+    per `EpisodeSetting.source_key` and shared by the checks, the run and reproduce.py's jobs
+    (the last `KEEP_OPENED` are kept)."""
     key = data.source_key(train)
     if key not in _OPENED:
         if len(_OPENED) >= KEEP_OPENED:
@@ -139,10 +130,9 @@ def opened_source(data: EpisodeSetting, train: bool) -> Source:
 
 
 def data_problems(settings: Settings, train: bool) -> List[str]:
-    """The data a run reads, opened (lists read, no image decoded) and its episodes drawn empty:
-    a missing folder or a root missing its parts (the dataset names each part and where it
-    comes from), a class split that does not fit the dataset, more ways than the classes that
-    have the images an episode needs. One line each, naming the keys."""
+    """The data a run reads, opened (no image decoded) and its episodes drawn empty: a missing
+    root or part of one, a class split that does not fit, more ways than the classes with the
+    images an episode needs."""
     data = settings.data
     why = dataset_root_problem(data.name, data.root_path)
     if why is not None:
@@ -185,8 +175,8 @@ def read_checkpoint(path: Path) -> ModelFile:
 
 
 def checkpoint_problems(settings: Settings, composition) -> List[str]:
-    """The checkpoint a run reads, read (as data only) and its weights checked against the
-    model the settings make (`weights_problem`: names, shapes, dtypes, finite values)."""
+    """The checkpoint a run reads, read as data only, its weights checked against the model
+    the settings make (`weights_problem`)."""
     checkpoint = composition.checkpoint
     key = CHECKPOINT_KEYS[composition.script]
     try:
@@ -262,8 +252,7 @@ def _released_setting_problems(composition) -> List[str]:
 
 
 def _output_problems(settings: Settings) -> List[str]:
-    """test.output_dir: writable, not a training run's folder, and without results unless
-    test.overwrite."""
+    """test.output_dir: writable, no training run's, without results unless test.overwrite."""
     folder = settings.test.output_dir
     if folder is None:
         return []

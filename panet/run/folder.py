@@ -8,14 +8,13 @@ writer at a time.
       config.json, run.json, cout.txt, metrics.json       sacred's record of the run
       .lock                                               who writes the folder now
 
-The folder of a run is the `train.output_dir` / `test.output_dir` given; for a resumed training
-run without one, the run folder holding the resumed checkpoint (a copied or moved folder resumes
-where it now is); else a new numbered folder runs/<id>. A checkpoint never names the folder a
-run writes (`panet.run.compose`).
+A run's folder is the `train.output_dir` / `test.output_dir` given; for a resumed training run
+without one, the folder holding the resumed checkpoint (wherever it now is); else runs/<id>.
+A checkpoint never names the folder a run writes (`panet.run.compose`).
 
 One writer: the process writing a folder holds its lock (`panet.base.lock`) from before its first
-write to its end, whatever records the run (sacred's file observer, another observer, none);
-`lock` is counted per process, so the observer and the main function of one run share it.
+write to its end; `lock` is counted per process, so sacred's observer and the main function of
+one run share it.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from panet.base.files import DiskFullError, format_size, free_space
-from panet.base.lock import Holder, RunFolderLock, writer_of
+from panet.base.files import DiskFullError, PathLike, format_size, free_space
+from panet.base.lock import RunFolderLock
 from panet.weights.checkpoint import load_checkpoint_header, save_checkpoint
 from panet.weights.model_files import read_header
 from panet.weights.released import ReleasedSetting
-from panet.base.files import PathLike
 
 RUNS_DIR = "runs"  # new numbered run folders go here, under the current folder
 _HELD: Dict[Path, list] = {}  # folder -> [its lock, how many holders in this process]
@@ -87,10 +85,6 @@ class RunFolder:
     def records(self) -> Path:
         return self.path / self.RECORDS
 
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / "tensorboard"
-
     def holds_training(self) -> bool:
         return self.checkpoints.is_dir()
 
@@ -125,15 +119,10 @@ class RunFolder:
             held[0].release()
             del _HELD[key]
 
-    def writer(self) -> Optional[Holder]:
-        """The process writing the folder now (None: nobody)."""
-        return writer_of(self.path)
-
 
 def checkpoint_file(given: PathLike) -> Path:
-    """The checkpoint file `given` names: the file itself, or for a run folder (or its
-    checkpoints/ folder) its newest checkpoint. Raises FileNotFoundError saying what was looked
-    for."""
+    """The checkpoint file `given` names: the file itself, or a run folder's (or its
+    checkpoints/ folder's) newest checkpoint. Raises FileNotFoundError saying what was sought."""
     path = Path(given).expanduser()
     if path.is_file():
         return path
@@ -147,11 +136,8 @@ def checkpoint_file(given: PathLike) -> Path:
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """A checkpoint named by a setting (test.checkpoint, train.resume), resolved once: the file,
-    its format ("panet": train.py's, "released": the authors'), step, stored config (train.py
-    checkpoints), the setting its path names (released snapshots) and how a train.py
-    checkpoint's model came to be (`identity`, None in older ones). Its tensors are not read
-    (`panet.weights.model_files.read_model_file(ref.path)` reads them)."""
+    """A checkpoint named by test.checkpoint or train.resume, resolved once: the file and its
+    `panet.weights.model_files.Header` (its tensors are not read)."""
 
     given: str
     path: Path
@@ -167,20 +153,18 @@ class CheckpointRef:
 
 
 def resolve_checkpoint(given: PathLike) -> CheckpointRef:
-    """Resolve a checkpoint setting (see `CheckpointRef`). Raises FileNotFoundError or a one-line
-    ValueError saying what the file holds when it is no model."""
+    """Resolve a checkpoint setting. Raises FileNotFoundError or a one-line ValueError saying
+    what the file holds when it is no model."""
     path = checkpoint_file(given)
-    header = read_header(path)
-    return CheckpointRef(str(given), path, *header)
+    return CheckpointRef(str(given), path, *read_header(path))
 
 
 class Checkpointer:
-    """The checkpoints of one training run in its run folder: last.pt every `checkpoint_every`
-    steps and when interrupted, snapshot_<step>.pt every `snapshot_every` steps, final.pt at the
-    end (`weights.checkpoint.save_checkpoint`: atomic). After the first step, a warning when
-    the folder lacks the space those files need; a save that does not fit stops the run with
-    one line saying how to continue it. `contents(step)`: the checkpoint of that step (the
-    keywords of `checkpoint_contents`)."""
+    """The checkpoints of one training run: last.pt every `last_every` steps and when
+    interrupted, snapshot_<step>.pt every `snapshot_every` steps, final.pt at the end (atomic).
+    After the first step, a warning when the folder lacks the space they need; a save that does
+    not fit stops the run with one line saying how to continue. `contents(step)`: the keywords
+    of `checkpoint_contents` for that step."""
 
     def __init__(self, folder: RunFolder, train, start: int,
                  contents: Callable[[int], Dict[str, Any]]):
@@ -227,9 +211,9 @@ class Checkpointer:
                 else "no checkpoint had been saved yet")
 
     def files_to_write(self) -> int:
-        """How many checkpoint files the rest of the run adds: last.pt when some later step
-        saves it and it does not exist yet, a snapshot per multiple of snapshot_every, and
-        final.pt (counted even when it exists: replacing it needs room for the new copy)."""
+        """How many checkpoint files the rest of the run adds: last.pt if saved later and absent
+        now, a snapshot per multiple of snapshot_every, and final.pt (even when it exists: its
+        replacement needs room for the new copy)."""
         def multiples(every: int) -> int:
             return self.train.steps // every - self.start // every if every else 0
 
@@ -238,10 +222,11 @@ class Checkpointer:
 
     def warn_if_short_of_space(self, step: int) -> None:
         """Print a warning when the folder's free space is below what the files still to come
-        need, each the size of this step's tensors (the model, the optimizer's state)."""
+        need, each the size of this step's model and optimizer tensors."""
         state = self.contents(step)
-        size = sum(t.numel() * t.element_size() for t in _tensors(
-            [state["model"].state_dict(), state["optimizer"].state_dict()]))
+        tensors = [*state["model"].state_dict().values(),
+                   *(value for kept in state["optimizer"].state.values() for value in kept.values())]
+        size = sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
         count = self.files_to_write()
         free = free_space(self.folder.checkpoints)
         if free < size * count:
@@ -249,18 +234,6 @@ class Checkpointer:
                   f"run's checkpoints need about {format_size(size * count)} ({count} file"
                   f"{'s' * (count > 1)} of {format_size(size)}): the first save that does not "
                   "fit will stop it, keeping the previous checkpoint", flush=True)
-
-
-def _tensors(value: Any):
-    """Every tensor inside nested dicts, lists and tuples."""
-    if torch.is_tensor(value):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
 
 
 def resume_command(checkpoint: PathLike) -> str:
