@@ -1,14 +1,10 @@
-"""Training checkpoints: everything needed to continue a run exactly, written atomically.
+"""Training checkpoints: everything needed to continue a run exactly, written atomically: the
+model, optimizer and scheduler states, the step, every random generator's state (Python, numpy,
+torch CPU and CUDA) and the run's full configuration (test.py never guesses a model's setting).
 
-A checkpoint holds the model, optimizer and scheduler states, the step reached, every random
-generator's state (Python, numpy, torch CPU and CUDA) and the run's full configuration, so that
-`test.py` never has to guess the episode setting of a model.
-
-Format 2 holds only tensors and plain data (dicts, lists, strings, numbers, None), so it is read
-with `torch.load(weights_only=True)` (`panet.base.safe_load`): naming a crafted file runs nothing.
-The generator states are stored as such data (`rng_states`). Format 1 pickled numpy's state and
-sacred's config objects; it is refused with the command that converts it
-(`scripts/convert_checkpoint.py --upgrade --trust-pickle`).
+Format 2 holds only tensors and plain data, read with `torch.load(weights_only=True)`
+(`panet.base.safe_load`): naming a crafted file runs nothing. Format 1 pickled numpy's state and
+sacred's config objects; it is refused with the command that converts it (`UPGRADE_COMMAND`).
 """
 
 from __future__ import annotations
@@ -26,15 +22,14 @@ from panet.base.safe_load import UnsafeFileError, describe_contents, load_data, 
 from panet.weights.released import is_released_state
 
 FORMAT_VERSION = 2
-# What format-1 checkpoints pickled beyond data: numpy's RNG state and sacred's config containers
+# what format-1 checkpoints pickled beyond data: numpy's RNG state, sacred's config containers
 FORMAT_1_OBJECTS = ("numpy.", "sacred.config.custom_containers.")
 UPGRADE_COMMAND = "python scripts/convert_checkpoint.py --upgrade --trust-pickle"
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "rng", "config")
 
 
 def rng_states() -> Dict[str, Any]:
-    """The state of every random generator a run may draw from, as tensors and plain data
-    (`rng_data` of the current states)."""
+    """`rng_data` of the current state of every random generator a run may draw from."""
     return rng_data(random.getstate(), np.random.get_state(), torch.get_rng_state(),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
@@ -61,10 +56,9 @@ def rng_data(python: tuple, numpy_state: tuple, torch_state: torch.Tensor,
 
 
 def restore_rng_states(states: Dict[str, Any]) -> None:
-    """Set every generator to the state `rng_states` returned (exactly: the next draws are
-    those that followed the save). CUDA: GPU i gets the state saved from GPU i, for each GPU
-    visible now that had one saved; GPUs beyond those saved keep their state, saved states
-    beyond the visible GPUs are unused (a run may resume on fewer or more GPUs)."""
+    """Set every generator to the state `rng_states` returned (the next draws are those that
+    followed the save). Each visible GPU i gets the state saved from GPU i, if any (a run may
+    resume on fewer or more GPUs)."""
     python, numpy_state = states["python"], states["numpy"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
     np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
@@ -81,11 +75,9 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
                         origin: Optional[Dict[str, Any]] = None,
                         identity: Optional[Dict[str, Any]] = None, scaler=None
                         ) -> Dict[str, Any]:
-    """What `save_checkpoint` writes. `config` is stored as plain data (sacred's read-only
-    containers become dicts and lists); `origin`, when given, records where the weights came
-    from (e.g. a converted released snapshot); `identity`, how the model came to be (its
-    training settings, data and code: `panet.run.identity.training_identity`); `scaler`, the
-    loss scaler of an fp16 run (`torch.amp.GradScaler`), its state."""
+    """What `save_checkpoint` writes; `config`, `origin` (where converted weights came from)
+    and `identity` (`panet.run.identity.training_identity`) as plain data; `scaler`: an fp16
+    run's `torch.amp.GradScaler`."""
     state = {"format_version": FORMAT_VERSION, "step": step, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": rng_states(), "config": plain_data(config, "config")}
@@ -97,9 +89,8 @@ def checkpoint_contents(*, step: int, model: torch.nn.Module,
 
 
 def save_checkpoint(path: Union[str, Path], **contents: Any) -> Path:
-    """Write `checkpoint_contents(**contents)` (step, model, optimizer, scheduler, config, ...)
-    at `path` atomically (`panet.base.files.write_atomically`: a crash mid-write leaves the old
-    file intact; the file gets the umask's mode). A full disk raises `DiskFullError`."""
+    """Write `checkpoint_contents(**contents)` at `path` atomically (a crash mid-write leaves
+    the old file intact). A full disk raises `DiskFullError`."""
     data = io.BytesIO()  # serialised in memory first, so that a full disk can say how much
     torch.save(checkpoint_contents(**contents), data)
     return write_atomically(path, data.getbuffer())
@@ -126,9 +117,8 @@ def checkpoint_state(obj: Any, path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def load_file_data(path: Path, *, mmap: bool = False) -> Any:
-    """`panet.base.safe_load.load_data` of a file that should be a checkpoint: a refused file whose
-    pickled objects are those of a format-1 checkpoint is refused with the command converting
-    it."""
+    """`panet.base.safe_load.load_data` of a checkpoint; a refused file whose pickled objects
+    are a format-1 checkpoint's is refused with the command converting it."""
     try:
         return load_data(path, "checkpoint", mmap=mmap)
     except UnsafeFileError as error:
@@ -140,9 +130,8 @@ def load_file_data(path: Path, *, mmap: bool = False) -> Any:
 
 
 def load_checkpoint(path: Union[str, Path], *, mmap: bool = False) -> Dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU) as data only
-    (`load_file_data`). `mmap=True` maps the tensors instead of reading them: a cheap way to
-    look at the step and config of a large checkpoint."""
+    """Read a checkpoint of `save_checkpoint` (tensors on the CPU) as data only; `mmap=True`
+    maps the tensors instead of reading them."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist (train.py writes them to "

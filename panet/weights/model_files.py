@@ -4,52 +4,42 @@
     net = build_trained(model_file)                                  # its model, weights loaded
     size = model_input_size(model_file)                              # 417 for released files
 
-`read_model_file` reads the file as data only (`panet.base.safe_load`) and tells the two formats
-apart by what they hold: a dict with `format_version` is a train.py checkpoint
-(`panet.weights.checkpoint`); a state dict named like `[module.]encoder.backbone.features.*` is a
-snapshot of the authors' released code (`panet.weights.released`), its tensors mapped to our names with
-every shape checked and its setting read from its path. Anything else is refused in one line
-saying what the file holds.
+Files are read as data only (`panet.base.safe_load`), the format told by what they hold: a dict
+with `format_version` is a train.py checkpoint (`panet.weights.checkpoint`); a state dict named
+`[module.]encoder.backbone.features.*` is a snapshot of the authors' released code
+(`panet.weights.released`: tensors mapped to our names, shapes checked, setting read from its
+path). Anything else is refused in one line saying what the file holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, NamedTuple, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
-
-from panet.weights.checkpoint import checkpoint_state, load_file_data
 from torch import nn
 
+from panet.base.files import PathLike, file_sha256
+from panet.base.safe_load import describe_contents
 from panet.models.builder import model_with_weights
 from panet.models.factory import DEFAULT_FACTORY, FactoryError
 from panet.models.panet import ALPHA
 from panet.settings import ModelSettings
+from panet.weights.checkpoint import checkpoint_state, load_file_data
 from panet.weights.released import (RELEASED_INPUT_SIZE, ReleasedSetting, is_released_state,
-                       parse_released_path, released_step, released_to_panet)
-from panet.base.files import file_sha256
-from panet.base.safe_load import describe_contents
-from panet.base.files import PathLike
+                                    parse_released_path, released_step, released_to_panet)
 
 TORCHVISION_VGG_HEADS = {"features", "classifier"}  # keys of torchvision's vgg16 state dict
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A trained PANet read from a file.
-
-    format: "panet" (a train.py checkpoint) or "released" (the authors' snapshot);
-    state: our PANet state dict (names of `PANet(vgg16_encoder())` for released files);
-    config: the checkpoint's full config (data, model, train, ...), None for released files;
-    path_setting: for released files, the setting their path names (None when it names none);
-    step: training steps (released: `<step>` of `<step>.pth`, else None);
-    sha256: hex SHA-256 of the file's bytes; origin: what a converted checkpoint was converted
-    from (`scripts/convert_checkpoint.py`), else None; identity: how a train.py checkpoint's
-    model came to be (`panet.run.identity.training_identity`; None for released files and
-    checkpoints older than it).
-    """
+    """A trained PANet read from a file: format "panet" (train.py's) or "released" (the
+    authors'); state: our PANet state dict; config: a checkpoint's full config (None for released
+    files); path_setting: the setting a released file's path names (or None); step (released:
+    `<step>` of `<step>.pth`); sha256 of the file's bytes; origin: what a converted checkpoint
+    was converted from; identity: `panet.run.identity.training_identity` (None when absent)."""
 
     path: Path
     format: str
@@ -62,36 +52,53 @@ class ModelFile:
     identity: Optional[Dict[str, Any]] = None
 
 
-def _not_a_model(path: Path, obj: Any) -> ValueError:
-    hint = ""
+class Header(NamedTuple):
+    """What a model file says of itself, its tensors unread: its format, the training step, the
+    stored config and identity (train.py checkpoints) and the setting its path names (released
+    snapshots)."""
+
+    format: str
+    step: Optional[int]
+    config: Optional[Dict[str, Any]]
+    path_setting: Optional[ReleasedSetting]
+    identity: Optional[Dict[str, Any]] = None
+
+
+def _read(path: Path, mmap: bool) -> Tuple[Header, Dict[str, torch.Tensor], Optional[dict]]:
+    """The header, our PANet state dict and the origin of a model file (module docstring)."""
+    obj = load_file_data(path, mmap=mmap)
+    if isinstance(obj, dict) and "format_version" in obj:
+        state = checkpoint_state(obj, path)
+        return (Header("panet", state["step"], state["config"], None, state.get("identity")),
+                state["model"], state.get("origin"))
+    if isinstance(obj, Mapping) and is_released_state(obj):
+        return (Header("released", released_step(path), None, parse_released_path(path)),
+                released_to_panet(obj, path), None)
     heads = {str(key).split(".")[0] for key in obj} if isinstance(obj, Mapping) else set()
-    if heads and heads <= TORCHVISION_VGG_HEADS:
-        hint = (" (torchvision's ImageNet VGG-16? it initialises an encoder: model.weights=, "
-                "or predict.py --weights)")
-    return ValueError(f"'{path}' holds {describe_contents(obj)}: not a panet checkpoint nor a "
-                      f"released PANet snapshot{hint}")
+    hint = (" (torchvision's ImageNet VGG-16? it initialises an encoder: model.weights=, or "
+            "predict.py --weights)") if heads and heads <= TORCHVISION_VGG_HEADS else ""
+    raise ValueError(f"'{path}' holds {describe_contents(obj)}: not a panet checkpoint nor a "
+                     f"released PANet snapshot{hint}")
 
 
 def read_model_file(path: PathLike) -> ModelFile:
-    """Read a train.py checkpoint or a released PANet snapshot (see the module docstring).
-
-    Raises FileNotFoundError, or a one-line ValueError for a file holding pickled objects, a
-    truncated or damaged file, a released snapshot with missing, unexpected or misshapen
-    tensors, or any other content (named: "holds 13 tensors named conv1.*, ...").
-    """
+    """Read a train.py checkpoint or a released PANet snapshot (module docstring). Raises
+    FileNotFoundError, or a one-line ValueError for pickled objects, a truncated or damaged
+    file, a released snapshot with missing, unexpected or misshapen tensors, or any other
+    content (named: "holds 13 tensors named conv1.*, ...")."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist (expected a train.py "
                                 "checkpoint or a released PANet snapshot)")
-    obj = load_file_data(path)
-    if isinstance(obj, dict) and "format_version" in obj:
-        state = checkpoint_state(obj, path)
-        return ModelFile(path, "panet", state["model"], state["config"], None, state["step"],
-                         file_sha256(path), state.get("origin"), state.get("identity"))
-    if isinstance(obj, Mapping) and is_released_state(obj):
-        return ModelFile(path, "released", released_to_panet(obj, path), None,
-                         parse_released_path(path), released_step(path), file_sha256(path))
-    raise _not_a_model(path, obj)
+    header, state, origin = _read(path, mmap=False)
+    return ModelFile(path, header.format, state, header.config, header.path_setting, header.step,
+                     file_sha256(path), origin, header.identity)
+
+
+def read_header(path: PathLike) -> Header:
+    """The `Header` of a model file, its tensors mapped rather than read (a released snapshot's
+    names and shapes are checked). Raises as `read_model_file`."""
+    return _read(Path(path).expanduser(), mmap=True)[0]
 
 
 def model_settings(model_file: ModelFile, factory: Optional[str] = None) -> ModelSettings:
@@ -118,33 +125,6 @@ def model_settings(model_file: ModelFile, factory: Optional[str] = None) -> Mode
 def build_trained(model_file: ModelFile, factory: Optional[str] = None) -> nn.Module:
     """The model of a model file holding its weights (`model_settings` says which)."""
     return model_with_weights(model_settings(model_file, factory), model_file.state)
-
-
-class Header(NamedTuple):
-    """What a model file says of itself, its tensors unread: its format, the training step, the
-    stored config and identity (train.py checkpoints) and the setting its path names (released
-    snapshots)."""
-
-    format: str
-    step: Optional[int]
-    config: Optional[Dict[str, Any]]
-    path_setting: Optional[ReleasedSetting]
-    identity: Optional[Dict[str, Any]] = None  # how a train.py checkpoint's model came to be
-
-
-def read_header(path: PathLike) -> Header:
-    """The `Header` of a train.py checkpoint or released snapshot, its tensors mapped rather than
-    read (a released snapshot's names and shapes are checked). Raises FileNotFoundError, or a
-    one-line ValueError saying what the file holds when it is no model."""
-    path = Path(path).expanduser()
-    obj = load_file_data(path, mmap=True)
-    if isinstance(obj, dict) and "format_version" in obj:
-        state = checkpoint_state(obj, path)
-        return Header("panet", state["step"], state["config"], None, state.get("identity"))
-    if isinstance(obj, Mapping) and is_released_state(obj):
-        released_to_panet(obj, path)  # every tensor named and shaped as released
-        return Header("released", released_step(path), None, parse_released_path(path))
-    raise _not_a_model(path, obj)
 
 
 def model_input_size(model_file: ModelFile) -> int:

@@ -29,8 +29,6 @@ from panet.base.files import PathLike
 DATA_PARALLEL_PREFIX = "module."
 RELEASED_ENCODER = "encoder.backbone.features."  # FewShotSeg.encoder.backbone (= Encoder).features
 RELEASED_INPUT_SIZE = 417
-RELEASED_KEY = re.compile(r"(?:module\.)?encoder\.backbone\.features\.(\d+)\.(\d+)\.(weight|bias)")
-OUR_KEY = re.compile(r"encoder\.stages\.(\d+)\.(\d+)\.(weight|bias)")
 # the directory name released train.py gives a run (its `exp_str`, under the experiment name)
 RELEASED_RUN = re.compile(r"(?:PANet_)?(VOC|COCO)(_align)?_sets_(\d+)_(\d+)way_(\d+)shot"
                           r"(?:_\[train\]|_train)?")
@@ -102,27 +100,20 @@ def panet_vgg16_shapes() -> Dict[str, torch.Size]:
         return {name: tensor.shape for name, tensor in PANet(vgg16_encoder()).state_dict().items()}
 
 
-def our_name(released: str) -> Optional[str]:
-    """Our PANet's name for a released tensor name, or None when it names no conv tensor."""
-    match = RELEASED_KEY.fullmatch(released)
-    if match is None or int(match.group(1)) % 2:
-        return None
-    block, position, kind = match.groups()
-    return f"encoder.stages.{int(block) // 2}.{position}.{kind}"
-
-
-def released_name(ours: str) -> str:
-    """The released name (with DataParallel's `module.`) of one of our encoder tensor names."""
-    match = OUR_KEY.fullmatch(ours)
-    if match is None:
-        raise ValueError(f"{ours} is not a tensor of our dilated VGG encoder")
-    stage, position, kind = match.groups()
-    return f"{DATA_PARALLEL_PREFIX}{RELEASED_ENCODER}{2 * int(stage)}.{position}.{kind}"
+@lru_cache(maxsize=1)
+def released_names() -> Dict[str, str]:
+    """Our VGG-16 PANet's tensor names -> the released ones (with DataParallel's `module.`): our
+    encoder.stages.<s>.<l> is released block b = 2 s (module docstring)."""
+    names = {}
+    for ours in panet_vgg16_shapes():
+        _, _, stage, position, kind = ours.split(".")
+        names[ours] = f"{DATA_PARALLEL_PREFIX}{RELEASED_ENCODER}{2 * int(stage)}.{position}.{kind}"
+    return names
 
 
 def is_released_state(state: Mapping[Any, Any]) -> bool:
-    """Whether a loaded dict has the keys of a released snapshot: every key under
-    `[module.]encoder.backbone.features.` (the layout inside is checked by `released_to_panet`)."""
+    """Whether every key of a loaded dict is under `[module.]encoder.backbone.features.` (the
+    layout inside is checked by `released_to_panet`)."""
     return bool(state) and all(
         isinstance(key, str) and key.removeprefix(DATA_PARALLEL_PREFIX).startswith(RELEASED_ENCODER)
         for key in state)
@@ -144,14 +135,15 @@ def _shape_problem(name: str, tensor: Any, expected: torch.Size) -> Optional[str
 
 def released_to_panet(state: Mapping[str, Any], where: PathLike = "snapshot"
                       ) -> Dict[str, torch.Tensor]:
-    """Our VGG-16 PANet state dict holding the tensors of a released snapshot's state dict
-    (the same tensor objects, renamed). Raises a one-line ValueError naming missing, unexpected
-    and misshapen tensors (`where`: the file, for the message)."""
+    """Our VGG-16 PANet state dict of a released snapshot's (the same tensors, renamed). Raises
+    a one-line ValueError naming missing, unexpected and misshapen tensors (`where`: the
+    file)."""
     expected = panet_vgg16_shapes()
+    ours_of = {released: ours for ours, released in released_names().items()}
     ours: Dict[str, torch.Tensor] = {}
     problems = []
     for key, tensor in state.items():
-        name = our_name(key)
+        name = ours_of.get(DATA_PARALLEL_PREFIX + key.removeprefix(DATA_PARALLEL_PREFIX))
         if name not in expected:
             problems.append(f"unexpected tensor {key}")
         elif name in ours:
@@ -161,7 +153,7 @@ def released_to_panet(state: Mapping[str, Any], where: PathLike = "snapshot"
             if problem:
                 problems.append(problem)
             ours[name] = tensor
-    problems += [f"missing {released_name(name)}" for name in expected if name not in ours]
+    problems += [f"missing {released_names()[name]}" for name in expected if name not in ours]
     if problems:
         raise _refuse(where, "not the released PANet's VGG-16 layout", problems)
     return ours
@@ -169,10 +161,9 @@ def released_to_panet(state: Mapping[str, Any], where: PathLike = "snapshot"
 
 def panet_to_released(state: Mapping[str, Any], where: PathLike = "checkpoint"
                       ) -> "OrderedDict[str, torch.Tensor]":
-    """The released snapshot state dict (`module.` names, the order of
-    `nn.DataParallel(FewShotSeg).state_dict()`) of our VGG-16 PANet's state dict. Raises a
-    one-line ValueError when `state` is not exactly a VGG-16 PANet (another encoder has no
-    released counterpart)."""
+    """The released snapshot state dict (`module.` names, in the order of
+    `nn.DataParallel(FewShotSeg).state_dict()`) of our VGG-16 PANet's. Raises a one-line
+    ValueError when `state` is not exactly a VGG-16 PANet."""
     expected = panet_vgg16_shapes()
     problems = [f"unexpected tensor {name}" for name in state if name not in expected]
     problems += [f"missing {name}" for name in expected if name not in state]
@@ -180,4 +171,4 @@ def panet_to_released(state: Mapping[str, Any], where: PathLike = "checkpoint"
                              for name, shape in expected.items() if name in state) if p]
     if problems:
         raise _refuse(where, "only a VGG-16 PANet has a released counterpart", problems)
-    return OrderedDict((released_name(name), state[name]) for name in expected)
+    return OrderedDict((released_names()[name], state[name]) for name in expected)
