@@ -9,11 +9,9 @@ rule it must follow and what it means.
     RunSettings     seed, device, tf32, precision, memory_format (top-level keys)
 
 The defaults are the paper's (PANet on PASCAL-5i fold 0, 1-way 1-shot, VGG-16 from ImageNet,
-SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234).
-`panet.run.experiments` builds the sacred configuration from these classes (their defaults and field
-docs) and the objects from sacred's configuration, once per run (`Settings.from_config`).
-Each class checks its own fields (`problems`: one line per bad value, naming the key); checks
-that involve files or several sections live in `panet.run.validation`. Nothing here imports sacred.
+SGD 1e-3 / 0.9 / 5e-4, 30,000 steps, PAR on, 5 runs x 1,000 test episodes, seed 1234). Each class
+checks its own fields (`problems`: one line per bad value, naming the key); checks involving
+files or several sections live in `panet.run.validation`. Nothing here imports sacred.
 """
 
 from __future__ import annotations
@@ -60,14 +58,13 @@ def plain(value: Any) -> Any:
 
 class Section:
     """What every settings class shares: reading a config section, its defaults and docs, and
-    checking its fields against their rules."""
+    its checks."""
 
     SECTION: ClassVar[str]  # the config section ("" for the top-level keys)
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any]):
-        """The settings of a config section (keys the class does not know are ignored; absent
-        keys take their defaults)."""
+        """The settings of a config section (unknown keys ignored, absent ones defaulted)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: _frozen(v) for k, v in values.items() if k in known})
 
@@ -160,8 +157,7 @@ class EpisodeSetting(Section):
         return chosen if chosen is not None else (spec.train_split if train else spec.test_split)
 
     def source_key(self, train: bool) -> tuple:
-        """What opens the source of its training (`train`) or test split (`panet.data.
-        make_source`): two settings with equal keys read the same images and masks."""
+        """What opens the source of its training or test split: equal keys, same data."""
         return (self.name, str(self.root_path), str(self.lists_dir), self.year,
                 str(self.cache_dir), self.split(train))
 
@@ -202,9 +198,8 @@ class EpisodeSetting(Section):
 
 
 def describe_setting(data: "EpisodeSetting") -> str:
-    """One line naming the benchmark and episode setting , e.g.
-    'pascal fold 0, 1-way 1-shot, test split trainaug, dense supports' (explicit test classes
-    replace the fold: 'folder test classes [3, 7], ...')."""
+    """One line naming the benchmark and episode setting, e.g. 'pascal fold 0, 1-way 1-shot,
+    test split trainaug, dense supports' (or 'folder test classes [3, 7], ...')."""
     classes = (f"test classes {list(data.test_classes)}" if data.test_classes
                else "all classes" if data.fold_style == "all" else f"fold {data.fold}")
     return (f"{data.name} {classes}, {data.ways}-way {data.shots}-shot, "
@@ -325,8 +320,8 @@ class TestSettings(Section):
     overwrite: bool = setting(False, flag(), "replace the results an output_dir already holds")
 
     def eval_options(self, workers: int, cache_key: Optional[str] = None) -> EvalOptions:
-        """How `panet.evaluation` runs this test (its options object, free of config words);
-        `cache_key`: what identifies the model (`panet.run.identity`), for the feature cache."""
+        """How `panet.evaluation` runs this test; `cache_key`: the model's identity, for the
+        feature cache."""
         return EvalOptions(encode=self.encode, batch_size=self.batch_size,
                            resolution=self.resolution, cache_gb=self.cache_gb,
                            cache_dir=self.cache_dir, cache_key=cache_key, workers=workers)

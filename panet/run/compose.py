@@ -10,18 +10,16 @@ Layers, each over the ones before it:
 
 1. the defaults of the settings (`panet.settings`);
 2. the settings of the checkpoint named by train.resume / test.checkpoint (`checkpoint_base`):
-   settings only, never code or places. Its model.factory is run only when the command line names
-   the same one; its output and cache folders are never taken (a resumed run writes into the run
-   folder holding the checkpoint, `panet.run.folder`);
+   settings only, never code or places: its model.factory runs only when the command line names
+   it too; its output and cache folders are never taken;
 3. the named configs (configs/*.yaml), in any order: first those that set several keys, then
    those that set one key, which refine them (`fast resnet50` is a ResNet at fast's scale); two
-   of one kind that set a key differently are refused (`1shot 5shot`, `voc coco`), and so is a
-   named config whose keys the script does not read (`noalign` on test.py);
+   of one kind that set a key differently are refused (`1shot 5shot`), and so is a named config
+   whose keys the script does not read (`noalign` on test.py);
 4. the command line.
 
-A tested train.py checkpoint's model.* stay its own over named configs (`fast` on a ResNet model
-tests the ResNet); a model.* given on the command line that differs is refused by validation.
-Booleans may be typed as sacred reads them (True) or as people write them (true).
+A tested train.py checkpoint's model.* stay its own over named configs; a model.* given on the
+command line that differs is refused by validation. Booleans may be typed True or true.
 """
 
 from __future__ import annotations
@@ -82,8 +80,8 @@ def named_config_files(folder: Path = CONFIG_DIR) -> Dict[str, Dict[str, Any]]:
 
 
 def read_named_config(name: str, known: Mapping[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """The values of a named config: one of configs/*.yaml, or a .yaml / .json file given by
-    its path (as sacred allows). Raises ConfigError for any other name."""
+    """The values of a named config: one of configs/*.yaml, or a .yaml / .json file's path (as
+    sacred allows). Raises ConfigError for any other name."""
     if name in known:
         return known[name]
     path = Path(name).expanduser()
@@ -98,8 +96,7 @@ def read_named_config(name: str, known: Mapping[str, Dict[str, Any]]) -> Dict[st
 @dataclass(frozen=True)
 class Composition:
     """A composed configuration (module docstring): the config tree, where each value came from,
-    the script it is for, the checkpoint it names (resolved) and what that checkpoint
-    contributed (`base`, by dotted key, whether or not given values replaced it)."""
+    the script, the checkpoint it names and what that contributed (`base`, by dotted key)."""
 
     script: str
     config: Dict[str, Any]
@@ -153,10 +150,9 @@ def merge_named(script: str, names: Sequence[str],
 
 def checkpoint_base(ref: CheckpointRef, script: str, given: Mapping[str, Any]) -> Dict[str, Any]:
     """What a checkpoint contributes (module docstring, layer 2), by dotted key: a train.py
-    checkpoint's data and model settings (for resume also train, seed, precision and
-    memory_format), or the setting a released snapshot's path names. `given`: the values given
-    (named configs and command line): the checkpoint's dataset-specific keys give way when
-    another dataset is given, its explicit test classes when a fold is."""
+    checkpoint's data and model settings (resuming: also train and `RESUMED_RUN_KEYS`), or the
+    setting a released snapshot's path names. Its dataset-specific keys give way when `given`
+    names another dataset, its explicit test classes when it names a fold."""
     if ref.format == "released":
         if ref.path_setting is None:
             return {}
@@ -191,11 +187,10 @@ def _as_typed(key: str, value: Any, defaults: Mapping[str, Any]) -> Any:
 def compose(script: str, names: Sequence[str], command_line: Mapping[str, Any],
             checkpoint: Optional[CheckpointRef] = None,
             known: Optional[Mapping[str, Dict[str, Any]]] = None) -> Composition:
-    """The configuration of a `script` ("train" | "test") run (module docstring). `names`: the
-    named configs; `command_line`: values by dotted key; `checkpoint`: the one the given
-    train.resume / test.checkpoint names, resolved (`panet.run.folder.resolve_checkpoint`).
-    Raises ConfigError for unknown keys and named configs, clashing named configs, and a
-    checkpoint whose model.factory the command line does not name."""
+    """The configuration of a `script` run (module docstring). `command_line`: values by dotted
+    key; `checkpoint`: the one train.resume / test.checkpoint names, resolved. Raises
+    ConfigError for unknown keys and named configs, clashes, and a checkpoint whose
+    model.factory is not given."""
     known = named_config_files() if known is None else known
     defaults = flatten(Settings.defaults())
     unknown = [key for key in command_line if key not in defaults]
@@ -220,8 +215,7 @@ def compose(script: str, names: Sequence[str], command_line: Mapping[str, Any],
 
 
 def _check_factory(script: str, base: Mapping[str, Any], given: Mapping[str, Any]) -> None:
-    """A checkpoint names no code to run: a stored model.factory other than PANet's is imported
-    only when the command line (or a named config) names it too."""
+    """A stored model.factory other than PANet's runs only when it is given too."""
     stored = base.get("model.factory", DEFAULT_FACTORY)
     if stored != DEFAULT_FACTORY and "model.factory" not in given:
         key = CHECKPOINT_KEYS[script]

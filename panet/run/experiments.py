@@ -6,13 +6,11 @@
     if __name__ == "__main__":
         script_main(ex)
 
-Before any command runs, its configuration is composed (`panet.run.compose`: named configs,
-command line and the checkpoint they name) and checked (`panet.run.validation`); sacred then
-runs with that composed config and no named configs of its own. The main function of the main
-process is recorded in its run folder (`RunObserver`) unless the command line names another
-observer; whatever records it, the run folder has one writer (`panet.run.folder`).
-Errors a user can act on (`panet.base.errors.OneLineError`) end the command in one line each,
-with status 1 and no traceback.
+Before any command runs, its configuration is composed (`panet.run.compose`) and checked
+(`panet.run.validation`, `panet.run.disk`); sacred then runs with that config and no named
+configs of its own. The main process's run is recorded in its run folder (`RunObserver`) unless
+the command line names another observer; the folder has one writer (`panet.run.folder`).
+Errors a user can act on (`OneLineError`) end the command in one line each, with status 1.
 """
 
 from __future__ import annotations
@@ -45,8 +43,7 @@ CAPTURE_OPTIONS = ("-C", "--capture")
 
 
 class DocumentedConfig(ConfigDict):
-    """The settings' defaults as sacred's config, each field's doc the comment `print_config`
-    shows."""
+    """The settings' defaults as sacred's config, with each field's doc for `print_config`."""
 
     def __init__(self):
         super().__init__(Settings.defaults())
@@ -59,9 +56,9 @@ class DocumentedConfig(ConfigDict):
 
 def compose_command(script: str, names: Sequence[str], command_line: Dict[str, Any],
                     checkpoint: Optional[CheckpointRef] = None) -> Composition:
-    """`compose` of a command: the checkpoint its values name is resolved first (a missing or
-    unreadable one is a ConfigError naming the key), unless given resolved (`checkpoint`:
-    scripts/reproduce.py checks a test job against the checkpoint its train job will write)."""
+    """`compose` of a command, the checkpoint its values name resolved first (a missing or
+    unreadable one is a ConfigError naming the key) unless given (`checkpoint`: reproduce.py
+    checks a test job against the checkpoint its train job will write)."""
     key = CHECKPOINT_KEYS[script]
     given = command_line.get(key)
     if given is None:  # a named config may name it (a .yaml file given by path)
@@ -75,8 +72,7 @@ def compose_command(script: str, names: Sequence[str], command_line: Dict[str, A
 
 
 class PanetExperiment(Experiment):
-    """The sacred experiment of train.py (`script="train"`) or test.py (`script="test"`); the
-    composition of the command being run is `self.composition`."""
+    """The sacred experiment of train.py or test.py (`script`); `composition`: the command's."""
 
     def __init__(self, name: str, script: str):
         super().__init__(name)
@@ -118,9 +114,8 @@ def experiment(script: str) -> PanetExperiment:
 
 
 class RunObserver(FileStorageObserver):
-    """sacred's file observer, writing into the run folder the composition asks for (an
-    existing one is continued) or else into a new numbered folder under runs/. It becomes the
-    folder's writer before writing anything there and stays so until the run ends."""
+    """sacred's file observer, writing into the run folder the composition asks for, or a new
+    runs/<id>; it holds the folder's lock from before its first write until the run ends."""
 
     def __init__(self, ex: PanetExperiment):
         super().__init__(RUNS_DIR)
@@ -158,9 +153,9 @@ class RunObserver(FileStorageObserver):
         self._finish(super().failed_event, fail_time, fail_trace, last_words=error)
 
     def _finish(self, record, *args, last_words: Optional[str] = None) -> None:
-        """Record how the run ended and give the folder up. sacred keeps in cout.txt what was
-        printed up to its last heartbeat; an interrupted or failed run's last words (how to
-        continue, the error) are added to it, where a cluster job's output is read."""
+        """Record how the run ended and give the folder up; an interrupted or failed run's last
+        words (how to continue, the error) are added to cout.txt, which sacred fills only up to
+        its last heartbeat."""
         if self.folder is None or not self.dir:
             return
         try:
@@ -175,9 +170,8 @@ class RunObserver(FileStorageObserver):
 
 def run_folder(run: Run, ex: PanetExperiment, context: distributed.Context
                ) -> Optional[RunFolder]:
-    """The run folder this run writes, the same on every rank (rank 0 records it): the one
-    asked for (`planned_run_folder`), else its file observer's folder; None when there is
-    neither. The calling process becomes its writer (`RunFolder.lock`)."""
+    """The run folder this run writes, the same on every rank: the one asked for, else its file
+    observer's, else None. The main process becomes its writer (`RunFolder.lock`)."""
     planned = planned_run_folder(ex.composition)
     mine = planned.path if planned is not None else next(
         (Path(observer.dir) for observer in run.observers if getattr(observer, "dir", None)),
@@ -190,8 +184,8 @@ def run_folder(run: Run, ex: PanetExperiment, context: distributed.Context
 
 
 def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
-    """Print what computes (`panet.base.device.describe_device`) on rank 0 and keep it in the
-    run record (run.json's "info"); returns the description."""
+    """Print what computes (`describe_device`) on rank 0, keep it in run.json's "info" and
+    return it."""
     description = {key: value if value is None or isinstance(value, (bool, int, float))
                    else str(value) for key, value in describe_device(context.device, tf32).items()}
     if context.is_main:
@@ -203,8 +197,7 @@ def announce_device(run: Run, context: distributed.Context, tf32: bool) -> dict:
 
 def run_from_command_line(ex: PanetExperiment, argv: Optional[Sequence[str]] = None):
     """Run `ex` from the command line (module docstring). An interrupted run exits with status
-    130 without a traceback (train.py prints how to continue it). In a Slurm job, output is
-    captured in Python (`--capture=sys`) unless the command line chooses."""
+    130, no traceback; in a Slurm job, output is captured with `--capture=sys` unless chosen."""
     argv = list(sys.argv if argv is None else argv)
     warnings.formatwarning = _one_line_warning
     if os.environ.get("SLURM_JOB_ID") and not any(a.startswith(CAPTURE_OPTIONS) for a in argv):
@@ -227,9 +220,8 @@ def run_from_command_line(ex: PanetExperiment, argv: Optional[Sequence[str]] = N
 
 
 def script_main(ex: PanetExperiment) -> NoReturn:
-    """What `python train.py ...` and `python test.py ...` do: `run_from_command_line`, then
-    exit with its status; a worker of several torchrun processes (a process group, hence
-    gloo's or NCCL's threads) exits through `distributed.exit_worker`."""
+    """`run_from_command_line`, then exit with its status (a worker of several torchrun
+    processes through `distributed.exit_worker`)."""
     status = 0
     try:
         run_from_command_line(ex)
@@ -246,9 +238,8 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 class _QuietRecords(logging.Filter):
-    """Drops sacred's log lines that say nothing a user acts on: its warning when a key that
-    defaults to a value is set to None or back (model.weights=None, ...: that is how they are
-    used), and its "Failed after" line when the run stopped with a one-line error."""
+    """Drops sacred's log lines that say nothing a user acts on: its warning when a key is set
+    to None or back (model.weights=None), and "Failed after" following a one-line error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

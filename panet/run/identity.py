@@ -1,27 +1,23 @@
 """What makes two trained models, or two results, "the same": decided here and nowhere else.
 
 A **model** is identified by what computes its numbers (`model_identity`):
-    model_sha256    the evaluated model's tensors (names, dtypes, shapes, bytes), with its
-                    factory and method source: two models with equal digests segment alike
+    model_sha256    the evaluated model's tensors (names, dtypes, shapes, bytes), factory and
+                    method source: two models with equal digests segment alike
     factory         model.factory, the callable that made it
     method_sha256   for a method outside the panet package, the SHA-256 of its source files
-                    (the factory's module and every .py file of its top-level package), so that
-                    an edit between training and testing shows; None for PANet itself, whose
-                    code the commit identifies
+                    (`method_files`); None for PANet itself, whose code the commit identifies
 How a trained model came to be (`training_identity`, stored in its checkpoint):
     training        the settings that determined its training (`fingerprint(config, "train")`)
     data            the data it trained on (`Source.identity`: the per-class image lists)
     code            the commit and dirty state of this checkout, and the method's source SHA-256
-    loss_terms      the names of the loss terms the method reported (PANet: seg, align), filled
-                    in by train.py as its first step logs them (its optimizer and schedule are
-                    in `training`)
+    loss_terms      the loss terms the method reported (PANet: seg, align), filled in by train.py
 A **test** is identified by its model (the checkpoint's SHA-256 or PANet-init's settings, and the
-method source), its protocol (`fingerprint(config, "test")`: episodes, metric, model settings)
-and its numerics (precision, memory format, the evaluation path that ran) (`test_identity`).
+method source), its protocol (`fingerprint(config, "test")`) and its numerics (precision, memory
+format, the evaluation path that ran) (`test_identity`).
 
-Consumers: train.py (the checkpoint), test.py (results.json, the feature cache key),
-scripts/compare.py (the same model on both sides), scripts/reproduce.py (a job is done when its
-output's identity is the one it would make now; a reused result keeps the commit that made it).
+Consumers: train.py, test.py (results.json, the feature cache key), scripts/compare.py (the same
+model on both sides), scripts/reproduce.py (a job is done when its output's identity is the one
+it would make now).
 """
 
 from __future__ import annotations
@@ -39,9 +35,9 @@ from panet.models.factory import DEFAULT_FACTORY, import_factory
 from panet.settings import SCRIPT_SECTIONS, ModelSettings, Settings
 
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout panet runs from
-# keys that do not change what a run computes: where it reads and writes (a tested checkpoint's
-# own settings are in the data and model keys), how fast and on what it computes (numbers agree
-# within the exactness contract: not so `precision`, which is in), how often it saves and logs
+# keys that do not change what a run computes: where it reads and writes, how fast and on what
+# it computes (numbers agree within the exactness contract; `precision` is in), how often it
+# saves and logs
 NOT_IN_FINGERPRINT = frozenset((
     "device", "tf32", "memory_format", "data.workers", "data.cache_dir", "data.lists_dir",
     "train.output_dir", "train.resume", "train.checkpoint_every", "train.snapshot_every",
@@ -71,10 +67,8 @@ def code_version() -> Dict[str, Any]:
 
 
 def fingerprint(config: Mapping[str, Any], script: str) -> Dict[str, Any]:
-    """What determines the results of a `script` ("train" | "test") run of `config`: every key
-    of the sections it reads but `NOT_IN_FINGERPRINT`, by dotted key, with the data splits
-    resolved (None -> the dataset's split). Two runs with equal fingerprints compute the same
-    thing."""
+    """What determines the results of a `script` run of `config`: every key of the sections it
+    reads but `NOT_IN_FINGERPRINT`, by dotted key, the data splits resolved."""
     settings = Settings.from_config(config)
     found = {}
     for name in SCRIPT_SECTIONS[script]:
@@ -86,18 +80,16 @@ def fingerprint(config: Mapping[str, Any], script: str) -> Dict[str, Any]:
 
 
 def differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> List[str]:
-    """'key: recorded -> wanted' for every key whose value differs: how two identities (or
-    fingerprints) are compared, everywhere."""
+    """'key: recorded -> wanted' for every key whose value differs (how identities compare)."""
     return [f"{key}: {recorded.get(key)!r} -> {wanted.get(key)!r}"
             for key in sorted(recorded.keys() | wanted.keys())
             if recorded.get(key) != wanted.get(key)]
 
 
 def method_files(factory: str) -> Dict[str, Path]:
-    """The source files of a method outside the panet package, by their name relative to the
-    folder holding the package (or module): its factory's module and every .py file of the
-    module's top-level package ({} for panet's own factories). Imports the module, which the
-    user named (`panet.run.compose`)."""
+    """The source files of a method outside the panet package, by name relative to the folder
+    holding it: its factory's module and every .py file of its top-level package ({} for
+    panet's own factories). Imports the module, which the user named."""
     module_name = factory.partition(":")[0]
     top = module_name.split(".")[0]
     if top == "panet":
@@ -115,8 +107,7 @@ def method_files(factory: str) -> Dict[str, Path]:
 
 
 def method_sha256(factory: str) -> Optional[str]:
-    """SHA-256 of the method's source files (`method_files`: names and contents), or None for
-    panet's own factories."""
+    """SHA-256 of `method_files` (names and contents), or None for panet's own factories."""
     files = method_files(factory)
     if not files:
         return None
@@ -138,9 +129,8 @@ def tensors_sha256(tensors: Iterable, *extra: str) -> str:
 
 def model_identity(model: torch.nn.Module, settings: Optional[ModelSettings] = None
                    ) -> Dict[str, Any]:
-    """The identity of a model as it evaluates (module docstring): its tensors, the settings it
-    was built with (`settings`: factory, encoder, alpha; default PANet's) and its method's
-    source."""
+    """The identity of a model as it evaluates (module docstring); `settings`: what it was built
+    with (default PANet's)."""
     settings = (settings or ModelSettings()).replace(weights=None)
     method = method_sha256(settings.factory)
     built = json.dumps(settings.as_config(), sort_keys=True)
@@ -158,9 +148,8 @@ def training_identity(config: Mapping[str, Any], data: Optional[str]) -> Dict[st
 
 def test_identity(config: Mapping[str, Any], checkpoint_sha256: Optional[str],
                   encode: str) -> Dict[str, Any]:
-    """What a test of `config` computes (module docstring): the checkpoint tested (None:
-    PANet-init, its settings are in the fingerprint), the method's source, the settings that
-    determine the result, and how it computed (`encode`: the evaluation path that ran)."""
+    """What a test of `config` computes (module docstring); `checkpoint_sha256` None:
+    PANet-init; `encode`: the evaluation path that ran."""
     settings = Settings.from_config(config)
     run = settings.run
     return {"checkpoint_sha256": checkpoint_sha256,
@@ -171,15 +160,13 @@ def test_identity(config: Mapping[str, Any], checkpoint_sha256: Optional[str],
 
 
 def protocol(settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """The protocol keys (`PROTOCOL_KEYS`) of a test's fingerprint (None where an older record
-    lacks one)."""
+    """The `PROTOCOL_KEYS` of a test's fingerprint (None where an older record lacks one)."""
     return {key: settings.get(key) for key in PROTOCOL_KEYS}
 
 
 def recorded_model(record: Mapping[str, Any]) -> tuple:
     """What tells the models of two results.json records apart: the evaluated model's digest;
-    in records older than it, the checkpoint's SHA-256, or PANet-init's model settings and
-    seed. Equal keys: the same model (scripts/compare.py)."""
+    in older records, the checkpoint's SHA-256, or PANet-init's model settings and seed."""
     model, setting = record.get("model") or {}, record["setting"]
     if model.get("model_sha256"):
         return ("model", model["model_sha256"])
@@ -197,8 +184,8 @@ def recorded_numerics(record: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def method_change(trained: Optional[Mapping[str, Any]], factory: str) -> Optional[str]:
-    """One line when the source of the method `factory` differs from the one a checkpoint was
-    trained with (`trained`: its stored training identity; None: older, unknown), else None."""
+    """One line when the source of `factory` differs from the one a checkpoint was trained with
+    (`trained`: its stored training identity; None: unknown), else None."""
     then = ((trained or {}).get("code") or {}).get("method_sha256")
     now = method_sha256(factory)
     if trained is None or then == now:

@@ -2,9 +2,8 @@
 written; code below this boundary trusts its settings.
 
 Each settings class checks its own fields (`panet.settings`); this module adds what involves the
-script, several sections, the hardware, or what was given beside a checkpoint, and the notes a
-run prints about its setting (protocol or precision changed, classes seen in training). Every
-problem is one line naming the key, the value given and what is allowed, e.g.
+script, several sections, the hardware or a checkpoint, and the notes a run prints about its
+setting. Every problem is one line naming the key, the value given and what is allowed, e.g.
 
     train.batch_size=0: must be an integer >= 1
     test.resolution='foo': must be one of 'label', 'original'
@@ -43,9 +42,8 @@ TEST_SECONDS_PER_IMAGE = 0.02  # VGG-16 forward at 417 x 417 on a V100-class GPU
 
 
 def config_problems(composition) -> List[str]:
-    """Every key of the sections the script reads that breaks its rule, the keys given that the
-    script does not read, and the combinations that cannot work. `composition`:
-    `panet.run.compose.Composition`."""
+    """Every key of the sections the script reads that breaks its rule, the keys given that it
+    does not read, and the combinations that cannot work (`composition`: `Composition`)."""
     script, settings = composition.script, composition.settings
     problems = [line for section in SCRIPT_SECTIONS[script]
                 for line in settings.section(section).problems()]
@@ -77,9 +75,8 @@ def device_problem(device: str) -> Optional[str]:
 
 
 def model_problems(settings: Settings, script: str) -> List[str]:
-    """What model.factory makes, built on the meta device (no memory, no arithmetic): it must
-    follow the method interface; a model with its own loss takes no other train.align_weight
-    than the default (`noalign` would not switch anything off)."""
+    """What model.factory makes, built on the meta device, must follow the method interface; a
+    model with its own loss takes no other train.align_weight than the default."""
     model = settings.model
     if model.factory == DEFAULT_FACTORY:
         return []
@@ -103,10 +100,9 @@ def model_problems(settings: Settings, script: str) -> List[str]:
 
 
 def trial_forward(model, data: EpisodeSetting) -> None:
-    """Run `model` (built on the meta device) on one episode of the run's shapes, no memory,
-    no arithmetic; FactoryError (one line) unless it gives B x Q x (1 + W) x h x w logits. A
-    forward with steps that depend on values (k-means, `.item()`) cannot run on the meta
-    device: it is checked when the run starts."""
+    """Run `model` (built on the meta device) on one episode of the run's shapes; FactoryError
+    (one line) unless it gives B x Q x (1 + W) x h x w logits. A forward needing values
+    (k-means, `.item()`) cannot run on the meta device: it is checked when the run starts."""
     height, width = (data.size, data.size) if isinstance(data.size, int) else data.size
     with torch.device("meta"):
         support_fg = torch.empty(1, data.ways, data.shots, height, width)
@@ -154,8 +150,8 @@ def _train_problems(settings: Settings, composition) -> List[str]:
 
 
 def resume_problems(settings: Settings, composition) -> List[str]:
-    """The keys given beside train.resume that differ from the checkpoint's but may not change
-    when resuming (anything outside `RESUMABLE`)."""
+    """The keys given beside train.resume that differ from the checkpoint's, outside
+    `RESUMABLE`."""
     stored = composition.checkpoint.config
     problems = []
     for key in composition.given_keys():
@@ -213,8 +209,8 @@ def _test_problems(settings: Settings, composition) -> List[str]:
 
 
 def protocol_overrides(composition) -> Optional[str]:
-    """One line naming the given values that test a checkpoint on another protocol than it was
-    trained on (dataset, input size, fold or classes), or None."""
+    """One line naming the given values that test a checkpoint on another protocol (dataset,
+    input size, fold or classes) than it trained on, or None."""
     settings, base, changed = composition.settings, composition.base, []
     for key in ("data.name", "data.size", "data.fold", "data.n_folds", "data.test_classes"):
         if composition.given(key) and key in base and plain(settings.value(key)) != base[key]:
@@ -225,8 +221,8 @@ def protocol_overrides(composition) -> Optional[str]:
 
 
 def precision_override(composition) -> Optional[str]:
-    """One line when a checkpoint trained in one precision is tested in another, or None
-    (a released snapshot, trained in float32 by the authors, counts as fp32)."""
+    """One line when a checkpoint trained in one precision (released: fp32) is tested in
+    another, or None."""
     checkpoint = composition.checkpoint
     if checkpoint is None:
         return None
@@ -254,8 +250,8 @@ def trained_setting(composition) -> Optional[EpisodeSetting]:
 
 
 def classes_seen_in_training(composition, source) -> Optional[str]:
-    """One line naming the test classes the tested checkpoint trained on (a fold or class
-    override that tests classes the model has seen), or None. `source`: the test data."""
+    """One line naming the test classes the tested checkpoint trained on, or None. `source`:
+    the test data."""
     data, trained = composition.settings.data, trained_setting(composition)
     if trained is None or trained.name != data.name or (
             not DATASETS[data.name].shared_classes and trained.split(True) != data.split(False)):
@@ -271,8 +267,7 @@ def classes_seen_in_training(composition, source) -> Optional[str]:
 
 def episode_count_warning(settings: Settings) -> Optional[str]:
     """One line when a test would send so many images through the encoder that it takes more
-    than a day at `TEST_SECONDS_PER_IMAGE` (a V100-class GPU, VGG-16 at 417 x 417, the
-    per-episode path: an upper bound), else None."""
+    than a day at `TEST_SECONDS_PER_IMAGE` (per-episode path: an upper bound), else None."""
     data, test = settings.data, settings.test
     images = test.runs * test.episodes * (data.ways * data.shots + data.queries)
     hours = images * TEST_SECONDS_PER_IMAGE / 3600
