@@ -73,10 +73,10 @@ def unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
     return tree
 
 
-def named_config_files(folder: Path = CONFIG_DIR) -> Dict[str, Dict[str, Any]]:
+def named_config_files() -> Dict[str, Dict[str, Any]]:
     """Every named config of configs/*.yaml: name -> its values by dotted key."""
     return {path.stem: flatten(yaml.safe_load(path.read_text()) or {})
-            for path in sorted(folder.glob("*.yaml"))}
+            for path in sorted(CONFIG_DIR.glob("*.yaml"))}
 
 
 def read_named_config(name: str, known: Mapping[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -185,19 +185,17 @@ def _as_typed(key: str, value: Any, defaults: Mapping[str, Any]) -> Any:
 
 
 def compose(script: str, names: Sequence[str], command_line: Mapping[str, Any],
-            checkpoint: Optional[CheckpointRef] = None,
-            known: Optional[Mapping[str, Dict[str, Any]]] = None) -> Composition:
+            checkpoint: Optional[CheckpointRef] = None) -> Composition:
     """The configuration of a `script` run (module docstring). `command_line`: values by dotted
     key; `checkpoint`: the one train.resume / test.checkpoint names, resolved. Raises
     ConfigError for unknown keys and named configs, clashes, and a checkpoint whose
     model.factory is not given."""
-    known = named_config_files() if known is None else known
     defaults = flatten(Settings.defaults())
     unknown = [key for key in command_line if key not in defaults]
     if unknown:
         raise ConfigError([problem(key, command_line[key], "no such setting (python "
                                    f"{script}.py print_config lists them)") for key in unknown])
-    named, sources = merge_named(script, names, known)
+    named, sources = merge_named(script, names, named_config_files())
     given = {**named, **{key: _as_typed(key, value, defaults)
                          for key, value in command_line.items()}}
     sources.update({key: COMMAND_LINE for key in command_line})

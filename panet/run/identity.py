@@ -96,14 +96,13 @@ def method_files(factory: str) -> Dict[str, Path]:
         return {}
     if module_name not in sys.modules:
         import_factory(factory)
-    module_file = Path(sys.modules[module_name].__file__).resolve()
     folders = [Path(path).resolve() for path in getattr(sys.modules[top], "__path__", [])]
-    found = {str(path.relative_to(folder.parent)): path
-             for folder in folders for path in folder.rglob("*.py")
-             if "__pycache__" not in path.parts}
     if not folders:  # a module of its own, not in a package
-        found[module_file.name] = module_file
-    return dict(sorted(found.items()))
+        module_file = Path(sys.modules[module_name].__file__).resolve()
+        return {module_file.name: module_file}
+    return dict(sorted((str(path.relative_to(folder.parent)), path)
+                       for folder in folders for path in folder.rglob("*.py")
+                       if "__pycache__" not in path.parts))
 
 
 def method_sha256(factory: str) -> Optional[str]:
