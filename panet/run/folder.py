@@ -224,8 +224,9 @@ class Checkpointer:
         """Print a warning when the folder's free space is below what the files still to come
         need, each the size of this step's model and optimizer tensors."""
         state = self.contents(step)
+        optimizer = state["optimizer"].state.values()  # per parameter: its buffers
         tensors = [*state["model"].state_dict().values(),
-                   *(value for kept in state["optimizer"].state.values() for value in kept.values())]
+                   *(value for kept in optimizer for value in kept.values())]
         size = sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
         count = self.files_to_write()
         free = free_space(self.folder.checkpoints)
