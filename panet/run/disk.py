@@ -27,6 +27,7 @@ from panet.run.compose import CHECKPOINT_KEYS
 from panet.run.folder import RUNS_DIR, RunFolder
 from panet.settings import EpisodeSetting, Settings
 from panet.weights.model_files import ModelFile, read_model_file
+from panet.weights.released import RELEASED_PATH_FORM
 
 MIN_FREE_BYTES = 2 ** 19  # a run's record (config, run, sources) before its first file
 # what a released snapshot's path must give, when it names no setting
@@ -246,9 +247,9 @@ def _released_setting_problems(composition) -> List[str]:
     if not missing:
         return []
     return [problem("test.checkpoint", checkpoint.given,
-                    "a released PANet snapshot whose path names no setting (expected .../PANet_"
-                    "<VOC|COCO>[_align]_sets_<fold>_<W>way_<S>shot_[train]/<run>/snapshots/"
-                    f"<step>.pth); give it: {' '.join(missing)} (e.g. `voc 5shot data.fold=2`)")]
+                    "a released PANet snapshot whose path names no setting (expected "
+                    f"{RELEASED_PATH_FORM}); give it: {' '.join(missing)} (e.g. `voc 5shot "
+                    "data.fold=2`)")]
 
 
 def _output_problems(settings: Settings) -> List[str]:
