@@ -2,13 +2,13 @@
 
     python scripts/check_gpu.py [--device auto] [--keep DIR]
 
-On a toy synthetic dataset, on the device `--device` resolves to (the first GPU when torch sees
-one, else the CPU): train.py, and the same run interrupted and resumed (equal weights: bitwise on
-the CPU, within 1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py
-on both evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py;
-the device recorded in results.json (TF32 off); with GPUs, torchrun with one process more than
-there are GPUs refused in one line, and with 2+ GPUs test.py on 2 processes agreeing with one.
-Each check prints `ok`, `FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
+On a toy synthetic dataset, on `--device` (auto: the first GPU torch sees, else the CPU):
+train.py, and the same run interrupted and resumed (equal weights: bitwise on the CPU, within
+1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py on both
+evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py; the
+device in results.json (TF32 off); with GPUs, torchrun with more processes than GPUs refused in
+one line, and with 2+ GPUs test.py on 2 processes agreeing with one. Each check prints `ok`,
+`FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
 """
 
 from __future__ import annotations
@@ -60,9 +60,8 @@ class Checks:
 
     def script(self, name: str, *args: str, launcher: Optional[List[str]] = None,
                expect_failure: bool = False) -> str:
-        """Run the checkout's script `name` with `args` (under `launcher`, e.g. torchrun) from
-        the scratch folder; its output, or Failed with its last lines when the exit status is
-        not the one expected."""
+        """The output of the checkout's script `name` run with `args` (under `launcher`) from
+        the scratch folder; Failed with its last lines on an unexpected exit status."""
         result = run_python(REPO_ROOT, [str(REPO_ROOT / name), *args], self.scratch, launcher,
                             timeout=900)
         output = result.stdout + result.stderr
@@ -177,8 +176,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu, "
                                                          "cuda, cuda:N")
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a "
-                                                  "temporary folder, removed)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args(argv)
     try:
         device, fallback = resolve_device(args.device)
@@ -186,8 +184,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
     if fallback:
         print(f"no GPU: {fallback}; running the checks on the CPU")
-    device_name = "cpu" if device.type == "cpu" else str(device) if device.index is not None \
-        else "cuda"
+    device_name = "cpu" if device.type == "cpu" else str(device)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         return Checks(device_name, args.keep.resolve()).run_all()
