@@ -18,7 +18,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 
@@ -47,16 +47,6 @@ class Checks:
         self.device, self.scratch = device, scratch
         self.gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
         self.data = scratch / "data"
-        self.failures = 0
-
-    def report(self, name: str, check: Callable[[], Optional[str]]) -> None:
-        try:
-            detail = check()
-        except Failed as failure:
-            self.failures += 1
-            print(f"FAIL  {name}: {failure}", flush=True)
-            return
-        print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
 
     def script(self, name: str, *args: str, launcher: Optional[List[str]] = None,
                expect_failure: bool = False) -> str:
@@ -156,6 +146,7 @@ class Checks:
     def run_all(self) -> int:
         """Each check in order (those needing more GPUs than there are skipped); 1 when any
         failed, else 0."""
+        failures = 0
         for name, check, gpus in (
                 ("train", self.train, 0), ("checkpoint and resume", self.resume, 0),
                 ("both evaluation paths within the contract", self.test_paths, 0),
@@ -163,13 +154,19 @@ class Checks:
                 ("predict.py", self.predict, 0),
                 ("torchrun with more processes than GPUs is refused", self.torchrun_refused, 1),
                 ("test.py on 2 GPUs agrees with 1", self.sharded, 2)):
-            if self.gpus >= gpus:
-                self.report(name, check)
-            else:
+            if self.gpus < gpus:
                 print(f"skip  {name}: {f'{self.gpus} GPU(s)' if self.gpus else 'no GPU'} here",
                       flush=True)
-        print(f"{'FAILED' if self.failures else 'passed'}: {self.failures} check(s) failed")
-        return 1 if self.failures else 0
+                continue
+            try:
+                detail = check()
+            except Failed as failure:
+                failures += 1
+                print(f"FAIL  {name}: {failure}", flush=True)
+                continue
+            print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
+        print(f"{'FAILED' if failures else 'passed'}: {failures} check(s) failed")
+        return 1 if failures else 0
 
 
 def main(argv=None) -> int:

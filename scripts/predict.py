@@ -101,15 +101,14 @@ def output_stems(queries: Sequence[Path], out: Path, inputs: Sequence[Path] = ()
 
 
 def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Sequence[Path],
-            out: Path, ignore_value: Optional[float] = None, batch_size: Optional[int] = None,
-            progress: bool = True, overwrite: bool = False) -> List[Path]:
+            out: Path, ignore_value: Optional[float] = None, progress: bool = True,
+            overwrite: bool = False) -> List[Path]:
     """Segment ``queries`` and write each one's label PNG and overlay into ``out`` (by a second
     thread, while the next queries are encoded), checked first by `output_stems`; returns the
     overlays."""
     stems = output_stems(queries, out, [path for way in ways for shot in way for path in shot],
                          overwrite)
-    results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value,
-                                     batch_size=batch_size)
+    results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value)
     names = [way[0][0].name + (f" + {len(way) - 1} more" if len(way) > 1 else "")
              for way in ways]
     out.mkdir(parents=True, exist_ok=True)
