@@ -2,29 +2,27 @@
 encoding every episode's images (test.encode=episode, the released behaviour).
 
 (a) Encoder calls of the paper protocol (5 runs x 1,000 episodes, seeds 1234..1238, 1 query,
-    417 px, each fold's test classes on the trainaug list: SegmentationClassAug/ and the lists
-    of scripts/prepare_voc.py, no JPEG needed), counted by the evaluation's own planning code:
+    417 px, each fold's test classes on the trainaug list), counted by the evaluation's own
+    planning code on the masks and lists of scripts/prepare_voc.py (no JPEG needed):
 
         python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
 (b) Wall time, encoder calls and peak memory of both paths, each in a fresh process, on the
     same episodes of a synthetic set (300 images of 375 x 500, or --root), 1 run, 1-way, random
-    weights, workers 0; with --repeats N the paths alternate N times and the fastest counts.
-    Targets: new/old wall time <= 1.15 x new/old calls; the image path's peak <= 1.5 GiB above
-    the episode path's:
+    weights, workers 0 (--repeats N: alternating, the fastest counts). Targets: new/old wall time
+    <= 1.15 x new/old calls; the image path's peak <= 1.5 GiB above the episode path's:
 
         python scripts/bench_eval.py [--episodes 300] [--shots 1 5] [--encoder vgg16] [--size 417]
 
-(c) Encoder calls of a cross-domain target's reference episodes (PATNet's test, and HSNet's on
-    FSS-1000: docs/cross-domain.md), 1-way 1 query, with the values of its named config
-    (configs/<dataset>.yaml; FSS-1000: every image of the test split once), masks only:
+(c) Encoder calls of a cross-domain target's reference episodes (docs/cross-domain.md) with the
+    values of its named config (FSS-1000: every test image once), masks only:
 
         python scripts/bench_eval.py --dataset fss1000 [--data-root DIR] [--lists-dir DIR]
                                      [--shots 1 5] [--episodes N] [--encoder vgg16] [--json]
 
-Counts: calls_episode = W*S + Q per episode; calls_new = the image path's with the default
-feature cache; distinct_images = its calls when every feature fits (test.cache_dir); (c) ratio =
-calls_episode / distinct_images.
+calls_episode = W*S + Q per episode; calls_new = the image path's with the default feature
+cache; distinct_images = its calls when every feature fits; (c) ratio = calls_episode /
+distinct_images. Details and measurements: docs/performance.md.
 """
 
 from __future__ import annotations

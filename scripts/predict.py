@@ -4,13 +4,9 @@
         --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255] \
         [--precision fp32|bf16|fp16] [--memory-format contiguous|channels_last]
 
---checkpoint: a train.py checkpoint or a released snapshot (<step>.pth, read at 417 x 417); one
-of your own method needs --factory, its model.factory (a checkpoint names no code to run).
---weights VGG16.pth (torchvision's vgg16-397923af.pth) instead segments with PANet-init, the
-ImageNet encoder without episode training. Each --way is a class to find, its (image, mask)
-pairs its shots, as many for every way; masks are foreground where non-zero, --ignore-value
-marks pixels of neither. --query takes images and folders (their .jpg/.jpeg/.png/.bmp/.tif/
-.tiff/.webp images).
+Each --way is a class to find, its (image, mask) pairs its shots, as many for every way; masks
+are foreground where non-zero. A released snapshot (<step>.pth) is read at 417 x 417; --weights
+segments with PANet-init, the ImageNet encoder without episode training.
 
 Per query: DIR/<stem>.png, the label map at the query's size as an indexed-colour PNG (0
 background, c way c), and DIR/<stem>_overlay.png, the prediction over the image with a legend.
@@ -140,11 +136,12 @@ def parse_args(argv) -> Tuple[OneLineParser, argparse.Namespace]:
     model.add_argument("--weights", type=Path,
                        help="torchvision's ImageNet VGG-16 (vgg16-397923af.pth): PANet-init")
     parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
-                        help="the model.factory of a --checkpoint of your own method")
+                        help="the model.factory of a --checkpoint of your own method (a "
+                             "checkpoint names no code to run)")
     parser.add_argument("--way", nargs="+", action="append", required=True,
                         metavar="IMG MASK", help="one way: its support images and masks")
     parser.add_argument("--query", nargs="+", action="extend", required=True,
-                        help="query images or folders of images")
+                        help=f"query images or folders of {'/'.join(QUERY_SUFFIXES)} images")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder (another than the queries')")
     parser.add_argument("--overwrite", action="store_true",
