@@ -117,10 +117,9 @@ class Checks:
 
     def predict(self) -> Optional[str]:
         voc = self.data / VOC_DIR
-        example = write_predict_example(voc / IMAGE_DIR, voc / CLASS_DIR,
-                                        read_id_list(voc / LIST_DIR / "val.txt"), EXAMPLE_CLASS,
-                                        self.scratch / "example")
-        support, mask, queries = example
+        support, mask, queries = write_predict_example(
+            voc / IMAGE_DIR, voc / CLASS_DIR, read_id_list(voc / LIST_DIR / "val.txt"),
+            EXAMPLE_CLASS, self.scratch / "example")
         self.script("scripts/predict.py", "--checkpoint", "straight/checkpoints/final.pt",
                     "--way", str(support), str(mask), "--query", *map(str, queries),
                     "--out", "predictions", "--device", self.device)
