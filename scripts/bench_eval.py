@@ -2,34 +2,27 @@
 encoding every episode's images (test.encode=episode, the released behaviour).
 
 (a) Encoder calls of the paper protocol (5 runs x 1,000 episodes, seeds 1234..1238, 1 query,
-    417 px, each fold's test classes on the trainaug list: SegmentationClassAug/ and the lists
-    of scripts/prepare_voc.py, no JPEG needed), counted by the evaluation's own planning code:
+    417 px, each fold's test classes on the trainaug list), counted by the evaluation's own
+    planning code on the masks and lists of scripts/prepare_voc.py (no JPEG needed):
 
         python scripts/bench_eval.py --count VOC_ROOT [--lists-dir DIR] [--json] [--folds 0 2]
 
-    calls_episode = W*S + Q per episode; calls_new = the image path's with the default feature
-    cache; distinct_images = its calls when every feature fits.
-
-(b) Wall time, encoder calls and peak memory of both paths on the same episodes of a synthetic
-    set (300 images of 375 x 500, or --root), 1 run, 1-way, random weights, workers 0:
+(b) Wall time, encoder calls and peak memory of both paths, each in a fresh process, on the
+    same episodes of a synthetic set (300 images of 375 x 500, or --root), 1 run, 1-way, random
+    weights, workers 0 (--repeats N: alternating, the fastest counts). Targets: new/old wall time
+    <= 1.15 x new/old calls; the image path's peak <= 1.5 GiB above the episode path's:
 
         python scripts/bench_eval.py [--episodes 300] [--shots 1 5] [--encoder vgg16] [--size 417]
 
-    Each path runs in a fresh process (its peak resident size is its own); with --repeats N the
-    paths alternate N times and the fastest counts. Targets: new/old wall time <= 1.15 x
-    new/old calls; the image path's peak <= 1.5 GiB above the episode path's.
-
-(c) Encoder calls of a cross-domain target's reference episodes (PATNet's test, and HSNet's on
-    FSS-1000: docs/cross-domain.md), counted by the same planning code on the dataset's files
-    (masks only), with the values of its named config (configs/<dataset>.yaml: data.root,
-    data.size, seed, test.episodes; FSS-1000: every image of the test split once):
+(c) Encoder calls of a cross-domain target's reference episodes (docs/cross-domain.md) with the
+    values of its named config (FSS-1000: every test image once), masks only:
 
         python scripts/bench_eval.py --dataset fss1000 [--data-root DIR] [--lists-dir DIR]
                                      [--shots 1 5] [--episodes N] [--encoder vgg16] [--json]
 
-    Per shot count: calls_episode = S + 1 per episode (1-way, 1 query); calls_new = the image
-    path's with the default feature cache; distinct_images = its calls when every feature
-    fits (test.cache_dir); ratio = calls_episode / distinct_images.
+calls_episode = W*S + Q per episode; calls_new = the image path's with the default feature
+cache; distinct_images = its calls when every feature fits; (c) ratio = calls_episode /
+distinct_images. Details and measurements: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -42,7 +35,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 import yaml
@@ -75,7 +68,7 @@ RESULT_ATOL = 1e-3  # the exactness contract: the two paths' IoUs within 0.1 poi
 def count_calls(voc_root: Path, fold: int, ways: int, shots: int, workers: int,
                 cache_gb: float = DEFAULT_CACHE_GB, lists_dir: Optional[Path] = None,
                 episodes: int = PAPER_EPISODES) -> Dict[str, int]:
-    """Encoder calls of both paths for one protocol cell (see the module docstring)."""
+    """(a): encoder calls of both paths for one protocol cell."""
     source = VocSource(voc_root, "trainaug", lists_dir=lists_dir, images=False)
     setting = EpisodeSetting(fold=fold, ways=ways, shots=shots, size=PAPER_SIZE)
     datasets = (episode_dataset(source, setting, episodes, PAPER_SEED + run, train=False)
@@ -96,61 +89,21 @@ def plan_counts(plan, encoder: str, size: int, cache_gb: float) -> Dict[str, int
             "query_images": len(plan.queries)}
 
 
-def count_main(args: argparse.Namespace) -> int:
-    """(a): one row per fold and cell, printed as counted (or all as JSON)."""
-    episodes, rows = args.episodes or PAPER_EPISODES, []
-    for fold, setting in itertools.product(args.folds, args.settings):
-        ways, shots = map(int, setting.split("x"))
-        try:
-            rows.append(count_calls(args.count, fold, ways, shots, args.workers,
-                                    lists_dir=args.lists_dir, episodes=episodes))
-        except (FileNotFoundError, ValueError) as error:
-            print(f"cannot count on {args.count}: {error}", file=sys.stderr)
-            return 2
-        if not args.json and len(rows) == 1:
-            print(f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
-                  f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
-                  f"({DEFAULT_CACHE_GB} GiB)\n| fold | setting | calls today | calls new | "
-                  "distinct images | distinct support + distinct query imgs |\n"
-                  "|---|---|---|---|---|---|")
-        if not args.json:
-            row = rows[-1]
-            print(f"| {fold} | {ways}-way {shots}-shot | {row['calls_episode']:,} | "
-                  f"{row['calls_new']:,} | {row['distinct_images']:,} | "
-                  f"{row['support_images'] + row['query_images']:,} |", flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    return 0
-
-
-def target_config(dataset: str) -> dict:
-    """The named config of a cross-domain target (configs/<dataset>.yaml) as a dict."""
-    return yaml.safe_load((REPO_ROOT / "configs" / f"{dataset}.yaml").read_text())
-
-
-def target_setting(dataset: str, shots: int, root: Optional[Path] = None,
-                   lists_dir: Optional[Path] = None) -> EpisodeSetting:
-    """The test setting of a cross-domain target's named config, ``shots``-shot (1-way, 1
-    query), on ``root`` (None: the config's data.root); ValueError naming what is wrong."""
-    data = target_config(dataset)["data"]
-    setting = EpisodeSetting(name=dataset, root=str(root or data["root"]), fold_style="all",
-                             shots=shots, size=data["size"],
-                             lists_dir=None if lists_dir is None else str(lists_dir))
-    problems = setting.problems()
-    if problems:
-        raise ValueError("; ".join(problems))
-    return setting
-
-
 def count_target(dataset: str, shots: int, root: Optional[Path] = None,
                  episodes: Optional[int] = None, lists_dir: Optional[Path] = None,
                  encoder: str = "vgg16", workers: int = 2,
                  cache_gb: float = DEFAULT_CACHE_GB) -> Dict:
-    """(c): encoder calls of the target's reference test episodes (module docstring): those
-    ``make_episode_dataset`` draws with the named config's seed, ``episodes`` of them (None:
-    the config's test.episodes, or on FSS-1000 every image of the test split)."""
-    config = target_config(dataset)
-    setting = target_setting(dataset, shots, root, lists_dir)
+    """(c): encoder calls of the target's reference test episodes, ``shots``-shot: those
+    ``make_episode_dataset`` draws with the named config's seed on ``root`` (None: its
+    data.root), ``episodes`` of them (None: its test.episodes, or on FSS-1000 every image of
+    the test split); ValueError naming what is wrong."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / f"{dataset}.yaml").read_text())
+    data = config["data"]
+    setting = EpisodeSetting(name=dataset, root=str(root or data["root"]), fold_style="all",
+                             shots=shots, size=data["size"],
+                             lists_dir=None if lists_dir is None else str(lists_dir))
+    if setting.problems():
+        raise ValueError("; ".join(setting.problems()))
     source = make_source(setting, train=False)
     if episodes is None:
         episodes = (sum(map(len, source.class_images().values()))
@@ -162,32 +115,61 @@ def count_target(dataset: str, shots: int, root: Optional[Path] = None,
             "ratio": counts["calls_episode"] / counts["distinct_images"]}
 
 
-def target_main(args: argparse.Namespace) -> int:
-    """(c): one row per shot count, printed as counted (or all as JSON)."""
+def print_counts(args: argparse.Namespace, cells: Iterable, count: Callable[..., Dict],
+                 what: str, header: Callable[[Dict], str], line: Callable[[Dict], str]) -> int:
+    """(a), (c): `count(*cell)` per cell, printed as counted under `header(first row)` (or all
+    as JSON at the end); 2, naming `what`, when the data cannot be counted."""
     rows = []
-    for shots in args.shots:
+    for cell in cells:
         try:
-            rows.append(count_target(args.dataset, shots, args.data_root, args.episodes,
-                                     args.lists_dir, args.encoder, args.workers))
+            rows.append(count(*cell))
         except (FileNotFoundError, ValueError) as error:
-            print(f"cannot count {args.dataset}: {error}", file=sys.stderr)
+            print(f"cannot count {what}: {error}", file=sys.stderr)
             return 2
-        row = rows[-1]
-        if not args.json and len(rows) == 1:
-            print(f"{args.dataset} ({row['protocol']} episodes, seed {row['seed']}, "
-                  f"{row['size']} px), 1-way 1 query; calls new: default feature cache "
-                  f"({DEFAULT_CACHE_GB} GiB of {args.encoder} features)\n"
-                  "| shots | episodes | calls per-episode path (S + 1 each) | calls new | "
-                  "distinct images | distinct support + distinct query imgs | "
-                  "per-episode / distinct |\n|---|---|---|---|---|---|---|")
         if not args.json:
-            print(f"| {shots} | {row['episodes']:,} | {row['calls_episode']:,} | "
-                  f"{row['calls_new']:,} | {row['distinct_images']:,} | "
-                  f"{row['support_images'] + row['query_images']:,} | {row['ratio']:.2f} |",
-                  flush=True)
+            if len(rows) == 1:
+                print(header(rows[0]))
+            print(line(rows[-1]), flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
+
+
+def count_main(args: argparse.Namespace) -> int:
+    """(a): one row per fold and cell."""
+    episodes = args.episodes or PAPER_EPISODES
+    cells = ((fold, *map(int, setting.split("x")))
+             for fold, setting in itertools.product(args.folds, args.settings))
+    return print_counts(
+        args, cells, lambda fold, ways, shots: count_calls(
+            args.count, fold, ways, shots, args.workers, lists_dir=args.lists_dir,
+            episodes=episodes), f"on {args.count}",
+        lambda row: f"{PAPER_RUNS} runs x {episodes} episodes, seeds {PAPER_SEED}.."
+                    f"{PAPER_SEED + PAPER_RUNS - 1}, {PAPER_SIZE} px, default feature cache "
+                    f"({DEFAULT_CACHE_GB} GiB)\n| fold | setting | calls today | calls new | "
+                    "distinct images | distinct support + distinct query imgs |\n"
+                    "|---|---|---|---|---|---|",
+        lambda row: f"| {row['fold']} | {row['ways']}-way {row['shots']}-shot | "
+                    f"{row['calls_episode']:,} | {row['calls_new']:,} | "
+                    f"{row['distinct_images']:,} | "
+                    f"{row['support_images'] + row['query_images']:,} |")
+
+
+def target_main(args: argparse.Namespace) -> int:
+    """(c): one row per shot count."""
+    return print_counts(
+        args, ((shots,) for shots in args.shots), lambda shots: count_target(
+            args.dataset, shots, args.data_root, args.episodes, args.lists_dir, args.encoder,
+            args.workers), args.dataset,
+        lambda row: f"{args.dataset} ({row['protocol']} episodes, seed {row['seed']}, "
+                    f"{row['size']} px), 1-way 1 query; calls new: default feature cache "
+                    f"({DEFAULT_CACHE_GB} GiB of {args.encoder} features)\n"
+                    "| shots | episodes | calls per-episode path (S + 1 each) | calls new | "
+                    "distinct images | distinct support + distinct query imgs | "
+                    "per-episode / distinct |\n|---|---|---|---|---|---|---|",
+        lambda row: f"| {row['shots']} | {row['episodes']:,} | {row['calls_episode']:,} | "
+                    f"{row['calls_new']:,} | {row['distinct_images']:,} | "
+                    f"{row['support_images'] + row['query_images']:,} | {row['ratio']:.2f} |")
 
 
 def measure(args: argparse.Namespace) -> int:
@@ -215,14 +197,6 @@ def measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_path(args: argparse.Namespace, root: Path, shots: int, encode: str) -> dict:
-    """The numbers of one path, measured in a fresh process (`measure`)."""
-    return json_of_run(REPO_ROOT, [
-        __file__, "--measure", encode, "--measure-shots", str(shots), "--root", str(root),
-        "--episodes", str(args.episodes), "--size", str(args.size), "--encoder", args.encoder,
-        "--threads", str(args.threads)])
-
-
 def time_main(args: argparse.Namespace) -> int:
     args.episodes = args.episodes or TIME_EPISODES
     print(f"{args.encoder} at {args.size} x {args.size}, 1 run x {args.episodes} episodes, "
@@ -234,8 +208,11 @@ def time_main(args: argparse.Namespace) -> int:
         for shots in args.shots:
             measured = {"episode": [], "image": []}
             for _ in range(args.repeats):
-                for encode in measured:
-                    measured[encode].append(run_path(args, root, shots, encode))
+                for encode in measured:  # in a fresh process: `measure`
+                    measured[encode].append(json_of_run(REPO_ROOT, [
+                        __file__, "--measure", encode, "--measure-shots", str(shots), "--root",
+                        str(root), "--episodes", str(args.episodes), "--size", str(args.size),
+                        "--encoder", args.encoder, "--threads", str(args.threads)]))
             old, new = (min(runs, key=lambda r: r["seconds"]) for runs in measured.values())
             call_ratio, time_ratio = new["calls"] / old["calls"], new["seconds"] / old["seconds"]
             rows.append({"shots": shots, "episode": old, "image": new,
@@ -275,27 +252,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--count", type=Path, metavar="VOC_ROOT",
                         help="(a): count encoder calls of the paper protocol on this VOC root")
     parser.add_argument("--lists-dir", type=Path,
-                        help="(a): the folder of the split and per-class lists, when not "
-                             "VOC_ROOT/ImageSets/Segmentation; (c) fss1000: the folder of "
-                             "trn/val/test.txt, when not DATA_ROOT/splits")
+                        help="(a): the split lists' folder (default VOC_ROOT/ImageSets/"
+                             "Segmentation); (c) fss1000: trn/val/test.txt's (DATA_ROOT/splits)")
     parser.add_argument("--dataset", choices=CROSS_DOMAIN_TARGETS,
-                        help="(c): count encoder calls of this cross-domain target's "
-                             "reference episodes")
+                        help="(c): count encoder calls of this cross-domain target's episodes")
     parser.add_argument("--data-root", type=Path,
                         help="(c): the dataset's folder (default: its named config's data.root)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS), choices=FOLDS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="(a): WAYSxSHOTS cells")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="(a), (c): processes reading masks")
+    parser.add_argument("--workers", type=int, default=2, help="(a), (c): processes reading masks")
     parser.add_argument("--episodes", type=int,
                         help=f"episodes per run (default: (a) {PAPER_EPISODES}, (b) "
                              f"{TIME_EPISODES}, (c) the named config's)")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="(b), (c)")
     parser.add_argument("--encoder", default="vgg16", choices=list(ENCODERS),
                         help="(b); (c): whose features size the default cache")
-    parser.add_argument("--size", type=int, help=f"(b): input size (default {PAPER_SIZE})")
+    parser.add_argument("--size", type=int, default=PAPER_SIZE, help="(b): input size")
     parser.add_argument("--threads", type=int, default=2, help="(b): torch threads")
     parser.add_argument("--repeats", type=int, default=1,
                         help="(b): runs of each path, alternating; the fastest counts")
@@ -311,7 +285,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--dataset (c) and --count (a) count different benchmarks: give one")
     if args.data_root and not args.dataset:
         parser.error("--data-root belongs to --dataset")
-    args.size = PAPER_SIZE if args.size is None else args.size
     return args
 
 
@@ -321,9 +294,7 @@ def main(argv: Sequence[str] = None) -> int:
         return measure(args)
     if args.count:
         return count_main(args)
-    if args.dataset:
-        return target_main(args)
-    return time_main(args)
+    return target_main(args) if args.dataset else time_main(args)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,19 @@
 """Benchmark: PANet's cost beyond its encoder, as ratios measured in one run; or, with
---precision / --memory-format, what another precision or memory format gains against the
-default fp32 + contiguous.
+--precision / --memory-format, what another precision or memory format gains against fp32 +
+contiguous.
 
-Default, for 1-way 1-shot and 5-shot episodes (1 query, 417 x 417, VGG-16 or --encoder): a
-training step (forward, both losses, backward, SGD step) against the encoder's forward+backward
-over the same images, inference against the encoder's forward, and their peak memory; targets
-<= 1.10, 1.10 and 1.25.
+Default, 1-way 1-shot and 5-shot (1 query, 417 x 417, VGG-16 or --encoder): a training step
+(forward, both losses, backward, SGD step) against the encoder's forward+backward over the same
+images, inference against the encoder's forward, and their peak memory; targets <= 1.10, 1.10
+and 1.25. With --precision and/or --memory-format (one --shots value): the same weights (random
+init with seed 0, or --checkpoint's) in that mode against fp32 + contiguous on the same episode
+(random noise, or with --data-root episode 0 of the checkpoint's test setting): the same ratios
+(targets for bf16: <= 0.55 and 0.65), the largest logit difference and the share of pixels whose
+argmax agrees (>= 99%).
 
-With --precision and/or --memory-format (one --shots value): the same weights in that mode
-against fp32 + contiguous on the same episode, the same ratios (targets for bf16: <= 0.55 and
-0.65), the largest logit difference and the share of pixels whose argmax agrees (>= 99%).
-Weights: a random init (seed 0), or --checkpoint's; episode: random noise, or with --data-root
-episode 0 of that checkpoint's test setting.
-
-Times are medians of --repeats runs after a warm-up, the operations alternating. Memory: on
-CUDA peak allocated bytes; on CPU each step runs in a fresh process reporting its peak resident
-size (VmHWM) above the size before the step, and the absolute peak. --json ends the output with
-one line of JSON holding the numbers.
+Times: medians of --repeats runs after a warm-up, the operations alternating. Memory: on CUDA
+peak allocated bytes; on CPU each step runs in a fresh process reporting its peak resident size
+(VmHWM) above the size before the step, and the absolute peak.
 
     python scripts/bench_model.py [--device cpu|cuda] [--threads 2] [--repeats 3] [--shots 1 5]
         [--encoder vgg16|small|resnet50|resnet101] [--precision fp32|bf16|fp16]
@@ -83,8 +80,7 @@ def data_episode(model_file, root: Path, size: int, device: str) -> List[torch.T
 
 
 def random_model(encoder: str) -> PANet:
-    """PANet with a randomly initialised `encoder` (seed 0): speed does not depend on the
-    weights."""
+    """PANet with a randomly initialised `encoder` (seed 0)."""
     torch.manual_seed(0)
     return PANet(build_encoder(encoder))
 
@@ -133,16 +129,16 @@ class Workloads:
         self.model.encode(self.images)
 
 
-def peak_memory(name: str, shots: int, size: int, device: str, threads: int, encoder: str,
+def peak_memory(name: str, shots: int, args: argparse.Namespace, encoder: str,
                 numerics: Numerics = Numerics()) -> Tuple[int, int]:
     """(peak bytes above the pre-step level, absolute peak bytes) of one operation."""
-    if not device.startswith("cuda"):  # a fresh process, so that its peak is this operation's
+    if not args.device.startswith("cuda"):  # a fresh process: its peak is this operation's
         probe = json_of_run(REPO_ROOT, [
-            __file__, "--memory-probe", name, "--shots", str(shots), "--size", str(size),
-            "--threads", str(threads), "--encoder", encoder, "--precision", numerics.precision,
-            "--memory-format", numerics.memory_format])
+            __file__, "--memory-probe", name, "--shots", str(shots), "--size", str(args.size),
+            "--threads", str(args.threads), "--encoder", encoder, "--precision",
+            numerics.precision, "--memory-format", numerics.memory_format])
         return probe["step_peak"], probe["peak"]
-    work = Workloads.random(shots, size, device, encoder, numerics)
+    work = Workloads.random(shots, args.size, args.device, encoder, numerics)
     getattr(work, name)()  # allocate optimizer state outside the measured step
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
@@ -183,8 +179,8 @@ def overhead_rows(args: argparse.Namespace) -> List[Ratio]:
     """The default benchmark: PANet against its encoder alone, per --shots value."""
     rows = []
     for shots in args.shots:
-        peaks = tuple(peak_memory(name, shots, args.size, args.device, args.threads,
-                                  args.encoder) for name in ("train_step", "encoder_train_step"))
+        peaks = tuple(peak_memory(name, shots, args, args.encoder)
+                      for name in ("train_step", "encoder_train_step"))
         work = Workloads.random(shots, args.size, args.device, args.encoder)
         rows += ratio_rows(f"{shots}-shot ", {
             "training step": (work.train_step, partial(work.encoder_train_step, False)),
@@ -194,14 +190,13 @@ def overhead_rows(args: argparse.Namespace) -> List[Ratio]:
 
 def numerics_setup(args: argparse.Namespace) -> Tuple[PANet, str, List[torch.Tensor]]:
     """The compared model (random init, or --checkpoint's), its encoder and the episode."""
+    episode = make_episode(args.shots[0], args.size, args.device)
     if args.checkpoint is None:
-        model = random_model(args.encoder).to(args.device)
-        return model, args.encoder, make_episode(args.shots[0], args.size, args.device)
+        return random_model(args.encoder).to(args.device), args.encoder, episode
     model_file = read_model_file(checkpoint_file(args.checkpoint))
-    episode = (make_episode(args.shots[0], args.size, args.device) if args.data_root is None
-               else data_episode(model_file, args.data_root, args.size, args.device))
-    return (build_trained(model_file).to(args.device), model_settings(model_file).encoder,
-            episode)
+    if args.data_root is not None:
+        episode = data_episode(model_file, args.data_root, args.size, args.device)
+    return build_trained(model_file).to(args.device), model_settings(model_file).encoder, episode
 
 
 def compare_numerics(args: argparse.Namespace, setup: tuple) -> Dict[str, object]:
@@ -211,8 +206,8 @@ def compare_numerics(args: argparse.Namespace, setup: tuple) -> Dict[str, object
     reference = Workloads(copy.deepcopy(model), episode)
     candidate = Workloads(model, episode, args.numerics)
     expected, got = reference.logits(), candidate.logits()  # the same weights: before training
-    peaks = tuple(peak_memory("train_step", args.shots[0], args.size, args.device, args.threads,
-                              encoder, numerics) for numerics in (args.numerics, Numerics()))
+    peaks = tuple(peak_memory("train_step", args.shots[0], args, encoder, numerics)
+                  for numerics in (args.numerics, Numerics()))
     judged = NUMERICS_TARGETS if args.precision == "bf16" else {}  # the targets are bf16's
     rows = ratio_rows("", {"training step": (candidate.train_step, reference.train_step),
                            "inference": (candidate.inference, reference.inference)},

@@ -1,10 +1,10 @@
 """Benchmark: the cost of segmenting one query of your own against one encoder forward.
 
 1 support and --queries queries (375 x 500 JPEGs), a random VGG-16 PANet at 417 x 417, per
-query: `Segmenter.segment` (read, resize, encode in batches, upsample, argmax) and
-scripts/predict.py's loop (plus writing each label PNG and overlay). Target: predict <= 1.10 x
-one encoder forward of one image; each is also given against the encoder's time per image in a
-batch of --batch-size (what segmenting adds beyond encoding). Medians of --repeats runs.
+query: `Segmenter.segment` (read, resize, encode in batches, upsample, argmax) and predict.py's
+loop (plus writing each label PNG and overlay), against one encoder forward of one image
+(target for predict: <= 1.10) and against the encoder's time per image in a batch of
+--batch-size. Medians of --repeats runs.
 
     python scripts/bench_predict.py [--device cpu|cuda] [--threads 2] [--repeats 3]
                                     [--queries 16] [--batch-size 4]

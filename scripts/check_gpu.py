@@ -2,13 +2,13 @@
 
     python scripts/check_gpu.py [--device auto] [--keep DIR]
 
-On a toy synthetic dataset, on the device `--device` resolves to (the first GPU when torch sees
-one, else the CPU): train.py, and the same run interrupted and resumed (equal weights: bitwise on
-the CPU, within 1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py
-on both evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py;
-the device recorded in results.json (TF32 off); with GPUs, torchrun with one process more than
-there are GPUs refused in one line, and with 2+ GPUs test.py on 2 processes agreeing with one.
-Each check prints `ok`, `FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
+On a toy synthetic dataset, on `--device` (auto: the first GPU torch sees, else the CPU):
+train.py, and the same run interrupted and resumed (equal weights: bitwise on the CPU, within
+1e-4 on CUDA, whose upsampling and NLL backward are nondeterministic); test.py on both
+evaluation paths (IoUs within the exactness contract's 0.1 points); scripts/predict.py; the
+device in results.json (TF32 off); with GPUs, torchrun with more processes than GPUs refused in
+one line, and with 2+ GPUs test.py on 2 processes agreeing with one. Each check prints `ok`,
+`FAIL` (with the reason) or `skip`; the exit status is 1 when any failed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 
@@ -47,22 +47,11 @@ class Checks:
         self.device, self.scratch = device, scratch
         self.gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
         self.data = scratch / "data"
-        self.failures = 0
-
-    def report(self, name: str, check: Callable[[], Optional[str]]) -> None:
-        try:
-            detail = check()
-        except Failed as failure:
-            self.failures += 1
-            print(f"FAIL  {name}: {failure}", flush=True)
-            return
-        print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
 
     def script(self, name: str, *args: str, launcher: Optional[List[str]] = None,
                expect_failure: bool = False) -> str:
-        """Run the checkout's script `name` with `args` (under `launcher`, e.g. torchrun) from
-        the scratch folder; its output, or Failed with its last lines when the exit status is
-        not the one expected."""
+        """The output of the checkout's script `name` run with `args` (under `launcher`) from
+        the scratch folder; Failed with its last lines on an unexpected exit status."""
         result = run_python(REPO_ROOT, [str(REPO_ROOT / name), *args], self.scratch, launcher,
                             timeout=900)
         output = result.stdout + result.stderr
@@ -128,10 +117,9 @@ class Checks:
 
     def predict(self) -> Optional[str]:
         voc = self.data / VOC_DIR
-        example = write_predict_example(voc / IMAGE_DIR, voc / CLASS_DIR,
-                                        read_id_list(voc / LIST_DIR / "val.txt"), EXAMPLE_CLASS,
-                                        self.scratch / "example")
-        support, mask, queries = example
+        support, mask, queries = write_predict_example(
+            voc / IMAGE_DIR, voc / CLASS_DIR, read_id_list(voc / LIST_DIR / "val.txt"),
+            EXAMPLE_CLASS, self.scratch / "example")
         self.script("scripts/predict.py", "--checkpoint", "straight/checkpoints/final.pt",
                     "--way", str(support), str(mask), "--query", *map(str, queries),
                     "--out", "predictions", "--device", self.device)
@@ -157,6 +145,7 @@ class Checks:
     def run_all(self) -> int:
         """Each check in order (those needing more GPUs than there are skipped); 1 when any
         failed, else 0."""
+        failures = 0
         for name, check, gpus in (
                 ("train", self.train, 0), ("checkpoint and resume", self.resume, 0),
                 ("both evaluation paths within the contract", self.test_paths, 0),
@@ -164,21 +153,26 @@ class Checks:
                 ("predict.py", self.predict, 0),
                 ("torchrun with more processes than GPUs is refused", self.torchrun_refused, 1),
                 ("test.py on 2 GPUs agrees with 1", self.sharded, 2)):
-            if self.gpus >= gpus:
-                self.report(name, check)
-            else:
+            if self.gpus < gpus:
                 print(f"skip  {name}: {f'{self.gpus} GPU(s)' if self.gpus else 'no GPU'} here",
                       flush=True)
-        print(f"{'FAILED' if self.failures else 'passed'}: {self.failures} check(s) failed")
-        return 1 if self.failures else 0
+                continue
+            try:
+                detail = check()
+            except Failed as failure:
+                failures += 1
+                print(f"FAIL  {name}: {failure}", flush=True)
+                continue
+            print(f"ok    {name}" + (f" ({detail})" if detail else ""), flush=True)
+        print(f"{'FAILED' if failures else 'passed'}: {failures} check(s) failed")
+        return 1 if failures else 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu, "
                                                          "cuda, cuda:N")
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a "
-                                                  "temporary folder, removed)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args(argv)
     try:
         device, fallback = resolve_device(args.device)
@@ -186,8 +180,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
     if fallback:
         print(f"no GPU: {fallback}; running the checks on the CPU")
-    device_name = "cpu" if device.type == "cpu" else str(device) if device.index is not None \
-        else "cuda"
+    device_name = "cpu" if device.type == "cpu" else str(device)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         return Checks(device_name, args.keep.resolve()).run_all()

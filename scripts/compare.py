@@ -6,15 +6,14 @@
     python scripts/compare.py OURS_F0 OURS_F1 --vs PANET_F0 PANET_F1 --names Ours PANet  # folds
 
 Each argument is a results.json of test.py or its run folder (with episodes.npz); a side of
-several tests holds one method trained with different seeds. Tests of another protocol or
-other episodes are refused, naming each setting that differs (exit status 2), and so is one
-model on both sides, except as a comparison of numerics: the same models, each side in its own
-precision, memory format or evaluation path. Prints A, B and A - B (mean-IoU and binary-IoU,
-overall and per run, each class's IoU) with 95% bootstrap intervals, p-values, each side's
-numerics and each test's provenance (docs/reporting.md); --json, --markdown and --latex write
-it to files as well ('-': to standard output, instead of the Markdown). Tests of several folds
-(the rest of their protocol shared) give each fold's comparison and the mean over folds, the
-folds resampled independently. --names calls the sides other than A and B.
+several tests holds one method trained with different seeds. Tests of another protocol or other
+episodes are refused, naming each setting that differs (exit status 2), and so is one model on
+both sides, unless each side has its own precision, memory format or evaluation path. Prints A,
+B and A - B (mean-IoU and binary-IoU, overall and per run, each class's IoU) with 95% bootstrap
+intervals, p-values, each side's numerics and each test's provenance (docs/reporting.md), also
+written by --json, --markdown and --latex ('-': to standard output, instead of the Markdown).
+Tests of several folds give each fold's comparison and the mean over folds (folds resampled
+independently). --names calls the sides other than A and B.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
     python scripts/compare_nearest.py VOC2012_DIR [--size 417]
 
 ``panet.data.transforms.resize_nearest`` takes input row/column floor((i + 0.5) * in / out).
-For every side length of the ``SegmentationClassAug`` masks, prints how many output rows/columns
-pick a different input row/column than PIL, by how much, and how many of those are exact ties
-((i + 0.5) * in / out an integer); then the share of differing pixels over all masks.
+Over the side lengths of the ``SegmentationClassAug`` masks, prints how many output rows/columns
+read another input than PIL, by how much, and how many are exact ties ((i + 0.5) * in / out an
+integer); then the share of differing pixels over all masks.
 """
 
 from __future__ import annotations

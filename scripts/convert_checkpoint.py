@@ -6,17 +6,17 @@
     python scripts/convert_checkpoint.py --upgrade --trust-pickle OLD.pt NEW.pt
 
 --to released: the 26 encoder tensors of a VGG-16 PANet, named and ordered as
-`nn.DataParallel(FewShotSeg).state_dict()`, in the legacy torch format PyTorch 1.0 reads; the
-released test.py takes the setting from the path, so the run folder to put it under is printed.
+`nn.DataParallel(FewShotSeg).state_dict()`, in the legacy torch format PyTorch 1.0 reads; prints
+the run folder to put it under (the released test.py reads the setting from the path).
 
 --to panet: a train.py checkpoint of a released snapshot, with the config train.py composes for
-the snapshot's setting (read from its path, each part overridable by an option) and the step of
-`<step>.pth` or --step. The release kept no optimizer state: a fresh one (no momentum) with the
-learning-rate schedule advanced to the step. `origin` records the snapshot, its SHA-256 and
-where each setting came from.
+the snapshot's setting (from its path, each part overridable by an option), the step of
+`<step>.pth` or --step, and a fresh optimizer (the release kept none) with the learning-rate
+schedule advanced to the step; `origin` records the snapshot, its SHA-256 and each setting's
+source.
 
 --upgrade: a format-1 checkpoint (numpy's generator state and sacred's config objects pickled)
-rewritten with tensors and plain data only; reading format 1 unpickles it, which runs any code a
+rewritten with tensors and plain data only; reading it unpickles it, which runs any code a
 crafted file holds: it needs --trust-pickle.
 
 Errors are one line on stderr, with exit status 1 (2 for bad arguments).
@@ -44,8 +44,6 @@ from panet.base.safe_load import plain_data
 from panet.settings import TrainSettings
 from panet.base.errors import OneLineParser, one_line
 
-SETTING_OPTIONS = {"dataset": "--dataset", "align": "--align or --no-align", "fold": "--fold",
-                   "ways": "--ways", "shots": "--shots"}
 # what the released code's model is: (model.* key, its value there, why no other converts)
 RELEASED_MODEL = (("encoder", "vgg16", "the released code has only the VGG-16 encoder"),
                   ("factory", DEFAULT_FACTORY, "the released code has PANet only"),
@@ -74,15 +72,12 @@ def released_setting(model_file: ModelFile, args: argparse.Namespace
                      ) -> Tuple[ReleasedSetting, Dict[str, str]]:
     """The setting of a released snapshot (path, each part overridden by its option) and where
     each part came from ("path" | "option"); ValueError naming the options still needed."""
-    from_path = model_file.path_setting._asdict() if model_file.path_setting else {}
-    values, sources = {}, {}
-    for field in ReleasedSetting._fields:
-        given = getattr(args, field)
-        if given is not None:
-            values[field], sources[field] = given, "option"
-        elif field in from_path:
-            values[field], sources[field] = from_path[field], "path"
-    missing = [SETTING_OPTIONS[field] for field in ReleasedSetting._fields if field not in values]
+    given = {field: getattr(args, field) for field in ReleasedSetting._fields
+             if getattr(args, field) is not None}
+    values = {**(model_file.path_setting._asdict() if model_file.path_setting else {}), **given}
+    sources = {field: "option" if field in given else "path" for field in values}
+    missing = [f"--{field}" + (" or --no-align" if field == "align" else "")
+               for field in ReleasedSetting._fields if field not in values]
     if missing:
         raise ValueError(f"'{model_file.path}' names no setting in its path (released form: "
                          f"{RELEASED_PATH_FORM}): give {', '.join(missing)}")

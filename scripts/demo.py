@@ -4,12 +4,10 @@ one held-out image.
 
     python scripts/demo.py [--steps 3000] [--episodes 200] [--data data/synthetic] [--out runs/demo]
 
-Every step is a plain train.py / test.py command, printed before it runs: a tour of the tools.
-The data goes to data/synthetic (400 images, made once), the training run to runs/demo/train,
-each test to runs/demo/{trained,untrained}_{1,5}shot, the overlays to
-runs/demo/qualitative_{1,5}.png (paths relative to the current folder). Fold 0 of the synthetic
-set: training on classes 6-20, testing on 1-5 (shape x texture combinations never seen in
-training), with the 0.6M-parameter `small` encoder at 129 x 129, not the paper's VGG-16.
+Each step is a train.py / test.py command, printed before it runs. Writes the data to --data
+(made once), the training run to OUT/train, each test to OUT/{trained,untrained}_{1,5}shot, the
+overlays to OUT/qualitative_{1,5}.png. Fold 0 of the synthetic set (training on classes 6-20,
+testing on 1-5), with the 0.6M-parameter `small` encoder at 129 x 129.
 """
 
 from __future__ import annotations
@@ -33,8 +31,8 @@ SHOTS = ("1shot", "5shot")
 
 
 def run(script: str, *args: str) -> None:
-    """Print `python script args` as one would type it, then run it with this interpreter
-    (`script` named relative to the current folder when it is inside it)."""
+    """Print `python script args` as one would type it (relative to the current folder when
+    inside it), then run it with this interpreter."""
     path = REPO_ROOT / script
     if path.is_relative_to(Path.cwd()):
         path = path.relative_to(Path.cwd())
@@ -56,8 +54,7 @@ def train(args: argparse.Namespace, checkpoint: Path) -> None:
 
 
 def test(args: argparse.Namespace, checkpoint: Path) -> List[tuple]:
-    """Test the untrained and the trained model 1-shot and 5-shot: (shots, untrained, trained)
-    rows of mean-IoU and binary-IoU in percent."""
+    """(shots, untrained, trained) rows of mean-IoU and binary-IoU in percent, 1- and 5-shot."""
     rows = []
     test_settings = [f"data.root={args.data}", f"test.runs={args.runs}",
                      f"test.episodes={args.episodes}"]
@@ -87,8 +84,7 @@ def print_table(rows: List[tuple], args: argparse.Namespace) -> None:
 
 
 def predict_example(args: argparse.Namespace, checkpoint: Path) -> None:
-    """scripts/predict.py on your own images: a support image and its 0/255 mask of a held-out
-    class, one query."""
+    """scripts/predict.py on a support image, its 0/255 mask of a held-out class, one query."""
     voc = args.data / "VOC2012"
     support, mask, (query,) = write_predict_example(
         voc / IMAGE_DIR, voc / CLASS_DIR, read_id_list(voc / LIST_DIR / "val.txt"),

@@ -3,12 +3,11 @@
     python scripts/episodes.py runs/dg --out episodes.csv          # class,query,support_1,...
     python scripts/episodes.py runs/dg/episodes.npz --out episodes.jsonl --run 0
 
-The test is a run folder of test.py, its results.json or its episodes.npz. One episode a line,
-in the order drawn: its class (the dataset's class id, 1-based: PATNet's and HSNet's class k is
-our k + 1), the query, the supports, each a file path relative to the test's data.root
-(panet/data/protocols.py). Tests of 1-way, 1-query episodes only (the cross-domain benchmark's;
-a file of W-way episodes would need another format). Read back with
-`python test.py with ... test.episodes_file=episodes.csv`, the same episodes are evaluated.
+The test is a run folder of test.py, its results.json or its episodes.npz; its episodes must be
+1-way with 1 query (the cross-domain benchmark's). One episode a line, in the order drawn: its
+class (the dataset's 1-based class id: PATNet's and HSNet's class k is our k + 1), the query,
+the supports, each a path relative to the test's data.root (panet/data/protocols.py).
+`python test.py with ... test.episodes_file=episodes.csv` evaluates the same episodes.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@
 
 For every SegmentationClassAug/{id}.png writes ScribbleAugAuto/{id}.png (0 background scribble,
 k foreground scribble of instance k, 255 elsewhere) drawn by the DAVIS-challenge interaction
-robot (`panet.data.voc.generate_scribbles`), which the loader reads as it reads the released
-files (without them it draws the same scribbles on the fly). Resumable: existing files are
-kept, and each is written under a temporary name and renamed.
+robot (`panet.data.voc.generate_scribbles`; the loader draws the same on the fly without them).
+Resumable: existing files are kept, each new one written under a temporary name and renamed.
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@
                                      [--seed 0] [--coco] [--year 2014]
                                      [--layout voc|folder|cdfss]
 
-Writes OUT/VOC2012 (PASCAL layout: dataset name "synthetic", or "pascal" on OUT/VOC2012) and,
-with --coco, OUT/coco (COCO layout, year --year); with --layout folder, the folder layout of
-your own datasets into OUT instead (dataset name "folder" after scripts/prepare_folder.py), plus
-OUT/examples/ (a support image, its 0/255 mask, query images) for scripts/predict.py. With
---layout cdfss, the four cross-domain test sets of PATNet in their real layouts instead:
-OUT/Deepglobe, OUT/ISIC, OUT/LungSegmentation and OUT/FSS-1000 (fixed counts, --size default
-96 x 96; see panet/data/synthetic_cdfss.py).
+--layout voc: OUT/VOC2012 (PASCAL layout: dataset "synthetic", or "pascal" on OUT/VOC2012) and,
+with --coco, OUT/coco (COCO layout, year --year). folder: the folder layout in OUT (dataset
+"folder" after scripts/prepare_folder.py), plus OUT/examples/ (a support image, its 0/255 mask,
+queries) for scripts/predict.py. cdfss: PATNet's four cross-domain test sets in their real
+layouts, OUT/Deepglobe, OUT/ISIC, OUT/LungSegmentation and OUT/FSS-1000 (fixed counts;
+panet/data/synthetic_cdfss.py).
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ SIZES = {"voc": (375, 500), "folder": (375, 500), "cdfss": (96, 96)}  # default 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data", "synthetic"),
-                        help="output folder (default data/synthetic, where configs/synthetic.yaml "
-                             "reads it)")
+                        help="output folder (configs/synthetic.yaml reads data/synthetic)")
     parser.add_argument("--n-images", type=int, default=None,
                         help=f"images of the voc and folder layouts (default {DEFAULT_N_IMAGES})")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
@@ -50,17 +48,16 @@ def main(argv=None) -> int:
     n_images = DEFAULT_N_IMAGES if args.n_images is None else args.n_images
     size = tuple(args.size or SIZES[args.layout])
     start = time.perf_counter()
+    written = f"{n_images} images"
     if args.layout == "cdfss":
         generate_cdfss(args.out, seed=args.seed, size=size)
         written = f"{DEEPGLOBE_DIR}, {ISIC_DIR}, {LUNG_DIR} and {FSS_DIR}"
     elif args.layout == "folder":
         generate_folder(args.out, n_images=n_images, size=size, seed=args.seed,
                         val_fraction=args.val_fraction)
-        written = f"{n_images} images"
     else:
         generate(args.out, n_images=n_images, size=size, seed=args.seed,
                  val_fraction=args.val_fraction, coco=args.coco, coco_year=args.year)
-        written = f"{n_images} images"
     print(f"wrote {written} ({size[0]} x {size[1]}) to {args.out} in "
           f"{time.perf_counter() - start:.1f} s")
     return 0

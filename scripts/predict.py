@@ -4,20 +4,14 @@
         --query Q [Q ...] --out DIR [--device auto] [--batch-size 4] [--ignore-value 255] \
         [--precision fp32|bf16|fp16] [--memory-format contiguous|channels_last]
 
---checkpoint takes a train.py checkpoint or a snapshot of the authors' released code
-(<step>.pth, read at 417 x 417); a checkpoint of your own method needs --factory, its
-model.factory (a checkpoint supplies settings, never code to run). Each --way starts a way (a class to find); its (image, mask) pairs are its shots, the same number
-for every way. Masks are binary in any encoding (0/1, 0/255, ...): foreground where non-zero;
---ignore-value marks pixels to leave out of both foreground and background. --weights
-VGG16.pth (torchvision's vgg16-397923af.pth) instead of --checkpoint segments with PANet-init,
-the ImageNet-initialised encoder without episode training. --query takes image files and folders
-(every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp image in them).
+Each --way is a class to find, its (image, mask) pairs its shots, as many for every way; masks
+are foreground where non-zero. A released snapshot (<step>.pth) is read at 417 x 417; --weights
+segments with PANet-init, the ImageNet encoder without episode training.
 
-Nothing is written over an input or an existing file: an --out holding a query (or a
-support) is refused, and so is an existing <stem>.png unless --overwrite. Per query,
-DIR/<stem>.png is the label map at the query's original size as an indexed-colour PNG
-(0 background, c way c) and DIR/<stem>_overlay.png the prediction over the image with a legend.
-Bad input stops the script before any output, with a one-line reason and exit status 1.
+Per query: DIR/<stem>.png, the label map at the query's size as an indexed-colour PNG (0
+background, c way c), and DIR/<stem>_overlay.png, the prediction over the image with a legend.
+Nothing is written over an input, nor over an existing file unless --overwrite. Bad input stops
+the script before any output, with a one-line reason and exit status 1.
 """
 
 from __future__ import annotations
@@ -49,14 +43,16 @@ def number(text: str) -> float:
 
 
 def parse_ways(groups: Sequence[Sequence[str]]) -> List[List[Shot]]:
-    """--way groups of IMG MASK pairs -> a list of ways, each a list of (image, mask) shots."""
-    ways = []
+    """--way groups of IMG MASK pairs -> a list of ways, each a list of (image, mask) shots;
+    ValueError for an odd group or a missing file."""
     for w, group in enumerate(groups, start=1):
         if len(group) % 2:
             raise ValueError(f"--way {w} has an odd number of paths ({len(group)}); it takes "
                              f"IMG MASK pairs")
-        ways.append([(Path(group[i]), Path(group[i + 1])) for i in range(0, len(group), 2)])
-    return ways
+        for path in map(Path, group):
+            if not path.is_file():
+                raise ValueError(f"--way {w}: {path} does not exist")
+    return [list(zip(map(Path, group[::2]), map(Path, group[1::2]))) for group in groups]
 
 
 def query_files(entries: Iterable[str]) -> List[Path]:
@@ -79,10 +75,9 @@ def query_files(entries: Iterable[str]) -> List[Path]:
 
 def output_stems(queries: Sequence[Path], out: Path, inputs: Sequence[Path] = (),
                  overwrite: bool = False) -> List[str]:
-    """The output stem of each query (its file stem), once it is sure that writing
-    `out/<stem>.png` and `out/<stem>_overlay.png` loses nothing: two queries writing one file,
-    an output that would replace an input (a query, a support image or mask: `inputs`), and
-    (unless `overwrite`) an existing file are refused, naming the file."""
+    """The stem of each query, once writing `out/<stem>.png` and `out/<stem>_overlay.png` loses
+    nothing; ValueError naming the file two queries would write, an input (a query or one of
+    `inputs`) it would replace, or (unless `overwrite`) an existing one."""
     written = {}
     protected = {path.resolve() for path in (*queries, *inputs)}
     for query in queries:
@@ -102,16 +97,14 @@ def output_stems(queries: Sequence[Path], out: Path, inputs: Sequence[Path] = ()
 
 
 def predict(segmenter: Segmenter, ways: Sequence[Sequence[Shot]], queries: Sequence[Path],
-            out: Path, ignore_value: Optional[float] = None, batch_size: Optional[int] = None,
-            progress: bool = True, overwrite: bool = False) -> List[Path]:
-    """Segment ``queries`` and write each one's label PNG and overlay into ``out``; returns the
-    overlays. Inputs and outputs are checked (ValueError, `output_stems`) before anything is
-    written. The files of a query are written by a second thread while the next queries are
-    encoded."""
+            out: Path, ignore_value: Optional[float] = None, progress: bool = True,
+            overwrite: bool = False) -> List[Path]:
+    """Segment ``queries`` and write each one's label PNG and overlay into ``out`` (by a second
+    thread, while the next queries are encoded), checked first by `output_stems`; returns the
+    overlays."""
     stems = output_stems(queries, out, [path for way in ways for shot in way for path in shot],
                          overwrite)
-    results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value,
-                                     batch_size=batch_size)
+    results = segmenter.iter_segment(ways, queries, ignore_value=ignore_value)
     names = [way[0][0].name + (f" + {len(way) - 1} more" if len(way) > 1 else "")
              for way in ways]
     out.mkdir(parents=True, exist_ok=True)
@@ -143,15 +136,14 @@ def parse_args(argv) -> Tuple[OneLineParser, argparse.Namespace]:
     model.add_argument("--weights", type=Path,
                        help="torchvision's ImageNet VGG-16 (vgg16-397923af.pth): PANet-init")
     parser.add_argument("--factory", metavar="PACKAGE.MODULE:CALLABLE",
-                        help="the model.factory a --checkpoint of your own method was trained "
-                             "with (a checkpoint names no code to run: give it here)")
+                        help="the model.factory of a --checkpoint of your own method (a "
+                             "checkpoint names no code to run)")
     parser.add_argument("--way", nargs="+", action="append", required=True,
                         metavar="IMG MASK", help="one way: its support images and masks")
     parser.add_argument("--query", nargs="+", action="extend", required=True,
-                        help="query images or folders of images")
+                        help=f"query images or folders of {'/'.join(QUERY_SUFFIXES)} images")
     parser.add_argument("--out", type=Path, required=True,
-                        help="output folder (another than the queries'; nothing in it is "
-                             "replaced unless --overwrite)")
+                        help="output folder (another than the queries')")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace label maps and overlays already in --out (never inputs)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
@@ -184,10 +176,6 @@ def main(argv=None) -> int:
         queries = query_files(args.query)
         output_stems(queries, args.out, [path for way in ways for shot in way for path in shot],
                      args.overwrite)
-        for w, way in enumerate(ways, start=1):
-            for path in (p for shot in way for p in shot):
-                if not path.is_file():
-                    raise ValueError(f"--way {w}: {path} does not exist")
         numerics = {"precision": args.precision, "memory_format": args.memory_format}
         segmenter = (Segmenter.from_checkpoint(args.checkpoint, args.device, args.batch_size,
                                                factory=args.factory, **numerics)
@@ -197,8 +185,7 @@ def main(argv=None) -> int:
         overlays = predict(segmenter, ways, queries, args.out, args.ignore_value,
                            overwrite=args.overwrite)
     except (ValueError, OSError) as error:
-        message = one_line(error)  # one line
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
         return 1
     print(f"{len(queries)} label maps (<stem>.png) and overlays (<stem>{OVERLAY_SUFFIX}.png) "
           f"written to {args.out}")

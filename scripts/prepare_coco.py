@@ -2,12 +2,11 @@
 
     python scripts/prepare_coco.py ROOT [--year 2014] [--splits train val] [--cache-dir DIR]
 
-ROOT holds the official zips of cocodataset.org unpacked: annotations/instances_{split}{year}.json
-and {split}{year}/. A missing piece is reported with where it comes from (exit status 2), a
-damaged annotation file or missing images exit with status 1; otherwise it builds (or reuses)
-the cache `panet.data.coco.CocoSource` reads (default: the user's cache, $XDG_CACHE_HOME/panet
-or ~/.cache/panet, a folder per data root; nothing is written under ROOT) and prints the images
-per class.
+ROOT holds cocodataset.org's zips unpacked: annotations/instances_{split}{year}.json and
+{split}{year}/. A missing piece is reported with where it comes from (exit status 2), a damaged
+annotation file or missing images with status 1; otherwise it builds (or reuses) the cache
+`panet.data.coco.CocoSource` reads (default: $XDG_CACHE_HOME/panet or ~/.cache/panet, a folder
+per data root; nothing is written under ROOT) and prints the images per class.
 """
 
 from __future__ import annotations
@@ -47,9 +46,8 @@ def main(argv=None) -> int:
 
     print("images per class:" + " " * 17 + " ".join(class_lists))
     for class_id, name in source.class_names.items():
-        counts = " ".join(
-            f"{len(lists[class_id]):>{len(column)}d}" for column, lists in class_lists.items()
-        )
+        counts = " ".join(f"{len(lists[class_id]):>{len(split)}d}"
+                          for split, lists in class_lists.items())
         print(f"  {class_id:2d} {name:<28s} {counts}")
     return 0
 

@@ -2,13 +2,11 @@
 
     python scripts/prepare_deepglobe.py --release DIR --out DIR
 
---release is the Kaggle "deepglobe-land-cover-classification-dataset" folder (it holds
-train/<id>_sat.jpg and train/<id>_mask.png); --out must be missing or empty and receives
-<k>/test/origin/<stem>.jpg and <k>/test/groundtruth/<stem>.png for k = 1..6 (read it with
-data.root=OUT). The rules (6 x 6 grid crop, PATNet's keep filter, class colours per folder) and
-their sources in PATNet's data/preprocess.py are in panet/data/deepglobe_prepare.py. A folder
-that is no release, or a non-empty --out, is refused in one line before anything is written
-(exit status 2).
+--release: the Kaggle "deepglobe-land-cover-classification-dataset" folder (train/<id>_sat.jpg,
+train/<id>_mask.png). --out, missing or empty, receives <k>/test/origin/<stem>.jpg and
+<k>/test/groundtruth/<stem>.png for k = 1..6 (read it with data.root=OUT). The rules, and their
+sources in PATNet's data/preprocess.py, are in panet/data/deepglobe_prepare.py. A folder that is
+no release, or a non-empty --out, is refused in one line before anything is written (status 2).
 """
 
 from __future__ import annotations
@@ -21,17 +19,16 @@ from panet.data.deepglobe_prepare import (CLASS_COLOURS, CLASS_NAMES, PrepareSum
                                           prepare_deepglobe, release_pairs)
 
 
-def out_problem(out: Path) -> str:
-    """Why ``out`` cannot receive the tiles ('' if it can): it must be missing or empty."""
+def check_out(out: Path) -> None:
+    """ValueError unless ``out`` can receive the tiles: missing or an empty folder."""
     if out.exists() and not out.is_dir():
-        return f"--out {out} is a file; name a new folder"
+        raise ValueError(f"--out {out} is a file; name a new folder")
     if out.is_dir() and any(out.iterdir()):
-        return f"--out {out} is not empty; name a new or empty folder (nothing is overwritten)"
-    return ""
+        raise ValueError(f"--out {out} is not empty; name a new or empty folder (nothing is "
+                         "overwritten)")
 
 
 def print_summary(summary: PrepareSummary, out: Path) -> None:
-    """Tiles cut, kept and written per class folder."""
     print(f"{summary.images} images -> {summary.tiles} tiles, {summary.kept} kept by PATNet's "
           f"filter; written under {out}:")
     for class_id, count in summary.per_class.items():
@@ -51,12 +48,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         pairs = release_pairs(args.release)
+        check_out(args.out)
     except ValueError as error:
         print(f"Cannot prepare {args.release}: {error}")
-        return 2
-    problem = out_problem(args.out)
-    if problem:
-        print(f"Cannot prepare {args.release}: {problem}")
         return 2
     print_summary(prepare_deepglobe(pairs, args.out), args.out)
     return 0

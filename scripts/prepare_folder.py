@@ -3,8 +3,8 @@
     python scripts/prepare_folder.py ROOT [--workers 2]
 
 ROOT holds images/<id>.jpg|.png, masks/<id>.png (0 background, k = line k of classes.txt, 255
-ignore), classes.txt and optionally splits/<split>.txt (panet/data/folder.py). Every problem
-found is listed with a summary, and nothing is written (exit status 1); otherwise it writes
+ignore), classes.txt and optionally splits/<split>.txt (panet/data/folder.py). Any problem is
+listed, with a summary, and nothing is written (exit status 1); otherwise it writes
 ROOT/lists/<split>/class<k>.txt (and counts.txt) for split "all" and every split list, and
 prints the images per class.
 """
@@ -24,11 +24,10 @@ MIN_IMAGES = 2  # an episode needs a support and a query of the class
 
 def print_counts(class_names: Dict[int, str], lists: Dict[str, Dict[int, list]]) -> None:
     """The images of each class in each split, and the classes too scarce for an episode."""
-    splits = list(lists)
-    print(f"images per class and split:\n  {'class':<28s}" + "".join(f"{s:>10s}" for s in splits))
+    print(f"images per class and split:\n  {'class':<28s}" + "".join(f"{s:>10s}" for s in lists))
     for class_id, name in class_names.items():
         print(f"  {f'{class_id} {name}':<28s}"
-              + "".join(f"{len(lists[s][class_id]):10d}" for s in splits))
+              + "".join(f"{len(ids[class_id]):10d}" for ids in lists.values()))
     scarce = [name for class_id, name in class_names.items()
               if len(lists[ALL_SPLIT][class_id]) < MIN_IMAGES]
     if scarce:

@@ -4,10 +4,10 @@
 
 Writes {split}/class{k}.txt (the ids whose SegmentationClassAug mask holds class k) for every
 {split}.txt of --lists (default VOC2012_DIR/ImageSets/Segmentation) into --out (default: the
-lists folder; with --out DIR, a read-only tree is read with data.lists_dir=DIR), and prints the
-images per class; with --sbd also SegmentationObjectAug/ instance PNGs (for box supports). A
-missing piece of the layout (with where it comes from) or any bad mask (all of them listed)
-stops it with status 2 before anything is written.
+lists folder; a read-only tree is then read with data.lists_dir=OUT) and prints the images per
+class; with --sbd also SegmentationObjectAug/ instance PNGs (for box supports). A missing piece
+of the layout (and where it comes from) or any bad mask (all listed) stops it with status 2
+before anything is written.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List
 
 from panet.data.folds import PASCAL_CLASS_NAMES
 from panet.data.voc_prepare import (MaskProblems, convert_instances, images_missing,
@@ -61,18 +60,13 @@ def main(argv=None) -> int:
         print(f"note: {len(no_image)} listed ids have no {IMAGE_DIR}/<id>.jpg (e.g. "
               f"{no_image[:3]}); training and testing need them: {ORIGIN[IMAGE_DIR]}")
     if args.sbd:
-        convert_sbd(args.voc_root, args.sbd, ids)
+        missing = convert_instances(args.voc_root, args.sbd, ids)
+        print(f"instance maps written to {args.voc_root / 'SegmentationObjectAug'} for "
+              f"{len(ids) - len(missing)} ids")
+        if missing:
+            print(f"warning: {len(missing)} ids are neither in SegmentationObject/ nor in "
+                  f"{args.sbd / 'inst'} (e.g. {missing[:3]}); box supports fail on them")
     return 0
-
-
-def convert_sbd(voc_root: Path, sbd: Path, ids: List[str]) -> None:
-    """Write the instance maps of `ids` from SBD, saying which ids have none."""
-    missing = convert_instances(voc_root, sbd, ids)
-    print(f"instance maps written to {voc_root / 'SegmentationObjectAug'} for "
-          f"{len(ids) - len(missing)} ids")
-    if missing:
-        print(f"warning: {len(missing)} ids are neither in SegmentationObject/ nor in "
-              f"{sbd / 'inst'} (e.g. {missing[:3]}); box supports fail on them")
 
 
 if __name__ == "__main__":
