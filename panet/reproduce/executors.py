@@ -1,14 +1,8 @@
-"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), as `Options` say:
-
-- `Options()`: here, one after another, each job's output streaming through this process;
-- `Options(parallel=K)`: K at a time here, each job's output appended to <run folder>/job.log,
-  one GPU per job where there are GPUs (CUDA_VISIBLE_DEVICES one of those this process sees);
-  on a CPU each job keeps the threads it has alone, so its results are bit for bit the same;
-- `Options(executor="slurm", slurm=SlurmOptions(...))`: a Slurm job per job, with its
-  dependencies (`panet.reproduce.slurm`); `wait=True` returns once all have finished.
-
-Changed outputs are set aside before (`panet.reproduce.outputs`): an output present is done.
-Locally a job starts once its prerequisites are met (`jobrun.prerequisites`), is skipped when
+"""Where scripts/reproduce.py runs its jobs (docs/cluster.md): here one after another, output
+streaming through this process; K at a time here, each job's output appended to
+<run folder>/job.log, one GPU per job where there are GPUs (on a CPU each job keeps the threads
+it has alone, so its results are bit for bit the same); or a Slurm job per job
+(`panet.reproduce.slurm`). Locally a job starts once its prerequisites are met, is skipped when
 a job it needs failed, and has each attempt recorded in job.json; Ctrl-C stops the running jobs
 with SIGTERM (a train job saves last.pt) and the same command continues.
 """
@@ -22,7 +16,6 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
@@ -30,22 +23,12 @@ import torch
 from panet.reproduce.jobrun import (DONE, failure, last_line, prerequisites, python_command,
                                     remove_finished_caches, write_record)
 from panet.reproduce.jobs import REPO_ROOT, Job
-from panet.reproduce.slurm import SlurmOptions, current_statuses, submit, wait
+from panet.reproduce.slurm import SlurmOptions, current_statuses, submit
+from panet.reproduce.slurm import wait as wait_until_finished
 
 LOG_FILE = "job.log"
 POLL_SECONDS = 0.2
 Run = Callable[[Sequence[str]], int]  # runs a job's argv to its end, returns its exit code
-
-
-@dataclass(frozen=True)
-class Options:
-    """`executor` "local" or "slurm"; `parallel` jobs at a time (local); `wait` for submitted
-    Slurm jobs to finish; `slurm` their resources."""
-
-    executor: str = "local"
-    parallel: int = 1
-    wait: bool = False
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
 def visible_gpus() -> List[str]:
@@ -168,15 +151,16 @@ class LocalExecutor:
             print(f"[stopped] {run.job.name} (exit code {run.process.poll()})", flush=True)
 
 
-def execute(jobs: Sequence[Job], options: Options, run: Optional[Run] = None
+def execute(jobs: Sequence[Job], executor: str = "local", parallel: int = 1, wait: bool = False,
+            slurm: SlurmOptions = SlurmOptions(), run: Optional[Run] = None
             ) -> Optional[List[str]]:
-    """Run or submit the jobs as `options` say (`run`: see `LocalExecutor`). Returns the jobs
-    that failed or were skipped or blocked once all have ended; None while jobs are queued."""
-    if options.executor == "local":
-        gpus = visible_gpus() if run is None else ()
-        return LocalExecutor(options.parallel, gpus, run).run(jobs)
-    submit(jobs, options.slurm)
-    statuses = wait(jobs) if options.wait else current_statuses(jobs)
+    """Run the jobs here (`parallel` at a time; `run`: see `LocalExecutor`) or submit them to
+    Slurm (`wait`: until all have finished). Returns the jobs that failed or were skipped or
+    blocked once all have ended; None while jobs are queued."""
+    if executor == "local":
+        return LocalExecutor(parallel, visible_gpus() if run is None else (), run).run(jobs)
+    submit(jobs, slurm)
+    statuses = wait_until_finished(jobs) if wait else current_statuses(jobs)
     if not all(status.finished for status in statuses):
         print("submitted. Follow them with --status (the same options); once they are done, "
               "the same command writes the outputs (or add --wait)", flush=True)

@@ -1,15 +1,13 @@
 """The Slurm executor (`--executor slurm`): one Slurm job per job not done, submitted through
 submitit `afterok` on the jobs it needs (`afterany` on the earlier tests sharing its feature
-cache); the command returns once all are submitted.
+cache); submitit's files and the logs (`<id>_0_log.out`, `.err`) go to `<run folder>/slurm/`.
 
-- submitit's files, the batch script and the logs (`<id>_0_log.out`, `.err`) go to
-  `<run folder>/slurm/`; job.json records the submission (`panet.reproduce.jobrun`).
 - `SlurmTask` runs the job's command as it is when the job starts (continuing from last.pt) as a
   child process appending to the logs; a failure is added to job.json with its last line.
 - 90 s before the time limit Slurm sends USR2 (the child ignores it): `SlurmTask.checkpoint`
-  stops train.py with SIGTERM (it saves last.pt) and submitit requeues the job, which continues
-  from last.pt (at most `TIMEOUT_REQUEUES` times). A job preempted or requeued gets SIGTERM:
-  train.py saves last.pt and the job continues when it runs again; a test simply runs again.
+  stops train.py with SIGTERM (it saves last.pt) and submitit requeues the job (at most
+  `TIMEOUT_REQUEUES` times), which continues from last.pt. A job preempted or requeued gets
+  SIGTERM: train.py saves last.pt and continues when it runs again; a test runs again.
 - Submitting again leaves done and queued jobs alone, submits failed ones again and cancels and
   resubmits a queued job that waits on one of those (or can never start).
 """
@@ -59,14 +57,11 @@ def time_minutes(text: str) -> int:
                          "D-HH:MM or D-HH:MM:SS)")
     days, *fields = match.groups()
     numbers = [int(field) for field in fields if field is not None]
-    if days is not None:
-        numbers, units = [int(days) * 24 + numbers[0], *numbers[1:]], (3600, 60, 1)
-    else:
-        units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
-    total = sum(number * unit for number, unit in zip(numbers, units))
-    if total <= 0:
+    units = (3600, 60, 1) if days is not None or len(numbers) == 3 else (60, 1)
+    seconds = int(days or 0) * 86400 + sum(n * unit for n, unit in zip(numbers, units))
+    if seconds <= 0:
         raise ValueError(f"{text!r}: a time limit must be positive")
-    return -(-total // 60)
+    return -(-seconds // 60)
 
 
 @dataclass(frozen=True)
