@@ -57,8 +57,8 @@ class _Running(NamedTuple):
 
 
 class LocalExecutor:
-    """Runs jobs `parallel` at a time, one per GPU of `gpus` when there are any; one at a time
-    their output streams here, or each job's argv goes to `run` (tests)."""
+    """Runs jobs `parallel` at a time, one per GPU of `gpus` if any; one at a time their output
+    streams here. `run` (tests) runs each job's argv in place of a process."""
 
     def __init__(self, parallel: int = 1, gpus: Sequence[str] = (), run: Optional[Run] = None):
         if parallel < 1:
@@ -141,8 +141,8 @@ class LocalExecutor:
         return False
 
     def _stop(self, running: Sequence[_Running]) -> None:
-        """Stop the running jobs with SIGTERM (streaming here, a job had the terminal's Ctrl-C
-        itself), wait for them and record how they ended."""
+        """Stop the running jobs with SIGTERM (a streaming job had the terminal's Ctrl-C), wait
+        for them and record how they ended."""
         for run in running:
             if run.process.poll() is None and not self.stream:
                 run.process.send_signal(signal.SIGTERM)

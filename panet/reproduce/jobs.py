@@ -70,9 +70,8 @@ class Variant:
 @dataclass(frozen=True)
 class Setting:
     """One evaluated configuration: benchmark, fold, episode shape, method variant, training
-    seed (tests always draw their episodes from PAPER_SEED; a target's, from its named
-    config's), encoder (None: the scale's) and the cross-domain target tested (None: the
-    benchmark trained on)."""
+    seed (tests draw their episodes from PAPER_SEED, a target's from its config's), encoder
+    (None: the scale's) and the cross-domain target tested (None: the benchmark trained on)."""
 
     dataset: str  # voc | coco | cdfss (the named configs)
     fold: int
@@ -130,15 +129,12 @@ class Setting:
 class Scale:
     """Where jobs write and how big they are (ValueError for values that do not fit).
 
-    Paper scale: the configs' defaults on the real benchmarks under `data_root` (VOC2012/,
-    COCO/; None: the configs' roots). Synthetic (toy) scale: the generated dataset under
-    `data_root`, tested on its training split as the released protocol does, the small encoder
-    at input `size`, `steps` training steps and `test_runs` x `test_episodes` episodes.
-    `feature_cache_gb`: the budget of each shared feature cache (0: none); `seeds`: training
-    seeds per model; `encoder`: another encoder, named in every job; `released`: a folder of
-    the authors' snapshots (.../PANet_VOC_align_sets_0_1way_5shot_[train]/1/snapshots/<step>
-    .pth), the latest one a setting's path names tested, nothing trained; `factory`: another
-    model (model.factory); `updates`: added to every command (e.g. "precision=bf16").
+    Paper scale: the configs' defaults on the benchmarks under `data_root` (None: the configs'
+    roots). Synthetic (toy) scale: the generated dataset under `data_root`, tested on its
+    training split as the released protocol does, the small encoder at input `size`, `steps`
+    training steps and `test_runs` x `test_episodes` episodes. `released`: a folder of the
+    authors' snapshots (.../PANet_VOC_align_sets_0_1way_5shot_[train]/1/snapshots/<step>.pth),
+    the latest of a setting tested, nothing trained; `updates`: added to every command.
     """
 
     out: Path
@@ -303,7 +299,8 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
             checkpoint, needs = trained.output, (trained.name,)
         updates.append(f"test.checkpoint={checkpoint}")
     episodes = setting.test_episodes(scale)
-    runs = scale.test_runs if setting.target is None or scale.synthetic else 1
+    runs = scale.test_runs if setting.target is None or scale.synthetic \
+        else config_value(setting.target, "test.runs")
     if scale.synthetic:
         updates += [f"test.runs={runs}", f"test.episodes={episodes}"]
     if feature_cache is not None:
@@ -316,8 +313,8 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
 
 def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
     """Every job the settings need, each once, grouped by weights: a train job, then the tests
-    of its checkpoint one after another. Two or more tests of the same weights share a feature
-    cache folder (when scale.feature_cache_gb > 0), removed after the last of them."""
+    of its checkpoint; two or more tests of the same weights share a feature cache folder
+    (when scale.feature_cache_gb > 0), removed after the last of them."""
     groups: Dict[str, Dict[str, Setting]] = {}
     for setting in settings:
         if (scale.released is not None and not setting.variant.init

@@ -78,16 +78,16 @@ class SlurmOptions:
     def parameters(self, name: str, dependency: Optional[str]) -> Dict[str, Any]:
         """submitit.SlurmExecutor.update_parameters arguments of job `name`."""
         optional = {"partition": self.partition, "gpus_per_node": self.gpus_per_job or None,
-                    "cpus_per_task": self.cpus_per_job, "dependency": dependency}
+                    "cpus_per_task": self.cpus_per_job, "mem": self.mem or None,
+                    "dependency": dependency}
         return {"job_name": name, "time": time_minutes(self.time),
-                "additional_parameters": {**({"mem": self.mem} if self.mem else {}),
-                                          **dict(self.extra)},
+                "additional_parameters": dict(self.extra),
                 **{key: value for key, value in optional.items() if value is not None}}
 
 
 def _ignore_preemption_signal() -> None:
-    """In the child: ignore the signal Slurm sends every process of the job before its time
-    limit (its default action would kill train.py before it saves); SlurmTask handles it."""
+    """In the child: ignore the signal Slurm sends before the time limit (it would kill train.py
+    before it saves); SlurmTask handles it."""
     signal.signal(getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIG_IGN)
 
 
@@ -126,9 +126,8 @@ class SlurmTask(submitit.helpers.Checkpointable):
         raise error
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit before it requeues the job (time limit, preemption signal): stop
-        the child with SIGTERM (train.py saves last.pt) and wait for it; the requeued job starts
-        afresh and continues from last.pt."""
+        """Called by submitit before it requeues the job: stop the child with SIGTERM (train.py
+        saves last.pt) and wait for it; the requeued job continues from last.pt."""
         process = self._process
         if process is not None and process.returncode is None:
             print(f"stopping {self.job.name} to requeue it", flush=True)
