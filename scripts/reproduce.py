@@ -325,8 +325,7 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     problems = job_problems(jobs, done)
     if problems:
         return cannot_run(problems)
-    on_disk = [] if data_absent else job_problems(jobs, done, disk=True,
-                                                  fetch=not args.dry_run)
+    on_disk = [] if data_absent else job_problems(jobs, done, disk=True, fetch=not args.dry_run)
     changed = "\n".join(f"  {status.name}: {change}" for status in statuses
                         if status.state == CHANGED for change in status.changes)
     if args.dry_run:

@@ -52,8 +52,7 @@ class _Ended(NamedTuple):
 class _Running(NamedTuple):
     job: Job
     process: subprocess.Popen
-    gpu: Optional[str]
-    record: dict
+    record: dict  # job.json's, with the job's GPU
 
 
 class LocalExecutor:
@@ -113,7 +112,7 @@ class LocalExecutor:
         job.folder.mkdir(parents=True, exist_ok=True)
         write_record(job, **record, exit_code=None)
         if self.run_argv is not None:
-            return _Running(job, _Ended(self.run_argv(argv)), gpu, record)
+            return _Running(job, _Ended(self.run_argv(argv)), record)
         with open(log or os.devnull, "a") as file:
             if log:  # each attempt's output after a line saying when, where and what
                 file.write(f"==> {datetime.datetime.now().isoformat(timespec='seconds')} on "
@@ -126,11 +125,11 @@ class LocalExecutor:
                 env={**os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {})})
         record["pid"] = process.pid
         write_record(job, **record, exit_code=None)
-        return _Running(job, process, gpu, record)
+        return _Running(job, process, record)
 
     def _finish(self, run: _Running, code: int) -> bool:
         """Record how a job ended and say it; True if it succeeded."""
-        self.free_gpus += [run.gpu] if run.gpu is not None else []
+        self.free_gpus += [run.record["gpu"]] if run.record["gpu"] is not None else []
         write_record(run.job, **run.record, exit_code=code)
         if code == 0 and run.job.has_output():
             print(f"[done] {run.job.name}: {run.job.output}", flush=True)

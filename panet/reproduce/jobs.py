@@ -108,8 +108,7 @@ class Setting:
     @property
     def released(self) -> ReleasedSetting:
         """What a released snapshot's path names of this setting."""
-        return ReleasedSetting(self.dataset, self.variant.align, self.fold, self.ways,
-                               self.shots)
+        return ReleasedSetting(self.dataset, self.variant.align, self.fold, self.ways, self.shots)
 
     @property
     def images_per_episode(self) -> int:

@@ -119,8 +119,7 @@ class SlurmTask(submitit.helpers.Checkpointable):
         if process.returncode == 0 and self.job.has_output():
             remove_finished_caches(self.cache_group)
             return str(self.job.output)
-        error = failure(self.job, process.returncode, last_line(str(logs.stderr),
-                                                                SCHEDULER_LINES))
+        error = failure(self.job, process.returncode, last_line(str(logs.stderr), SCHEDULER_LINES))
         write_record(self.job, **{**read_record(self.job), "exit_code": process.returncode,
                                   "error": str(error)})
         raise error
