@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from types import SimpleNamespace
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
@@ -38,17 +39,6 @@ def visible_gpus() -> List[str]:
             else [name.strip() for name in listed.split(",")][:count])
 
 
-class _Ended(NamedTuple):
-    """A job that a function ran (tests) rather than a process."""
-
-    returncode: int
-
-    def poll(self) -> int:
-        return self.returncode
-
-    wait = poll
-
-
 class _Running(NamedTuple):
     job: Job
     process: subprocess.Popen
@@ -60,8 +50,6 @@ class LocalExecutor:
     streams here. `run` (tests) runs each job's argv in place of a process."""
 
     def __init__(self, parallel: int = 1, gpus: Sequence[str] = (), run: Optional[Run] = None):
-        if parallel < 1:
-            raise ValueError(f"parallel must be >= 1, got {parallel}")
         self.stream, self.run_argv = parallel == 1, run
         self.slots = min(parallel, len(gpus)) if gpus else parallel
         self.free_gpus = [] if self.stream else list(gpus)
@@ -111,8 +99,9 @@ class LocalExecutor:
               f"{record['command']}" + (f"\n      log: {log}" if log else ""), flush=True)
         job.folder.mkdir(parents=True, exist_ok=True)
         write_record(job, **record, exit_code=None)
-        if self.run_argv is not None:
-            return _Running(job, _Ended(self.run_argv(argv)), record)
+        if self.run_argv is not None:  # a function ran it (tests): an ended "process"
+            code = self.run_argv(argv)
+            return _Running(job, SimpleNamespace(poll=lambda: code, wait=lambda: code), record)
         with open(log or os.devnull, "a") as file:
             if log:  # each attempt's output after a line saying when, where and what
                 file.write(f"==> {datetime.datetime.now().isoformat(timespec='seconds')} on "
