@@ -172,26 +172,24 @@ def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tupl
     rows, groups = [], []
     for method in spec.methods:
         groups.append(len(rows))
-        paper_cells = [paper_value(paper, spec, method.name, column.paper)
-                       for column in spec.columns]
-        paper_cells += [paper_value(paper, spec, method.name, ("params_M",))] if spec.params \
-            else []
+        paths = [column.paper for column in spec.columns] + [("params_M",)] * spec.params
+        paper_cells = [paper_value(paper, spec, method.name, path) for path in paths]
         paper_row = [f"{method.name} (paper)"] + [Number(v) for v in paper_cells]
         if method.variant is None:
             rows.append(paper_row)
             continue
-        ours = [cell(spec, method.variant, column, results, resampled, provenance)
-                for column in spec.columns]
-        if spec.params:
-            count = provenance.parameters
-            ours.append(Measured(None if count is None else count / 1e6))
+
+        def measured(found, draws, parameters=None) -> list:
+            """Cells of runs of this method (and the encoder's parameter count, Table 1)."""
+            return [*(cell(spec, method.variant, column, found, draws, provenance)
+                      for column in spec.columns),
+                    *[Measured(parameters and parameters / 1e6)] * spec.params]
+
+        ours = measured(results, resampled, provenance.parameters)
         toy_init = provenance.synthetic_scale and method.variant.init
         label = method_label(method.name, provenance.method)
-        others = [[f"{method_label(method.name, name)} (ours)",
-                   *(cell(spec, method.variant, column, their_results, their_resampled,
-                          provenance) for column in spec.columns),
-                   *([Measured(None)] if spec.params else [])]
-                  for name, (their_results, their_resampled) in provenance.others.items()]
+        others = [[f"{method_label(method.name, name)} (ours)", *measured(*runs)]
+                  for name, runs in provenance.others.items()]
         rows += [[f"{label}{', random-init small encoder' * toy_init} (ours)", *ours],
                  *others, paper_row,
                  ["difference (ours - paper)"] + [
