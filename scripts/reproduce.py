@@ -12,12 +12,10 @@ write our numbers beside the paper's (docs/reproducing.md, docs/cluster.md).
     python scripts/reproduce.py --table 1 --executor slurm --slurm-partition gpu   # then:
     python scripts/reproduce.py --table 1 --status        # what a plain run would do with each job
 
-Every job's configuration, data, weights and folders are checked before the first one starts
-(--dry-run lists what would stop them here); each job writes its run folder <out>/runs/<job>/.
-A job is done when its output records what it would make now (settings, data, code); done jobs
-are skipped, unfinished training resumes from last.pt, jobs needing a failed one are skipped,
-and "changed" outputs stop the command unless --rerun-changed. Tables are written with cells
-missing once a test has its result; each result keeps the commit that made it.
+Every job is checked before the first one starts (--dry-run lists what would stop them); each
+writes <out>/runs/<job>/. Done jobs (their output records what they would make now) are skipped,
+unfinished training resumes from last.pt, "changed" outputs stop the command unless
+--rerun-changed. Tables are written once a test has its result; each keeps its commit.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from panet.models import ENCODERS
 from panet.models.numerics import MEMORY_FORMATS, PRECISIONS
 from panet.report.render import write_report
 from panet.reproduce import grid, specs
-from panet.reproduce.executors import Options, Run, execute
+from panet.reproduce.executors import Run, execute
 from panet.reproduce.jobrun import CHANGED, DONE, JobStatus, report, summary
 from panet.reproduce.jobs import (FEATURE_CACHE_GB, FOLDS, REPO_ROOT, Job, Scale, Variant,
                                   absent_synthetic, jobs_for, train_job)
@@ -60,28 +58,24 @@ class Target(NamedTuple):
     write: Callable[[], Path]
 
 
-def method_name(scale: Scale, name: Optional[str]) -> Optional[str]:
-    """Our runs' method: --name, else the --factory's callable, else None (PANet)."""
-    return name or (scale.factory.rpartition(":")[2] if scale.factory else None)
-
-
 def table_target(number: str, scale: Scale, name: Optional[str] = None,
                  also: Sequence[tuple] = ()) -> Target:
     spec = specs.TABLES[number]
-    jobs = jobs_for(spec.settings(scale.training_seeds, scale.encoder), scale)
+    settings = spec.settings(scale.training_seeds, scale.encoder)
+    jobs = jobs_for(settings, scale)
 
     def write() -> Path:
         results, commit = grid.read_results(jobs), grid.code_label(identity.code_version())
-        parameters = specs.encoder_parameters(scale.synthetic, scale.encoder)
+        parameters = specs.encoder_parameters(scale.synthetic, scale.encoder) if spec.params \
+            else None
         others = {}
         for other, folder in also:  # another method's runs of the same jobs
-            their_jobs = jobs_for(spec.settings(scale.training_seeds, scale.encoder),
-                                  replace(scale, out=folder, factory=None))
+            their_jobs = jobs_for(settings, replace(scale, out=folder, factory=None))
             their_results = grid.read_results(their_jobs)
             others[other] = (their_results, grid.resampled_results(their_jobs, their_results))
+        method = name or (scale.factory.rpartition(":")[2] if scale.factory else None)
         provenance = grid.Provenance(commit, scale.synthetic, scale.training_seeds,
-                                     scale.encoder, parameters if spec.params else None, jobs,
-                                     method_name(scale, name), others)
+                                     scale.encoder, parameters, jobs, method, others)
         report = grid.table_report(spec, results, specs.load_paper_results(), provenance,
                                    grid.resampled_results(jobs, results))
         return write_report(report, scale.out / spec.stem, grid.commit_note(results, commit))
@@ -280,16 +274,17 @@ def make_scale(args: argparse.Namespace) -> Scale:
                  released=args.released and args.released.resolve())
 
 
-def make_options(args: argparse.Namespace) -> Options:
-    """The executor options (ValueError for a --slurm-time Slurm cannot read)."""
+def make_options(args: argparse.Namespace) -> dict:
+    """`execute`'s executor options (ValueError for a --slurm-time Slurm cannot read)."""
     try:
         time_minutes(args.slurm_time or DEFAULT_TIME)
     except ValueError as error:
         raise ValueError(f"--slurm-time {error}") from None
-    return Options(args.executor, args.parallel, args.wait, SlurmOptions(
-        args.slurm_partition, args.slurm_time or DEFAULT_TIME,
-        1 if args.gpus_per_job is None else args.gpus_per_job, args.cpus_per_job,
-        args.slurm_mem, tuple(tuple(item.split("=", 1)) for item in args.slurm_extra or ())))
+    slurm = SlurmOptions(args.slurm_partition, args.slurm_time or DEFAULT_TIME,
+                         1 if args.gpus_per_job is None else args.gpus_per_job,
+                         args.cpus_per_job, args.slurm_mem,
+                         tuple(tuple(item.split("=", 1)) for item in args.slurm_extra or ()))
+    return dict(executor=args.executor, parallel=args.parallel, wait=args.wait, slurm=slurm)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -318,10 +313,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
-    """Before running: --status, the configurations' check, --dry-run (listing what stops the
-    jobs here), the changed jobs (refused, or set aside with --rerun-changed), the check of
-    their data, weights (the ImageNet file fetched, not by --dry-run) and folders (not when
-    `data_absent`: synthetic data a run generates). Returns the exit code when nothing runs."""
+    """Before running: --status, the configurations' check, --dry-run, the changed jobs
+    (refused, or set aside with --rerun-changed), the check of their files (the ImageNet file
+    fetched, not by --dry-run; none when `data_absent`). The exit code when nothing runs."""
     jobs = args.target.jobs
     statuses = current_statuses(jobs)
     if args.status:
@@ -331,8 +325,7 @@ def prepare(args: argparse.Namespace, data_absent: bool) -> Optional[int]:
     problems = job_problems(jobs, done)
     if problems:
         return cannot_run(problems)
-    on_disk = [] if data_absent else job_problems(jobs, done, disk=True,
-                                                  fetch=not args.dry_run)
+    on_disk = [] if data_absent else job_problems(jobs, done, disk=True, fetch=not args.dry_run)
     changed = "\n".join(f"  {status.name}: {change}" for status in statuses
                         if status.state == CHANGED for change in status.changes)
     if args.dry_run:
@@ -380,7 +373,7 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
         return code
     scale.out.mkdir(parents=True, exist_ok=True)
     try:
-        failed = execute(args.target.jobs, args.options, run)
+        failed = execute(args.target.jobs, **args.options, run=run)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue (done jobs are skipped, "
               "an unfinished training run resumes from its last.pt)")

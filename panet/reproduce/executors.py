@@ -1,14 +1,8 @@
-"""Where scripts/reproduce.py runs its jobs (docs/cluster.md), as `Options` say:
-
-- `Options()`: here, one after another, each job's output streaming through this process;
-- `Options(parallel=K)`: K at a time here, each job's output appended to <run folder>/job.log,
-  one GPU per job where there are GPUs (CUDA_VISIBLE_DEVICES one of those this process sees);
-  on a CPU each job keeps the threads it has alone, so its results are bit for bit the same;
-- `Options(executor="slurm", slurm=SlurmOptions(...))`: a Slurm job per job, with its
-  dependencies (`panet.reproduce.slurm`); `wait=True` returns once all have finished.
-
-Changed outputs are set aside before (`panet.reproduce.outputs`): an output present is done.
-Locally a job starts once its prerequisites are met (`jobrun.prerequisites`), is skipped when
+"""Where scripts/reproduce.py runs its jobs (docs/cluster.md): here one after another, output
+streaming through this process; K at a time here, each job's output appended to
+<run folder>/job.log, one GPU per job where there are GPUs (on a CPU each job keeps the threads
+it has alone, so its results are bit for bit the same); or a Slurm job per job
+(`panet.reproduce.slurm`). Locally a job starts once its prerequisites are met, is skipped when
 a job it needs failed, and has each attempt recorded in job.json; Ctrl-C stops the running jobs
 with SIGTERM (a train job saves last.pt) and the same command continues.
 """
@@ -22,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
@@ -30,22 +24,12 @@ import torch
 from panet.reproduce.jobrun import (DONE, failure, last_line, prerequisites, python_command,
                                     remove_finished_caches, write_record)
 from panet.reproduce.jobs import REPO_ROOT, Job
-from panet.reproduce.slurm import SlurmOptions, current_statuses, submit, wait
+from panet.reproduce.slurm import SlurmOptions, current_statuses, submit
+from panet.reproduce.slurm import wait as wait_until_finished
 
 LOG_FILE = "job.log"
 POLL_SECONDS = 0.2
 Run = Callable[[Sequence[str]], int]  # runs a job's argv to its end, returns its exit code
-
-
-@dataclass(frozen=True)
-class Options:
-    """`executor` "local" or "slurm"; `parallel` jobs at a time (local); `wait` for submitted
-    Slurm jobs to finish; `slurm` their resources."""
-
-    executor: str = "local"
-    parallel: int = 1
-    wait: bool = False
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
 def visible_gpus() -> List[str]:
@@ -55,31 +39,17 @@ def visible_gpus() -> List[str]:
             else [name.strip() for name in listed.split(",")][:count])
 
 
-class _Ended(NamedTuple):
-    """A job that a function ran (tests) rather than a process."""
-
-    returncode: int
-
-    def poll(self) -> int:
-        return self.returncode
-
-    wait = poll
-
-
 class _Running(NamedTuple):
     job: Job
     process: subprocess.Popen
-    gpu: Optional[str]
-    record: dict
+    record: dict  # job.json's, with the job's GPU
 
 
 class LocalExecutor:
-    """Runs jobs `parallel` at a time, one per GPU of `gpus` when there are any; one at a time
-    their output streams here, or each job's argv goes to `run` (tests)."""
+    """Runs jobs `parallel` at a time, one per GPU of `gpus` if any; one at a time their output
+    streams here. `run` (tests) runs each job's argv in place of a process."""
 
     def __init__(self, parallel: int = 1, gpus: Sequence[str] = (), run: Optional[Run] = None):
-        if parallel < 1:
-            raise ValueError(f"parallel must be >= 1, got {parallel}")
         self.stream, self.run_argv = parallel == 1, run
         self.slots = min(parallel, len(gpus)) if gpus else parallel
         self.free_gpus = [] if self.stream else list(gpus)
@@ -129,8 +99,9 @@ class LocalExecutor:
               f"{record['command']}" + (f"\n      log: {log}" if log else ""), flush=True)
         job.folder.mkdir(parents=True, exist_ok=True)
         write_record(job, **record, exit_code=None)
-        if self.run_argv is not None:
-            return _Running(job, _Ended(self.run_argv(argv)), gpu, record)
+        if self.run_argv is not None:  # a function ran it (tests): an ended "process"
+            code = self.run_argv(argv)
+            return _Running(job, SimpleNamespace(poll=lambda: code, wait=lambda: code), record)
         with open(log or os.devnull, "a") as file:
             if log:  # each attempt's output after a line saying when, where and what
                 file.write(f"==> {datetime.datetime.now().isoformat(timespec='seconds')} on "
@@ -143,11 +114,11 @@ class LocalExecutor:
                 env={**os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {})})
         record["pid"] = process.pid
         write_record(job, **record, exit_code=None)
-        return _Running(job, process, gpu, record)
+        return _Running(job, process, record)
 
     def _finish(self, run: _Running, code: int) -> bool:
         """Record how a job ended and say it; True if it succeeded."""
-        self.free_gpus += [run.gpu] if run.gpu is not None else []
+        self.free_gpus += [run.record["gpu"]] if run.record["gpu"] is not None else []
         write_record(run.job, **run.record, exit_code=code)
         if code == 0 and run.job.has_output():
             print(f"[done] {run.job.name}: {run.job.output}", flush=True)
@@ -158,8 +129,8 @@ class LocalExecutor:
         return False
 
     def _stop(self, running: Sequence[_Running]) -> None:
-        """Stop the running jobs with SIGTERM (streaming here, a job had the terminal's Ctrl-C
-        itself), wait for them and record how they ended."""
+        """Stop the running jobs with SIGTERM (a streaming job had the terminal's Ctrl-C), wait
+        for them and record how they ended."""
         for run in running:
             if run.process.poll() is None and not self.stream:
                 run.process.send_signal(signal.SIGTERM)
@@ -168,15 +139,16 @@ class LocalExecutor:
             print(f"[stopped] {run.job.name} (exit code {run.process.poll()})", flush=True)
 
 
-def execute(jobs: Sequence[Job], options: Options, run: Optional[Run] = None
+def execute(jobs: Sequence[Job], executor: str = "local", parallel: int = 1, wait: bool = False,
+            slurm: SlurmOptions = SlurmOptions(), run: Optional[Run] = None
             ) -> Optional[List[str]]:
-    """Run or submit the jobs as `options` say (`run`: see `LocalExecutor`). Returns the jobs
-    that failed or were skipped or blocked once all have ended; None while jobs are queued."""
-    if options.executor == "local":
-        gpus = visible_gpus() if run is None else ()
-        return LocalExecutor(options.parallel, gpus, run).run(jobs)
-    submit(jobs, options.slurm)
-    statuses = wait(jobs) if options.wait else current_statuses(jobs)
+    """Run the jobs here (`parallel` at a time; `run`: see `LocalExecutor`) or submit them to
+    Slurm (`wait`: until all have finished). Returns the jobs that failed or were skipped or
+    blocked once all have ended; None while jobs are queued."""
+    if executor == "local":
+        return LocalExecutor(parallel, visible_gpus() if run is None else (), run).run(jobs)
+    submit(jobs, slurm)
+    statuses = wait_until_finished(jobs) if wait else current_statuses(jobs)
     if not all(status.finished for status in statuses):
         print("submitted. Follow them with --status (the same options); once they are done, "
               "the same command writes the outputs (or add --wait)", flush=True)

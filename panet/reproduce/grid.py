@@ -1,12 +1,8 @@
 """The cells of a table computed from the test jobs' results, beside the paper's numbers:
 `table_report(spec, results, paper, provenance, resampled)` gives the `Report` the renderers
-print.
-
-`results`: test job name -> its results.json (test.py's record: "mean_iou", "binary_iou",
-"setting" as read, "code" {"commit", "dirty"} of the checkout that made it); `resampled`: test
-job name -> {"mean_iou", "binary_iou": bootstrap resamples (fractions)}, from episodes.npz. A
-reused result keeps the commit that made it: the header says when results come from other
-commits than the current one, and the provenance names each result's commit.
+print. `results`: test job name -> its results.json (with "code" {"commit", "dirty"} of the
+checkout that made it: a reused result keeps its commit, and the table says so); `resampled`:
+test job name -> {"mean_iou", "binary_iou": bootstrap resamples}, from episodes.npz.
 """
 
 from __future__ import annotations
@@ -122,14 +118,13 @@ def method_label(row: str, method: Optional[str]) -> str:
 
 def cell(spec: TableSpec, variant: Variant, column: Column, results: Mapping[str, dict],
          resampled: Mapping[str, Mapping[str, np.ndarray]], provenance: Provenance) -> Measured:
-    """Our entry of a column for a method. A training seed's value is the fold's, or the mean
-    over the column's folds (and cross-domain targets); the interval resamples each fold's episodes (the seeds' tests of a
-    fold share their episodes and their draws) and averages like the value. Value None while
-    any test is missing; partial when a test left classes unevaluated."""
+    """Our entry of a column for a method: per training seed the mean over the column's folds
+    (and targets), then over seeds; the interval resamples each fold's episodes (the seeds'
+    tests of a fold share their draws) and averages alike. None while any test is missing;
+    partial when a test left classes unevaluated."""
     seeds = provenance.seeds[:1] if variant.init else provenance.seeds
-    names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder,
-                           target).test_name
-              for fold in column.folds for target in column.targets]
+    names = [[spec.setting(variant, column.shots, fold, seed, provenance.encoder, target)
+              .test_name for fold in column.folds for target in column.targets]
              for seed in seeds]  # seed x (fold, target)
     if any(results.get(name, {}).get(column.metric) is None for row in names for name in row):
         return Measured(None)
@@ -177,26 +172,24 @@ def _method_rows(spec: TableSpec, results, paper, resampled, provenance) -> tupl
     rows, groups = [], []
     for method in spec.methods:
         groups.append(len(rows))
-        paper_cells = [paper_value(paper, spec, method.name, column.paper)
-                       for column in spec.columns]
-        paper_cells += [paper_value(paper, spec, method.name, ("params_M",))] if spec.params \
-            else []
+        paths = [column.paper for column in spec.columns] + [("params_M",)] * spec.params
+        paper_cells = [paper_value(paper, spec, method.name, path) for path in paths]
         paper_row = [f"{method.name} (paper)"] + [Number(v) for v in paper_cells]
         if method.variant is None:
             rows.append(paper_row)
             continue
-        ours = [cell(spec, method.variant, column, results, resampled, provenance)
-                for column in spec.columns]
-        if spec.params:
-            count = provenance.parameters
-            ours.append(Measured(None if count is None else count / 1e6))
+
+        def measured(found, draws, parameters=None) -> list:
+            """Cells of runs of this method (and the encoder's parameter count, Table 1)."""
+            return [*(cell(spec, method.variant, column, found, draws, provenance)
+                      for column in spec.columns),
+                    *[Measured(parameters and parameters / 1e6)] * spec.params]
+
+        ours = measured(results, resampled, provenance.parameters)
         toy_init = provenance.synthetic_scale and method.variant.init
         label = method_label(method.name, provenance.method)
-        others = [[f"{method_label(method.name, name)} (ours)",
-                   *(cell(spec, method.variant, column, their_results, their_resampled,
-                          provenance) for column in spec.columns),
-                   *([Measured(None)] if spec.params else [])]
-                  for name, (their_results, their_resampled) in provenance.others.items()]
+        others = [[f"{method_label(method.name, name)} (ours)", *measured(*runs)]
+                  for name, runs in provenance.others.items()]
         rows += [[f"{label}{', random-init small encoder' * toy_init} (ours)", *ours],
                  *others, paper_row,
                  ["difference (ours - paper)"] + [

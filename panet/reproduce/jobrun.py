@@ -1,20 +1,16 @@
-"""Running jobs, whatever runs them (this process, K local processes, Slurm), and where each
-stands.
+"""Running jobs, whatever runs them (here, K local processes, Slurm), and where each stands.
 
-- **Order** (`prerequisites`): a job starts after the jobs it `needs` have succeeded and after
-  the earlier tests sharing its feature cache have ended; a train job with a last.pt continues
-  from it (`Job.command_now`, decided when the job starts).
-- **Record**: `<run folder>/job.json` holds the last attempt: "executor" ("local" | "slurm"),
-  "command", then "host", "pid", "log" (None: streamed), "exit_code" (local) or
-  "slurm_job_id", "stdout", "stderr", "error" (Slurm).
-- **Caches**: a shared feature cache goes once every test reading it has its output.
-- **States** (`survey`: each job after those it needs; what a plain run would do): done (its
-  output records what the job would make now, `panet.reproduce.outputs`); changed (it records
-  other settings, data or code, or tests a checkpoint that is not done: a plain run refuses,
-  --rerun-changed reruns); running or pending (in Slurm's queue, as squeue says; a process
-  writing its run folder; not started, saying which last.pt it continues from); blocked (it
-  needs a failed, changed or blocked job); failed (an attempt ended without its output: the
-  last line of its log).
+- **Order** (`prerequisites`): a job starts after the jobs it `needs` have succeeded and the
+  earlier tests sharing its feature cache have ended; a shared cache goes once every test reading
+  it has its output.
+- **Record**: `<run folder>/job.json` holds the last attempt: "executor", "command", then "host",
+  "pid", "log" (None: streamed), "exit_code" (local) or "slurm_job_id", "stdout", "stderr",
+  "error" (Slurm).
+- **States** (`survey`): done (its output records what the job would make now,
+  `panet.reproduce.outputs`); changed (it records other settings, data or code, or tests a
+  checkpoint that is not done: a plain run refuses, --rerun-changed reruns); running or pending
+  (in Slurm's queue; a process writing its run folder; not started); blocked (it needs a failed,
+  changed or blocked job); failed (an attempt ended without its output: its log's last line).
 """
 
 from __future__ import annotations
@@ -155,30 +151,26 @@ def _queued(job: Job, job_id: str, queue: Optional[Mapping[str, QueueEntry]]
     entry = None if queue is None else queue.get(job_id)
     if queue is not None and (entry is None or entry.state not in QUEUED):
         return None
-    if entry is None:
-        state, detail = PENDING, "(squeue is not available here to say more)"
-    elif entry.reason == NEVER_RUNS:
-        state, detail = BLOCKED, "can never start: a job it needs failed (submitting again " \
-                                 "replaces both)"
-    else:
-        state = RUNNING if entry.state in STARTED else PENDING
-        detail = f"({entry.state}" + ("" if entry.reason in ("None", "") else
-                                      f": {entry.reason}") + ")"
-    return JobStatus(job.name, state, f"Slurm job {job_id} {detail}", slurm_id=job_id)
+    state, reason = (PENDING, None) if entry is None else entry
+    if reason == NEVER_RUNS:
+        return JobStatus(job.name, BLOCKED, f"Slurm job {job_id} can never start: a job it "
+                         "needs failed (submitting again replaces both)", slurm_id=job_id)
+    detail = ("(squeue is not available here to say more)" if entry is None else
+              f"({state}" + ("" if reason in ("None", "") else f": {reason}") + ")")
+    return JobStatus(job.name, RUNNING if state in STARTED else PENDING,
+                     f"Slurm job {job_id} {detail}", slurm_id=job_id)
 
 
 def _ended(job: Job, record: Mapping) -> JobStatus:
     """A job whose last attempt ended (or was abandoned) without its output."""
+    log = record.get("stderr" if "slurm_job_id" in record else "log")
     if "slurm_job_id" in record:  # its own account, else (killed) its log's last line
-        last, log = (record.get("error") or last_line(record.get("stderr"), SCHEDULER_LINES),
-                     record.get("stderr"))
+        last = record.get("error") or last_line(log, SCHEDULER_LINES)
         detail = f"Slurm job {record['slurm_job_id']} left the queue without {job.output}"
     elif record.get("exit_code") is None:
-        last, log = None, record.get("log")
-        detail = "stopped before finishing (its executor was interrupted)"
+        last, detail = None, "stopped before finishing (its executor was interrupted)"
     else:
-        last, log = last_line(record.get("log")), record.get("log")
-        detail = f"exit code {record['exit_code']}"
+        last, detail = last_line(log), f"exit code {record['exit_code']}"
     return JobStatus(job.name, FAILED, detail + (f": {last}" if last else ""), log=log)
 
 
@@ -190,12 +182,12 @@ def job_status(job: Job, queue: Optional[Mapping[str, QueueEntry]],
         waiting = [status.name for status in needed if status.state != DONE]
         found = ([f"it tests the checkpoint of {waiting[0]}, which is not done"] if waiting
                  else changes(job, memo))
+        if not found:
+            return JobStatus(job.name, DONE, str(job.output))
         return JobStatus(job.name, CHANGED, "its output records other settings, data or code: "
-                         + "; ".join(found), changes=tuple(found)) if found else \
-            JobStatus(job.name, DONE, str(job.output))
-    record = read_record(job)
+                         + "; ".join(found), changes=tuple(found))
+    record, holder = read_record(job), writer_of(job.folder)
     queued = "slurm_job_id" in record and _queued(job, record["slurm_job_id"], queue)
-    holder = writer_of(job.folder)
     blocking = [f"{status.name} ({status.state})" for status in needed
                 if status.state in (FAILED, CHANGED, BLOCKED)]
     partial = job.partial_checkpoint()
@@ -218,8 +210,8 @@ def survey(jobs: Sequence[Job], queue: Optional[Mapping[str, QueueEntry]]) -> Li
     found: Dict[str, JobStatus] = {}
     memo: dict = {}
     for job in jobs:
-        needed = [found[name] for name in job.needs if name in found]
-        found[job.name] = job_status(job, queue, needed, memo)
+        found[job.name] = job_status(job, queue, [found[name] for name in job.needs
+                                                  if name in found], memo)
     return list(found.values())
 
 

@@ -6,19 +6,14 @@
     python test.py with bbox test.checkpoint=<out>/runs/train-voc-fold2-1way-1shot-align/\\
         checkpoints/final.pt test.output_dir=<out>/runs/test-voc-fold2-1way-1shot-align-bbox
     python test.py with voc notrain 1way 1shot data.fold=2 test.output_dir=...  (PANet-init)
+    python test.py with deepglobe data.root=<root>/CDFSS/Deepglobe test.checkpoint=<out>/runs/\\
+        train-cdfss-1way-1shot-align/checkpoints/final.pt ...  (cross-domain: trained by `cdfss`)
 
-The cross-domain table trains on PASCAL VOC's 20 classes (named config `cdfss`) and tests each
-checkpoint on every target with the target's named config (e.g. `deepglobe`), its episodes
-PATNet's:
-
-    python test.py with deepglobe data.root=<root>/CDFSS/Deepglobe \
-        test.checkpoint=<out>/runs/train-cdfss-1way-1shot-align/checkpoints/final.pt ...
-
-Jobs are named after their setting, so tables share them (Table 6 tests Table 1's checkpoints
-with weak supports); test.py reads a trained model's setting from its checkpoint. The tests of
-one set of weights run one after another and share one feature cache (`test.cache_dir`). A job
-*has its output* once checkpoints/final.pt (train) or results.json (test) exists; it is *done*
-when that output records what the job would make now (`panet.reproduce.outputs`).
+Jobs are named after their setting, so tables share them; test.py reads a trained model's
+setting from its checkpoint. The tests of one set of weights run one after another and share one
+feature cache (`test.cache_dir`). A job *has its output* once checkpoints/final.pt (train) or
+results.json (test) exists; it is *done* when that output records what the job would make now
+(`panet.reproduce.outputs`).
 """
 
 from __future__ import annotations
@@ -27,9 +22,10 @@ import functools
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from panet.data import synthetic, synthetic_cdfss
+from panet.run.compose import named_config_files
 from panet.run.folder import RunFolder
 from panet.weights.released import ReleasedSetting, parse_released_path, released_step
 
@@ -39,25 +35,27 @@ QUERIES = 1  # one query per episode in every experiment (PROTOCOL §8)
 # the configs' defaults (PROTOCOL §5, §8), which commands do not repeat; the episodes' seed
 PAPER_STEPS, PAPER_TEST_RUNS, PAPER_TEST_EPISODES, PAPER_SEED = 30000, 5, 1000, 1234
 PAPER_ENCODER = "vgg16"
-# each benchmark's folder under the data root: paper scale (False), synthetic (True)
 TARGETS = ("deepglobe", "isic2018", "chestxray", "fss1000")  # the cross-domain benchmark
 TARGET_DIRS = (synthetic_cdfss.DEEPGLOBE_DIR, synthetic_cdfss.ISIC_DIR, synthetic_cdfss.LUNG_DIR,
                synthetic_cdfss.FSS_DIR)  # each under CDFSS/ (toy scale: the synthetic cdfss/)
 TOY_CDFSS_DIR = "cdfss"  # in the synthetic dataset's folder: synthetic_cdfss.generate_cdfss's
-# test episodes per target: PATNet's 600, FSS-1000's 2,400 test images (configs/<target>.yaml);
-# at toy scale at most the generated FSS-1000 test images
-TARGET_EPISODES = {"deepglobe": 600, "isic2018": 600, "chestxray": 600, "fss1000": 2400}
 TOY_FSS_EPISODES = synthetic_cdfss.FSS_SPLITS["test"] * synthetic_cdfss.FSS_IMAGES
+# each benchmark's folder under the data root: paper scale (False), synthetic (True)
 DATA_DIRS = {False: {"voc": "VOC2012", "coco": "COCO", "cdfss": "VOC2012",
                      **{t: f"CDFSS/{d}" for t, d in zip(TARGETS, TARGET_DIRS)}},
              True: {"voc": ".", "coco": synthetic.COCO_DIR, "cdfss": ".",
                     **{t: f"{TOY_CDFSS_DIR}/{d}" for t, d in zip(TARGETS, TARGET_DIRS)}}}
-TOY_TARGET_SIZE = 129  # configs/small.yaml's data.size: a target's 400 px is paper scale
 FORWARD_SHARE_OF_TRAINING = 1 / 3  # a test image: a forward pass; a training image: ~three
 # test.cache_gb of the tests sharing features: VGG-16 features at 417 take 5.5 MiB per image,
 # one PASCAL-5i setting's 5 x 1,000 episodes at most 5,361 images (scripts/bench_eval.py --count)
 FEATURE_CACHE_GB = 32.0
 CACHE_KEY = "test.cache_dir="
+
+
+@functools.lru_cache(maxsize=None)
+def config_value(name: str, key: str) -> Any:
+    """A value of the named config configs/<name>.yaml, e.g. ("deepglobe", "test.episodes")."""
+    return named_config_files()[name][key]
 
 
 @dataclass(frozen=True)
@@ -72,9 +70,8 @@ class Variant:
 @dataclass(frozen=True)
 class Setting:
     """One evaluated configuration: benchmark, fold, episode shape, method variant, training
-    seed (tests always draw their episodes from PAPER_SEED; a target's, from its named
-    config's), encoder (None: the scale's) and the cross-domain target tested (None: the
-    benchmark trained on)."""
+    seed (tests draw their episodes from PAPER_SEED, a target's from its config's), encoder
+    (None: the scale's) and the cross-domain target tested (None: the benchmark trained on)."""
 
     dataset: str  # voc | coco | cdfss (the named configs)
     fold: int
@@ -111,8 +108,7 @@ class Setting:
     @property
     def released(self) -> ReleasedSetting:
         """What a released snapshot's path names of this setting."""
-        return ReleasedSetting(self.dataset, self.variant.align, self.fold, self.ways,
-                               self.shots)
+        return ReleasedSetting(self.dataset, self.variant.align, self.fold, self.ways, self.shots)
 
     @property
     def images_per_episode(self) -> int:
@@ -120,12 +116,10 @@ class Setting:
         return self.ways * self.shots + QUERIES
 
     def test_episodes(self, scale: "Scale") -> int:
-        """Episodes per test run: the scale's; a target's (TARGET_EPISODES), at toy scale at
-        most the generated data holds (FSS-1000: one per test image)."""
-        if self.target is None:
-            return scale.test_episodes
-        if not scale.synthetic:
-            return TARGET_EPISODES[self.target]
+        """Episodes per test run: the scale's; a target's (its named config's test.episodes),
+        at toy scale at most the generated data holds (FSS-1000: one per test image)."""
+        if self.target is not None and not scale.synthetic:
+            return config_value(self.target, "test.episodes")
         return min(scale.test_episodes, TOY_FSS_EPISODES) if self.target == "fss1000" \
             else scale.test_episodes
 
@@ -134,15 +128,12 @@ class Setting:
 class Scale:
     """Where jobs write and how big they are (ValueError for values that do not fit).
 
-    Paper scale: the configs' defaults on the real benchmarks under `data_root` (VOC2012/,
-    COCO/; None: the configs' roots). Synthetic (toy) scale: the generated dataset under
-    `data_root`, tested on its training split as the released protocol does, the small encoder
-    at input `size`, `steps` training steps and `test_runs` x `test_episodes` episodes.
-    `feature_cache_gb`: the budget of each shared feature cache (0: none); `seeds`: training
-    seeds per model; `encoder`: another encoder, named in every job; `released`: a folder of
-    the authors' snapshots (.../PANet_VOC_align_sets_0_1way_5shot_[train]/1/snapshots/<step>
-    .pth), the latest one a setting's path names tested, nothing trained; `factory`: another
-    model (model.factory); `updates`: added to every command (e.g. "precision=bf16").
+    Paper scale: the configs' defaults on the benchmarks under `data_root` (None: the configs'
+    roots). Synthetic (toy) scale: the generated dataset under `data_root`, tested on its
+    training split as the released protocol does, the small encoder at input `size`, `steps`
+    training steps and `test_runs` x `test_episodes` episodes. `released`: a folder of the
+    authors' snapshots (.../PANet_VOC_align_sets_0_1way_5shot_[train]/1/snapshots/<step>.pth),
+    the latest of a setting tested, nothing trained; `updates`: added to every command.
     """
 
     out: Path
@@ -298,7 +289,7 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
         root = scale.data_root_of(setting.target or setting.dataset)
         updates = [] if root is None else [f"data.root={root}"]
         if setting.target is not None and scale.synthetic:  # the toy model's input size
-            updates.append(f"data.size={scale.size or TOY_TARGET_SIZE}")
+            updates.append(f"data.size={scale.size or config_value('small', 'data.size')}")
         if scale.factory is not None:  # a checkpoint names no code: the command line does
             updates.append(f"model.factory={scale.factory}")
         checkpoint = scale.released_snapshot(setting)
@@ -307,7 +298,8 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
             checkpoint, needs = trained.output, (trained.name,)
         updates.append(f"test.checkpoint={checkpoint}")
     episodes = setting.test_episodes(scale)
-    runs = scale.test_runs if setting.target is None or scale.synthetic else 1
+    runs = scale.test_runs if setting.target is None or scale.synthetic \
+        else config_value(setting.target, "test.runs")
     if scale.synthetic:
         updates += [f"test.runs={runs}", f"test.episodes={episodes}"]
     if feature_cache is not None:
@@ -320,8 +312,8 @@ def test_job(setting: Setting, scale: Scale, feature_cache: Optional[Path] = Non
 
 def jobs_for(settings: Iterable[Setting], scale: Scale) -> List[Job]:
     """Every job the settings need, each once, grouped by weights: a train job, then the tests
-    of its checkpoint one after another. Two or more tests of the same weights share a feature
-    cache folder (when scale.feature_cache_gb > 0), removed after the last of them."""
+    of its checkpoint; two or more tests of the same weights share a feature cache folder
+    (when scale.feature_cache_gb > 0), removed after the last of them."""
     groups: Dict[str, Dict[str, Setting]] = {}
     for setting in settings:
         if (scale.released is not None and not setting.variant.init

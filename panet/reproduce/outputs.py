@@ -1,16 +1,10 @@
 """When a job is done (`panet.run.identity` decides what "the same" is), and the composition of
-a job's command.
-
-A job is **done** when its output exists and records the identity the job would make now, flat:
-a train job's checkpoint stores `training_identity`: its training fingerprint must equal
-`fingerprint(config, "train")` of the job's composed config, its "data" the identity of the data
-now (`make_source(settings.data, train=True).identity()`: the per-class image lists), its
-"method_sha256" that of the method now; a test job's results.json records `test_identity`: its
-settings must equal `fingerprint(config, "test")`, its "checkpoint_sha256" that of the file it
-tests now (a retrained model or another --released folder shows), its "method_sha256" too.
-`changes(job)` says what differs ("key: recorded -> wanted", `identity.differences`); an output
-without an identity (older) or unreadable is changed, saying so. The commit is no part of it: a
-reused result keeps its commit. Other scripts' jobs (executors run any) are done with an output.
+a job's command. A job is **done** when its output records the identity the job would make now:
+a train job's checkpoint its training `fingerprint`, the identity of its data (the per-class
+image lists) and its method's sha256; a test job's results.json its test `fingerprint`, the
+sha256 of the checkpoint it tests now and of the method. `changes(job)` says what differs ("key:
+recorded -> wanted"); an output without an identity or unreadable is changed, saying so. The
+commit is no part of it. Other scripts' jobs (executors run any) are done with an output.
 """
 
 from __future__ import annotations
@@ -47,12 +41,10 @@ def composition(job: Job, checkpoint: Optional[CheckpointRef] = None) -> Composi
 
 def job_problems(jobs: Sequence[Job], done: Sequence[str] = (), disk: bool = False,
                  fetch: bool = False) -> List[str]:
-    """"job: problem" for the configurations of the jobs not `done`, checked before anything
-    runs; the test of a train job that will run is checked against the checkpoint it writes.
-    With `disk`, also what they read and write (their data, weights, checkpoints and folders:
-    `panet.run.disk.planned_problems`), each such problem once, naming the jobs it stops;
-    torchvision's ImageNet weights are then downloaded when absent if `fetch` (not in a dry
-    run)."""
+    """"job: problem" for the configurations of the jobs not `done` (the test of a train job
+    that will run checked against the checkpoint it writes). With `disk`, also the files they
+    read and write (`panet.run.disk.planned_problems`), each problem once naming the jobs it
+    stops; `fetch` downloads absent ImageNet weights (not in a dry run)."""
     problems, planned, stopped = [], {}, {}
     for job in (job for job in jobs if job.name not in done):
         given = [planned[name] for name in job.needs if name in planned]

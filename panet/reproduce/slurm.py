@@ -1,15 +1,13 @@
 """The Slurm executor (`--executor slurm`): one Slurm job per job not done, submitted through
 submitit `afterok` on the jobs it needs (`afterany` on the earlier tests sharing its feature
-cache); the command returns once all are submitted.
+cache); submitit's files and the logs (`<id>_0_log.out`, `.err`) go to `<run folder>/slurm/`.
 
-- submitit's files, the batch script and the logs (`<id>_0_log.out`, `.err`) go to
-  `<run folder>/slurm/`; job.json records the submission (`panet.reproduce.jobrun`).
 - `SlurmTask` runs the job's command as it is when the job starts (continuing from last.pt) as a
   child process appending to the logs; a failure is added to job.json with its last line.
 - 90 s before the time limit Slurm sends USR2 (the child ignores it): `SlurmTask.checkpoint`
-  stops train.py with SIGTERM (it saves last.pt) and submitit requeues the job, which continues
-  from last.pt (at most `TIMEOUT_REQUEUES` times). A job preempted or requeued gets SIGTERM:
-  train.py saves last.pt and the job continues when it runs again; a test simply runs again.
+  stops train.py with SIGTERM (it saves last.pt) and submitit requeues the job (at most
+  `TIMEOUT_REQUEUES` times), which continues from last.pt. A job preempted or requeued gets
+  SIGTERM: train.py saves last.pt and continues when it runs again; a test runs again.
 - Submitting again leaves done and queued jobs alone, submits failed ones again and cancels and
   resubmits a queued job that waits on one of those (or can never start).
 """
@@ -59,14 +57,11 @@ def time_minutes(text: str) -> int:
                          "D-HH:MM or D-HH:MM:SS)")
     days, *fields = match.groups()
     numbers = [int(field) for field in fields if field is not None]
-    if days is not None:
-        numbers, units = [int(days) * 24 + numbers[0], *numbers[1:]], (3600, 60, 1)
-    else:
-        units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
-    total = sum(number * unit for number, unit in zip(numbers, units))
-    if total <= 0:
+    units = (3600, 60, 1) if days is not None or len(numbers) == 3 else (60, 1)
+    seconds = int(days or 0) * 86400 + sum(n * unit for n, unit in zip(numbers, units))
+    if seconds <= 0:
         raise ValueError(f"{text!r}: a time limit must be positive")
-    return -(-total // 60)
+    return -(-seconds // 60)
 
 
 @dataclass(frozen=True)
@@ -83,16 +78,16 @@ class SlurmOptions:
     def parameters(self, name: str, dependency: Optional[str]) -> Dict[str, Any]:
         """submitit.SlurmExecutor.update_parameters arguments of job `name`."""
         optional = {"partition": self.partition, "gpus_per_node": self.gpus_per_job or None,
-                    "cpus_per_task": self.cpus_per_job, "dependency": dependency}
+                    "cpus_per_task": self.cpus_per_job, "mem": self.mem or None,
+                    "dependency": dependency}
         return {"job_name": name, "time": time_minutes(self.time),
-                "additional_parameters": {**({"mem": self.mem} if self.mem else {}),
-                                          **dict(self.extra)},
+                "additional_parameters": dict(self.extra),
                 **{key: value for key, value in optional.items() if value is not None}}
 
 
 def _ignore_preemption_signal() -> None:
-    """In the child: ignore the signal Slurm sends every process of the job before its time
-    limit (its default action would kill train.py before it saves); SlurmTask handles it."""
+    """In the child: ignore the signal Slurm sends before the time limit (it would kill train.py
+    before it saves); SlurmTask handles it."""
     signal.signal(getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIG_IGN)
 
 
@@ -124,16 +119,14 @@ class SlurmTask(submitit.helpers.Checkpointable):
         if process.returncode == 0 and self.job.has_output():
             remove_finished_caches(self.cache_group)
             return str(self.job.output)
-        error = failure(self.job, process.returncode, last_line(str(logs.stderr),
-                                                                SCHEDULER_LINES))
+        error = failure(self.job, process.returncode, last_line(str(logs.stderr), SCHEDULER_LINES))
         write_record(self.job, **{**read_record(self.job), "exit_code": process.returncode,
                                   "error": str(error)})
         raise error
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit before it requeues the job (time limit, preemption signal): stop
-        the child with SIGTERM (train.py saves last.pt) and wait for it; the requeued job starts
-        afresh and continues from last.pt."""
+        """Called by submitit before it requeues the job: stop the child with SIGTERM (train.py
+        saves last.pt) and wait for it; the requeued job continues from last.pt."""
         process = self._process
         if process is not None and process.returncode is None:
             print(f"stopping {self.job.name} to requeue it", flush=True)

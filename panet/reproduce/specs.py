@@ -1,13 +1,9 @@
 """The paper's Tables 1-6 and the cross-domain table (docs/cross-domain.md) as declarative specs
-(PROTOCOL §9, §11), and the papers' numbers.
-
-A table is a grid. Its rows are methods: a method we run has a `Variant` (PAR on or off, the
-support annotation, PANet-init), the other methods' rows are printed from the paper file only.
-Its columns are cells of one metric at one shot count over one fold, or over all four folds (then
-the mean over folds, as the paper reports it), tested on the training benchmark or on
-cross-domain targets (then the mean over targets). Each (variant, shots, fold) is one `Setting`: one
-test job, plus the train job that makes its checkpoint (none for PANet-init;
-`panet.reproduce.jobs`).
+(PROTOCOL §9, §11), and the papers' numbers. A table's rows are methods (ours have a `Variant`;
+the others are printed from the paper file only); its columns are cells of one metric at one
+shot count over one fold or the mean over all four, on the training benchmark or the mean over
+cross-domain targets. Each (variant, shots, fold, target) is one `Setting`: one test job, plus
+the train job of its checkpoint (`panet.reproduce.jobs`).
 """
 
 from __future__ import annotations
@@ -46,8 +42,7 @@ class Method:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its number (or name), title, key in paper_results.json, benchmark, ways,
-    columns, rows."""
+    """A table: number (or name), title, key in paper_results.json, benchmark, ways, columns."""
 
     number: str
     title: str
@@ -86,9 +81,8 @@ METRIC_NAMES = {"mean_iou": "mean-IoU", "binary_iou": "binary-IoU"}
 
 
 def _fold_means(metric: str, by_metric: bool = False) -> Tuple[Column, ...]:
-    """1-shot and 5-shot columns of `metric`, each the mean over the four folds. `by_metric`:
-    the table holds both metrics (Tables 3-4): titles name it, and the paper file nests each
-    method's numbers under it."""
+    """1-shot and 5-shot columns of `metric`, each the mean over the folds. `by_metric` (Tables
+    3-4 hold both): titles name it, and the paper file nests each method's numbers under it."""
     prefix = (METRIC_NAMES[metric] + " ") if by_metric else ""
     nesting = (metric,) if by_metric else ()
     return tuple(Column(f"{prefix}{shots}-shot", metric, shots, FOLDS, (*nesting, f"{shots}shot"))
