@@ -97,13 +97,8 @@ class Plan:
             supports: List[Tuple[str, GeneratorState]],
             queries: List[Tuple[int, str, GeneratorState]]) -> None:
         """Add episode `episode` of run `run`: (image id, state) of its W*S supports (way-major)
-        and (way, image id, state) of its Q queries."""
-        if (len(class_ids), len(supports), len(queries)) != (
-                self.ways, self.ways * self.shots, self.n_queries):
-            raise ValueError(f"episode {episode} of run {run} has {len(class_ids)} ways, "
-                             f"{len(supports)} supports and {len(queries)} queries; the plan's "
-                             f"episodes have {self.ways} ways x {self.shots} shots and "
-                             f"{self.n_queries} queries")
+        and (way, image id, state) of its Q queries (one setting: `plan_runs` checks it)."""
+        assert (len(supports), len(queries)) == (self.ways * self.shots, self.n_queries)
         first_row = self.n_rows
         for slot, (image_id, state) in enumerate(supports):
             self.supports.setdefault(image_id, []).append(

@@ -95,14 +95,10 @@ class EpisodeRecords:
         """R x E x (1 + K) x 3 counts per run, episode and class (slot 0 background, slot k the
         k-th of `class_ids`): each query's label rows added to its episode's class slots."""
         slot = {int(c): k + 1 for k, c in enumerate(class_ids)}
-        n_episodes = int(self.episode.max()) + 1
-        out = np.zeros((self.n_runs, n_episodes, 1 + len(slot), 3), dtype=np.int64)
-        slots = np.concatenate([np.zeros((len(self.run), 1), dtype=np.int64),
-                                np.vectorize(slot.__getitem__, otypes=[np.int64])(self.class_ids)],
-                               axis=1)  # N x (1 + W)
-        rows = np.broadcast_to(self.run[:, None], slots.shape)
-        cols = np.broadcast_to(self.episode[:, None], slots.shape)
-        np.add.at(out, (rows, cols, slots), self.counts)
+        slots = np.array([[0, *map(slot.__getitem__, way_classes)]
+                          for way_classes in self.class_ids.tolist()], dtype=np.int64)  # N x (1+W)
+        out = np.zeros((self.n_runs, int(self.episode.max()) + 1, 1 + len(slot), 3), dtype=np.int64)
+        np.add.at(out, (self.run[:, None], self.episode[:, None], slots), self.counts)
         return out
 
     def episode_keys(self) -> List[tuple]:
@@ -192,7 +188,7 @@ def resampled_run_means(records: EpisodeRecords, class_ids: Sequence[int], n_res
     episode_counts = records.class_counts(class_ids)
     ious = resampled_ious(episode_counts, resample_weights(*episode_counts.shape[:2],
                                                            n_resamples, seed))
-    return {name: ious[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
+    return {name: ious[name].mean(axis=-1) for name in METRICS}
 
 
 def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
