@@ -171,7 +171,9 @@ def percentile_interval(values: np.ndarray) -> List[float]:
 def _intervals(values: np.ndarray) -> np.ndarray:
     """n x T values -> T x 2: the 95% percentile interval of each column (NaNs left out)."""
     tail = 100 * (1 - CONFIDENCE) / 2
-    return np.nanpercentile(values, [tail, 100 - tail], axis=0).T
+    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(values, [tail, 100 - tail], axis=0).T
 
 
 def bootstrap_seed(fold: int) -> int:
@@ -284,9 +286,7 @@ def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: i
     side is empty or the episodes differ.
     """
     observed, drawn, fixed = _resampled_differences(a, b, class_ids, n_resamples, seed)
-    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
-        warnings.simplefilter("ignore", RuntimeWarning)
-        entries = _entries(*observed, drawn, fixed)
+    entries = _entries(*observed, drawn, fixed)
     runs = (len(entries) - 2 - len(class_ids)) // 2
     return {"overall": dict(zip(METRICS, entries[:2])),
             "runs": [{"mean_iou": entries[2 + r], "binary_iou": entries[2 + runs + r]}
@@ -298,19 +298,15 @@ def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
     """What the interval of `paired_comparison` covers, in words, for n_a and n_b models
     (training seeds) per side."""
     if n_a == n_b == 1:
-        return (f"The 95% interval covers the test episodes only: which episodes were drawn "
-                f"(each run's episodes resampled with replacement, {n_resamples} times, the same "
-                "draws for both sides), for the trained models tested. It does not cover "
-                "training randomness: another training seed gives another model; give each "
-                "side the tests of several training seeds (A1 A2 ... --vs B1 B2 ...) to cover "
-                "it.")
+        return (f"The 95% interval covers the test episodes only ({n_resamples} resamples of "
+                "each run's episodes with replacement, the same draws for both sides). It does "
+                "not cover training randomness: give each side the tests of several training "
+                "seeds (A1 A2 ... --vs B1 B2 ...) to cover it.")
     single = [letter for letter, n in (("A", n_a), ("B", n_b)) if n == 1]
     caveat = (f" Side {single[0]} has one model: its training randomness is not covered."
               if single else "")
     return (f"The 95% interval covers training seeds and test episodes: each of the "
-            f"{n_resamples} resamples draws each side's models with replacement among its own "
-            f"({n_a} of A, {n_b} of B: its training seeds) and each run's episodes with "
-            "replacement (the same draws for every model), and takes the difference of the "
-            "drawn models' means. With a few seeds the seed part is coarse (k seeds allow few "
-            f"distinct draws).{caveat} The interval over episodes only keeps every model and "
-            "resamples the episodes alone.")
+            f"{n_resamples} resamples draws each side's models ({n_a} of A, {n_b} of B: its "
+            "training seeds) and each run's episodes with replacement (the same episodes for "
+            "every model) and takes the difference of the drawn models' means; with few seeds "
+            f"the seed part is coarse.{caveat} The interval over episodes only keeps every model.")
