@@ -170,10 +170,9 @@ def read_training_curves(run_dir: PathLike) -> Dict[str, Curve]:
     if not path.is_file():
         raise FileNotFoundError(f"no {path}: {run_dir} is not the run folder of a train.py run "
                                 "(train.py records its losses there)")
-    merged: Dict[str, Dict[int, float]] = {}
     try:
-        for name, series in json.loads(path.read_text()).items():
-            merged[name] = dict(zip(series["steps"], series["values"]))
+        merged = {name: dict(zip(series["steps"], series["values"]))
+                  for name, series in json.loads(path.read_text()).items()}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} is not a sacred metrics file ({error!r})") from None
     return {name: (sorted(values), [values[step] for step in sorted(values)])

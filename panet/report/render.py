@@ -121,21 +121,16 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
-                 "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\~{}", "—": "--",
-                 "±": r"$\pm$"}
-
-
-def latex_text(text: str) -> str:
-    """`text` with LaTeX's special characters escaped."""
-    return "".join(LATEX_SPECIAL.get(character, character) for character in text)
+LATEX_SPECIAL = str.maketrans({  # `text.translate(LATEX_SPECIAL)`: LaTeX's specials escaped
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+    "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\~{}", "—": "--", "±": r"$\pm$"})
 
 
 def latex_entry(entry: Entry, compact: bool = False) -> str:
     """A cell in LaTeX: numbers in math mode (intervals small, dropped when `compact`), text
     escaped, a missing value as --."""
     if isinstance(entry, str):
-        return latex_text(entry) if entry != MISSING else "--"
+        return entry.translate(LATEX_SPECIAL) if entry != MISSING else "--"
     if isinstance(entry, Number) and not entry.missing:
         return f"${format_number(entry.value, entry.signed)}$"
     if isinstance(entry, Measured) and entry.value is not None:
@@ -163,13 +158,13 @@ def render_latex(report: Report, compact: bool = False) -> str:
     said += [*report.notes, *report.after, *report.provenance]
     if report.commands:
         said += [COMMANDS_INTRO, *report.commands]
-    caption = re.sub(r"^Table \w+: ", "", report.title)
+    caption = re.sub(r"^Table \w+: ", "", report.title).translate(LATEX_SPECIAL)
+    header = " & ".join(title.translate(LATEX_SPECIAL) for title in report.header)
     lines = [f"% {report.title} -- written by panet-repro's {report.made_by}",
              *(f"% {line}" for text in said for line in text.splitlines()),
              r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_text(caption)}}}", rf"\label{{{latex_label(report.title)}}}",
-             rf"\begin{{tabular}}{{{columns}}}", r"\toprule",
-             " & ".join(latex_text(title) for title in report.header) + r" \\", r"\midrule"]
+             rf"\caption{{{caption}}}", rf"\label{{{latex_label(report.title)}}}",
+             rf"\begin{{tabular}}{{{columns}}}", r"\toprule", header + r" \\", r"\midrule"]
     for index, row in enumerate(report.rows):
         if index in report.groups and index > 0:
             lines.append(r"\midrule")
