@@ -121,8 +121,7 @@ class IoUMeter:
                                             counts))
 
     def merge(self, context: Context) -> "IoUMeter":
-        """Sum the counts of every process into each one's meter (and gather the kept records,
-        in rank order); returns the meter. Nothing to do in a single process."""
+        """Sum the counts (and gather the kept records, in rank order) over processes."""
         if context.distributed:
             self.counts = all_reduce_sum(torch.from_numpy(self.counts).to(context.device),
                                          context).cpu().numpy()
@@ -131,13 +130,11 @@ class IoUMeter:
         return self
 
     def summary(self) -> Dict:
-        """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU: mean and
-        std over runs (keys ``<name>``, ``<name>_std``), plus per-run values (``<name>_runs``).
-
-        Fractions in 0..1. A class with no pixel counted in a run (never sampled there) has IoU
-        NaN in that run; the run's mean-IoU then averages the other classes, the class's mean
-        and std use the runs that evaluated it, and it is listed under "unevaluated" with a
-        warning (PANet's 1,000-episode runs never hit this).
+        """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU
+        (fractions): mean and std over runs (``<name>``, ``<name>_std``) and per-run values
+        (``<name>_runs``). A class never counted in a run has IoU NaN there: the run's mean-IoU
+        averages the others, the class's mean and std use the runs that evaluated it, and it is
+        listed under "unevaluated" with a warning.
         """
         ious = iou_from_counts(self.counts)  # each n_runs x ...
         class_iou = ious["class_iou"]

@@ -118,9 +118,8 @@ Side = Union[EpisodeRecords, Sequence[EpisodeRecords]]  # one test, or one per t
 
 def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence],
                     path_of: Callable[[str], str] = str) -> EpisodeRecords:
-    """EpisodeRecords from an `IoUMeter`'s kept `records` (run, episode, query, class ids,
-    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids);
-    `path_of`: an image id's file relative to data.root (`panet.data.protocols.relative_path`)."""
+    """EpisodeRecords from an `IoUMeter`'s kept `records` and each run's episode list
+    (`panet.data.Episode`s); `path_of`: an image id's file relative to data.root."""
     rows = []
     for run, episode, query, class_ids, counts in query_records:
         sampled = episode_lists[run][episode]
@@ -280,10 +279,9 @@ def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: i
     (`default_rng((seed, SEED_DRAWS))`): `ci` and `p_value` come from the differences of the
     drawn models' means, `ci_episodes` keeps every model.
 
-    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
-    {class id: entry}}, metrics mean_iou and binary_iou, entries {"a", "b", "difference", "ci",
-    "p_value", "ci_episodes", "a_models", "b_models"} (fractions). Raises ValueError when a
-    side is empty or the episodes differ.
+    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes": {class id:
+    entry}}, entries {"a", "b", "difference", "ci", "p_value", "ci_episodes", "a_models",
+    "b_models"} (fractions). ValueError when a side is empty or the episodes differ.
     """
     observed, drawn, fixed = _resampled_differences(a, b, class_ids, n_resamples, seed)
     entries = _entries(*observed, drawn, fixed)
