@@ -31,16 +31,10 @@ def evaluate_runs(model: nn.Module, datasets: Iterable[EpisodeDataset], meter: I
                   options: EvalOptions = EvalOptions(), context: Context = Context(),
                   progress: bool = True) -> IoUMeter:
     """Evaluate R test runs into `meter` (datasets[r]: run r, taken one at a time) and return
-    it, merged over processes (`IoUMeter.merge`).
-
-    options.encode "image" (default): each distinct image encoded once, or twice when the
-    feature cache (`cache_gb` GiB in memory, or files under `cache_dir`) cannot keep it between
-    the support and query steps; "episode": every episode runs the model's forward (the
-    released behaviour, the reference). Both give the same numbers within the exactness
-    contract (`panet.evaluation.images`). `batch_size` episodes per forward pass (per-episode
-    path) or as many episodes' images per encoder call (image path). A model the image path
-    cannot evaluate exactly is evaluated per episode (`encode_path`).
-    """
+    it, merged over processes (`IoUMeter.merge`). options.encode "image": each distinct image
+    encoded once (`panet.evaluation.images`); "episode": every episode runs the model's
+    forward, as released; both give the same numbers within the exactness contract. A model
+    the image path cannot evaluate exactly is evaluated per episode (`encode_path`)."""
     if encode_path(model, options.encode)[0] == "episode":
         for run, dataset in enumerate(datasets):
             loader = episode_loader(dataset, EvalShard(len(dataset), options.batch_size, context),

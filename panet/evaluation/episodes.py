@@ -6,7 +6,7 @@ Shape letters: B episodes, W ways, S shots, Q queries, H x W input size, h x w f
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, NamedTuple, Sequence
+from typing import Iterator, List, NamedTuple, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -44,12 +44,11 @@ class QueryKey(NamedTuple):
 
 def score_query(meter: IoUMeter, logits_low: torch.Tensor, target: torch.Tensor,
                 class_ids: Sequence[int], key: QueryKey) -> None:
-    """Add one query's counts to `meter`. Every evaluated query of both evaluation paths passes
-    through here (the place to take per-query records).
+    """Add one query's counts to `meter` (every evaluated query of both paths passes here).
 
-    logits_low: (1 + W) x h x w at feature resolution; target: episode-local labels, H x W at
-    the input size (PANet's "label" resolution) or the query's original size ("original"). The
-    logits are upsampled bilinearly to the target's size; the prediction is their argmax.
+    logits_low: (1 + W) x h x w at feature resolution; target: episode-local labels at the
+    input size ("label" resolution) or the query's original size ("original"). The prediction
+    is the argmax of the logits upsampled bilinearly to the target's size.
     """
     prediction = upsampled_prediction(logits_low, tuple(target.shape[-2:]))[1]
     meter.update(prediction, target, class_ids, run=key.run, episode=key.episode, query=key.query)
@@ -59,25 +58,18 @@ def score_query(meter: IoUMeter, logits_low: torch.Tensor, target: torch.Tensor,
 def evaluate(model: torch.nn.Module, loader: DataLoader, meter: IoUMeter, run: int, *,
              device: torch.device, resolution: str = "label", progress: bool = True) -> None:
     """Add every query of `loader`'s episodes to `meter` under `run`: the per-episode path, as
-    released (every episode encodes its supports and queries).
-
-    resolution "label" (PANet): predictions and labels at the input size (417 x 417);
-    "original": the feature-resolution logits are upsampled bilinearly straight to each query's
-    original size and compared with its original label (needs keep_original_labels).
-    """
+    released. resolution "label" (PANet): predictions and labels at the input size;
+    "original": each query's original size and label (needs keep_original_labels)."""
     model.eval()
     with Progress(len(loader), desc=f"test run {run}", every=max(1, len(loader) // 10),
                   enabled=progress) as bar:
         for batch in loader:
-            _evaluate_batch(model, to_device(batch, device), meter, run, resolution)
+            batch = to_device(batch, device)
+            logits = query_logits(model(*(batch[key] for key in MODEL_INPUTS)), model)
+            targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
+            for b, (episode, class_ids) in enumerate(zip(batch["episode"],
+                                                         batch["class_ids"].tolist())):
+                for q in range(logits.shape[1]):
+                    score_query(meter, logits[b, q], targets[b][q], class_ids,
+                                QueryKey(run, episode, q))
             bar.update()
-
-
-def _evaluate_batch(model: torch.nn.Module, batch: Dict, meter: IoUMeter, run: int,
-                    resolution: str) -> None:
-    """Score one collated batch of episodes: every query into `meter` under `run`."""
-    logits = query_logits(model(*(batch[key] for key in MODEL_INPUTS)), model)
-    targets = batch["query_labels" if resolution == "label" else "query_labels_full"]
-    for b, (episode, class_ids) in enumerate(zip(batch["episode"], batch["class_ids"].tolist())):
-        for q in range(logits.shape[1]):
-            score_query(meter, logits[b, q], targets[b][q], class_ids, QueryKey(run, episode, q))

@@ -1,7 +1,5 @@
-"""Where the encode-once evaluation keeps encoder features between its support and query steps:
-in host memory (`MemoryCache`) or as files that later evaluations reuse (`DiskCache`).
-
-Shapes: C x h x w features of one image.
+"""Where the encode-once evaluation keeps C x h x w encoder features between its support and
+query steps: in host memory (`MemoryCache`) or as files that later evaluations reuse (`DiskCache`).
 """
 
 from __future__ import annotations
@@ -47,13 +45,10 @@ class MemoryCache:
 
 class DiskCache:
     """Features as files `<directory>/<model key>-<H>x<W>-<device type>[-<precision>]/
-    <image key>.pt` (no precision part for fp32), kept for later evaluations of the same model:
-    the model key is what identifies it (`panet.run.identity.model_identity`: its weights, its
-    factory and its method's source), so two methods never share features. The image key
-    hashes the image's identity (`Source.image_identity`: its file's path, size and modification
-    time), so an image rewritten at the same path is encoded again instead of being served its
-    old features. `precision` is the encoder's (`panet.models.numerics`): bf16 features differ
-    from fp32 ones beyond float rounding, so they are kept apart."""
+    <image key>.pt` (no precision part for fp32), kept for later evaluations of the same model.
+    The model key (`panet.run.identity.model_identity`: weights, factory, method source) keeps
+    methods apart; the image key hashes `Source.image_identity` (path, size, modification
+    time), so a rewritten image is encoded again; bf16 features are kept apart from fp32 ones."""
 
     persistent = True
 

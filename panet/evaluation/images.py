@@ -3,51 +3,36 @@
 Shape letters: W ways, S shots, Q queries, C channels, H x W input size, h x w feature size,
 U support slots (one support image of one episode) over all episodes of all runs.
 
-The per-episode path (`encode="episode"`: `panet.training.evaluate`, as released) runs the encoder
-on all W*S + Q images of every episode: 5 runs x 1,000 1-way 5-shot episodes are 30,000 encodes
-of about 3,000 distinct PASCAL images. Once per image is enough: at test time an image's view is
-a fixed resize (no flip), the encoder has no batch statistics, a prototype needs only each
-support's pooled foreground and background C-vectors, and the metric's counts are sums over
-queries, so episodes may be scored in any order. The image path (`encode="image"`) treats all
-runs at once, in three steps:
+The per-episode path (`encode="episode"`, as released) encodes all W*S + Q images of every
+episode: 30,000 encodes of about 3,000 distinct PASCAL images for 5 x 1,000 1-way 5-shot
+episodes. Once per image is enough: a test view is a fixed resize, the encoder has no batch
+statistics, a prototype needs only each support's pooled foreground and background C-vectors,
+and the counts are sums over queries. The image path (`encode="image"`) treats all runs at once:
 
-1. plan (`plan_runs`): each episode's layout (`EpisodeDataset.layout`: label maps only, no image
-   decoded) gives its supports after replacement and its queries, with the generator state each
-   one was drawn from; slots are grouped by image. `schedule` splits the distinct images between
-   processes and decides which features the cache keeps.
-2. supports: each distinct support image is encoded once; for each of its slots the dataset
-   draws the masks again from the recorded state (`EpisodeDataset.redraw_support`) and
-   `masked_average_pool` pools the features: U x C foreground and U x C background pools.
-3. queries: each distinct query image is encoded once, or read from the cache; for each episode
-   it is a query of, the model's `prototypes_from_pools` makes the prototypes from that
-   episode's pools, its `score` the logits, and `panet.training.score_query` adds the counts.
+1. plan (`plan_runs`): each episode's layout (`EpisodeDataset.layout`: label maps only) gives
+   its supports and queries with the generator state each was drawn from, grouped by image.
+   `schedule` splits the distinct images between processes and picks what the cache keeps.
+2. supports: each distinct support image is encoded once; each of its slots redraws its masks
+   (`EpisodeDataset.redraw_support`) and pools: U x C foreground and U x C background pools.
+3. queries: each distinct query image is encoded once (or read from the cache); for each
+   episode it is a query of, the model's `prototypes_from_pools` and `score` give the logits
+   and `score_query` adds the counts.
 
-The model decides (`panet.evaluation.encode_path`): the image path runs only for a model that
-declares it computes its forward's logits this way (its "pools" fast path,
-`panet.models.factory.fast_path_problem`: PANet does). Any other model is evaluated through its
-own forward on the per-episode path, whatever `encode` asks, and test.py says so.
+Only a model that declares the "pools" fast path (`panet.models.factory.fast_path_problem`:
+PANet does) takes this path; any other is evaluated per episode (`panet.evaluation.encode_path`).
+An image both support and query is encoded once when the cache (`cache_gb` GiB in host memory
+per process, or files under `cache_dir`) keeps its features from step 2 to 3, twice otherwise;
+a cache directory also serves later tests of the same model (`options.cache_key`) at the same
+size, device type and precision (e.g. the dense, scribble and box tests, Tables 1, 6).
 
-An image that is both a support and a query is encoded once when its features are kept from step
-2 to step 3 (in host memory up to `cache_gb` GiB per process, or as files under `cache_dir`),
-twice otherwise. A cache directory also serves later evaluations of the same model (its identity,
-`options.cache_key`) at the same size, device type and precision: e.g. the dense, scribble and box tests of one checkpoint
-(Tables 1, 6). Images are encoded by `PANet.encode`, in the model's precision and memory format
-(`panet.models.numerics`); features are float32 whatever the precision.
+Exactness: each step computes the same function of the same inputs as the per-episode path in
+other batches; kernels may round by batch shape, so the paths agree within the exactness
+contract's tolerance (docs/performance.md; tests/test_evaluation.py).
 
-Exactness: each step computes the same function of the same inputs as the per-episode path;
-only the batches differ (the encoder sees the images in other batches, the head other groups of
-episodes). Kernels may round by batch shape (convolutions on some CPUs and on CUDA, a matmul's
-BLAS blocking), so the two paths agree within the exactness contract's tolerance
-(docs/performance.md; tests/test_evaluation.py).
-
-Memory per process. Grows with the number of episodes: the plan (about 1 KB per support or query
-slot, mostly its generator state) and the pools (2 x C x 4 bytes per support slot: 4 KiB at
-C = 512, 200 MB for 5 x 1,000 2-way 5-shot episodes). Bounded: the feature cache (`cache_gb`),
-one batch of images, their masks and features.
-
-Processes (DDP): every process plans all runs; process r takes every R-th distinct image (sorted
-ids) in both steps; the pools are summed over processes between the steps (each row is written
-by one process, the others hold zeros), the counts at the end.
+Memory per process grows with the episodes: the plan (about 1 KB per slot) and the pools
+(2 x C x 4 bytes per support slot: 200 MB for 5 x 1,000 2-way 5-shot episodes at C = 512).
+DDP: every process plans all runs and takes every R-th distinct image (sorted ids); the pools
+(each row written by one process) are summed between the steps, the counts at the end.
 """
 
 from __future__ import annotations
@@ -76,8 +61,7 @@ GIB = 2 ** 30
 
 
 class SupportSlot(NamedTuple):
-    """One support of one episode: its row in the pools, its way, the episode's classes, and
-    the generator state `EpisodeDataset.layout` drew it from."""
+    """One support of one episode: its pool row, way, episode classes and generator state."""
 
     row: int
     way: int
@@ -86,8 +70,8 @@ class SupportSlot(NamedTuple):
 
 
 class QuerySlot(NamedTuple):
-    """One query of one episode: its key, its way, the first of the episode's W*S pool rows
-    (way-major, as `EpisodeLayout.supports`), the episode's classes, its generator state."""
+    """One query of one episode: its key, way, the first of the episode's W*S pool rows
+    (way-major), the episode's classes and its generator state."""
 
     key: QueryKey
     way: int
@@ -113,13 +97,8 @@ class Plan:
             supports: List[Tuple[str, GeneratorState]],
             queries: List[Tuple[int, str, GeneratorState]]) -> None:
         """Add episode `episode` of run `run`: (image id, state) of its W*S supports (way-major)
-        and (way, image id, state) of its Q queries."""
-        if (len(class_ids), len(supports), len(queries)) != (
-                self.ways, self.ways * self.shots, self.n_queries):
-            raise ValueError(f"episode {episode} of run {run} has {len(class_ids)} ways, "
-                             f"{len(supports)} supports and {len(queries)} queries; the plan's "
-                             f"episodes have {self.ways} ways x {self.shots} shots and "
-                             f"{self.n_queries} queries")
+        and (way, image id, state) of its Q queries (one setting: `plan_runs` checks it)."""
+        assert (len(supports), len(queries)) == (self.ways * self.shots, self.n_queries)
         first_row = self.n_rows
         for slot, (image_id, state) in enumerate(supports):
             self.supports.setdefault(image_id, []).append(
@@ -152,17 +131,11 @@ class _Layouts(Dataset):
         return tuple(layout.class_ids), supports, queries
 
 
-def _as_is(item):
-    return item
-
-
 def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
               progress: bool = False) -> Plan:
-    """The plan of test runs (datasets[r]: run r; same setting, their own episodes and seed).
-
-    Reads label maps only. The datasets are taken one at a time; the plan keeps the last one
-    to draw slots again. `workers` DataLoader processes build the layouts.
-    """
+    """The plan of test runs (datasets[r]: run r; same setting, their own episodes and seed),
+    taken one at a time (the plan keeps the last to redraw slots); `workers` DataLoader
+    processes build the layouts."""
     plan: Optional[Plan] = None
     for run, dataset in enumerate(datasets):
         if dataset.train:
@@ -172,7 +145,7 @@ def plan_runs(datasets: Iterable[EpisodeDataset], workers: int = 0,
             raise ValueError(f"run {run}'s dataset has setting {_setting(dataset)}, run 0's "
                              f"{_setting(plan.dataset)}: the runs of a test share one setting")
         loader = DataLoader(_Layouts(dataset), batch_size=None, num_workers=workers,
-                            collate_fn=_as_is)
+                            collate_fn=tuple)  # the item as is
         with Progress(len(loader), desc=f"plan run {run}", every=max(1, len(loader) // 10),
                       enabled=progress) as bar:
             for index, (class_ids, supports, queries) in enumerate(loader):
@@ -217,11 +190,8 @@ class Schedule:
 def schedule(plan: Plan, capacity: int, stored: FrozenSet[str] = frozenset(),
              persistent: bool = False, rank: int = 0, world_size: int = 1) -> Schedule:
     """Process `rank`'s share of `plan`: every `world_size`-th distinct image (sorted ids).
-
-    The cache takes at most `capacity` new features: first of the images that are both supports
-    and queries (kept from step 2 to step 3, saving their second encode), then, when it is
-    `persistent` (a directory), of the other images encoded here (for later evaluations).
-    """
+    The cache takes at most `capacity` new features: first of images both support and query,
+    then, when `persistent` (a directory), of the others (for later evaluations)."""
     images = plan.images()[rank::world_size]
     fresh = [image for image in images if image not in stored]
     both = [image for image in fresh if image in plan.supports and image in plan.queries]
@@ -319,23 +289,19 @@ def evaluate_images(model: PANet, plan: Plan, meter: IoUMeter,
         return _step_features(model, _StepImages(plan, plan_schedule, name, full_labels), cache,
                               images_per_call, options.workers, device, progress)
 
-    fg_pools = torch.zeros(plan.n_rows, channels, device=device)  # U x C
-    bg_pools = torch.zeros(plan.n_rows, channels, device=device)
+    pools = torch.zeros(2, plan.n_rows, channels, device=device)  # (fg, bg) x U x C
     for image_id, features, masks in step("supports"):
         pair = features.expand(2, *features.shape)  # the fg and bg masks pool the same features
         for slot, masks_of_slot in zip(plan.supports[image_id], masks):
-            fg_pools[slot.row], bg_pools[slot.row] = masked_average_pool(
-                pair, masks_of_slot.to(device).float())
-    all_reduce_sum(fg_pools, context)
-    all_reduce_sum(bg_pools, context)
+            pools[:, slot.row] = masked_average_pool(pair, masks_of_slot.to(device).float())
+    all_reduce_sum(pools, context)
 
     ways, shots = plan.ways, plan.shots
     for image_id, features, targets in step("queries"):
         for slot, target in zip(plan.queries[image_id], targets):
-            rows = slice(slot.first_row, slot.first_row + ways * shots)
+            fg, bg = pools[:, slot.first_row:slot.first_row + ways * shots]
             prototypes = model.prototypes_from_pools(  # 1 x P x C
-                fg_pools[rows].view(1, ways, shots, channels),
-                bg_pools[rows].view(1, ways, shots, channels))
+                fg.view(1, ways, shots, channels), bg.view(1, ways, shots, channels))
             logits = model.score(features[None, None], prototypes)[0, 0]  # (1 + W) x h x w
             score_query(meter, logits, target.to(device), slot.class_ids, slot.key)
     return plan_schedule

@@ -10,9 +10,8 @@ Rule "corrected": every episode label is counted.
 
 mean-IoU of a run: mean over the meter's classes of TP / (TP + FP + FN). binary-IoU (FB-IoU):
 mean of the background IoU (label 0's counts) and the foreground IoU (counts summed over all
-classes), which are also reported on their own, as the released test prints them
-(``classIoU_binary``). Reported: mean and population standard deviation (numpy's default, as
-released) over runs, and the per-run values.
+classes), both also reported (the released ``classIoU_binary``). Reported: mean and population
+std (numpy's default, as released) over runs, and the per-run values.
 """
 
 from __future__ import annotations
@@ -55,12 +54,10 @@ def episode_counts(pred: Array, target: Array, n_labels: int, rule: str = "relea
 
 
 def iou_from_counts(counts: np.ndarray) -> Dict[str, np.ndarray]:
-    """The IoUs of accumulated counts: ... x (1 + K) x 3 (TP, FP, FN; slot 0 background, then
-    the K classes) -> `class_iou` ... x (1 + K), and `mean_iou` (mean over the K classes that
-    were evaluated: NaN IoUs are left out), `background_iou`, `foreground_iou` (counts summed
-    over the K classes) and `binary_iou` (their mean), each of shape ... .
-
-    One function for the metric and for every statistic recomputed from it (bootstrap).
+    """The IoUs of accumulated counts ... x (1 + K) x 3 (TP, FP, FN; slot 0 background):
+    `class_iou` ... x (1 + K), and of shape ...: `mean_iou` (over the evaluated classes: NaNs
+    left out), `background_iou`, `foreground_iou` (counts summed over the K classes) and
+    `binary_iou` (their mean). The metric's and every bootstrap statistic's one function.
     """
     tp, fp, fn = np.moveaxis(np.asarray(counts, dtype=np.float64), -1, 0)  # each ... x (1 + K)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
@@ -102,8 +99,7 @@ class IoUMeter:
         self.n_runs = n_runs
         self._row = {c: i + 1 for i, c in enumerate(self.class_ids)}  # row 0: background
         self.counts = np.zeros((n_runs, 1 + len(self.class_ids), 3), dtype=np.int64)
-        # keep_records: (episode, query, class ids, counts) of every query whose update names
-        # them, for per-episode statistics (panet.report.statistics)
+        # keep_records: every query's record, for panet.report.statistics
         self.records: Optional[List[QueryRecord]] = [] if keep_records else None
 
     def update(self, pred: Array, target: Array, episode_class_ids: Sequence[int],
@@ -125,8 +121,7 @@ class IoUMeter:
                                             counts))
 
     def merge(self, context: Context) -> "IoUMeter":
-        """Sum the counts of every process into each one's meter (and gather the kept records,
-        in rank order); returns the meter. Nothing to do in a single process."""
+        """Sum the counts (and gather the kept records, in rank order) over processes."""
         if context.distributed:
             self.counts = all_reduce_sum(torch.from_numpy(self.counts).to(context.device),
                                          context).cpu().numpy()
@@ -135,51 +130,33 @@ class IoUMeter:
         return self
 
     def summary(self) -> Dict:
-        """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU: mean and
-        std over runs (keys ``<name>``, ``<name>_std``), plus per-run values (``<name>_runs``).
-
-        Fractions in 0..1. A class with no pixel counted in a run (never sampled there) has IoU
-        NaN in that run; the run's mean-IoU then averages the other classes, the class's mean
-        and std use the runs that evaluated it, and it is listed under "unevaluated" with a
-        warning (PANet's 1,000-episode runs never hit this).
+        """Mean-IoU, binary-IoU, its background and foreground halves and per-class IoU
+        (fractions): mean and std over runs (``<name>``, ``<name>_std``) and per-run values
+        (``<name>_runs``). A class never counted in a run has IoU NaN there: the run's mean-IoU
+        averages the others, the class's mean and std use the runs that evaluated it, and it is
+        listed under "unevaluated" with a warning.
         """
         ious = iou_from_counts(self.counts)  # each n_runs x ...
-        class_iou, mean_iou, binary_iou = ious["class_iou"], ious["mean_iou"], ious["binary_iou"]
-        background_iou, foreground_iou = ious["background_iou"], ious["foreground_iou"]
-        missing = np.isnan(class_iou[:, 1:])
+        class_iou = ious["class_iou"]
         unevaluated = {run: [c for c, gone in zip(self.class_ids, row) if gone]
-                       for run, row in enumerate(missing) if row.any()}
+                       for run, row in enumerate(np.isnan(class_iou[:, 1:])) if row.any()}
         if unevaluated:
             warnings.warn(f"classes never evaluated (run: class ids): {unevaluated}; their IoU is "
                           "NaN and the mean-IoU of those runs averages the other classes",
                           stacklevel=2)
 
-        def per_class(reduce):  # over the runs that evaluated the class
-            return {c: float(reduce(class_iou[:, i + 1])) for i, c in enumerate(self.class_ids)}
-
-        with warnings.catch_warnings():
+        summary: Dict = {"unevaluated": unevaluated, "rule": self.rule}
+        for name in ("mean_iou", "binary_iou", "background_iou", "foreground_iou"):
+            summary.update({name: float(ious[name].mean()), f"{name}_std": float(ious[name].std()),
+                            f"{name}_runs": ious[name].tolist()})
+        per_class = dict(zip(self.class_ids, class_iou[:, 1:].T))
+        with warnings.catch_warnings():  # over the runs that evaluated the class
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-            class_mean, class_std = per_class(np.nanmean), per_class(np.nanstd)
-
-        return {
-            "mean_iou": float(mean_iou.mean()),
-            "mean_iou_std": float(mean_iou.std()),
-            "binary_iou": float(binary_iou.mean()),
-            "binary_iou_std": float(binary_iou.std()),
-            "background_iou": float(background_iou.mean()),
-            "background_iou_std": float(background_iou.std()),
-            "foreground_iou": float(foreground_iou.mean()),
-            "foreground_iou_std": float(foreground_iou.std()),
-            "class_iou": class_mean,
-            "class_iou_std": class_std,
-            "mean_iou_runs": mean_iou.tolist(),
-            "binary_iou_runs": binary_iou.tolist(),
-            "background_iou_runs": background_iou.tolist(),
-            "foreground_iou_runs": foreground_iou.tolist(),
-            "class_iou_runs": {c: class_iou[:, i + 1].tolist() for i, c in enumerate(self.class_ids)},
-            "unevaluated": unevaluated,
-            "rule": self.rule,
-        }
+            summary.update({
+                "class_iou": {c: float(np.nanmean(v)) for c, v in per_class.items()},
+                "class_iou_std": {c: float(np.nanstd(v)) for c, v in per_class.items()},
+                "class_iou_runs": {c: v.tolist() for c, v in per_class.items()}})
+        return summary
 
 
 def reference_scores(counts: np.ndarray) -> Dict[str, List[float]]:

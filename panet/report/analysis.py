@@ -4,14 +4,12 @@
 Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size, h x w
 feature size.
 
-Prototype distance (Sec. 4.3): the paper compares "prototypes from the support set and from
-the query set (using the query's ground-truth mask)". Per query and episode label j (0
-background, c way c) we compare the model's support prototype p_j (eq. 1-2) with the prototype
-pooled *the same way* from the query: its features upsampled to H x W, averaged over j's
-ground-truth mask, built as the support's (background: every pixel of no way, void included).
-Beside the paper's number goes the foreground distance ||p_c - q_c||_2, the background one next
-to it; a query without a pixel of j (vanished at 417 x 417) has no distance for it (NaN, left
-out of the mean).
+Prototype distance (Sec. 4.3: "prototypes from the support set and from the query set (using
+the query's ground-truth mask)"): per query and episode label j we compare the model's support
+prototype p_j (eq. 1-2) with the prototype pooled *the same way* from the query's features over
+j's ground-truth mask (background: every pixel of no way, void included). The foreground
+distance ||p_c - q_c||_2 goes beside the paper's, the background one next to it; a query
+without a pixel of j has no distance for it (NaN, left out of the mean).
 """
 
 from __future__ import annotations
@@ -40,8 +38,7 @@ Curve = Tuple[List[int], List[float]]  # steps, values
 
 def load_trained(checkpoint: PathLike, device: Union[str, torch.device] = "cpu"
                  ) -> Tuple[PANet, EpisodeSetting]:
-    """The PANet of a train.py checkpoint, in eval mode on `device`, and the episode setting it
-    was trained with."""
+    """The PANet of a train.py checkpoint, in eval mode on `device`, and its episode setting."""
     model_file = read_model_file(checkpoint)
     if model_file.config is None:
         raise ValueError(f"{checkpoint}: a released snapshot holds no episode setting; convert "
@@ -65,9 +62,8 @@ def model_outputs(checkpoint: PathLike, n_episodes: int, seed: int,
                   device: Union[str, torch.device], workers: Optional[int] = None,
                   **overrides: Any) -> Iterator[Tuple[Dict[str, torch.Tensor], Any]]:
     """Each of `n_episodes` test episodes of a train.py checkpoint's setting (data.* keys
-    replaced by `overrides`, seeded like test.py's first run with `seed`), one per batch on
-    `device`, with the trained model's output on it. Data loader processes: `workers`, or the
-    setting's."""
+    replaced by `overrides`, seeded like test.py's first run), one per batch on `device`, with
+    the model's output on it. Data loader processes: `workers`, or the setting's."""
     device = torch.device(device)
     net, data = load_trained(checkpoint, device)
     dataset = evaluation_episodes(data, n_episodes, seed, **overrides)
@@ -81,11 +77,8 @@ def model_outputs(checkpoint: PathLike, n_episodes: int, seed: int,
 
 
 def query_masks(query_labels: torch.Tensor, ways: int) -> torch.Tensor:
-    """Ground-truth masks of the 1 + W episode labels, built like the support masks.
-
-    query_labels: B x Q x H x W (0 background, c way c, 255 void) -> B x Q x (1 + W) x H x W
-    float 0/1: mask c = (label == c) for c >= 1; mask 0 = label is none of 1..W (void included).
-    """
+    """Ground-truth masks of the 1 + W episode labels, built like the support masks:
+    query_labels B x Q x H x W -> B x Q x (1 + W) x H x W float 0/1; mask 0: none of 1..W."""
     foreground = torch.stack([query_labels == c for c in range(1, ways + 1)], dim=2)
     background = ~foreground.any(dim=2, keepdim=True)
     return torch.cat([background, foreground], dim=2).to(torch.float32)
@@ -93,13 +86,11 @@ def query_masks(query_labels: torch.Tensor, ways: int) -> torch.Tensor:
 
 def prototype_distances(prototypes: torch.Tensor, query_features: torch.Tensor,
                         query_labels: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance between each support prototype and its query counterpart.
+    """Euclidean distance between each support prototype and its query counterpart (PROTOCOL
+    §2's pooling over `query_masks`).
 
-    prototypes: B x (1 + W) x C, the model's [p_bg, p_1, ..., p_W]; query_features:
-    B x Q x C x h x w; query_labels: B x Q x H x W. The query prototype of label j is the masked
-    average of the query's features upsampled to H x W (PROTOCOL §2's pooling, via the adjoint
-    of the upsampling) over `query_masks`. Returns B x Q x (1 + W); NaN where the query has no
-    pixel of j.
+    prototypes: B x (1 + W) x C; query_features: B x Q x C x h x w; query_labels:
+    B x Q x H x W. Returns B x Q x (1 + W); NaN where the query has no pixel of j.
     """
     ways = prototypes.shape[1] - 1
     masks = query_masks(query_labels, ways).to(query_features.dtype)  # B x Q x (1+W) x H x W
@@ -124,8 +115,7 @@ class PrototypeDistance:
 def measure_prototype_distance(checkpoint: PathLike, n_episodes: int, *, seed: int = 1234,
                                device: Union[str, torch.device] = "cpu",
                                **overrides: Any) -> PrototypeDistance:
-    """Sec. 4.3 for one trained model: `n_episodes` test episodes of its setting (data.* keys
-    replaced by `overrides`, e.g. fold=0, shots=5), seeded like test.py's first run."""
+    """Sec. 4.3 for one trained model over `n_episodes` test episodes (`model_outputs`)."""
     sums = torch.zeros(2, dtype=torch.float64)  # background, foreground
     counts = torch.zeros(2, dtype=torch.int64)
     episodes = 0
@@ -174,19 +164,15 @@ def prototype_distance_report(measured: Mapping[str, PrototypeDistance],
 
 def read_training_curves(run_dir: PathLike) -> Dict[str, Curve]:
     """The per-step metrics (loss, seg_loss, align_loss, lr) a train.py run logged in its run
-    folder's metrics.json (sacred's record, appended to by every resumption of the run).
-
-    Where a step was logged twice (an interrupted run redoes the steps after its last
-    checkpoint) the later value wins.
+    folder's metrics.json (sacred's); a step logged twice (a resumed run) keeps the later value.
     """
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}: {run_dir} is not the run folder of a train.py run "
                                 "(train.py records its losses there)")
-    merged: Dict[str, Dict[int, float]] = {}
     try:
-        for name, series in json.loads(path.read_text()).items():
-            merged[name] = dict(zip(series["steps"], series["values"]))
+        merged = {name: dict(zip(series["steps"], series["values"]))
+                  for name, series in json.loads(path.read_text()).items()}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} is not a sacred metrics file ({error!r})") from None
     return {name: (sorted(values), [values[step] for step in sorted(values)])

@@ -1,6 +1,5 @@
-"""What the benchmarks (scripts/bench_*.py) and the GPU self-check (scripts/check_gpu.py) share:
-one way to time operations, to judge and print a measured ratio against its target, and to run
-a script of a checkout in a fresh process (whose peak memory is then its own)."""
+"""What scripts/bench_*.py and scripts/check_gpu.py share: timing, judging a measured ratio
+against its target, and running a checkout's script in a fresh process (its own peak memory)."""
 
 from __future__ import annotations
 
@@ -25,8 +24,8 @@ def synchronize(device: Union[str, torch.device]) -> None:
 
 def median_times(work: Dict[Hashable, Callable[[], object]], repeats: int,
                  device: Union[str, torch.device]) -> Dict[Hashable, float]:
-    """Median seconds of each named operation over `repeats` runs after one warm-up each, the
-    operations alternating so that drift (a shared machine) hits all of them."""
+    """Median seconds of each operation over `repeats` runs after a warm-up, the operations
+    alternating so that drift hits all of them."""
     times: Dict[Hashable, List[float]] = {name: [] for name in work}
     for round_ in range(repeats + 1):
         for name, run in work.items():
@@ -40,8 +39,7 @@ def median_times(work: Dict[Hashable, Callable[[], object]], repeats: int,
 
 
 def verdict(value: float, target: Optional[float], at_least: bool = False) -> str:
-    """'ok' when `value` meets `target` (at most it; at least it with `at_least`), 'MISSED'
-    when not, '' without a target."""
+    """'ok' when `value` meets `target` (at most; `at_least`), 'MISSED' if not, '' if no target."""
     if target is None:
         return ""
     return "ok" if (value >= target if at_least else value <= target) else "MISSED"
@@ -49,8 +47,7 @@ def verdict(value: float, target: Optional[float], at_least: bool = False) -> st
 
 @dataclass(frozen=True)
 class Ratio:
-    """A measure against its reference (`unit`: "s" or "GiB"), with the ratio's target (at
-    most; None: not judged)."""
+    """A measure against its reference (`unit` "s" or "GiB"); target: the ratio's maximum."""
 
     label: str
     measured: float
@@ -68,8 +65,7 @@ class Ratio:
 
 
 def ratio_table(rows: Sequence[Ratio], columns: Tuple[str, str]) -> List[str]:
-    """Lines of a table: each row's measure, value, reference, ratio, target and verdict;
-    `columns` names the value and the reference."""
+    """Table lines of `rows`; `columns` names the value and the reference."""
     width = max(len("measure"), *(len(row.label) for row in rows))
     value, reference = (max(10, len(name)) for name in columns)
     lines = [f"{'measure':{width}s} {columns[0]:>{value}s} {columns[1]:>{reference}s} "
@@ -85,8 +81,8 @@ def ratio_table(rows: Sequence[Ratio], columns: Tuple[str, str]) -> List[str]:
 def run_python(root: Path, args: Sequence[str], cwd: Optional[Path] = None,
                launcher: Optional[Sequence[str]] = None,
                timeout: Optional[float] = None) -> subprocess.CompletedProcess:
-    """`python ARGS` (or `launcher ARGS`) in a fresh process importing the panet of the
-    checkout `root` first, from `cwd`; its output captured as text."""
+    """`python ARGS` (or `launcher ARGS`) from `cwd` in a fresh process that imports the panet
+    of checkout `root`; output captured as text."""
     path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
     return subprocess.run([*(launcher or [sys.executable]), *args], cwd=cwd,
                           env={**os.environ, "PYTHONPATH": path}, capture_output=True,
@@ -94,8 +90,7 @@ def run_python(root: Path, args: Sequence[str], cwd: Optional[Path] = None,
 
 
 def json_of_run(root: Path, args: Sequence[str]) -> dict:
-    """The JSON object a `run_python` process prints as its last line (CalledProcessError when
-    it fails)."""
+    """The JSON a `run_python` process prints last (CalledProcessError when it fails)."""
     result = run_python(root, args)
     result.check_returncode()
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,10 +1,8 @@
-"""Comparing methods: tests of models A (one per training seed) against tests of models B, on the
-same protocol (`panet.run.identity.PROTOCOL_KEYS`) and episodes (their stored ids), for
-`scripts/compare.py`. A side holds one method over distinct training seeds. The sides compare
-two methods' models, or one set of models in two numerics (precision, memory format, evaluation
-path: `recorded_numerics`): one model (`recorded_model`) on both sides is refused otherwise.
-The result of `paired_comparison` becomes a `Report` or a JSON document, with each side's
-numerics and each test's provenance (commit, checkpoint, factory, seed).
+"""Comparing methods for `scripts/compare.py`: tests of models A (one per training seed) against
+tests of models B, on the same protocol (`panet.run.identity.PROTOCOL_KEYS`) and episodes. The
+sides compare two methods' models, or one set of models in two numerics (`recorded_numerics`);
+one model on both sides is refused otherwise. `paired_comparison`'s result becomes a `Report`
+or a JSON document, with each side's numerics and each test's provenance.
 """
 
 from __future__ import annotations
@@ -36,8 +34,8 @@ def header(names: Sequence[str] = ("A", "B")) -> List[str]:
 
 @dataclass(frozen=True)
 class TestResult:
-    """One test.py run: its results.json record, its per-episode records and where they are;
-    `label` names it in messages and reports (A1, A2, ..., B1, ...)."""
+    """One test.py run: its results.json record and per-episode records; `label` (A1, B1, ...)
+    names it in messages and reports."""
 
     __test__ = False  # not a test for pytest to collect
     label: str
@@ -51,17 +49,14 @@ class TestResult:
 
     @property
     def model(self) -> tuple:
-        """The tested model (`recorded_model`): equal for two tests of the same model."""
         return recorded_model(self.record)
 
     @property
     def numerics(self) -> Dict[str, Any]:
-        """How the test computed (`recorded_numerics`)."""
         return recorded_numerics(self.record)
 
     def protocol(self) -> Dict[str, Any]:
-        """The protocol keys of the test's settings fingerprint; a record older than it gives
-        them from its "setting" (data.* from its data, test.* and seed from the top level)."""
+        """The protocol keys of the test's settings fingerprint (older records: its "setting")."""
         settings = (self.record.get("identity") or {}).get("settings")
         if settings is None:
             setting = self.setting
@@ -84,8 +79,8 @@ class TestResult:
 
 
 def load_test(path: Path, label: str) -> TestResult:
-    """The test of a results.json or of the run folder holding it (episodes.npz beside it).
-    Raises ValueError (one line) when either is missing or unreadable."""
+    """The test of a results.json or of its run folder (episodes.npz beside it); ValueError (one
+    line) when either is missing or unreadable."""
     results = RunFolder(path).results if path.is_dir() else path
     if not results.is_file():
         raise ValueError(f"{label} {path}: no {RunFolder.RESULTS} (give test.py's "
@@ -105,8 +100,7 @@ def load_test(path: Path, label: str) -> TestResult:
 
 def _differing(tests: Sequence[TestResult], value: Callable[[TestResult], Any],
                shown: Callable[[Any], str] = repr) -> Optional[str]:
-    """'v1 (A1, A2), v2 (B1)': the distinct values of the tests, each with who has it; None
-    when they all agree."""
+    """'v1 (A1, A2), v2 (B1)': the tests' distinct values with who has each; None if one."""
     groups: Dict[str, List[str]] = {}
     for test in tests:
         groups.setdefault(shown(value(test)), []).append(test.label)
@@ -134,9 +128,7 @@ def protocol_differences(tests: Sequence[TestResult]) -> List[str]:
 
 
 def side_problems(side: Sequence[TestResult]) -> List[str]:
-    """Why the tests of one side are not one method over distinct training seeds: training or
-    model settings that differ (the seed and data folder aside), one model tested twice, two
-    models trained with one seed."""
+    """Why the tests of one side are not one method over distinct training seeds."""
     recorded = [test for test in side if test.setting.get("training")]  # train.py checkpoints
     keys = sorted({key for t in recorded for key in t.setting["training"]} - set(SEED_KEYS))
     differing = {key: _differing(recorded, lambda t: t.setting["training"].get(key))
@@ -163,16 +155,15 @@ def side_problems(side: Sequence[TestResult]) -> List[str]:
 
 
 def compares_numerics(a: Sequence[TestResult], b: Sequence[TestResult]) -> bool:
-    """Whether A and B test the same models in other numerics: every test of A pairs with one
-    of B of the same model, each side computes in one numerics, and these differ."""
+    """Whether A and B test the same models, each side in one numerics, and these differ."""
     return (len(a) == len(b) and {t.model for t in a} == {t.model for t in b}
             and len({side_numerics(a), side_numerics(b)}) == 2
             and not any(_differing(side, lambda t: t.numerics, numerics_text) for side in (a, b)))
 
 
 def shared_model_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
-    """'A1 and B1 test the same model: why not as a comparison of numerics', for every model
-    on both sides of a comparison that is not one of numerics."""
+    """'A1 and B1 test the same model: why', for each model on both sides (outside a
+    comparison of numerics)."""
     in_b = {test.model: test.label for test in b}
     if compares_numerics(a, b) or not in_b.keys() & {test.model for test in a}:
         return []
@@ -189,9 +180,7 @@ def shared_model_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> L
 
 
 def comparison_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
-    """Everything that makes the tests of sides `a` and `b` not comparable (module docstring):
-    one line per protocol key that differs, naming the values and tests, per side problem and
-    per model on both sides (outside a comparison of numerics)."""
+    """Everything that makes the tests of sides `a` and `b` not comparable, one line each."""
     differences = protocol_differences([*a, *b])
     problems = [f"the protocols differ (only the model and its training may): {line}"
                 for line in differences]
@@ -212,8 +201,8 @@ def by_fold(a: Sequence[TestResult], b: Sequence[TestResult]
 
 
 def folds_problems(a: Sequence[TestResult], b: Sequence[TestResult]) -> List[str]:
-    """`comparison_problems` of each fold's tests, when the tests are of several folds that
-    share the rest of their protocol and hold tests of both sides."""
+    """`comparison_problems` of each fold's tests, once the folds share the rest of their
+    protocol and each holds tests of both sides."""
     groups = by_fold(a, b)
     if len(groups) == 1:
         return comparison_problems(a, b)
@@ -249,8 +238,7 @@ def _row(label: str, entry: Dict[str, Any]) -> List[Any]:
 
 
 def _rows(result: Dict[str, Any]) -> Tuple[List[List[Any]], List[int]]:
-    """The table's rows (each metric, each run's with several runs, each class) and the
-    indices of the rows that start a group."""
+    """The table's rows (each metric, each run's, each class) and the group starts."""
     rows: List[List[Any]] = []
     groups = []
     for name in METRICS:
@@ -273,6 +261,13 @@ def _describe_side(side: Sequence[TestResult], folds: int = 1) -> str:
               f"{per_fold} trained models (training seeds {', '.join(seeds)})")
     over = f" per fold, over {folds} folds" if folds > 1 else ""
     return f"{first['factory']}, {models}{over}; {side_numerics(side)}"
+
+
+def _report(title: str, a: Sequence[TestResult], b: Sequence[TestResult], rows: List[List[Any]],
+            groups: List[int], notes: List[str], names: Sequence[str]) -> Report:
+    return Report(title, header(names), rows, notes=notes, groups=groups,
+                  provenance=[_provenance_line(test) for test in (*a, *b)],
+                  made_by="scripts/compare.py")
 
 
 def _provenance_line(test: TestResult) -> str:
@@ -314,17 +309,14 @@ def folds_report(a: Sequence[TestResult], b: Sequence[TestResult],
              "The mean over folds treats the folds as independent: each fold's episodes and "
              "models are drawn with its own seed, and the resampled differences are averaged "
              "over the folds; its A and B columns are ± over folds."]
-    return Report(f"{names[0]} vs {names[1]} over folds", header(names), rows, notes=notes,
-                  groups=groups, provenance=[_provenance_line(test) for test in (*a, *b)],
-                  made_by="scripts/compare.py")
+    return _report(f"{names[0]} vs {names[1]} over folds", a, b, rows, groups, notes, names)
 
 
 def comparison_report(a: Sequence[TestResult], b: Sequence[TestResult], result: Dict[str, Any],
                       n_resamples: int, names: Sequence[str] = ("A", "B")) -> Report:
-    """The comparison as a `Report`: rows for mean- and binary-IoU (and each run's, with
-    several runs) and each class; A and B as mean ± std over their models, A - B with the
-    interval over seeds and episodes, its p-value, and the interval over episodes only. A
-    comparison of numerics says so in its title and first note, naming each side's."""
+    """The comparison as a `Report`: rows for mean- and binary-IoU (each run's too) and each
+    class; A and B as mean ± std over their models, A - B with its intervals and p-value. A
+    comparison of numerics says so in its title and first note."""
     rows, groups = _rows(result)
     records = a[0].records
     notes = [f"{names[0]}: {_describe_side(a)}", f"{names[1]}: {_describe_side(b)}",
@@ -338,16 +330,13 @@ def comparison_report(a: Sequence[TestResult], b: Sequence[TestResult], result: 
         notes.insert(0, f"a comparison of numerics: the same model(s) on both sides, A in "
                         f"{side_numerics(a)}; B in {side_numerics(b)}. A - B is what the "
                         "numerics change, not a difference between models")
-    return Report(title, header(names), rows, notes=notes, groups=groups,
-                  provenance=[_provenance_line(test) for test in (*a, *b)],
-                  made_by="scripts/compare.py")
+    return _report(title, a, b, rows, groups, notes, names)
 
 
 def comparison_document(a: Sequence[TestResult], b: Sequence[TestResult],
                         result: Dict[str, Any], n_resamples: int) -> Dict[str, Any]:
     """The comparison as JSON-ready data: what it compares ("models" | "numerics"), each side's
-    numerics and provenance, the protocol, what the interval covers, and
-    `paired_comparison`'s result (fractions)."""
+    numerics and provenance, the protocol, what the interval covers, and `result`."""
     return {"compares": "numerics" if compares_numerics(a, b) else "models",
             "numerics": {"a": side_numerics(a), "b": side_numerics(b)},
             "a": [test.provenance() for test in a], "b": [test.provenance() for test in b],

@@ -2,12 +2,10 @@
 
 Shape letters: B episodes, W ways, S shots, Q queries, H x W image size.
 
-Overlays blend one colour per way (`WAY_COLOURS`, way 1 first) into the de-normalised image
-wherever a mask or label map holds that way; other pixels keep the image, darkened
-(`OUTSIDE_DIM`) so that the masks stand out. `save_qualitative` draws one episode per row:
-each support with its mask, then each query's prediction and ground truth.
-`prediction_overlay` draws one prediction of `scripts/predict.py` (outlined regions, a legend,
-legible at any image size); `label_palette` colours its label PNGs the same way.
+Overlays blend one colour per way (`WAY_COLOURS`) into the image where a mask or label map
+holds that way and darken other pixels (`OUTSIDE_DIM`). `save_qualitative` draws one episode
+per row; `prediction_overlay` draws one prediction of `scripts/predict.py`, `label_palette`
+colours its label PNGs the same way.
 """
 
 from __future__ import annotations
@@ -55,33 +53,31 @@ def way_colour(way: int) -> Colour:
 
 def overlay(image: np.ndarray, labels: Union[np.ndarray, torch.Tensor],
             opacity: float = OVERLAY_OPACITY, dim: float = OUTSIDE_DIM) -> np.ndarray:
-    """Blend way colours into an image.
-
-    image: H x W x 3 uint8; labels: H x W episode labels (0 background, c = way c, 255 void).
-    Pixels of way c become (1 - opacity) * image + opacity * way_colour(c); every other pixel
-    becomes (1 - dim) * image; both rounded. Returns H x W x 3 uint8.
-    """
+    """Blend way colours into an image: image H x W x 3 uint8; labels H x W (0 background, c =
+    way c, 255 void). Pixels of way c become (1 - opacity) * image + opacity * way_colour(c),
+    the others (1 - dim) * image; rounded to H x W x 3 uint8."""
     labels = torch.as_tensor(labels).cpu().numpy()
     if labels.shape != image.shape[:2]:
         raise ValueError(f"labels are {labels.shape} but the image is {image.shape[:2]}")
     blended = image.astype(np.float64)
     blended[(labels == 0) | (labels == 255)] *= 1 - dim
-    for way in np.unique(labels):
-        if way in (0, 255):
-            continue
+    for way in _ways(labels):
         where = labels == way
-        blended[where] = (1 - opacity) * blended[where] + opacity * np.array(way_colour(int(way)))
+        blended[where] = (1 - opacity) * blended[where] + opacity * np.array(way_colour(way))
     return np.round(blended).astype(np.uint8)
 
 
+def _ways(labels: np.ndarray) -> List[int]:
+    return [int(v) for v in np.unique(labels) if v not in (0, 255)]
+
+
 def outlined(picture: np.ndarray, labels: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
-    """`picture` (H x W x 3 uint8, e.g. an `overlay`) with the border of each way's region of
-    `labels` (H x W) drawn in the way's colour, OUTLINE_WIDTH of the short side thick (at least
-    1 pixel): a mask stays visible on any image. Returns a new array."""
+    """A copy of `picture` (H x W x 3 uint8) with the border of each way's region of `labels`
+    (H x W) drawn in the way's colour, OUTLINE_WIDTH of the short side thick (at least 1 px)."""
     labels = torch.as_tensor(labels).cpu().numpy()
     thickness = max(1, round(min(labels.shape) * OUTLINE_WIDTH))
     picture = picture.copy()
-    for way in (int(v) for v in np.unique(labels) if v not in (0, 255)):
+    for way in _ways(labels):
         region = labels == way
         picture[region & ~ndimage.binary_erosion(region, iterations=thickness,
                                                  border_value=1)] = way_colour(way)
@@ -89,14 +85,13 @@ def outlined(picture: np.ndarray, labels: Union[np.ndarray, torch.Tensor]) -> np
 
 
 def caption_font(width: int) -> ImageFont.FreeTypeFont:
-    """The caption font for tiles `width` pixels wide: grows with the tile, never below
-    MIN_FONT_SIZE, so that text stays legible on small and on large images."""
+    """The caption font for tiles `width` pixels wide: grows with it, never below MIN_FONT_SIZE."""
     return _font(max(MIN_FONT_SIZE, round(width * FONT_SHARE)))
 
 
 def wrap(caption: str, font: ImageFont.FreeTypeFont, width: int) -> List[str]:
-    """`caption` broken at spaces into lines no wider than `width` pixels; a word wider than
-    that on its own is broken between characters."""
+    """`caption` broken at spaces (a too wide word between characters) into lines no wider
+    than `width` pixels."""
     lines: List[str] = []
     for word in caption.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= width:
@@ -111,8 +106,8 @@ def wrap(caption: str, font: ImageFont.FreeTypeFont, width: int) -> List[str]:
 
 
 def captioned_tiles(tiles: Sequence[np.ndarray], captions: Sequence[str]) -> List[Image.Image]:
-    """H x W x 3 uint8 tiles with their captions in a white band above them; the band is as tall
-    as the longest wrapped caption of the group, so the images of a row stay aligned."""
+    """H x W x 3 uint8 tiles with their captions in a white band above them, as tall as the
+    longest wrapped caption (the images of a row stay aligned)."""
     fonts = [caption_font(tile.shape[1]) for tile in tiles]
     wrapped = [wrap(caption, font, tile.shape[1] - 2)
                for tile, caption, font in zip(tiles, captions, fonts)]
@@ -138,17 +133,15 @@ def label_palette() -> List[int]:
 
 def prediction_overlay(image: np.ndarray, labels: np.ndarray, names: Sequence[str]
                        ) -> Image.Image:
-    """A prediction drawn over its image, legible at any size, with a legend below.
+    """A prediction drawn over its image (`overlay`, `outlined`), legible at any size, with a
+    legend below giving each way's colour, name and share of the image.
 
     image: H x W x 3 uint8; labels: H x W (0 background, c = way c); names: one per way.
-    Images under `MIN_OVERLAY_SIDE` pixels are first enlarged by an integer factor (nearest
-    neighbour). Each way's pixels are blended with its colour (`overlay`) and outlined in it
-    (outline and legend text scale with the image); the legend gives each way's colour, name
-    and share of the image.
+    Images under `MIN_OVERLAY_SIDE` pixels are first enlarged by an integer factor.
     """
     factor = max(1, -(-MIN_OVERLAY_SIDE // min(image.shape[:2])))
-    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-    labels = np.repeat(np.repeat(np.asarray(labels), factor, axis=0), factor, axis=1)
+    image, labels = (np.asarray(x).repeat(factor, axis=0).repeat(factor, axis=1)
+                     for x in (image, labels))
     picture = outlined(overlay(image, labels), labels)
     height, width = labels.shape
     font_size = max(MIN_FONT_SIZE, round(width * LEGEND_FONT_WIDTH))
@@ -173,8 +166,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def stack(images: Sequence[Image.Image], across: bool = False) -> Image.Image:
-    """Images one below the other (`across`: side by side), GAP apart, top-left aligned, on
-    white."""
+    """Images one below the other (`across`: side by side), GAP apart, on white."""
     sizes = [(image.width, image.height) if across else (image.height, image.width)
              for image in images]  # (along, across) of each
     along = sum(size[0] for size in sizes) + GAP * (len(images) - 1)
@@ -188,13 +180,13 @@ def stack(images: Sequence[Image.Image], across: bool = False) -> Image.Image:
 
 
 def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: int) -> Image.Image:
-    """One episode of a collated batch as a row of captioned tiles: each support with its
-    foreground mask (as given: dense, scribble or box), then each query with the prediction and
-    with the ground truth, tinted and outlined per way (`outlined`).
+    """Episode `index` of a collated batch as a row of captioned tiles: each support with its
+    foreground mask, then each query with the prediction and with the ground truth, tinted and
+    outlined per way.
 
     batch: `collate_episodes` output (support_images B x W x S x 3 x H x W, support_fg
     B x W x S x H x W, query_images B x Q x 3 x H x W, query_labels B x Q x H x W, class_ids
-    B x W); predictions: B x Q x H x W episode labels; index: which episode b.
+    B x W); predictions: B x Q x H x W episode labels.
     """
     support_images, support_fg = batch["support_images"][index], batch["support_fg"][index]
     ways, shots = support_images.shape[:2]
@@ -218,10 +210,9 @@ def episode_figure(batch: Mapping[str, Any], predictions: torch.Tensor, index: i
 def save_qualitative(checkpoint: PathLike, path: PathLike, n_episodes: int = 4, *,
                      seed: int = 1234, device: Union[str, torch.device] = "cpu",
                      **overrides: Any) -> Path:
-    """Segment the first `n_episodes` test episodes of a train.py checkpoint (those of test.py's
-    first run with `seed`, data.* keys replaced by `overrides`, e.g. shots=5, weak="scribble",
-    root="data/VOC2012") and write them at `path` as one PNG, an `episode_figure` row per
-    episode. Returns the written path."""
+    """Segment the first `n_episodes` test episodes of a train.py checkpoint (`model_outputs`:
+    data.* keys replaced by `overrides`, e.g. shots=5) and write them at `path` as one PNG, an
+    `episode_figure` row per episode. Returns the path."""
     rows = [episode_figure(batch, out.logits.argmax(dim=2), 0) for batch, out in
             model_outputs(checkpoint, n_episodes, seed, device, workers=0, **overrides)]
     path = Path(path)
@@ -242,9 +233,8 @@ TERM_STYLES = ("-", "--", ":", "-.") * 4  # the total, then each term
 
 
 def loss_terms(curves: Mapping[str, Curve]) -> List[str]:
-    """The losses a run's curves hold, as `plot_loss_curves` draws them: the total ("loss")
-    first, then each named term (`<name>_loss`, e.g. `seg_loss`, `align_loss`, a method's
-    `aux_loss`) in the order logged, leaving out those identically 0 (no PAR: align = 0)."""
+    """The losses a run's curves hold: the total ("loss"), then each `<name>_loss` term in the
+    order logged, leaving out those identically 0 (no PAR: align = 0)."""
     names = [name for name in curves if name.endswith("_loss")]
     return [name for name in ["loss", *names] if any(curves.get(name, ([], []))[1])]
 
@@ -253,10 +243,9 @@ def plot_loss_curves(panels: Mapping[str, Mapping[str, Dict[str, Curve]]], path:
                      smoothing: int = 0) -> Path:
     """Fig. 5: training loss vs step, one panel per entry of `panels` (e.g. "1-shot").
 
-    panels[title][run label] = that run's curves (`analysis.read_training_curves`). Each
-    run draws its total loss (solid) and each named term its method logged (`loss_terms`:
-    PANet's seg and align, a method's own), dashed or dotted, each smoothed by a moving
-    average of `smoothing` steps (0: 1/50 of the run).
+    panels[title][run label] = that run's curves (`analysis.read_training_curves`). Each run
+    draws its total loss (solid) and each of its `loss_terms` (dashed or dotted), smoothed by
+    a moving average of `smoothing` steps (0: 1/50 of the run).
     """
     import matplotlib  # only the figure commands need it
 

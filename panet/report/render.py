@@ -1,10 +1,8 @@
 """Tables for people: a `Report` (a table as data, and what is said around it) rendered as
 Markdown (tableN.md) and LaTeX (tableN.tex: a booktabs table for a paper).
 
-Entries of a row are text, a `Number` (the paper's, a difference) or a `Measured` value of ours:
-mean ± std over training seeds with the 95% bootstrap interval over test episodes. The LaTeX
-file holds the table alone, ready for a paper (its caption, label, numbers in math mode), with
-the notes, the provenance and the commands as comments above it.
+Entries of a row are text, a `Number` (the paper's, a difference) or a `Measured` value of ours
+(mean ± std over training seeds, 95% bootstrap interval over test episodes).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from panet.base.files import atomic_write
 
@@ -38,11 +36,9 @@ class Number:
 
 @dataclass(frozen=True)
 class Measured:
-    """Our number of a table cell, in percent: `value` is the mean over training seeds, `std`
-    the sample standard deviation over seeds (None with one seed), `interval` the 95% bootstrap
-    interval over the test episodes (None without per-episode records). `partial`: a test of
-    the cell left some of its classes unevaluated (no episode drew them), so its mean is over
-    the others: shown with `PARTIAL`."""
+    """Our number of a table cell, in percent: `value` the mean over training seeds, `std` their
+    sample std (None with one seed), `interval` the 95% bootstrap interval over the episodes
+    (None without records); `partial`: a test left classes unevaluated (shown with `PARTIAL`)."""
 
     value: Optional[float]
     std: Optional[float] = None
@@ -61,14 +57,10 @@ Entry = Union[str, Number, Measured]
 
 @dataclass
 class Report:
-    """One table and what is said around it.
-
-    title: the heading; warning: (bold lead, rest) said first (e.g. the toy scale), or None;
-    notes: lines about the setting, before the table; header and rows: the table (first column
-    text labels); groups: indices of the rows that start a new group of rows (a rule in LaTeX);
-    after: lines after the table; provenance: how the numbers were made (lines); commands: the
-    commands that made them, in order; citation: how to cite a number, or None; made_by: the
-    script that writes the report (named in the LaTeX file).
+    """One table and what is said around it: warning (bold lead, rest) said first; notes
+    before the table; groups: the rows that start a group (a rule in LaTeX); after: lines after
+    it; provenance: how the numbers were made; commands: those that made them, in order;
+    citation: how to cite a number; made_by: the script writing it (named in the LaTeX file).
     """
 
     title: str
@@ -108,21 +100,14 @@ def markdown_entry(entry: Entry) -> str:
     return entry
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
-    """A markdown table: the first column left-aligned, the others right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def render_markdown(report: Report) -> str:
     lines = [f"# {report.title}", ""]
     if report.warning is not None:
         lines += [f"**{report.warning[0]}**{report.warning[1]}", ""]
     lines += [f"- {note}" for note in report.notes]
-    lines += [""] + markdown_table(report.header, [[markdown_entry(e) for e in row]
-                                                   for row in report.rows])
+    lines += ["", "| " + " | ".join(report.header) + " |",  # first column left-aligned
+              "|" + "|".join([":---"] + ["---:"] * (len(report.header) - 1)) + "|"]
+    lines += ["| " + " | ".join(map(markdown_entry, row)) + " |" for row in report.rows]
     if report.after:
         lines += ["", *report.after]
     if report.provenance:
@@ -136,21 +121,16 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
-                 "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\~{}", "—": "--",
-                 "±": r"$\pm$"}
-
-
-def latex_text(text: str) -> str:
-    """`text` with LaTeX's special characters escaped."""
-    return "".join(LATEX_SPECIAL.get(character, character) for character in text)
+LATEX_SPECIAL = str.maketrans({  # `text.translate(LATEX_SPECIAL)`: LaTeX's specials escaped
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+    "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\~{}", "—": "--", "±": r"$\pm$"})
 
 
 def latex_entry(entry: Entry, compact: bool = False) -> str:
-    """A cell in LaTeX: numbers in math mode ($45.1 \\pm 0.3$, intervals small and dropped when
-    `compact`), text escaped, a missing value as --."""
+    """A cell in LaTeX: numbers in math mode (intervals small, dropped when `compact`), text
+    escaped, a missing value as --."""
     if isinstance(entry, str):
-        return latex_text(entry) if entry != MISSING else "--"
+        return entry.translate(LATEX_SPECIAL) if entry != MISSING else "--"
     if isinstance(entry, Number) and not entry.missing:
         return f"${format_number(entry.value, entry.signed)}$"
     if isinstance(entry, Measured) and entry.value is not None:
@@ -171,22 +151,20 @@ def latex_label(title: str) -> str:
 
 
 def render_latex(report: Report, compact: bool = False) -> str:
-    """A booktabs `table` ready for a paper (needs \\usepackage{booktabs}): its caption the
-    title without its "Table N:" (LaTeX numbers tables), a \\label, numbers in math mode; the
-    notes, provenance and commands as LaTeX comments above it, outside the table. `compact`:
-    mean ± std only, without the intervals."""
+    """A booktabs `table` for a paper (caption: the title without "Table N:", a \\label), with
+    the notes, provenance and commands as comments above it. `compact`: no intervals."""
     columns = "l" + "r" * (len(report.header) - 1)
     said = ([f"{report.warning[0]}{report.warning[1]}"] if report.warning else [])
     said += [*report.notes, *report.after, *report.provenance]
     if report.commands:
         said += [COMMANDS_INTRO, *report.commands]
-    caption = re.sub(r"^Table \w+: ", "", report.title)
+    caption = re.sub(r"^Table \w+: ", "", report.title).translate(LATEX_SPECIAL)
+    header = " & ".join(title.translate(LATEX_SPECIAL) for title in report.header)
     lines = [f"% {report.title} -- written by panet-repro's {report.made_by}",
              *(f"% {line}" for text in said for line in text.splitlines()),
              r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_text(caption)}}}", rf"\label{{{latex_label(report.title)}}}",
-             rf"\begin{{tabular}}{{{columns}}}", r"\toprule",
-             " & ".join(latex_text(title) for title in report.header) + r" \\", r"\midrule"]
+             rf"\caption{{{caption}}}", rf"\label{{{latex_label(report.title)}}}",
+             rf"\begin{{tabular}}{{{columns}}}", r"\toprule", header + r" \\", r"\midrule"]
     for index, row in enumerate(report.rows):
         if index in report.groups and index > 0:
             lines.append(r"\midrule")

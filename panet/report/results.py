@@ -1,4 +1,4 @@
-"""Test results: the record written to results.json (`test_record`) and the table printed for people."""
+"""Test results: the record written to results.json (`test_record`) and the table printed."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from panet.report.statistics import bootstrap_seed
 from panet.run.identity import code_version, fingerprint, test_identity
 
 
-
 @dataclass(frozen=True)
 class TestFacts:
-    """What a test ran on besides its settings: the device record (`describe_device`, with the
-    number of processes), the model's identity (`panet.run.identity.model_identity`), the file
-    it was read from (None: PANet-init), the evaluation path that ran and why it was not the
-    one asked (None when it was), and whether the test classes include trained ones."""
+    """What a test ran on besides its settings: the device record, the model's identity, its
+    file (None: PANet-init), the evaluation path that ran and why not the one asked (None when
+    it was), and whether the test classes include trained ones."""
 
     device: Dict[str, Any]
     model: Dict[str, Any]
@@ -32,9 +30,8 @@ class TestFacts:
 
 def checkpoint_record(composition, model_file) -> Dict[str, Any]:
     """What results.json says of the evaluated weights: the file, its format, SHA-256 and step,
-    how a train.py checkpoint's model came to be (its training seed and fingerprint, and the
-    identity it stored: `panet.run.identity.training_identity`), and where each setting given
-    or taken from the checkpoint came from."""
+    a train.py checkpoint's training seed, fingerprint and stored identity, and where each
+    setting given or taken from the checkpoint came from."""
     stored = None if model_file is None else model_file.config  # None: released, PANet-init
     keys = [*composition.base, *(key for key in composition.given_keys()
                                  if key.startswith(("data.", "model.")))]
@@ -49,9 +46,8 @@ def checkpoint_record(composition, model_file) -> Dict[str, Any]:
 
 
 def test_record(summary: Dict[str, Any], composition, facts: TestFacts) -> Dict[str, Any]:
-    """The record of a test, written to results.json: its numbers (`IoUMeter.summary` with
-    the bootstrap intervals), the whole config, its identity (`panet.run.identity`), the
-    device, the code, and its setting (what compare.py and the tables read)."""
+    """The record of a test (results.json): its numbers (`IoUMeter.summary` with the bootstrap
+    intervals), the whole config, its identity, the device, the code, and its setting."""
     settings = composition.settings
     data, test = settings.data, settings.test
     sha256 = None if facts.model_file is None else facts.model_file.sha256
@@ -78,9 +74,8 @@ def test_record(summary: Dict[str, Any], composition, facts: TestFacts) -> Dict[
 
 
 def format_table(summary: Dict[str, Any], class_name: Callable[[int], str], title: str) -> str:
-    """IoUs in percent, mean +- std over runs: one line per class, then mean-IoU, binary-IoU and
-    the binary-IoU's background and foreground halves; mean- and binary-IoU with their 95%
-    bootstrap interval over episodes when the summary has one (`<name>_ci`)."""
+    """IoUs in percent, mean +- std over runs: per class, then mean-IoU, binary-IoU and its
+    background and foreground halves, with their 95% interval when the summary has one."""
     def cell(mean: float, std: float) -> str:
         return f"{100 * mean:6.1f} +- {100 * std:4.1f}"
 
@@ -121,7 +116,6 @@ def json_text(record: Dict[str, Any]) -> str:
 
 
 def write_json(path: Path, record: Dict[str, Any]) -> Path:
-    """Write `record` as standard JSON (`json_text`), atomically."""
     with atomic_write(path, "w") as file:
         file.write(json_text(record))
     return path

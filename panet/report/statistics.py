@@ -5,15 +5,13 @@ of the fold (slot 0 of a class axis is the background), M models (training seeds
 n resamples, T the statistics a comparison reports.
 
 *Records* keep every query's TP/FP/FN counts per episode label (PROTOCOL §9) with the episode's
-class and image ids: summed per class they are the counts `IoUMeter` accumulated, so any IoU
-statistic is recomputed without the model. A *bootstrap* resample draws, in every run, E of its
-episodes with replacement, and computes the IoUs from their counts as the metric does
-(`iou_from_counts`), from a fixed seed; the 95% interval (2.5th and 97.5th percentiles) covers
-which episodes were sampled, not training randomness. A *paired comparison* resamples tests of
-identical episodes with the same draws, and each side's models (training seeds) with
-replacement among its own; the p-value of "no difference" is twice the smaller share of
-resampled differences on either side of 0, counting the observed draw ((k + 1) / (n + 1)),
-capped at 1 (docs/reporting.md; `interval_coverage` says it in words).
+class and image ids, so any IoU statistic is recomputed without the model. A *bootstrap*
+resample draws, in every run, E of its episodes with replacement (fixed seed) and computes the
+IoUs as the metric does (`iou_from_counts`); the 95% interval covers which episodes were
+sampled, not training randomness. A *paired comparison* resamples tests of identical episodes
+with the same draws, and each side's models with replacement among its own; the p-value of "no
+difference" is twice the smaller share of resampled differences on either side of 0, counting
+the observed draw ((k + 1) / (n + 1)), capped at 1 (docs/reporting.md).
 """
 
 from __future__ import annotations
@@ -37,16 +35,12 @@ METRICS = ("mean_iou", "binary_iou")  # what a comparison reports, with each cla
 
 @dataclass
 class EpisodeRecords:
-    """The per-query counts of a test (see the module docstring). N records, in any order.
+    """The per-query counts of a test. N records, in any order.
 
-    run, episode, query: N int64 (episode index within its run, query index within its
-    episode); class_ids: N x W int64 global ids of the episode's ways; counts: N x (1 + W) x 3
-    int64 TP, FP, FN of labels [background, way 1, ..., way W]; query_ids: N str;
-    support_ids: N x W x S str; query_paths, support_paths: the same images as file paths
-    relative to data.root, in the order drawn (what scripts/episodes.py exports; records
-    written before they existed give the ids). Image ids are those the episode list sampled (a
-    support whose mask vanishes at the input size is replaced by a deterministic draw from
-    them).
+    run, episode, query: N int64; class_ids: N x W int64 global ids of the episode's ways;
+    counts: N x (1 + W) x 3 int64 TP, FP, FN of [background, way 1, ..., way W]; query_ids: N
+    str; support_ids: N x W x S str (the ids the episode list sampled); query_paths,
+    support_paths: the same images as paths relative to data.root (older records: the ids).
     """
 
     run: np.ndarray
@@ -101,21 +95,17 @@ class EpisodeRecords:
         """R x E x (1 + K) x 3 counts per run, episode and class (slot 0 background, slot k the
         k-th of `class_ids`): each query's label rows added to its episode's class slots."""
         slot = {int(c): k + 1 for k, c in enumerate(class_ids)}
-        n_episodes = int(self.episode.max()) + 1
-        out = np.zeros((self.n_runs, n_episodes, 1 + len(slot), 3), dtype=np.int64)
-        slots = np.concatenate([np.zeros((len(self.run), 1), dtype=np.int64),
-                                np.vectorize(slot.__getitem__, otypes=[np.int64])(self.class_ids)],
-                               axis=1)  # N x (1 + W)
-        rows = np.broadcast_to(self.run[:, None], slots.shape)
-        cols = np.broadcast_to(self.episode[:, None], slots.shape)
-        np.add.at(out, (rows, cols, slots), self.counts)
+        slots = np.array([[0, *map(slot.__getitem__, way_classes)]
+                          for way_classes in self.class_ids.tolist()], dtype=np.int64)  # N x (1+W)
+        out = np.zeros((self.n_runs, int(self.episode.max()) + 1, 1 + len(slot), 3), dtype=np.int64)
+        np.add.at(out, (self.run[:, None], self.episode[:, None], slots), self.counts)
         return out
 
     def episode_keys(self) -> List[tuple]:
-        """What identifies the episodes: per record its run, episode, query, classes and images."""
+        """Per record its run, episode, query, classes, query and supports."""
         return list(zip(self.run.tolist(), self.episode.tolist(), self.query.tolist(),
-                        map(tuple, self.class_ids.tolist()), self.query_ids.tolist(),
-                        map(lambda s: tuple(map(tuple, s)), self.support_ids.tolist())))
+                        self.class_ids.tolist(), self.query_ids.tolist(),
+                        self.support_ids.tolist()))
 
 
 def _ids_of(field: str) -> str:
@@ -128,9 +118,8 @@ Side = Union[EpisodeRecords, Sequence[EpisodeRecords]]  # one test, or one per t
 
 def records_of_test(query_records: Sequence, episode_lists: Sequence[Sequence],
                     path_of: Callable[[str], str] = str) -> EpisodeRecords:
-    """EpisodeRecords from an `IoUMeter`'s kept `records` (run, episode, query, class ids,
-    counts) and each run's episode list (`panet.data.Episode`s: their sampled image ids);
-    `path_of`: an image id's file relative to data.root (`panet.data.protocols.relative_path`)."""
+    """EpisodeRecords from an `IoUMeter`'s kept `records` and each run's episode list
+    (`panet.data.Episode`s); `path_of`: an image id's file relative to data.root."""
     rows = []
     for run, episode, query, class_ids, counts in query_records:
         sampled = episode_lists[run][episode]
@@ -181,7 +170,9 @@ def percentile_interval(values: np.ndarray) -> List[float]:
 def _intervals(values: np.ndarray) -> np.ndarray:
     """n x T values -> T x 2: the 95% percentile interval of each column (NaNs left out)."""
     tail = 100 * (1 - CONFIDENCE) / 2
-    return np.nanpercentile(values, [tail, 100 - tail], axis=0).T
+    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(values, [tail, 100 - tail], axis=0).T
 
 
 def bootstrap_seed(fold: int) -> int:
@@ -198,7 +189,7 @@ def resampled_run_means(records: EpisodeRecords, class_ids: Sequence[int], n_res
     episode_counts = records.class_counts(class_ids)
     ious = resampled_ious(episode_counts, resample_weights(*episode_counts.shape[:2],
                                                            n_resamples, seed))
-    return {name: ious[name].mean(axis=-1) for name in ("mean_iou", "binary_iou")}
+    return {name: ious[name].mean(axis=-1) for name in METRICS}
 
 
 def bootstrap_intervals(records: EpisodeRecords, class_ids: Sequence[int], n_resamples: int,
@@ -218,28 +209,12 @@ def p_value(differences: np.ndarray) -> np.ndarray:
 
 
 def _statistics(ious: Dict[str, np.ndarray]) -> np.ndarray:
-    """What a comparison reports, from `iou_from_counts` arrays ... x R: ... x T columns,
-    `_columns` in order: mean- and binary-IoU (mean over runs), each run's mean- and
-    binary-IoU, each class's IoU (mean over the runs that evaluated it)."""
+    """What a comparison reports, from `iou_from_counts` arrays ... x R: ... x T columns, in
+    order: mean- and binary-IoU (mean over runs), each run's mean-IoU, each run's binary-IoU,
+    each class's IoU (mean over the runs that evaluated it)."""
     classes = np.nanmean(ious["class_iou"][..., 1:], axis=-2)  # ... x K
     overall = [ious[name].mean(axis=-1, keepdims=True) for name in METRICS]
     return np.concatenate([*overall, *(ious[name] for name in METRICS), classes], axis=-1)
-
-
-def _side(side: Side) -> List[EpisodeRecords]:
-    return [side] if isinstance(side, EpisodeRecords) else list(side)
-
-
-def _check_episodes(models: Sequence[Sequence[EpisodeRecords]]) -> None:
-    """ValueError unless both sides hold tests and every test saw A1's episodes."""
-    if not (models[0] and models[1]):
-        raise ValueError("each side of a comparison needs at least one test")
-    for side, letter in zip(models, "AB"):
-        for index, records in enumerate(side):
-            why = mismatch(models[0][0], records)
-            if why is not None:
-                raise ValueError(f"the tests did not see identical episodes ({letter}{index + 1} "
-                                 f"against A1): {why}")
 
 
 def _entries(a: np.ndarray, b: np.ndarray, drawn: np.ndarray, fixed: np.ndarray
@@ -258,14 +233,20 @@ def _resampled_differences(a: Side, b: Side, class_ids: Sequence[int], n_resampl
                            seed: int) -> Tuple[List[np.ndarray], np.ndarray, np.ndarray]:
     """(each side's observed statistics, models x T; the n x T resampled differences A - B of
     the drawn models' means; the n x T differences with every model) of `paired_comparison`."""
-    models = [_side(a), _side(b)]
-    _check_episodes(models)
+    sides = [[side] if isinstance(side, EpisodeRecords) else list(side) for side in (a, b)]
+    if not (sides[0] and sides[1]):
+        raise ValueError("each side of a comparison needs at least one test")
+    for letter, side in zip("AB", sides):
+        for index, records in enumerate(side):
+            why = mismatch(sides[0][0], records)
+            if why is not None:
+                raise ValueError(f"the tests did not see identical episodes ({letter}{index + 1} "
+                                 f"against A1): {why}")
     counts = [np.stack([records.class_counts(class_ids) for records in side])
-              for side in models]  # per side M x R x E x (1 + K) x 3
-    n_runs, n_episodes = counts[0].shape[1:3]
-    weights = resample_weights(n_runs, n_episodes, n_resamples, seed)  # n x R x E, shared
+              for side in sides]  # per side M x R x E x (1 + K) x 3
+    weights = resample_weights(*counts[0].shape[1:3], n_resamples, seed)  # n x R x E, shared
     rng = np.random.default_rng((seed, SEED_DRAWS))
-    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in models]
+    picks = [rng.integers(0, len(side), size=(n_resamples, len(side))) for side in sides]
     with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
         warnings.simplefilter("ignore", RuntimeWarning)
         observed = [_statistics(iou_from_counts(c.sum(axis=2))) for c in counts]  # M x T
@@ -278,18 +259,16 @@ def _resampled_differences(a: Side, b: Side, class_ids: Sequence[int], n_resampl
 def fold_averaged_comparison(folds: Sequence[Tuple[Side, Side, Sequence[int], int]],
                              n_resamples: int) -> Dict[str, Dict[str, Any]]:
     """A - B of the mean over folds (overall mean- and binary-IoU), `folds` one (a, b, class
-    ids, bootstrap seed) per fold, the folds treated as independent: each resampled with its
-    own draws (`bootstrap_seed(fold)`), the resampled differences averaged over the folds.
-    Returns {metric: entry} with `paired_comparison`'s entry keys, `a_models` / `b_models`
-    holding each fold's mean over its models."""
+    ids, bootstrap seed) per fold, each resampled with its own draws and the resampled
+    differences averaged over the folds. Returns {metric: entry} (`paired_comparison`'s
+    entries; `a_models` / `b_models`: each fold's mean over its models)."""
     per_fold = [_resampled_differences(a, b, classes, n_resamples, seed)
                 for a, b, classes, seed in folds]
-    means = [np.array([[o.mean(axis=0)[:2] for o in observed] for observed, _, _ in per_fold])
-             [:, side] for side in (0, 1)]  # per side: folds x 2
+    means = [np.array([observed[side].mean(axis=0)[:2] for observed, _, _ in per_fold])
+             for side in (0, 1)]  # per side: folds x 2
     drawn = np.mean([d[:, :2] for _, d, _ in per_fold], axis=0)  # n x 2
     fixed = np.mean([f[:, :2] for _, _, f in per_fold], axis=0)
-    entries = _entries(means[0], means[1], drawn, fixed)
-    return dict(zip(METRICS, entries))
+    return dict(zip(METRICS, _entries(means[0], means[1], drawn, fixed)))
 
 
 def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: int,
@@ -300,40 +279,32 @@ def paired_comparison(a: Side, b: Side, class_ids: Sequence[int], n_resamples: i
     (`default_rng((seed, SEED_DRAWS))`): `ci` and `p_value` come from the differences of the
     drawn models' means, `ci_episodes` keeps every model.
 
-    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes":
-    {class id: entry}}, metrics mean_iou and binary_iou, entries {"a", "b", "difference", "ci",
-    "p_value", "ci_episodes", "a_models", "b_models"} (fractions; a_models: each of A's models'
-    value). Raises ValueError when a side is empty or the episodes differ.
+    Returns {"overall": {metric: entry}, "runs": [{metric: entry}, ...], "classes": {class id:
+    entry}}, entries {"a", "b", "difference", "ci", "p_value", "ci_episodes", "a_models",
+    "b_models"} (fractions). ValueError when a side is empty or the episodes differ.
     """
     observed, drawn, fixed = _resampled_differences(a, b, class_ids, n_resamples, seed)
-    n_runs = (observed[0].shape[1] - 2 - len(class_ids)) // 2
-    with warnings.catch_warnings():  # a class no resampled episode holds: NaN, left out
-        warnings.simplefilter("ignore", RuntimeWarning)
-        entries = _entries(*observed, drawn, fixed)
-    overall, runs = entries[:2], entries[2:2 + 2 * n_runs]
-    return {"overall": dict(zip(METRICS, overall)),
-            "runs": [{name: runs[m * n_runs + r] for m, name in enumerate(METRICS)}
-                     for r in range(n_runs)],
-            "classes": dict(zip(map(int, class_ids), entries[2 + 2 * n_runs:]))}
+    entries = _entries(*observed, drawn, fixed)
+    runs = (len(entries) - 2 - len(class_ids)) // 2
+    return {"overall": dict(zip(METRICS, entries[:2])),
+            "runs": [{"mean_iou": entries[2 + r], "binary_iou": entries[2 + runs + r]}
+                     for r in range(runs)],
+            "classes": dict(zip(map(int, class_ids), entries[2 + 2 * runs:]))}
 
 
 def interval_coverage(n_a: int, n_b: int, n_resamples: int) -> str:
     """What the interval of `paired_comparison` covers, in words, for n_a and n_b models
     (training seeds) per side."""
     if n_a == n_b == 1:
-        return (f"The 95% interval covers the test episodes only: which episodes were drawn "
-                f"(each run's episodes resampled with replacement, {n_resamples} times, the same "
-                "draws for both sides), for the trained models tested. It does not cover "
-                "training randomness: another training seed gives another model; give each "
-                "side the tests of several training seeds (A1 A2 ... --vs B1 B2 ...) to cover "
-                "it.")
+        return (f"The 95% interval covers the test episodes only ({n_resamples} resamples of "
+                "each run's episodes with replacement, the same draws for both sides). It does "
+                "not cover training randomness: give each side the tests of several training "
+                "seeds (A1 A2 ... --vs B1 B2 ...) to cover it.")
     single = [letter for letter, n in (("A", n_a), ("B", n_b)) if n == 1]
     caveat = (f" Side {single[0]} has one model: its training randomness is not covered."
               if single else "")
     return (f"The 95% interval covers training seeds and test episodes: each of the "
-            f"{n_resamples} resamples draws each side's models with replacement among its own "
-            f"({n_a} of A, {n_b} of B: its training seeds) and each run's episodes with "
-            "replacement (the same draws for every model), and takes the difference of the "
-            "drawn models' means. With a few seeds the seed part is coarse (k seeds allow few "
-            f"distinct draws).{caveat} The interval over episodes only keeps every model and "
-            "resamples the episodes alone.")
+            f"{n_resamples} resamples draws each side's models ({n_a} of A, {n_b} of B: its "
+            "training seeds) and each run's episodes with replacement (the same episodes for "
+            "every model) and takes the difference of the drawn models' means; with few seeds "
+            f"the seed part is coarse.{caveat} The interval over episodes only keeps every model.")
