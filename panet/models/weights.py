@@ -1,8 +1,5 @@
-"""Reading pretrained state-dict files, and saying in a few words what one holds.
-
-Shared by the encoders' loaders (`panet.models.vgg`: VGG-16, `panet.models.resnet`:
-ResNet-50/101), so that a file meant for one encoder and given to another is refused with one
-line naming what the file holds, rather than a list of missing keys.
+"""Reading pretrained state-dict files for the encoders' loaders (VGG-16, ResNet-50/101): a file
+meant for another encoder is refused in one line naming what it holds.
 """
 
 from __future__ import annotations
@@ -31,9 +28,8 @@ VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number
 
 
 def imagenet_hint(name: str, file_name: str, builder: str) -> str:
-    """What an encoder loader's errors end with: the torchvision ImageNet file of `name` it
-    expects, where it is published and where torchvision caches it (after `builder`), which is
-    where model.weights='imagenet' downloads it."""
+    """What an encoder loader's errors end with: the ImageNet file of `name` expected, where it
+    is published and cached (after torchvision's `builder`)."""
     return (f"Expected torchvision's ImageNet {name} weights, the file {file_name} (published at "
             f"{TORCHVISION_MODELS_URL}{file_name}, or under ${TORCHVISION_URL_VARIABLE} when "
             "set; torchvision caches it in torch.hub.get_dir()/checkpoints, i.e. "
@@ -43,15 +39,10 @@ def imagenet_hint(name: str, file_name: str, builder: str) -> str:
 
 def read_state_dict(path: Path, expected: str, how_to_get: str,
                     fits: Callable[[Dict[str, torch.Tensor]], bool]) -> Dict[str, torch.Tensor]:
-    """The flat `name -> tensor` dict stored at `path`, read as data only
-    (`panet.base.safe_load.load_data`: no code from the file runs), whose layout `fits` the
-    encoder.
-
-    `expected` names the weights (e.g. "VGG-16") and `how_to_get` says which file is expected
-    and where it is published (`imagenet_hint`); both go into the one-line errors:
-    FileNotFoundError when `path` is not a file, ValueError when it is not a readable torch
-    file, not a flat dict of tensors, or another model's (`describe_state_dict` says whose).
-    """
+    """The flat `name -> tensor` dict at `path`, read as data only (`load_data`), whose layout
+    `fits` the encoder. One-line errors naming `expected` (e.g. "VGG-16") and ending with
+    `how_to_get`: FileNotFoundError, or ValueError for an unreadable file, not a flat dict of
+    tensors, or another model's (`describe_state_dict`)."""
     if not path.is_file():
         raise FileNotFoundError(f"{expected} weights not found at '{path}'. {how_to_get}")
     try:
@@ -72,16 +63,15 @@ def read_state_dict(path: Path, expected: str, how_to_get: str,
 
 
 def mismatch(path: Path, expected: str, problems: List[str], how_to_get: str) -> ValueError:
-    """The one-line error of a file whose tensors do not fit the encoder: the first four
-    `problems` (missing, unexpected or misshapen tensors) and how many more."""
+    """The one-line error of a file whose tensors do not fit: the first four `problems`."""
     more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
     return ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
                       f"{how_to_get}")
 
 
 def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[int, ...]]]:
-    """(bottleneck blocks?, blocks in each of layer1..layer4 present) of a torchvision-format
-    ResNet state dict; None when `state` is not one (no `conv1.weight` / `layer1.0.*`)."""
+    """(bottleneck blocks?, blocks in each of layer1..layer4 present) of a torchvision ResNet
+    state dict; None when `state` is not one."""
     if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
         return None
     blocks = []
