@@ -245,7 +245,7 @@ class Segmenter:
             raise ValueError("ways must be a non-empty list of ways, each a non-empty list of "
                              "(image, mask) shots")
         shots = len(ways[0])
-        images, fgs, bgs = [], [], []
+        images, labels = [], []
         for w, way in enumerate(ways, start=1):
             if len(way) != shots:
                 raise ValueError(f"way {w} has {len(way)} shots but way 1 has {shots}; every way "
@@ -267,15 +267,10 @@ class Segmenter:
                         f"when it is resized to the model's {self.size[0]} x {self.size[1]} "
                         f"input (nearest); the object is too small: crop the image around it")
                 images.append(image)
-                fgs.append(resized == 1)
-                bgs.append(resized == 0)
-        height, width = self.size
-
-        def stacked(masks: List[np.ndarray]) -> torch.Tensor:
-            tensor = torch.from_numpy(np.stack(masks)).float()
-            return tensor.view(len(ways), shots, height, width).to(self.device)
-
-        return images, stacked(fgs), stacked(bgs)
+                labels.append(resized)
+        stacked = torch.from_numpy(np.stack(labels)).view(len(ways), shots, *self.size)
+        stacked = stacked.to(self.device)
+        return images, (stacked == 1).float(), (stacked == 0).float()
 
     @torch.inference_mode()
     def supports(self, ways: Sequence[Sequence[Shot]],

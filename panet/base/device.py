@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import warnings
+from pathlib import Path
 from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
@@ -119,13 +120,10 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bfloat
 def _cpuinfo(field: str) -> Optional[str]:
     """The value of the first `field` line of /proc/cpuinfo (Linux; None elsewhere)."""
     try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), None)
 
 
 def cpu_flags() -> FrozenSet[str]:

@@ -42,21 +42,20 @@ def download(url: str, path: Path) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response, \
                 atomic_write(path) as out:
-            size = _announced_size(response)
+            length = (response.headers.get("Content-Length") or "").strip()
+            size = int(length) if length.isdigit() else 0  # 0: not announced
             found, received = _copy(response, out, size, path.name)
             if size and received != size:
                 raise DownloadError(f"the transfer of {url} stopped after {format_size(received)}"
                                     f" of {format_size(size)}; nothing was kept: try again")
-            _check_digest(url, found, named_digest(path))
+            expected = named_digest(path)
+            if expected and not found.startswith(expected):
+                raise DownloadError(f"{url} came with SHA-256 {found[:16]}..., not the "
+                                    f"{expected}... its name gives: nothing was kept (a proxy's "
+                                    "error page, or a corrupted transfer): try again")
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         raise DownloadError(f"cannot download {url} ({_reason(error)})") from None
     return path
-
-
-def _announced_size(response) -> int:
-    """The Content-Length the server announced, in bytes (0: none, or not a number)."""
-    length = (response.headers.get("Content-Length") or "").strip()
-    return int(length) if length.isdigit() else 0
 
 
 def _copy(response, out: IO[bytes], size: int, name: str) -> Tuple[str, int]:
@@ -72,14 +71,6 @@ def _copy(response, out: IO[bytes], size: int, name: str) -> Tuple[str, int]:
             received += len(chunk)
             progress.update()
     return digest.hexdigest(), received
-
-
-def _check_digest(url: str, found: str, expected: Optional[str]) -> None:
-    """Refuse content whose hex SHA-256 `found` does not start with `expected` (if any)."""
-    if expected and not found.startswith(expected):
-        raise DownloadError(f"{url} came with SHA-256 {found[:16]}..., not the {expected}... its "
-                            "name gives: nothing was kept (a proxy's error page, or a corrupted "
-                            "transfer): try again")
 
 
 def _reason(error: Exception) -> str:

@@ -67,12 +67,6 @@ def _read_holder(fd: int) -> Optional[Holder]:
         return None
 
 
-def _busy_message(folder: Path, holder: Optional[Holder]) -> str:
-    who = (holder.describe(folder) if holder is not None
-           else f"{folder} is being written by another process (it has not recorded itself yet)")
-    return f"{who}: wait for it or stop it"
-
-
 def _try_lock(fd: int, operation: int) -> bool:
     """`flock(fd, operation | LOCK_NB)`: True if taken, False if another holder has it."""
     try:
@@ -94,10 +88,6 @@ class RunFolderLock:
         self.patience = patience
         self._fd: Optional[int] = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> "RunFolderLock":
         if self._fd is not None:
             raise RuntimeError(f"{self.folder}: this lock is already held")
@@ -107,29 +97,30 @@ class RunFolderLock:
             deadline = time.monotonic() + self.patience
             while not _try_lock(fd, fcntl.LOCK_EX):
                 if time.monotonic() >= deadline:
-                    raise RunFolderBusy(_busy_message(self.folder, _read_holder(fd)))
+                    holder = _read_holder(fd)
+                    raise RunFolderBusy(
+                        (holder.describe(self.folder) if holder is not None else
+                         f"{self.folder} is being written by another process (it has not "
+                         "recorded itself yet)") + ": wait for it or stop it")
                 time.sleep(RETRY_SECONDS)
-        except OSError as error:
-            os.close(fd)
-            if error.errno != errno.ENOLCK:
-                raise
-            print(f"warning: cannot lock {self.folder} (its file system has no locks): a second "
-                  "writer of this run folder would not be stopped", file=sys.stderr, flush=True)
-            return self
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(asdict(Holder.of_this_process())).encode(), 0)
         except OSError as error:
             os.close(fd)
+            if error.errno == errno.ENOLCK:
+                print(f"warning: cannot lock {self.folder} (its file system has no locks): a "
+                      "second writer of this run folder would not be stopped", file=sys.stderr,
+                      flush=True)
+                return self
             if error.errno not in FULL_DISK_ERRORS:
                 raise
             raise DiskFullError(f"cannot write {self.folder / LOCK_FILE}, which says who writes "
                                 f"the run folder: {FULL_DISK_ERRORS[error.errno]} ("
                                 f"{format_size(free_space(self.folder))} free); free some space "
                                 "or choose another folder") from None
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 

@@ -58,12 +58,6 @@ def torchvision_cache() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def weights_base_url() -> str:
-    """Where the ImageNet files are fetched from: $PANET_TORCHVISION_URL (a mirror), else
-    torchvision's own address."""
-    return os.environ.get(TORCHVISION_URL_VARIABLE) or TORCHVISION_MODELS_URL
-
-
 def imagenet_weights(name: str) -> Optional[Path]:
     """torchvision's cached ImageNet file of encoder `name`, there or not (None: it has none)."""
     spec = ENCODERS[name]
@@ -71,16 +65,17 @@ def imagenet_weights(name: str) -> Optional[Path]:
 
 
 def imagenet_url(name: str) -> str:
-    """The address the ImageNet file of encoder `name` is fetched from (`weights_base_url`)."""
-    return weights_base_url().rstrip("/") + "/" + ENCODERS[name].weights_file
+    """The address the ImageNet file of encoder `name` is fetched from: under
+    $PANET_TORCHVISION_URL (a mirror) when set, else torchvision's own address."""
+    base = os.environ.get(TORCHVISION_URL_VARIABLE) or TORCHVISION_MODELS_URL
+    return base.rstrip("/") + "/" + ENCODERS[name].weights_file
 
 
 def fetch_imagenet_weights(name: str) -> Path:
     """torchvision's cached ImageNet file of encoder `name`, downloaded first when absent; a
     failed download is a one-line DownloadError saying where to put the file."""
     path = imagenet_weights(name)
-    if path is None:
-        raise ValueError(f"the {name!r} encoder has no ImageNet weights: use model.weights=None")
+    assert path is not None, "the settings refuse model.weights for an encoder without them"
     if path.is_file():
         return path
     url = imagenet_url(name)

@@ -22,8 +22,7 @@ import importlib
 import os
 import re
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -52,33 +51,25 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {one_line(error)}"
 
 
-@contextmanager
-def _current_folder_importable() -> Iterator[None]:
-    """The current folder first on the import path while importing (as `python -m` has it)."""
-    folder = os.getcwd()
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        if added and folder in sys.path:
-            sys.path.remove(folder)
-
-
 def import_factory(spec: str) -> Callable[..., Any]:
     """The callable `spec` names, imported from the import path or the current folder; else a
     one-line FactoryError."""
     if not is_factory_spec(spec):
         raise FactoryError(f"must be {FACTORY_FORM}")
     module_name, _, attribute = spec.partition(":")
+    folder = os.getcwd()  # first on the import path while importing, as `python -m` has it
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     try:
-        with _current_folder_importable():
-            found: Any = importlib.import_module(module_name)
+        found: Any = importlib.import_module(module_name)
     except Exception as error:  # the module is the user's code: any error is a reason to stop
         raise FactoryError(f"cannot import module {module_name!r} ({_one_line(error)}); run "
                            "from the folder holding its package, or add that folder to "
                            "PYTHONPATH") from error
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
     where = getattr(found, "__file__", module_name)
     for part in attribute.split("."):
         if not hasattr(found, part):

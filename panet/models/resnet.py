@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panet.models.vgg import run_levels
-from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
-                                  read_state_dict, resnet_layout)
+from panet.models.weights import TORCHVISION_MODELS_URL, load_by_name, resnet_layout
 
 RESNET50_WEIGHTS_FILE = "resnet50-0676ba61.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V1
 RESNET50_WEIGHTS_URL = TORCHVISION_MODELS_URL + RESNET50_WEIGHTS_FILE
@@ -150,20 +149,10 @@ def load_torchvision_resnet(encoder: DilatedResNet, path: Union[str, Path]) -> L
     (`is_ignored`, logged in one line). Raises FileNotFoundError for an absent file, a one-line
     ValueError naming the expected file for another model's weights or any missing, unexpected
     or misshapen tensor."""
-    path = Path(path)
-    name = f"ResNet-{encoder.depth}"
-    how_to_get = imagenet_hint(name, RESNET_WEIGHTS[encoder.depth][0], f"resnet{encoder.depth}")
-    state = read_state_dict(path, name, how_to_get, lambda state: is_resnet(state, encoder.depth))
-    ours = encoder.state_dict()
-    problems = [f"missing key {key}" for key in ours if key not in state]
-    problems += [f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
-                 for key, tensor in ours.items()
-                 if key in state and state[key].shape != tensor.shape]
-    ignored = [key for key in state if key not in ours and is_ignored(key, encoder)]
-    problems += [f"unexpected key {key}" for key in state if key not in ours and key not in ignored]
-    if problems:
-        raise mismatch(path, name, problems, how_to_get)
-    encoder.load_state_dict({key: state[key] for key in ours})
+    path, name = Path(path), f"ResNet-{encoder.depth}"
+    ignored = load_by_name(path, name, RESNET_WEIGHTS[encoder.depth][0], f"resnet{encoder.depth}",
+                           lambda state: is_resnet(state, encoder.depth), encoder.state_dict(),
+                           lambda key: is_ignored(key, encoder))
     if ignored:
         logger.info("%s: %s loaded; ignored %s", path.name, name, summarize_keys(ignored))
     return ignored

@@ -13,8 +13,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
-                                  read_state_dict, resnet_layout)
+from panet.models.weights import TORCHVISION_MODELS_URL, load_by_name, resnet_layout
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
@@ -127,19 +126,9 @@ def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
     """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name. Raises
     FileNotFoundError for an absent file, a one-line ValueError naming the expected file for
     another model's weights, missing keys or other shapes."""
-    path = Path(path)
-    how_to_get = imagenet_hint("VGG-16", VGG16_WEIGHTS_FILE, "vgg16")
-    state = read_state_dict(path, "VGG-16", how_to_get, lambda state: resnet_layout(state) is None)
     convs = encoder.convs()
     assert len(convs) == len(TORCHVISION_VGG16_CONVS), "VGG-16 weights fit VGG-16's 13 convs"
     ours = {f"features.{index}.{name}": getattr(conv, name)
             for conv, index in zip(convs, TORCHVISION_VGG16_CONVS) for name in ("weight", "bias")}
-    problems = [f"missing key {key}" if key not in state else
-                f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
-                for key, tensor in ours.items()
-                if key not in state or state[key].shape != tensor.shape]
-    if problems:
-        raise mismatch(path, "VGG-16", problems, how_to_get)
-    with torch.no_grad():
-        for key, tensor in ours.items():
-            tensor.copy_(state[key])
+    load_by_name(Path(path), "VGG-16", VGG16_WEIGHTS_FILE, "vgg16",
+                 lambda state: resnet_layout(state) is None, ours, ignored=lambda key: True)

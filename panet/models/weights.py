@@ -62,11 +62,29 @@ def read_state_dict(path: Path, expected: str, how_to_get: str,
     return state
 
 
-def mismatch(path: Path, expected: str, problems: List[str], how_to_get: str) -> ValueError:
-    """The one-line error of a file whose tensors do not fit: the first four `problems`."""
-    more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
-    return ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
-                      f"{how_to_get}")
+def load_by_name(path: Path, expected: str, file_name: str, builder: str,
+                 fits: Callable[[Dict[str, torch.Tensor]], bool], ours: Dict[str, torch.Tensor],
+                 ignored: Callable[[str], bool]) -> List[str]:
+    """Copy the tensors of the `expected` file at `path` (`read_state_dict`; torchvision's
+    `file_name`, made by `builder`: `imagenet_hint`) into `ours` (name -> the encoder's tensor)
+    by name; returns the file's other keys, each `ignored`. A one-line ValueError names the first
+    four missing, misshapen or unexpected tensors."""
+    how_to_get = imagenet_hint(expected, file_name, builder)
+    state = read_state_dict(path, expected, how_to_get, fits)
+    problems = [f"missing key {key}" if key not in state else
+                f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+                for key, tensor in ours.items()
+                if key not in state or state[key].shape != tensor.shape]
+    others = [key for key in state if key not in ours]
+    problems += [f"unexpected key {key}" for key in others if not ignored(key)]
+    if problems:
+        more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
+                         f"{how_to_get}")
+    with torch.no_grad():
+        for key, tensor in ours.items():
+            tensor.copy_(state[key])
+    return others
 
 
 def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[int, ...]]]:
