@@ -43,24 +43,16 @@ SCHEDULES = {  # name -> (optimizer, train settings) -> schedule, stepped once p
 FREEZE_CHOICES = ("none", "all")  # train.freeze_encoder, or the name of an encoder level
 
 
-def frozen_parameters(model: nn.Module, freeze: str) -> List[nn.Parameter]:
-    """The encoder parameters `freeze` keeps fixed: none, all, or those of its levels up to and
-    including the one named (e.g. conv3)."""
-    if freeze == "none":
-        return []
-    encoder = model.encoder
-    if freeze == "all":
-        return list(encoder.parameters())
-    levels = list(encoder.levels)
-    return [parameter for name in levels[:levels.index(freeze) + 1]
-            for parameter in encoder.levels[name].parameters()]
-
-
 def parameter_groups(model: nn.Module, train) -> list:
     """The parameter groups the optimizer updates: the model's own `param_groups(train)`, else
-    every parameter not frozen (`train.freeze_encoder`: those stop requiring gradients)."""
-    for parameter in frozen_parameters(model, train.freeze_encoder):
-        parameter.requires_grad_(False)
+    every parameter not frozen. `train.freeze_encoder` stops the gradients of none, all, or the
+    encoder levels up to and including the one named (e.g. conv3)."""
+    if train.freeze_encoder == "all":
+        model.encoder.requires_grad_(False)
+    elif train.freeze_encoder != "none":
+        levels = list(model.encoder.levels)
+        for name in levels[:levels.index(train.freeze_encoder) + 1]:
+            model.encoder.levels[name].requires_grad_(False)
     if callable(getattr(model, "param_groups", None)):
         return model.param_groups(train)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]

@@ -83,8 +83,10 @@ def import_factory(spec: str) -> Callable[..., Any]:
 
 OPTIONAL_METHODS = ("loss", "score", "use_numerics", "encode", "prototypes",
                     "prototypes_from_pools", "param_groups")
-FAST_PATH_METHODS = {"parts": ("encode", "prototypes", "score"),
-                     "pools": ("encode", "prototypes_from_pools", "score")}
+FAST_PATH_METHODS = {  # what each fast path computes forward's logits with
+    "parts": ("encode", "prototypes", "score"),  # prototypes made once (Segmenter, predict.py)
+    "pools": ("encode", "prototypes_from_pools", "score"),  # test.py's encode-once path
+}
 
 
 def check_model(model: Any, spec: str, levels: Sequence[str] = ()) -> nn.Module:
@@ -101,7 +103,8 @@ def check_model(model: Any, spec: str, levels: Sequence[str] = ()) -> nn.Module:
                  if not callable(getattr(model, name, None))]
         if path not in FAST_PATH_METHODS or lacks:
             wrong.append(f"fast path {path!r} declared without {', '.join(lacks)}" if lacks else
-                         f"unknown fast path {path!r} (the fast paths: {', '.join(FAST_PATHS)})")
+                         f"unknown fast path {path!r} (the fast paths: "
+                         f"{', '.join(FAST_PATH_METHODS)})")
     unknown = [level for level in getattr(model, "feature_levels", ()) if level not in levels]
     if unknown:
         wrong.append(f"feature_levels {unknown} are not levels of its encoder "
@@ -143,12 +146,6 @@ def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
 
 
 PART_METHODS = ("forward", "encode", "prototypes", "score", "prototypes_from_pools")
-FAST_PATHS = {
-    "parts": "supports encoded and made into prototypes once, each query scored against them "
-             "(`encode`, `prototypes`, `score`: the Segmenter and predict.py)",
-    "pools": "each support pooled once, prototypes made from the pools "
-             "(`prototypes_from_pools`: test.py's encode-once path)",
-}
 
 
 def _defined_at(model: nn.Module, name: str) -> int:
@@ -160,7 +157,7 @@ def _defined_at(model: nn.Module, name: str) -> int:
 
 
 def fast_path_problem(model: nn.Module, path: str) -> Optional[str]:
-    """None when `model` may be evaluated through fast path `path` (`FAST_PATHS`), else why
+    """None when `model` may be evaluated through fast path `path` (`FAST_PATH_METHODS`), else why
     not. A declaration (`fast_paths`) holds for the class making it: a subclass overriding one of
     `PART_METHODS` without declaring again is evaluated through its own forward."""
     name = type(model).__name__

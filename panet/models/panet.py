@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from panet.models.numerics import Numerics
-from panet.models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
+from panet.models.prototypes import (cosine_logits, masked_average_pool, prototypes_from_pools,
+                                     upsample)
 
 ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
 

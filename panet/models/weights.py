@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from panet.base.safe_load import load_data
+from panet.base.safe_load import describe_contents, load_data
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 TORCHVISION_URL_VARIABLE = "PANET_TORCHVISION_URL"  # another base URL holding the same files
@@ -104,7 +104,7 @@ def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[
 
 def describe_state_dict(state: Dict[str, torch.Tensor]) -> str:
     """What a state dict holds, in a few words: "ResNet-50 weights (layer1-4: 3, 4, 6, 3
-    blocks)", "VGG-16 weights (13 convs under features.N)", or its size and first keys."""
+    blocks)", "VGG-16 weights (13 convs under features.N)", else `describe_contents`."""
     layout = resnet_layout(state)
     if layout is not None:
         bottleneck, blocks = layout
@@ -117,6 +117,4 @@ def describe_state_dict(state: Dict[str, torch.Tensor]) -> str:
         name = VGG_NAMES.get(len(vgg_convs), "VGG")
         with_bn = " with BatchNorm" if any(key.endswith("running_mean") for key in state) else ""
         return f"{name} weights{with_bn} ({len(vgg_convs)} convs under features.N)"
-    if not state:
-        return "an empty state dict"
-    return f"{len(state)} tensors of an unknown model (first keys: {', '.join(list(state)[:3])})"
+    return describe_contents(state)
