@@ -333,23 +333,15 @@ class Segmenter:
         supports = self.supports(ways, ignore_value)
         step = batch_size or self.batch_size
 
+        @torch.inference_mode()
         def results() -> Iterator[Segmentation]:
             for start in range(0, len(queries), step):
                 images = [load_image(query, _describe(f"query {start + q + 1}", query))
                           for q, query in enumerate(queries[start:start + step])]
-                yield from self._results(self._query_logits(supports, images), images,
-                                         probabilities)
+                for image, low in zip(images, self._query_logits(supports, images)):
+                    logits, labels = upsampled_prediction(low, (image.height, image.width))
+                    yield Segmentation(labels=labels.to(torch.uint8).cpu().numpy(),
+                                       probabilities=logits.softmax(dim=0).cpu().numpy()
+                                       if probabilities else None)
 
         return results()
-
-    @torch.inference_mode()
-    def _results(self, logits_low: torch.Tensor, images: List[Image.Image],
-                 probabilities: bool) -> List[Segmentation]:
-        """N x (1 + W) x h x w logits -> each image's labels (and probabilities) at its size."""
-        results = []
-        for image, low in zip(images, logits_low):
-            logits, labels = upsampled_prediction(low, (image.height, image.width))
-            results.append(Segmentation(
-                labels=labels.to(torch.uint8).cpu().numpy(),
-                probabilities=logits.softmax(dim=0).cpu().numpy() if probabilities else None))
-        return results
