@@ -88,9 +88,7 @@ def format_size(n_bytes: float) -> str:
 def free_space(path: PathLike) -> int:
     """Free bytes on the file system of `path` (or of its nearest existing parent)."""
     path = Path(path).absolute()
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
 
 
 def write_atomically(path: PathLike, data: Union[bytes, memoryview]) -> Path:

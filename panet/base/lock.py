@@ -77,11 +77,8 @@ def _try_lock(fd: int, operation: int) -> bool:
 
 
 class RunFolderLock:
-    """The exclusive lock on `<folder>/.lock` (the folder is created if needed).
-
-        with RunFolderLock(run_dir):   # raises RunFolderBusy if another process writes it
-            ...                        # write the run folder
-    """
+    """The exclusive lock on `<folder>/.lock` (folder created): `with RunFolderLock(run_dir):`
+    raises RunFolderBusy if another process writes it."""
 
     def __init__(self, folder: Union[str, Path], patience: float = PATIENCE_SECONDS):
         self.folder = Path(folder)

@@ -31,14 +31,11 @@ class Progress:
                  enabled: bool = True, interactive: bool = INTERACTIVE,
                  clock=time.perf_counter):
         self.total, self.desc, self.every = total, desc, max(1, every)
-        self.step = initial
-        self.enabled = enabled
-        self.clock = clock
+        self.step, self.enabled, self.clock = initial, enabled, clock
         self._start, self._start_step = clock(), initial
         self._printed = self._start
-        self._bar = None
-        if enabled and interactive:
-            self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+        self._bar = (tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+                     if enabled and interactive else None)
 
     def update(self, values: Optional[Mapping[str, float]] = None) -> None:
         self.step += 1

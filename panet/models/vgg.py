@@ -69,14 +69,12 @@ class DilatedVGG(nn.Module):
             if block.pool_stride is not None:
                 layers.append(nn.MaxPool2d(3, stride=block.pool_stride, padding=1))
             stages.append(nn.Sequential(*layers))
-        last_stage = stages[-1]
-        if isinstance(last_stage[-1], nn.ReLU):  # no ReLU after the final conv
-            stages[-1] = nn.Sequential(*list(last_stage)[:-1])
+        if isinstance(stages[-1][-1], nn.ReLU):  # no ReLU after the final conv
+            stages[-1] = nn.Sequential(*list(stages[-1])[:-1])
         self.stages = nn.Sequential(*stages)
         self.out_channels = in_channels
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        for conv in self.convs():
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
 
     @property
     def levels(self) -> Dict[str, nn.Module]:
