@@ -41,7 +41,6 @@ from panet.run.folder import checkpoint_file
 from panet.weights.model_files import build_trained, model_input_size, read_model_file
 from panet.models.factory import fast_path_problem, query_logits, with_numerics
 from panet.models.builder import build_model
-from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
 from panet.settings import EpisodeSetting, ModelSettings, RunSettings
 
@@ -189,8 +188,8 @@ class Segmenter:
                  device: Union[str, torch.device] = "auto",
                  batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                  memory_format: str = "contiguous"):
-        refused = (RunSettings(device=str(device), precision=precision,
-                               memory_format=memory_format).problems()
+        run = RunSettings(device=str(device), precision=precision, memory_format=memory_format)
+        refused = (run.problems()
                    + [line.replace("data.size", "size", 1)
                       for line in EpisodeSetting(size=size).problems()]
                    + [f"batch_size={batch_size!r}: must be an integer >= 1"]
@@ -199,9 +198,8 @@ class Segmenter:
             refused.append(precision_problem(precision, str(device)))
         if refused:
             raise ValueError("; ".join(refused))
-        numerics = Numerics(precision, memory_format)
         self.device = use_device(str(device))
-        self.model = with_numerics(model.to(self.device), numerics).eval()
+        self.model = with_numerics(model.to(self.device), run.numerics()).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
         self.through_forward = fast_path_problem(model, "parts")

@@ -126,14 +126,13 @@ def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float
     summed), else PANet's L_seg + align_weight * L_PAR with the model's `score`; without PAR (no
     `score`, or no PANetOutput), L_seg alone."""
     targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
-    method_loss = own_loss(model)
     head = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    if method_loss is None and isinstance(out, PANetOutput) and callable(getattr(head, "score",
-                                                                                 None)):
-        return panet_loss(out, *targets, head.score, align_weight)
-    if method_loss is None:  # no PAR to score with: L_seg alone, on the upsampled logits
-        logits = query_logits(out, head)
-        seg = segmentation_loss(upsample(logits, targets[0].shape[-2:]), targets[0])
+    method_loss = own_loss(head)
+    if method_loss is None:
+        if isinstance(out, PANetOutput) and callable(getattr(head, "score", None)):
+            return panet_loss(out, *targets, head.score, align_weight)
+        logits = upsample(query_logits(out, head), targets[0].shape[-2:])  # L_seg alone
+        seg = segmentation_loss(logits, targets[0])
         return Loss(seg, {"seg": seg}, pixel_means=("seg",))
     loss = method_loss(out, *targets)
     if isinstance(loss, Mapping) and loss and all(torch.is_tensor(v) for v in loss.values()):
