@@ -10,34 +10,23 @@ feature size, H_q x W_q a query's original size.
                                 ["street.jpg", "park.jpg"])            # queries
     results[0].labels  # H_q x W_q uint8: 0 background, 1 dog, 2 cat
 
-Inputs. Images: a path, a PIL image or an H x W x 3 uint8 array (grayscale, RGBA, CMYK, ...
-converted to RGB; 16-bit and float images refused). Masks: a path, a PIL image or an H x W
-array of the image's size, binary in any encoding (0/1, 0/255, bool, or the alpha channel of
-a single-colour image): foreground where non-zero. ``ignore_value`` marks "don't care"
-pixels, counted neither as foreground nor as background. Every way has the same number of
-shots, as in PANet's episodes.
+Images: a path, a PIL image or an H x W x 3 uint8 array (converted to RGB; 16-bit and float
+images refused). Masks: a path, a PIL image or an H x W array of the image's size, binary in any
+encoding (or the alpha channel of a single-colour image): foreground where non-zero;
+``ignore_value`` marks pixels counted as neither. Every way has the same number of shots. Both
+are read as displayed (EXIF Orientation).
 
-One code path with the test pipeline: images and masks go through ``panet.data.transforms``
-(``image_tensor``: RGB, bilinear resize to H x W, ImageNet normalisation; ``resize_nearest`` for
-masks) exactly as ``EpisodeDataset`` does, and the logits come from the model's own
-``PANet.encode`` (in the segmenter's precision and memory format), ``PANet.prototypes`` and
-``PANet.score``. The prototypes are computed once per call; queries are encoded ``batch_size``
-at a time, so Q queries cost Q encoder forwards plus the supports once. A query's labels are
-the argmax of its h x w logits upsampled bilinearly to H_q x W_q (what
-``test.resolution=original`` evaluates); probabilities are their softmax.
-
-Bad input raises ``ValueError`` naming the support or query and the problem, before any image
-is encoded: the supports and every query are decoded up front. Images and masks are read as
-they are displayed (turned by their EXIF Orientation). A mask with an alpha channel over a
-single colour is read from its alpha (an object drawn in transparency); a mask with no
-foreground, or no background, is refused.
+Preprocessing is the test pipeline's (``panet.data.transforms``, as ``EpisodeDataset``); the
+prototypes are made once per call, queries encoded ``batch_size`` at a time. A query's labels
+are the argmax of its logits upsampled bilinearly to H_q x W_q (``test.resolution=original``).
+Bad input raises ``ValueError`` naming the support or query, before any image is encoded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -52,13 +41,13 @@ from panet.run.folder import checkpoint_file
 from panet.weights.model_files import build_trained, model_input_size, read_model_file
 from panet.models.factory import fast_path_problem, query_logits, with_numerics
 from panet.models.builder import build_model
-from panet.models.numerics import Numerics
 from panet.models.prototypes import upsampled_prediction
 from panet.settings import EpisodeSetting, ModelSettings, RunSettings
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 MaskInput = Union[str, Path, Image.Image, np.ndarray]
 Shot = Tuple[ImageInput, MaskInput]
+T = TypeVar("T")
 DEFAULT_SIZE = 417  # PANet's input size (PROTOCOL §5)
 DEFAULT_BATCH_SIZE = 4  # images per encoder forward
 
@@ -75,27 +64,28 @@ def _describe(what: str, value: object) -> str:
     return f"{what} ({value})" if isinstance(value, (str, Path)) else what
 
 
-def _open(path: Union[str, Path], what: str) -> Image.Image:
-    """The image file at ``path``, opened lazily (header read); ValueError if unreadable."""
+def _read(path: Union[str, Path], what: str, read: Callable[[Image.Image], T]) -> T:
+    """`read` applied to the image file at ``path``; ValueError naming ``what`` if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what}: the file does not exist")
     try:
-        return Image.open(path)
+        opened = Image.open(path)
     except Image.DecompressionBombError as error:
         raise ValueError(too_large(what, error)) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise ValueError(f"{what}: not a readable image ({error})") from None
+    try:
+        with opened:
+            return read(opened)
+    except (OSError, SyntaxError) as error:  # truncated or corrupt pixel data
+        raise ValueError(f"{what}: cannot decode the image ({error})") from None
 
 
 def load_image(image: ImageInput, what: str = "image") -> Image.Image:
     """An image input as an RGB PIL image; ValueError naming ``what`` when it cannot be read."""
     if isinstance(image, (str, Path)):
-        try:
-            with _open(image, what) as opened:
-                return to_rgb(opened, what)
-        except (OSError, SyntaxError) as error:  # truncated or corrupt pixel data
-            raise ValueError(f"{what}: cannot decode the image ({error})") from None
+        return _read(image, what, lambda opened: to_rgb(opened, what))
     if isinstance(image, Image.Image):
         return to_rgb(image, what)
     if isinstance(image, np.ndarray):
@@ -109,14 +99,9 @@ def load_image(image: ImageInput, what: str = "image") -> Image.Image:
 
 
 def _mask_array(mask: MaskInput, what: str) -> np.ndarray:
-    """A mask input as a 2-D array of its values, as the user sees it (EXIF-upright; see
-    `_mask_channel` for colour and transparency)."""
+    """A mask input as a 2-D array of its values, EXIF-upright (`_mask_channel`)."""
     if isinstance(mask, (str, Path)):
-        try:
-            with _open(mask, what) as opened:
-                array = np.array(upright(opened))
-        except (OSError, SyntaxError) as error:
-            raise ValueError(f"{what}: cannot decode the image ({error})") from None
+        array = _read(mask, what, lambda opened: np.array(upright(opened)))
     elif isinstance(mask, Image.Image):
         array = np.array(upright(mask))
     elif isinstance(mask, np.ndarray):
@@ -133,11 +118,9 @@ def _mask_array(mask: MaskInput, what: str) -> np.ndarray:
 
 
 def _mask_channel(array: np.ndarray, what: str) -> np.ndarray:
-    """The one channel holding the mask of an H x W x K image (K: 1 gray, 2 gray + alpha,
-    3 RGB, 4 RGBA): where the image has transparency that varies over a constant colour, the
-    alpha channel (an object drawn in alpha); otherwise its gray channel (all colour channels
-    equal). Anything else is refused: a mask whose colour and transparency both vary, or whose
-    colour channels differ."""
+    """The channel holding the mask of an H x W x K image (K: 1 gray, 2 gray + alpha, 3 RGB,
+    4 RGBA): its alpha where that varies over a constant colour, else its gray channel (colour
+    channels equal); anything else is refused."""
     channels = array.shape[2]
     if channels not in (1, 2, 3, 4):
         return array  # refused by the caller, naming the shape
@@ -158,12 +141,8 @@ def _mask_channel(array: np.ndarray, what: str) -> np.ndarray:
 
 def load_mask(mask: MaskInput, what: str = "mask",
               ignore_value: Optional[float] = None) -> np.ndarray:
-    """A binary mask input as an H x W uint8 map: 1 foreground, 0 background, 255 ignore.
-
-    Foreground = non-zero pixels, except those equal to ``ignore_value``. ValueError naming
-    ``what`` for an unreadable file, more than two values (besides ``ignore_value``) or no
-    foreground pixel.
-    """
+    """A binary mask input as an H x W uint8 map: 1 foreground (non-zero, not
+    ``ignore_value``), 0 background, 255 ignore. ValueError naming ``what`` otherwise."""
     array = _mask_array(mask, what)
     ignore = (array == ignore_value) if ignore_value is not None else np.zeros(array.shape, bool)
     values = np.unique(array[~ignore])
@@ -186,9 +165,8 @@ def load_mask(mask: MaskInput, what: str = "mask",
 
 @dataclass
 class Supports:
-    """The supports of a call, read and checked: their W*S images at the input size (3 x H x W
-    each, on the device), masks W x S x H x W (fg, bg: float 0/1) and, when the model is
-    evaluated through its parts, the 1 x (1 + W) x C prototypes made of them once."""
+    """The supports of a call: W*S images 3 x H x W, masks fg, bg W x S x H x W (float 0/1)
+    and, through the model's parts, the 1 x (1 + W) x C prototypes made of them once."""
 
     images: torch.Tensor
     fg: torch.Tensor
@@ -197,26 +175,21 @@ class Supports:
 
 
 class Segmenter:
-    """A few-shot segmenter with the test pipeline's preprocessing, for images of any size
-    (module docstring).
+    """A few-shot segmenter for images of any size (module docstring).
 
-    ``model``: any model of ``model.factory`` (PANet by default); ``size``: the input size H x W
-    it was trained at (int or (H, W)); ``device``: "auto" (CUDA when present), "cpu", "cuda",
-    ...; ``batch_size``: images per forward; ``precision`` ("fp32", "bf16", "fp16") and
-    ``memory_format`` ("contiguous", "channels_last"): how the encoder computes
-    (``panet.models.numerics``; docs/precision.md). A precision the device cannot run well is
-    refused (ValueError), as train.py and test.py refuse it. A model declaring the "parts" fast
-    path (PANet does: ``panet.models.factory.fast_path_problem``) encodes the supports and makes
-    its prototypes once, then scores queries against them; any other is run through its own
-    forward, the supports with each batch of queries (``through_forward`` says why).
+    ``model``: any model of ``model.factory``; ``size``: the input size it was trained at;
+    ``device``, ``precision``, ``memory_format``: as the config keys (refused as train.py
+    refuses them); ``batch_size``: images per forward. A model with the "parts" fast path
+    (``panet.models.factory.fast_path_problem``) makes its prototypes once; any other runs
+    through its forward, the supports with each batch of queries (``through_forward``: why).
     """
 
     def __init__(self, model: nn.Module, size: Union[int, Size] = DEFAULT_SIZE,
                  device: Union[str, torch.device] = "auto",
                  batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                  memory_format: str = "contiguous"):
-        refused = (RunSettings(device=str(device), precision=precision,
-                               memory_format=memory_format).problems()
+        run = RunSettings(device=str(device), precision=precision, memory_format=memory_format)
+        refused = (run.problems()
                    + [line.replace("data.size", "size", 1)
                       for line in EpisodeSetting(size=size).problems()]
                    + [f"batch_size={batch_size!r}: must be an integer >= 1"]
@@ -225,9 +198,8 @@ class Segmenter:
             refused.append(precision_problem(precision, str(device)))
         if refused:
             raise ValueError("; ".join(refused))
-        numerics = Numerics(precision, memory_format)
         self.device = use_device(str(device))
-        self.model = with_numerics(model.to(self.device), numerics).eval()
+        self.model = with_numerics(model.to(self.device), run.numerics()).eval()
         self.size = as_size(size)
         self.batch_size = batch_size
         self.through_forward = fast_path_problem(model, "parts")
@@ -237,10 +209,9 @@ class Segmenter:
                         batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32",
                         memory_format: str = "contiguous",
                         factory: Optional[str] = None) -> "Segmenter":
-        """The model of a train.py checkpoint (or the newest of a run folder) or of a released
-        PANet snapshot (`panet.weights.model_files.read_model_file`), at the input size it was
-        trained with (417 for released snapshots). A checkpoint of another method than PANet is
-        built only when ``factory`` names its model.factory (a file supplies no code)."""
+        """The model of a train.py checkpoint (or a run folder's newest) or of a released
+        snapshot, at the input size it was trained with. Another method than PANet is built
+        only when ``factory`` names its model.factory (a file supplies no code)."""
         model_file = read_model_file(checkpoint_file(path))
         return cls(build_trained(model_file, factory), model_input_size(model_file), device,
                    batch_size, precision, memory_format)
@@ -250,8 +221,8 @@ class Segmenter:
                      size: Union[int, Size] = DEFAULT_SIZE, batch_size: int = DEFAULT_BATCH_SIZE,
                      encoder: str = "vgg16", precision: str = "fp32",
                      memory_format: str = "contiguous") -> "Segmenter":
-        """PANet-init: `encoder` (a name of ``panet.models.ENCODERS``) with torchvision's
-        ImageNet weights at ``path`` (VGG-16: ``vgg16-397923af.pth``), untrained."""
+        """PANet-init: `encoder` (``panet.models.ENCODERS``) with torchvision's ImageNet
+        weights at ``path``, untrained."""
         model = ModelSettings(encoder=encoder, weights=str(path))
         return cls(build_model(model, weights_key="weights"), size, device, batch_size,
                    precision, memory_format)
@@ -272,7 +243,7 @@ class Segmenter:
             raise ValueError("ways must be a non-empty list of ways, each a non-empty list of "
                              "(image, mask) shots")
         shots = len(ways[0])
-        images, fgs, bgs = [], [], []
+        images, labels = [], []
         for w, way in enumerate(ways, start=1):
             if len(way) != shots:
                 raise ValueError(f"way {w} has {len(way)} shots but way 1 has {shots}; every way "
@@ -294,21 +265,15 @@ class Segmenter:
                         f"when it is resized to the model's {self.size[0]} x {self.size[1]} "
                         f"input (nearest); the object is too small: crop the image around it")
                 images.append(image)
-                fgs.append(resized == 1)
-                bgs.append(resized == 0)
-        height, width = self.size
-
-        def stacked(masks: List[np.ndarray]) -> torch.Tensor:
-            tensor = torch.from_numpy(np.stack(masks)).float()
-            return tensor.view(len(ways), shots, height, width).to(self.device)
-
-        return images, stacked(fgs), stacked(bgs)
+                labels.append(resized)
+        stacked = torch.from_numpy(np.stack(labels)).view(len(ways), shots, *self.size)
+        stacked = stacked.to(self.device)
+        return images, (stacked == 1).float(), (stacked == 0).float()
 
     @torch.inference_mode()
     def supports(self, ways: Sequence[Sequence[Shot]],
                  ignore_value: Optional[float] = None) -> Supports:
-        """The supports of ``ways`` read, checked and, through the model's parts, made into
-        prototypes once."""
+        """The supports of ``ways`` read, checked and made into prototypes (``Supports``)."""
         images, fg, bg = self._support_masks(ways, ignore_value)
         supports = Supports(self._tensors(images), fg, bg)
         if self.through_forward is None:
@@ -318,8 +283,7 @@ class Segmenter:
 
     def prototypes(self, ways: Sequence[Sequence[Shot]],
                    ignore_value: Optional[float] = None) -> torch.Tensor:
-        """The 1 x (1 + W) x C prototypes [background, way 1, ..., way W] of the supports (a
-        model evaluated through its parts only)."""
+        """The 1 x (1 + W) x C prototypes [background, way 1, ..., way W] of the supports."""
         if self.through_forward is not None:
             raise ValueError(f"no prototypes to show: {self.through_forward}, so it is run "
                              "through its forward")
@@ -354,10 +318,8 @@ class Segmenter:
     def iter_segment(self, ways: Sequence[Sequence[Shot]], queries: Sequence[ImageInput], *,
                      ignore_value: Optional[float] = None, probabilities: bool = False,
                      batch_size: Optional[int] = None) -> Iterator[Segmentation]:
-        """``segment`` as an iterator, query by query. The supports are read and the queries
-        decoded once (a truncated or corrupt query fails here, before any result is taken),
-        and the supports prepared (``supports``), when it is called; queries are then read
-        again and segmented ``batch_size`` (default: the segmenter's) at a time as results are
+        """``segment`` as an iterator. Every query is decoded once when it is called (a bad one
+        fails before any result); they are read again ``batch_size`` at a time as results are
         taken, so that memory holds one batch of images."""
         if isinstance(queries, (str, Path)) or not list(queries):
             raise ValueError("queries must be a non-empty list of images")
@@ -369,23 +331,15 @@ class Segmenter:
         supports = self.supports(ways, ignore_value)
         step = batch_size or self.batch_size
 
+        @torch.inference_mode()
         def results() -> Iterator[Segmentation]:
             for start in range(0, len(queries), step):
                 images = [load_image(query, _describe(f"query {start + q + 1}", query))
                           for q, query in enumerate(queries[start:start + step])]
-                yield from self._results(self._query_logits(supports, images), images,
-                                         probabilities)
+                for image, low in zip(images, self._query_logits(supports, images)):
+                    logits, labels = upsampled_prediction(low, (image.height, image.width))
+                    yield Segmentation(labels=labels.to(torch.uint8).cpu().numpy(),
+                                       probabilities=logits.softmax(dim=0).cpu().numpy()
+                                       if probabilities else None)
 
         return results()
-
-    @torch.inference_mode()
-    def _results(self, logits_low: torch.Tensor, images: List[Image.Image],
-                 probabilities: bool) -> List[Segmentation]:
-        """N x (1 + W) x h x w logits -> each image's labels (and probabilities) at its size."""
-        results = []
-        for image, low in zip(images, logits_low):
-            logits, labels = upsampled_prediction(low, (image.height, image.width))
-            results.append(Segmentation(
-                labels=labels.to(torch.uint8).cpu().numpy(),
-                probabilities=logits.softmax(dim=0).cpu().numpy() if probabilities else None))
-        return results

@@ -1,10 +1,6 @@
-"""The training loop, free of any configuration system.
-
-Shape letters: B episodes per step, W ways, S shots, Q queries, H x W input size.
-Episode i of a dataset is a pure function of i (see `panet.data.episodes`), so a step's
-episodes are fixed by the step number alone: step t trains on episodes [t*B, (t+1)*B), whatever
-the number of processes or loader workers, and a resumed run sees exactly what an uninterrupted
-one would have.
+"""The training loop, free of any configuration system. B episodes per step: episode i is a pure
+function of i (`panet.data.episodes`), so step t trains on episodes [t*B, (t+1)*B) whatever the
+processes or workers, and a resumed run sees what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -47,25 +43,16 @@ SCHEDULES = {  # name -> (optimizer, train settings) -> schedule, stepped once p
 FREEZE_CHOICES = ("none", "all")  # train.freeze_encoder, or the name of an encoder level
 
 
-def frozen_parameters(model: nn.Module, freeze: str) -> List[nn.Parameter]:
-    """The encoder parameters `freeze` keeps fixed: none, all of them, or those of its levels
-    up to and including the one named (`encoder.levels`: e.g. conv3 of VGG-16)."""
-    if freeze == "none":
-        return []
-    encoder = model.encoder
-    if freeze == "all":
-        return list(encoder.parameters())
-    levels = list(encoder.levels)
-    return [parameter for name in levels[:levels.index(freeze) + 1]
-            for parameter in encoder.levels[name].parameters()]
-
-
 def parameter_groups(model: nn.Module, train) -> list:
-    """The parameter groups the optimizer updates: the model's own `param_groups(train)` (its
-    learning rates, weight decay) when it defines them, else one group of every parameter that
-    is not frozen (`train.freeze_encoder`; frozen ones stop requiring gradients)."""
-    for parameter in frozen_parameters(model, train.freeze_encoder):
-        parameter.requires_grad_(False)
+    """The parameter groups the optimizer updates: the model's own `param_groups(train)`, else
+    every parameter not frozen. `train.freeze_encoder` stops the gradients of none, all, or the
+    encoder levels up to and including the one named (e.g. conv3)."""
+    if train.freeze_encoder == "all":
+        model.encoder.requires_grad_(False)
+    elif train.freeze_encoder != "none":
+        levels = list(model.encoder.levels)
+        for name in levels[:levels.index(train.freeze_encoder) + 1]:
+            model.encoder.levels[name].requires_grad_(False)
     if callable(getattr(model, "param_groups", None)):
         return model.param_groups(train)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -73,9 +60,8 @@ def parameter_groups(model: nn.Module, train) -> list:
 
 
 class Optimization(NamedTuple):
-    """What a training step updates besides the weights: the optimizer, the learning-rate
-    schedule (stepped once per training step) and the loss scaler of precision fp16 (None
-    otherwise). The field names are `panet.weights.checkpoint.checkpoint_contents`' keywords."""
+    """What a step updates besides the weights: optimizer, schedule (stepped once per step) and
+    the loss scaler of fp16 (None otherwise); `checkpoint_contents`' keywords."""
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: Optional[torch.amp.GradScaler] = None
@@ -83,11 +69,9 @@ class Optimization(NamedTuple):
 
 def build_optimization(model: nn.Module, train, device: torch.device = torch.device("cpu"),
                        precision: str = "fp32") -> Optimization:
-    """The optimizer of `train.optimizer` over the model's parameter groups
-    (`parameter_groups`: frozen encoder levels left out), the schedule of `train.schedule`
-    and, for precision fp16, a loss scaler on `device`, so that small float16 gradients do not
-    underflow. `train`: `panet.settings.TrainSettings`; its defaults are PROTOCOL §5's (SGD,
-    the learning rate times train.gamma at each of train.milestones)."""
+    """The optimizer of `train.optimizer` over `parameter_groups`, the schedule of
+    `train.schedule` and, for fp16, a loss scaler on `device` (`TrainSettings`' defaults:
+    PROTOCOL §5)."""
     optimizer = OPTIMIZERS[train.optimizer](parameter_groups(model, train), train)
     scheduler = SCHEDULES[train.schedule](optimizer, train)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -138,20 +122,17 @@ def stop_requests() -> Iterator[Callable[[], bool]]:
 
 
 def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float) -> Loss:
-    """The objective of one step: the model's own `loss(out, query_labels, support_fg,
-    support_bg)` when it defines one (a `Loss`, or a dict of named terms whose sum is
-    minimised), else PANet's L_seg + align_weight * L_PAR, PAR scoring with the model's
-    `score`; a model without PAR (no `score`, or a forward that returns no PANetOutput) trains
-    on L_seg alone."""
+    """The objective of one step: the model's own `loss` (a `Loss`, or a dict of named terms
+    summed), else PANet's L_seg + align_weight * L_PAR with the model's `score`; without PAR (no
+    `score`, or no PANetOutput), L_seg alone."""
     targets = (batch["query_labels"], batch["support_fg"], batch["support_bg"])
-    method_loss = own_loss(model)
     head = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    if method_loss is None and isinstance(out, PANetOutput) and callable(getattr(head, "score",
-                                                                                 None)):
-        return panet_loss(out, *targets, head.score, align_weight)
-    if method_loss is None:  # no PAR to score with: L_seg alone, on the upsampled logits
-        logits = query_logits(out, head)
-        seg = segmentation_loss(upsample(logits, targets[0].shape[-2:]), targets[0])
+    method_loss = own_loss(head)
+    if method_loss is None:
+        if isinstance(out, PANetOutput) and callable(getattr(head, "score", None)):
+            return panet_loss(out, *targets, head.score, align_weight)
+        logits = upsample(query_logits(out, head), targets[0].shape[-2:])  # L_seg alone
+        seg = segmentation_loss(logits, targets[0])
         return Loss(seg, {"seg": seg}, pixel_means=("seg",))
     loss = method_loss(out, *targets)
     if isinstance(loss, Mapping) and loss and all(torch.is_tensor(v) for v in loss.values()):
@@ -165,8 +146,7 @@ def step_loss(model: torch.nn.Module, out: Any, batch: Dict, align_weight: float
 def batch_values(loss: Loss, labelled: torch.Tensor, context: Context
                  ) -> Tuple[Dict[str, float], bool]:
     """The step's losses over the whole batch, on every process, and whether any is not finite:
-    a pixel-mean term is the mean over every labelled query pixel of the batch (each process's
-    weighted by its `labelled` pixels), the other terms and the total the mean over processes."""
+    pixel-mean terms weighted by each process's `labelled` pixels, the others averaged."""
     names = list(loss.terms)
     weights = torch.stack([labelled if name in loss.pixel_means else torch.ones_like(labelled)
                            for name in names]).to(loss.total.dtype)
@@ -184,16 +164,12 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
                align_weight: float, context: Context = Context(),
                scaler: Optional[torch.amp.GradScaler] = None,
                grad_clip: float = 0.0) -> Dict[str, float]:
-    """One optimizer step on a batch of episodes (`step_loss`); returns the batch's losses
-    (`batch_values`: "loss" and "<term>_loss" of each named term).
+    """One optimizer step on a batch of episodes (`step_loss`); returns `batch_values`.
 
-    Across R processes the objective keeps PROTOCOL §4's batch semantics: DDP averages
-    gradients over processes, so each process's pixel-mean terms (PANet's L_seg) are rescaled
-    by its share of the batch's labelled pixels; the other terms (L_PAR, a mean over episodes)
-    are averaged as they are. Raises NonFiniteLossError, before any update, if a loss is not
-    finite. `scaler` (precision fp16): the objective is scaled before backward and the step
-    unscaled, or skipped when a gradient overflowed (`torch.amp.GradScaler`). `grad_clip` > 0:
-    the gradients' global norm (every parameter the optimizer updates) is clipped to it.
+    Across processes PROTOCOL §4's batch semantics hold: DDP averages gradients, so each
+    process's pixel-mean terms are rescaled by its share of the labelled pixels. Raises
+    NonFiniteLossError before any update. `scaler` (fp16): `torch.amp.GradScaler`'s scaled step;
+    `grad_clip` > 0: the gradients' global norm is clipped to it.
     """
     optimizer.zero_grad(set_to_none=True)
     loss = step_loss(model, model(*(batch[key] for key in MODEL_INPUTS)), batch, align_weight)
@@ -224,14 +200,10 @@ def train(model: torch.nn.Module, optimization: Optimization, loader: DataLoader
           align_weight: float, grad_clip: float = 0.0,
           on_step: Callable[[int, Dict[str, float]], None],
           on_interrupt: Callable[[int], None], context: Context = Context()) -> int:
-    """Run the steps of `loader` (a `StepBatches` loader: it starts at its `start` step), with
-    loss scaling when `optimization` has a scaler (`train_step`).
-
-    After each step, `on_step(step, values)` with `step` the number of steps done and `values`
-    the step's losses and learning rate (progress, logging and checkpoints live there). On
-    SIGINT/SIGTERM the current step is finished, `on_interrupt(step)` is called (to save), and
-    TrainingInterrupted is raised; all processes stop at the same step.
-    Returns the number of steps done.
+    """Run the steps of `loader` (a `StepBatches` loader) and return the number of steps done.
+    After each step, `on_step(steps done, losses and lr)`. On SIGINT/SIGTERM the step is
+    finished, `on_interrupt(step)` called (to save) and TrainingInterrupted raised, every
+    process at the same step.
     """
     model.train()
     step = loader.batch_sampler.start

@@ -1,18 +1,11 @@
 """Which device a run computes on, in which float32 mode, and how to say so.
 
-`device` (config key, script option) is "auto" (CUDA when torch sees a GPU, else the CPU, saying
-why), "cpu", "cuda" or "cuda:N". `use_device` resolves it, makes a CUDA device the current one
-(so that pinned-memory copies and cuDNN handles land on it, not on GPU 0) and sets the float32
-mode of CUDA convolutions and matmuls: full float32 (IEEE) unless `tf32` is true. torch runs cuDNN
-convolutions in TF32 by default on Ampere and later GPUs (10 mantissa bits instead of 23), which
-is not the float32 VGG-16 of the paper's numbers; `tf32=True` trades that for speed.
-
-`precision_problem` refuses a precision the device cannot run well: fp16 anywhere but CUDA,
-bf16 on a CPU without native bfloat16 instructions (`cpu_has_native_bf16`: there autocast
-emulates it, about 100x slower than float32) or on a GPU without bfloat16 support.
-
-`describe_device` says what ran (CPU model or GPU name, torch, CUDA and cuDNN versions, the TF32
-setting); train.py and test.py print it at start and record it in the run record and results.json.
+`device` (config key, script option): "auto" (CUDA when torch sees a GPU, else the CPU, saying
+why), "cpu", "cuda" or "cuda:N". `use_device` makes a CUDA device the current one (pinned copies
+and cuDNN handles land on it, not on GPU 0) and CUDA's float32 mode full IEEE unless `tf32`:
+torch's default TF32 convolutions on Ampere and later are not the paper's float32 VGG-16.
+`precision_problem` refuses a precision the device cannot run well; `describe_device` says what
+ran (printed at start, recorded in the run record and results.json).
 """
 
 from __future__ import annotations
@@ -20,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import warnings
+from pathlib import Path
 from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
@@ -36,8 +30,8 @@ def is_device_name(value: object) -> bool:
 
 
 def cuda_unavailable_reason() -> Optional[str]:
-    """Why torch cannot use a GPU here (None when it can): no CUDA in this build of torch, a
-    driver torch cannot use (torch's own warning), or no visible device."""
+    """Why torch cannot use a GPU here (None when it can): a CPU-only build, a driver torch
+    cannot use (torch's own warning), or no visible device."""
     if torch.version.cuda is None:
         return f"this torch ({torch.__version__}) is a CPU-only build"
     with warnings.catch_warnings(record=True) as caught:
@@ -54,10 +48,8 @@ def cuda_unavailable_reason() -> Optional[str]:
 
 
 def resolve_device(device: str) -> Tuple[torch.device, Optional[str]]:
-    """(the torch device `device` names, why "auto" fell back to the CPU or None).
-
-    Raises RuntimeError (one line) for a CUDA device torch cannot use or that does not exist.
-    """
+    """(the torch device `device` names, why "auto" fell back to the CPU or None); a one-line
+    RuntimeError for a CUDA device torch cannot use or that does not exist."""
     if device == "auto":
         reason = cuda_unavailable_reason()
         return torch.device("cpu" if reason else "cuda"), reason
@@ -75,19 +67,14 @@ def resolve_device(device: str) -> Tuple[torch.device, Optional[str]]:
 
 
 def launched_processes() -> int:
-    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
-    the process group exists. The one reading of WORLD_SIZE (`panet.base.distributed` uses it
-    too)."""
+    """How many processes torchrun started (WORLD_SIZE; 1 without it), before the process group
+    exists: the one reading of WORLD_SIZE."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def torchrun_problem(device: str) -> Optional[str]:
-    """Why processes launched by torchrun cannot each have a GPU of their own, or None.
-
-    Under torchrun, process r of a machine computes on cuda:r (its LOCAL_RANK) when the device
-    is CUDA: more processes per machine than visible GPUs would fail deep inside CUDA with
-    "invalid device ordinal", and a fixed cuda:N would put every process on one GPU.
-    """
+    """Why processes launched by torchrun cannot each have a GPU of their own (process r of a
+    machine computes on cuda:r, its LOCAL_RANK), or None."""
     world_size = launched_processes()
     if world_size == 1 or not is_device_name(device):
         return None
@@ -106,18 +93,16 @@ def torchrun_problem(device: str) -> Optional[str]:
 
 
 def set_tf32(allow: bool) -> None:
-    """Full float32 (False, PANet's numbers) or TF32 (True) in CUDA convolutions and matmuls.
-    Uses torch's per-backend precision settings only (mixing them with the legacy allow_tf32
-    flags is an error in torch >= 2.9). No effect on the CPU."""
+    """Full float32 (False, PANet's numbers) or TF32 (True) in CUDA convolutions and matmuls,
+    through torch's per-backend settings only (mixing in allow_tf32 is an error in torch >= 2.9)."""
     mode = "tf32" if allow else "ieee"
     torch.backends.cudnn.conv.fp32_precision = mode
     torch.backends.cuda.matmul.fp32_precision = mode
 
 
 def use_device(device: str, tf32: bool = False, quiet: bool = False) -> torch.device:
-    """Resolve `device` (see `resolve_device`), make a CUDA device current and set the float32
-    mode (`set_tf32`). Unless `quiet`, a fallback of "auto" to the CPU is printed with its
-    reason."""
+    """Resolve `device`, make a CUDA device current and set the float32 mode (`set_tf32`);
+    unless `quiet`, print why "auto" fell back to the CPU."""
     resolved, fallback = resolve_device(device)
     if resolved.type == "cuda":
         if resolved.index is None:
@@ -135,13 +120,10 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bfloat
 def _cpuinfo(field: str) -> Optional[str]:
     """The value of the first `field` line of /proc/cpuinfo (Linux; None elsewhere)."""
     try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), None)
 
 
 def cpu_flags() -> FrozenSet[str]:
@@ -161,15 +143,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def precision_problem(precision: str, device: str) -> Optional[str]:
-    """One line saying why `precision` (config key `precision`) should not run on `device`
-    (config key `device`), or None (`precision_reason`, named by its key)."""
+    """`precision_reason` as one line naming the config key, or None."""
     reason = precision_reason(precision, device)
     return None if reason is None else f"precision={precision!r}: {reason}"
 
 
 def precision_reason(precision: str, device: str) -> Optional[str]:
-    """Why `precision` should not run on `device`, or None. The device is taken as
-    `resolve_device` would take it; a device it refuses is left to it."""
+    """Why `precision` should not run on `device` (as `resolve_device` takes it), or None: fp16
+    off CUDA, bf16 without native bfloat16 (autocast emulates it, ~100x slower)."""
     if precision == "fp32" or not is_device_name(device):
         return None
     if device == "cpu" or (device == "auto" and cuda_unavailable_reason() is not None):
@@ -189,8 +170,8 @@ def precision_reason(precision: str, device: str) -> Optional[str]:
 
 
 def describe_device(device: torch.device, tf32: bool) -> Dict[str, object]:
-    """What computes: device, its name (GPU name or CPU model), torch, CUDA and cuDNN versions,
-    CPU threads and the TF32 setting (meaningful on CUDA only)."""
+    """What computes: device, GPU name or CPU model, torch, CUDA and cuDNN versions, CPU
+    threads and the TF32 setting (CUDA only)."""
     record: Dict[str, object] = {"device": str(device), "torch": torch.__version__,
                                  "cuda": torch.version.cuda, "threads": torch.get_num_threads()}
     if device.type == "cuda":

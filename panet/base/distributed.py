@@ -1,8 +1,5 @@
-"""torch.distributed glue: one process per device, launched by `torchrun`.
-
-Without torchrun (no WORLD_SIZE in the environment: `launched_processes`, read in
-`panet.base.device`, which checks the devices of torchrun's processes) everything runs in one
-process and these helpers reduce to no-ops, so single-device code paths stay the plain ones.
+"""torch.distributed glue: one process per device, launched by `torchrun`. Without torchrun
+(`launched_processes`) everything runs in one process and these helpers are no-ops.
 """
 
 from __future__ import annotations
@@ -40,10 +37,9 @@ def is_main_process() -> bool:
 
 
 def setup(device: str, tf32: bool = False) -> Context:
-    """The process's device (`panet.base.device.use_device`: current CUDA device, float32 mode) and,
-    when launched by torchrun, the process group (nccl on CUDA, gloo on CPU); under torchrun a
-    CUDA process computes on cuda:<LOCAL_RANK>. Raises RuntimeError (one line) when torchrun
-    started more processes than there are GPUs (`panet.base.device.torchrun_problem`)."""
+    """The process's device (`use_device`) and, under torchrun, the process group (nccl on CUDA,
+    gloo on CPU), a CUDA process on cuda:<LOCAL_RANK>; a one-line RuntimeError when torchrun
+    started more processes than there are GPUs (`torchrun_problem`)."""
     if launched_processes() == 1:
         return Context(device=use_device(device, tf32))
     problem = torchrun_problem(device)
@@ -63,16 +59,11 @@ def teardown(context: Context) -> None:
 
 
 def exit_worker(status: Any) -> NoReturn:
-    """End this torchrun worker at once with `status` (a `SystemExit` code: None for success,
-    an int, or anything else printed to stderr with status 1), after flushing its output and
-    logs, without the interpreter's own teardown.
-
-    torch's gloo process group keeps its threads (pt_gloo_runloop, gloo_tcp_loop) after
-    `destroy_process_group`, and they are still running while the exiting interpreter destroys
-    the objects they use. A rank whose run had completed was seen dying there (SIGABRT,
-    "terminate called without an active exception"), which torchrun reports as a failed job and
-    answers by killing the other ranks. Run folders need no teardown: their files are written
-    atomically and their lock is dropped by the kernel."""
+    """End this torchrun worker at once with `status` (a `SystemExit` code: None, an int, or a
+    message printed to stderr with status 1), output and logs flushed, skipping the
+    interpreter's teardown: gloo's threads outlive `destroy_process_group`, and a finished rank
+    was seen dying (SIGABRT) while the interpreter destroyed what they use, which torchrun
+    reports as a failed job. Run folders need no teardown (atomic files, a kernel lock)."""
     if status is None:
         code = 0
     elif isinstance(status, int):
@@ -87,14 +78,14 @@ def exit_worker(status: Any) -> NoReturn:
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:
-    """Sum of `tensor` over ranks (in place; returns it). Identity in a single process."""
+    """Sum of `tensor` over ranks (in place; returns it)."""
     if context.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def broadcast_object(value: Any, context: Context) -> Any:
-    """Rank 0's `value` (any picklable object) on every rank. Identity in a single process."""
+    """Rank 0's `value` (any picklable object) on every rank."""
     if not context.distributed:
         return value
     box = [value]
@@ -103,8 +94,7 @@ def broadcast_object(value: Any, context: Context) -> Any:
 
 
 def gather_lists(values: list, context: Context) -> list:
-    """The concatenation of every rank's list (rank order), on every rank. Identity in a single
-    process."""
+    """The concatenation of every rank's list (rank order), on every rank."""
     if not context.distributed:
         return values
     gathered = [None] * context.world_size

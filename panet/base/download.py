@@ -1,12 +1,9 @@
 """Fetching a published file where the network allows: torchvision's ImageNet weights.
 
-`download(url, path)` streams `url` into a temporary file beside `path` (`atomic_write`) with a
-progress report when the server announces the size (`panet.base.monitor.Progress`: a bar on a
-terminal, a line every tenth otherwise), checks that the whole announced length came and that
-the content matches the SHA-256 prefix in the file's name (torchvision names its files
-`<name>-<hex>.pth`, the hex the first digits of the file's SHA-256, as torch.hub checks them),
-and only then renames it to `path`: an interrupted or wrong download never stands as the file.
-Every failure is one `DownloadError` line.
+`download(url, path)` streams `url` into a temporary file beside `path` with progress, checks
+the announced length and the SHA-256 prefix in the file's name (torchvision's `<name>-<hex>.pth`,
+as torch.hub checks it), and only then renames it to `path`. Every failure is one
+`DownloadError` line.
 """
 
 from __future__ import annotations
@@ -39,34 +36,31 @@ def named_digest(path: Path) -> Optional[str]:
 
 
 def download(url: str, path: Path) -> Path:
-    """Fetch `url` into `path` (module docstring); returns `path`. Raises DownloadError (the
-    partial file removed, `path` as it was) when the URL or the network fails, the transfer
-    stops short of its announced length, or the content does not match the digest in the
-    file's name."""
+    """Fetch `url` into `path` (module docstring); returns `path`. Raises DownloadError, `path`
+    as it was, when the transfer fails, stops short, or does not match the named digest."""
     path = Path(path)
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response, \
                 atomic_write(path) as out:
-            size = _announced_size(response)
+            length = (response.headers.get("Content-Length") or "").strip()
+            size = int(length) if length.isdigit() else 0  # 0: not announced
             found, received = _copy(response, out, size, path.name)
             if size and received != size:
                 raise DownloadError(f"the transfer of {url} stopped after {format_size(received)}"
                                     f" of {format_size(size)}; nothing was kept: try again")
-            _check_digest(url, found, named_digest(path))
+            expected = named_digest(path)
+            if expected and not found.startswith(expected):
+                raise DownloadError(f"{url} came with SHA-256 {found[:16]}..., not the "
+                                    f"{expected}... its name gives: nothing was kept (a proxy's "
+                                    "error page, or a corrupted transfer): try again")
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         raise DownloadError(f"cannot download {url} ({_reason(error)})") from None
     return path
 
 
-def _announced_size(response) -> int:
-    """The Content-Length the server announced, in bytes (0: none, or not a number)."""
-    length = (response.headers.get("Content-Length") or "").strip()
-    return int(length) if length.isdigit() else 0
-
-
 def _copy(response, out: IO[bytes], size: int, name: str) -> Tuple[str, int]:
-    """Copy `response` into `out` by `CHUNK_BYTES`, showing progress when `size` is known;
-    returns (hex SHA-256 of what came, bytes received)."""
+    """Copy `response` into `out`, with progress when `size` is known; returns (hex SHA-256,
+    bytes received)."""
     digest, received = hashlib.sha256(), 0
     steps = -(-size // CHUNK_BYTES)
     with Progress(max(1, steps), desc=f"download {name} (MiB)", every=steps // 10,
@@ -79,18 +73,8 @@ def _copy(response, out: IO[bytes], size: int, name: str) -> Tuple[str, int]:
     return digest.hexdigest(), received
 
 
-def _check_digest(url: str, found: str, expected: Optional[str]) -> None:
-    """Refuse content whose hex SHA-256 `found` does not start with `expected` (None: no
-    check)."""
-    if expected and not found.startswith(expected):
-        raise DownloadError(f"{url} came with SHA-256 {found[:16]}..., not the {expected}... its "
-                            "name gives: nothing was kept (a proxy's error page, or a corrupted "
-                            "transfer): try again")
-
-
 def _reason(error: Exception) -> str:
-    """Why a transfer failed, in a few words: 'HTTP Error 404: Not Found', '[Errno 111]
-    Connection refused', 'timed out', ..."""
+    """Why a transfer failed: 'HTTP Error 404: Not Found', 'timed out', ..."""
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP Error {error.code}: {error.reason}"
     reason = getattr(error, "reason", None) if isinstance(error, urllib.error.URLError) else None

@@ -1,7 +1,5 @@
-"""Errors a user can act on, said in one line each, and turning any error into one line.
-
-The entry points print a `OneLineError` as its message alone (no class name, no traceback) and
-exit with status 1; programming errors keep their tracebacks.
+"""Errors a user can act on, in one line each: the entry points print a `OneLineError` alone
+(no traceback) and exit with status 1; programming errors keep their tracebacks.
 """
 
 from __future__ import annotations
@@ -15,8 +13,7 @@ class OneLineError(Exception):
 
 
 class ConfigError(OneLineError, ValueError):
-    """A configuration that cannot run: one line per problem, each naming the key, the value
-    and what is allowed (`key=value: must be ...`)."""
+    """A configuration that cannot run: one line per problem, `key=value: must be ...`."""
 
     def __init__(self, problems: Sequence[str]):
         super().__init__("\n".join(problems))

@@ -1,11 +1,6 @@
-"""Writing output files: atomically, readable by whoever the user's umask allows, and a full disk
-said in one line.
-
-Checkpoints, results and caches are written to a temporary file beside the target and renamed
-over it, so a crash mid-write leaves the previous file intact and readers never see half a file.
-`tempfile.mkstemp` creates its file with mode 0600; the finished file gets the mode a plain
-`open(path, "w")` would have given it (0666 minus the umask, 0644 by default), so that other
-users of a shared machine can read what a run wrote when the umask says they may.
+"""Writing output files: atomically (a temporary file renamed over the target: a crash leaves
+the previous file), with the mode `open()` would give (not mkstemp's 0600), and a full disk said
+in one line.
 """
 
 from __future__ import annotations
@@ -27,8 +22,7 @@ FULL_DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
 
 
 def default_file_mode() -> int:
-    """The mode `open()` gives a new file: 0666 minus the umask (read by setting it and
-    restoring it at once)."""
+    """The mode `open()` gives a new file: 0666 minus the umask."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -36,9 +30,8 @@ def default_file_mode() -> int:
 
 @contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `path` for writing; on success it is flushed to disk, given
-    the default file mode and renamed to `path`; on any error it is removed and `path` is left
-    as it was. Creates the parent folder."""
+    """A temporary file beside `path` (parents created): on success flushed to disk, given the
+    default file mode and renamed to `path`; on any error removed, `path` left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -55,17 +48,14 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
 
 
 def user_cache_dir() -> Path:
-    """The user's cache folder for panet: ``$XDG_CACHE_HOME/panet`` when XDG_CACHE_HOME is an
-    absolute path (the XDG base directory rule), else ``~/.cache/panet``."""
+    """``$XDG_CACHE_HOME/panet`` when that is an absolute path, else ``~/.cache/panet``."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "panet"
 
 
 def writable_problem(path: PathLike) -> Optional[str]:
-    """Why a run could not write into folder `path`, or None, leaving the file system as it
-    was. An existing folder gets a probe file; for a missing one, a probe folder is made (and
-    removed) in its deepest existing parent. The probes have unique names, so processes that
-    check the same folder at once (the ranks of torchrun) cannot remove each other's."""
+    """Why a run could not write into folder `path`, or None, by a uniquely named probe (in its
+    deepest existing parent when it is missing), removed at once."""
     path = Path(path)
     existing = next(folder for folder in (path, *path.parents) if folder.exists())
     try:
@@ -96,18 +86,14 @@ def format_size(n_bytes: float) -> str:
 
 
 def free_space(path: PathLike) -> int:
-    """Free bytes (for an unprivileged user) on the file system of `path`, or of its nearest
-    existing parent when `path` does not exist yet."""
+    """Free bytes on the file system of `path` (or of its nearest existing parent)."""
     path = Path(path).absolute()
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
 
 
 def write_atomically(path: PathLike, data: Union[bytes, memoryview]) -> Path:
-    """Write `data` to `path` through `atomic_write`. Lack of space raises `DiskFullError`
-    (path, bytes needed, bytes free once the partial file is removed, the previous file
-    intact); other errors pass through."""
+    """Write `data` to `path` through `atomic_write`; lack of space raises `DiskFullError`
+    (bytes needed and free, the previous file intact)."""
     path = Path(path)
     existed = path.is_file()
     try:

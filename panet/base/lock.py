@@ -1,18 +1,10 @@
-"""One writer per run folder: a lock held for the life of the process that writes the folder.
-
-A train.py / test.py run takes an exclusive `flock` on `<run folder>/.lock` before anything is
-written there and keeps it until the run ends. The kernel drops the lock when the process dies,
-however it dies (SIGKILL, out of memory, a node lost), so a lock is never stale and there is
-nothing to clean up. The file records who holds it (host, pid, start time, command line), so a
-second writer stops at once with one line naming the first:
-
-    runs/7 is being written by pid 1234 on host gpu3 since 12:01 (python train.py with ...):
-    wait for it or stop it
-
-(one line in practice). `writer_of(folder)` tells, without taking the lock for longer than a
-probe, whether someone writes a folder (scripts/reproduce.py --status). On NFS, Linux turns
-`flock` into a byte-range lock that the server arbitrates between hosts; a file system without
-locks (ENOLCK) gets a one-line warning and the run goes on unguarded.
+"""One writer per run folder: an exclusive `flock` on `<run folder>/.lock`, taken before anything
+is written there and held until the run ends. The kernel drops it however the process dies, so
+it is never stale. The file records the holder (host, pid, start, command), so a second writer
+stops at once with one line naming the first ("runs/7 is being written by pid 1234 on host gpu3
+since 12:01 (python train.py ...): wait for it or stop it"). `writer_of` probes a folder
+(reproduce.py --status). On NFS, flock becomes a server-arbitrated byte-range lock; a file
+system without locks (ENOLCK) gets a one-line warning and the run goes on unguarded.
 """
 
 from __future__ import annotations
@@ -67,18 +59,12 @@ class Holder:
 
 
 def _read_holder(fd: int) -> Optional[Holder]:
-    """The holder recorded in an open lock file; None while the holder has not written it yet."""
+    """The holder recorded in an open lock file (None: not written yet)."""
     try:
         text = os.pread(fd, 1 << 16, 0).decode()
         return Holder(**json.loads(text))
     except (ValueError, TypeError):
         return None
-
-
-def _busy_message(folder: Path, holder: Optional[Holder]) -> str:
-    who = (holder.describe(folder) if holder is not None
-           else f"{folder} is being written by another process (it has not recorded itself yet)")
-    return f"{who}: wait for it or stop it"
 
 
 def _try_lock(fd: int, operation: int) -> bool:
@@ -91,20 +77,13 @@ def _try_lock(fd: int, operation: int) -> bool:
 
 
 class RunFolderLock:
-    """The exclusive lock on `<folder>/.lock` (the folder is created if needed).
-
-        with RunFolderLock(run_dir):   # raises RunFolderBusy if another process writes it
-            ...                        # write the run folder
-    """
+    """The exclusive lock on `<folder>/.lock` (folder created): `with RunFolderLock(run_dir):`
+    raises RunFolderBusy if another process writes it."""
 
     def __init__(self, folder: Union[str, Path], patience: float = PATIENCE_SECONDS):
         self.folder = Path(folder)
         self.patience = patience
         self._fd: Optional[int] = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> "RunFolderLock":
         if self._fd is not None:
@@ -115,35 +94,35 @@ class RunFolderLock:
             deadline = time.monotonic() + self.patience
             while not _try_lock(fd, fcntl.LOCK_EX):
                 if time.monotonic() >= deadline:
-                    raise RunFolderBusy(_busy_message(self.folder, _read_holder(fd)))
+                    holder = _read_holder(fd)
+                    raise RunFolderBusy(
+                        (holder.describe(self.folder) if holder is not None else
+                         f"{self.folder} is being written by another process (it has not "
+                         "recorded itself yet)") + ": wait for it or stop it")
                 time.sleep(RETRY_SECONDS)
-        except OSError as error:
-            os.close(fd)
-            if error.errno != errno.ENOLCK:
-                raise
-            print(f"warning: cannot lock {self.folder} (its file system has no locks): a second "
-                  "writer of this run folder would not be stopped", file=sys.stderr, flush=True)
-            return self
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(asdict(Holder.of_this_process())).encode(), 0)
         except OSError as error:
             os.close(fd)
+            if error.errno == errno.ENOLCK:
+                print(f"warning: cannot lock {self.folder} (its file system has no locks): a "
+                      "second writer of this run folder would not be stopped", file=sys.stderr,
+                      flush=True)
+                return self
             if error.errno not in FULL_DISK_ERRORS:
                 raise
             raise DiskFullError(f"cannot write {self.folder / LOCK_FILE}, which says who writes "
                                 f"the run folder: {FULL_DISK_ERRORS[error.errno]} ("
                                 f"{format_size(free_space(self.folder))} free); free some space "
                                 "or choose another folder") from None
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 
     def release(self) -> None:
-        """Give the folder up (closing the file drops the lock); the file stays, describing its
-        last holder: deleting it would let two writers lock two different files."""
+        """Give the folder up; the file stays (deleting it would let two writers lock two files)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -156,8 +135,7 @@ class RunFolderLock:
 
 
 def writer_of(folder: Union[str, Path]) -> Optional[Holder]:
-    """The process writing `folder` now, or None if nobody holds its lock. A holder that has
-    not recorded itself yet is reported as pid 0 on host "?"."""
+    """The process writing `folder` now (pid 0 on host "?": not recorded yet), or None."""
     path = Path(folder) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

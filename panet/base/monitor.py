@@ -1,16 +1,8 @@
 """What a run reports while it runs: progress on the console, scalars for sacred and TensorBoard.
 
-On a terminal, progress is a tqdm bar. Under nohup, a cluster job or any redirected output, a bar
-would fill the log with carriage-return redraws, so a plain line is printed instead every
-`every` steps (callers pass a tenth of the loop, or train.log_every), at the last one, and after
-any step that ends `QUIET_SECONDS` or more after the previous line (a slow loop shows it is
-alive), easy to grep and to read:
-
-    train step 1200/30000  loss 0.4121  seg_loss 0.3013  align_loss 0.1108  lr 0.001  \
-        0.351 s/step  ETA 2:48:31      (one line; broken here to fit)
-
-Whether the process is on a terminal is decided when this module is imported, before sacred
-redirects the output streams to record them.
+On a terminal, progress is a tqdm bar; redirected, a plain line every `every` steps, at the last
+one and after `QUIET_SECONDS` of silence ("train step 1200/30000  loss 0.4121 ... lr 0.001
+0.351 s/step  ETA 2:48:31"). The terminal is detected at import, before sacred redirects output.
 """
 
 from __future__ import annotations
@@ -33,21 +25,17 @@ def format_value(value: float) -> str:
 
 
 class Progress:
-    """Progress through steps `initial + 1 .. total` of a loop: call `update(values)` after
-    each step with the numbers to show (losses, lr, ...)."""
+    """Progress through steps `initial + 1 .. total`: `update(values)` after each step."""
 
     def __init__(self, total: int, *, desc: str, every: int, initial: int = 0,
                  enabled: bool = True, interactive: bool = INTERACTIVE,
                  clock=time.perf_counter):
         self.total, self.desc, self.every = total, desc, max(1, every)
-        self.step = initial
-        self.enabled = enabled
-        self.clock = clock
+        self.step, self.enabled, self.clock = initial, enabled, clock
         self._start, self._start_step = clock(), initial
         self._printed = self._start
-        self._bar = None
-        if enabled and interactive:
-            self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+        self._bar = (tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+                     if enabled and interactive else None)
 
     def update(self, values: Optional[Mapping[str, float]] = None) -> None:
         self.step += 1
@@ -81,12 +69,8 @@ class Progress:
 
 
 class ScalarLog:
-    """Scalars of a run, sent to sacred's metrics (metrics.json of the run folder) and to
-    TensorBoard events in `<run folder>/tensorboard`.
-
-    A resumed run passes `purge_step`: TensorBoard then drops the events of the interrupted
-    attempt from that step on, so the curves show each step once.
-    """
+    """Scalars of a run, to sacred's metrics and to TensorBoard in `<run folder>/tensorboard`;
+    `purge_step` (a resumed run) drops the interrupted attempt's events from that step on."""
 
     def __init__(self, run, run_dir: Optional[Path], purge_step: Optional[int] = None):
         self.run = run

@@ -1,9 +1,5 @@
-"""This process's resident memory, as the benchmarks measure it (Linux /proc).
-
-The peak is the kernel's high-water mark of this process's own address space (`VmHWM` of
-/proc/self/status), which starts afresh when a process execs. `getrusage`'s `ru_maxrss` does not:
-Linux carries it over fork and exec, so a benchmark subprocess started by a large parent reports
-the parent's peak.
+"""This process's resident memory, as the benchmarks measure it (Linux /proc/self/status): its
+peak is `VmHWM`, which starts afresh at exec, where `ru_maxrss` carries a large parent's over.
 """
 
 from __future__ import annotations

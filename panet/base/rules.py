@@ -1,8 +1,5 @@
-"""What a setting accepts: one `Rule` per kind of value, described for people.
-
-A rule's `allowed` text completes "must be ...": a refused value becomes the one line
-`section.name=value: must be <allowed>` (`problem`). The settings (`panet.settings`) attach a rule
-to every field; nothing here knows a configuration key.
+"""What a setting accepts: one `Rule` per kind of value, its `allowed` text completing "must be
+..." (`section.name=value: must be <allowed>`); `panet.settings` attaches one to every field.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Reading torch files that others wrote (checkpoints, released snapshots) as data, never code.
 
-A torch file is a pickle; unpickling one can call any Python function it names, so merely
-loading a crafted file could run its code. Every torch file is read here with
-`torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple, str, int, float,
-bool, None, OrderedDict, Counter) come back; anything else is refused before it is built, with
-one line naming the Python objects the file refers to, as torch's own refusal names them
-(`_unsafe_globals`). Files we write hold only such data (`plain_data` converts a config).
+Unpickling can call any Python function the file names, so every torch file is read with
+`torch.load(weights_only=True)`: tensors and plain data come back; anything else is refused
+before it is built, in one line naming the Python objects the file refers to. Files we write
+hold only such data (`plain_data` converts a config).
 """
 
 from __future__ import annotations
@@ -42,8 +40,7 @@ class UnsafeFileError(ValueError):
 
 
 def gist(error: BaseException) -> str:
-    """The first line of an exception's message, cut to one sentence of at most MAX_MESSAGE
-    characters (torch's messages run over many lines)."""
+    """An error message's first line, cut to one sentence of at most MAX_MESSAGE characters."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
     cut = text.find(". ", 40)
@@ -52,10 +49,9 @@ def gist(error: BaseException) -> str:
 
 
 class _GlobalFinder(pickle.Unpickler):
-    """Reads a pickle up to its first global beyond tensors and plain data, which it keeps as
-    `unsafe`. Every global goes through `find_class` (the standard library's way of restricting
-    them): torch's and plain data's become a function building an empty dict, any other stops
-    the reading. Nothing of the file runs."""
+    """Reads a pickle up to its first global beyond tensors and plain data, kept as `unsafe`
+    (`find_class`, the standard library's way of restricting globals). Nothing of the file
+    runs: allowed globals become a function building an empty dict."""
 
     unsafe: Optional[str] = None
 
@@ -68,11 +64,10 @@ class _GlobalFinder(pickle.Unpickler):
 
 
 def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> List[str]:
-    """The Python objects (module.name) beyond tensors and plain data that made torch refuse
-    `path`: all of them for a zip file (`get_unsafe_globals_in_checkpoint`); for a legacy file,
-    the one torch's `refusal` names; for a pickle of a protocol torch's reader does not follow
-    (4 and later: "Unsupported operand"), the first one `_GlobalFinder` meets. Empty when the
-    refusal is about something else (a damaged file: the caller says torch's reason)."""
+    """The globals beyond tensors and plain data that made torch refuse `path`: all of them for
+    a zip file; for a legacy file, the one torch's `refusal` names; for a pickle of protocol 4
+    or later (torch says only "Unsupported operand"), the first one `_GlobalFinder` meets.
+    Empty when the refusal is about something else (a damaged file)."""
     if zipfile.is_zipfile(path):
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     named = re.search(r"GLOBAL ([\w.]+)", str(refusal))
@@ -88,9 +83,8 @@ def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> List[str]:
 
 def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:
     """`torch.load(path, weights_only=True)` on the CPU. Raises FileNotFoundError, or a one-line
-    ValueError: `UnsafeFileError` for pickled objects beyond data, otherwise "not a readable
-    `what`" (truncated, damaged or not a torch file). `mmap` maps the tensors of a zip-format
-    file instead of reading them (ignored for legacy files, which cannot be mapped)."""
+    ValueError: `UnsafeFileError`, or "not a readable `what`" (truncated, damaged, not a torch
+    file). `mmap` maps the tensors of a zip-format file (legacy files cannot be mapped)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"'{path}' does not exist")
@@ -112,9 +106,8 @@ def load_data(path: PathLike, what: str, *, mmap: bool = False) -> Any:
 
 
 def plain_data(value: Any, where: str = "value") -> Any:
-    """`value` as plain data that `load_data` reads back: mappings (e.g. sacred's ReadOnlyDict)
-    become dicts, lists (ReadOnlyList) lists, tuples stay tuples, scalars stay. Raises TypeError
-    naming the entry (`where`.key...) of any other type."""
+    """`value` as plain data that `load_data` reads back: mappings become dicts, lists lists,
+    tuples stay tuples. Raises TypeError naming the entry (`where`.key...) of any other type."""
     if isinstance(value, Mapping):
         return {key: plain_data(item, f"{where}.{key}") for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -127,8 +120,8 @@ def plain_data(value: Any, where: str = "value") -> Any:
 
 
 def describe_contents(obj: Any) -> str:
-    """What a loaded file holds, in a few words: 'a dict of 13 tensors named conv1.*, bn1.*',
-    'a dict with keys step, model', 'a list', ..."""
+    """What a loaded file holds: 'a dict of 13 tensors named conv1.*, bn1.*', 'a dict with keys
+    step, model', 'a list', ..."""
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             heads = list(dict.fromkeys(str(key).split(".")[0] + ".*" if "." in str(key)

@@ -1,6 +1,5 @@
-"""The model of a run built from model settings: from ImageNet weights (training, PANet-init) or
-holding the weights of a trained model (test, resume, predict). The one place a model is made:
-`model.factory` (default PANet, `panet.models.factory`) around the configured encoder."""
+"""The model of a run built from model settings (`model.factory` around the configured encoder):
+from ImageNet weights, or holding a trained model's weights. The one place a model is made."""
 
 from __future__ import annotations
 
@@ -17,11 +16,9 @@ from panet.base.errors import one_line
 
 
 def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Module:
-    """The model `model.factory` makes (`panet.settings.ModelSettings`; default PANet) around
-    `model`'s encoder, initialised from its ImageNet weights file (`model.weights_path`,
-    downloaded first when it is torchvision's and absent: `encoder_weights`) or at random. A
-    missing or wrong file raises an error naming the file, where it comes from, and the setting
-    `weights_key`; a factory that cannot make a model, a one-line FactoryError."""
+    """The model `model.factory` makes around `model`'s encoder (`ModelSettings`), from its
+    ImageNet weights file (`encoder_weights`) or at random. A missing or wrong file raises an
+    error naming it and the setting `weights_key`; a bad factory, a one-line FactoryError."""
     path = encoder_weights(model, weights_key)
     try:
         encoder = build_encoder(model.encoder, path, factory_levels(model.factory))
@@ -37,10 +34,8 @@ def build_model(model, weights_key: Optional[str] = "model.weights") -> nn.Modul
 
 
 def encoder_weights(model, weights_key: Optional[str]) -> Optional[Path]:
-    """The weights file `model`'s encoder starts from (`model.weights_path`): with the ImageNet
-    default (model.weights='imagenet') of an encoder that has one, torchvision's file,
-    downloaded first when absent; a failed download is a one-line DownloadError naming the
-    setting `weights_key`."""
+    """The weights file `model`'s encoder starts from (`model.weights_path`), downloaded first
+    for model.weights='imagenet'; a failed download is a DownloadError naming `weights_key`."""
     if model.weights != IMAGENET or model.weights_path is None:
         return model.weights_path
     try:
@@ -51,10 +46,8 @@ def encoder_weights(model, weights_key: Optional[str]) -> Optional[Path]:
 
 
 def weights_problem(model, state: Dict[str, torch.Tensor]) -> Optional[str]:
-    """Why the trained weights `state` cannot be the weights of the model `model` (settings)
-    makes, or None: missing or unexpected tensors, or a tensor of another shape or dtype than
-    the model's, or holding NaN or infinite values. The model is built on the meta device: no
-    memory, no arithmetic."""
+    """Why the trained weights `state` cannot be those of the model `model` makes (missing,
+    unexpected, misshapen or non-finite tensors), or None. Built on the meta device."""
     with torch.device("meta"):
         expected = build_model(model.replace(weights=None), weights_key=None).state_dict()
     missing = [name for name in expected if name not in state]
@@ -76,8 +69,7 @@ def weights_problem(model, state: Dict[str, torch.Tensor]) -> Optional[str]:
 
 
 def model_with_weights(model, state: Dict[str, torch.Tensor]) -> nn.Module:
-    """The model of `model` (settings) holding the trained weights `state`, all of them
-    (`weights_problem`, else a one-line ValueError)."""
+    """The model of `model` holding all of the trained weights `state` (`weights_problem`)."""
     problem = weights_problem(model, state)
     if problem is not None:
         raise ValueError(problem)

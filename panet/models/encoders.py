@@ -1,9 +1,5 @@
-"""The encoders PANet can run on, by config name (`model.encoder`): a registry.
-
-Each entry builds an encoder mapping N x 3 x H x W (ImageNet-normalised) images to N x C x h x w
-features, from an ImageNet weights file or from random weights (`weights=None`). Validation,
-the config's comments, the tables and the Segmenter read this registry, so a new encoder is one
-module defining its builder plus one line here (README, "Layout").
+"""The encoders PANet can run on, by config name (`model.encoder`): a registry, read by the
+settings, the tables and the Segmenter (a new encoder: docs/development.md).
 """
 
 from __future__ import annotations
@@ -25,11 +21,10 @@ IMAGENET = "imagenet"  # model.weights: torchvision's ImageNet file of the confi
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """One encoder: `build(weights file or None, levels) -> nn.Module`, where `levels` names the
-    feature levels a method asks for (a ResNet builds layer4 only when asked); `weights_file`:
-    torchvision's ImageNet file for it (None: no pretrained weights exist), published at
-    `weights_url`. Every encoder maps N x 3 x H x W to N x C x h x w features, and to a dict of
-    named levels (its `levels`) when called with `levels=`."""
+    """One encoder: `build(weights file or None, levels) -> nn.Module` mapping N x 3 x H x W to
+    N x C x h x w (a dict of its named `levels` when called with `levels=`; a ResNet builds
+    layer4 only when asked); `weights_file`: torchvision's ImageNet file (None: none exists),
+    published at `weights_url`."""
 
     build: Callable[[Optional[Path], Sequence[str]], nn.Module]
     description: str
@@ -59,37 +54,28 @@ ENCODERS: Dict[str, EncoderSpec] = {
 
 
 def torchvision_cache() -> Path:
-    """Where torchvision keeps the ImageNet files it downloads: torch.hub's checkpoint folder,
-    torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub/checkpoints, by default
-    ~/.cache/torch/hub/checkpoints)."""
+    """Where torchvision keeps the ImageNet files it downloads: torch.hub.get_dir()/checkpoints."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def weights_base_url() -> str:
-    """Where the ImageNet files are fetched from: $PANET_TORCHVISION_URL when set (a mirror
-    holding torchvision's files under their names), else torchvision's own address."""
-    return os.environ.get(TORCHVISION_URL_VARIABLE) or TORCHVISION_MODELS_URL
-
-
 def imagenet_weights(name: str) -> Optional[Path]:
-    """torchvision's cached ImageNet file of encoder `name`, there or not (None when the
-    encoder has none)."""
+    """torchvision's cached ImageNet file of encoder `name`, there or not (None: it has none)."""
     spec = ENCODERS[name]
     return None if spec.weights_file is None else torchvision_cache() / spec.weights_file
 
 
 def imagenet_url(name: str) -> str:
-    """The address the ImageNet file of encoder `name` is fetched from (`weights_base_url`)."""
-    return weights_base_url().rstrip("/") + "/" + ENCODERS[name].weights_file
+    """The address the ImageNet file of encoder `name` is fetched from: under
+    $PANET_TORCHVISION_URL (a mirror) when set, else torchvision's own address."""
+    base = os.environ.get(TORCHVISION_URL_VARIABLE) or TORCHVISION_MODELS_URL
+    return base.rstrip("/") + "/" + ENCODERS[name].weights_file
 
 
 def fetch_imagenet_weights(name: str) -> Path:
-    """torchvision's cached ImageNet file of encoder `name`, downloaded first when absent
-    (`imagenet_url`). Raises a one-line DownloadError saying where to put the file when the
-    download fails, and ValueError for an encoder without ImageNet weights."""
+    """torchvision's cached ImageNet file of encoder `name`, downloaded first when absent; a
+    failed download is a one-line DownloadError saying where to put the file."""
     path = imagenet_weights(name)
-    if path is None:
-        raise ValueError(f"the {name!r} encoder has no ImageNet weights: use model.weights=None")
+    assert path is not None, "the settings refuse model.weights for an encoder without them"
     if path.is_file():
         return path
     url = imagenet_url(name)
@@ -103,6 +89,5 @@ def fetch_imagenet_weights(name: str) -> Path:
 
 def build_encoder(name: str, weights: Union[str, Path, None] = None,
                   levels: Sequence[str] = ()) -> nn.Module:
-    """Encoder `name` of the registry (config key model.encoder, checked there), initialised
-    from `weights` (a file) or at random, with every level of `levels` built."""
+    """Encoder `name` of the registry from `weights` (a file) or at random, with `levels` built."""
     return ENCODERS[name].build(None if weights is None else Path(weights).expanduser(), levels)

@@ -1,37 +1,19 @@
 """The model of a run, made by `model.factory`, and what the rest of the code asks of it.
 
-`model.factory` names a callable as "package.module:callable" (default "panet.models:PANet").
-It is called as `factory(encoder, alpha=alpha)` with the configured encoder (built from the
-registry, `panet.models.encoders`, from ImageNet weights or at random, with the levels the
-factory's `feature_levels` asks for) and the cosine scale `model.alpha`, and returns the model,
-an nn.Module (B episodes, W ways, S shots, Q queries, P prototypes, C channels, H x W images,
-h x w features). A method needs one method:
+`model.factory` names a callable "package.module:callable" (default "panet.models:PANet"),
+called as `factory(encoder, alpha=alpha)` with the registry's encoder (with the levels its
+`feature_levels` asks for) and the cosine scale `model.alpha`. It returns an nn.Module whose
 
     forward(support_images, support_fg, support_bg, query_images) -> logits
-        B x Q x (1 + W) x H' x W' (channel 0 background; any resolution, upsampled where
-        compared), or an object holding them as `logits` (and `logits_low`), e.g. PANetOutput
+        B x Q x (1 + W) x H' x W' (channel 0 background), or an object holding them as
+        `logits` (and `logits_low`), e.g. PANetOutput
 
-and may define, each used where it exists:
-
-    loss(out, query_labels, support_fg, support_bg) -> {"name": scalar, ...} or a Loss
-        its training objective (the sum of the named terms, each logged by name); without it,
-        L_seg (+ train.align_weight * L_PAR when it has PAR: a `score` and a PANetOutput)
-    score(query_features, prototypes) -> B x Q x P x h x w: its head, which PAR scores with
-    use_numerics(numerics) -> the model; encode(images[, levels]) -> N x C x h x w features
-        (a dict of named levels with `levels`): the precision and memory format it runs in;
-        without them only fp32, contiguous
-    prototypes(support_features, support_fg, support_bg) -> B x P x C
-    prototypes_from_pools(fg_pools, bg_pools: B x W x S x C) -> B x P x C
-    fast_paths = ("parts", "pools"): the paths that compute forward's logits from these parts
-        (`fast_path_problem`; PANet declares both)
-    feature_levels = ("conv4", "conv5"): the encoder levels it reads (`encode(images, levels)`)
-    param_groups(train) -> torch parameter groups (own learning rates, weight decay)
-
-(a subclass of `panet.models.PANet` inherits PANet's). Every model is made here (`make_model`,
-through `panet.models.builder`), so train.py, test.py, predict.py and the Segmenter run any
-factory alike, and a checkpoint names its factory in its stored config. Importing a factory runs
-its module's code, on purpose: it is a config value the user wrote, like a script they run. A
-checkpoint stays data: it supplies settings, never code (`panet.run.compose`).
+and which may define `loss`, `score`, `use_numerics`, `encode`, `prototypes`,
+`prototypes_from_pools`, `fast_paths`, `feature_levels` and `param_groups`, each used where it
+exists (docs/your-own-method.md lists them with their shapes). Every model is made here
+(`make_model`), so every command runs any factory alike. Importing a factory runs its module's
+code, on purpose: it is a config value the user wrote. A checkpoint supplies settings, never
+code (`panet.run.compose`).
 """
 
 from __future__ import annotations
@@ -40,8 +22,7 @@ import importlib
 import os
 import re
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -70,35 +51,25 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {one_line(error)}"
 
 
-@contextmanager
-def _current_folder_importable() -> Iterator[None]:
-    """The current folder first on the import path while importing (as `python -m` has it), so
-    that a method's package beside the command's folder is found."""
-    folder = os.getcwd()
+def import_factory(spec: str) -> Callable[..., Any]:
+    """The callable `spec` names, imported from the import path or the current folder; else a
+    one-line FactoryError."""
+    if not is_factory_spec(spec):
+        raise FactoryError(f"must be {FACTORY_FORM}")
+    module_name, _, attribute = spec.partition(":")
+    folder = os.getcwd()  # first on the import path while importing, as `python -m` has it
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
     try:
-        yield
-    finally:
-        if added and folder in sys.path:
-            sys.path.remove(folder)
-
-
-def import_factory(spec: str) -> Callable[..., Any]:
-    """The callable `spec` ("package.module:callable") names, imported from the import path or
-    the current folder. Raises FactoryError (one line) when it is not of that form, cannot be
-    imported, or is not callable."""
-    if not is_factory_spec(spec):
-        raise FactoryError(f"must be {FACTORY_FORM}")
-    module_name, _, attribute = spec.partition(":")
-    try:
-        with _current_folder_importable():
-            found: Any = importlib.import_module(module_name)
+        found: Any = importlib.import_module(module_name)
     except Exception as error:  # the module is the user's code: any error is a reason to stop
         raise FactoryError(f"cannot import module {module_name!r} ({_one_line(error)}); run "
                            "from the folder holding its package, or add that folder to "
                            "PYTHONPATH") from error
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
     where = getattr(found, "__file__", module_name)
     for part in attribute.split("."):
         if not hasattr(found, part):
@@ -112,15 +83,15 @@ def import_factory(spec: str) -> Callable[..., Any]:
 
 OPTIONAL_METHODS = ("loss", "score", "use_numerics", "encode", "prototypes",
                     "prototypes_from_pools", "param_groups")
-FAST_PATH_METHODS = {"parts": ("encode", "prototypes", "score"),
-                     "pools": ("encode", "prototypes_from_pools", "score")}
+FAST_PATH_METHODS = {  # what each fast path computes forward's logits with
+    "parts": ("encode", "prototypes", "score"),  # prototypes made once (Segmenter, predict.py)
+    "pools": ("encode", "prototypes_from_pools", "score"),  # test.py's encode-once path
+}
 
 
 def check_model(model: Any, spec: str, levels: Sequence[str] = ()) -> nn.Module:
     """`model` when it follows the method interface (module docstring), else FactoryError
-    naming what is wrong: no nn.Module, an optional method that is not callable, a fast path
-    declared without its methods, feature levels the encoder does not have (`levels`: the
-    encoder's)."""
+    naming what is wrong (`levels`: the encoder's)."""
     made = f"{spec} returned a {type(model).__name__}"
     if not isinstance(model, nn.Module):
         raise FactoryError(f"{made}, not a torch.nn.Module with a forward ({INTERFACE_DOC})")
@@ -132,7 +103,8 @@ def check_model(model: Any, spec: str, levels: Sequence[str] = ()) -> nn.Module:
                  if not callable(getattr(model, name, None))]
         if path not in FAST_PATH_METHODS or lacks:
             wrong.append(f"fast path {path!r} declared without {', '.join(lacks)}" if lacks else
-                         f"unknown fast path {path!r} (the fast paths: {', '.join(FAST_PATHS)})")
+                         f"unknown fast path {path!r} (the fast paths: "
+                         f"{', '.join(FAST_PATH_METHODS)})")
     unknown = [level for level in getattr(model, "feature_levels", ()) if level not in levels]
     if unknown:
         wrong.append(f"feature_levels {unknown} are not levels of its encoder "
@@ -149,15 +121,14 @@ def factory_levels(spec: str) -> Tuple[str, ...]:
 
 
 def with_numerics(model: nn.Module, numerics) -> nn.Module:
-    """The model set to compute in `numerics` (`use_numerics`); a model without it computes in
-    the default numerics only (the settings refuse others for it)."""
+    """The model set to compute in `numerics` (`use_numerics`; without it, the default only)."""
     return model.use_numerics(numerics) if callable(getattr(model, "use_numerics", None)) \
         else model
 
 
 def make_model(spec: str, encoder: nn.Module, alpha: float) -> nn.Module:
-    """The model `spec` makes: `factory(encoder, alpha=alpha)`, checked (`check_model`). Raises
-    FactoryError (one line, the factory's own error chained) when it cannot."""
+    """`factory(encoder, alpha=alpha)`, checked (`check_model`); else a one-line FactoryError,
+    the factory's own error chained."""
     factory = import_factory(spec)
     try:
         model = factory(encoder, alpha=alpha)
@@ -168,24 +139,17 @@ def make_model(spec: str, encoder: nn.Module, alpha: float) -> nn.Module:
 
 
 def trial_model(spec: str, encoder: str, alpha: float) -> nn.Module:
-    """The model `spec` makes around the registry's `encoder`, built on the meta device: shapes
-    without memory or arithmetic, to check a factory before a run does any work."""
+    """The model `spec` makes around the registry's `encoder` on the meta device (no memory, no
+    arithmetic): a factory checked before a run does any work."""
     with torch.device("meta"):
         return make_model(spec, build_encoder(encoder, None, factory_levels(spec)), alpha)
 
 
 PART_METHODS = ("forward", "encode", "prototypes", "score", "prototypes_from_pools")
-FAST_PATHS = {
-    "parts": "supports encoded and made into prototypes once, each query scored against them "
-             "(`encode`, `prototypes`, `score`: the Segmenter and predict.py)",
-    "pools": "each support pooled once, prototypes made from the pools "
-             "(`prototypes_from_pools`: test.py's encode-once path)",
-}
 
 
 def _defined_at(model: nn.Module, name: str) -> int:
-    """Where `name` is defined: its depth in the model's class hierarchy (0: the model's own
-    class), -1 when set on the instance, the hierarchy's length when nowhere."""
+    """`name`'s depth in the model's class hierarchy (-1: on the instance; len(mro): nowhere)."""
     if name in vars(model):
         return -1
     mro = type(model).__mro__
@@ -193,11 +157,9 @@ def _defined_at(model: nn.Module, name: str) -> int:
 
 
 def fast_path_problem(model: nn.Module, path: str) -> Optional[str]:
-    """None when `model` may be evaluated through fast path `path` ("parts" | "pools",
-    `FAST_PATHS`), else why not. A model declares its fast paths (`fast_paths`, a class
-    attribute: PANet declares both); a declaration holds only for the class making it and its
-    ancestors: a subclass that overrides forward, encode, prototypes, score or
-    prototypes_from_pools and does not declare again is evaluated through its own forward."""
+    """None when `model` may be evaluated through fast path `path` (`FAST_PATH_METHODS`), else why
+    not. A declaration (`fast_paths`) holds for the class making it: a subclass overriding one of
+    `PART_METHODS` without declaring again is evaluated through its own forward."""
     name = type(model).__name__
     if path not in getattr(model, "fast_paths", ()):
         return f"{name} does not declare the {path!r} fast path (fast_paths)"
@@ -212,8 +174,7 @@ def fast_path_problem(model: nn.Module, path: str) -> Optional[str]:
 
 
 def own_loss(model: nn.Module) -> Optional[Callable[..., Any]]:
-    """The model's `loss` method (a DistributedDataParallel wrapper is looked through), or None
-    when it trains with PANet's loss."""
+    """The model's `loss` method (through a DDP wrapper), or None: PANet's loss."""
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
     loss = getattr(model, "loss", None)
@@ -221,9 +182,8 @@ def own_loss(model: nn.Module) -> Optional[Callable[..., Any]]:
 
 
 def query_logits(out: Any, model: nn.Module) -> torch.Tensor:
-    """The B x Q x (1 + W) x h x w query logits of a forward's output, at the lowest resolution
-    it gives: an output object's `logits_low` (PANet's, at feature resolution), else its
-    `logits`, else the output itself when it is a tensor; a one-line TypeError otherwise."""
+    """The B x Q x (1 + W) x h x w query logits of a forward's output at its lowest resolution:
+    `logits_low`, else `logits`, else the output itself; a one-line TypeError otherwise."""
     for found in (getattr(out, "logits_low", None), getattr(out, "logits", None), out):
         if torch.is_tensor(found) and found.dim() == 5:
             return found

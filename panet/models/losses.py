@@ -22,10 +22,9 @@ Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Loss(NamedTuple):
-    """A training objective: `total`, the scalar minimised, and its named `terms` (scalars,
-    logged as `<name>_loss`). `pixel_means`: the terms that are means over the batch's labelled
-    query pixels (PANet's "seg"): across processes they are weighted by each process's pixels,
-    so that several processes compute what one would (`panet.training.train_step`)."""
+    """A training objective: `total`, the scalar minimised, and its named `terms` (logged as
+    `<name>_loss`). `pixel_means`: the terms that are means over the batch's labelled query
+    pixels, weighted by each process's pixels across processes (`panet.training.train_step`)."""
 
     total: torch.Tensor
     terms: Dict[str, torch.Tensor]
@@ -41,11 +40,8 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 def support_labels(support_fg: torch.Tensor, support_bg: torch.Tensor) -> torch.Tensor:
-    """PAR's target for each support: 1 on its foreground, 0 on its background, 255 elsewhere.
-
-    support_fg, support_bg: ... x H x W (0/1) -> ... x H x W long. Where both masks are set
-    (never, for masks built per PROTOCOL §2) background wins, as in the released code.
-    """
+    """PAR's target for each support: 1 on its foreground, 0 on its background, 255 elsewhere
+    (background wins where both are set, as in the released code). ... x H x W -> long."""
     labels = torch.full(support_fg.shape, IGNORE_INDEX, dtype=torch.long, device=support_fg.device)
     labels[support_fg == 1] = 1
     labels[support_bg == 1] = 0
@@ -94,12 +90,9 @@ def alignment_loss(out: PANetOutput, support_fg: torch.Tensor, support_bg: torch
 
 def panet_loss(out: PANetOutput, query_labels: torch.Tensor, support_fg: torch.Tensor,
                support_bg: torch.Tensor, score: Score, align_weight: float = 1.0) -> Loss:
-    """L = L_seg + align_weight * L_PAR (PROTOCOL §4; lambda = 1 in the paper), PAR scoring
-    with `score`, the model's head.
-
-    query_labels: B x Q x H x W long, episode-local 0..W and 255; support_fg, support_bg:
-    B x W x S x H x W float 0/1. With align_weight 0 the alignment term is not computed.
-    """
+    """L = L_seg + align_weight * L_PAR (PROTOCOL §4), PAR scoring with the model's head
+    `score` (not computed for align_weight 0). query_labels: B x Q x H x W long, 0..W and 255;
+    support_fg, support_bg: B x W x S x H x W float 0/1."""
     seg = segmentation_loss(out.logits, query_labels)
     if align_weight:
         align = alignment_loss(out, support_fg, support_bg, score)

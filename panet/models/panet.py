@@ -1,8 +1,7 @@
 """PANet (Wang et al., ICCV 2019): a shared encoder, masked-average prototypes, a cosine head.
 
 Shape letters: B episodes, W ways, S shots, Q queries, C channels, H x W image size,
-h x w feature size. The network holds no loss: `PANetOutput` carries what the losses need
-(`panet.models.losses`), so training code composes model and criterion.
+h x w feature size. The losses (`panet.models.losses`) read `PANetOutput`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ import torch
 from torch import nn
 
 from panet.models.numerics import Numerics
-from panet.models.prototypes import cosine_logits, masked_average_pool, prototypes_from_pools, upsample
+from panet.models.prototypes import (cosine_logits, masked_average_pool, prototypes_from_pools,
+                                     upsample)
 
 ALPHA = 20.0  # PROTOCOL §3: scale of the cosine logits (the released code's `scaler`)
 
@@ -32,16 +32,10 @@ class PANetOutput:
 
 class PANet(nn.Module):
     """Few-shot segmenter: any encoder mapping N x 3 x H x W to N x C x h x w, plus the
-    non-parametric prototype head (PROTOCOL §2-3). Adds no parameters to the encoder.
-
-    `numerics` (precision, memory format; `panet.models.numerics`) says how the encoder runs:
-    float32 by default; set it with `use_numerics`. Every caller encodes through `encode`.
-
-    `fast_paths`: forward's logits are `score(encode(queries), prototypes(encode(supports),
-    ...))` and the prototypes a function of each support's pools (`prototypes_from_pools`), so
-    the Segmenter ("parts") and test.py's encode-once path ("pools") may compute them so
-    (`panet.models.factory.fast_path_problem`). A subclass overriding any of these methods
-    declares its fast paths again, or is evaluated through its forward.
+    non-parametric prototype head (PROTOCOL §2-3); no parameters of its own. The encoder runs
+    in `numerics` (`use_numerics`). `fast_paths`: forward is `score(encode(queries),
+    prototypes(encode(supports), ...))`, the prototypes a function of the pools
+    (`panet.models.factory.fast_path_problem`).
     """
 
     fast_paths = ("parts", "pools")
@@ -53,16 +47,15 @@ class PANet(nn.Module):
         self.numerics = Numerics()
 
     def use_numerics(self, numerics: Numerics) -> "PANet":
-        """Run the encoder with `numerics` from now on (its weights are laid out in its memory
-        format, in place); returns the model."""
+        """Run the encoder with `numerics` from now on (weights laid out in place); returns
+        the model."""
         self.numerics = numerics
         numerics.apply_layout(self.encoder)
         return self
 
     def encode(self, images: torch.Tensor, levels: Optional[Sequence[str]] = None):
-        """N x 3 x H x W images -> N x C x h x w float32 features (contiguous), computed in the
-        model's precision and memory format (`Numerics.encode`); with `levels` (names of
-        `encoder.levels`, e.g. conv4, conv5), the dict of those levels' features."""
+        """N x 3 x H x W images -> N x C x h x w float32 features in the model's numerics; with
+        `levels` (names of `encoder.levels`), the dict of those levels' features."""
         return self.numerics.encode(self.encoder, images, levels)
 
     def forward(self, support_images: torch.Tensor, support_fg: torch.Tensor,
@@ -92,24 +85,17 @@ class PANet(nn.Module):
 
     def prototypes(self, support_features: torch.Tensor, support_fg: torch.Tensor,
                    support_bg: torch.Tensor) -> torch.Tensor:
-        """The prototypes [background, way 1, ..., way W] of B episodes (eq. 1-2): each
-        support's foreground and background masked average pools, then
-        `prototypes_from_pools`.
-
-        support_features: B x W x S x C x h x w; support_fg, support_bg: B x W x S x H x W
-        -> B x (1 + W) x C.
-        """
+        """The prototypes [background, way 1, ..., way W] of B episodes (eq. 1-2) from each
+        support's masked average pools. support_features: B x W x S x C x h x w; support_fg,
+        support_bg: B x W x S x H x W -> B x (1 + W) x C."""
         return self.prototypes_from_pools(masked_average_pool(support_features, support_fg),
                                           masked_average_pool(support_features, support_bg))
 
     def prototypes_from_pools(self, fg_pools: torch.Tensor, bg_pools: torch.Tensor
                               ) -> torch.Tensor:
         """The prototypes from each support's pooled foreground and background, B x W x S x C
-        each -> B x (1 + W) x C: a way's is the mean of its shots' foreground pools, the
-        background's the mean of every support's background pool. Defining it says that the
-        prototypes are a function of these pools: test.py's encode-once path pools each
-        support once and calls it (`panet.models.factory.prototypes_decompose`).
-        """
+        each -> B x (1 + W) x C (`panet.models.prototypes.prototypes_from_pools`); test.py's
+        encode-once path calls it."""
         return prototypes_from_pools(fg_pools, bg_pools)
 
     def score(self, query_features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:

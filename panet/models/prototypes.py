@@ -9,14 +9,10 @@ A_W: W x w), so  sum(F_up * M) = sum(F * U^T(M))  with  U^T(M) = A_H^T M A_W, an
 We pool the low-resolution features against U^T(M): the same number up to float rounding, without
 ever materialising C x H x W upsampled features (512 x 417 x 417 per image).
 
-Batching: every function here computes each episode (each support, each query) from its own
-inputs only, so an episode alone and inside a batch get the same values up to float rounding.
-The cosine head and the pooling's dot products are written as one contiguous reduction per
-(position, prototype) or (mask, channel) pair (`torch.linalg.vecdot`) rather than a batched
-matmul, whose BLAS kernel blocks a lone product differently from a batch of them (on AVX-512
-CPUs the head's batched matmul rounded by batch size). torch promises no bitwise batch
-invariance, though, and nothing relies on it: evaluations are compared within the tolerance of
-the exactness contract (docs/performance.md).
+Batching: each episode is computed from its own inputs only. The head's and the pooling's dot
+products are one contiguous reduction per pair (`torch.linalg.vecdot`), not a batched matmul,
+whose BLAS blocking rounds by batch size (seen on AVX-512 CPUs); nothing relies on bitwise
+batch invariance (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -34,12 +30,9 @@ COSINE_EPS = 1e-8  # F.cosine_similarity's default eps: norms are clamped to at 
 @functools.lru_cache(maxsize=32)
 def interpolation_matrix(size_in: int, size_out: int, device: torch.device,
                          dtype: torch.dtype) -> torch.Tensor:
-    """size_out x size_in matrix A of 1-D linear interpolation (align_corners=False).
-
-    `A @ x` equals `F.interpolate(x, size_out, mode="linear")` for a length-size_in signal x; the
-    2-D bilinear upsampling of torch is the product of these matrices along both axes.
-    Built by interpolating the identity, so it follows torch's own index arithmetic.
-    """
+    """size_out x size_in matrix A of 1-D linear interpolation (align_corners=False): `A @ x`
+    equals `F.interpolate(x, size_out, mode="linear")`. Built by interpolating the identity, so
+    it follows torch's own index arithmetic."""
     with torch.inference_mode(False):  # cached: must stay usable outside inference mode
         identity = torch.eye(size_in, device=device, dtype=torch.float64)
         columns = F.interpolate(identity[None], size=size_out, mode="linear",
@@ -82,12 +75,9 @@ def prototypes_from_pools(fg_pools: torch.Tensor, bg_pools: torch.Tensor) -> tor
 
 
 def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, alpha: float) -> torch.Tensor:
-    """alpha * cos(F(x, y), p_j) for every position and prototype (eq. 3).
-
-    features: N x C x h x w; prototypes: N x P x C -> logits N x P x h x w.
-    Same values as `alpha * F.cosine_similarity(F, p, dim=1, eps=1e-8)` (each norm clamped to
-    eps). Features are laid out N x hw x C so that every norm and every dot product is one
-    contiguous reduction over C per position (and prototype), see Batching above.
+    """alpha * cos(F(x, y), p_j) for every position and prototype (eq. 3), as
+    `alpha * F.cosine_similarity(F, p, dim=1, eps=1e-8)`, one contiguous reduction over C each
+    (Batching above). features: N x C x h x w; prototypes: N x P x C -> N x P x h x w.
     """
     unit_features = F.normalize(features.flatten(2).transpose(1, 2), dim=-1, eps=COSINE_EPS)
     unit_prototypes = F.normalize(prototypes, dim=-1, eps=COSINE_EPS)
@@ -105,8 +95,7 @@ def upsample(logits: torch.Tensor, size: tuple) -> torch.Tensor:
 
 def upsampled_prediction(logits_low: torch.Tensor, size: tuple
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One query's prediction at `size` (PROTOCOL §3): its P x h x w logits upsampled bilinearly
-    to P x H x W, and the H x W labels, the index of the first maximum over P (`max(0).indices`:
-    the same labels as `argmax`, much faster on CPU)."""
+    """One query's prediction at `size` (PROTOCOL §3): its P x h x w logits upsampled to
+    P x H x W, and the H x W labels (`max(0).indices`: argmax's, much faster on CPU)."""
     logits = upsample(logits_low[None], size)[0]
     return logits, logits.max(dim=0).indices

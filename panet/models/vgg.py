@@ -13,8 +13,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from panet.models.weights import (TORCHVISION_MODELS_URL, imagenet_hint, mismatch,
-                                  read_state_dict, resnet_layout)
+from panet.models.weights import TORCHVISION_MODELS_URL, load_by_name, resnet_layout
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = TORCHVISION_MODELS_URL + VGG16_WEIGHTS_FILE
@@ -51,13 +50,9 @@ TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
 
 class DilatedVGG(nn.Module):
-    """A VGG-style fully convolutional encoder: N x 3 x H x W -> N x C x h x w.
-
-    Every conv is 3x3 with padding = dilation and a bias; every conv but the very last is
-    followed by a ReLU. `blocks` gives the stages; `VGG16_DILATED` is PANet's encoder.
-    Weights are kaiming-normal (fan_in, ReLU gain); biases keep PyTorch's default init, as in
-    the released code.
-    """
+    """A VGG-style fully convolutional encoder of `blocks`: N x 3 x H x W -> N x C x h x w.
+    3x3 convs with bias, padding = dilation, each but the last followed by a ReLU;
+    kaiming-normal weights (fan_in), PyTorch's default biases, as in the released code."""
 
     def __init__(self, blocks: Sequence[Block] = VGG16_DILATED, in_channels: int = 3):
         super().__init__()
@@ -74,25 +69,21 @@ class DilatedVGG(nn.Module):
             if block.pool_stride is not None:
                 layers.append(nn.MaxPool2d(3, stride=block.pool_stride, padding=1))
             stages.append(nn.Sequential(*layers))
-        last_stage = stages[-1]
-        if isinstance(last_stage[-1], nn.ReLU):  # no ReLU after the final conv
-            stages[-1] = nn.Sequential(*list(last_stage)[:-1])
+        if isinstance(stages[-1][-1], nn.ReLU):  # no ReLU after the final conv
+            stages[-1] = nn.Sequential(*list(stages[-1])[:-1])
         self.stages = nn.Sequential(*stages)
         self.out_channels = in_channels
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        for conv in self.convs():
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
 
     @property
     def levels(self) -> Dict[str, nn.Module]:
-        """The named levels, shallow to deep: conv1 ... conv5 for VGG-16, each a stage (its
-        convs, then its pool)."""
+        """The named levels (stages), shallow to deep: conv1 ... conv5 for VGG-16."""
         return {f"conv{i + 1}": stage for i, stage in enumerate(self.stages)}
 
     def forward(self, images: torch.Tensor, levels: Optional[Sequence[str]] = None):
-        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w, the last stage's output; with
-        `levels` (names of `self.levels`), the dict of those stages' outputs, N x C_l x h_l x w_l
-        each, computed up to the deepest one asked."""
+        """N x 3 x H x W (ImageNet-normalised) -> N x C x h x w; with `levels` (names of
+        `self.levels`), the dict of those stages' outputs (`run_levels`)."""
         if levels is None:
             return self.stages(images)
         return run_levels(self.levels, images, levels)
@@ -104,8 +95,7 @@ class DilatedVGG(nn.Module):
 
 def run_levels(named: Dict[str, nn.Module], x: torch.Tensor, levels: Sequence[str]
                ) -> Dict[str, torch.Tensor]:
-    """Run the modules of `named` in order on `x`, up to the deepest of `levels`; returns the
-    outputs of `levels`, by name."""
+    """The outputs of `levels`, by name, of the modules of `named` run in order on `x`."""
     deepest = max(list(named).index(level) for level in levels)
     found = {}
     for name, module in list(named.items())[:deepest + 1]:
@@ -116,12 +106,8 @@ def run_levels(named: Dict[str, nn.Module], x: torch.Tensor, levels: Sequence[st
 
 
 def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """PANet's encoder (PROTOCOL §1): dilated VGG-16, 14,714,688 parameters, output stride 8.
-
-    `weights`: path to torchvision's ImageNet VGG-16 state dict (`vgg16-397923af.pth`, or any
-    file with its `features.{i}.weight/bias` keys). Its 26 conv tensors are copied by explicit
-    name, each shape checked. None keeps the random (kaiming) initialisation.
-    """
+    """PANet's encoder (PROTOCOL §1): dilated VGG-16, 14,714,688 parameters, output stride 8,
+    from torchvision's ImageNet file `weights` (`load_torchvision_vgg16`) or at random."""
     encoder = DilatedVGG(VGG16_DILATED)
     if weights is not None:
         load_torchvision_vgg16(encoder, weights)
@@ -129,32 +115,18 @@ def vgg16_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
 
 
 def small_encoder(weights: Union[str, Path, None] = None) -> DilatedVGG:
-    """The CPU-scale encoder (`SMALL_DILATED`, random init only: no pretrained weights exist,
-    so `weights` is None, as the settings check model.weights)."""
+    """The CPU-scale encoder (`SMALL_DILATED`), random init only (settings check weights)."""
     assert weights is None, "the 'small' encoder has no pretrained weights"
     return DilatedVGG(SMALL_DILATED)
 
 
 def load_torchvision_vgg16(encoder: DilatedVGG, path: Union[str, Path]) -> None:
-    """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name.
-
-    Raises FileNotFoundError (naming the expected file and where torchvision publishes it) when
-    the file is absent, ValueError when it holds ResNet weights, keys are missing or any shape
-    differs.
-    """
-    path = Path(path)
-    how_to_get = imagenet_hint("VGG-16", VGG16_WEIGHTS_FILE, "vgg16")
-    state = read_state_dict(path, "VGG-16", how_to_get, lambda state: resnet_layout(state) is None)
+    """Copy the 13 convs of torchvision's VGG-16 `features` into `encoder`, by name. Raises
+    FileNotFoundError for an absent file, a one-line ValueError naming the expected file for
+    another model's weights, missing keys or other shapes."""
     convs = encoder.convs()
     assert len(convs) == len(TORCHVISION_VGG16_CONVS), "VGG-16 weights fit VGG-16's 13 convs"
     ours = {f"features.{index}.{name}": getattr(conv, name)
             for conv, index in zip(convs, TORCHVISION_VGG16_CONVS) for name in ("weight", "bias")}
-    problems = [f"missing key {key}" if key not in state else
-                f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
-                for key, tensor in ours.items()
-                if key not in state or state[key].shape != tensor.shape]
-    if problems:
-        raise mismatch(path, "VGG-16", problems, how_to_get)
-    with torch.no_grad():
-        for key, tensor in ours.items():
-            tensor.copy_(state[key])
+    load_by_name(Path(path), "VGG-16", VGG16_WEIGHTS_FILE, "vgg16",
+                 lambda state: resnet_layout(state) is None, ours, ignored=lambda key: True)

@@ -1,8 +1,5 @@
-"""Reading pretrained state-dict files, and saying in a few words what one holds.
-
-Shared by the encoders' loaders (`panet.models.vgg`: VGG-16, `panet.models.resnet`:
-ResNet-50/101), so that a file meant for one encoder and given to another is refused with one
-line naming what the file holds, rather than a list of missing keys.
+"""Reading pretrained state-dict files for the encoders' loaders (VGG-16, ResNet-50/101): a file
+meant for another encoder is refused in one line naming what it holds.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from panet.base.safe_load import load_data
+from panet.base.safe_load import describe_contents, load_data
 
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 TORCHVISION_URL_VARIABLE = "PANET_TORCHVISION_URL"  # another base URL holding the same files
@@ -31,9 +28,8 @@ VGG_NAMES = {8: "VGG-11", 10: "VGG-13", 13: "VGG-16", 16: "VGG-19"}  # by number
 
 
 def imagenet_hint(name: str, file_name: str, builder: str) -> str:
-    """What an encoder loader's errors end with: the torchvision ImageNet file of `name` it
-    expects, where it is published and where torchvision caches it (after `builder`), which is
-    where model.weights='imagenet' downloads it."""
+    """What an encoder loader's errors end with: the ImageNet file of `name` expected, where it
+    is published and cached (after torchvision's `builder`)."""
     return (f"Expected torchvision's ImageNet {name} weights, the file {file_name} (published at "
             f"{TORCHVISION_MODELS_URL}{file_name}, or under ${TORCHVISION_URL_VARIABLE} when "
             "set; torchvision caches it in torch.hub.get_dir()/checkpoints, i.e. "
@@ -43,15 +39,10 @@ def imagenet_hint(name: str, file_name: str, builder: str) -> str:
 
 def read_state_dict(path: Path, expected: str, how_to_get: str,
                     fits: Callable[[Dict[str, torch.Tensor]], bool]) -> Dict[str, torch.Tensor]:
-    """The flat `name -> tensor` dict stored at `path`, read as data only
-    (`panet.base.safe_load.load_data`: no code from the file runs), whose layout `fits` the
-    encoder.
-
-    `expected` names the weights (e.g. "VGG-16") and `how_to_get` says which file is expected
-    and where it is published (`imagenet_hint`); both go into the one-line errors:
-    FileNotFoundError when `path` is not a file, ValueError when it is not a readable torch
-    file, not a flat dict of tensors, or another model's (`describe_state_dict` says whose).
-    """
+    """The flat `name -> tensor` dict at `path`, read as data only (`load_data`), whose layout
+    `fits` the encoder. One-line errors naming `expected` (e.g. "VGG-16") and ending with
+    `how_to_get`: FileNotFoundError, or ValueError for an unreadable file, not a flat dict of
+    tensors, or another model's (`describe_state_dict`)."""
     if not path.is_file():
         raise FileNotFoundError(f"{expected} weights not found at '{path}'. {how_to_get}")
     try:
@@ -71,17 +62,34 @@ def read_state_dict(path: Path, expected: str, how_to_get: str,
     return state
 
 
-def mismatch(path: Path, expected: str, problems: List[str], how_to_get: str) -> ValueError:
-    """The one-line error of a file whose tensors do not fit the encoder: the first four
-    `problems` (missing, unexpected or misshapen tensors) and how many more."""
-    more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
-    return ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
-                      f"{how_to_get}")
+def load_by_name(path: Path, expected: str, file_name: str, builder: str,
+                 fits: Callable[[Dict[str, torch.Tensor]], bool], ours: Dict[str, torch.Tensor],
+                 ignored: Callable[[str], bool]) -> List[str]:
+    """Copy the tensors of the `expected` file at `path` (`read_state_dict`; torchvision's
+    `file_name`, made by `builder`: `imagenet_hint`) into `ours` (name -> the encoder's tensor)
+    by name; returns the file's other keys, each `ignored`. A one-line ValueError names the first
+    four missing, misshapen or unexpected tensors."""
+    how_to_get = imagenet_hint(expected, file_name, builder)
+    state = read_state_dict(path, expected, how_to_get, fits)
+    problems = [f"missing key {key}" if key not in state else
+                f"{key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+                for key, tensor in ours.items()
+                if key not in state or state[key].shape != tensor.shape]
+    others = [key for key in state if key not in ours]
+    problems += [f"unexpected key {key}" for key in others if not ignored(key)]
+    if problems:
+        more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise ValueError(f"'{path}' does not match {expected}: {'; '.join(problems[:4])}{more}. "
+                         f"{how_to_get}")
+    with torch.no_grad():
+        for key, tensor in ours.items():
+            tensor.copy_(state[key])
+    return others
 
 
 def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[int, ...]]]:
-    """(bottleneck blocks?, blocks in each of layer1..layer4 present) of a torchvision-format
-    ResNet state dict; None when `state` is not one (no `conv1.weight` / `layer1.0.*`)."""
+    """(bottleneck blocks?, blocks in each of layer1..layer4 present) of a torchvision ResNet
+    state dict; None when `state` is not one."""
     if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
         return None
     blocks = []
@@ -96,7 +104,7 @@ def resnet_layout(state: Dict[str, torch.Tensor]) -> Optional[Tuple[bool, Tuple[
 
 def describe_state_dict(state: Dict[str, torch.Tensor]) -> str:
     """What a state dict holds, in a few words: "ResNet-50 weights (layer1-4: 3, 4, 6, 3
-    blocks)", "VGG-16 weights (13 convs under features.N)", or its size and first keys."""
+    blocks)", "VGG-16 weights (13 convs under features.N)", else `describe_contents`."""
     layout = resnet_layout(state)
     if layout is not None:
         bottleneck, blocks = layout
@@ -109,6 +117,4 @@ def describe_state_dict(state: Dict[str, torch.Tensor]) -> str:
         name = VGG_NAMES.get(len(vgg_convs), "VGG")
         with_bn = " with BatchNorm" if any(key.endswith("running_mean") for key in state) else ""
         return f"{name} weights{with_bn} ({len(vgg_convs)} convs under features.N)"
-    if not state:
-        return "an empty state dict"
-    return f"{len(state)} tensors of an unknown model (first keys: {', '.join(list(state)[:3])})"
+    return describe_contents(state)
