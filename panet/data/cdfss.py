@@ -35,7 +35,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
 from panet.data.sources import Source, decode, read_id_list, read_image
@@ -128,12 +127,6 @@ class OneClassSource(Source):
         """H x W: the image's class id where its mask is >= 128, else 0."""
         mask = binary_mask(self.mask_path(image_id), f"{self.root}")
         return (mask * self.class_of(image_id)).astype(self._dtype)
-
-    def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """The 8-connected parts of the image's mask, numbered 1..n in scan order."""
-        parts, _ = ndimage.label(self.label_map(image_id) == class_id,
-                                 structure=np.ones((3, 3), dtype=bool))
-        return parts.astype(np.int32)
 
 
 class DeepglobeSource(OneClassSource):

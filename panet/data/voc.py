@@ -12,10 +12,9 @@ Layout (``root`` is the ``VOC2012`` folder)::
     ImageSets/Segmentation/{split}/class{k}.txt    the ids whose mask holds class k
                                                    (written by scripts/prepare_voc.py)
 
-Splits: ``trainaug`` (10,582 ids; the list may also be named ``train_aug.txt``), ``val`` (1,449),
-``train``, ``trainval``, or any other ``{split}.txt`` present. The optional folders are opened only
-when a feature needs them (boxes, scribbles). Every file problem raises an error that names the
-file and says where the official files come from.
+Splits: ``trainaug`` (10,582 ids; or ``train_aug.txt``), ``val`` (1,449), or any other
+``{split}.txt``. The optional folders are opened only when a feature needs them (boxes,
+scribbles). A file problem raises an error naming the file and where the official one comes from.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ def require_dir(path: Path, origin: str) -> None:
 
 
 def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
-    """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of the class mask's
-    ``shape``."""
+    """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of ``shape``."""
     path = root / INSTANCE_DIR / f"{image_id}.png"
     if not path.is_file():
         raise FileNotFoundError(f"instance mask {path} does not exist; it comes from "
@@ -87,13 +85,10 @@ def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
 
 
 def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
-    """H x W uint8 scribble map of one image, ``ScribbleAugAuto`` format, drawn by the DAVIS robot
-    (``panet.data.weak.build_scribble_map``) on ``root/SegmentationClassAug/{id}.png``.
-
-    Instances: ``SegmentationObjectAug/{id}.png`` when that folder exists (as the released
-    scribbles were made), otherwise every 8-connected part of a class region. The one function
-    behind both the loader's on-the-fly scribbles and ``scripts/make_scribbles.py``.
-    """
+    """H x W uint8 scribbles (``ScribbleAugAuto`` format) drawn by the DAVIS robot
+    (``panet.data.weak.build_scribble_map``) on ``SegmentationClassAug/{id}.png``, instances
+    from ``SegmentationObjectAug`` when it exists (as released), else each 8-connected part of a
+    class. Behind both on-the-fly scribbles and ``scripts/make_scribbles.py``."""
     root = Path(root)
     labels = load_label_png(root / CLASS_DIR / f"{image_id}.png")
     instances = (instance_mask(root, image_id, labels.shape)
@@ -102,14 +97,12 @@ def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
 
 
 class VocSource(ListedSource):
-    """One split of PASCAL VOC 2012 + SBD. Class ids 1..20 in PROTOCOL §6 order.
+    """One split of PASCAL VOC 2012 + SBD, class ids 1..20 in PROTOCOL §6 order.
 
-    ``n_classes`` and ``class_names`` let the same layout carry another class table (the
-    synthetic set uses its own names). ``lists_dir`` holds the split lists and per-class lists
-    when they are not in the tree's ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out
-    DIR`` writes such a folder for a read-only tree; config key ``data.lists_dir``).
-    ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
-    image works (class lists, label maps, episode layouts).
+    ``n_classes``, ``class_names``: another class table on the same layout (synthetic).
+    ``lists_dir`` (data.lists_dir): the split and per-class lists, when not in
+    ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out DIR``, for a read-only tree).
+    ``images=False`` accepts a masks-only tree (no ``JPEGImages``); only images cannot be read.
     """
 
     mask_origin = ORIGIN[CLASS_DIR]
@@ -151,11 +144,8 @@ class VocSource(ListedSource):
         return self.root / CLASS_DIR / f"{image_id}.png"
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id.
-
-        Instance pixels outside the class's mask are dropped; class pixels without an instance
-        id stay 0.
-        """
+        """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id, kept
+        to the class's mask (class pixels without an instance id stay 0)."""
         require_dir(self.root / INSTANCE_DIR,
                     ORIGIN[INSTANCE_DIR] + " (needed for bounding-box supports)")
         in_class = self.label_map(image_id) == class_id
@@ -166,8 +156,7 @@ class VocSource(ListedSource):
         return np.where(in_class, renumber[objects], 0).astype(np.int32)
 
     def scribble_map(self, image_id: str) -> np.ndarray:
-        """``ScribbleAugAuto/{id}.png`` when that folder exists, else the same scribbles
-        generated on the fly (``generate_scribbles``, kept per image)."""
+        """``ScribbleAugAuto/{id}.png`` when that folder exists, else ``generate_scribbles``."""
         folder = self.root / SCRIBBLE_DIR
         if not folder.is_dir():
             return super().scribble_map(image_id)
