@@ -12,16 +12,15 @@ layouts PATNet's loaders read (``data.root`` is the dataset's own folder)::
                 data/splits/fss/; <lists> is data.lists_dir, by default <root>/splits)
 
 Every image shows one class. A mask is read as 8-bit grayscale and binarised at 128 (PATNet's
-data/deepglobe.py:73-77, isic.py:72-76, lung.py:73-77; HSNet's data/fss.py:75-79); the label map
-holds the image's class id where the mask is >= 128, 0 elsewhere (uint16 when the split has more
-than 254 classes: FSS-1000's 520 training classes).
+data/deepglobe.py:73-77, isic.py:72-76, lung.py:73-77; HSNet's data/fss.py:75-79): the label map
+holds the image's class id where the mask is >= 128, else 0 (uint16 beyond 254 classes:
+FSS-1000's 520 training classes).
 
-An image id is the image's path relative to ``root`` (what episode files exchange). Each class's
-list is in the order PATNet's loader builds it, ``sorted(glob(folder/*))`` kept to the names whose
-first dot-separated suffix is the extension (deepglobe.py:103-113, isic.py:101-111,
-lung.py:102-112): chest X-rays are listed by their mask names, whose order can differ from their
-images'. FSS-1000 lists, class by class in sorted class order, every ``.jpg`` of the class folder
-(HSNet data/fss.py:107-114): the queries of its protocol, each in turn.
+An image id is its path relative to ``root``. Each class's list is in PATNet's loader's order,
+``sorted(glob(folder/*))`` kept to the names whose first dot-separated suffix is the extension
+(deepglobe.py:103-113, isic.py:101-111, lung.py:102-112): chest X-rays are listed by their mask
+names. FSS-1000 lists every ``.jpg`` of each class folder, in sorted class order (HSNet
+data/fss.py:107-114): its protocol's queries, in turn.
 """
 
 from __future__ import annotations
@@ -57,9 +56,8 @@ DOWNLOADS = {
 
 
 def listed(folder: Path, extension: str) -> List[Path]:
-    """The files of ``folder`` as PATNet lists them: ``sorted(glob(folder/*))`` (hidden files
-    left out, as glob does) kept to the names whose first dot-separated suffix is
-    ``extension`` (``name.split('.')[1] == extension``)."""
+    """The files of ``folder`` as PATNet lists them: ``sorted(glob(folder/*))`` (no hidden
+    files) kept to ``name.split('.')[1] == extension``."""
     names = sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*")))
     return [Path(p) for p in names if Path(p).name.split(".")[1:2] == [extension]]
 
@@ -71,9 +69,8 @@ def binary_mask(path: Path, what: str) -> np.ndarray:
 
 
 class OneClassSource(Source):
-    """A split whose every image shows one class, with a binary mask per image (module
-    docstring). A subclass calls ``_set_classes`` with the per-class image paths and names
-    ``mask_path``."""
+    """A split whose every image shows one class, with a binary mask (module docstring). A
+    subclass calls ``_set_classes`` and names ``mask_path``."""
 
     name: str  # the data.name, for messages
     LAYOUT: str  # the files data.root holds, for messages

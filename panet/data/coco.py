@@ -12,9 +12,9 @@ Cache: the annotations are turned once into compressed RLEs (per image and class
 and the instance masks in annotation order). It is JSON, never a pickle (reading one can run
 code): a header line (format version, size and mtime of the annotation file), then the payload
 (RLE counts as latin-1 strings). A stale, unreadable or malformed cache is rebuilt, written
-atomically to ``cache_dir`` (data.cache_dir) or else the user's cache folder,
-``~/.cache/panet/coco-<hash of root>/`` (``panet.base.files.user_cache_dir``), never into the root (it may be shared and
-read-only). A cache earlier versions wrote into ``root/.panet_cache/`` is still read.
+atomically to ``cache_dir`` (data.cache_dir), else to ``user_cache_dir()/coco-<hash of root>/``
+(``~/.cache/panet/...``), never into the root (it may be shared and read-only). A cache earlier
+versions wrote into ``root/.panet_cache/`` is still read.
 
 Polygons with fewer than 3 points are dropped (pycocotools would read a 2-point one as a box). An
 image whose merged mask of a class is empty is not listed for that class.

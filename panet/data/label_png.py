@@ -1,7 +1,5 @@
-"""Reading and writing label maps as VOC-style palette PNGs.
-
-A VOC label PNG stores one palette index per pixel (class id, or instance id, 255 = void); the
-palette only colours them for viewing. Reading keeps the indices and never converts to RGB.
+"""Label maps as VOC-style palette PNGs: one palette index per pixel (class or instance id, 255
+void), the palette only colouring them. Reading keeps the indices, never converting to RGB.
 """
 
 from __future__ import annotations
@@ -18,11 +16,8 @@ from panet.data.transforms import too_large, upright
 
 
 def voc_palette() -> List[int]:
-    """The 256-entry VOC colour map as a flat [r0, g0, b0, r1, ...] list.
-
-    Entry i spreads the bits of i over the three channels, most significant first: bit 3j of i
-    goes to bit 7-j of red, bit 3j+1 to green, bit 3j+2 to blue.
-    """
+    """The 256-entry VOC colour map, flat [r0, g0, b0, r1, ...]: bit 3j of i goes to bit 7-j of
+    red, bit 3j+1 to green, bit 3j+2 to blue."""
     index, rgb = np.arange(256)[:, None], np.zeros((256, 3), dtype=np.int64)
     for j in range(8):
         rgb |= (index >> (3 * j + np.arange(3)) & 1) << (7 - j)
@@ -34,8 +29,8 @@ _PALETTE = voc_palette()
 
 def save_label_png(path: Union[PathLike, BinaryIO], labels: np.ndarray,
                    palette: Optional[Sequence[int]] = None) -> None:
-    """Write an H x W map of values 0..255 as a palette PNG (what VOC ships); ``palette`` (a flat
-    [r0, g0, b0, r1, ...] list) colours the values, by default with the VOC colour map."""
+    """Write an H x W map of values 0..255 as a palette PNG, coloured by ``palette`` (flat
+    [r0, g0, b0, r1, ...], by default the VOC colour map)."""
     if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
         raise ValueError(f"{path}: expected an H x W map of values 0..255")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
@@ -44,13 +39,9 @@ def save_label_png(path: Union[PathLike, BinaryIO], labels: np.ndarray,
 
 
 def load_label_png(path: PathLike, origin: str = "the original archive") -> np.ndarray:
-    """H x W uint8 map of the palette indices (or gray levels) stored in a label PNG, as
-    displayed (EXIF-turned).
-
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, cannot be
-    decoded (to be fetched again from ``origin``) or is not a single-channel image (an
-    RGB-coloured mask would give wrong ids).
-    """
+    """H x W uint8 palette indices (or gray levels) of a label PNG, as displayed (EXIF-turned);
+    errors name the file when it is missing, undecodable (get it from ``origin``) or not
+    single-channel (an RGB-coloured mask would give wrong ids)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist")
@@ -75,10 +66,8 @@ def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:
 
 
 def load_class_mask(path: PathLike, n_classes: int, origin: str) -> np.ndarray:
-    """H x W uint8 class ids of a mask PNG (``load_label_png``), every value 0..n_classes or
-    255: otherwise a ``ValueError`` names the file, the values outside and ``origin`` (where a
-    right mask comes from). What every reader of class masks goes through: the sources and the
-    scripts writing per-class lists."""
+    """H x W uint8 class ids of a mask PNG (``load_label_png``), checked to be 0..n_classes or
+    255 (else a ValueError names the values and ``origin``, where a right mask comes from)."""
     labels = load_label_png(path, origin)
     bad = labels_outside(labels, n_classes)
     if bad:
