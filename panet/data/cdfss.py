@@ -25,18 +25,16 @@ data/fss.py:107-114): its protocol's queries, in turn.
 
 from __future__ import annotations
 
-import abc
 import csv
 import glob
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.sources import Source, decode, read_id_list, read_image
+from panet.data.sources import ListedSource, decode, read_id_list
 
 MASK_THRESHOLD = 128
 ISIC_CLASSES = ("nevus", "seborrheic_keratosis", "melanoma")  # folders 1, 2, 3
@@ -68,7 +66,7 @@ def binary_mask(path: Path, what: str) -> np.ndarray:
                   f"every image of {what} needs its mask", "download it again", kind="mask")
 
 
-class OneClassSource(Source):
+class OneClassSource(ListedSource):
     """A split whose every image shows one class, with a binary mask (module docstring). A
     subclass calls ``_set_classes`` and names ``mask_path``."""
 
@@ -80,6 +78,8 @@ class OneClassSource(Source):
         self.root, self.split = Path(root), split
         if not self.root.is_dir():
             raise FileNotFoundError(self.layout_problem(f"{self.root} is not a folder"))
+        self.image_fix = (f"it is listed in {self.root}",
+                          f"download {self.name} again ({DOWNLOADS[self.name]})")
 
     def layout_problem(self, what: str) -> str:
         return (f"{what}; data.root must be the {self.name} folder: {self.LAYOUT} "
@@ -92,33 +92,19 @@ class OneClassSource(Source):
             raise FileNotFoundError(self.layout_problem(f"no images for class(es) {empty}"))
         self.class_ids = list(range(1, len(per_class) + 1))
         self.class_names = {k: name for k, (name, _) in enumerate(per_class, start=1)}
-        self._lists = {k: [self.image_id(p) for p in paths]
-                       for k, (_, paths) in enumerate(per_class, start=1)}
-        self._class_of = {i: k for k, ids in self._lists.items() for i in ids}
+        self._class_images = {k: [self.image_id(p) for p in paths]
+                              for k, (_, paths) in enumerate(per_class, start=1)}
+        self._class_of = {i: k for k, ids in self._class_images.items() for i in ids}
         self._dtype = np.uint8 if len(per_class) < IGNORE_INDEX else np.uint16
 
     def image_id(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
-
-    def class_images(self) -> Dict[int, List[str]]:
-        return {k: list(ids) for k, ids in self._lists.items()}
 
     def class_of(self, image_id: str) -> int:
         return self._class_of[image_id]
 
     def image_path(self, image_id: str) -> Path:
         return self.root / image_id
-
-    @abc.abstractmethod
-    def mask_path(self, image_id: str) -> Path:
-        """The image's binary mask."""
-
-    def location(self, image_id: str) -> str:
-        return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
-
-    def image(self, image_id: str) -> Image.Image:
-        return read_image(self.image_path(image_id), f"it is listed in {self.root}",
-                          f"download {self.name} again ({DOWNLOADS[self.name]})")
 
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
         """H x W: the image's class id where its mask is >= 128, else 0."""

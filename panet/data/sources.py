@@ -155,11 +155,11 @@ def require_files(ids: Sequence[str], present: Collection[str], what: str, fix: 
 
 
 class ListedSource(Source):
-    """A split of image files and class-index mask PNGs, sampled from per-class lists a script
-    wrote (scripts/prepare_voc.py, prepare_folder.py). A subclass sets ``root``, ``split``,
-    ``ids``, ``class_ids``, ``class_names``, ``mask_origin`` (where a right mask comes from),
-    ``image_fix`` (what to do about a missing, then an undecodable image), names the files and
-    calls ``read_lists`` at construction."""
+    """A split of image files, each with a mask file, and per-class image lists. A subclass sets
+    ``root``, ``split``, ``class_ids``, ``class_names``, ``image_fix`` (what to do about a
+    missing, then an undecodable image), names the files and sets the lists: ``read_lists``
+    reads the ones a script wrote (scripts/prepare_voc.py, prepare_folder.py), then ``ids`` and
+    ``mask_origin`` (where a right class-index mask PNG comes from) are set too."""
 
     root: Path
     split: str
