@@ -34,7 +34,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.sources import ListedSource, decode, read_id_list
+from panet.data.label_png import decode
+from panet.data.sources import ListedSource, read_id_list
 
 MASK_THRESHOLD = 128
 ISIC_CLASSES = ("nevus", "seborrheic_keratosis", "melanoma")  # folders 1, 2, 3

@@ -1,18 +1,21 @@
 """Label maps as VOC-style palette PNGs: one palette index per pixel (class or instance id, 255
 void), the palette only colouring them. Reading keeps the indices, never converting to RGB.
+``decode`` is the one reader of picture files (images too) and of their one-line errors.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, List, Optional, Sequence, Union
+from typing import BinaryIO, Callable, List, Optional, Sequence, TypeVar, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from panet.base.constants import IGNORE_INDEX
 from panet.base.files import PathLike
 from panet.data.transforms import too_large, upright
+
+T = TypeVar("T")
 
 
 def voc_palette() -> List[int]:
@@ -38,25 +41,36 @@ def save_label_png(path: Union[PathLike, BinaryIO], labels: np.ndarray,
     image.save(path, format="PNG", optimize=False)  # `path` may be an open file
 
 
+def decode(path: Path, read: Callable[[Image.Image], T], missing: str, corrupt: str,
+           kind: str = "image") -> T:
+    """`read` applied to the picture file at `path` (an image, a mask: `kind`): a missing file
+    raises FileNotFoundError saying `missing`, an undecodable one ValueError saying `corrupt`
+    (where the file comes from, how to replace it)."""
+    try:
+        with Image.open(path) as image:
+            return read(image)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{kind} {path} does not exist; {missing}") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(too_large(path, error)) from None
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise ValueError(f"cannot decode {kind} {path} ({error}); the file is corrupt or "
+                         f"truncated: {corrupt}") from error
+
+
 def load_label_png(path: PathLike, origin: str = "the original archive") -> np.ndarray:
     """H x W uint8 palette indices (or gray levels) of a label PNG, as displayed (EXIF-turned);
     errors name the file when it is missing, undecodable (get it from ``origin``) or not
     single-channel (an RGB-coloured mask would give wrong ids)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise ValueError(f"{path}: mode {image.mode}, but label PNGs must be palette (P) "
-                                 "or grayscale (L) images holding class ids; an RGB-coloured "
-                                 "mask must first be mapped back to ids")
-            return np.array(upright(image), dtype=np.uint8)
-    except Image.DecompressionBombError as error:
-        raise ValueError(too_large(path, error)) from None
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"cannot decode label file {path} ({error}); the file is corrupt, get "
-                         f"it again from {origin}") from error
+    def indices(image: Image.Image) -> np.ndarray:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: mode {image.mode}, but label PNGs must be palette (P) "
+                             "or grayscale (L) images holding class ids; an RGB-coloured "
+                             "mask must first be mapped back to ids")
+        return np.array(upright(image), dtype=np.uint8)
+
+    fix = f"get it again from {origin}"
+    return decode(Path(path), indices, fix, fix, kind="label file")
 
 
 def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:

@@ -11,18 +11,16 @@ import abc
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.label_png import load_class_mask
-from panet.data.transforms import to_rgb, too_large
+from panet.data.label_png import decode, load_class_mask
+from panet.data.transforms import to_rgb
 from panet.data.weak import build_scribble_map
-
-T = TypeVar("T")
 
 
 class Source(abc.ABC):
@@ -128,23 +126,6 @@ def read_id_list(path: Path) -> List[str]:
 def read_image(path: Path, missing: str, corrupt: str) -> Image.Image:
     """The RGB image at `path`, upright (`panet.data.transforms.to_rgb`); `decode`'s errors."""
     return decode(path, lambda image: to_rgb(image, str(path)), missing, corrupt)
-
-
-def decode(path: Path, read: Callable[[Image.Image], T], missing: str, corrupt: str,
-           kind: str = "image") -> T:
-    """`read` applied to the picture file at `path` (an image, or a mask: `kind`): a missing
-    file raises FileNotFoundError saying `missing`, an undecodable one ValueError saying
-    `corrupt` (where the file comes from, how to replace it)."""
-    try:
-        with Image.open(path) as image:
-            return read(image)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{kind} {path} does not exist; {missing}") from None
-    except Image.DecompressionBombError as error:
-        raise ValueError(too_large(path, error)) from None
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"cannot decode {kind} {path} ({error}); the file is corrupt or "
-                         f"truncated: {corrupt}") from error
 
 
 def require_files(ids: Sequence[str], present: Collection[str], what: str, fix: str) -> None:
