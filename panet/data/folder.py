@@ -129,12 +129,6 @@ def write_list_sources(path: Path, sources: Dict[str, str]) -> None:
     path.write_text("".join(f"{digest}  {name}\n" for name, digest in sources.items()))
 
 
-def read_list_sources(path: Path) -> Dict[str, str]:
-    """What ``write_list_sources`` wrote."""
-    lines = path.read_text().splitlines()
-    return {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
-
-
 class FolderSource(ListedSource):
     """One split of a dataset in the folder layout (module docstring); classes 1..K. The lists
     must have been written from the current files (``sources.sha256``)."""
@@ -178,7 +172,9 @@ class FolderSource(ListedSource):
         if not record.is_file():
             raise FileNotFoundError(f"{record} does not exist (lists written by an older "
                                     f"version?); {self.prepare_hint} again")
-        written, now = read_list_sources(record), list_sources(self.root, self.split, self.ids)
+        lines = (line.partition("  ") for line in record.read_text().splitlines())
+        written = {name: digest for digest, _, name in lines}  # what write_list_sources wrote
+        now = list_sources(self.root, self.split, self.ids)
         changed = sorted(name for name in written.keys() | now.keys()
                          if written.get(name) != now.get(name))
         if changed:

@@ -11,7 +11,7 @@ import abc
 import hashlib
 import json
 from pathlib import Path
-from typing import Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -66,28 +66,19 @@ class Source(abc.ABC):
                   "names": {str(k): str(v) for k, v in sorted(self.class_names.items())}}
         return hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
 
-    def image_path(self, image_id: str) -> Optional[Path]:
-        """The file holding the image's pixels (None for a source without files)."""
-        return None
+    @abc.abstractmethod
+    def image_path(self, image_id: str) -> Path:
+        """The file holding the image's pixels."""
 
     def image_identity(self, image_id: str) -> str:
         """What identifies the image's pixels (feature caches' key): its file's path, size and
-        mtime, else its location."""
+        mtime."""
         path = self.image_path(image_id)
-        if path is None:
-            return self.location(image_id)
         try:
             stat = path.stat()
         except OSError:
             return str(path)  # reading the image reports it
         return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-
-    def load(self, image_id: str, class_ids: Sequence[int]) -> Tuple[Image.Image, np.ndarray]:
-        """The RGB image and its H x W label map (see ``label_map``), checked to match in size."""
-        image = self.image(image_id)
-        labels = self.label_map(image_id, class_ids)
-        self.check_sizes(image_id, image, labels.shape)
-        return image, labels
 
     def check_sizes(self, image_id: str, image: Image.Image, label_shape: Tuple[int, ...]) -> None:
         """Raise a ValueError naming the files if the image and its label map differ in size."""

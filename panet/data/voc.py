@@ -74,10 +74,7 @@ def require_dir(path: Path, origin: str) -> None:
 def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
     """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of ``shape``."""
     path = root / INSTANCE_DIR / f"{image_id}.png"
-    if not path.is_file():
-        raise FileNotFoundError(f"instance mask {path} does not exist; it comes from "
-                                f"{ORIGIN[INSTANCE_DIR]}")
-    instances = load_label_png(path)
+    instances = load_label_png(path, ORIGIN[INSTANCE_DIR])
     if instances.shape != shape:
         raise ValueError(f"{path} is {instances.shape} but the class mask of {image_id!r} is "
                          f"{shape}; the instance mask belongs to another image")
