@@ -287,8 +287,7 @@ class CocoSource(Source):
             examples = ", ".join(self._images[i].file_name for i in missing[:5])
             raise FileNotFoundError(f"{len(missing)} of the {len(self.image_ids)} images listed "
                                     f"in {self.annotation_file} are missing from {self.image_dir} "
-                                    f"(e.g. {examples}); unzip the complete "
-                                    f"{image_zip_url(self.split, self.year)} into {self.root}")
+                                    f"(e.g. {examples}); {self.fix}")
 
     def _record(self, image_id: str) -> CocoImage:
         try:

@@ -73,17 +73,12 @@ def load_label_png(path: PathLike, origin: str = "the original archive") -> np.n
     return decode(Path(path), indices, fix, fix, kind="label file")
 
 
-def labels_outside(labels: np.ndarray, n_classes: int) -> List[int]:
-    """The values of a uint8 label map that are neither 0..n_classes nor 255, ascending."""
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
-    return [int(v) for v in present if v > n_classes and v != IGNORE_INDEX]
-
-
 def load_class_mask(path: PathLike, n_classes: int, origin: str) -> np.ndarray:
     """H x W uint8 class ids of a mask PNG (``load_label_png``), checked to be 0..n_classes or
     255 (else a ValueError names the values and ``origin``, where a right mask comes from)."""
     labels = load_label_png(path, origin)
-    bad = labels_outside(labels, n_classes)
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    bad = [int(v) for v in present if v > n_classes and v != IGNORE_INDEX]
     if bad:
         raise ValueError(f"{path} holds labels {bad} outside 0..{n_classes} and {IGNORE_INDEX}; "
                          f"a mask of class ids comes from {origin}")

@@ -55,15 +55,6 @@ ORIGIN = {
 PREPARE_HINT = "run `python scripts/prepare_voc.py {root}` to write the per-class lists"
 
 
-def split_list_path(lists_dir: Path, split: str) -> Optional[Path]:
-    """The ``{split}.txt`` file under ``lists_dir`` (trying the split's aliases), or None."""
-    for name in SPLIT_ALIASES.get(split, (split,)):
-        path = lists_dir / f"{name}.txt"
-        if path.is_file():
-            return path
-    return None
-
-
 def require_dir(path: Path, origin: str) -> None:
     """FileNotFoundError naming the folder of the layout that is missing and its ``origin``."""
     if not path.is_dir():
@@ -120,10 +111,12 @@ class VocSource(ListedSource):
         for folder in folders:
             require_dir(self.root / folder, ORIGIN[folder])
         require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
-        list_path = split_list_path(self.lists_dir, split)
-        if list_path is None:
+        found = [self.lists_dir / f"{name}.txt" for name in SPLIT_ALIASES.get(split, (split,))
+                 if (self.lists_dir / f"{name}.txt").is_file()]
+        if not found:
             raise FileNotFoundError(f"split list {self.lists_dir / (split + '.txt')} does not "
                                     f"exist; it comes from {ORIGIN[str(LIST_DIR)]}")
+        list_path = found[0]
         self.ids = read_id_list(list_path)
         for folder, suffix in folders.items():
             present = {name[:-len(suffix)] for name in os.listdir(self.root / folder)
