@@ -38,7 +38,8 @@ from panet.data.sources import Source
 from panet.data.transforms import displayed_size, to_rgb, too_large
 
 SPLITS = ("train", "val")
-DOWNLOAD_URL = "http://images.cocodataset.org"
+ANNOTATION_ZIP = "http://images.cocodataset.org/annotations/annotations_trainval{year}.zip"
+IMAGE_ZIP = "http://images.cocodataset.org/zips/{split}{year}.zip"
 CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules change
 OLD_CACHE_DIR = ".panet_cache"  # where earlier versions cached, inside the root: read only
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
@@ -77,25 +78,17 @@ def image_dir(root: PathLike, split: str, year: int) -> Path:
     return Path(root) / f"{split}{year}"
 
 
-def annotation_zip_url(year: int) -> str:
-    return f"{DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip"
-
-
-def image_zip_url(split: str, year: int) -> str:
-    return f"{DOWNLOAD_URL}/zips/{split}{year}.zip"
-
-
 def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
     """What is missing from ``root`` for one split, each with where the official file comes
     from."""
-    problems = []
+    problems, unzip = [], f"and unzip it into {Path(root)}"
     if not annotation_file(root, split, year).is_file():
         problems.append(f"missing {annotation_file(root, split, year)}: download "
-                        f"{annotation_zip_url(year)} and unzip it into {Path(root)} (it holds "
+                        f"{ANNOTATION_ZIP.format(year=year)} {unzip} (it holds "
                         f"annotations/instances_{split}{year}.json)")
     if not image_dir(root, split, year).is_dir():
         problems.append(f"missing image folder {image_dir(root, split, year)}: download "
-                        f"{image_zip_url(split, year)} and unzip it into {Path(root)}")
+                        f"{IMAGE_ZIP.format(split=split, year=year)} {unzip}")
     return problems
 
 
@@ -105,11 +98,11 @@ def _read_json(path: Path, year: int) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid json ({err}); re-download "
-                         f"{annotation_zip_url(year)} and unzip it again") from err
+                         f"{ANNOTATION_ZIP.format(year=year)} and unzip it again") from err
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
         raise ValueError(f"{path} lacks the keys {missing} of a COCO instances file; expected "
-                         f"the official instances_*.json from {annotation_zip_url(year)}")
+                         f"the official instances_*.json from {ANNOTATION_ZIP.format(year=year)}")
     return data
 
 
@@ -132,11 +125,18 @@ def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
     return {"size": [height, width], "counts": counts}
 
 
-def _annotation_rles(path: Path, data: dict, class_of_category: Dict[int, int],
-                     image_meta: Dict[int, dict]) -> Dict[Tuple[int, int], List[dict]]:
-    """The instance RLEs per (image id, class id), in annotation order; a ValueError names the
-    first bad annotation."""
-    instances: Dict[Tuple[int, int], List[dict]] = {}
+def build_index(path: Path, year: int) -> CocoIndex:
+    """Read an instances json and convert every annotation into cached RLEs (slow, done once);
+    a ValueError names the first bad annotation."""
+    data = _read_json(path, year)
+    categories = sorted((c["id"], c["name"]) for c in data["categories"])
+    if not 0 < len(categories) <= MAX_CLASSES:
+        raise ValueError(f"{path} has {len(categories)} categories; expected 1..{MAX_CLASSES}")
+    class_of_category = {cat_id: k for k, (cat_id, _) in enumerate(categories, start=1)}
+    image_meta = {im["id"]: im for im in data["images"]}
+    if len(image_meta) != len(data["images"]):
+        raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
+    rles_of: Dict[Tuple[int, int], List[dict]] = {}  # per (image id, class id), annotation order
     for ann in data["annotations"]:
         where = f"{path}, annotation id {ann.get('id')}"
         try:
@@ -151,25 +151,11 @@ def _annotation_rles(path: Path, data: dict, class_of_category: Dict[int, int],
             raise ValueError(f"{where}: field {err} missing; re-download the annotation "
                              "file") from err
         key = (ann["image_id"], class_of_category[ann["category_id"]])
-        instances.setdefault(key, []).append(rle)
-    return instances
-
-
-def build_index(path: Path, year: int) -> CocoIndex:
-    """Read an instances json and convert every annotation into cached RLEs (slow, done once)."""
-    data = _read_json(path, year)
-    categories = sorted((c["id"], c["name"]) for c in data["categories"])
-    if not 0 < len(categories) <= MAX_CLASSES:
-        raise ValueError(f"{path} has {len(categories)} categories; expected 1..{MAX_CLASSES}")
-    class_of_category = {cat_id: k for k, (cat_id, _) in enumerate(categories, start=1)}
-    image_meta = {im["id"]: im for im in data["images"]}
-    if len(image_meta) != len(data["images"]):
-        raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
+        rles_of.setdefault(key, []).append(rle)
     masks: Dict[int, Dict[int, bytes]] = {i: {} for i in image_meta}
     instances: Dict[int, Dict[int, Tuple[bytes, ...]]] = {i: {} for i in image_meta}
     n_empty = 0
-    for (image_id, class_id), rles in _annotation_rles(path, data, class_of_category,
-                                                       image_meta).items():
+    for (image_id, class_id), rles in rles_of.items():
         union = rles[0] if len(rles) == 1 else rle_ops.merge(rles)
         if rle_ops.area(union) == 0:
             n_empty += 1
@@ -277,7 +263,8 @@ class CocoSource(Source):
         self.category_ids = {k: cat_id for k, (cat_id, _) in zip(self.class_ids, index.categories)}
         self.class_names = {k: name for k, (_, name) in zip(self.class_ids, index.categories)}
         self.image_ids = sorted(self._images)
-        self.fix = f"re-download {image_zip_url(split, year)} and unzip it into {self.root}"
+        self.fix = (f"re-download {IMAGE_ZIP.format(split=split, year=year)} and unzip it into "
+                    f"{self.root}")
         self._check_images_present()
 
     def _check_images_present(self) -> None:
