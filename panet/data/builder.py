@@ -46,8 +46,7 @@ def episode_dataset(source: Source, setting, n_episodes: int, seed: int, train: 
 
 def draw_episodes(source: Source, setting, n_episodes: int, seed: int, train: bool,
                   episodes_file: Optional[PathLike] = None) -> List[Episode]:
-    """The episode list of ``make_episode_dataset``; a ValueError or FileNotFoundError says why
-    it cannot be drawn."""
+    """The episode list of ``make_episode_dataset``; an error says why it cannot be drawn."""
     if episodes_file is not None:
         return read_episode_file(Path(episodes_file).expanduser(), source)
     if setting.episode_rule in REFERENCE and not train:

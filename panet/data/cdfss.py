@@ -68,8 +68,7 @@ def binary_mask(path: Path, what: str) -> np.ndarray:
 
 
 class OneClassSource(ListedSource):
-    """A split whose every image shows one class, with a binary mask (module docstring). A
-    subclass calls ``_set_classes`` and names ``mask_path``."""
+    """A split whose every image shows one class, with a binary mask (module docstring)."""
 
     name: str  # the data.name, for messages
     LAYOUT: str  # the files data.root holds, for messages

@@ -79,8 +79,7 @@ def image_dir(root: PathLike, split: str, year: int) -> Path:
 
 
 def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
-    """What is missing from ``root`` for one split, each with where the official file comes
-    from."""
+    """What is missing from ``root`` for one split, with where each official file comes from."""
     problems, unzip = [], f"and unzip it into {Path(root)}"
     if not annotation_file(root, split, year).is_file():
         problems.append(f"missing {annotation_file(root, split, year)}: download "
@@ -107,8 +106,7 @@ def _read_json(path: Path, year: int) -> dict:
 
 
 def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
-    """Compressed RLE (``size``, ``counts``) of one annotation's polygons, uncompressed or
-    compressed RLE."""
+    """Compressed RLE (``size``, ``counts``) of one annotation's polygons or (un)compressed RLE."""
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if len(p) >= MIN_POLYGON_COORDS]
         if not polygons:
@@ -323,8 +321,7 @@ class CocoSource(Source):
             raise ValueError(f"{path} is not a readable image ({err}): {self.fix}") from err
 
     def label_map(self, image_id: str, class_ids: Sequence[int]) -> np.ndarray:
-        """H x W uint8: each requested class's id on its mask, 0 elsewhere (painted in the order
-        given: the later class wins an overlap)."""
+        """H x W uint8: each requested class's id on its mask, else 0 (later classes win)."""
         record = self._record(image_id)
         label = np.zeros((record.height, record.width), np.uint8)
         for class_id in class_ids:
@@ -335,8 +332,7 @@ class CocoSource(Source):
         return label
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """H x W int32: instance k (1..n, annotation order, crowd regions included) of the class;
-        the later instance wins an overlap."""
+        """H x W int32: instance k = 1..n of the class (annotation order, crowds; later wins)."""
         self._check_class(class_id)
         record = self._record(image_id)
         instance = np.zeros((record.height, record.width), np.int32)

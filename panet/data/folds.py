@@ -32,8 +32,7 @@ PASCAL_N_CLASSES = len(PASCAL_CLASS_NAMES)
 
 def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",
                      n_folds: int = N_FOLDS) -> List[int]:
-    """The held-out class ids, ascending, of ``fold`` of ``n_folds`` folds of ``style`` among
-    1..n_classes (the settings are checked where read; the class count here)."""
+    """The held-out class ids, ascending, of ``fold`` of ``n_folds`` folds of ``style``."""
     if style == "all":
         return list(range(1, n_classes + 1))
     if n_classes < n_folds:

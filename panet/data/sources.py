@@ -71,8 +71,7 @@ class Source(abc.ABC):
         """The file holding the image's pixels."""
 
     def image_identity(self, image_id: str) -> str:
-        """What identifies the image's pixels (feature caches' key): its file's path, size and
-        mtime."""
+        """The image's file path, size and mtime: what identifies its pixels (caches' key)."""
         path = self.image_path(image_id)
         try:
             stat = path.stat()
