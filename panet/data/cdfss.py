@@ -61,12 +61,6 @@ def listed(folder: Path, extension: str) -> List[Path]:
     return [Path(p) for p in names if Path(p).name.split(".")[1:2] == [extension]]
 
 
-def binary_mask(path: Path, what: str) -> np.ndarray:
-    """H x W bool: the grayscale mask at ``path`` >= 128; one-line errors naming the file."""
-    return decode(path, lambda mask: np.asarray(mask.convert("L")) >= MASK_THRESHOLD,
-                  f"every image of {what} needs its mask", "download it again", kind="mask")
-
-
 class OneClassSource(ListedSource):
     """A split whose every image shows one class, with a binary mask (module docstring)."""
 
@@ -107,8 +101,11 @@ class OneClassSource(ListedSource):
         return self.root / image_id
 
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
-        """H x W: the image's class id where its mask is >= 128, else 0."""
-        mask = binary_mask(self.mask_path(image_id), f"{self.root}")
+        """H x W: the image's class id where its mask (8-bit grayscale) is >= 128, else 0."""
+        mask = decode(self.mask_path(image_id),
+                      lambda mask: np.asarray(mask.convert("L")) >= MASK_THRESHOLD,
+                      f"every image of {self.root} needs its mask", "download it again",
+                      kind="mask")
         return (mask * self.class_of(image_id)).astype(self._dtype)
 
 

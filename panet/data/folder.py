@@ -3,9 +3,8 @@
 Layout (``root``)::
 
     images/<id>.jpg | .jpeg | .png     the images (8-bit; grayscale, RGBA, CMYK converted to RGB)
-    masks/<id>.png                     single-channel class-index PNG of the image's size:
-                                       0 background, k the class on line k of classes.txt,
-                                       255 ignore
+    masks/<id>.png                     single-channel class-index PNG of the image's size: 0
+                                       background, k the class of line k of classes.txt, 255 ignore
     classes.txt                        one class name per line; line k (from 1) is class k
     splits/<split>.txt                 optional: the image ids of a split, one per line
     lists/<split>/class<k>.txt         written by scripts/prepare_folder.py: the ids of the split

@@ -5,12 +5,10 @@ Layout (``root`` is the ``VOC2012`` folder)::
     JPEGImages/{id}.jpg                            the images (VOC2012 tar)
     SegmentationClassAug/{id}.png                  class ids 0..20, 255 void (trainaug release)
     SegmentationObjectAug/{id}.png                 optional: instance ids, for box supports
-    ScribbleAugAuto/{id}.png                       optional: released scribbles, or written by
-                                                   scripts/make_scribbles.py (without the folder
-                                                   the loader generates the same ones on the fly)
+    ScribbleAugAuto/{id}.png                       optional: released scribbles or those of
+                                                   scripts/make_scribbles.py (else made on the fly)
     ImageSets/Segmentation/{split}.txt             the image ids of a split
-    ImageSets/Segmentation/{split}/class{k}.txt    the ids whose mask holds class k
-                                                   (written by scripts/prepare_voc.py)
+    ImageSets/Segmentation/{split}/class{k}.txt    the ids holding class k (scripts/prepare_voc.py)
 
 Splits: ``trainaug`` (10,582 ids; or ``train_aug.txt``), ``val`` (1,449), or any other
 ``{split}.txt``. The optional folders are opened only when a feature needs them (boxes,
