@@ -52,8 +52,8 @@ class Source(abc.ABC):
 
     def class_name(self, class_id: int) -> str:
         """Readable name of a class for messages."""
-        name = self.class_names.get(class_id)
-        return str(class_id) if name is None else f"{class_id} ({name})"
+        names = self.class_names
+        return f"{class_id} ({names[class_id]})" if class_id in names else str(class_id)
 
     def location(self, image_id: str) -> str:
         """Where an image's files live, for error messages."""
