@@ -231,3 +231,10 @@ def blob_labels(n_images: int, size=(60, 80), classes=range(1, 21), seed: int = 
         label[0, :] = 255
         maps[f"img_{index:03d}"] = label
     return maps
+
+
+def load_checked(source, image_id: str, class_ids):
+    """A source's RGB image and label map, checked to match in size (``Source.check_sizes``)."""
+    image, labels = source.image(image_id), source.label_map(image_id, class_ids)
+    source.check_sizes(image_id, image, labels.shape)
+    return image, labels

@@ -12,7 +12,7 @@ from panet.data.synthetic import (CLASS_SHAPE_TEXTURE, N_CLASSES, SHAPES, TEXTUR
                                   coco_category_id, generate)
 from panet.data.voc import VocSource
 
-from conftest import load_script
+from conftest import load_checked, load_script
 
 
 def tree_files(root):
@@ -51,7 +51,7 @@ def test_layout_labels_and_instances(synthetic_root):
         counts = [len(ids) for ids in source.class_images().values()]
         assert min(counts) >= (3 if split == "trainaug" else 0) and sum(counts) > 0
         for image_id in source.ids[:25]:
-            image, labels = source.load(image_id, [])
+            image, labels = load_checked(source, image_id, [])
             objects = load_label_png(voc / "SegmentationObjectAug" / f"{image_id}.png")
             assert np.array_equal(labels == 255, objects == 255)
             assert np.array_equal(labels == 0, objects == 0)

@@ -19,7 +19,7 @@ from panet.data.weak import build_scribble_map
 from panet.base.files import default_file_mode
 from panet.settings import EpisodeSetting
 
-from conftest import blob_labels, load_script, write_jpeg
+from conftest import blob_labels, load_checked, load_script, write_jpeg
 
 # Images per class 1..20 documented with the real data (shared/data/README.md)
 README_COUNTS = {
@@ -52,7 +52,7 @@ def test_source_reads_a_tree(make_voc_tree):
     for class_id in (3, 4, 5):
         assert lists[class_id] == sorted(i for i, m in labels.items() if (m == class_id).any())
     assert lists[1] == []
-    image, label = source.load("img_002", [3])
+    image, label = load_checked(source, "img_002", [3])
     assert (image.height, image.width) == label.shape == (60, 80) and image.mode == "RGB"
     assert np.array_equal(label, labels["img_002"])
     assert source.class_name(15) == "15 (person)"
@@ -146,7 +146,7 @@ def test_mask_of_another_size(make_voc_tree):
     root = make_voc_tree(blob_labels(3))
     write_jpeg(root / "JPEGImages" / "img_002.jpg", 50, 80)
     with pytest.raises(ValueError, match=r"img_002.*50 x 80.*60 x 80"):
-        VocSource(root, "trainaug").load("img_002", [1])
+        load_checked(VocSource(root, "trainaug"), "img_002", [1])
 
 
 def test_labels_outside_the_classes(make_voc_tree):

@@ -14,8 +14,7 @@ from panet.data.sources import Source
 
 
 def make_source(setting, train: bool) -> Source:
-    """The ``Source`` of the setting's training split (``train``) or test split: the one place a
-    dataset is opened (``panet.data.datasets.DATASETS``)."""
+    """The ``Source`` of the setting's training or test split: where a dataset is opened."""
     return DATASETS[setting.name].source(setting, setting.split(train))
 
 
@@ -23,18 +22,13 @@ def make_episode_dataset(setting, n_episodes: int, seed: int, train: bool, *,
                          keep_original_labels: bool = False,
                          source: Optional[Source] = None,
                          episodes_file: Optional[PathLike] = None) -> EpisodeDataset:
-    """Episodes of ``setting`` (``panet.settings.EpisodeSetting``; items: see
-    ``panet.data.episodes``).
+    """Episodes of ``setting`` (``panet.settings.EpisodeSetting``; items: ``panet.data.episodes``).
 
-    ``train`` selects the training classes on the training split (and random flips, dense
-    supports), otherwise the test classes on the test split (``panet.data.folds.split_classes``:
-    fold ``setting.fold`` of ``setting.n_folds``, or ``setting.test_classes``). The episode list
-    is drawn here, up front, from ``seed`` (PROTOCOL §8; at test time under a reference
-    protocol, ``panet.data.protocols.reference_episodes``), or read from ``episodes_file``
-    (every episode it lists; ``n_episodes`` unused). The setting follows its rules
-    (``EpisodeSetting.problems``, checked where settings are read). ``keep_original_labels``
-    adds the queries' original-size labels; ``source``: that split's ``make_source`` when one
-    is already built, to share it between datasets (the runs of a test).
+    ``train``: the training classes on the training split (random flips, dense supports), else
+    the test classes on the test split (``panet.data.folds.split_classes``). The episode list is
+    drawn up front from ``seed`` (PROTOCOL §8; ``reference_episodes`` at test time under a
+    reference protocol) or read from ``episodes_file``. ``keep_original_labels`` adds the
+    queries' original-size labels; ``source``: that split's source when already built.
     """
     return episode_dataset(source if source is not None else make_source(setting, train),
                            setting, n_episodes, seed, train, keep_original_labels, episodes_file)
@@ -43,8 +37,7 @@ def make_episode_dataset(setting, n_episodes: int, seed: int, train: bool, *,
 def episode_dataset(source: Source, setting, n_episodes: int, seed: int, train: bool,
                     keep_original_labels: bool = False,
                     episodes_file: Optional[PathLike] = None) -> EpisodeDataset:
-    """``make_episode_dataset`` on a ``Source`` already built (e.g. one shared by several runs,
-    or a masks-only ``VocSource``)."""
+    """``make_episode_dataset`` on a ``Source`` already built (e.g. a masks-only ``VocSource``)."""
     episodes = draw_episodes(source, setting, n_episodes, seed, train, episodes_file)
     if train:
         setting = setting.replace(weak="dense")  # weak supports are a test-time setting
@@ -53,8 +46,7 @@ def episode_dataset(source: Source, setting, n_episodes: int, seed: int, train: 
 
 def draw_episodes(source: Source, setting, n_episodes: int, seed: int, train: bool,
                   episodes_file: Optional[PathLike] = None) -> List[Episode]:
-    """The episode list of ``make_episode_dataset`` (its docstring), without the dataset: a
-    ValueError or FileNotFoundError says why it cannot be drawn (the checks before a run)."""
+    """The episode list of ``make_episode_dataset``; an error says why it cannot be drawn."""
     if episodes_file is not None:
         return read_episode_file(Path(episodes_file).expanduser(), source)
     if setting.episode_rule in REFERENCE and not train:

@@ -12,33 +12,30 @@ layouts PATNet's loaders read (``data.root`` is the dataset's own folder)::
                 data/splits/fss/; <lists> is data.lists_dir, by default <root>/splits)
 
 Every image shows one class. A mask is read as 8-bit grayscale and binarised at 128 (PATNet's
-data/deepglobe.py:73-77, isic.py:72-76, lung.py:73-77; HSNet's data/fss.py:75-79); the label map
-holds the image's class id where the mask is >= 128, 0 elsewhere (uint16 when the split has more
-than 254 classes: FSS-1000's 520 training classes).
+data/deepglobe.py:73-77, isic.py:72-76, lung.py:73-77; HSNet's data/fss.py:75-79): the label map
+holds the image's class id where the mask is >= 128, else 0 (uint16 beyond 254 classes:
+FSS-1000's 520 training classes).
 
-An image id is the image's path relative to ``root`` (what episode files exchange). Each class's
-list is in the order PATNet's loader builds it, ``sorted(glob(folder/*))`` kept to the names whose
-first dot-separated suffix is the extension (deepglobe.py:103-113, isic.py:101-111,
-lung.py:102-112): chest X-rays are listed by their mask names, whose order can differ from their
-images'. FSS-1000 lists, class by class in sorted class order, every ``.jpg`` of the class folder
-(HSNet data/fss.py:107-114): the queries of its protocol, each in turn.
+An image id is its path relative to ``root``. Each class's list is in PATNet's loader's order,
+``sorted(glob(folder/*))`` kept to the names whose first dot-separated suffix is the extension
+(deepglobe.py:103-113, isic.py:101-111, lung.py:102-112): chest X-rays are listed by their mask
+names. FSS-1000 lists every ``.jpg`` of each class folder, in sorted class order (HSNet
+data/fss.py:107-114): its protocol's queries, in turn.
 """
 
 from __future__ import annotations
 
-import abc
 import csv
 import glob
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
 from panet.base.constants import IGNORE_INDEX
-from panet.data.sources import Source, decode, read_id_list, read_image
+from panet.data.label_png import decode
+from panet.data.sources import ListedSource, read_id_list
 
 MASK_THRESHOLD = 128
 ISIC_CLASSES = ("nevus", "seborrheic_keratosis", "melanoma")  # folders 1, 2, 3
@@ -58,23 +55,14 @@ DOWNLOADS = {
 
 
 def listed(folder: Path, extension: str) -> List[Path]:
-    """The files of ``folder`` as PATNet lists them: ``sorted(glob(folder/*))`` (hidden files
-    left out, as glob does) kept to the names whose first dot-separated suffix is
-    ``extension`` (``name.split('.')[1] == extension``)."""
+    """The files of ``folder`` as PATNet lists them: ``sorted(glob(folder/*))`` (no hidden
+    files) kept to ``name.split('.')[1] == extension``."""
     names = sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*")))
     return [Path(p) for p in names if Path(p).name.split(".")[1:2] == [extension]]
 
 
-def binary_mask(path: Path, what: str) -> np.ndarray:
-    """H x W bool: the grayscale mask at ``path`` >= 128; one-line errors naming the file."""
-    return decode(path, lambda mask: np.asarray(mask.convert("L")) >= MASK_THRESHOLD,
-                  f"every image of {what} needs its mask", "download it again", kind="mask")
-
-
-class OneClassSource(Source):
-    """A split whose every image shows one class, with a binary mask per image (module
-    docstring). A subclass calls ``_set_classes`` with the per-class image paths and names
-    ``mask_path``."""
+class OneClassSource(ListedSource):
+    """A split whose every image shows one class, with a binary mask (module docstring)."""
 
     name: str  # the data.name, for messages
     LAYOUT: str  # the files data.root holds, for messages
@@ -84,6 +72,8 @@ class OneClassSource(Source):
         self.root, self.split = Path(root), split
         if not self.root.is_dir():
             raise FileNotFoundError(self.layout_problem(f"{self.root} is not a folder"))
+        self.image_fix = (f"it is listed in {self.root}",
+                          f"download {self.name} again ({DOWNLOADS[self.name]})")
 
     def layout_problem(self, what: str) -> str:
         return (f"{what}; data.root must be the {self.name} folder: {self.LAYOUT} "
@@ -96,16 +86,13 @@ class OneClassSource(Source):
             raise FileNotFoundError(self.layout_problem(f"no images for class(es) {empty}"))
         self.class_ids = list(range(1, len(per_class) + 1))
         self.class_names = {k: name for k, (name, _) in enumerate(per_class, start=1)}
-        self._lists = {k: [self.image_id(p) for p in paths]
-                       for k, (_, paths) in enumerate(per_class, start=1)}
-        self._class_of = {i: k for k, ids in self._lists.items() for i in ids}
+        self._class_images = {k: [self.image_id(p) for p in paths]
+                              for k, (_, paths) in enumerate(per_class, start=1)}
+        self._class_of = {i: k for k, ids in self._class_images.items() for i in ids}
         self._dtype = np.uint8 if len(per_class) < IGNORE_INDEX else np.uint16
 
     def image_id(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
-
-    def class_images(self) -> Dict[int, List[str]]:
-        return {k: list(ids) for k, ids in self._lists.items()}
 
     def class_of(self, image_id: str) -> int:
         return self._class_of[image_id]
@@ -113,27 +100,13 @@ class OneClassSource(Source):
     def image_path(self, image_id: str) -> Path:
         return self.root / image_id
 
-    @abc.abstractmethod
-    def mask_path(self, image_id: str) -> Path:
-        """The image's binary mask."""
-
-    def location(self, image_id: str) -> str:
-        return f"{self.image_path(image_id)} / {self.mask_path(image_id)}"
-
-    def image(self, image_id: str) -> Image.Image:
-        return read_image(self.image_path(image_id), f"it is listed in {self.root}",
-                          f"download {self.name} again ({DOWNLOADS[self.name]})")
-
     def label_map(self, image_id: str, class_ids: Sequence[int] = ()) -> np.ndarray:
-        """H x W: the image's class id where its mask is >= 128, else 0."""
-        mask = binary_mask(self.mask_path(image_id), f"{self.root}")
+        """H x W: the image's class id where its mask (8-bit grayscale) is >= 128, else 0."""
+        mask = decode(self.mask_path(image_id),
+                      lambda mask: np.asarray(mask.convert("L")) >= MASK_THRESHOLD,
+                      f"every image of {self.root} needs its mask", "download it again",
+                      kind="mask")
         return (mask * self.class_of(image_id)).astype(self._dtype)
-
-    def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """The 8-connected parts of the image's mask, numbered 1..n in scan order."""
-        parts, _ = ndimage.label(self.label_map(image_id) == class_id,
-                                 structure=np.ones((3, 3), dtype=bool))
-        return parts.astype(np.int32)
 
 
 class DeepglobeSource(OneClassSource):

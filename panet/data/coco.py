@@ -5,27 +5,19 @@ Layout (the official zips unpacked into one ``root``)::
     root/annotations/instances_{split}{year}.json
     root/{split}{year}/<file_name>            e.g. root/train2014/COCO_train2014_000000000009.jpg
 
-Class ids: the json's categories sorted by category id and numbered 1..n (1..80 for the official
-files). The label map of an image for a class is the union of that category's instance masks,
-crowd regions included.
+Class ids: the json's categories sorted by category id, numbered 1..n. A class's label map is the
+union of its instance masks, crowd regions included. Shapes: H x W the json's height x width.
 
-Cache. Converting every polygon of an image at every access is slow, so the annotations are
-turned once into compressed RLEs: per image and class the merged mask, and the instance masks in
-annotation order. Loading a label map for one class is then one RLE decode. The cache is a JSON
-file, never a pickle (reading a pickle can run code): a first line with the header (format
-version, size and mtime of the annotation file), then one line with the payload (RLE counts,
-which are bytes, as latin-1 strings). A header that does not match the current annotation file,
-or an unreadable or malformed cache, makes the source rebuild it, written atomically (temporary
-file + rename) to ``cache_dir`` (data.cache_dir) when given, otherwise to the user's cache,
-``$XDG_CACHE_HOME/panet/coco-<hash of root>/`` or ``~/.cache/panet/coco-<hash of root>/``: one
-folder per dataset root, and never into the root, which may be a shared, read-only copy. A cache
-that earlier versions wrote into ``root/.panet_cache/`` is still read.
+Cache: the annotations are turned once into compressed RLEs (per image and class the merged mask
+and the instance masks in annotation order). It is JSON, never a pickle (reading one can run
+code): a header line (format version, size and mtime of the annotation file), then the payload
+(RLE counts as latin-1 strings). A stale, unreadable or malformed cache is rebuilt, written
+atomically to ``cache_dir`` (data.cache_dir), else to ``user_cache_dir()/coco-<hash of root>/``
+(``~/.cache/panet/...``), never into the root (it may be shared and read-only). A cache earlier
+versions wrote into ``root/.panet_cache/`` is still read.
 
-Degenerate annotations. Polygons with fewer than 3 points are dropped (they have no area; fed to
-pycocotools as they are, a 2-point polygon would be read as a box). An image whose merged mask of a
-class is empty is not listed for that class, so a sampled support never has an empty mask.
-
-Shapes: H x W the image's original size (the json's ``height`` x ``width``).
+Polygons with fewer than 3 points are dropped (pycocotools would read a 2-point one as a box). An
+image whose merged mask of a class is empty is not listed for that class.
 """
 
 from __future__ import annotations
@@ -46,7 +38,8 @@ from panet.data.sources import Source
 from panet.data.transforms import displayed_size, to_rgb, too_large
 
 SPLITS = ("train", "val")
-DOWNLOAD_URL = "http://images.cocodataset.org"
+ANNOTATION_ZIP = "http://images.cocodataset.org/annotations/annotations_trainval{year}.zip"
+IMAGE_ZIP = "http://images.cocodataset.org/zips/{split}{year}.zip"
 CACHE_FORMAT = 2  # bump whenever the payload layout or the conversion rules change
 OLD_CACHE_DIR = ".panet_cache"  # where earlier versions cached, inside the root: read only
 MIN_POLYGON_COORDS = 6  # x, y of 3 points: anything shorter has no area
@@ -54,12 +47,8 @@ MAX_CLASSES = 254  # label maps are uint8 and 255 is IGNORE_INDEX
 
 
 class CocoImage(NamedTuple):
-    """One image of the split, as stored in the cache.
-
-    ``masks`` maps a class id to the compressed RLE counts (bytes) of the union of its instances;
-    ``instances`` maps it to the RLE counts of each instance in annotation order. Only classes
-    with a non-empty union appear.
-    """
+    """One cached image: per class id with a non-empty union, the RLE counts (bytes) of the
+    union (``masks``) and of each instance in annotation order (``instances``)."""
 
     file_name: str
     height: int
@@ -89,25 +78,16 @@ def image_dir(root: PathLike, split: str, year: int) -> Path:
     return Path(root) / f"{split}{year}"
 
 
-def annotation_zip_url(year: int) -> str:
-    return f"{DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip"
-
-
-def image_zip_url(split: str, year: int) -> str:
-    return f"{DOWNLOAD_URL}/zips/{split}{year}.zip"
-
-
 def layout_problems(root: PathLike, split: str, year: int) -> List[str]:
-    """What is missing from ``root`` for one split, each with where the official file comes
-    from; empty when both are there (their content is checked when the source is built)."""
-    problems = []
+    """What is missing from ``root`` for one split, with where each official file comes from."""
+    problems, unzip = [], f"and unzip it into {Path(root)}"
     if not annotation_file(root, split, year).is_file():
         problems.append(f"missing {annotation_file(root, split, year)}: download "
-                        f"{annotation_zip_url(year)} and unzip it into {Path(root)} (it holds "
+                        f"{ANNOTATION_ZIP.format(year=year)} {unzip} (it holds "
                         f"annotations/instances_{split}{year}.json)")
     if not image_dir(root, split, year).is_dir():
         problems.append(f"missing image folder {image_dir(root, split, year)}: download "
-                        f"{image_zip_url(split, year)} and unzip it into {Path(root)}")
+                        f"{IMAGE_ZIP.format(split=split, year=year)} {unzip}")
     return problems
 
 
@@ -117,20 +97,16 @@ def _read_json(path: Path, year: int) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid json ({err}); re-download "
-                         f"{annotation_zip_url(year)} and unzip it again") from err
+                         f"{ANNOTATION_ZIP.format(year=year)} and unzip it again") from err
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
         raise ValueError(f"{path} lacks the keys {missing} of a COCO instances file; expected "
-                         f"the official instances_*.json from {annotation_zip_url(year)}")
+                         f"the official instances_*.json from {ANNOTATION_ZIP.format(year=year)}")
     return data
 
 
 def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
-    """Compressed RLE (dict with ``size`` and ``counts``) of one annotation's segmentation.
-
-    Polygons (a list of ``[x1, y1, x2, y2, ...]``) are rasterised and merged; uncompressed RLE
-    (``counts`` a list) is compressed; compressed RLE is taken as it is.
-    """
+    """Compressed RLE (``size``, ``counts``) of one annotation's polygons or (un)compressed RLE."""
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if len(p) >= MIN_POLYGON_COORDS]
         if not polygons:
@@ -147,11 +123,18 @@ def _instance_rle(segmentation, height: int, width: int, where: str) -> dict:
     return {"size": [height, width], "counts": counts}
 
 
-def _annotation_rles(path: Path, data: dict, class_of_category: Dict[int, int],
-                     image_meta: Dict[int, dict]) -> Dict[Tuple[int, int], List[dict]]:
-    """The instance RLEs per (image id, class id), in annotation order; a ValueError names the
-    first annotation that refers to an unknown image or category, or lacks a field."""
-    instances: Dict[Tuple[int, int], List[dict]] = {}
+def build_index(path: Path, year: int) -> CocoIndex:
+    """Read an instances json and convert every annotation into cached RLEs (slow, done once);
+    a ValueError names the first bad annotation."""
+    data = _read_json(path, year)
+    categories = sorted((c["id"], c["name"]) for c in data["categories"])
+    if not 0 < len(categories) <= MAX_CLASSES:
+        raise ValueError(f"{path} has {len(categories)} categories; expected 1..{MAX_CLASSES}")
+    class_of_category = {cat_id: k for k, (cat_id, _) in enumerate(categories, start=1)}
+    image_meta = {im["id"]: im for im in data["images"]}
+    if len(image_meta) != len(data["images"]):
+        raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
+    rles_of: Dict[Tuple[int, int], List[dict]] = {}  # per (image id, class id), annotation order
     for ann in data["annotations"]:
         where = f"{path}, annotation id {ann.get('id')}"
         try:
@@ -166,25 +149,11 @@ def _annotation_rles(path: Path, data: dict, class_of_category: Dict[int, int],
             raise ValueError(f"{where}: field {err} missing; re-download the annotation "
                              "file") from err
         key = (ann["image_id"], class_of_category[ann["category_id"]])
-        instances.setdefault(key, []).append(rle)
-    return instances
-
-
-def build_index(path: Path, year: int) -> CocoIndex:
-    """Read an instances json and convert every annotation into cached RLEs (slow, done once)."""
-    data = _read_json(path, year)
-    categories = sorted((c["id"], c["name"]) for c in data["categories"])
-    if not 0 < len(categories) <= MAX_CLASSES:
-        raise ValueError(f"{path} has {len(categories)} categories; expected 1..{MAX_CLASSES}")
-    class_of_category = {cat_id: k for k, (cat_id, _) in enumerate(categories, start=1)}
-    image_meta = {im["id"]: im for im in data["images"]}
-    if len(image_meta) != len(data["images"]):
-        raise ValueError(f"{path} lists some image id twice; re-download the annotation file")
+        rles_of.setdefault(key, []).append(rle)
     masks: Dict[int, Dict[int, bytes]] = {i: {} for i in image_meta}
     instances: Dict[int, Dict[int, Tuple[bytes, ...]]] = {i: {} for i in image_meta}
     n_empty = 0
-    for (image_id, class_id), rles in _annotation_rles(path, data, class_of_category,
-                                                       image_meta).items():
+    for (image_id, class_id), rles in rles_of.items():
         union = rles[0] if len(rles) == 1 else rle_ops.merge(rles)
         if rle_ops.area(union) == 0:
             n_empty += 1
@@ -206,8 +175,7 @@ def _cache_key(path: Path) -> dict:
 
 
 def _payload(index: CocoIndex) -> dict:
-    """The index as JSON values: object keys are strings (class ids become "1", "2", ...) and
-    RLE counts, bytes, latin-1 strings (latin-1 maps every byte to one character)."""
+    """The index as JSON values: class ids as strings, RLE counts (bytes) as latin-1 strings."""
     return {
         "categories": [[cat_id, name] for cat_id, name in index.categories],
         "images": {
@@ -233,43 +201,29 @@ def _index(payload: dict) -> CocoIndex:
 
 
 def _read_cache(cache_file: Path, key: dict) -> Optional[CocoIndex]:
-    """The cached index if ``cache_file`` exists, is readable and matches ``key``, else None."""
-    if not cache_file.is_file():
-        return None
+    """The cached index if ``cache_file`` is readable and matches ``key``, else None."""
     try:
         with open(cache_file, encoding="utf-8") as f:
-            if json.loads(f.readline()) != key:
-                return None
-            return _index(json.loads(f.readline()))
-    except Exception:  # a truncated, malformed or foreign file is as good as no cache: rebuilt
-        return None
+            if json.loads(f.readline()) == key:
+                return _index(json.loads(f.readline()))
+    except Exception:  # absent, truncated, malformed or foreign: rebuilt
+        pass
+    return None
 
 
-def _write_cache(cache_file: Path, key: dict, index: CocoIndex) -> None:
-    """Write atomically (`panet.base.files.atomic_write`: readers see either the old file or the
-    complete new one; the umask's mode, so that other users of a shared cache can read it)."""
-    with atomic_write(cache_file, "w") as f:
-        for part in (key, _payload(index)):
-            json.dump(part, f, separators=(",", ":"))
-            f.write("\n")
-
-
-def cache_dirs(root: PathLike, cache_dir: Optional[PathLike] = None) -> Tuple[List[Path], Path]:
-    """(the folders a cache is read from, in order; the folder a rebuilt one is written to):
-    ``cache_dir`` when given; else the user's cache folder of this root, then (read only) the
-    root's own folder of earlier versions (module docstring)."""
-    if cache_dir is not None:
-        return [Path(cache_dir)], Path(cache_dir)
-    root_hash = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
-    user = user_cache_dir() / f"coco-{root_hash}"
-    return [user, Path(root) / OLD_CACHE_DIR], user
-
-
-def load_index(ann_file: Path, year: int, reads: Sequence[Path], write: Path
+def load_index(ann_file: Path, year: int, root: PathLike, cache_dir: Optional[PathLike]
                ) -> Tuple[CocoIndex, Path]:
-    """The index of ``ann_file`` and the cache file it lives in: the first valid cache among
-    the folders ``reads``, else built and written to the folder ``write`` (an OSError of one
-    line when it cannot be)."""
+    """The index of ``ann_file`` and its cache file: the first valid cache among ``cache_dir``,
+    else the user's cache folder of ``root`` then the old ``root/.panet_cache`` (module
+    docstring); else built and written atomically (readable by other users of a shared cache)
+    to ``cache_dir`` or the user's folder (an OSError of one line when it cannot be)."""
+    if cache_dir is None:
+        root_hash = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
+        write = user_cache_dir() / f"coco-{root_hash}"
+        reads = [write, Path(root) / OLD_CACHE_DIR]
+    else:
+        write = Path(cache_dir)
+        reads = [write]
     key, name = _cache_key(ann_file), f"{ann_file.stem}.index.json"
     for folder in reads:
         index = _read_cache(folder / name, key)
@@ -277,7 +231,10 @@ def load_index(ann_file: Path, year: int, reads: Sequence[Path], write: Path
             return index, folder / name
     index = build_index(ann_file, year)
     try:
-        _write_cache(write / name, key, index)
+        with atomic_write(write / name, "w") as f:
+            for part in (key, _payload(index)):
+                json.dump(part, f, separators=(",", ":"))
+                f.write("\n")
     except OSError as err:
         raise OSError(f"cannot write the COCO cache {write / name} ({err.strerror or err}); set "
                       "data.cache_dir (prepare_coco.py --cache-dir) to a writable folder") from None
@@ -285,11 +242,8 @@ def load_index(ann_file: Path, year: int, reads: Sequence[Path], write: Path
 
 
 class CocoSource(Source):
-    """One split of COCO (``train`` or ``val``) of a given year, with classes 1..80.
-
-    Attributes besides ``class_ids``: ``class_names`` and ``category_ids`` (class id -> COCO name
-    and category id), ``image_ids`` (all images of the split, sorted), ``cache_file``.
-    """
+    """One split of COCO (``train`` or ``val``) of a given year, with classes 1..80; also
+    ``class_names``, ``category_ids`` (class id -> COCO name, category id), ``image_ids``."""
 
     def __init__(self, root: PathLike, split: str, year: int = 2014,
                  cache_dir: Optional[PathLike] = None) -> None:
@@ -301,26 +255,24 @@ class CocoSource(Source):
         self.root, self.split, self.year = Path(root), split, year
         self.annotation_file = annotation_file(root, split, year)
         self.image_dir = image_dir(root, split, year)
-        index, self.cache_file = load_index(self.annotation_file, year,
-                                            *cache_dirs(root, cache_dir))
+        index, self.cache_file = load_index(self.annotation_file, year, root, cache_dir)
         self._images = index.images
         self.class_ids = list(range(1, len(index.categories) + 1))
         self.category_ids = {k: cat_id for k, (cat_id, _) in zip(self.class_ids, index.categories)}
         self.class_names = {k: name for k, (_, name) in zip(self.class_ids, index.categories)}
         self.image_ids = sorted(self._images)
-        self.fix = f"re-download {image_zip_url(split, year)} and unzip it into {self.root}"
+        self.fix = (f"re-download {IMAGE_ZIP.format(split=split, year=year)} and unzip it into "
+                    f"{self.root}")
         self._check_images_present()
 
     def _check_images_present(self) -> None:
-        """Every image the annotation file lists must be in the image folder."""
         present = set(os.listdir(self.image_dir))
         missing = [i for i in self.image_ids if self._images[i].file_name not in present]
         if missing:
             examples = ", ".join(self._images[i].file_name for i in missing[:5])
             raise FileNotFoundError(f"{len(missing)} of the {len(self.image_ids)} images listed "
                                     f"in {self.annotation_file} are missing from {self.image_dir} "
-                                    f"(e.g. {examples}); unzip the complete "
-                                    f"{image_zip_url(self.split, self.year)} into {self.root}")
+                                    f"(e.g. {examples}); {self.fix}")
 
     def _record(self, image_id: str) -> CocoImage:
         try:
@@ -369,11 +321,7 @@ class CocoSource(Source):
             raise ValueError(f"{path} is not a readable image ({err}): {self.fix}") from err
 
     def label_map(self, image_id: str, class_ids: Sequence[int]) -> np.ndarray:
-        """H x W uint8: each requested class's id on its mask, 0 elsewhere.
-
-        Classes are painted in the order given, so where two requested classes overlap the one
-        later in ``class_ids`` wins.
-        """
+        """H x W uint8: each requested class's id on its mask, else 0 (later classes win)."""
         record = self._record(image_id)
         label = np.zeros((record.height, record.width), np.uint8)
         for class_id in class_ids:
@@ -384,10 +332,7 @@ class CocoSource(Source):
         return label
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """H x W int32: instance k (1..n, annotation order, crowd regions included) of the class.
-
-        Instances are painted in annotation order, so overlapping pixels belong to the later one.
-        """
+        """H x W int32: instance k = 1..n of the class (annotation order, crowds; later wins)."""
         self._check_class(class_id)
         record = self._record(image_id)
         instance = np.zeros((record.height, record.width), np.int32)

@@ -1,9 +1,6 @@
-"""The datasets episodes can come from, by config name (`data.name`): a registry.
-
-An entry says how to open one split of the dataset as a `panet.data.sources.Source`, which splits
-train and test by default, how its classes fold, and what `data.root` must hold (for messages).
-Validation, the config's comments and the episode builder read it, so a new dataset is one
-`Source` module plus one line here plus a named config (README, "Layout").
+"""The registry of datasets episodes can come from, by config name (`data.name`): how to open a
+split as a `panet.data.sources.Source`, default splits, folds, what `data.root` holds. A new
+dataset is one `Source` module, one line here and a named config (README, "Layout").
 """
 
 from __future__ import annotations
@@ -21,16 +18,12 @@ from panet.data.voc import VocSource
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset. `source(setting, split)`: its `Source` for `split`, reading what it needs of
-    the episode setting (`panet.settings.EpisodeSetting`: root, lists_dir, year, cache_dir).
-    `train_split` / `test_split`: the splits used when data.train_split / data.test_split are
-    None (the released protocol tests on the training split). `n_folds`: the fold count the
-    benchmark defines (None: any, for your own data); `fold_styles`: the class splits it has
-    (`all`: every class both trains and tests, as a cross-domain source or target does);
-    `lists`: whether it reads list files (data.lists_dir); `root`: what data.root is;
-    `protocol`: the episode rule when data.protocol is None (`panet.data.protocols`), and
-    `protocols` the ones it has; `shared_classes`: class k is the same class in every split
-    (FSS-1000 numbers each split's classes apart)."""
+    """One dataset. `source(setting, split)`: its `Source` (from `panet.settings.EpisodeSetting`).
+    `root`: what data.root is. `train_split` / `test_split`: the defaults of data.train_split /
+    data.test_split (the released protocol tests on the training split). `n_folds`: the
+    benchmark's fold count (None: any); `fold_styles`: its class splits; `lists`: whether it
+    reads data.lists_dir; `protocol`: the default data.protocol, `protocols` the ones it has;
+    `shared_classes`: class k is one class in every split (not so in FSS-1000)."""
 
     source: Callable[[Any, str], Source]
     root: str
@@ -63,12 +56,8 @@ def _folder(setting: Any, split: str) -> Source:
     return FolderSource(setting.root_path, split)
 
 
-def _cross_domain(source_class: type) -> Callable[[Any, str], Source]:
-    def open_split(setting: Any, split: str) -> Source:
-        if source_class is cdfss.Fss1000Source:
-            return source_class(setting.root_path, split, setting.lists_dir)
-        return source_class(setting.root_path, split)
-    return open_split
+def _fss1000(setting: Any, split: str) -> Source:
+    return cdfss.Fss1000Source(setting.root_path, split, setting.lists_dir)
 
 
 def _target(source_class: type, root: str, **kwargs) -> DatasetSpec:
@@ -76,15 +65,15 @@ def _target(source_class: type, root: str, **kwargs) -> DatasetSpec:
     root = f"{root} (download: {cdfss.DOWNLOADS[source_class.name]})"
     defaults = dict(train_split="test", test_split="test", n_folds=None, fold_styles=("all",),
                     lists=False, protocol="patnet", protocols=("patnet", "panet"))
-    return DatasetSpec(_cross_domain(source_class), root, **{**defaults, **kwargs})
+    kwargs.setdefault("source", lambda setting, split: source_class(setting.root_path, split))
+    return DatasetSpec(root=root, **{**defaults, **kwargs})
 
 
 DATASETS: Dict[str, DatasetSpec] = {
     "pascal": DatasetSpec(_pascal, "the VOC2012 folder (JPEGImages/, SegmentationClassAug/, "
                                    "ImageSets/)", train_split="trainaug", test_split="trainaug"),
     "coco": DatasetSpec(_coco, "the COCO folder (annotations/, train2014/, val2014/)",
-                        train_split="train", test_split="train",
-                        fold_styles=FOLD_STYLES,
+                        train_split="train", test_split="train", fold_styles=FOLD_STYLES,
                         lists=False),
     "synthetic": DatasetSpec(_synthetic, "the folder written by scripts/make_synthetic.py "
                                          "(VOC2012/, coco/)",
@@ -97,8 +86,8 @@ DATASETS: Dict[str, DatasetSpec] = {
     "chestxray": _target(cdfss.ChestXraySource, cdfss.ChestXraySource.LAYOUT),
     "fss1000": _target(cdfss.Fss1000Source, cdfss.Fss1000Source.LAYOUT + "; class lists in "
                        "data.lists_dir (default <root>/splits/{trn,val,test}.txt)",
-                       lists=True, train_split="trn", protocols=("patnet", "hsnet", "panet"),
-                       shared_classes=False),
+                       source=_fss1000, lists=True, train_split="trn",
+                       protocols=("patnet", "hsnet", "panet"), shared_classes=False),
 }
 
 

@@ -3,9 +3,8 @@
 Layout (``root``)::
 
     images/<id>.jpg | .jpeg | .png     the images (8-bit; grayscale, RGBA, CMYK converted to RGB)
-    masks/<id>.png                     single-channel class-index PNG of the image's size:
-                                       0 background, k the class on line k of classes.txt,
-                                       255 ignore
+    masks/<id>.png                     single-channel class-index PNG of the image's size: 0
+                                       background, k the class of line k of classes.txt, 255 ignore
     classes.txt                        one class name per line; line k (from 1) is class k
     splits/<split>.txt                 optional: the image ids of a split, one per line
     lists/<split>/class<k>.txt         written by scripts/prepare_folder.py: the ids of the split
@@ -14,17 +13,15 @@ Layout (``root``)::
                                        (classes.txt, the split list, each mask of the split)
 
 Split ``all`` is every image of ``images/``; any other name reads ``splits/<split>.txt``. As in
-PASCAL-5i as released, training and testing may draw from the same images: they never share a
-class (``panet.data.folds.split_classes``).
+PASCAL-5i, training and testing may draw from the same images, never sharing a class.
 
-Prepared lists are checked against the files they were written from by content, not by time:
-a mask replaced by an older file (``cp -p``, a restored backup) keeps its old lists silently
-wrong under a time check. Opening a split hashes its masks (``sources.sha256`` lists them, in
-``sha256sum`` format) and refuses lists whose files changed, appeared or went away since.
+Prepared lists are checked by content, not time (a mask replaced by an older file, ``cp -p``,
+would pass a time check): opening a split hashes its files and refuses lists whose files
+changed, appeared or went away since ``sources.sha256`` (``sha256sum`` format) was written.
 
-Weak supports: the layout has no instance masks, so bounding-box supports take the connected
-parts (8-connected) of a class's mask as its instances (our reading; PROTOCOL §10's largest
-instance becomes the largest connected part). Scribbles are generated from the dense masks.
+Weak supports: with no instance masks, a box support's instances are the 8-connected parts of
+the class's mask (our reading; PROTOCOL §10's largest instance becomes the largest part).
+Scribbles are generated from the dense masks.
 """
 
 from __future__ import annotations
@@ -33,12 +30,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
-from scipy import ndimage
-
 from panet.base.constants import IGNORE_INDEX
-from panet.base.files import PathLike
-from panet.base.files import file_sha256
+from panet.base.files import PathLike, file_sha256
 from panet.data.sources import ListedSource, read_id_list, require_files
 
 IMAGE_DIR = "images"
@@ -58,8 +51,8 @@ LAYOUT_HINT = ("expected ROOT/images/<id>.jpg|.png, ROOT/masks/<id>.png, ROOT/cl
 
 
 def parse_classes(path: Path) -> Tuple[Dict[int, str], List[str]]:
-    """(class id -> name, problems) of a ``classes.txt``: one non-empty, unique name per line
-    (trailing blank lines allowed), at most ``MAX_CLASSES`` of them."""
+    """(class id -> name, problems) of a ``classes.txt``: one non-empty, unique name per line,
+    at most ``MAX_CLASSES``."""
     try:
         lines = path.read_text(encoding="utf-8").rstrip().split("\n")
     except UnicodeDecodeError as error:
@@ -95,9 +88,8 @@ def shown_name(name: str) -> str:
 
 
 def image_files(folder: Path) -> Tuple[Dict[str, str], List[str]]:
-    """(id -> file name, problems) of the images in ``folder``: files with a suffix of
-    ``IMAGE_SUFFIXES``; two files with one stem (a.jpg, a.png) are a problem. Other files, and
-    names that are not UTF-8, are left out (``panet.data.folder_prepare`` reports them)."""
+    """(id -> file name, problems: two files of one stem) of the images in ``folder``. Other
+    files and non-UTF-8 names are left out (``panet.data.folder_prepare`` reports them)."""
     files: Dict[str, str] = {}
     problems = []
     for name in sorted(os.listdir(folder)):
@@ -124,29 +116,21 @@ def split_ids(root: Path, split: str, image_ids: Sequence[str]) -> List[str]:
 
 
 def list_sources(root: Path, split: str, ids: Sequence[str]) -> Dict[str, str]:
-    """Path (relative to ``root``) -> SHA-256 of every file a split's per-class lists are
-    written from: classes.txt (how many classes), the split list (which ids) and the mask of
-    each id (which classes it holds)."""
+    """Path (relative to ``root``) -> SHA-256 of every file a split's lists are written from:
+    classes.txt, the split list and each id's mask."""
     names = [CLASSES_FILE] + ([] if split == ALL_SPLIT else [f"{SPLIT_DIR}/{split}.txt"])
     names += [f"{MASK_DIR}/{image_id}{MASK_SUFFIX}" for image_id in sorted(ids)]
     return {name: file_sha256(root / name) for name in names}
 
 
 def write_list_sources(path: Path, sources: Dict[str, str]) -> None:
-    """``sources`` (``list_sources``) at ``path``, one ``<sha256>  <path>`` line per file."""
+    """``list_sources`` at ``path``, one ``<sha256>  <path>`` line per file."""
     path.write_text("".join(f"{digest}  {name}\n" for name, digest in sources.items()))
 
 
-def read_list_sources(path: Path) -> Dict[str, str]:
-    """What ``write_list_sources`` wrote."""
-    lines = path.read_text().splitlines()
-    return {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
-
-
 class FolderSource(ListedSource):
-    """One split of a dataset in the folder layout (module docstring); classes 1..K. Beside the
-    checks of every ``ListedSource``, the lists must have been written from the current files
-    (``sources.sha256``); ``scripts/prepare_folder.py`` checks every file up front."""
+    """One split of a dataset in the folder layout (module docstring); classes 1..K. The lists
+    must have been written from the current files (``sources.sha256``)."""
 
     mask_origin = MASK_ORIGIN
 
@@ -182,16 +166,14 @@ class FolderSource(ListedSource):
                           "problem)")
 
     def _check_list_sources(self) -> None:
-        """The per-class lists must have been written from the files there now
-        (``list_sources``): masks redrawn, images added or removed, classes.txt or the split
-        list edited since would leave images out, or sample them for classes they no longer
-        hold, with no word."""
         lists = self.root / LIST_DIR / self.split
         record = lists / SOURCES_FILE
         if not record.is_file():
             raise FileNotFoundError(f"{record} does not exist (lists written by an older "
                                     f"version?); {self.prepare_hint} again")
-        written, now = read_list_sources(record), list_sources(self.root, self.split, self.ids)
+        lines = (line.partition("  ") for line in record.read_text().splitlines())
+        written = {name: digest for digest, _, name in lines}  # what write_list_sources wrote
+        now = list_sources(self.root, self.split, self.ids)
         changed = sorted(name for name in written.keys() | now.keys()
                          if written.get(name) != now.get(name))
         if changed:
@@ -205,9 +187,3 @@ class FolderSource(ListedSource):
 
     def mask_path(self, image_id: str) -> Path:
         return self.root / MASK_DIR / f"{image_id}{MASK_SUFFIX}"
-
-    def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """The 8-connected parts of the class's mask, numbered 1..n in scan order."""
-        parts, _ = ndimage.label(self.label_map(image_id) == class_id,
-                                 structure=np.ones((3, 3), dtype=bool))
-        return parts.astype(np.int32)

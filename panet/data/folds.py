@@ -1,20 +1,15 @@
-"""Class tables and class splits: PASCAL-5i and COCO-20i folds (PROTOCOL §6, §7), and explicit
-test classes for other datasets.
+"""Class splits: PASCAL-5i and COCO-20i folds (PROTOCOL §6, §7), or explicit test classes.
 
-The benchmarks split their classes into ``N_FOLDS`` = 4 folds. Fold i tests on a quarter of the
-classes and trains on the other three quarters:
+Fold i of ``N_FOLDS`` = 4 tests on a quarter of the classes and trains on the rest:
 
-- ``contiguous`` (PASCAL-5i, and PANet's COCO-20i): test classes {b*i + 1, ..., b*i + b} with
-  b = n_classes / 4, i.e. {5i+1..5i+5} for PASCAL and {20i+1..20i+20} for COCO;
+- ``contiguous`` (PASCAL-5i, PANet's COCO-20i): test classes {b*i + 1, ..., b*i + b}, b =
+  n_classes / 4: {5i+1..5i+5} for PASCAL, {20i+1..20i+20} for COCO;
 - ``interleaved`` (the COCO-20i split of later papers): test classes {4k + i + 1, k = 0..b-1};
-- ``all`` (the cross-domain benchmark, docs/cross-domain.md): no class is held out, every class
-  trains (PASCAL VOC's 20, as PATNet trains PANet) and every class tests (a target dataset's).
+- ``all`` (cross-domain, docs/cross-domain.md): every class trains and every class tests.
 
-Other datasets may use another number of folds n (``n_folds``): contiguous blocks then differ in
-size by at most one class, the larger blocks first (10 classes in 4 folds: 1-3, 4-6, 7-8, 9-10);
-interleaved fold i holds the classes c with (c - 1) mod n = i. ``split_classes`` is the one
-place a configuration's class split is decided (the episode builder and test.py's metric use it):
-either those folds or an explicit list of test classes, the other classes training.
+With n folds (``n_folds``), contiguous blocks differ in size by at most one class, larger blocks
+first (10 classes in 4 folds: 1-3, 4-6, 7-8, 9-10); interleaved fold i holds the classes c with
+(c - 1) mod n = i. ``split_classes`` is the one place a run's class split is decided.
 """
 
 from __future__ import annotations
@@ -37,10 +32,7 @@ PASCAL_N_CLASSES = len(PASCAL_CLASS_NAMES)
 
 def held_out_classes(n_classes: int, fold: int, style: str = "contiguous",
                      n_folds: int = N_FOLDS) -> List[int]:
-    """The held-out class ids of ``fold`` (0..n_folds - 1) of ``n_folds`` (>= 2) folds of style
-    ``style`` (one of ``FOLD_STYLES``) among 1..n_classes, ascending: the config keys
-    data.fold, data.n_folds and data.fold_style are checked where settings are read; the
-    number of classes, a dataset's, here."""
+    """The held-out class ids, ascending, of ``fold`` of ``n_folds`` folds of ``style``."""
     if style == "all":
         return list(range(1, n_classes + 1))
     if n_classes < n_folds:
@@ -65,17 +57,10 @@ def fold_classes(n_classes: int, fold: int, train: bool, style: str = "contiguou
 def split_classes(source: Source, train: bool, fold: int = 0, *, n_folds: int = N_FOLDS,
                   fold_style: str = "contiguous",
                   test_classes: Optional[Sequence[Union[int, str]]] = None) -> List[int]:
-    """The classes of ``source`` that episodes draw from: training classes if ``train``, else
-    test classes, ascending.
-
-    ``test_classes`` (a non-empty list of distinct class ids or names of
-    ``source.class_names``, as data.test_classes is checked; ``fold``, ``n_folds`` and
-    ``fold_style`` are then unused) lists the test classes, every other class trains. Without
-    it, ``fold`` of ``n_folds`` folds of style ``fold_style`` holds the test classes (see the
-    module docstring). Raises ``ValueError`` naming the entry for a class the dataset does not
-    have or one named twice (by id and name), and when training is asked for but every class
-    is a test class.
-    """
+    """The training (``train``) or test classes of ``source``, ascending: the ``fold`` of
+    ``n_folds`` folds of ``fold_style`` holds the test classes, or ``test_classes`` (ids or
+    names) lists them. A ValueError names an unknown or twice-named class, or no class left to
+    train on."""
     if test_classes is None:
         return fold_classes(len(source.class_ids), fold, train, fold_style, n_folds)
     names = getattr(source, "class_names", None) or {}

@@ -22,11 +22,9 @@ generator (``RandomState``, whose streams numpy keeps fixed) seeded with ``seed`
 ``replace=False`` makes each draw a permutation of the whole list (numpy's legacy ``choice``),
 so the calls are made exactly as PATNet makes them: another call pattern would shift the stream.
 
-An *episode file* lists episodes one a line, with image paths relative to ``data.root`` (as in
-``episodes.npz``'s ``query_paths`` / ``support_paths``): JSON lines ``{"class": name, "query":
-path, "supports": [path, ...]}`` (``.json`` / ``.jsonl``) or CSV with the header ``class,query,
-support_1, ..., support_S`` (``.csv``). ``read_episode_file`` turns one into the episodes of a
-test (``test.episodes_file``) on any dataset, refusing images the dataset lacks.
+An *episode file* lists episodes one a line, image paths relative to ``data.root``: JSON lines
+``{"class": name, "query": path, "supports": [path, ...]}`` (``.json`` / ``.jsonl``) or CSV with
+the header ``class,query,support_1, ..., support_S`` (``.csv``); ``test.episodes_file``.
 """
 
 from __future__ import annotations
@@ -97,7 +95,7 @@ def _episode(class_id: int, query: str, supports: Sequence[str]) -> Episode:
 
 
 def relative_path(source: Source, image_id: str) -> str:
-    """The image's file relative to the source's root (its id when it has no file there)."""
+    """The image's file relative to the source's root, else its id."""
     path, root = source.image_path(image_id), getattr(source, "root", None)
     try:
         return path.relative_to(root).as_posix()
@@ -106,8 +104,7 @@ def relative_path(source: Source, image_id: str) -> str:
 
 
 def write_episode_file(path: Path, rows: Sequence[Dict]) -> Path:
-    """Write episodes (dicts with "class", "query", "supports") to a ``.csv`` or JSON-lines file
-    (module docstring)."""
+    """Write episodes (dicts: "class", "query", "supports") to an episode file."""
     path = Path(path)
     with atomic_write(path, "w") as out:
         if path.suffix == ".csv":
@@ -121,8 +118,7 @@ def write_episode_file(path: Path, rows: Sequence[Dict]) -> Path:
 
 
 def read_episode_rows(path: Path) -> List[Dict]:
-    """The episodes of an episode file as dicts (class, query, supports); one-line errors
-    naming the line of a malformed file."""
+    """The episodes of an episode file as dicts; one-line errors name a malformed line."""
     path = Path(path)
     if path.suffix not in EPISODE_FILE_SUFFIXES:
         raise ValueError(f"{path}: an episode file is .csv or .json/.jsonl (scripts/episodes.py)")
@@ -162,10 +158,8 @@ def read_episode_rows(path: Path) -> List[Dict]:
 
 
 def read_episode_file(path: Path, source: Source) -> List[Episode]:
-    """The 1-way 1-query episodes an episode file lists, on ``source``: each class named as the
-    source names it (or by id), each image a path relative to ``data.root`` that the class's
-    list holds. A file naming images or classes the dataset lacks is refused (a count and
-    examples), before anything runs."""
+    """The 1-way 1-query episodes an episode file lists, on ``source`` (classes by name or id);
+    a file naming classes or images the dataset lacks is refused before anything runs."""
     rows = read_episode_rows(path)
     names = getattr(source, "class_names", None) or {}
     by_name = {str(name): k for k, name in names.items()}

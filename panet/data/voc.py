@@ -5,17 +5,14 @@ Layout (``root`` is the ``VOC2012`` folder)::
     JPEGImages/{id}.jpg                            the images (VOC2012 tar)
     SegmentationClassAug/{id}.png                  class ids 0..20, 255 void (trainaug release)
     SegmentationObjectAug/{id}.png                 optional: instance ids, for box supports
-    ScribbleAugAuto/{id}.png                       optional: released scribbles, or written by
-                                                   scripts/make_scribbles.py (without the folder
-                                                   the loader generates the same ones on the fly)
+    ScribbleAugAuto/{id}.png                       optional: released scribbles or those of
+                                                   scripts/make_scribbles.py (else made on the fly)
     ImageSets/Segmentation/{split}.txt             the image ids of a split
-    ImageSets/Segmentation/{split}/class{k}.txt    the ids whose mask holds class k
-                                                   (written by scripts/prepare_voc.py)
+    ImageSets/Segmentation/{split}/class{k}.txt    the ids holding class k (scripts/prepare_voc.py)
 
-Splits: ``trainaug`` (10,582 ids; the list may also be named ``train_aug.txt``), ``val`` (1,449),
-``train``, ``trainval``, or any other ``{split}.txt`` present. The optional folders are opened only
-when a feature needs them (boxes, scribbles). Every file problem raises an error that names the
-file and says where the official files come from.
+Splits: ``trainaug`` (10,582 ids; or ``train_aug.txt``), ``val`` (1,449), or any other
+``{split}.txt``. The optional folders are opened only when a feature needs them (boxes,
+scribbles). A file problem raises an error naming the file and where the official one comes from.
 """
 
 from __future__ import annotations
@@ -56,15 +53,6 @@ ORIGIN = {
 PREPARE_HINT = "run `python scripts/prepare_voc.py {root}` to write the per-class lists"
 
 
-def split_list_path(lists_dir: Path, split: str) -> Optional[Path]:
-    """The ``{split}.txt`` file under ``lists_dir`` (trying the split's aliases), or None."""
-    for name in SPLIT_ALIASES.get(split, (split,)):
-        path = lists_dir / f"{name}.txt"
-        if path.is_file():
-            return path
-    return None
-
-
 def require_dir(path: Path, origin: str) -> None:
     """FileNotFoundError naming the folder of the layout that is missing and its ``origin``."""
     if not path.is_dir():
@@ -73,13 +61,9 @@ def require_dir(path: Path, origin: str) -> None:
 
 
 def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
-    """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of the class mask's
-    ``shape``."""
+    """H x W uint8 ``SegmentationObjectAug/{id}.png``, checked to be of ``shape``."""
     path = root / INSTANCE_DIR / f"{image_id}.png"
-    if not path.is_file():
-        raise FileNotFoundError(f"instance mask {path} does not exist; it comes from "
-                                f"{ORIGIN[INSTANCE_DIR]}")
-    instances = load_label_png(path)
+    instances = load_label_png(path, ORIGIN[INSTANCE_DIR])
     if instances.shape != shape:
         raise ValueError(f"{path} is {instances.shape} but the class mask of {image_id!r} is "
                          f"{shape}; the instance mask belongs to another image")
@@ -87,13 +71,10 @@ def instance_mask(root: Path, image_id: str, shape: tuple) -> np.ndarray:
 
 
 def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
-    """H x W uint8 scribble map of one image, ``ScribbleAugAuto`` format, drawn by the DAVIS robot
-    (``panet.data.weak.build_scribble_map``) on ``root/SegmentationClassAug/{id}.png``.
-
-    Instances: ``SegmentationObjectAug/{id}.png`` when that folder exists (as the released
-    scribbles were made), otherwise every 8-connected part of a class region. The one function
-    behind both the loader's on-the-fly scribbles and ``scripts/make_scribbles.py``.
-    """
+    """H x W uint8 scribbles (``ScribbleAugAuto`` format) drawn by the DAVIS robot
+    (``panet.data.weak.build_scribble_map``) on ``SegmentationClassAug/{id}.png``, instances
+    from ``SegmentationObjectAug`` when it exists (as released), else each 8-connected part of a
+    class. Behind both on-the-fly scribbles and ``scripts/make_scribbles.py``."""
     root = Path(root)
     labels = load_label_png(root / CLASS_DIR / f"{image_id}.png")
     instances = (instance_mask(root, image_id, labels.shape)
@@ -102,14 +83,12 @@ def generate_scribbles(root: PathLike, image_id: str) -> np.ndarray:
 
 
 class VocSource(ListedSource):
-    """One split of PASCAL VOC 2012 + SBD. Class ids 1..20 in PROTOCOL §6 order.
+    """One split of PASCAL VOC 2012 + SBD, class ids 1..20 in PROTOCOL §6 order.
 
-    ``n_classes`` and ``class_names`` let the same layout carry another class table (the
-    synthetic set uses its own names). ``lists_dir`` holds the split lists and per-class lists
-    when they are not in the tree's ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out
-    DIR`` writes such a folder for a read-only tree; config key ``data.lists_dir``).
-    ``images=False`` accepts a masks-only tree (no ``JPEGImages``): everything but decoding an
-    image works (class lists, label maps, episode layouts).
+    ``n_classes``, ``class_names``: another class table on the same layout (synthetic).
+    ``lists_dir`` (data.lists_dir): the split and per-class lists, when not in
+    ``ImageSets/Segmentation`` (``scripts/prepare_voc.py --out DIR``, for a read-only tree).
+    ``images=False`` accepts a masks-only tree (no ``JPEGImages``); only images cannot be read.
     """
 
     mask_origin = ORIGIN[CLASS_DIR]
@@ -130,10 +109,12 @@ class VocSource(ListedSource):
         for folder in folders:
             require_dir(self.root / folder, ORIGIN[folder])
         require_dir(self.lists_dir, ORIGIN[str(LIST_DIR)])
-        list_path = split_list_path(self.lists_dir, split)
-        if list_path is None:
+        found = [self.lists_dir / f"{name}.txt" for name in SPLIT_ALIASES.get(split, (split,))
+                 if (self.lists_dir / f"{name}.txt").is_file()]
+        if not found:
             raise FileNotFoundError(f"split list {self.lists_dir / (split + '.txt')} does not "
                                     f"exist; it comes from {ORIGIN[str(LIST_DIR)]}")
+        list_path = found[0]
         self.ids = read_id_list(list_path)
         for folder, suffix in folders.items():
             present = {name[:-len(suffix)] for name in os.listdir(self.root / folder)
@@ -151,11 +132,8 @@ class VocSource(ListedSource):
         return self.root / CLASS_DIR / f"{image_id}.png"
 
     def instance_map(self, image_id: str, class_id: int) -> np.ndarray:
-        """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id.
-
-        Instance pixels outside the class's mask are dropped; class pixels without an instance
-        id stay 0.
-        """
+        """Instances of ``class_id`` from ``SegmentationObjectAug``, renumbered 1..n by id, kept
+        to the class's mask (class pixels without an instance id stay 0)."""
         require_dir(self.root / INSTANCE_DIR,
                     ORIGIN[INSTANCE_DIR] + " (needed for bounding-box supports)")
         in_class = self.label_map(image_id) == class_id
@@ -166,8 +144,7 @@ class VocSource(ListedSource):
         return np.where(in_class, renumber[objects], 0).astype(np.int32)
 
     def scribble_map(self, image_id: str) -> np.ndarray:
-        """``ScribbleAugAuto/{id}.png`` when that folder exists, else the same scribbles
-        generated on the fly (``generate_scribbles``, kept per image)."""
+        """``ScribbleAugAuto/{id}.png`` when that folder exists, else ``generate_scribbles``."""
         folder = self.root / SCRIBBLE_DIR
         if not folder.is_dir():
             return super().scribble_map(image_id)
