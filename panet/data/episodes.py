@@ -28,17 +28,15 @@ come from a generator seeded with (seed, i), never from worker or global state.
 
 A support whose class vanishes from its resized mask (a tiny object) is replaced: the item's
 generator draws other images of the class not yet in the way (as support or query) until one
-keeps a non-empty mask
-(``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). Under a reference protocol
-(``panet.data.protocols``: PATNet's, HSNet's) supports are kept as drawn, an empty mask
-included, and label maps are resized as PyTorch's nearest mode does, as their code does. A query
+keeps a non-empty mask (``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). Under a
+reference protocol (``panet.data.protocols``: PATNet's, HSNet's) supports are kept as drawn,
+empty or not, and label maps resized as PyTorch's nearest mode does, as their code does. A query
 keeps its label even if its class vanished: the metric counts a class only where it is.
 
-Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps,
-recording for every image the generator state it was drawn from; ``__getitem__`` then decodes
-the pixels. ``panet.evaluation.images`` plans test runs from layouts and later draws one support
-or query again from its recorded state (``redraw_support``, ``redraw_query``): the same images,
-masks and labels as the item.
+Labels first, pixels second: ``layout(i)`` draws all of item i that needs only label maps,
+recording each image's generator state; ``__getitem__`` then decodes the pixels.
+``panet.evaluation.images`` plans test runs from layouts and draws a support or query again from
+its state (``redraw_support``, ``redraw_query``): the same images, masks and labels as the item.
 """
 
 from __future__ import annotations
@@ -61,8 +59,6 @@ from panet.data.weak import Masks, box_masks, dense_masks, scribble_masks
 WEAK_KINDS = ("dense", "scribble", "bbox")
 COCO_LABELS = ("class", "episode")
 MAX_RESAMPLES = 20
-STACKED_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels",
-                "class_ids")
 GeneratorState = Dict[str, Any]  # numpy's ``Generator.bit_generator.state``
 
 
@@ -290,7 +286,7 @@ def collate_episodes(items: List[Dict[str, object]]) -> Dict[str, object]:
     batch = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if key in STACKED_KEYS else values
+        batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
     return batch
 
 

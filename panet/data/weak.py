@@ -83,9 +83,6 @@ def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
     return fg_box, bg_box
 
 
-# ---- the DAVIS interaction robot: one region -> a scribble ------------------------------------
-
-
 def robot_scribble(region: np.ndarray) -> np.ndarray:
     """H x W bool map of 1-px curves: what the DAVIS-challenge interaction robot draws on an
     H x W bool ``region`` (deterministic; empty without an axis component of ``MIN_AXIS_PIXELS``).
@@ -221,9 +218,6 @@ def _draw(points: np.ndarray, canvas: np.ndarray) -> None:
         canvas[rows, cols] = True
 
 
-# ---- an image's scribble map in the released format ------------------------------------------
-
-
 def build_scribble_map(labels: np.ndarray, instances: Optional[np.ndarray] = None) -> np.ndarray:
     """H x W uint8 scribble map of one image in the released ``ScribbleAugAuto`` format.
 
@@ -260,9 +254,6 @@ def _paint(scribbles: np.ndarray, region: np.ndarray, value: int) -> bool:
     scribble = robot_scribble(region) & region
     scribbles[scribble] = value
     return bool(scribble.any())
-
-
-# ---- scribble supports ------------------------------------------------------------------------
 
 
 def dilate(scribble: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
