@@ -240,11 +240,9 @@ def _rle(mask: np.ndarray) -> dict:
 def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, int] = (375, 500),
              seed: int = 0, val_fraction: float = 0.2, coco: bool = False,
              coco_year: int = 2014) -> Path:
-    """Write the dataset under ``root`` (see the module docstring); returns ``root``.
-
-    The last ``round(n_images * val_fraction)`` images form ``val``, the others ``trainaug``
-    (``train{year}`` / ``val{year}`` in the COCO variant). Existing files are overwritten.
-    """
+    """Write the dataset under ``root`` (module docstring), overwriting; returns ``root``. The
+    last ``round(n_images * val_fraction)`` images form ``val`` (COCO: ``val{year}``), the
+    others ``trainaug`` (``train{year}``)."""
     root = Path(root)
     voc = root / VOC_DIR
     for name in (IMAGE_DIR, CLASS_DIR, INSTANCE_DIR, str(LIST_DIR)):
@@ -297,11 +295,10 @@ def generate_folder(root: PathLike, n_images: int = DEFAULT_N_IMAGES,
 
 def write_predict_example(image_dir: Path, mask_dir: Path, ids: Sequence[str], class_id: int,
                           out: Path, n_queries: int = 1) -> Tuple[Path, Path, List[Path]]:
-    """Inputs for ``scripts/predict.py`` from class-index masks: the first of ``ids`` whose mask
-    covers at least ``EXAMPLE_MIN_AREA`` of the image with ``class_id`` becomes
-    ``out/support.jpg`` with ``out/support_mask.png`` (0 background, 255 the class), the next
-    ``n_queries`` such images are copied to ``out/queries/query_<q>.jpg``. Returns (support
-    image, support mask, query images)."""
+    """Inputs for ``scripts/predict.py``: of the ``ids`` whose class-index mask covers at least
+    ``EXAMPLE_MIN_AREA`` with ``class_id``, the first becomes ``out/support.jpg`` with
+    ``out/support_mask.png`` (0 / 255), the next ``n_queries`` ``out/queries/query_<q>.jpg``.
+    Returns (support image, support mask, query images)."""
     chosen = []
     for image_id in ids:
         labels = load_label_png(mask_dir / f"{image_id}.png")

@@ -1,8 +1,6 @@
-"""Generated stand-ins for the four cross-domain few-shot test sets of PATNet, in their layouts.
-
-The cross-domain benchmark (PATNet, ECCV 2022) tests on Deepglobe, ISIC2018, Chest X-ray and
-FSS-1000. ``generate_cdfss`` writes a small dataset in each real on-disk layout, so the loaders
-run on it; ``data.root`` is the dataset's own folder::
+"""Generated stand-ins for the four cross-domain few-shot test sets of PATNet (ECCV 2022):
+Deepglobe, ISIC2018, Chest X-ray and FSS-1000, each small, in its real on-disk layout, so the
+loaders run on it (``data.root`` is the dataset's own folder)::
 
     Deepglobe/<k>/test/origin/<stem>.jpg, <k>/test/groundtruth/<stem>.png        k = 1..6
     ISIC/ISIC2018_Task1-2_Training_Input/<k>/ISIC_<7 digits>.jpg                 k = 1..3
@@ -16,10 +14,9 @@ ISIC classes nevus, seborrheic_keratosis, melanoma are folders 1, 2, 3. Deepglob
 ``images_per_class`` images per class, Lung ``lung_images``, FSS-1000 ``len(FSS_CLASSES)``
 classes (``FSS_SPLITS``: 6 trn, 3 val, 3 test) of 10 images each; every mask has its image.
 
-Look: each class has a style, a colour pair and a fill pattern (stripes, checkerboard, dots or
-solid), and its object (1-3 blobs for Deepglobe, one lesion for ISIC and FSS-1000, two lung
-fields for the grayscale X-rays) is filled with it on a noisy background of the dataset's own
-colour, so a model can find a class from its support.
+Each class has a colour pair and a fill pattern (``class_style``) that fills its object (1-3
+blobs for Deepglobe, one lesion for ISIC and FSS-1000, two lung fields for the grayscale X-rays)
+on a noisy background of the dataset's own colour, so a model can find a class from its support.
 
 Names carry the edge cases of the real data, for the loaders' exact sorting:
 
