@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-
 from panet.base.files import PathLike
 from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
                                MASK_DIR, MASK_ORIGIN, MASK_SUFFIX, MAX_CLASSES, SOURCES_FILE,

@@ -172,8 +172,5 @@ def listed_ids(lists_dir: PathLike) -> List[str]:
 
 def images_missing(voc_root: PathLike, ids: Sequence[str]) -> List[str]:
     """Ids without ``JPEGImages/{id}.jpg`` (class lists do not need them, training does)."""
-    image_dir = Path(voc_root) / IMAGE_DIR
-    if not image_dir.is_dir():
-        return list(ids)
-    present = {path.stem for path in image_dir.glob("*.jpg")}
+    present = {path.stem for path in (Path(voc_root) / IMAGE_DIR).glob("*.jpg")}
     return [i for i in ids if i not in present]
