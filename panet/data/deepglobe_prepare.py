@@ -14,10 +14,11 @@ the commented-out ``data/preprocess.py`` of github.com/slei109/PATNet (cited as
    palette colours is a colour of its own (and, being rare, drops its tile); "unknown" (black)
    is an ordinary colour for the filter.
 3. Class masks (preprocess.py:65-94): for each kept tile and each class k = 1..6 whose colour
-   occurs in it at all, a 0/255 mask of that colour goes to folder k. PATNet's ``labelset``
-   (preprocess.py:65) lists the colours as read by ``cv2.imread`` (preprocess.py:90), i.e. BGR;
-   reversing each triple gives the RGB colours below. This mapping is our derivation, confirmed
-   by its fifth entry, [255, 0, 0]: no Deepglobe colour in RGB, but water (0, 0, 255) in BGR:
+   occurs in it at all (no least area), a 0/255 mask of that colour goes to folder k. PATNet's
+   ``labelset`` (preprocess.py:65) lists the colours as read by ``cv2.imread``
+   (preprocess.py:90), i.e. BGR; reversing each triple gives the RGB colours below. This mapping
+   is our derivation, confirmed by its fifth entry, [255, 0, 0]: no Deepglobe colour in RGB,
+   but water (0, 0, 255) in BGR:
 
        folder 1 agriculture (255, 255, 0)   folder 4 forest  (0, 255, 0)
        folder 2 urban       (0, 255, 255)   folder 5 water   (0, 0, 255)
@@ -31,10 +32,10 @@ Read (the Kaggle release): ``<release>/train/<id>_sat.jpg`` (2448 x 2448 RGB) wi
     <out>/<k>/test/origin/<id>_sat_<i><j>.jpg       tile (i, j) of <id>_sat.jpg
     <out>/<k>/test/groundtruth/<id>_sat_<i><j>.png  8-bit grayscale, 255 = class k
 
-The tile name is PATNet's crop name (preprocess.py:32); its mask takes the same stem, as PATNet's
-loader derives the mask name from the image's (data/deepglobe.py:62-64). A tile with several
-classes appears in several folders. Image tiles are JPEG at quality 95, the ``cv2.imwrite``
-default PATNet wrote them with (preprocess.py:33).
+The tile name is PATNet's crop name (preprocess.py:32: source stem, "_", row, column); its mask
+takes the same stem, as PATNet's loader derives the mask name from the image's
+(data/deepglobe.py:62-64). A tile with several classes appears in several folders. Image tiles
+are JPEG at quality 95, the ``cv2.imwrite`` default PATNet wrote them with (preprocess.py:33).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ An item (one episode; CPU tensors)::
 
 Label classes (``coco_labels``). A source that paints only the classes it is asked for (COCO)
 loads each image of way c with that way's class alone by default ("class", the released COCO
-loader and PROTOCOL §7); "episode" paints all the episode's classes into every image. Sources
-with full label maps (PASCAL, whose released loader paints every episode class) are the same
-under both.
+loader and PROTOCOL §7: a support's background and a query's labels ignore the other ways'
+classes); "episode" paints all the episode's classes into every image. Sources with full label
+maps (PASCAL, whose released loader paints every episode class) are the same under both.
 
 ``ds[i]`` is a pure function of i: the flips (training only) and random box / scribble choices
 come from a generator seeded with (seed, i), never from worker or global state.

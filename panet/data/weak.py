@@ -10,19 +10,21 @@ Dense: fg = pixels of the way's class; bg = pixels labelled with none of the epi
 
 Box: the class's instance map restricted to the dense fg; fg = the box of the largest instance
 (released rule) or of a random one (the paper's wording); bg = everything outside the boxes of all
-its instances. If no instance overlaps the fg, the whole fg counts as one instance.
+its instances. If no instance overlaps the fg (instance and class PNGs disagree), the whole fg
+counts as one instance.
 
 Scribble: from an image's scribble map in the released ``ScribbleAugAuto`` format (0 bg
 scribble, 255 unlabelled, k fg scribble of instance k), read from the released files or
 generated with ``build_scribble_map`` (the DAVIS-challenge interaction robot, ``robot_scribble``,
 on every instance and on the background region). fg = one fg scribble chosen at random among
 those that touch the dense fg, kept inside it; bg = the bg scribble inside the dense bg.
-Optional dilation by a disk of radius r, clipped to the region.
+Optional dilation by a disk of radius r, clipped to the region (never onto the other side).
 
 Fallback for an empty side: scribbles can vanish at the input size (instances too small for the
 robot, a 1-px line between the rows nearest-neighbour resizing keeps), where the released loader
 pools an empty mask. Here the empty side gets the robot's scribble of its dense region at the
-input size, or the dense region itself when the robot draws nothing there.
+input size, or the dense region itself when the robot draws nothing there (too thin for a
+4-pixel axis: scribble-sized already), so that a support's fg is never empty.
 """
 
 from __future__ import annotations
