@@ -95,8 +95,7 @@ def robot_scribble(region: np.ndarray) -> np.ndarray:
     Bezier curve and drawn in 1-px lines (``_bezier``, ``_draw``). Not clipped to the region (a
     Bezier curve stays in the convex hull of its control points); ``build_scribble_map`` clips.
     """
-    region = np.asarray(region, dtype=bool)
-    scribble = np.zeros(region.shape, dtype=bool)
+    scribble = np.zeros(np.shape(region), dtype=bool)
     for curve in robot_curves(region):
         _draw(curve, scribble)
     return scribble
