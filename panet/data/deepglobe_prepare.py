@@ -1,25 +1,24 @@
 """PATNet's Deepglobe test set from the official land-cover release (prepare_deepglobe.py).
 
 PATNet (Lei et al., ECCV 2022) tests on Deepglobe tiles split into six binary tasks. Its recipe is
-the commented-out ``data/preprocess.py`` of github.com/slei109/PATNet (cited below as
+the commented-out ``data/preprocess.py`` of github.com/slei109/PATNet (cited as
 ``preprocess.py:<line>``); the rules reproduced here:
 
 1. Grid crop (preprocess.py:22-36): every image and its label map are cut into a 6 x 6 grid;
    tile (i, j) spans rows ``int(i * H / 6)`` to ``int((i + 1) * H / 6)`` and the same for
-   columns, so a 2448 x 2448 release image gives 408 x 408 tiles. The grid, not the tile size,
-   is the rule: other image sizes give other tile sizes.
+   columns (408 x 408 tiles for a 2448 x 2448 release image; the grid, not the size, is the rule).
 2. Keep filter (preprocess.py:49-57): a label tile is kept only if it holds more than one colour
    and its rarest colour covers more than 0.048 of it. PATNet divides by the constant 166464
    (= 408 x 408, preprocess.py:54); here the divisor is the tile's own area, equal for release
    images. Colours are compared exactly, as PIL's ``getcolors`` does: a pixel off the seven
-   palette colours counts as a colour of its own (and, being rare, drops its tile); "unknown"
-   (black) is an ordinary colour for the filter.
+   palette colours is a colour of its own (and, being rare, drops its tile); "unknown" (black)
+   is an ordinary colour for the filter.
 3. Class masks (preprocess.py:65-94): for each kept tile and each class k = 1..6 whose colour
-   occurs in it at all, a 0/255 mask of that colour goes to folder k (no least area). PATNet's
-   ``labelset`` (preprocess.py:65) lists the colours as read by ``cv2.imread`` (preprocess.py:90),
-   i.e. in BGR order; reversing each triple gives the RGB colours below. This mapping is derived
-   here, not stated by PATNet; it is confirmed by its fifth entry, [255, 0, 0], which is no
-   Deepglobe colour in RGB but is water (0, 0, 255) in BGR:
+   occurs in it at all (no least area), a 0/255 mask of that colour goes to folder k. PATNet's
+   ``labelset`` (preprocess.py:65) lists the colours as read by ``cv2.imread``
+   (preprocess.py:90), i.e. BGR; reversing each triple gives the RGB colours below. This mapping
+   is our derivation, confirmed by its fifth entry, [255, 0, 0]: no Deepglobe colour in RGB,
+   but water (0, 0, 255) in BGR:
 
        folder 1 agriculture (255, 255, 0)   folder 4 forest  (0, 255, 0)
        folder 2 urban       (0, 255, 255)   folder 5 water   (0, 0, 255)
@@ -27,21 +26,16 @@ the commented-out ``data/preprocess.py`` of github.com/slei109/PATNet (cited bel
 
    "unknown" (0, 0, 0) gets no folder.
 
-Layout read (the Kaggle release ``deepglobe-land-cover-classification-dataset``)::
-
-    <release>/train/<id>_sat.jpg     2448 x 2448 RGB satellite image
-    <release>/train/<id>_mask.png    its colour-coded land-cover labels, same size
-
-Layout written (what the Deepglobe loader reads)::
+Read (the Kaggle release): ``<release>/train/<id>_sat.jpg`` (2448 x 2448 RGB) with
+``<id>_mask.png`` (its colour-coded labels). Written (what the Deepglobe loader reads)::
 
     <out>/<k>/test/origin/<id>_sat_<i><j>.jpg       tile (i, j) of <id>_sat.jpg
     <out>/<k>/test/groundtruth/<id>_sat_<i><j>.png  8-bit grayscale, 255 = class k
 
-The tile name is PATNet's image crop name (preprocess.py:32: the source name without its
-suffix, "_", row, column); its mask takes the same stem because PATNet's loader derives the mask
-name from the image name (data/deepglobe.py:62-64). A tile with several classes appears in
-several folders. Image tiles are re-encoded as JPEG at quality 95, the ``cv2.imwrite`` default
-PATNet wrote them with (preprocess.py:33).
+The tile name is PATNet's crop name (preprocess.py:32: source stem, "_", row, column); its mask
+takes the same stem, as PATNet's loader derives the mask name from the image's
+(data/deepglobe.py:62-64). A tile with several classes appears in several folders. Image tiles
+are JPEG at quality 95, the ``cv2.imwrite`` default PATNet wrote them with (preprocess.py:33).
 """
 
 from __future__ import annotations
@@ -94,12 +88,6 @@ def grid_boxes(height: int, width: int, grid: int = GRID) -> Iterator[Tuple[int,
                          int(j * width / grid), int((j + 1) * width / grid))
 
 
-def crop(array: np.ndarray, box: Box) -> np.ndarray:
-    """The ``box`` of an H x W (x C) array."""
-    top, bottom, left, right = box
-    return array[top:bottom, left:right]
-
-
 def _colour_counts(label: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """The distinct colours of an H x W x 3 uint8 label tile, packed as 0xRRGGBB, and counts."""
     packed = (label[..., 0].astype(np.int32) << 16) | (label[..., 1].astype(np.int32) << 8) \
@@ -111,12 +99,6 @@ def keep_tile(label: np.ndarray) -> bool:
     """PATNet's filter: more than one colour, and the rarest covers more than 0.048 of the tile."""
     _, counts = _colour_counts(label)
     return len(counts) > 1 and counts.min() / counts.sum() > MIN_RAREST_SHARE
-
-
-def off_palette(label: np.ndarray) -> bool:
-    """True if the tile holds a colour outside the seven Deepglobe colours."""
-    colours, _ = _colour_counts(label)
-    return any(((c >> 16) & 255, (c >> 8) & 255, c & 255) not in PALETTE for c in colours.tolist())
 
 
 def class_masks(label: np.ndarray) -> Dict[int, np.ndarray]:
@@ -139,38 +121,12 @@ def release_pairs(release: PathLike) -> List[Tuple[str, Path, Path]]:
     if unpaired:
         raise ValueError(f"{len(unpaired)} ids lack their {SAT_SUFFIX} or {MASK_SUFFIX} in "
                          f"{train} (e.g. {', '.join(unpaired[:5])}); restore the full release")
-    pairs = [(image_id, images[image_id], labels[image_id]) for image_id in sorted(images)]
-    for _, image_path, label_path in pairs:
-        _check_sizes(image_path, label_path)
-    return pairs
-
-
-def _check_sizes(image_path: Path, label_path: Path) -> None:
-    image_size, label_size = Image.open(image_path).size, Image.open(label_path).size
-    if image_size != label_size:
-        raise ValueError(f"{label_path} is {label_size[0]} x {label_size[1]} but its image is "
-                         f"{image_size[0]} x {image_size[1]}; replace both from {RELEASE_URL}")
-
-
-def _read_pair(image_path: Path, label_path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    return (np.asarray(Image.open(image_path).convert("RGB")),
-            np.asarray(Image.open(label_path).convert("RGB")))
-
-
-def _jpeg_bytes(pixels: np.ndarray) -> bytes:
-    buffer = BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
-def _write_tile(out: Path, stem: str, image_tile: np.ndarray, masks: Dict[int, np.ndarray],
-                summary: PrepareSummary) -> None:
-    jpeg = _jpeg_bytes(image_tile)
-    for class_id, mask in masks.items():
-        (out / str(class_id) / ORIGIN_DIR / f"{stem}.jpg").write_bytes(jpeg)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(
-            out / str(class_id) / GROUNDTRUTH_DIR / f"{stem}.png")
-        summary.per_class[class_id] += 1
+    for image_id in sorted(images):
+        (width, height), size = Image.open(images[image_id]).size, Image.open(labels[image_id]).size
+        if size != (width, height):
+            raise ValueError(f"{labels[image_id]} is {size[0]} x {size[1]} but its image is "
+                             f"{width} x {height}; replace both from {RELEASE_URL}")
+    return [(image_id, images[image_id], labels[image_id]) for image_id in sorted(images)]
 
 
 def prepare_deepglobe(pairs: List[Tuple[str, Path, Path]], out: PathLike) -> PrepareSummary:
@@ -181,14 +137,28 @@ def prepare_deepglobe(pairs: List[Tuple[str, Path, Path]], out: PathLike) -> Pre
             (out / str(class_id) / sub).mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary()
     for image_id, image_path, label_path in pairs:
-        image, label = _read_pair(image_path, label_path)
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        label = np.asarray(Image.open(label_path).convert("RGB"))
         summary.images += 1
-        for i, j, box in grid_boxes(*label.shape[:2]):
-            label_tile = crop(label, box)
+        for i, j, (top, bottom, left, right) in grid_boxes(*label.shape[:2]):
+            label_tile = label[top:bottom, left:right]
+            colours, _ = _colour_counts(label_tile)
             summary.tiles += 1
-            summary.off_palette += off_palette(label_tile)
+            summary.off_palette += any(((c >> 16) & 255, (c >> 8) & 255, c & 255) not in PALETTE
+                                       for c in colours.tolist())
             if keep_tile(label_tile):
                 summary.kept += 1
-                _write_tile(out, f"{image_id}_sat_{i}{j}", crop(image, box),
+                _write_tile(out, f"{image_id}_sat_{i}{j}", image[top:bottom, left:right],
                             class_masks(label_tile), summary)
     return summary
+
+
+def _write_tile(out: Path, stem: str, image_tile: np.ndarray, masks: Dict[int, np.ndarray],
+                summary: PrepareSummary) -> None:
+    buffer = BytesIO()  # encoded once, written to the folder of every class of the tile
+    Image.fromarray(image_tile).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    for class_id, mask in masks.items():
+        (out / str(class_id) / ORIGIN_DIR / f"{stem}.jpg").write_bytes(buffer.getvalue())
+        Image.fromarray(mask.astype(np.uint8) * 255).save(
+            out / str(class_id) / GROUNDTRUTH_DIR / f"{stem}.png")
+        summary.per_class[class_id] += 1

@@ -11,7 +11,7 @@ An item (one episode; CPU tensors)::
     query_labels    Q x H x W          int64: 0 background, c for way c's class (1..W), 255 void,
                                        any other class 0 (PROTOCOL §3)
     class_ids       W                  int64 global class ids
-    support_ids     W x S nested list of image ids
+    support_ids     W x S nested list of image ids (the images actually used)
     query_ids       list of Q image ids
     episode         the item's index i
     query_labels_full  (keep_original_labels) list of Q int64 tensors H_q x W_q, episode-local
@@ -19,28 +19,24 @@ An item (one episode; CPU tensors)::
 
 Label classes (``coco_labels``). A source that paints only the classes it is asked for (COCO)
 loads each image of way c with that way's class alone by default ("class", the released COCO
-loader and PROTOCOL §7): a support's background and a query's labels ignore the other ways'
-classes. "episode" paints all the episode's classes into every image. Sources with full label
+loader and PROTOCOL §7: a support's background and a query's labels ignore the other ways'
+classes); "episode" paints all the episode's classes into every image. Sources with full label
 maps (PASCAL, whose released loader paints every episode class) are the same under both.
 
-``ds[i]`` is a pure function of i: the flips (training only, per image) and random box / scribble
-choices come from a generator seeded with (seed, i), never from worker or global state.
+``ds[i]`` is a pure function of i: the flips (training only) and random box / scribble choices
+come from a generator seeded with (seed, i), never from worker or global state.
 
-Under a reference protocol (``panet.data.protocols``: PATNet's, HSNet's) supports are kept as
-drawn, an empty mask included, and label maps are resized as PyTorch's nearest mode does, as
-their code does. Otherwise a support whose class vanishes from its resized mask (a tiny object)
-is replaced, to keep every support mask non-empty: the dataset draws, with that item's
-generator, other images of the class not yet in the way (not its supports, not its queries)
-until one keeps a non-empty mask (``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). ``support_ids`` reports the
-images actually used. A query keeps its label even if its class vanished: the metric counts a
-class only where the ground truth holds it.
+A support whose class vanishes from its resized mask (a tiny object) is replaced: the item's
+generator draws other images of the class not yet in the way (as support or query) until one
+keeps a non-empty mask (``MAX_RESAMPLES`` tries, then a ``ValueError`` naming the class). Under a
+reference protocol (``panet.data.protocols``: PATNet's, HSNet's) supports are kept as drawn,
+empty or not, and label maps resized as PyTorch's nearest mode does, as their code does. A query
+keeps its label even if its class vanished: the metric counts a class only where it is.
 
-Labels first, pixels second. ``layout(i)`` draws everything of item i that needs only label maps
-(each support's view after replacement and its masks, each query's view), recording for every
-image the generator state it was drawn from; ``__getitem__`` then decodes the views' pixels.
-``panet.evaluation.images`` plans whole test runs from layouts (no image decoded) and later
-draws one support or query again from its recorded state (``redraw_support``,
-``redraw_query``): the same methods, hence the same images, masks and labels as the item.
+Labels first, pixels second: ``layout(i)`` draws all of item i that needs only label maps,
+recording each image's generator state; ``__getitem__`` then decodes the pixels.
+``panet.evaluation.images`` plans test runs from layouts and draws a support or query again from
+its state (``redraw_support``, ``redraw_query``): the same images, masks and labels as the item.
 """
 
 from __future__ import annotations
@@ -63,8 +59,6 @@ from panet.data.weak import Masks, box_masks, dense_masks, scribble_masks
 WEAK_KINDS = ("dense", "scribble", "bbox")
 COCO_LABELS = ("class", "episode")
 MAX_RESAMPLES = 20
-STACKED_KEYS = ("support_images", "support_fg", "support_bg", "query_images", "query_labels",
-                "class_ids")
 GeneratorState = Dict[str, Any]  # numpy's ``Generator.bit_generator.state``
 
 
@@ -141,8 +135,6 @@ class EpisodeDataset(Dataset):
         self.train = train
         self.keep_original_labels = keep_original_labels
         self._class_images = source.class_images()
-        # the reference protocols (panet.data.protocols) keep an empty support as drawn and
-        # resize labels as their code does
         self.reference = setting.episode_rule in REFERENCE
         self._resize = resize_nearest_torch if self.reference else resize_nearest
 
@@ -151,28 +143,24 @@ class EpisodeDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         layout = self.layout(index)
-        class_ids = layout.class_ids
-        supports = [support for way in layout.supports for support in way]
-        ways, shots = len(class_ids), len(layout.supports[0])
-        height, width = self.size
+        class_ids, supports, queries = layout.class_ids, layout.supports, layout.queries
+        fg = np.array([[s.fg for s in way] for way in supports])  # W x S x H x W bool
+        bg = np.array([[s.bg for s in way] for way in supports])
         item = {
-            "support_images": torch.stack([self.pixels(s.view) for s in supports]).view(
-                ways, shots, 3, height, width),
-            "support_fg": torch.from_numpy(np.stack([s.fg for s in supports])).float().view(
-                ways, shots, height, width),
-            "support_bg": torch.from_numpy(np.stack([s.bg for s in supports])).float().view(
-                ways, shots, height, width),
-            "query_images": torch.stack([self.pixels(q.view) for q in layout.queries]),
-            "query_labels": torch.stack([self.query_labels(q.view, class_ids)
-                                         for q in layout.queries]),
+            "support_images": torch.stack([torch.stack([self.pixels(s.view) for s in way])
+                                           for way in supports]),
+            "support_fg": torch.from_numpy(fg).float(),
+            "support_bg": torch.from_numpy(bg).float(),
+            "query_images": torch.stack([self.pixels(q.view) for q in queries]),
+            "query_labels": torch.stack([self.query_labels(q.view, class_ids) for q in queries]),
             "class_ids": torch.tensor(class_ids, dtype=torch.int64),
-            "support_ids": [[s.view.image_id for s in way] for way in layout.supports],
-            "query_ids": [q.view.image_id for q in layout.queries],
+            "support_ids": [[s.view.image_id for s in way] for way in supports],
+            "query_ids": [q.view.image_id for q in queries],
             "episode": index,
         }
         if self.keep_original_labels:
             item["query_labels_full"] = [self.query_labels(q.view, class_ids, full=True)
-                                         for q in layout.queries]
+                                         for q in queries]
         return item
 
     def layout(self, index: int) -> EpisodeLayout:
@@ -221,14 +209,12 @@ class EpisodeDataset(Dataset):
         self.source.check_sizes(view.image_id, image, view.full_labels.shape)
         return image_tensor(image, self.size, view.flipped)
 
-    def _label_classes(self, class_ids: Sequence[int], way: int) -> List[int]:
-        """The classes painted into an image of ``way`` (see ``coco_labels`` in the module
-        docstring)."""
-        return [class_ids[way]] if self.setting.coco_labels == "class" else list(class_ids)
-
-    def _view(self, image_id: str, class_ids: Sequence[int], rng: np.random.Generator) -> _View:
-        """The image's label map painted for ``class_ids``, resized (and flipped)."""
-        labels = self.source.label_map(image_id, class_ids)
+    def _view(self, image_id: str, way: int, class_ids: Sequence[int],
+              rng: np.random.Generator) -> _View:
+        """The image's label map painted for ``way`` (``coco_labels``: the module docstring),
+        resized (and flipped)."""
+        painted = [class_ids[way]] if self.setting.coco_labels == "class" else list(class_ids)
+        labels = self.source.label_map(image_id, painted)
         flipped = self.train and bool(rng.random() < 0.5)
         resized = self._resize(labels, self.size)
         if flipped:
@@ -238,8 +224,7 @@ class EpisodeDataset(Dataset):
     def _draw_query(self, image_id: str, way: int, class_ids: Sequence[int],
                     rng: np.random.Generator) -> DrawnQuery:
         state = rng.bit_generator.state
-        return DrawnQuery(way, self._view(image_id, self._label_classes(class_ids, way), rng),
-                          state)
+        return DrawnQuery(way, self._view(image_id, way, class_ids, rng), state)
 
     def _draw_support(self, image_id: str, way: int, class_ids: Sequence[int],
                       rng: np.random.Generator) -> Optional[DrawnSupport]:
@@ -247,7 +232,7 @@ class EpisodeDataset(Dataset):
         drawn after the view, when the way's class vanishes from its resized label map."""
         state = rng.bit_generator.state
         class_id = class_ids[way]
-        view = self._view(image_id, self._label_classes(class_ids, way), rng)
+        view = self._view(image_id, way, class_ids, rng)
         if not (self.reference or (view.labels == class_id).any()):
             return None
         fg, bg = self._support_masks(view, class_id, class_ids, rng)
@@ -273,10 +258,8 @@ class EpisodeDataset(Dataset):
             f"{min(MAX_RESAMPLES, len(spare))} other images lose the class when resized to "
             f"{self.size}; use a larger input size or drop the class")
 
-    def _aligned(self, array: Optional[np.ndarray], view: _View, what: str) -> Optional[np.ndarray]:
+    def _aligned(self, array: np.ndarray, view: _View, what: str) -> np.ndarray:
         """An original-size map of the image resized and flipped like ``view``."""
-        if array is None:
-            return None
         if array.shape != view.full_labels.shape:
             raise ValueError(f"{self.source.location(view.image_id)}: its {what} is {array.shape} "
                              f"but its label map is {view.full_labels.shape}; they must match")
@@ -303,7 +286,7 @@ def collate_episodes(items: List[Dict[str, object]]) -> Dict[str, object]:
     batch = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if key in STACKED_KEYS else values
+        batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
     return batch
 
 

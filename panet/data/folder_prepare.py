@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-
 from panet.base.files import PathLike
 from panet.data.folder import (ALL_SPLIT, CLASSES_FILE, IMAGE_DIR, IMAGE_SUFFIXES, LIST_DIR,
                                MASK_DIR, MASK_ORIGIN, MASK_SUFFIX, MAX_CLASSES, SOURCES_FILE,
@@ -56,25 +55,16 @@ class FolderCheck:
                 + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()))
 
 
-def _quote(ids: List[str]) -> str:
-    shown = ", ".join(ids[:SHOWN_IDS])
-    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
-
-
-def _check_image(path: Path) -> Tuple[Tuple[int, int], List[Problem]]:
-    """((H, W) as displayed, as the mask was drawn on it; problems) of one image, decoded in
-    full (a truncated file is caught here; 16-bit and float images are refused)."""
-    try:
-        image = read_image(path, "", "replace it")
-        return (image.height, image.width), []
-    except ValueError as error:
-        return (0, 0), [Problem("bad image", str(error))]
-
-
 def _check_pair(root: Path, image_id: str, image_file: str,
                 n_classes: int) -> Tuple[List[int], List[Problem]]:
-    """(classes in the mask, problems) of one image and its mask."""
-    size, problems = _check_image(root / IMAGE_DIR / image_file)
+    """(classes in the mask, problems) of one image and its mask. The image is decoded in full
+    (a truncated file is caught here; 16-bit and float images are refused) and its size taken
+    as displayed, as the mask was drawn on it."""
+    try:
+        image = read_image(root / IMAGE_DIR / image_file, "", "replace it")
+        size, problems = (image.height, image.width), []
+    except ValueError as error:
+        size, problems = (0, 0), [Problem("bad image", str(error))]
     mask = root / MASK_DIR / f"{image_id}{MASK_SUFFIX}"
     if not mask.is_file():
         return [], problems + [Problem("missing mask", f"{mask} does not exist (the mask of "
@@ -131,8 +121,10 @@ def _read_splits(root: Path, image_ids: List[str]) -> Tuple[Dict[str, List[str]]
         if not ids:
             problems.append(Problem("split", f"{path} lists no image id"))
         elif unknown:
+            more = f" and {len(unknown) - SHOWN_IDS} more" if len(unknown) > SHOWN_IDS else ""
             problems.append(Problem("split", f"{path} lists {len(unknown)} ids without an image "
-                                             f"in {root / IMAGE_DIR}: {_quote(unknown)}"))
+                                             f"in {root / IMAGE_DIR}: "
+                                             f"{', '.join(unknown[:SHOWN_IDS])}{more}"))
         else:
             splits[path.stem] = ids
     return splits, problems

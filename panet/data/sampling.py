@@ -2,10 +2,9 @@
 
 Shorthand: W ways, S shots, Q queries per episode; N_c the queries of way c (sum N_c = Q).
 
-The list depends only on the per-class image lists, the class set, W, S, Q, the number of
-episodes and the seed: one ``numpy.random.Generator(seed)`` first draws N_c (once per dataset, each
-query assigned to a uniformly chosen way, as the released code does), then every episode in
-order, so a list of n episodes is the prefix of any longer list drawn with the same seed.
+One ``numpy.random.Generator(seed)`` first draws N_c (once per dataset, each query assigned to a
+uniformly chosen way, as the released code does), then every episode in order, so a list of n
+episodes is the prefix of any longer list drawn with the same seed and inputs.
 """
 
 from __future__ import annotations
@@ -19,11 +18,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Episode:
-    """One episode in global class ids.
-
-    ``class_ids`` (W), ``support_ids`` (W x S), ``query_ids`` (W lists, N_c ids for way c):
-    the queries of way c show class ``class_ids[c]``.
-    """
+    """One episode in global class ids: ``class_ids`` (W), ``support_ids`` (W x S),
+    ``query_ids`` (W lists, N_c ids for way c, showing class ``class_ids[c]``)."""
 
     class_ids: Tuple[int, ...]
     support_ids: Tuple[Tuple[str, ...], ...]
@@ -42,10 +38,8 @@ def queries_per_way(ways: int, queries: int, rng: np.random.Generator) -> List[i
 def usable_classes(class_images: Mapping[int, Sequence[str]], classes: Sequence[int],
                    needed: int, ways: int,
                    describe: Callable[[int], str] = str) -> List[int]:
-    """The classes of ``classes`` with at least ``needed`` images, ascending.
-
-    The others are left out with a warning naming them; fewer than ``ways`` left is an error.
-    """
+    """The classes of ``classes`` with at least ``needed`` images, ascending; the others are
+    left out with a warning naming them; fewer than ``ways`` left is an error."""
     kept = [c for c in sorted(classes) if len(class_images.get(c, ())) >= needed]
     dropped = [c for c in sorted(classes) if c not in kept]
     if dropped:
@@ -63,13 +57,10 @@ def usable_classes(class_images: Mapping[int, Sequence[str]], classes: Sequence[
 def sample_episodes(class_images: Mapping[int, Sequence[str]], classes: Sequence[int],
                     ways: int, shots: int, queries: int, n_episodes: int, seed: int,
                     describe: Callable[[int], str] = str) -> List[Episode]:
-    """Draw ``n_episodes`` episodes over ``classes`` (PROTOCOL §8).
-
-    Per episode: W distinct classes uniformly from the usable ones, then for way c S + N_c
-    distinct images uniformly from its class's (sorted) list; the first S are the support, the
-    rest the queries, so a support never equals a query of its way. W, S, Q >= 1 (config
-    keys data.ways, data.shots, data.queries, checked there).
-    """
+    """Draw ``n_episodes`` episodes over ``classes`` (PROTOCOL §8): per episode W distinct
+    classes uniformly from the usable ones, then for way c S + N_c distinct images uniformly
+    from its class's sorted list; the first S are the support, the rest the queries (so a
+    support is never a query of its way)."""
     rng = np.random.default_rng(seed)
     n_query = queries_per_way(ways, queries, rng)
     kept = usable_classes(class_images, classes, shots + max(n_query), ways, describe)

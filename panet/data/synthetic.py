@@ -1,19 +1,16 @@
 """A generated few-shot segmentation dataset in the real PASCAL VOC (and COCO) on-disk layout.
 
 Class = shape family x fill texture. 5 shapes (ellipse, rectangle, triangle, cross, ring) and 4
-two-colour textures (horizontal stripes, vertical stripes, checkerboard, dots) make a 5 x 4 grid
-of 20 classes, numbered so that the PASCAL-5i folds split it into 4 Latin-square diagonals: class
-k = 5i + s + 1 (fold i = 0..3, shape s = 0..4) has texture (s + i) mod 4. Each fold's 5 test
-classes thus hold every shape once and new shape/texture pairings: every shape and every texture
-of a test class also appears in that fold's training classes, only the combination is new.
+two-colour textures (horizontal stripes, vertical stripes, checkerboard, dots) make 20 classes,
+numbered so that the PASCAL-5i folds are 4 Latin-square diagonals: class k = 5i + s + 1 (fold i,
+shape s = 0..4) has texture (s + i) mod 4. A fold's 5 test classes hold every shape once, in new
+shape/texture pairings: only the combination is new to its training classes.
 
-Colours are random per object (the texture's two colours) and drawn from the same distribution
-as the background clutter (solid or diagonally striped blobs and thick lines on a noisy
-gradient), so colour never gives a class away: a class can only be found from its support's
-shape and texture. Each image holds 2-4 objects of distinct classes, 20-45% of the short side,
-overlapping each other by at most ``MAX_OVERLAP`` of either area; a VOC-style void band (255)
-of ``~0.6%`` of the short side runs along every object boundary. Texture periods scale with the
-image (10-14% of the short side) so they stay legible after resizing to ~128 px.
+Colours are random per object and drawn like the background clutter (solid or striped blobs and
+thick lines on a noisy gradient), so only shape and texture give a class away. Each image holds
+2-4 objects of distinct classes, 20-45% of the short side, overlapping each other by at most
+``MAX_OVERLAP`` of either area; a VOC-style void band (255) of ~0.6% of the short side runs along
+every object boundary. Texture periods (10-14% of the short side) survive resizing to ~128 px.
 
 Layout written under ``root``::
 
@@ -27,12 +24,10 @@ Layout written under ``root``::
 
 ``generate_folder`` writes the same images in the folder layout of ``panet.data.folder``
 (``images/``, ``masks/``, ``classes.txt``, ``splits/{train,test}.txt`` = trainaug / val) and
-``examples/``: a support image of class 1 with its 0/255 mask and query images of the class
-(``write_predict_example``, from the first images holding it), to try ``scripts/predict.py``.
+``examples/`` to try ``scripts/predict.py`` on (``write_predict_example``).
 
-Everything is a deterministic function of (seed, image index, size): image i is drawn from its
-own generator seeded with (seed, i), so files are byte-identical across runs and a larger
-``n_images`` only adds images.
+Image i is drawn from its own generator seeded with (seed, i), so files are byte-identical across
+runs and a larger ``n_images`` only adds images.
 """
 
 from __future__ import annotations
@@ -96,10 +91,13 @@ def _colour_pair(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
             return first, second
 
 
-def _shape_polygons(shape: int, centre: np.ndarray, extent: float, angle: float,
-                    aspect: float) -> List[List[Tuple[float, float]]]:
-    """Outer polygon(s) of a shape, plus a hole polygon for the ring (second entry)."""
-    half = extent / 2
+def _object_mask(shape: int, size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """H x W bool mask of one object of ``SHAPES[shape]``, its place, size and turn random."""
+    height, width = size
+    half = rng.uniform(*OBJECT_SIDE) * min(height, width) / 2
+    centre = np.array([rng.uniform(half, width - half), rng.uniform(half, height - half)])
+    aspect = rng.uniform(0.6, 1.0)
+    angle = rng.uniform(0, np.pi)
     if shape in (0, 4):  # ellipse, ring
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
         outline = np.stack([np.cos(t), aspect * np.sin(t)], axis=1) * half
@@ -113,25 +111,11 @@ def _shape_polygons(shape: int, centre: np.ndarray, extent: float, angle: float,
         outline = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a],
                             [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]) * half
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    polygons = [outline @ rotation.T + centre]
-    if shape == 4:
-        polygons.append(outline * 0.55 @ rotation.T + centre)
-    return [[tuple(p) for p in polygon] for polygon in polygons]
-
-
-def _object_mask(shape: int, size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    height, width = size
-    short = min(height, width)
-    extent = rng.uniform(*OBJECT_SIDE) * short
-    margin = extent / 2
-    centre = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
-    aspect = rng.uniform(0.6, 1.0)
-    polygons = _shape_polygons(shape, centre, extent, rng.uniform(0, np.pi), aspect)
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
-    draw.polygon(polygons[0], fill=1)
-    if len(polygons) > 1:
-        draw.polygon(polygons[1], fill=0)
+    draw.polygon([tuple(p) for p in outline @ rotation.T + centre], fill=1)
+    if shape == 4:  # the ring's hole
+        draw.polygon([tuple(p) for p in outline * 0.55 @ rotation.T + centre], fill=0)
     return np.asarray(canvas, dtype=bool)
 
 
@@ -256,11 +240,9 @@ def _rle(mask: np.ndarray) -> dict:
 def generate(root: PathLike, n_images: int = DEFAULT_N_IMAGES, size: Tuple[int, int] = (375, 500),
              seed: int = 0, val_fraction: float = 0.2, coco: bool = False,
              coco_year: int = 2014) -> Path:
-    """Write the dataset under ``root`` (see the module docstring); returns ``root``.
-
-    The last ``round(n_images * val_fraction)`` images form ``val``, the others ``trainaug``
-    (``train{year}`` / ``val{year}`` in the COCO variant). Existing files are overwritten.
-    """
+    """Write the dataset under ``root`` (module docstring), overwriting; returns ``root``. The
+    last ``round(n_images * val_fraction)`` images form ``val`` (COCO: ``val{year}``), the
+    others ``trainaug`` (``train{year}``)."""
     root = Path(root)
     voc = root / VOC_DIR
     for name in (IMAGE_DIR, CLASS_DIR, INSTANCE_DIR, str(LIST_DIR)):
@@ -313,11 +295,10 @@ def generate_folder(root: PathLike, n_images: int = DEFAULT_N_IMAGES,
 
 def write_predict_example(image_dir: Path, mask_dir: Path, ids: Sequence[str], class_id: int,
                           out: Path, n_queries: int = 1) -> Tuple[Path, Path, List[Path]]:
-    """Inputs for ``scripts/predict.py`` from class-index masks: the first of ``ids`` whose mask
-    covers at least ``EXAMPLE_MIN_AREA`` of the image with ``class_id`` becomes
-    ``out/support.jpg`` with ``out/support_mask.png`` (0 background, 255 the class), the next
-    ``n_queries`` such images are copied to ``out/queries/query_<q>.jpg``. Returns (support
-    image, support mask, query images)."""
+    """Inputs for ``scripts/predict.py``: of the ``ids`` whose class-index mask covers at least
+    ``EXAMPLE_MIN_AREA`` with ``class_id``, the first becomes ``out/support.jpg`` with
+    ``out/support_mask.png`` (0 / 255), the next ``n_queries`` ``out/queries/query_<q>.jpg``.
+    Returns (support image, support mask, query images)."""
     chosen = []
     for image_id in ids:
         labels = load_label_png(mask_dir / f"{image_id}.png")
@@ -349,13 +330,13 @@ def _add_coco_image(root: Path, coco_split: str, index: int, image_path: Path,
     records["images"].append({"id": index + 1, "file_name": file_name, "height": height,
                               "width": width})
     for class_id, mask in objects:
-        rows, cols = np.nonzero(mask)
+        rows, cols = bounding_box(mask)
         records["annotations"].append({
             "id": len(records["annotations"]) + 1,
             "image_id": index + 1, "category_id": coco_category_id(class_id),
             "segmentation": _rle(mask), "area": int(mask.sum()), "iscrowd": 0,
-            "bbox": [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
-                     int(rows.max() - rows.min() + 1)]})
+            "bbox": [int(cols.start), int(rows.start), int(cols.stop - cols.start),
+                     int(rows.stop - rows.start)]})
 
 
 def _write_coco_annotations(root: Path, coco_records: Dict[str, dict]) -> None:

@@ -1,8 +1,6 @@
-"""Generated stand-ins for the four cross-domain few-shot test sets of PATNet, in their layouts.
-
-The cross-domain benchmark (PATNet, ECCV 2022) tests on Deepglobe, ISIC2018, Chest X-ray and
-FSS-1000. ``generate_cdfss`` writes a small dataset in each real on-disk layout, so the loaders
-run on it; ``data.root`` is the dataset's own folder::
+"""Generated stand-ins for the four cross-domain few-shot test sets of PATNet (ECCV 2022):
+Deepglobe, ISIC2018, Chest X-ray and FSS-1000, each small, in its real on-disk layout, so the
+loaders run on it (``data.root`` is the dataset's own folder)::
 
     Deepglobe/<k>/test/origin/<stem>.jpg, <k>/test/groundtruth/<stem>.png        k = 1..6
     ISIC/ISIC2018_Task1-2_Training_Input/<k>/ISIC_<7 digits>.jpg                 k = 1..3
@@ -16,10 +14,9 @@ ISIC classes nevus, seborrheic_keratosis, melanoma are folders 1, 2, 3. Deepglob
 ``images_per_class`` images per class, Lung ``lung_images``, FSS-1000 ``len(FSS_CLASSES)``
 classes (``FSS_SPLITS``: 6 trn, 3 val, 3 test) of 10 images each; every mask has its image.
 
-Look: each class has a style, a colour pair and a fill pattern (stripes, checkerboard, dots or
-solid), and its object (1-3 blobs for Deepglobe, one lesion for ISIC and FSS-1000, two lung
-fields for the grayscale X-rays) is filled with it on a noisy background of the dataset's own
-colour, so a model can find a class from its support.
+Each class has a colour pair and a fill pattern (``class_style``) that fills its object (1-3
+blobs for Deepglobe, one lesion for ISIC and FSS-1000, two lung fields for the grayscale X-rays)
+on a noisy background of the dataset's own colour, so a model can find a class from its support.
 
 Names carry the edge cases of the real data, for the loaders' exact sorting:
 
@@ -38,7 +35,7 @@ from __future__ import annotations
 
 import colorsys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -83,27 +80,9 @@ def class_style(dataset: str, class_index: int) -> Tuple[np.ndarray, np.ndarray,
             PATTERNS[class_index % len(PATTERNS)])
 
 
-def _pattern(kind: str, size: Size, rng: np.random.Generator) -> np.ndarray:
-    """H x W bool (True = first colour) of a fill pattern with a random phase: a texture of the
-    PASCAL-layout set (``panet.data.synthetic``), or solid."""
-    if kind == "solid":
-        return np.ones(size, dtype=bool)
-    return synthetic.texture_pattern(kind, (slice(0, size[0]), slice(0, size[1])),
-                                     PATTERN_PERIOD * min(size), rng)
-
-
-def _blob(size: Size, centre: Tuple[float, float], radius: float,
-          rng: np.random.Generator) -> np.ndarray:
-    """H x W bool star-shaped blob around ``centre`` (x, y) with radii 0.7-1.0 x ``radius``."""
-    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False) + rng.uniform(0, np.pi / 6)
-    radii = radius * rng.uniform(0.7, 1.0, size=angles.size)
-    points = np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None] + centre
-    canvas = Image.new("L", (size[1], size[0]), 0)
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in points], fill=1)
-    return np.asarray(canvas, dtype=bool)
-
-
-def _random_blob(size: Size, rng: np.random.Generator, centred: bool) -> np.ndarray:
+def _blob(size: Size, rng: np.random.Generator, centred: bool) -> np.ndarray:
+    """H x W bool star-shaped blob of 12 radii 0.7-1.0 x r (r a ``BLOB_RADIUS`` share of the
+    short side), near the image centre (``centred``) or anywhere it fits."""
     radius = rng.uniform(*BLOB_RADIUS) * min(size)
     height, width = size
     if centred:
@@ -111,7 +90,12 @@ def _random_blob(size: Size, rng: np.random.Generator, centred: bool) -> np.ndar
                   height / 2 + rng.uniform(-0.1, 0.1) * height)
     else:
         centre = (rng.uniform(radius, width - radius), rng.uniform(radius, height - radius))
-    return _blob(size, centre, radius, rng)
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False) + rng.uniform(0, np.pi / 6)
+    radii = radius * rng.uniform(0.7, 1.0, size=angles.size)
+    points = np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None] + centre
+    canvas = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in points], fill=1)
+    return np.asarray(canvas, dtype=bool)
 
 
 def _lung_fields(size: Size, rng: np.random.Generator) -> np.ndarray:
@@ -126,15 +110,6 @@ def _lung_fields(size: Size, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
-def _object_mask(dataset: str, size: Size, rng: np.random.Generator) -> np.ndarray:
-    if dataset == LUNG_DIR:
-        return _lung_fields(size, rng)
-    if dataset == DEEPGLOBE_DIR:
-        blobs = [_random_blob(size, rng, centred=False) for _ in range(rng.integers(1, 4))]
-        return np.logical_or.reduce(blobs)
-    return _random_blob(size, rng, centred=True)
-
-
 def render(dataset: str, class_index: int, index: int, seed: int = 0,
            size: Size = (96, 96)) -> Tuple[np.ndarray, np.ndarray]:
     """Image ``index`` of class ``class_index`` of ``dataset``: (H x W x 3 uint8 RGB, H x W
@@ -142,9 +117,18 @@ def render(dataset: str, class_index: int, index: int, seed: int = 0,
     rng = np.random.default_rng([seed, DATASET_CODES[dataset], class_index, index])
     base = np.array(BACKGROUNDS[dataset], np.float32) + rng.uniform(-20, 20, size=3)
     image = np.broadcast_to(base, (*size, 3)).copy()
-    mask = _object_mask(dataset, size, rng)
+    if dataset == LUNG_DIR:
+        mask = _lung_fields(size, rng)
+    elif dataset == DEEPGLOBE_DIR:
+        mask = np.logical_or.reduce([_blob(size, rng, centred=False)
+                                     for _ in range(rng.integers(1, 4))])
+    else:
+        mask = _blob(size, rng, centred=True)
     first, second, kind = class_style(dataset, class_index)
-    image[mask] = np.where(_pattern(kind, size, rng)[mask][:, None], first, second)
+    # the fill: a texture of the PASCAL-layout set (panet.data.synthetic), with a random phase
+    pattern = np.ones(size, dtype=bool) if kind == "solid" else synthetic.texture_pattern(
+        kind, (slice(0, size[0]), slice(0, size[1])), PATTERN_PERIOD * min(size), rng)
+    image[mask] = np.where(pattern[mask][:, None], first, second)
     image += NOISE_STD * rng.standard_normal(size=image.shape, dtype=np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
 
@@ -161,31 +145,22 @@ def _save_pair(dataset: str, class_index: int, index: int, seed: int, size: Size
     Image.fromarray(mask).save(mask_path)
 
 
-def deepglobe_stem(class_index: int, index: int, images_per_class: int) -> str:
-    """Tile name in the style of scripts/prepare_deepglobe.py: <id>_sat_<row><column>."""
-    n = class_index * images_per_class + index
-    return f"{DEEPGLOBE_FIRST_ID + 7 * (n // 36)}_sat_{n // 6 % 6}{n % 6}"
-
-
 def write_deepglobe(root: Path, seed: int, size: Size, images_per_class: int) -> None:
     for class_index in range(DEEPGLOBE_CLASSES):
         folder = root / str(class_index + 1) / "test"
         for index in range(images_per_class):
-            stem = deepglobe_stem(class_index, index, images_per_class)
+            # tile names as scripts/prepare_deepglobe.py writes them: <id>_sat_<row><column>
+            n = class_index * images_per_class + index
+            stem = f"{DEEPGLOBE_FIRST_ID + 7 * (n // 36)}_sat_{n // 6 % 6}{n % 6}"
             _save_pair(DEEPGLOBE_DIR, class_index, index, seed, size,
                        folder / "origin" / f"{stem}.jpg", folder / "groundtruth" / f"{stem}.png")
 
 
-def isic_ids(images_per_class: int) -> List[Tuple[str, int]]:
-    """(id, class index) of every ISIC image in id order; classes take turns."""
-    n_images = images_per_class * len(ISIC_CLASSES)
-    return [(f"ISIC_{ISIC_FIRST_ID + ISIC_ID_STEP * n:07d}", n % len(ISIC_CLASSES))
-            for n in range(n_images)]
-
-
 def write_isic(root: Path, seed: int, size: Size, images_per_class: int) -> None:
     rows = ["ID,Class"]
-    for n, (image_id, class_index) in enumerate(isic_ids(images_per_class)):
+    for n in range(images_per_class * len(ISIC_CLASSES)):  # in id order, classes take turns
+        image_id = f"ISIC_{ISIC_FIRST_ID + ISIC_ID_STEP * n:07d}"
+        class_index = n % len(ISIC_CLASSES)
         _save_pair(ISIC_DIR, class_index, n // len(ISIC_CLASSES), seed, size,
                    root / ISIC_IMAGE_DIR / str(class_index + 1) / f"{image_id}.jpg",
                    root / ISIC_MASK_DIR / f"{image_id}_segmentation.png")
@@ -193,24 +168,11 @@ def write_isic(root: Path, seed: int, size: Size, images_per_class: int) -> None
     (root / ISIC_CSV).write_text("".join(row + "\n" for row in rows))
 
 
-def lung_names(n_images: int) -> List[str]:
-    """Image names (no suffix), in pairs "CHNCXR_<j>" and "CHNCXR_<j>_1" (see module docstring)."""
-    return [f"CHNCXR_{n // 2 + 1:04d}" + ("_1" if n % 2 else "") for n in range(n_images)]
-
-
 def write_lung(root: Path, seed: int, size: Size, n_images: int) -> None:
-    for index, name in enumerate(lung_names(n_images)):
+    for index in range(n_images):  # pairs "CHNCXR_<j>", "CHNCXR_<j>_1" (module docstring)
+        name = f"CHNCXR_{index // 2 + 1:04d}" + ("_1" if index % 2 else "")
         _save_pair(LUNG_DIR, 0, index, seed, size, root / LUNG_IMAGE_DIR / f"{name}.png",
                    root / LUNG_MASK_DIR / f"{name}{LUNG_MASK_SUFFIX}", grayscale=True)
-
-
-def fss_splits() -> Dict[str, List[str]]:
-    """Split name -> its FSS-1000 classes (``FSS_SPLITS`` consecutive runs of FSS_CLASSES)."""
-    splits, start = {}, 0
-    for split, count in FSS_SPLITS.items():
-        splits[split] = list(FSS_CLASSES[start:start + count])
-        start += count
-    return splits
 
 
 def write_fss(root: Path, seed: int, size: Size) -> None:
@@ -219,8 +181,11 @@ def write_fss(root: Path, seed: int, size: Size) -> None:
             _save_pair(FSS_DIR, class_index, n, seed, size, root / name / f"{n}.jpg",
                        root / name / f"{n}.png")
     (root / "splits").mkdir(exist_ok=True)
-    for split, names in fss_splits().items():
-        (root / "splits" / f"{split}.txt").write_text("".join(name + "\n" for name in names))
+    start = 0
+    for split, count in FSS_SPLITS.items():  # consecutive runs of FSS_CLASSES
+        (root / "splits" / f"{split}.txt").write_text(
+            "".join(name + "\n" for name in FSS_CLASSES[start:start + count]))
+        start += count
 
 
 def generate_cdfss(root: PathLike, seed: int = 0, size: Size = (96, 96),

@@ -1,12 +1,10 @@
 """Per-image transforms (PROTOCOL §5): RGB conversion, resize, horizontal flip, ImageNet
-normalisation.
+normalisation; the one path from a picture to the model's input (``image_tensor``,
+``resize_nearest``), for the episode dataset and ``panet.inference.Segmenter`` alike.
 
 Images are resized bilinearly (PIL), every label-like map (class labels, instance ids,
 scribbles, masks) by nearest neighbour: output pixel (y, x) takes input pixel
 (floor((y + 0.5) * H_in / H_out), floor((x + 0.5) * W_in / W_out)), so no new label value appears.
-
-``image_tensor`` and ``resize_nearest`` are the one path from a picture to the model's input:
-the episode dataset (training and testing) and ``panet.inference.Segmenter`` both call them.
 """
 
 from __future__ import annotations
@@ -53,13 +51,9 @@ def displayed_size(image: Image.Image) -> Tuple[int, int]:
 
 
 def to_rgb(image: Image.Image, where: str = "image", upright_by_exif: bool = True) -> Image.Image:
-    """The image as 8-bit RGB, upright as displayed (``upright``, unless ``upright_by_exif`` is
-    False: for annotations made on the stored pixels): grayscale, palette, RGBA (alpha
-    dropped), CMYK, ... converted.
-
-    16-bit and float images (modes I, I;16, F) are refused with a ``ValueError`` naming
-    ``where``: PIL would clip their values to 255, silently losing the picture.
-    """
+    """The image as 8-bit RGB (alpha dropped), upright as displayed (``upright``; not with
+    ``upright_by_exif=False``, for annotations made on the stored pixels). 16-bit and float
+    images are refused with a ``ValueError`` naming ``where``: PIL would clip them to 255."""
     image.load()  # decode now (a truncated file raises OSError here), so the file may close
     if upright_by_exif:
         image = upright(image)
@@ -73,11 +67,8 @@ def to_rgb(image: Image.Image, where: str = "image", upright_by_exif: bool = Tru
 
 
 def image_tensor(image: Image.Image, size: Size, flip: bool = False) -> torch.Tensor:
-    """The model input of one image: 3 x H x W float32 (H x W = ``size``).
-
-    RGB conversion (``to_rgb``), bilinear resize to ``size``, optional left-right flip, ImageNet
-    normalisation (``normalize``).
-    """
+    """The model input of one image, 3 x H x W float32 (H x W = ``size``): ``to_rgb``, bilinear
+    resize, optional left-right flip, ``normalize``."""
     pixels = resize_image(to_rgb(image), size)
     return normalize(hflip(pixels) if flip else pixels)
 
@@ -97,6 +88,10 @@ def resize_nearest(labels: np.ndarray, size: Size) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
 def resize_nearest_torch(labels: np.ndarray, size: Size) -> np.ndarray:
     """``resize_nearest`` picking the pixels PyTorch's ``interpolate(mode="nearest")`` picks,
     which PATNet and HSNet apply to masks (PATNet data/deepglobe.py:36, 41-44): the reference
@@ -114,11 +109,6 @@ def _torch_nearest_index(n_in: int, n_out: int) -> np.ndarray:
         return index // (n_out // n_in)
     scale = np.float32(n_in) / np.float32(n_out)
     return np.minimum(np.floor(index.astype(np.float32) * scale).astype(np.int64), n_in - 1)
-
-
-def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
-    index = ((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64)
-    return np.minimum(index, n_in - 1)
 
 
 def hflip(array: np.ndarray) -> np.ndarray:

@@ -2,11 +2,9 @@
 
 - ``write_class_lists``: for every ``{split}.txt`` list, the per-class lists
   ``{split}/class{k}.txt`` = ids whose ``SegmentationClassAug`` mask holds class k (0 and 255 are
-  not classes; PROTOCOL §6). Its parts ``group_by_class`` and ``save_class_lists`` also
-  prepare folder datasets (``panet.data.folder_prepare``).
-- ``convert_instances``: ``SegmentationObjectAug/{id}.png`` instance maps, copied from VOC's own
-  ``SegmentationObject`` where it has the id, else converted from SBD's ``inst/{id}.mat``
-  (``GTinst.Segmentation``).
+  not classes; PROTOCOL §6); its parts also serve ``panet.data.folder_prepare``.
+- ``convert_instances``: ``SegmentationObjectAug/{id}.png`` instance maps, from VOC's own
+  ``SegmentationObject`` or SBD's ``inst/{id}.mat`` (``GTinst.Segmentation``).
 """
 
 from __future__ import annotations
@@ -34,10 +32,8 @@ def split_lists(lists_dir: PathLike) -> Dict[str, Path]:
 
 
 def layout_problems(voc_root: PathLike, lists_dir: Optional[PathLike] = None) -> List[str]:
-    """What class-list preparation cannot find, one line per problem (empty when all is there).
-
-    ``lists_dir`` defaults to ``voc_root/ImageSets/Segmentation``.
-    """
+    """What class-list preparation cannot find, one line per problem (empty when all is there);
+    ``lists_dir`` defaults to ``voc_root/ImageSets/Segmentation``."""
     voc_root = Path(voc_root)
     lists_dir = Path(lists_dir) if lists_dir else voc_root / LIST_DIR
     if not voc_root.is_dir():
@@ -80,14 +76,13 @@ def _classes_or_problem(path: Path, n_classes: int) -> Union[List[int], str]:
 def write_class_lists(voc_root: PathLike, lists_dir: Optional[PathLike] = None,
                       out_dir: Optional[PathLike] = None, n_classes: int = PASCAL_N_CLASSES,
                       workers: int = 2) -> Dict[str, Dict[int, List[str]]]:
-    """Write ``out_dir/{split}/class{k}.txt`` for every ``lists_dir/{split}.txt``.
+    """Write ``out_dir/{split}/class{k}.txt`` for every ``lists_dir/{split}.txt``; returns
+    split -> class id -> sorted ids.
 
-    ``lists_dir`` defaults to ``voc_root/ImageSets/Segmentation`` and ``out_dir`` to
-    ``lists_dir``; a separate ``out_dir`` also gets a copy of the split lists, so that it is a
-    complete lists folder for the loaders (``data.lists_dir``). Every mask is read once (in
-    ``workers`` threads) however many splits list it; if any mask is unreadable or holds labels
-    outside 0..n_classes and 255, ``MaskProblems`` lists all of them and nothing is written.
-    Returns split -> class id -> sorted ids.
+    ``lists_dir`` defaults to ``voc_root/ImageSets/Segmentation``, ``out_dir`` to ``lists_dir``
+    (a separate ``out_dir`` also gets the split lists: a complete ``data.lists_dir``). Each mask
+    is read once, in ``workers`` threads; if any is unreadable or holds labels outside
+    0..n_classes and 255, ``MaskProblems`` lists all of them and nothing is written.
     """
     voc_root = Path(voc_root)
     lists_dir = Path(lists_dir) if lists_dir else voc_root / LIST_DIR
@@ -152,9 +147,7 @@ def convert_instances(voc_root: PathLike, sbd_dir: PathLike, ids: Iterable[str])
     """Write ``SegmentationObjectAug/{id}.png`` for ``ids``; returns the ids found nowhere.
 
     VOC's ``SegmentationObject/{id}.png`` is copied when present (it matches the VOC class masks
-    that ``SegmentationClassAug`` uses for those ids); otherwise SBD's ``inst/{id}.mat`` is
-    converted to a palette PNG.
-    """
+    ``SegmentationClassAug`` uses for those ids), else SBD's ``inst/{id}.mat`` converted."""
     voc_root, sbd_dir = Path(voc_root), Path(sbd_dir)
     out_dir = voc_root / INSTANCE_DIR
     out_dir.mkdir(exist_ok=True)
@@ -179,8 +172,5 @@ def listed_ids(lists_dir: PathLike) -> List[str]:
 
 def images_missing(voc_root: PathLike, ids: Sequence[str]) -> List[str]:
     """Ids without ``JPEGImages/{id}.jpg`` (class lists do not need them, training does)."""
-    image_dir = Path(voc_root) / IMAGE_DIR
-    if not image_dir.is_dir():
-        return list(ids)
-    present = {path.stem for path in image_dir.glob("*.jpg")}
+    present = {path.stem for path in (Path(voc_root) / IMAGE_DIR).glob("*.jpg")}
     return [i for i in ids if i not in present]

@@ -1,7 +1,9 @@
 """Support masks of one support image: dense, bounding box or scribble (PROTOCOL §2, §10).
 
-All maps are H x W at the episode's input size (after resize and flip) unless said otherwise;
-masks are bool.
+Maps are H x W at the episode's input size (after resize and flip) unless said otherwise; masks
+are bool. A support's dense fg is never empty (the dataset resamples such supports), so neither
+is its box or scribble; a bg can be empty (an object filling the image) and stays empty: masked
+pooling then gives a zero prototype, not a NaN.
 
 Dense: fg = pixels of the way's class; bg = pixels labelled with none of the episode's W classes
 (void 255 counts as background).
@@ -12,24 +14,17 @@ its instances. If no instance overlaps the fg (instance and class PNGs disagree)
 counts as one instance.
 
 Scribble: from an image's scribble map in the released ``ScribbleAugAuto`` format (0 bg
-scribble, 255 unlabelled, k fg scribble of instance k), read from the released files or, where a
-dataset has none, generated with ``build_scribble_map`` (the DAVIS-challenge interaction robot,
-``robot_scribble``, applied to every instance and to the background region). fg = one fg scribble
-chosen at random among those that touch the dense fg, kept inside it; bg = the bg scribble inside
-the dense bg. Optional dilation by a disk of radius r, clipped to the region, so a scribble never
-marks pixels of the other side.
+scribble, 255 unlabelled, k fg scribble of instance k), read from the released files or
+generated with ``build_scribble_map`` (the DAVIS-challenge interaction robot, ``robot_scribble``,
+on every instance and on the background region). fg = one fg scribble chosen at random among
+those that touch the dense fg, kept inside it; bg = the bg scribble inside the dense bg.
+Optional dilation by a disk of radius r, clipped to the region (never onto the other side).
 
-Fallback for an empty side. A support's scribbles can vanish at the input size (its instances too
-small for the robot, or a 1-px line falling between the rows/columns that nearest-neighbour
-resizing keeps). The released loader then pools an empty mask (a zero prototype). Here the empty
-side gets the robot's scribble of its dense region at the input size instead, or the dense region
-itself when the robot draws nothing there (a region too thin for a 4-pixel axis is scribble-sized
-already), so that a support's fg is never empty.
-
-Empty masks: the dense fg of a support is never empty (the dataset resamples such supports), so
-neither is its box or scribble. A bg can be empty (an object filling the image, boxes covering
-it): it stays empty, and the model's masked pooling (eps in the denominator) then gives a zero
-prototype, not a NaN.
+Fallback for an empty side: scribbles can vanish at the input size (instances too small for the
+robot, a 1-px line between the rows nearest-neighbour resizing keeps), where the released loader
+pools an empty mask. Here the empty side gets the robot's scribble of its dense region at the
+input size, or the dense region itself when the robot draws nothing there (too thin for a
+4-pixel axis: scribble-sized already), so that a support's fg is never empty.
 """
 
 from __future__ import annotations
@@ -90,38 +85,29 @@ def box_masks(fg: np.ndarray, instances: np.ndarray, choice: str = "largest",
     return fg_box, bg_box
 
 
-# ---- the DAVIS interaction robot: one region -> a scribble ------------------------------------
-
-
 def robot_scribble(region: np.ndarray) -> np.ndarray:
-    """The scribble the DAVIS-challenge interaction robot draws on an H x W bool ``region``.
+    """H x W bool map of 1-px curves: what the DAVIS-challenge interaction robot draws on an
+    H x W bool ``region`` (deterministic; empty without an axis component of ``MIN_AXIS_PIXELS``).
 
-    Deterministic; returns an H x W bool map of 1-px curves (empty when the region has no axis
-    component of ``MIN_AXIS_PIXELS`` pixels, e.g. a region of fewer than 4 pixels). Steps, each
-    a function saying how: 1. a disk opening (``_opened``); 2. its medial axis
-    (``_medial_axis``); 3. the graph of the axis pixels (``_axis_graph``); 4. a minimum
-    spanning tree per component (``_axis_trees``); 5. its longest path (``_longest_path``);
-    6. each path smoothed into a Bezier curve and drawn in 1-px lines (``_bezier``, ``_draw``).
-
-    The curve is not clipped to the region: a Bezier curve stays inside the convex hull of its
-    control points, not inside a non-convex region (``build_scribble_map`` clips).
+    Steps: 1. a disk opening (``_opened``); 2. its medial axis (``_medial_axis``); 3. the graph
+    of the axis pixels (``_axis_graph``); 4. a minimum spanning tree per component
+    (``_axis_trees``); 5. its longest path (``_longest_path``); 6. each path smoothed into a
+    Bezier curve and drawn in 1-px lines (``_bezier``, ``_draw``). Not clipped to the region (a
+    Bezier curve stays in the convex hull of its control points); ``build_scribble_map`` clips.
     """
-    region = np.asarray(region, dtype=bool)
-    scribble = np.zeros(region.shape, dtype=bool)
+    scribble = np.zeros(np.shape(region), dtype=bool)
     for curve in robot_curves(region):
         _draw(curve, scribble)
     return scribble
 
 
 def robot_curves(region: np.ndarray) -> List[np.ndarray]:
-    """Steps 1-6a of ``robot_scribble``: the robot's curves on ``region`` as N x 2 float arrays
-    of (x, y) image coordinates, before they are scaled and drawn (a path of more than
-    ``BEZIER_SAMPLES`` pixels is kept as it is, not smoothed).
+    """Steps 1-6a of ``robot_scribble``: its curves as N x 2 float (x, y) arrays, not yet drawn
+    (a path of more than ``BEZIER_SAMPLES`` pixels is kept as it is, not smoothed).
 
-    Computed on the region's bounding box grown by 1 px (clipped to the image); the result is the
-    same as on the whole image: every step only looks at the region, its 1-px surroundings and
-    the nearest background pixel, which that window always holds (or, at the image edge, the
-    image edge itself, treated as on the whole image).
+    Computed on the region's bounding box grown by 1 px, with the same result as on the whole
+    image: every step looks only at the region, its 1-px surroundings and the nearest background
+    pixel, which that window always holds (or the image edge, treated as on the whole image).
     """
     region = np.asarray(region, dtype=bool)
     if region.sum() < MIN_AXIS_PIXELS:  # the axis lies inside the region: too few pixels
@@ -139,12 +125,10 @@ def robot_curves(region: np.ndarray) -> List[np.ndarray]:
 
 
 def _disk_opening(region: np.ndarray, radius: float) -> np.ndarray:
-    """Opening of ``region`` by the disk {(dy, dx) integer: dy^2 + dx^2 <= radius^2}.
-
-    Outside the image counts as region for the erosion, as in the robot's rank filters (which see
-    only pixels inside the image), so a region is not eroded from the image edge. Computed exactly
-    with Euclidean distance transforms: a pixel survives the erosion iff no background pixel lies
-    within ``radius`` of it, and the dilation adds every pixel within ``radius`` of a survivor.
+    """Opening of ``region`` by the disk {(dy, dx) integer: dy^2 + dx^2 <= radius^2}, exact via
+    Euclidean distance transforms (a pixel survives the erosion iff no background pixel lies
+    within ``radius``; the dilation adds every pixel within ``radius`` of a survivor). Outside
+    the image counts as region, as in the robot's rank filters: no erosion from the image edge.
     """
     if region.all():
         return region.copy()
@@ -178,16 +162,12 @@ def _axis_graph(axis: np.ndarray) -> Tuple[nx.Graph, np.ndarray, np.ndarray]:
     with an edge between 8-neighbours weighted by their distance; also the nodes' rows, columns."""
     ys, xs = np.nonzero(axis)
     nodes = np.arange(ys.size)
-    index = np.full(axis.shape, -1, dtype=np.int64)
-    index[ys, xs] = nodes
+    index = np.full((axis.shape[0] + 2, axis.shape[1] + 2), -1, dtype=np.int64)  # -1: none
+    index[ys + 1, xs + 1] = nodes  # a 1-px border of -1 around the image
     graph = nx.Graph()
     graph.add_nodes_from(nodes.tolist())
-    height, width = axis.shape
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbour pair once
-        y, x = ys + dy, xs + dx
-        inside = (y < height) & (x >= 0) & (x < width)
-        neighbour = np.full(ys.size, -1, dtype=np.int64)
-        neighbour[inside] = index[y[inside], x[inside]]
+        neighbour = index[ys + 1 + dy, xs + 1 + dx]
         linked = neighbour >= 0
         weight = float(np.hypot(dy, dx))
         graph.add_weighted_edges_from(
@@ -239,21 +219,15 @@ def _draw(points: np.ndarray, canvas: np.ndarray) -> None:
         canvas[rows, cols] = True
 
 
-# ---- an image's scribble map in the released format ------------------------------------------
-
-
 def build_scribble_map(labels: np.ndarray, instances: Optional[np.ndarray] = None) -> np.ndarray:
     """H x W uint8 scribble map of one image in the released ``ScribbleAugAuto`` format.
 
-    labels: H x W class ids (0 background, 255 void). instances: H x W instance ids (0 none,
-    255 void), as in ``SegmentationObjectAug``; None: every 8-connected part of a class region is
-    an instance, numbered 1, 2, ... by class id and then by position (only the parts the robot
-    draws on get a number).
-
-    Instance k's scribble (``robot_scribble`` of its mask) gets value k; the scribble of the
-    background region (label 0: no object, not void) gets 0 — the paper does not say how the
-    background scribbles were drawn, this is our reading; every other pixel is 255. Each scribble
-    is kept inside its own region, so a value always names what lies under it.
+    labels: H x W class ids (0 background, 255 void). instances: H x W ids (0 none, 255 void),
+    as in ``SegmentationObjectAug``; None: every 8-connected part of a class region is an
+    instance, numbered 1, 2, ... by class id, then position (only parts the robot draws on).
+    Instance k's scribble (``robot_scribble`` of its mask, kept inside it) gets k, the background
+    region's (label 0, not void) gets 0 (the paper does not say how background scribbles were
+    drawn: our reading), every other pixel 255.
     """
     scribbles = np.full(labels.shape, IGNORE_INDEX, dtype=np.uint8)
     _paint(scribbles, labels == 0, 0)
@@ -281,9 +255,6 @@ def _paint(scribbles: np.ndarray, region: np.ndarray, value: int) -> bool:
     scribble = robot_scribble(region) & region
     scribbles[scribble] = value
     return bool(scribble.any())
-
-
-# ---- scribble supports ------------------------------------------------------------------------
 
 
 def dilate(scribble: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
