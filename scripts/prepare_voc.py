@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import List
 
 from panet.data.folds import PASCAL_CLASS_NAMES
 from panet.data.voc_prepare import (MaskProblems, convert_instances, images_missing,
@@ -60,13 +61,18 @@ def main(argv=None) -> int:
         print(f"note: {len(no_image)} listed ids have no {IMAGE_DIR}/<id>.jpg (e.g. "
               f"{no_image[:3]}); training and testing need them: {ORIGIN[IMAGE_DIR]}")
     if args.sbd:
-        missing = convert_instances(args.voc_root, args.sbd, ids)
-        print(f"instance maps written to {args.voc_root / 'SegmentationObjectAug'} for "
-              f"{len(ids) - len(missing)} ids")
-        if missing:
-            print(f"warning: {len(missing)} ids are neither in SegmentationObject/ nor in "
-                  f"{args.sbd / 'inst'} (e.g. {missing[:3]}); box supports fail on them")
+        convert_sbd(args.voc_root, args.sbd, ids)
     return 0
+
+
+def convert_sbd(voc_root: Path, sbd: Path, ids: List[str]) -> None:
+    """Write the instance maps of `ids` from SBD, saying which ids have none."""
+    missing = convert_instances(voc_root, sbd, ids)
+    print(f"instance maps written to {voc_root / 'SegmentationObjectAug'} for "
+          f"{len(ids) - len(missing)} ids")
+    if missing:
+        print(f"warning: {len(missing)} ids are neither in SegmentationObject/ nor in "
+              f"{sbd / 'inst'} (e.g. {missing[:3]}); box supports fail on them")
 
 
 if __name__ == "__main__":

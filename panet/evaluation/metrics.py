@@ -40,7 +40,8 @@ def episode_counts(pred: Array, target: Array, n_labels: int, rule: str = "relea
     labelled = target != IGNORE_INDEX
     if bool(((pred < 0) | (pred >= n_labels)).any()) or \
             bool(((target[labelled] < 0) | (target[labelled] >= n_labels)).any()):
-        raise ValueError(f"labels must lie in 0..{n_labels - 1} (target may also be {IGNORE_INDEX})")
+        raise ValueError(f"labels must lie in 0..{n_labels - 1} "
+                         f"(target may also be {IGNORE_INDEX})")
     # confusion[g, p] = number of labelled pixels with ground truth g predicted as p
     confusion = torch.bincount(target[labelled] * n_labels + pred[labelled],
                                minlength=n_labels * n_labels).view(n_labels, n_labels).cpu()
@@ -110,7 +111,8 @@ class IoUMeter:
         episode_class_ids = [int(c) for c in episode_class_ids]
         unknown = [c for c in episode_class_ids if c not in self._row]
         if unknown:
-            raise ValueError(f"episode classes {unknown} are not among the meter's {self.class_ids}")
+            raise ValueError(f"episode classes {unknown} are not among the meter's "
+                             f"{self.class_ids}")
         counts = episode_counts(pred, target, 1 + len(episode_class_ids), self.rule)
         rows = [0] + [self._row[c] for c in episode_class_ids]
         self.counts[run, rows] += counts  # rows are distinct: ways have distinct classes

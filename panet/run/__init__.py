@@ -1,1 +1,2 @@
-"""A train.py / test.py run: its composed configuration, checks, run folder, identity and sacred experiments."""
+"""A train.py / test.py run: its composed configuration, checks, run folder, identity and
+sacred experiments."""

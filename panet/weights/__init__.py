@@ -1,1 +1,2 @@
-"""The files a model comes from: training checkpoints, the authors' released snapshots, one reader for both."""
+"""The files a model comes from: training checkpoints, the authors' released snapshots, one
+reader for both."""
