@@ -27,13 +27,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from panet.data import synthetic, synthetic_cdfss
 from panet.run.compose import named_config_files
 from panet.run.folder import RunFolder
+from panet.settings import RunSettings, TestSettings, TrainSettings
 from panet.weights.released import ReleasedSetting, parse_released_path, released_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FOLDS = (0, 1, 2, 3)
 QUERIES = 1  # one query per episode in every experiment (PROTOCOL §8)
-# the configs' defaults (PROTOCOL §5, §8), which commands do not repeat; the episodes' seed
-PAPER_STEPS, PAPER_TEST_RUNS, PAPER_TEST_EPISODES, PAPER_SEED = 30000, 5, 1000, 1234
+# the settings' defaults (PROTOCOL §5, §8), which commands do not repeat; the episodes' seed
+PAPER_STEPS, PAPER_SEED = TrainSettings().steps, RunSettings().seed
+PAPER_TEST_RUNS, PAPER_TEST_EPISODES = TestSettings().runs, TestSettings().episodes
 PAPER_ENCODER = "vgg16"
 TARGETS = ("deepglobe", "isic2018", "chestxray", "fss1000")  # the cross-domain benchmark
 TARGET_DIRS = (synthetic_cdfss.DEEPGLOBE_DIR, synthetic_cdfss.ISIC_DIR, synthetic_cdfss.LUNG_DIR,
