@@ -4,11 +4,14 @@ through Slurm, a training job interrupted twice (the signal before a time limit,
 `scontrol requeue`) ending with the weights of an uninterrupted run, a failed job reported and
 submitted again."""
 
+import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -26,11 +29,44 @@ CPU_ONLY = SlurmOptions(gpus_per_job=0)
 TIMEOUT = 600  # seconds any one wait may take before the test fails
 
 
-def wait_for(condition, what):
+def wait_for(condition, what, explain=lambda: ""):
+    """Poll `condition` until it holds; on timeout fail with `explain()` (the state it saw)."""
     deadline = time.monotonic() + TIMEOUT
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}. {explain()}"
         time.sleep(0.2)
+
+
+def trainer_pid(output_dir):
+    """The pid of the train.py process writing `output_dir` (the only one alive)."""
+    marker = f"train.output_dir={output_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it has just ended
+            continue
+        if marker in argv and any(arg.endswith(b"train.py") for arg in argv):
+            return int(entry.name)
+    return None
+
+
+def sigterm_pending(pid):
+    """Whether SIGTERM waits in the pending set of process `pid` (/proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    pending = [int(line.split()[1], 16) for line in status if line.startswith(("SigPnd", "ShdPnd"))]
+    return any(mask >> (signal.SIGTERM - 1) & 1 for mask in pending)
+
+
+@contextlib.contextmanager
+def frozen(pid):
+    """Hold process `pid` stopped (SIGSTOP) for the block and let it go after (SIGCONT), so
+    that a signal sent meanwhile finds it at a known step however fast the steps are."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def ended(slurm_cluster, job_id):
@@ -40,8 +76,8 @@ def ended(slurm_cluster, job_id):
     return slurm_cluster.job_field(job_id, "JobState")
 
 
-def wait_until_requeued(job_id):
-    wait_for(lambda: scheduler_queue([job_id])[job_id].state == "PENDING", "the requeue")
+def wait_until_requeued(job_id, explain=lambda: ""):
+    wait_for(lambda: scheduler_queue([job_id])[job_id].state == "PENDING", "the requeue", explain)
 
 
 def start_now(slurm_cluster, job_id):
@@ -80,7 +116,7 @@ def test_synthetic_table_1_through_slurm(slurm_cluster, synthetic_root, tmp_path
 
 def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_run(
         slurm_cluster, synthetic_root, tmp_path):
-    steps = 40
+    steps = 60
 
     def job_in(out):
         scale = Scale(out, synthetic=True, data_root=synthetic_root, steps=steps, size=65)
@@ -98,19 +134,36 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
     def saved_step():
         return load_checkpoint_header(last)["step"] if last.is_file() else 0
 
-    wait_for(lambda: saved_step() >= 1, "training to start")
-    # what Slurm sends 90 s before a time limit (--signal=USR2@90): submitit's handler stops
-    # train.py, which saves last.pt, and requeues the job
-    assert slurm_cluster.run("scancel", "--signal=USR2", job_id).returncode == 0
-    wait_until_requeued(job_id)
+    def state():
+        shown = " ".join(slurm_cluster.run("scontrol", "show", "job", job_id).stdout.split())
+        logs = sorted((job.folder / SLURM_FOLDER).glob(f"{job_id}_*_log.*"))
+        return " | ".join([f"last.pt at step {saved_step()}", shown,
+                           *(f"{log.name}: {log.read_text()[-1500:]}" for log in logs),
+                           slurm_cluster.log_tail()])
+
+    def trainer():
+        pid = trainer_pid(job.folder)
+        assert pid is not None, f"train.py ended before the test could stop it: {state()}"
+        return pid
+
+    wait_for(lambda: saved_step() >= 1, "training to start", state)
+    # held stopped while signalled: its steps (~0.04 s) would otherwise all be done before the
+    # signal reaches it
+    with frozen(trainer()) as pid:
+        # what Slurm sends 90 s before a time limit (--signal=USR2@90): submitit's handler stops
+        # train.py with SIGTERM (it saves last.pt) and requeues the job
+        assert slurm_cluster.run("scancel", "--signal=USR2", job_id).returncode == 0
+        wait_for(lambda: sigterm_pending(pid), "submitit to stop train.py", state)
+    wait_until_requeued(job_id, state)
     first_stop = saved_step()
     start_now(slurm_cluster, job_id)
-    wait_for(lambda: saved_step() > first_stop, "the requeued job to train")
-    # a requeue as preemption does it: Slurm sends SIGTERM, then puts the job back
-    assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
-    wait_until_requeued(job_id)
+    wait_for(lambda: saved_step() > first_stop, "the requeued job to train", state)
+    with frozen(trainer()):
+        # a requeue as preemption does it: Slurm sends SIGCONT and SIGTERM, then puts the job back
+        assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
+        wait_until_requeued(job_id, state)
     start_now(slurm_cluster, job_id)
-    wait_for(job.has_output, "the job to finish")
+    wait_for(job.has_output, "the job to finish", state)
     assert straight.wait(timeout=TIMEOUT) == 0, straight.stderr.read()[-3000:]
 
     log = (job.folder / SLURM_FOLDER / f"{job_id}_0_log.out").read_text()
