@@ -24,5 +24,5 @@ setup(
         "tensorboard",
         "submitit",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
 )

@@ -80,8 +80,11 @@ def wait_until_requeued(job_id, explain=lambda: ""):
     wait_for(lambda: scheduler_queue([job_id])[job_id].state == "PENDING", "the requeue", explain)
 
 
-def start_now(slurm_cluster, job_id):
-    """Let a requeued job start at once (Slurm holds it back for about two minutes)."""
+def start_soon(slurm_cluster, job_id):
+    """Let a requeued job start now, not after the two minutes Slurm holds it back; but only
+    once the second of its requeue has passed: slurmd refuses a job launched within the second
+    it killed it ("Job credential revoked", times in whole seconds), and the job ends."""
+    time.sleep(1.5)
     wait_for(lambda: slurm_cluster.run("scontrol", "update", f"jobid={job_id}",
                                        "StartTime=now").returncode == 0, "the start time")
 
@@ -156,13 +159,13 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         wait_for(lambda: sigterm_pending(pid), "submitit to stop train.py", state)
     wait_until_requeued(job_id, state)
     first_stop = saved_step()
-    start_now(slurm_cluster, job_id)
+    start_soon(slurm_cluster, job_id)
     wait_for(lambda: saved_step() > first_stop, "the requeued job to train", state)
     with frozen(trainer()):
         # a requeue as preemption does it: Slurm sends SIGCONT and SIGTERM, then puts the job back
         assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
         wait_until_requeued(job_id, state)
-    start_now(slurm_cluster, job_id)
+    start_soon(slurm_cluster, job_id)
     wait_for(job.has_output, "the job to finish", state)
     assert straight.wait(timeout=TIMEOUT) == 0, straight.stderr.read()[-3000:]
 
