@@ -150,8 +150,8 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         return pid
 
     wait_for(lambda: saved_step() >= 1, "training to start", state)
-    # held stopped while signalled: its steps (~0.04 s) would otherwise all be done before the
-    # signal reaches it
+    # held stopped while signalled: its 60 steps take ~2.4 s here, and on a busy machine the
+    # signal could otherwise arrive after the last one
     with frozen(trainer()) as pid:
         # what Slurm sends 90 s before a time limit (--signal=USR2@90): submitit's handler stops
         # train.py with SIGTERM (it saves last.pt) and requeues the job
