@@ -15,9 +15,10 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# two processes, each running whole test files in order (a file's tests may build on each other)
+# two processes, each running whole test files in order (a file's tests may build on each
+# other), each computing on one thread (torch's default of one per core would oversubscribe)
 test: $(STAMP) slurm-tools latex-tools
-	$(PY) -m pytest -q --numprocesses 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q --numprocesses 2 --dist loadfile
 
 # tests/test_slurm.py starts a one-node cluster from Debian's slurm-wlm and munge: installed
 # here, quietly, when missing and we are root on a Debian-like system (elsewhere those tests

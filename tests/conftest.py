@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from panet.data.label_png import save_label_png
@@ -32,6 +33,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # closed local port, so that no test (nor the train.py / test.py it starts, which inherit the
 # environment) downloads from the internet, and an absent file fails at once
 os.environ["PANET_TORCHVISION_URL"] = "http://127.0.0.1:9/"
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The benchmarks' main() sets torch's thread count for the whole process; put it back after
+    each test, so that a later test computes with the count its subprocesses get (runs compared
+    bit for bit across processes need the same count)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def shared_data_dir() -> Path:
