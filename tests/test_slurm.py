@@ -27,6 +27,8 @@ pytest_plugins = ["fake_jobs"]  # the `fake` fixture
 reproduce = load_script("reproduce")
 CPU_ONLY = SlurmOptions(gpus_per_job=0)
 TIMEOUT = 600  # seconds any one wait may take before the test fails
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+         "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}  # Slurm's states of a job that has ended
 
 
 def wait_for(condition, what, explain=lambda: ""):
@@ -144,12 +146,19 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
                            *(f"{log.name}: {log.read_text()[-1500:]}" for log in logs),
                            slurm_cluster.log_tail()])
 
+    def trained_past(step):
+        """Whether last.pt is past `step`; fails at once when the job has ended without it."""
+        if saved_step() > step:
+            return True
+        assert scheduler_queue([job_id])[job_id].state not in ENDED, state()
+        return False
+
     def trainer():
         pid = trainer_pid(job.folder)
         assert pid is not None, f"train.py ended before the test could stop it: {state()}"
         return pid
 
-    wait_for(lambda: saved_step() >= 1, "training to start", state)
+    wait_for(lambda: trained_past(0), "training to start", state)
     # held stopped while signalled: its 60 steps take ~2.4 s here, and on a busy machine the
     # signal could otherwise arrive after the last one
     with frozen(trainer()) as pid:
@@ -160,7 +169,7 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
     wait_until_requeued(job_id, state)
     first_stop = saved_step()
     start_soon(slurm_cluster, job_id)
-    wait_for(lambda: saved_step() > first_stop, "the requeued job to train", state)
+    wait_for(lambda: trained_past(first_stop), "the requeued job to train", state)
     with frozen(trainer()):
         # a requeue as preemption does it: Slurm sends SIGCONT and SIGTERM, then puts the job back
         assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
