@@ -73,8 +73,8 @@ def frozen(pid):
 
 def ended(slurm_cluster, job_id):
     """The state of a Slurm job once it has ended (its output may come a moment before)."""
-    wait_for(lambda: slurm_cluster.job_field(job_id, "JobState") not in (
-        "PENDING", "RUNNING", "COMPLETING"), f"Slurm job {job_id} to end")
+    wait_for(lambda: slurm_cluster.job_field(job_id, "JobState") in ENDED,
+             f"Slurm job {job_id} to end")
     return slurm_cluster.job_field(job_id, "JobState")
 
 
