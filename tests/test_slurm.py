@@ -139,7 +139,7 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
     def saved_step():
         return load_checkpoint_header(last)["step"] if last.is_file() else 0
 
-    def state():
+    def job_report():
         shown = " ".join(slurm_cluster.run("scontrol", "show", "job", job_id).stdout.split())
         logs = sorted((job.folder / SLURM_FOLDER).glob(f"{job_id}_*_log.*"))
         return " | ".join([f"last.pt at step {saved_step()}", shown,
@@ -150,32 +150,32 @@ def test_a_training_job_stopped_twice_ends_with_the_weights_of_an_uninterrupted_
         """Whether last.pt is past `step`; fails at once when the job has ended without it."""
         if saved_step() > step:
             return True
-        assert scheduler_queue([job_id])[job_id].state not in ENDED, state()
+        assert slurm_cluster.job_field(job_id, "JobState") not in ENDED, job_report()
         return False
 
     def trainer():
         pid = trainer_pid(job.folder)
-        assert pid is not None, f"train.py ended before the test could stop it: {state()}"
+        assert pid is not None, f"train.py ended before the test could stop it: {job_report()}"
         return pid
 
-    wait_for(lambda: trained_past(0), "training to start", state)
+    wait_for(lambda: trained_past(0), "training to start", job_report)
     # held stopped while signalled: its 60 steps take ~2.4 s here, and on a busy machine the
     # signal could otherwise arrive after the last one
     with frozen(trainer()) as pid:
         # what Slurm sends 90 s before a time limit (--signal=USR2@90): submitit's handler stops
         # train.py with SIGTERM (it saves last.pt) and requeues the job
         assert slurm_cluster.run("scancel", "--signal=USR2", job_id).returncode == 0
-        wait_for(lambda: sigterm_pending(pid), "submitit to stop train.py", state)
-    wait_until_requeued(job_id, state)
+        wait_for(lambda: sigterm_pending(pid), "submitit to stop train.py", job_report)
+    wait_until_requeued(job_id, job_report)
     first_stop = saved_step()
     start_soon(slurm_cluster, job_id)
-    wait_for(lambda: trained_past(first_stop), "the requeued job to train", state)
+    wait_for(lambda: trained_past(first_stop), "the requeued job to train", job_report)
     with frozen(trainer()):
         # a requeue as preemption does it: Slurm sends SIGCONT and SIGTERM, then puts the job back
         assert slurm_cluster.run("scontrol", "requeue", job_id).returncode == 0
-        wait_until_requeued(job_id, state)
+        wait_until_requeued(job_id, job_report)
     start_soon(slurm_cluster, job_id)
-    wait_for(job.has_output, "the job to finish", state)
+    wait_for(job.has_output, "the job to finish", job_report)
     assert straight.wait(timeout=TIMEOUT) == 0, straight.stderr.read()[-3000:]
 
     log = (job.folder / SLURM_FOLDER / f"{job_id}_0_log.out").read_text()
